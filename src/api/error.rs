@@ -1,0 +1,98 @@
+//! The one place errors become HTTP: OCI JSON bodies
+//! (`{"errors":[{"code","message","detail"}]}`) with the spec's status.
+
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+use super::body::{self, Body};
+use crate::oci::ErrorCode;
+use crate::store::StoreError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    status: Option<u16>,
+    detail: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode) -> ApiError {
+        ApiError {
+            code,
+            status: None,
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Human detail: what exactly was wrong.
+    pub fn detail(mut self, d: impl Into<String>) -> ApiError {
+        self.detail = Some(d.into());
+        self
+    }
+
+    /// Override the code's default status (e.g. 413 for an oversized body).
+    pub fn status(mut self, s: u16) -> ApiError {
+        self.status = Some(s);
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl AsRef<str>) -> ApiError {
+        if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status.unwrap_or(self.code.status())).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Internal failure: logged in full here, reported without internals.
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %e, "{context}");
+        ApiError::new(ErrorCode::Internal).detail(context.to_string())
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status_code();
+        let json = serde_json::json!({
+            "errors": [{
+                "code": self.code.as_str(),
+                "message": self.code.message(),
+                "detail": self.detail.unwrap_or_default(),
+            }]
+        });
+        let bytes = serde_json::to_vec(&json).unwrap_or_default();
+        let mut b = Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, bytes.len());
+        for (k, v) in self.headers {
+            b = b.header(k, v);
+        }
+        b.body(body::full(bytes)).unwrap_or_else(|_| Response::new(body::empty()))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::UploadUnknown => ApiError::new(ErrorCode::BlobUploadUnknown),
+            StoreError::RangeMismatch { offset } => ApiError::new(ErrorCode::RangeInvalid)
+                .detail(format!("chunk must start at byte {offset}"))
+                .header("range", body::range_header(offset)),
+            e @ StoreError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()),
+            e @ StoreError::SizeMismatch { .. } => ApiError::new(ErrorCode::SizeInvalid).detail(e.to_string()),
+            StoreError::Body(e) => ApiError::new(ErrorCode::BlobUploadInvalid).detail(format!("request body: {e}")),
+            StoreError::Io(e) => ApiError::internal("storage error", e),
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> ApiError {
+        ApiError::internal("storage error", e)
+    }
+}

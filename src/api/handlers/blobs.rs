@@ -1,0 +1,128 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with `Range`.
+
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::header_str;
+use crate::api::body;
+use crate::api::error::ApiError;
+use crate::api::{Api, Reply};
+use crate::oci::{Digest, ErrorCode, RepoName};
+
+/// A byte range resolved against a blob of known length.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    Full,
+    Part { start: u64, end: u64 },
+    Unsatisfiable,
+}
+
+/// Parse a `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`) against
+/// `len`. Multi-range and foreign units are ignored (full body), as HTTP
+/// allows.
+pub fn parse_range(value: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Full;
+    };
+    if spec.contains(',') {
+        return ByteRange::Full;
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return ByteRange::Unsatisfiable;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else { return ByteRange::Unsatisfiable };
+            let end = if b.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match b.parse::<u64>() {
+                    Ok(e) if e >= start => e.min(len.saturating_sub(1)),
+                    _ => return ByteRange::Unsatisfiable,
+                }
+            };
+            (start, end)
+        }
+        (true, false) => {
+            let Ok(n) = b.parse::<u64>() else { return ByteRange::Unsatisfiable };
+            if n == 0 {
+                return ByteRange::Unsatisfiable;
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (true, true) => return ByteRange::Unsatisfiable,
+    };
+    if parsed.0 >= len {
+        return ByteRange::Unsatisfiable;
+    }
+    ByteRange::Part {
+        start: parsed.0,
+        end: parsed.1,
+    }
+}
+
+pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, d: &Digest) -> Reply {
+    if !api.store.repo_has_blob(name, d).await? {
+        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
+    }
+    let Some((file, len)) = api.store.open_blob(d).await? else {
+        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(d.to_string()));
+    };
+    let head = req.method() == Method::HEAD;
+    let b = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("docker-content-digest", d.to_string())
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, format!("\"{d}\""))
+        .header(header::CACHE_CONTROL, "max-age=31536000");
+    match parse_range(header_str(req.headers(), header::RANGE), len) {
+        ByteRange::Unsatisfiable => Err(ApiError::new(ErrorCode::RangeInvalid)
+            .detail(format!("range not satisfiable for a blob of {len} bytes"))
+            .header("content-range", format!("bytes */{len}"))),
+        ByteRange::Full => {
+            let body = if head { body::empty() } else { body::file_range(file, 0, len).await? };
+            Ok(b.status(StatusCode::OK).header(header::CONTENT_LENGTH, len).body(body)?)
+        }
+        ByteRange::Part { start, end } => {
+            let n = end - start + 1;
+            let body = if head { body::empty() } else { body::file_range(file, start, n).await? };
+            Ok(b.status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_LENGTH, n)
+                .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
+                .body(body)?)
+        }
+    }
+}
+
+pub async fn delete(api: &Api, name: &RepoName, d: &Digest) -> Reply {
+    if !api.store.unlink_blob(name, d).await? {
+        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
+    }
+    Ok(Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(body::empty())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use ByteRange::*;
+        assert_eq!(parse_range(None, 10), Full);
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Part { start: 0, end: 4 });
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Part { start: 5, end: 9 });
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Part { start: 7, end: 9 });
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Part { start: 8, end: 9 });
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=x-2"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), Unsatisfiable);
+    }
+}

@@ -1,0 +1,153 @@
+//! Blob uploads: `POST` (session, monolithic, mount), `PATCH` (chunks),
+//! `GET` (status), `PUT` (finish), `DELETE` (cancel).
+
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{content_length, header_str, Query};
+use crate::api::body::{self, range_header};
+use crate::api::error::ApiError;
+use crate::api::{body_stream, Api, Reply};
+use crate::oci::{Digest, ErrorCode, RepoName};
+
+fn upload_location(name: &RepoName, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+fn accepted(name: &RepoName, id: &str, offset: u64, status: StatusCode) -> Reply {
+    Ok(Response::builder()
+        .status(status)
+        .header(header::LOCATION, upload_location(name, id))
+        .header(header::RANGE, range_header(offset))
+        .header("docker-upload-uuid", id)
+        .header(header::CONTENT_LENGTH, 0)
+        .body(body::empty())?)
+}
+
+fn created(name: &RepoName, d: &Digest) -> Reply {
+    Ok(Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{d}"))
+        .header("docker-content-digest", d.to_string())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(body::empty())?)
+}
+
+fn digest_param(q: &Query, key: &str) -> Result<Option<Digest>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            v.parse()
+                .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).detail(format!("{key}: {e}")))
+        })
+        .transpose()
+}
+
+/// `Content-Range: <start>-<end>` (also accepts a `bytes ` prefix). Returns
+/// (start, length).
+fn content_range(req: &Request<Incoming>) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(v) = header_str(req.headers(), header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::new(ErrorCode::RangeInvalid).detail(format!("malformed Content-Range {v:?}"));
+    let v2 = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
+    let v2 = v2.split('/').next().unwrap_or("");
+    let (a, b) = v2.split_once('-').ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = b.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok(Some((start, end - start + 1)))
+}
+
+/// Check a chunk's `Content-Range` against its `Content-Length`.
+fn chunk_bounds(req: &Request<Incoming>) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let len = content_length(req.headers())?;
+    match content_range(req)? {
+        None => Ok((None, len)),
+        Some((start, n)) => {
+            if let Some(l) = len {
+                if l != n {
+                    return Err(ApiError::new(ErrorCode::RangeInvalid)
+                        .detail(format!("Content-Range covers {n} bytes but Content-Length is {l}")));
+                }
+            }
+            Ok((Some(start), Some(n)))
+        }
+    }
+}
+
+pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply {
+    let q = Query::of(&req);
+    if let Some(mount) = digest_param(&q, "mount")? {
+        let from: Option<RepoName> = q
+            .get("from")
+            .map(|f| {
+                f.parse()
+                    .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).detail(format!("from: {e}")))
+            })
+            .transpose()?;
+        let present = match &from {
+            Some(src) => api.store.repo_has_blob(src, &mount).await?,
+            // No source named: mount when the content is anywhere in the store.
+            None => api.store.blob_size(&mount).await?.is_some(),
+        };
+        if present {
+            api.store.link_blob(name, &mount).await?;
+            return created(name, &mount);
+        }
+        // Not mountable: fall through to a normal upload session (spec).
+    }
+    if let Some(d) = digest_param(&q, "digest")? {
+        // Monolithic upload in the POST itself.
+        let len = content_length(req.headers())?;
+        let id = api.store.start_upload(name).await?;
+        let res = api.store.upload_finish(name, &id, &d, len, body_stream(req)).await;
+        if res.is_err() {
+            let _ = api.store.upload_cancel(name, &id).await;
+        }
+        res?;
+        return created(name, &d);
+    }
+    let id = api.store.start_upload(name).await?;
+    accepted(name, &id, 0, StatusCode::ACCEPTED)
+}
+
+pub async fn status(api: &Api, name: &RepoName, id: &str) -> Reply {
+    let s = api.store.upload_status(name, id).await?;
+    accepted(name, id, s.offset, StatusCode::NO_CONTENT)
+}
+
+pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
+    let (start, len) = chunk_bounds(&req)?;
+    let s = api
+        .store
+        .upload_append(name, id, start, len, body_stream(req))
+        .await
+        .map_err(|e| ApiError::from(e).header("location", upload_location(name, id)))?;
+    accepted(name, id, s.offset, StatusCode::ACCEPTED)
+}
+
+pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
+    let q = Query::of(&req);
+    let Some(d) = digest_param(&q, "digest")? else {
+        return Err(ApiError::new(ErrorCode::DigestInvalid).detail("the digest query parameter is required"));
+    };
+    let (start, len) = chunk_bounds(&req)?;
+    if let Some(start) = start {
+        let s = api.store.upload_status(name, id).await?;
+        if s.offset != start {
+            return Err(ApiError::from(crate::store::StoreError::RangeMismatch { offset: s.offset })
+                .header("location", upload_location(name, id)));
+        }
+    }
+    api.store.upload_finish(name, id, &d, len, body_stream(req)).await?;
+    created(name, &d)
+}
+
+pub async fn cancel(api: &Api, name: &RepoName, id: &str) -> Reply {
+    api.store.upload_cancel(name, id).await?;
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(body::empty())?)
+}

@@ -1,0 +1,171 @@
+//! Configuration: raw TOML structs (unknown keys refused) turned into a
+//! validated [`Config`] once at start-up. Every error names the key.
+//!
+//! Precedence: built-in defaults < config file < environment / flags.
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::RawConfig;
+
+/// A configuration problem, always naming the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub upload_max_age: Duration,
+    pub temp_max_age: Duration,
+    pub cleanup_interval: Duration,
+    pub max_manifest_size: usize,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// Overrides from the command line or environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Load `path` (or the embedded default when `None`) and apply
+    /// `overrides`.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw = match path {
+            None => RawConfig::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                RawConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message,
+                })?
+            }
+        };
+        raw.validate(overrides)
+    }
+}
+
+/// Parse a duration such as `90s`, `10m`, `24h`.
+pub(crate) fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v)
+        .map_err(|e| ConfigError::invalid(key, format!("{v:?} is not a duration like \"10m\" ({e})")))
+}
+
+/// Parse a size such as `4MiB`, `512k`, `10GB` or a plain byte count.
+pub(crate) fn size(key: &str, v: &str) -> Result<u64, ConfigError> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ConfigError::invalid(key, format!("{v:?} is not a size like \"4MiB\"")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gi" | "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "ti" | "tib" => 1 << 40,
+        _ => return Err(ConfigError::invalid(key, format!("{v:?}: unknown size unit {unit:?}"))),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| ConfigError::invalid(key, format!("{v:?} is too large")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.data_dir, PathBuf::from("./wharf-data"));
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../config.example.toml");
+        let raw = RawConfig::parse(text).unwrap();
+        raw.validate(&Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = RawConfig::parse("[storage]\ndata_dri = \"x\"\n").unwrap_err();
+        assert!(e.contains("data_dri"), "{e}");
+        let e = RawConfig::parse("lisen = 1\n").unwrap_err();
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let raw = RawConfig::parse("[storage]\nupload_max_age = \"soon\"\n").unwrap();
+        let e = raw.validate(&Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("storage.upload_max_age"), "{e}");
+        let raw = RawConfig::parse("[server]\nlisten = \"nowhere\"\n").unwrap();
+        let e = raw.validate(&Overrides::default()).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let raw = RawConfig::parse("[log]\nformat = \"xml\"\n").unwrap();
+        assert!(raw.validate(&Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn overrides_win() {
+        let raw = RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let o = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            data_dir: Some("/d".into()),
+        };
+        let c = raw.validate(&o).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.data_dir, PathBuf::from("/d"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("k", "4MiB").unwrap(), 4 << 20);
+        assert_eq!(size("k", "100").unwrap(), 100);
+        assert!(size("k", "4 parsecs").is_err());
+    }
+}

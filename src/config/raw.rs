@@ -1,0 +1,101 @@
+//! The TOML shape of the config file. Every table refuses unknown keys.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{duration, size, Config, ConfigError, LogFormat, Overrides};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: Option<PathBuf>,
+    upload_max_age: Option<String>,
+    temp_max_age: Option<String>,
+    cleanup_interval: Option<String>,
+    max_manifest_size: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+impl RawConfig {
+    /// Parse TOML; the error text names the offending key and line.
+    pub fn parse(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(self, o: &Overrides) -> Result<Config, ConfigError> {
+        let listen_s = o
+            .listen
+            .clone()
+            .or(self.server.listen)
+            .unwrap_or_else(|| "127.0.0.1:5000".to_string());
+        let listen = listen_s.parse().map_err(|_| {
+            ConfigError::invalid("server.listen", format!("{listen_s:?} is not an address like 127.0.0.1:5000"))
+        })?;
+        let s = self.storage;
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(s.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./wharf-data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("storage.data_dir", "must not be empty"));
+        }
+        let dur = |key: &str, v: Option<String>, default: &str| duration(key, v.as_deref().unwrap_or(default));
+        let upload_max_age = dur("storage.upload_max_age", s.upload_max_age, "24h")?;
+        let temp_max_age = dur("storage.temp_max_age", s.temp_max_age, "1h")?;
+        let cleanup_interval = dur("storage.cleanup_interval", s.cleanup_interval, "10m")?;
+        if cleanup_interval.is_zero() {
+            return Err(ConfigError::invalid("storage.cleanup_interval", "must be more than zero"));
+        }
+        let max_manifest_size = size(
+            "storage.max_manifest_size",
+            s.max_manifest_size.as_deref().unwrap_or("4MiB"),
+        )?;
+        if max_manifest_size == 0 || max_manifest_size > (64 << 20) {
+            return Err(ConfigError::invalid("storage.max_manifest_size", "must be between 1 byte and 64MiB"));
+        }
+        let log_level = self.log.level.unwrap_or_else(|| "info".to_string());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::invalid("log.level", format!("{log_level:?} is not a level or filter like \"info\" or \"wharf=debug\"")));
+        }
+        let log_format = match self.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError::invalid("log.format", format!("{other:?}: use \"text\" or \"json\""))),
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            upload_max_age,
+            temp_max_age,
+            cleanup_interval,
+            max_manifest_size: max_manifest_size as usize,
+            log_level,
+            log_format,
+        })
+    }
+}

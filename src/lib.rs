@@ -1,0 +1,16 @@
+//! wharf: a pull-through caching proxy and private OCI registry.
+//!
+//! Module map (dependencies point one way, top to bottom):
+//! - [`oci`]: digests, names, manifests, error codes (imports nothing of ours)
+//! - [`config`]: raw TOML → validated [`config::Config`]
+//! - [`store`]: the content-addressed store on disk
+//! - [`api`]: HTTP routes, handlers, the one error mapping
+//! - [`app`]: wires the parts, serves, drains on shutdown
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod oci;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,90 @@
+//! The `wharf` command line: parse arguments, load config, start tracing,
+//! hand over to [`wharf::app`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wharf::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "Pull-through caching proxy and private OCI registry")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry (the default when no command is given).
+    Serve(ServeArgs),
+    /// Validate a config file and print the effective settings.
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Args, Default)]
+struct ConfigArg {
+    /// Config file (TOML). Without one, the embedded defaults apply.
+    #[arg(long, env = "WHARF_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Default)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen address, e.g. 127.0.0.1:5000 (overrides server.listen).
+    #[arg(long, env = "WHARF_LISTEN")]
+    listen: Option<String>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long, env = "WHARF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+fn load(c: &ConfigArg, o: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(c.config.as_deref(), o).map_err(|e| {
+        eprintln!("wharf: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(a) => {
+            let o = Overrides {
+                listen: a.listen,
+                data_dir: a.data_dir,
+            };
+            let cfg = match load(&a.config, &o) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            wharf::telemetry::init(&cfg);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("wharf: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(wharf::app::run(cfg, wharf::app::shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("wharf: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig(c) => match load(&c, &Overrides::default()) {
+            Ok(cfg) => {
+                println!("config OK");
+                println!("listen      {}", cfg.listen);
+                println!("data_dir    {}", cfg.data_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
