@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::api::Api;
 use crate::config::Config;
+use crate::proxy::{Proxy, Router};
 use crate::store::Store;
 
 /// How long in-flight requests may run after a shutdown signal.
@@ -50,7 +51,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "wharf listening");
 
+    let proxy = Proxy::new(store.clone(), Router::new(cfg.remotes.clone())).map_err(anyhow::Error::msg)?;
+    for r in &cfg.remotes {
+        tracing::info!(remote = %r.name, url = %r.url, default = r.default, "remote configured");
+    }
     let api = Arc::new(Api {
+        proxy,
         store: store.clone(),
         max_manifest_size: cfg.max_manifest_size,
     });

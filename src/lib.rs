@@ -12,5 +12,8 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod oci;
+pub mod proxy;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

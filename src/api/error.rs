@@ -5,7 +5,10 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::body::{self, Body};
 use crate::oci::ErrorCode;
+use crate::proxy::inflight::FetchError;
+use crate::proxy::{Missing, ProxyError};
 use crate::store::StoreError;
+use crate::upstream::UpstreamError;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -94,5 +97,50 @@ impl From<StoreError> for ApiError {
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
         ApiError::internal("storage error", e)
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> ApiError {
+        match &e {
+            UpstreamError::Unauthorized { remote, status, .. } => ApiError::new(ErrorCode::Denied).detail(format!(
+                "remote {remote} refused access (HTTP {status}): the repository does not exist there, or wharf's credentials for it are missing or wrong"
+            )),
+            UpstreamError::Status { status: 429, retry_after, .. } => {
+                let mut err = ApiError::new(ErrorCode::TooManyRequests).detail(format!("{e}: {}", e.body()));
+                if let Some(s) = retry_after {
+                    err = err.header("retry-after", s.to_string());
+                }
+                err
+            }
+            UpstreamError::Status { status, .. } => {
+                let code = if *status == 404 { ErrorCode::NameUnknown } else { ErrorCode::Unavailable };
+                let http = if *status == 404 { 404 } else { 502 };
+                ApiError::new(code).status(http).detail(format!("{e}: {}", e.body()))
+            }
+            UpstreamError::Unreachable { .. } => ApiError::new(ErrorCode::Unavailable).detail(e.to_string()),
+            UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::Unavailable).status(502).detail(e.to_string()),
+        }
+    }
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(e: ProxyError) -> ApiError {
+        match e {
+            ProxyError::NotFound { kind, .. } => {
+                let code = match kind {
+                    Missing::Manifest => ErrorCode::ManifestUnknown,
+                    Missing::Blob => ErrorCode::BlobUnknown,
+                    Missing::Repository => ErrorCode::NameUnknown,
+                };
+                ApiError::new(code).detail(e.to_string())
+            }
+            ProxyError::Upstream(u) => u.into(),
+            ProxyError::Fetch(FetchError::Upstream(u)) => u.into(),
+            ProxyError::Fetch(f @ FetchError::Io(_)) => ApiError::internal("spooling a blob", f),
+            ProxyError::Fetch(f) => ApiError::new(ErrorCode::Unavailable).status(502).detail(f.to_string()),
+            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::Unavailable).status(502).detail(e.to_string()),
+            ProxyError::Io(io) => ApiError::internal("storage error", io),
+        }
     }
 }

@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::oci::ErrorCode;
+use crate::proxy::{self, Proxy};
 use crate::store::Store;
 use body::Body;
 use error::ApiError;
@@ -26,6 +27,7 @@ use route::Route;
 /// Shared state of the HTTP layer.
 pub struct Api {
     pub store: Store,
+    pub proxy: Proxy,
     pub max_manifest_size: usize,
 }
 
@@ -58,6 +60,9 @@ impl Api {
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {
         let route = Route::parse(req.uri().path())?;
         let m = req.method().clone();
+        if let Some(target) = self.remote_target(&req, &route).await? {
+            return handlers::proxied::dispatch(self, req, route, target).await;
+        }
         use Route::*;
         match (&m, route) {
             (&Method::GET | &Method::HEAD, Base) => handlers::base(),
@@ -75,6 +80,41 @@ impl Api {
             (&Method::PUT, Upload(n, id)) => handlers::uploads::finish(self, req, &n, &id).await,
             (&Method::DELETE, Upload(n, id)) => handlers::uploads::cancel(self, &n, &id).await,
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).detail(format!("method {m} is not allowed here"))),
+        }
+    }
+}
+
+impl Api {
+    /// Whether the request addresses a remote (pull-through) repository.
+    ///
+    /// A name under a remote's prefix, or any name with containerd's `?ns=`,
+    /// is remote. Other names are local, except reads of a local repository
+    /// that does not exist, which go to the default remote: manifests always
+    /// (that is how a Docker daemon using wharf as `registry-mirrors` pulls),
+    /// blobs, tags and referrers only once that remote repository has been
+    /// pulled through wharf (so a first `docker push` to a new local
+    /// repository gets fast local 404s for its blob checks).
+    async fn remote_target(&self, req: &Request<Incoming>, route: &Route) -> Result<Option<proxy::RemoteTarget>, ApiError> {
+        let Some(name) = route.repo() else { return Ok(None) };
+        let q = handlers::Query::of(req);
+        let routed = self.proxy.router().route(name, q.get("ns")).map_err(|e| {
+            let code = match e {
+                proxy::PolicyError::UnknownNamespace(_) => ErrorCode::Denied,
+                _ => ErrorCode::NameInvalid,
+            };
+            ApiError::new(code).detail(e.to_string())
+        })?;
+        match routed {
+            proxy::Route::Remote(t) => Ok(Some(t)),
+            proxy::Route::LocalOrDefault(_, None) => Ok(None),
+            proxy::Route::LocalOrDefault(local, Some(t)) => {
+                let read = matches!(*req.method(), Method::GET | Method::HEAD);
+                if !read || self.store.repo_exists(&local).await {
+                    return Ok(None);
+                }
+                let remote = matches!(route, Route::Manifest(..)) || self.store.repo_exists(&t.cache_repo).await;
+                Ok(remote.then_some(t))
+            }
         }
     }
 }

@@ -4,12 +4,15 @@
 //! Precedence: built-in defaults < config file < environment / flags.
 
 mod raw;
+mod remote;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use raw::RawConfig;
+pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,8 @@ pub struct Config {
     pub max_manifest_size: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// Remote registries, in config order. Without `[[remotes]]`, Docker Hub.
+    pub remotes: Vec<Arc<Remote>>,
 }
 
 /// Overrides from the command line or environment.

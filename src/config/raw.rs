@@ -15,6 +15,7 @@ pub struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     log: RawLog,
+    remotes: Option<Vec<super::remote::RawRemote>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,7 +88,9 @@ impl RawConfig {
             "json" => LogFormat::Json,
             other => return Err(ConfigError::invalid("log.format", format!("{other:?}: use \"text\" or \"json\""))),
         };
+        let remotes = super::remote::validate_all(self.remotes)?;
         Ok(Config {
+            remotes,
             listen,
             data_dir,
             upload_max_age,

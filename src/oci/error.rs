@@ -57,7 +57,8 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             BlobUnknown | BlobUploadUnknown | ManifestUnknown | NameUnknown => 404,
-            ManifestBlobUnknown => 404,
+            // 400 as Distribution answers (the spec ties no status to it).
+            ManifestBlobUnknown => 400,
             BlobUploadInvalid | DigestInvalid | ManifestInvalid | NameInvalid | SizeInvalid
             | TagInvalid => 400,
             Unauthorized => 401,

@@ -62,10 +62,12 @@ impl Store {
         .await?;
         let (mut report, stale) = candidates;
         for id in stale {
-            if self.session_busy(&id) {
+            // Atomically: skip it if a request holds it, else close it so a
+            // request that already looked it up gets "unknown", not a
+            // missing file.
+            if !self.claim_idle_session(&id) {
                 continue;
             }
-            self.forget_session(&id);
             let dir = self.layout().upload_dir(&id);
             match tokio::fs::remove_dir_all(&dir).await {
                 Ok(()) => report.uploads += 1,

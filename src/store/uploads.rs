@@ -174,7 +174,12 @@ impl Store {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = self.layout().upload_data(id);
-        let mut file = tokio::fs::OpenOptions::new().read(true).write(true).open(&path).await?;
+        let mut file = match tokio::fs::OpenOptions::new().read(true).write(true).open(&path).await {
+            Ok(f) => f,
+            // Removed by cleanup after this request looked the session up.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadUnknown),
+            Err(e) => return Err(e.into()),
+        };
         if g.hasher.is_none() {
             g.hasher = Some(rehash(&mut file, g.offset, Algorithm::Sha256).await?);
         }
@@ -303,11 +308,6 @@ impl Store {
             }
         }
     }
-
-    /// Whether a session is held in memory and busy (cleanup skips it).
-    pub(super) fn session_busy(&self, id: &str) -> bool {
-        self.sessions().get(id).is_some_and(|s| s.try_lock().is_err())
-    }
 }
 
 /// Hash the first `len` bytes of `file`.
@@ -329,8 +329,18 @@ async fn rehash(file: &mut tokio::fs::File, len: u64, alg: Algorithm) -> io::Res
 }
 
 impl Store {
-    /// Drop a session from memory (cleanup is about to delete it).
-    pub(super) fn forget_session(&self, id: &str) {
-        self.sessions().remove(id);
+    /// For cleanup: unless a request holds the session, mark it closed and
+    /// drop it from memory, under the map lock so no request can take it in
+    /// between. Returns false (leave it alone) when it is busy.
+    pub(super) fn claim_idle_session(&self, id: &str) -> bool {
+        let mut map = self.sessions();
+        if let Some(s) = map.get(id) {
+            match s.try_lock() {
+                Ok(mut g) => g.closed = true,
+                Err(_) => return false,
+            }
+        }
+        map.remove(id);
+        true
     }
 }

@@ -4,6 +4,10 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod image;
+pub mod upstream;
+pub mod fake_upstream;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -228,4 +232,191 @@ pub fn sha256_file(path: &Path) -> String {
         h.update(&buf[..n]);
     }
     format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the HTTP conformance suite (tests/api_*.rs).
+
+pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MT_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Deterministic pseudo-random bytes (xorshift64*), different per `seed`.
+pub fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Check an OCI error response given its parts: `status`, a JSON
+/// content type, and a body `{"errors":[{"code","message","detail"}]}`
+/// whose first code is `code`. Returns the parsed body.
+pub fn check_oci_error(
+    got_status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    let text = String::from_utf8_lossy(body);
+    assert_eq!(got_status, status, "status (expected {status} {code}); body: {text}");
+    let ct = content_type.unwrap_or("");
+    assert!(ct.starts_with("application/json"), "error Content-Type is {ct:?}; body: {text}");
+    let v: serde_json::Value =
+        serde_json::from_slice(body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
+    let errs = v["errors"].as_array().unwrap_or_else(|| panic!("no errors array: {text}"));
+    assert!(!errs.is_empty(), "empty errors array: {text}");
+    for e in errs {
+        assert!(e["code"].is_string(), "error without code: {text}");
+        assert!(e["message"].is_string(), "error without message: {text}");
+        assert!(e.get("detail").is_some(), "error without detail: {text}");
+    }
+    assert_eq!(errs[0]["code"], code, "error code; body: {text}");
+    v
+}
+
+/// Assert that `resp` is an OCI error with `status` and `code`.
+pub fn assert_oci_error(resp: reqwest::blocking::Response, status: u16, code: &str) -> serde_json::Value {
+    let got = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.bytes().expect("read error body");
+    check_oci_error(got, ct.as_deref(), &body, status, code)
+}
+
+/// A header of `resp` as a string (panics if absent).
+pub fn header(resp: &reqwest::blocking::Response, name: &str) -> String {
+    resp.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("response {} has no {name} header: {:?}", resp.status(), resp.headers()))
+        .to_str()
+        .expect("header is not ASCII")
+        .to_string()
+}
+
+/// Resolve a `Location` (absolute or relative to the registry) to a URL.
+pub fn abs_url(w: &Wharf, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else {
+        format!("{}{}", w.url(), location)
+    }
+}
+
+/// Push `bytes` to `repo` in one monolithic `POST ?digest=`; returns the digest.
+pub fn push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> String {
+    let d = sha256(bytes);
+    let r = http()
+        .post(format!("{}/v2/{repo}/blobs/uploads/?digest={d}", w.url()))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .expect("push blob");
+    assert_eq!(r.status(), 201, "monolithic push of {d} to {repo}: {:?}", r.text());
+    d
+}
+
+/// `PUT /v2/<repo>/manifests/<reference>` with `media_type` as Content-Type.
+pub fn put_manifest(w: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::blocking::Response {
+    http()
+        .put(format!("{}/v2/{repo}/manifests/{reference}", w.url()))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .expect("put manifest")
+}
+
+/// A descriptor JSON value.
+pub fn descriptor(media_type: &str, digest: &str, size: usize) -> serde_json::Value {
+    serde_json::json!({ "mediaType": media_type, "digest": digest, "size": size })
+}
+
+/// Image manifest bytes (pretty-printed, so byte-exactness is visible).
+/// `extra` is merged into the top-level object (e.g. `subject`,
+/// `artifactType`, `annotations`).
+pub fn image_manifest(
+    media_type: &str,
+    config: serde_json::Value,
+    layers: Vec<serde_json::Value>,
+    extra: serde_json::Value,
+) -> Vec<u8> {
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config,
+        "layers": layers,
+    });
+    if let (Some(obj), Some(more)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in more {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// What `push_image` pushed.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub config: String,
+    pub layers: Vec<String>,
+}
+
+/// Push a config and two layers (content derived from `seed`) and an OCI
+/// image manifest under `reference` (a tag or `"digest"` to push by digest).
+pub fn push_image(w: &Wharf, repo: &str, reference: &str, seed: u64) -> Pushed {
+    let cfg = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let l1 = data(seed * 2 + 1, 1000 + seed as usize % 100);
+    let l2 = data(seed * 2 + 2, 3000);
+    let c = push_blob(w, repo, &cfg);
+    let d1 = push_blob(w, repo, &l1);
+    let d2 = push_blob(w, repo, &l2);
+    let bytes = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor(MT_OCI_CONFIG, &c, cfg.len()),
+        vec![descriptor(MT_OCI_LAYER, &d1, l1.len()), descriptor(MT_OCI_LAYER, &d2, l2.len())],
+        serde_json::json!({}),
+    );
+    let digest = sha256(&bytes);
+    let r = if reference == "digest" { digest.clone() } else { reference.to_string() };
+    let resp = put_manifest(w, repo, &r, MT_OCI_MANIFEST, &bytes);
+    assert_eq!(resp.status(), 201, "push manifest {repo}:{r}: {:?}", resp.text());
+    Pushed {
+        digest,
+        bytes,
+        media_type: MT_OCI_MANIFEST.to_string(),
+        config: c,
+        layers: vec![d1, d2],
+    }
+}
+
+/// Config for a pure registry: no remotes, so reads of repositories that
+/// were never pushed answer locally (404) instead of going to Docker Hub.
+pub const REGISTRY_ONLY_CONFIG: &str = "remotes = []\n";
+
+impl Wharf {
+    /// Start as a pure registry (no pull-through remotes).
+    pub fn start_registry_only() -> Wharf {
+        Wharf::start_with(Options {
+            config: Some(REGISTRY_ONLY_CONFIG.to_string()),
+            ..Options::default()
+        })
+    }
 }

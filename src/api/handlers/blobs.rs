@@ -69,17 +69,32 @@ pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, d: &Digest
     let Some((file, len)) = api.store.open_blob(d).await? else {
         return Err(ApiError::new(ErrorCode::BlobUnknown).detail(d.to_string()));
     };
-    let head = req.method() == Method::HEAD;
-    let b = Response::builder()
+    serve_file(req, d, file, len).await
+}
+
+/// Headers every blob response carries.
+pub fn headers(d: &Digest) -> http::response::Builder {
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header("docker-content-digest", d.to_string())
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::ETAG, format!("\"{d}\""))
-        .header(header::CACHE_CONTROL, "max-age=31536000");
+        .header(header::CACHE_CONTROL, "max-age=31536000")
+}
+
+/// 416 for a range outside a blob of `len` bytes.
+pub fn unsatisfiable(len: u64) -> ApiError {
+    ApiError::new(ErrorCode::RangeInvalid)
+        .detail(format!("range not satisfiable for a blob of {len} bytes"))
+        .header("content-range", format!("bytes */{len}"))
+}
+
+/// Serve a stored blob file, honouring `Range` and `HEAD`.
+pub async fn serve_file(req: &Request<Incoming>, d: &Digest, file: tokio::fs::File, len: u64) -> Reply {
+    let head = req.method() == Method::HEAD;
+    let b = headers(d);
     match parse_range(header_str(req.headers(), header::RANGE), len) {
-        ByteRange::Unsatisfiable => Err(ApiError::new(ErrorCode::RangeInvalid)
-            .detail(format!("range not satisfiable for a blob of {len} bytes"))
-            .header("content-range", format!("bytes */{len}"))),
+        ByteRange::Unsatisfiable => Err(unsatisfiable(len)),
         ByteRange::Full => {
             let body = if head { body::empty() } else { body::file_range(file, 0, len).await? };
             Ok(b.status(StatusCode::OK).header(header::CONTENT_LENGTH, len).body(body)?)

@@ -71,8 +71,12 @@ pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
 }
 
 pub async fn referrers(api: &Api, req: &Request<Incoming>, name: &RepoName, subject: &Digest) -> Reply {
-    let q = Query::of(req);
-    let filter = q.get("artifactType").map(str::to_string);
+    referrers_of(api, name, subject, Query::of(req).get("artifactType")).await
+}
+
+/// The referrers index of `subject` in `name`, optionally filtered.
+pub async fn referrers_of(api: &Api, name: &RepoName, subject: &Digest, filter: Option<&str>) -> Reply {
+    let filter = filter.map(str::to_string);
     let mut manifests: Vec<Descriptor> = Vec::new();
     for d in api.store.referrers(name, subject).await? {
         let Some(m) = api.store.get_manifest(name, &d).await? else { continue };

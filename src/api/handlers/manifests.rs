@@ -50,6 +50,11 @@ fn acceptable(req: &Request<Incoming>, media_type: &str) -> bool {
 
 pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, r: &Reference) -> Reply {
     let m = lookup(api, name, r).await?;
+    respond(req, r, m)
+}
+
+/// The `GET`/`HEAD` response for a stored manifest (local or cached).
+pub fn respond(req: &Request<Incoming>, r: &Reference, m: StoredManifest) -> Reply {
     if !acceptable(req, &m.media_type) {
         return Err(ApiError::new(ErrorCode::ManifestUnknown).detail(format!(
             "{r} is a {} manifest, which the request's Accept header does not admit",

@@ -1,0 +1,364 @@
+//! The pull-through cache: serves remote repositories from the local store,
+//! fetching from the remote on a miss.
+//!
+//! Owns the cache policy: digests are immutable and never revalidated; tags
+//! are revalidated with a `HEAD` after the remote's `tag_ttl`, and the
+//! cached manifest is served when the remote is unreachable, times out or
+//! answers 429/5xx; 404s are remembered for `negative_ttl`. Blob misses go
+//! through [`inflight`] (one upstream GET per digest). It composes `store`
+//! and `upstream` and never speaks to clients directly.
+
+pub mod inflight;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::oci::manifest::Manifest;
+use crate::oci::{Algorithm, Digest, Reference, Tag};
+use crate::store::{Store, StoredManifest};
+use crate::upstream::{Retries, Upstream, UpstreamError};
+use inflight::{Fetch, FetchError, Inflight, Phase};
+pub use policy::{PolicyError, RemoteTarget, Route, Router};
+
+/// How long a tag is trusted after the remote could not be asked.
+const STALE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What was not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Manifest,
+    Blob,
+    Repository,
+}
+
+/// Failures of the proxy layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{what} not found on remote {remote}")]
+    NotFound { kind: Missing, what: String, remote: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Fetch(FetchError),
+    #[error("remote {remote} sent an invalid manifest: {message}")]
+    BadManifest { remote: String, message: String },
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters (exported as metrics by the operations layer).
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    pub manifest_hits: AtomicU64,
+    pub manifest_misses: AtomicU64,
+    pub revalidations: AtomicU64,
+    pub stale_served: AtomicU64,
+    pub blob_hits: AtomicU64,
+    pub blob_misses: AtomicU64,
+}
+
+/// A blob ready to serve.
+pub enum BlobSource {
+    /// Cached: a plain file.
+    Local(tokio::fs::File, u64),
+    /// Being fetched: follow the spool.
+    Fetching(Arc<Fetch>, Option<u64>),
+}
+
+pub struct Proxy {
+    store: Store,
+    router: Router,
+    upstreams: HashMap<String, Arc<Upstream>>,
+    inflight: Arc<Inflight>,
+    /// `cache_repo:tag` → trusted until.
+    fresh: moka::future::Cache<String, Instant>,
+    /// `cache_repo@reference` → known missing until.
+    negative: moka::future::Cache<String, Instant>,
+    pub stats: ProxyStats,
+}
+
+impl Proxy {
+    pub fn new(store: Store, router: Router) -> Result<Proxy, String> {
+        let mut upstreams = HashMap::new();
+        for r in router.remotes() {
+            let up = Upstream::new(r.clone()).map_err(|e| format!("remote {}: {e}", r.name))?;
+            upstreams.insert(r.name.clone(), Arc::new(up));
+        }
+        let cache = || {
+            moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build()
+        };
+        Ok(Proxy {
+            store,
+            router,
+            upstreams,
+            inflight: Arc::new(Inflight::default()),
+            fresh: cache(),
+            negative: cache(),
+            stats: ProxyStats::default(),
+        })
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
+
+    fn upstream(&self, t: &RemoteTarget) -> &Arc<Upstream> {
+        // Every remote in the router has an upstream (built in `new`).
+        &self.upstreams[&t.remote.name]
+    }
+
+    async fn is_negative(&self, key: &str) -> bool {
+        self.negative.get(key).await.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn not_found(t: &RemoteTarget, kind: Missing, what: impl std::fmt::Display) -> ProxyError {
+        ProxyError::NotFound {
+            kind,
+            what: format!("{}:{what}", t.upstream_repo),
+            remote: t.remote.name.clone(),
+        }
+    }
+
+    /// A manifest of a remote repository, from the cache when allowed.
+    pub async fn manifest(&self, t: &RemoteTarget, r: &Reference) -> Result<StoredManifest, ProxyError> {
+        match r {
+            Reference::Digest(d) => self.manifest_by_digest(t, d).await,
+            Reference::Tag(tag) => self.manifest_by_tag(t, tag).await,
+        }
+    }
+
+    async fn manifest_by_digest(&self, t: &RemoteTarget, d: &Digest) -> Result<StoredManifest, ProxyError> {
+        if let Some(m) = self.store.get_manifest(&t.cache_repo, d).await? {
+            self.stats.manifest_hits.fetch_add(1, Relaxed);
+            return Ok(m);
+        }
+        let neg = format!("{}@{d}", t.cache_repo);
+        if self.is_negative(&neg).await {
+            return Err(Self::not_found(t, Missing::Manifest, d));
+        }
+        self.stats.manifest_misses.fetch_add(1, Relaxed);
+        match self.fetch_manifest(t, &d.to_string(), Some(d), None, Retries::Default).await {
+            Err(ProxyError::NotFound { kind, what, remote }) => {
+                self.negative.insert(neg, Instant::now() + t.remote.negative_ttl).await;
+                Err(ProxyError::NotFound { kind, what, remote })
+            }
+            other => other,
+        }
+    }
+
+    async fn manifest_by_tag(&self, t: &RemoteTarget, tag: &Tag) -> Result<StoredManifest, ProxyError> {
+        let key = format!("{}:{tag}", t.cache_repo);
+        let cached = match self.store.resolve_tag(&t.cache_repo, tag).await? {
+            Some(d) => self.store.get_manifest(&t.cache_repo, &d).await?,
+            None => None,
+        };
+        if let Some(m) = &cached {
+            if self.fresh.get(&key).await.is_some_and(|until| Instant::now() < until) {
+                self.stats.manifest_hits.fetch_add(1, Relaxed);
+                return Ok(m.clone());
+            }
+        } else if self.is_negative(&key).await {
+            return Err(Self::not_found(t, Missing::Manifest, tag));
+        }
+        let up = self.upstream(t);
+        let Some(m) = cached else {
+            // Never seen: fetch it (with retries: there is nothing to fall back on).
+            self.stats.manifest_misses.fetch_add(1, Relaxed);
+            return match self.fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::Default).await {
+                Ok(m) => {
+                    self.mark_fresh(&key, t.remote.tag_ttl).await;
+                    Ok(m)
+                }
+                Err(e @ ProxyError::NotFound { .. }) => {
+                    self.negative.insert(key, Instant::now() + t.remote.negative_ttl).await;
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            };
+        };
+        // Cached but past its TTL: revalidate with a HEAD (Docker Hub does
+        // not count HEADs against the pull limit).
+        self.stats.revalidations.fetch_add(1, Relaxed);
+        match up.manifest(&t.upstream_repo, tag.as_str(), true, Retries::None).await {
+            Ok(head) if head.digest.as_ref() == Some(&m.digest) => {
+                self.mark_fresh(&key, t.remote.tag_ttl).await;
+                self.stats.manifest_hits.fetch_add(1, Relaxed);
+                Ok(m)
+            }
+            Ok(_) => {
+                // Moved (or the remote sent no digest): fetch the new one.
+                match self.fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::None).await {
+                    Ok(new) => {
+                        self.mark_fresh(&key, t.remote.tag_ttl).await;
+                        Ok(new)
+                    }
+                    Err(e) if is_transient(&e) => Ok(self.serve_stale(t, tag, &key, m, &e).await),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                self.negative.insert(key, Instant::now() + t.remote.negative_ttl).await;
+                Err(Self::not_found(t, Missing::Manifest, tag))
+            }
+            Err(e) if e.is_transient() => Ok(self.serve_stale(t, tag, &key, m, &ProxyError::Upstream(e)).await),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn serve_stale(&self, t: &RemoteTarget, tag: &Tag, key: &str, m: StoredManifest, e: &ProxyError) -> StoredManifest {
+        self.stats.stale_served.fetch_add(1, Relaxed);
+        tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, %tag, error = %e, "remote unavailable; serving cached manifest");
+        self.mark_fresh(key, t.remote.tag_ttl.min(STALE_BACKOFF)).await;
+        m
+    }
+
+    async fn mark_fresh(&self, key: &str, ttl: Duration) {
+        self.fresh.insert(key.to_string(), Instant::now() + ttl).await;
+    }
+
+    /// GET a manifest from the remote, verify it, and cache it.
+    async fn fetch_manifest(
+        &self,
+        t: &RemoteTarget,
+        reference: &str,
+        expect: Option<&Digest>,
+        tag: Option<&Tag>,
+        retries: Retries,
+    ) -> Result<StoredManifest, ProxyError> {
+        let up = self.upstream(t);
+        let rm = match up.manifest(&t.upstream_repo, reference, false, retries).await {
+            Ok(rm) => rm,
+            Err(e) if e.is_not_found() => return Err(Self::not_found(t, Missing::Manifest, reference)),
+            Err(e) => return Err(e.into()),
+        };
+        let bad = |message: String| ProxyError::BadManifest {
+            remote: t.remote.name.clone(),
+            message,
+        };
+        let bytes = rm.bytes.unwrap_or_default();
+        let alg = expect
+            .map(Digest::algorithm)
+            .or(rm.digest.as_ref().map(Digest::algorithm))
+            .unwrap_or(Algorithm::Sha256);
+        let digest = Digest::of(alg, &bytes);
+        if let Some(want) = expect.or(rm.digest.as_ref()) {
+            if want != &digest {
+                return Err(bad(format!("content has digest {digest}, expected {want}")));
+            }
+        }
+        let parsed = Manifest::parse(&bytes, Some(&rm.media_type)).map_err(|e| bad(e.to_string()))?;
+        let subject = parsed.subject.as_ref().map(|s| &s.digest);
+        self.store
+            .put_manifest(&t.cache_repo, &digest, &parsed.media_type, bytes.clone(), tag, subject)
+            .await?;
+        tracing::info!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %digest, "manifest cached");
+        Ok(StoredManifest {
+            digest,
+            media_type: parsed.media_type,
+            bytes,
+        })
+    }
+
+    /// A blob of a remote repository: from the store, or by joining (or
+    /// starting) its upstream fetch.
+    pub async fn blob(&self, t: &RemoteTarget, d: &Digest) -> Result<BlobSource, ProxyError> {
+        if self.store.repo_has_blob(&t.cache_repo, d).await? {
+            if let Some((f, len)) = self.store.open_blob(d).await? {
+                self.stats.blob_hits.fetch_add(1, Relaxed);
+                return Ok(BlobSource::Local(f, len));
+            }
+        }
+        if self.store.blob_size(d).await?.is_some() {
+            // The bytes are here (pushed or cached under another name), but
+            // this remote repository must really have them before wharf
+            // serves them under its name.
+            self.remote_blob_size(t, d).await?;
+            self.store.link_blob(&t.cache_repo, d).await?;
+            if let Some((f, len)) = self.store.open_blob(d).await? {
+                self.stats.blob_hits.fetch_add(1, Relaxed);
+                return Ok(BlobSource::Local(f, len));
+            }
+        }
+        self.stats.blob_misses.fetch_add(1, Relaxed);
+        let fetch = self.inflight.join_or_start(
+            &self.store,
+            self.upstream(t).clone(),
+            t.upstream_repo.clone(),
+            t.cache_repo.clone(),
+            d,
+        );
+        let p = fetch.started().await;
+        match p.phase {
+            Phase::Failed(FetchError::Upstream(e)) if e.is_not_found() => Err(Self::not_found(t, Missing::Blob, d)),
+            Phase::Failed(e) => Err(ProxyError::Fetch(e)),
+            _ => Ok(BlobSource::Fetching(fetch, p.total)),
+        }
+    }
+
+    async fn remote_blob_size(&self, t: &RemoteTarget, d: &Digest) -> Result<Option<u64>, ProxyError> {
+        match self.upstream(t).blob_size(&t.upstream_repo, d).await {
+            Ok(n) => Ok(n),
+            Err(e) if e.is_not_found() => Err(Self::not_found(t, Missing::Blob, d)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Size of a blob for `HEAD`, without downloading it.
+    pub async fn blob_size(&self, t: &RemoteTarget, d: &Digest) -> Result<u64, ProxyError> {
+        if self.store.repo_has_blob(&t.cache_repo, d).await? {
+            if let Some(n) = self.store.blob_size(d).await? {
+                return Ok(n);
+            }
+        }
+        if let Some(f) = self.inflight.get(d) {
+            if let Some(n) = f.started().await.total {
+                return Ok(n);
+            }
+        }
+        match self.remote_blob_size(t, d).await? {
+            Some(n) => Ok(n),
+            None => Err(ProxyError::Upstream(UpstreamError::Protocol {
+                remote: t.remote.name.clone(),
+                message: "blob HEAD without Content-Length".into(),
+            })),
+        }
+    }
+
+    /// The remote's tags (one page); the local cache's when unreachable.
+    pub async fn tags(&self, t: &RemoteTarget, query: Option<&str>) -> Result<(Bytes, Option<String>), ProxyError> {
+        match self.upstream(t).tags(&t.upstream_repo, query).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_not_found() => Err(Self::not_found(t, Missing::Repository, "tags")),
+            Err(e) if e.is_transient() => {
+                let Some(tags) = self.store.tags(&t.cache_repo).await? else {
+                    return Err(e.into());
+                };
+                self.stats.stale_served.fetch_add(1, Relaxed);
+                tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, error = %e, "remote unavailable; serving cached tag list");
+                let body = serde_json::json!({ "name": t.upstream_repo.as_str(), "tags": tags });
+                Ok((Bytes::from(serde_json::to_vec(&body).unwrap_or_default()), None))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn is_transient(e: &ProxyError) -> bool {
+    match e {
+        ProxyError::Upstream(u) => u.is_transient(),
+        _ => false,
+    }
+}

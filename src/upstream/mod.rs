@@ -1,0 +1,312 @@
+//! The client for one remote registry (reqwest + rustls).
+//!
+//! Owns: challenge-driven auth and the token cache ([`auth`]), redirect
+//! handling (credentials never follow a redirect to another origin),
+//! timeouts, bounded retries with backoff that honour `Retry-After`, and the
+//! typed [`UpstreamError`]. It must never cache content (that is the
+//! proxy's job) and never put a credential into an error or a log line.
+
+mod auth;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method};
+
+pub use auth::{parse_challenge, Challenge};
+pub use error::UpstreamError;
+
+use crate::config::Remote;
+use crate::oci::manifest::ALL_MANIFEST_TYPES;
+use crate::oci::{Digest, RepoName};
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+/// Longest `Retry-After` wharf is willing to wait inside one request.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// A reqwest error as text without the URL's query (no secrets are in our
+/// URLs, but keep messages short and stable).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "request failed"
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// A manifest as the remote described it.
+#[derive(Debug, Clone)]
+pub struct RemoteManifest {
+    /// From `Docker-Content-Digest` (HEAD) or computed over the body (GET).
+    pub digest: Option<Digest>,
+    pub media_type: String,
+    /// `None` for HEAD.
+    pub bytes: Option<Bytes>,
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub enum Retries {
+    /// The remote's configured retry budget.
+    Default,
+    /// Fail fast (a stale copy can be served instead).
+    None,
+}
+
+/// Client for one remote.
+pub struct Upstream {
+    remote: Arc<Remote>,
+    http: reqwest::Client,
+    auth: auth::Authenticator,
+}
+
+impl Upstream {
+    pub fn new(remote: Arc<Remote>) -> Result<Upstream, String> {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(remote.connect_timeout)
+            .read_timeout(remote.read_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .no_proxy();
+        if let Some(ca) = &remote.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", ca.display()))? {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        if remote.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b.build().map_err(|e| format!("building HTTP client: {e}"))?;
+        Ok(Upstream {
+            auth: auth::Authenticator::new(remote.name.clone(), remote.credentials.clone()),
+            remote,
+            http,
+        })
+    }
+
+    pub fn remote(&self) -> &Arc<Remote> {
+        &self.remote
+    }
+
+    /// The remote's base URL joined with an API path (which may carry a
+    /// query string).
+    fn url(&self, path_and_query: &str) -> reqwest::Url {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut u = self.remote.url.clone();
+        let base = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{base}{path}"));
+        u.set_query(query);
+        u
+    }
+
+    fn err_unreachable(&self, reason: String) -> UpstreamError {
+        UpstreamError::Unreachable {
+            remote: self.remote.name.clone(),
+            reason,
+        }
+    }
+
+    /// Send with auth, redirects and retries. Returns a 2xx response (body
+    /// unread) or a typed error carrying the upstream's status and body.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &RepoName,
+        accept: Option<&str>,
+        retries: Retries,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let scope = format!("repository:{repo}:pull");
+        let budget = match retries {
+            Retries::Default => self.remote.max_retries,
+            Retries::None => 0,
+        };
+        let mut attempt = 0u32;
+        let mut reauthed = false;
+        loop {
+            let authz = self.auth.header_for(&self.http, &scope).await?;
+            let res = self.send_once(method.clone(), self.url(path), accept, authz).await;
+            let wait = match res {
+                Err(e) => {
+                    if attempt >= budget {
+                        return Err(e);
+                    }
+                    None
+                }
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    if r.status().is_success() {
+                        return Ok(r);
+                    }
+                    if status == 401 && !reauthed {
+                        reauthed = true;
+                        let ch = r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
+                        self.auth.on_unauthorized(ch, &scope).await;
+                        continue;
+                    }
+                    let retry_after = r
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    let body = error::excerpt(&r.bytes().await.unwrap_or_default());
+                    if status == 401 || status == 403 {
+                        return Err(UpstreamError::Unauthorized {
+                            remote: self.remote.name.clone(),
+                            status,
+                            body,
+                        });
+                    }
+                    let e = UpstreamError::Status {
+                        remote: self.remote.name.clone(),
+                        status,
+                        body,
+                        retry_after,
+                    };
+                    if !e.is_transient() || attempt >= budget {
+                        return Err(e);
+                    }
+                    retry_after.map(Duration::from_secs)
+                }
+            };
+            attempt += 1;
+            let backoff = Duration::from_millis(200 * (1 << attempt.min(5)));
+            let delay = wait.unwrap_or(backoff).min(MAX_RETRY_WAIT);
+            tracing::debug!(remote = %self.remote.name, attempt, delay_ms = delay.as_millis() as u64, "retrying upstream request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One request, following redirects by hand: `Authorization` is sent
+    /// only to the remote's own origin (blob downloads often redirect to a
+    /// storage host that must not see wharf's credentials).
+    async fn send_once(
+        &self,
+        method: Method,
+        mut url: reqwest::Url,
+        accept: Option<&str>,
+        authz: Option<HeaderValue>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let origin = self.remote.url.origin();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut req = self.http.request(method.clone(), url.clone());
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            if url.origin() == origin {
+                if let Some(v) = &authz {
+                    req = req.header(header::AUTHORIZATION, v.clone());
+                }
+            }
+            let resp = req.send().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+                return Ok(resp);
+            };
+            url = url.join(loc).map_err(|e| UpstreamError::Protocol {
+                remote: self.remote.name.clone(),
+                message: format!("bad redirect Location: {e}"),
+            })?;
+        }
+        Err(UpstreamError::Protocol {
+            remote: self.remote.name.clone(),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+        })
+    }
+
+    /// `GET` or `HEAD` a manifest by tag or digest, asking for every type so
+    /// the remote never converts (digests stay byte-exact).
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &str,
+        head: bool,
+        retries: Retries,
+    ) -> Result<RemoteManifest, UpstreamError> {
+        let accept = ALL_MANIFEST_TYPES.join(", ");
+        let method = if head { Method::HEAD } else { Method::GET };
+        let r = self
+            .send(method, &format!("/v2/{repo}/manifests/{reference}"), repo, Some(&accept), retries)
+            .await?;
+        let media_type = r
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+            .unwrap_or_default();
+        let header_digest = r
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<Digest>().ok());
+        if head {
+            return Ok(RemoteManifest {
+                digest: header_digest,
+                media_type,
+                bytes: None,
+            });
+        }
+        let bytes = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+        Ok(RemoteManifest {
+            digest: header_digest,
+            media_type,
+            bytes: Some(bytes),
+        })
+    }
+
+    /// Start a blob download; the caller streams `bytes_stream()`.
+    pub async fn blob(&self, repo: &RepoName, d: &Digest) -> Result<reqwest::Response, UpstreamError> {
+        self.send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
+            .await
+    }
+
+    /// Size of a remote blob.
+    pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<Option<u64>, UpstreamError> {
+        let r = self
+            .send(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
+            .await?;
+        Ok(r.content_length().filter(|n| *n > 0).or_else(|| {
+            r.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        }))
+    }
+
+    /// The remote's tag list (one page), with its `Link` header.
+    pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<(Bytes, Option<String>), UpstreamError> {
+        let path = match query {
+            Some(q) if !q.is_empty() => format!("/v2/{repo}/tags/list?{q}"),
+            _ => format!("/v2/{repo}/tags/list"),
+        };
+        let r = self.send(Method::GET, &path, repo, None, Retries::Default).await?;
+        let link = r.headers().get(header::LINK).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let b = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+        Ok((b, link))
+    }
+}
