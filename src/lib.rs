@@ -5,15 +5,19 @@
 //! - [`config`]: raw TOML → validated [`config::Config`]
 //! - [`store`]: the content-addressed store on disk
 //! - [`api`]: HTTP routes, handlers, the one error mapping
-//! - [`app`]: wires the parts, serves, drains on shutdown
+//! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
+//! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod app;
 pub mod config;
+pub mod metrics;
 pub mod oci;
 pub mod proxy;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Serve the registry (the default when no command is given).
     Serve(ServeArgs),
+    /// Hash a password or robot token for the config (reads one line from stdin).
+    HashPassword,
     /// Validate a config file and print the effective settings.
     CheckConfig(ConfigArg),
 }
@@ -77,14 +79,73 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::CheckConfig(c) => match load(&c, &Overrides::default()) {
-            Ok(cfg) => {
-                println!("config OK");
-                println!("listen      {}", cfg.listen);
-                println!("data_dir    {}", cfg.data_dir.display());
-                ExitCode::SUCCESS
+        Command::HashPassword => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+                eprintln!("wharf: give the password on standard input");
+                return ExitCode::from(2);
             }
+            match wharf::auth::password::hash(line.trim_end_matches(['\r', '\n'])) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("wharf: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig(c) => match load(&c, &Overrides::default()) {
+            Ok(cfg) => check_config(&cfg),
             Err(code) => code,
         },
     }
+}
+
+/// `wharf check-config`: the config parsed and validated (else exit 2);
+/// now resolve every secret reference and print, per remote and entry, the
+/// credential kind and whether resolution worked, never a value. Exit 1
+/// when any reference fails.
+fn check_config(cfg: &Config) -> ExitCode {
+    println!("config OK");
+    println!("listen      {}", cfg.listen);
+    println!("data_dir    {}", cfg.data_dir.display());
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wharf: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = 0usize;
+    for r in &cfg.remotes {
+        let creds = wharf::secrets::RemoteCredentials::new(r);
+        if creds.is_empty() {
+            println!("remote {} ({}): anonymous", r.name, r.url);
+            continue;
+        }
+        for e in creds.entries() {
+            let what = format!(
+                "remote {} credentials[{}] repository \"{}\" via {} [{}]",
+                r.name,
+                e.index(),
+                e.repository(),
+                e.backend(),
+                e.describe()
+            );
+            match rt.block_on(e.resolve_now()) {
+                Ok(c) => println!("{what}: OK ({} credentials)", c.kind()),
+                Err(err) => {
+                    failed += 1;
+                    println!("{what}: FAILED: {err}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("wharf: {failed} credential reference(s) could not be resolved");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

@@ -4,9 +4,11 @@
 //! Handlers see the store and the OCI types; they never build paths or
 //! touch files directly, and they never format error JSON themselves.
 
+pub(crate) mod access;
 pub mod body;
 pub mod error;
 mod handlers;
+pub mod ops;
 pub mod route;
 
 use std::convert::Infallible;
@@ -27,8 +29,13 @@ use route::Route;
 /// Shared state of the HTTP layer.
 pub struct Api {
     pub store: Store,
+    pub auth: crate::auth::Authorizer,
+    /// Whether clients reach wharf over TLS (for the token realm URL).
+    pub tls: bool,
     pub proxy: Proxy,
     pub max_manifest_size: usize,
+    /// `/metrics` (see [`ops`]).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The response type of every handler.
@@ -58,9 +65,19 @@ impl Api {
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {
+        if let Some(r) = ops::handle(self, &req).await {
+            return r;
+        }
+        if req.uri().path() == "/token" && matches!(*req.method(), Method::GET | Method::POST) {
+            return self.token(req).await;
+        }
         let route = Route::parse(req.uri().path())?;
         let m = req.method().clone();
-        if let Some(target) = self.remote_target(&req, &route).await? {
+        let target = self.remote_target(&req, &route).await?;
+        let identity = self.authorize(&req, &route, target.is_some()).await?;
+        let mut req = req;
+        req.extensions_mut().insert(identity);
+        if let Some(target) = target {
             return handlers::proxied::dispatch(self, req, route, target).await;
         }
         use Route::*;
@@ -109,7 +126,8 @@ impl Api {
             proxy::Route::LocalOrDefault(_, None) => Ok(None),
             proxy::Route::LocalOrDefault(local, Some(t)) => {
                 let read = matches!(*req.method(), Method::GET | Method::HEAD);
-                if !read || self.store.repo_exists(&local).await {
+                // A configured project is always local.
+                if !read || self.auth.project(local.first()).is_some() || self.store.repo_exists(&local).await {
                     return Ok(None);
                 }
                 let remote = matches!(route, Route::Manifest(..)) || self.store.repo_exists(&t.cache_repo).await;

@@ -3,16 +3,20 @@
 //!
 //! Precedence: built-in defaults < config file < environment / flags.
 
+mod auth;
 mod raw;
 mod remote;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use auth::{valid_robot_name, Admin, AuthConfig, Perms, Project, RobotDef, ROBOT_NAME_RULE};
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
+pub use server::{Server, TlsFiles};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +58,14 @@ pub struct Config {
     pub max_manifest_size: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    /// `[server]`: limits, shutdown grace, TLS.
+    pub server: Server,
     /// Remote registries, in config order. Without `[[remotes]]`, Docker Hub.
     pub remotes: Vec<Arc<Remote>>,
+    /// Accounts and the token service.
+    pub auth: AuthConfig,
+    /// Configured local namespaces.
+    pub projects: Vec<Project>,
 }
 
 /// Overrides from the command line or environment.

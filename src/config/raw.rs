@@ -16,13 +16,13 @@ pub struct RawConfig {
     #[serde(default)]
     log: RawLog,
     remotes: Option<Vec<super::remote::RawRemote>>,
+    #[serde(default)]
+    auth: super::auth::RawAuth,
+    #[serde(default)]
+    projects: Vec<super::auth::RawProject>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    listen: Option<String>,
-}
+use super::server::RawServer;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,7 +51,7 @@ impl RawConfig {
         let listen_s = o
             .listen
             .clone()
-            .or(self.server.listen)
+            .or(self.server.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:5000".to_string());
         let listen = listen_s.parse().map_err(|_| {
             ConfigError::invalid("server.listen", format!("{listen_s:?} is not an address like 127.0.0.1:5000"))
@@ -88,8 +88,24 @@ impl RawConfig {
             "json" => LogFormat::Json,
             other => return Err(ConfigError::invalid("log.format", format!("{other:?}: use \"text\" or \"json\""))),
         };
+        let server = self.server.validate()?;
         let remotes = super::remote::validate_all(self.remotes)?;
+        let auth = self.auth.validate()?;
+        let mut projects: Vec<super::auth::Project> = Vec::new();
+        for (i, p) in self.projects.into_iter().enumerate() {
+            let p = p.validate(i)?;
+            if projects.iter().any(|q| q.name == p.name) || remotes.iter().any(|r| r.name == p.name) {
+                return Err(ConfigError::invalid(
+                    &format!("projects[{i}].name"),
+                    format!("{:?} is already a project or a remote name", p.name),
+                ));
+            }
+            projects.push(p);
+        }
         Ok(Config {
+            auth,
+            projects,
+            server,
             remotes,
             listen,
             data_dir,

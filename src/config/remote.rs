@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{duration, ConfigError};
-use crate::secrets::{Credentials, SecretString};
+use crate::secrets::{CredentialEntry, RawCredentialEntry};
 
 /// Docker Hub's API host, and the names it is known by.
 pub const DOCKER_HUB_URL: &str = "https://registry-1.docker.io";
@@ -24,22 +24,20 @@ pub(super) struct RawRemote {
     negative_ttl: Option<String>,
     #[serde(default)]
     hosts: Vec<String>,
-    credentials: Option<RawCredentials>,
+    /// One table (`[remotes.credentials]`) or a list of entries with
+    /// repository patterns; parsed per entry so errors name the entry.
+    credentials: Option<toml::Value>,
+    /// How long a resolved secret is used before it is read again.
+    credentials_ttl: Option<String>,
     ca_file: Option<PathBuf>,
     #[serde(default)]
     insecure_skip_verify: bool,
     connect_timeout: Option<String>,
     read_timeout: Option<String>,
     max_retries: Option<u32>,
+    max_concurrent_fetches: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCredentials {
-    username: Option<String>,
-    password: Option<SecretString>,
-    token: Option<SecretString>,
-}
 
 /// A validated remote registry.
 #[derive(Debug, Clone)]
@@ -55,12 +53,18 @@ pub struct Remote {
     /// Hosts (`host` or `host:port`) that select this remote in containerd's
     /// `?ns=` parameter.
     pub hosts: Vec<String>,
-    pub credentials: Option<Credentials>,
+    /// Credentials entries in config order; the first whose repository
+    /// pattern matches the upstream repository wins. Empty: anonymous.
+    pub credentials: Vec<CredentialEntry>,
+    /// How long a resolved secret is used before it is read again.
+    pub credentials_ttl: Duration,
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub max_retries: u32,
+    /// Blob downloads from this remote at once (further misses queue).
+    pub max_concurrent_fetches: usize,
 }
 
 impl Remote {
@@ -78,12 +82,14 @@ impl Remote {
             tag_ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(30),
             hosts: DOCKER_HUB_HOSTS.iter().map(|s| s.to_string()).collect(),
-            credentials: None,
+            credentials: Vec::new(),
+            credentials_ttl: DEFAULT_CREDENTIALS_TTL,
             ca_file: None,
             insecure_skip_verify: false,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
             max_retries: 2,
+            max_concurrent_fetches: 16,
         }
     }
 }
@@ -113,19 +119,14 @@ impl RawRemote {
         if connect_timeout.is_zero() || read_timeout.is_zero() {
             return Err(ConfigError::invalid(&key("read_timeout"), "timeouts must be more than zero"));
         }
-        let credentials = match self.credentials {
-            None => None,
-            Some(RawCredentials { username: Some(u), password: Some(p), token: None }) => {
-                Some(Credentials::Basic { username: u, password: p })
-            }
-            Some(RawCredentials { username: None, password: None, token: Some(t) }) => Some(Credentials::Token(t)),
-            Some(_) => {
-                return Err(ConfigError::invalid(
-                    &key("credentials"),
-                    "give either username + password, or token",
-                ))
-            }
+        let credentials = credential_entries(self.credentials, &key("credentials"))?;
+        let credentials_ttl = match self.credentials_ttl.as_deref() {
+            Some(v) => duration(&key("credentials_ttl"), v)?,
+            None => DEFAULT_CREDENTIALS_TTL,
         };
+        if credentials_ttl.is_zero() {
+            return Err(ConfigError::invalid(&key("credentials_ttl"), "must be more than zero"));
+        }
         if let Some(ca) = &self.ca_file {
             if !ca.is_file() {
                 return Err(ConfigError::invalid(&key("ca_file"), format!("{} is not a readable file", ca.display())));
@@ -151,12 +152,42 @@ impl RawRemote {
             negative_ttl,
             hosts,
             credentials,
+            credentials_ttl,
             ca_file: self.ca_file,
             insecure_skip_verify: self.insecure_skip_verify,
             connect_timeout,
             read_timeout,
             max_retries: self.max_retries.unwrap_or(2).min(10),
+            max_concurrent_fetches: match self.max_concurrent_fetches {
+                Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),
+                n => n.unwrap_or(16),
+            },
         }))
+    }
+}
+
+/// How long a resolved secret is used before it is read again, by default.
+pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
+
+/// `credentials`: one table or a list of tables (each with an optional
+/// `repository` pattern).
+fn credential_entries(v: Option<toml::Value>, key: &str) -> Result<Vec<CredentialEntry>, ConfigError> {
+    let parse = |v: toml::Value, key: &str| -> Result<CredentialEntry, ConfigError> {
+        // Only the message: toml's Display may quote the config text.
+        let raw: RawCredentialEntry = v.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::invalid(key, e.message().trim().to_string())
+        })?;
+        raw.validate().map_err(|m| ConfigError::invalid(key, m))
+    };
+    match v {
+        None => Ok(Vec::new()),
+        Some(t @ toml::Value::Table(_)) => Ok(vec![parse(t, key)?]),
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(j, t)| parse(t, &format!("{key}[{j}]")))
+            .collect(),
+        Some(_) => Err(ConfigError::invalid(key, "must be a table or a list of tables")),
     }
 }
 
@@ -187,4 +218,70 @@ pub(super) fn validate_all(raw: Option<Vec<RawRemote>>) -> Result<Vec<Arc<Remote
         return Err(ConfigError::invalid("remotes", "at most one remote may have default = true"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::super::{Overrides, RawConfig};
+    use crate::secrets::CredentialSource;
+
+    fn remotes(toml: &str) -> Result<Vec<std::sync::Arc<super::Remote>>, String> {
+        let raw = RawConfig::parse(toml)?;
+        raw.validate(&Overrides::default()).map(|c| c.remotes).map_err(|e| e.to_string())
+    }
+
+    /// Every commented-out `[[remotes]]` example in config.example.toml
+    /// parses and validates once uncommented.
+    #[test]
+    fn commented_examples_are_valid() {
+        let text = include_str!("../../config.example.toml");
+        let mut blocks: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line == "# [[remotes]]" {
+                blocks.push(String::new());
+            }
+            match (blocks.last_mut(), line.strip_prefix("# ")) {
+                (Some(b), Some(l)) if !line.is_empty() => {
+                    b.push_str(l);
+                    b.push('\n');
+                }
+                (Some(_), _) if line.is_empty() => blocks.push(String::new()),
+                _ => {}
+            }
+        }
+        let blocks: Vec<String> = blocks
+            .into_iter()
+            .filter(|b| b.starts_with("[[remotes]]"))
+            // ca_file must exist; the example's does not.
+            .map(|b| b.lines().filter(|l| !l.starts_with("ca_file")).collect::<Vec<_>>().join("\n"))
+            .collect();
+        assert!(blocks.len() >= 4, "{blocks:#?}");
+        for b in &blocks {
+            let r = remotes(b).unwrap_or_else(|e| panic!("{e}\n{b}"));
+            assert!(!r[0].credentials.is_empty(), "{b}");
+        }
+    }
+
+    #[test]
+    fn shapes_and_errors() {
+        let r = remotes(
+            "[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[remotes.credentials]\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        assert!(matches!(r[0].credentials[0].source, CredentialSource::Inline(_)));
+        assert_eq!(r[0].credentials_ttl, super::DEFAULT_CREDENTIALS_TTL);
+        let r = remotes(
+            "[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials_ttl = \"3s\"\ncredentials = [\n  { repository = \"x/*\", secret = { backend = \"env\", token = \"T\" } },\n  { secret = { backend = \"env\", username = \"U\", password = \"P\" } },\n]\n",
+        )
+        .unwrap();
+        assert_eq!(r[0].credentials.len(), 2);
+        assert_eq!(r[0].credentials[1].repository.as_str(), "*");
+        assert_eq!(r[0].credentials_ttl.as_secs(), 3);
+        let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = [{ secret = { backend = \"env\", pasword = \"P\" } }]\n").unwrap_err();
+        assert!(e.contains("remotes[0].credentials[0]") && e.contains("pasword"), "{e}");
+        let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = { username = \"u\" }\n").unwrap_err();
+        assert!(e.contains("remotes[0].credentials"), "{e}");
+        let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = { secret = { backend = \"vault\" } }\n").unwrap_err();
+        assert!(e.contains("vault"), "{e}");
+    }
 }

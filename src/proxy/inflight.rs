@@ -201,7 +201,10 @@ impl Inflight {
         let table = self.clone();
         let store = store.clone();
         let f = fetch.clone();
-        tokio::spawn(async move {
+        // The request id of the leader's request follows the fetch (log
+        // lines, X-Request-Id to the upstream).
+        let span = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(crate::telemetry::in_request(async move {
             let res = run(&store, &upstream, &repo, &f).await;
             match res {
                 Ok(()) => {
@@ -218,7 +221,7 @@ impl Inflight {
                 }
             }
             table.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&f.digest);
-        });
+        }), span));
         fetch
     }
 }
@@ -235,6 +238,8 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
         });
         return Ok(());
     }
+    // Bounded per remote (`max_concurrent_fetches`); held to the end.
+    let _slot = upstream.fetch_slot().await;
     let resp = upstream.blob(repo, &f.digest).await?;
     let total = resp.content_length();
     let io_err = |e: io::Error| FetchError::Io(e.to_string());
@@ -261,6 +266,7 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
         };
         let end = chunk.is_none();
         if let Some(c) = chunk {
+            upstream.stats.bytes.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
             hasher.update(&c);
             buf.extend_from_slice(&c);
         }

@@ -80,7 +80,8 @@ pub struct Proxy {
     fresh: moka::future::Cache<String, Instant>,
     /// `cache_repo@reference` → known missing until.
     negative: moka::future::Cache<String, Instant>,
-    pub stats: ProxyStats,
+    /// Per remote name (every remote of the router has an entry).
+    stats: HashMap<String, ProxyStats>,
 }
 
 impl Proxy {
@@ -96,6 +97,7 @@ impl Proxy {
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build()
         };
+        let stats = router.remotes().iter().map(|r| (r.name.clone(), ProxyStats::default())).collect();
         Ok(Proxy {
             store,
             router,
@@ -103,7 +105,7 @@ impl Proxy {
             inflight: Arc::new(Inflight::default()),
             fresh: cache(),
             negative: cache(),
-            stats: ProxyStats::default(),
+            stats,
         })
     }
 
@@ -113,6 +115,20 @@ impl Proxy {
 
     pub fn inflight(&self) -> &Inflight {
         &self.inflight
+    }
+
+    /// Counters per remote, in config order: cache and upstream side.
+    pub fn remote_stats(&self) -> Vec<(&str, &ProxyStats, &crate::upstream::UpstreamStats)> {
+        self.router
+            .remotes()
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), self.stats.get(&r.name)?, &self.upstreams.get(&r.name)?.stats)))
+            .collect()
+    }
+
+    fn stats(&self, t: &RemoteTarget) -> &ProxyStats {
+        static NONE: std::sync::OnceLock<ProxyStats> = std::sync::OnceLock::new();
+        self.stats.get(&t.remote.name).unwrap_or_else(|| NONE.get_or_init(ProxyStats::default))
     }
 
     fn upstream(&self, t: &RemoteTarget) -> &Arc<Upstream> {
@@ -142,14 +158,14 @@ impl Proxy {
 
     async fn manifest_by_digest(&self, t: &RemoteTarget, d: &Digest) -> Result<StoredManifest, ProxyError> {
         if let Some(m) = self.store.get_manifest(&t.cache_repo, d).await? {
-            self.stats.manifest_hits.fetch_add(1, Relaxed);
+            self.stats(t).manifest_hits.fetch_add(1, Relaxed);
             return Ok(m);
         }
         let neg = format!("{}@{d}", t.cache_repo);
         if self.is_negative(&neg).await {
             return Err(Self::not_found(t, Missing::Manifest, d));
         }
-        self.stats.manifest_misses.fetch_add(1, Relaxed);
+        self.stats(t).manifest_misses.fetch_add(1, Relaxed);
         match self.fetch_manifest(t, &d.to_string(), Some(d), None, Retries::Default).await {
             Err(ProxyError::NotFound { kind, what, remote }) => {
                 self.negative.insert(neg, Instant::now() + t.remote.negative_ttl).await;
@@ -167,7 +183,7 @@ impl Proxy {
         };
         if let Some(m) = &cached {
             if self.fresh.get(&key).await.is_some_and(|until| Instant::now() < until) {
-                self.stats.manifest_hits.fetch_add(1, Relaxed);
+                self.stats(t).manifest_hits.fetch_add(1, Relaxed);
                 return Ok(m.clone());
             }
         } else if self.is_negative(&key).await {
@@ -176,7 +192,7 @@ impl Proxy {
         let up = self.upstream(t);
         let Some(m) = cached else {
             // Never seen: fetch it (with retries: there is nothing to fall back on).
-            self.stats.manifest_misses.fetch_add(1, Relaxed);
+            self.stats(t).manifest_misses.fetch_add(1, Relaxed);
             return match self.fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::Default).await {
                 Ok(m) => {
                     self.mark_fresh(&key, t.remote.tag_ttl).await;
@@ -191,11 +207,11 @@ impl Proxy {
         };
         // Cached but past its TTL: revalidate with a HEAD (Docker Hub does
         // not count HEADs against the pull limit).
-        self.stats.revalidations.fetch_add(1, Relaxed);
+        self.stats(t).revalidations.fetch_add(1, Relaxed);
         match up.manifest(&t.upstream_repo, tag.as_str(), true, Retries::None).await {
             Ok(head) if head.digest.as_ref() == Some(&m.digest) => {
                 self.mark_fresh(&key, t.remote.tag_ttl).await;
-                self.stats.manifest_hits.fetch_add(1, Relaxed);
+                self.stats(t).manifest_hits.fetch_add(1, Relaxed);
                 Ok(m)
             }
             Ok(_) => {
@@ -219,7 +235,7 @@ impl Proxy {
     }
 
     async fn serve_stale(&self, t: &RemoteTarget, tag: &Tag, key: &str, m: StoredManifest, e: &ProxyError) -> StoredManifest {
-        self.stats.stale_served.fetch_add(1, Relaxed);
+        self.stats(t).stale_served.fetch_add(1, Relaxed);
         tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, %tag, error = %e, "remote unavailable; serving cached manifest");
         self.mark_fresh(key, t.remote.tag_ttl.min(STALE_BACKOFF)).await;
         m
@@ -277,7 +293,7 @@ impl Proxy {
     pub async fn blob(&self, t: &RemoteTarget, d: &Digest) -> Result<BlobSource, ProxyError> {
         if self.store.repo_has_blob(&t.cache_repo, d).await? {
             if let Some((f, len)) = self.store.open_blob(d).await? {
-                self.stats.blob_hits.fetch_add(1, Relaxed);
+                self.stats(t).blob_hits.fetch_add(1, Relaxed);
                 return Ok(BlobSource::Local(f, len));
             }
         }
@@ -288,11 +304,11 @@ impl Proxy {
             self.remote_blob_size(t, d).await?;
             self.store.link_blob(&t.cache_repo, d).await?;
             if let Some((f, len)) = self.store.open_blob(d).await? {
-                self.stats.blob_hits.fetch_add(1, Relaxed);
+                self.stats(t).blob_hits.fetch_add(1, Relaxed);
                 return Ok(BlobSource::Local(f, len));
             }
         }
-        self.stats.blob_misses.fetch_add(1, Relaxed);
+        self.stats(t).blob_misses.fetch_add(1, Relaxed);
         let fetch = self.inflight.join_or_start(
             &self.store,
             self.upstream(t).clone(),
@@ -346,7 +362,7 @@ impl Proxy {
                 let Some(tags) = self.store.tags(&t.cache_repo).await? else {
                     return Err(e.into());
                 };
-                self.stats.stale_served.fetch_add(1, Relaxed);
+                self.stats(t).stale_served.fetch_add(1, Relaxed);
                 tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, error = %e, "remote unavailable; serving cached tag list");
                 let body = serde_json::json!({ "name": t.upstream_repo.as_str(), "tags": tags });
                 Ok((Bytes::from(serde_json::to_vec(&body).unwrap_or_default()), None))

@@ -218,6 +218,6 @@ url = "https://ghcr.io"
         let d = r.default_remote().unwrap();
         assert_eq!(d.name, "docker.io");
         assert_eq!(d.url.as_str(), "https://registry-1.docker.io/");
-        assert!(d.credentials.is_none());
+        assert!(d.credentials.is_empty());
     }
 }

@@ -6,6 +6,14 @@
 //! cached until shortly before it expires. For `Basic`, the credentials are
 //! sent directly. Credentials go only to the remote's own origin and to the
 //! realm it names.
+//!
+//! Which credentials: the remote's first credentials entry whose repository
+//! pattern matches the upstream repository ([`RemoteCredentials`]); values
+//! come from the secrets resolver, which caches and re-reads them. Tokens
+//! are cached per account *and* scope, so two accounts never share one. A
+//! rejection (401 from the token service or the registry) makes the
+//! resolver re-read the secret once, which is also how an ECR token is
+//! refreshed on a 401. Logs name the secret reference, never a value.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +25,8 @@ use serde::Deserialize;
 use tokio::sync::RwLock;
 
 use super::error::{excerpt, UpstreamError};
-use crate::secrets::{Credentials, SecretString};
+use crate::config::Remote;
+use crate::secrets::{CachedCredentials, Credentials, RemoteCredentials, SecretString};
 
 /// What the remote asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +100,27 @@ struct TokenReply {
     expires_in: Option<u64>,
 }
 
+/// The credentials chosen for one request.
+struct Chosen<'a> {
+    entry: &'a Arc<CachedCredentials>,
+    creds: Credentials,
+}
+
 /// Auth state for one remote.
 pub struct Authenticator {
     remote: String,
-    creds: Option<Credentials>,
+    creds: RemoteCredentials,
     challenge: RwLock<Option<Challenge>>,
-    /// scope → (token, refresh-after). Entries also expire after an hour.
+    /// `account|scope` → (token, refresh-after). Entries also expire after
+    /// an hour.
     tokens: moka::future::Cache<String, Arc<(SecretString, Instant)>>,
 }
 
 impl Authenticator {
-    pub fn new(remote: String, creds: Option<Credentials>) -> Authenticator {
+    pub fn new(remote: &Remote) -> Authenticator {
         Authenticator {
-            remote,
-            creds,
+            remote: remote.name.clone(),
+            creds: RemoteCredentials::new(remote),
             challenge: RwLock::new(None),
             tokens: moka::future::Cache::builder()
                 .max_capacity(10_000)
@@ -113,9 +129,9 @@ impl Authenticator {
         }
     }
 
-    fn basic_value(&self) -> Option<HeaderValue> {
-        match &self.creds {
-            Some(Credentials::Basic { username, password }) => {
+    fn basic_value(creds: &Credentials) -> Option<HeaderValue> {
+        match creds {
+            Credentials::Basic { username, password } => {
                 let raw = format!("{}:{}", username, password.expose());
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw);
                 let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
@@ -132,36 +148,107 @@ impl Authenticator {
         Some(v)
     }
 
-    /// The `Authorization` value for a request needing `scope`, if any.
-    pub async fn header_for(&self, http: &reqwest::Client, scope: &str) -> Result<Option<HeaderValue>, UpstreamError> {
+    /// Resolve the credentials for `repo`: `None` when no entry matches
+    /// (anonymous). A secret that cannot be loaded is an `Unauthorized`
+    /// error naming the remote (the log names the secret reference).
+    async fn choose(&self, repo: &str) -> Result<Option<Chosen<'_>>, UpstreamError> {
+        let Some(entry) = self.creds.select(repo) else {
+            return Ok(None);
+        };
+        match entry.get().await {
+            Ok(creds) => Ok(Some(Chosen { entry, creds })),
+            Err(e) => {
+                tracing::warn!(remote = %self.remote, secret = %entry.reference(), error = %e, "no credentials for the upstream request");
+                Err(UpstreamError::Unauthorized {
+                    remote: self.remote.clone(),
+                    status: 401,
+                    body: format!("wharf could not load its credentials for remote {}", self.remote),
+                })
+            }
+        }
+    }
+
+    /// The `Authorization` value for a request for `repo` needing `scope`,
+    /// if any.
+    pub async fn header_for(
+        &self,
+        http: &reqwest::Client,
+        repo: &str,
+        scope: &str,
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
+        let chosen = self.choose(repo).await?;
         let ch = self.challenge.read().await.clone();
         match ch {
-            None => Ok(match &self.creds {
+            None => Ok(match chosen.as_ref().map(|c| &c.creds) {
                 Some(Credentials::Token(t)) => Self::bearer_value(t),
                 _ => None,
             }),
-            Some(Challenge::Basic) => Ok(self.basic_value()),
+            Some(Challenge::Basic) => Ok(chosen.as_ref().and_then(|c| Self::basic_value(&c.creds))),
             Some(Challenge::Bearer { realm, service }) => {
-                if let Some(t) = self.tokens.get(scope).await {
+                let key = self.token_key(chosen.as_ref(), scope);
+                if let Some(t) = self.tokens.get(&key).await {
                     if Instant::now() < t.1 {
                         return Ok(Self::bearer_value(&t.0));
                     }
                 }
-                let t = self.fetch_token(http, &realm, service.as_deref(), scope).await?;
+                let t = match self.fetch_token(http, &realm, service.as_deref(), scope, chosen.as_ref()).await {
+                    Err(UpstreamError::Unauthorized { .. }) if chosen.is_some() => {
+                        // Rejected by the token service: re-read the secret
+                        // once (it may have been rotated) and try again.
+                        let entry = chosen.as_ref().map(|c| c.entry.clone());
+                        if let Some(e) = &entry {
+                            e.invalidate().await;
+                        }
+                        let again = self.choose(repo).await?;
+                        let key2 = self.token_key(again.as_ref(), scope);
+                        let r = self.fetch_token(http, &realm, service.as_deref(), scope, again.as_ref()).await;
+                        if let (Err(UpstreamError::Unauthorized { status, .. }), Some(c)) = (&r, &again) {
+                            tracing::warn!(remote = %self.remote, secret = %c.entry.reference(), status, "the token service rejected wharf's credentials");
+                        }
+                        let t = r?;
+                        let v = Self::bearer_value(&t.0);
+                        self.tokens.insert(key2, t).await;
+                        return Ok(v);
+                    }
+                    r => r?,
+                };
                 let v = Self::bearer_value(&t.0);
-                self.tokens.insert(scope.to_string(), t).await;
+                self.tokens.insert(key, t).await;
                 Ok(v)
             }
         }
     }
 
+    fn token_key(&self, chosen: Option<&Chosen<'_>>, scope: &str) -> String {
+        match chosen {
+            Some(c) => format!("{}|{scope}", c.entry.account_key(&c.creds)),
+            None => format!("anonymous|{scope}"),
+        }
+    }
+
     /// Learn from a 401: remember the challenge and drop any cached token
-    /// for `scope`, so the next `header_for` fetches a fresh one.
-    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, scope: &str) {
+    /// for `scope`, so the next `header_for` fetches a fresh one. When
+    /// credentials were sent (`sent_auth`), they are re-read too.
+    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, repo: &str, scope: &str, sent_auth: bool) {
         if let Some(c) = www_authenticate.and_then(parse_challenge) {
             *self.challenge.write().await = Some(c);
         }
-        self.tokens.invalidate(scope).await;
+        if let (true, Some(e)) = (sent_auth, self.creds.select(repo)) {
+            if let Ok(creds) = e.get().await {
+                self.tokens.invalidate(&format!("{}|{scope}", e.account_key(&creds))).await;
+            }
+            e.invalidate().await;
+        }
+        self.tokens.invalidate(&format!("anonymous|{scope}")).await;
+    }
+
+    /// The remote refused a request made with wharf's credentials (the
+    /// final 401/403): say which secret reference was used.
+    pub fn rejected(&self, repo: &str, status: u16) {
+        match self.creds.select(repo) {
+            Some(e) => tracing::warn!(remote = %self.remote, repository = repo, secret = %e.reference(), status, "the remote rejected wharf's credentials"),
+            None => tracing::warn!(remote = %self.remote, repository = repo, status, "the remote refused an anonymous request (no credentials entry matches)"),
+        }
     }
 
     async fn fetch_token(
@@ -170,6 +257,7 @@ impl Authenticator {
         realm: &str,
         service: Option<&str>,
         scope: &str,
+        chosen: Option<&Chosen<'_>>,
     ) -> Result<Arc<(SecretString, Instant)>, UpstreamError> {
         let mut url = reqwest::Url::parse(realm).map_err(|e| UpstreamError::Protocol {
             remote: self.remote.clone(),
@@ -183,9 +271,9 @@ impl Authenticator {
             q.append_pair("scope", scope);
         }
         let mut req = http.get(url);
-        match &self.creds {
-            Some(Credentials::Basic { .. }) => {
-                if let Some(v) = self.basic_value() {
+        match chosen.map(|c| &c.creds) {
+            Some(c @ Credentials::Basic { .. }) => {
+                if let Some(v) = Self::basic_value(c) {
                     req = req.header(http::header::AUTHORIZATION, v);
                 }
             }

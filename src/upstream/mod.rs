@@ -71,11 +71,27 @@ pub enum Retries {
     None,
 }
 
+/// Counters for `/metrics` (per remote; no repository or digest labels).
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    /// HTTP requests sent (every attempt, redirect hop and HEAD).
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Requests that failed to connect or answered 429/5xx.
+    pub errors: std::sync::atomic::AtomicU64,
+    /// Body bytes received (manifests, tag lists, blobs).
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// Time to response headers.
+    pub latency: crate::telemetry::LatencyHistogram,
+}
+
 /// Client for one remote.
 pub struct Upstream {
     remote: Arc<Remote>,
     http: reqwest::Client,
     auth: auth::Authenticator,
+    /// `max_concurrent_fetches`: blob downloads running at once.
+    fetch_slots: Arc<tokio::sync::Semaphore>,
+    pub stats: UpstreamStats,
 }
 
 impl Upstream {
@@ -98,7 +114,9 @@ impl Upstream {
         }
         let http = b.build().map_err(|e| format!("building HTTP client: {e}"))?;
         Ok(Upstream {
-            auth: auth::Authenticator::new(remote.name.clone(), remote.credentials.clone()),
+            fetch_slots: Arc::new(tokio::sync::Semaphore::new(remote.max_concurrent_fetches.max(1))),
+            stats: UpstreamStats::default(),
+            auth: auth::Authenticator::new(&remote),
             remote,
             http,
         })
@@ -106,6 +124,12 @@ impl Upstream {
 
     pub fn remote(&self) -> &Arc<Remote> {
         &self.remote
+    }
+
+    /// Wait for one of the remote's `max_concurrent_fetches` download slots;
+    /// hold it for the whole blob download.
+    pub async fn fetch_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.fetch_slots.clone().acquire_owned().await.ok()
     }
 
     /// The remote's base URL joined with an API path (which may carry a
@@ -147,7 +171,8 @@ impl Upstream {
         let mut attempt = 0u32;
         let mut reauthed = false;
         loop {
-            let authz = self.auth.header_for(&self.http, &scope).await?;
+            let authz = self.auth.header_for(&self.http, repo.as_str(), &scope).await?;
+            let sent_auth = authz.is_some();
             let res = self.send_once(method.clone(), self.url(path), accept, authz).await;
             let wait = match res {
                 Err(e) => {
@@ -164,7 +189,7 @@ impl Upstream {
                     if status == 401 && !reauthed {
                         reauthed = true;
                         let ch = r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
-                        self.auth.on_unauthorized(ch, &scope).await;
+                        self.auth.on_unauthorized(ch, repo.as_str(), &scope, sent_auth).await;
                         continue;
                     }
                     let retry_after = r
@@ -174,6 +199,7 @@ impl Upstream {
                         .and_then(|v| v.trim().parse::<u64>().ok());
                     let body = error::excerpt(&r.bytes().await.unwrap_or_default());
                     if status == 401 || status == 403 {
+                        self.auth.rejected(repo.as_str(), status);
                         return Err(UpstreamError::Unauthorized {
                             remote: self.remote.name.clone(),
                             status,
@@ -216,12 +242,24 @@ impl Upstream {
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
             }
+            if let Some(id) = crate::telemetry::request_id().filter(|id| !id.is_empty()) {
+                req = req.header("x-request-id", &*id);
+            }
             if url.origin() == origin {
                 if let Some(v) = &authz {
                     req = req.header(header::AUTHORIZATION, v.clone());
                 }
             }
-            let resp = req.send().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+            let sent = std::time::Instant::now();
+            self.stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let resp = req.send().await.map_err(|e| {
+                self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.err_unreachable(describe(&e))
+            })?;
+            self.stats.latency.observe(sent.elapsed());
+            if resp.status().is_server_error() || resp.status().as_u16() == 429 {
+                self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if !resp.status().is_redirection() {
                 return Ok(resp);
             }
@@ -272,6 +310,7 @@ impl Upstream {
             });
         }
         let bytes = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+        self.stats.bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(RemoteManifest {
             digest: header_digest,
             media_type,
@@ -307,6 +346,7 @@ impl Upstream {
         let r = self.send(Method::GET, &path, repo, None, Retries::Default).await?;
         let link = r.headers().get(header::LINK).and_then(|v| v.to_str().ok()).map(str::to_string);
         let b = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
+        self.stats.bytes.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok((b, link))
     }
 }

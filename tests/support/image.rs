@@ -74,6 +74,10 @@ impl Noise {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Bytes handed out so far.
     pub fn position(&self) -> u64 {
         self.pos

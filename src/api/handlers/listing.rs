@@ -65,7 +65,15 @@ pub async fn tags(api: &Api, req: &Request<Incoming>, name: &RepoName) -> Reply 
 }
 
 pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
-    let all = api.store.repositories().await?;
+    let mut all = api.store.repositories().await?;
+    if api.auth.enabled() {
+        // Only what the caller may pull.
+        let id = crate::api::access::identity(req);
+        all.retain(|r| {
+            let remote = api.proxy.router().by_name(r.split('/').next().unwrap_or("")).is_some();
+            api.auth.subject_allowed(&id.subject, r, crate::auth::Action::Pull, remote)
+        });
+    }
     let (page, link) = paginate(all, &Query::of(req), "/v2/_catalog")?;
     json_page(serde_json::json!({ "repositories": page }), link)
 }

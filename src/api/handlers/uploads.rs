@@ -87,10 +87,28 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
                     .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).detail(format!("from: {e}")))
             })
             .transpose()?;
+        let id = crate::api::access::identity(&req);
         let present = match &from {
+            // Mounting reads the source: the client must be allowed to pull it.
+            Some(src) if !api.auth.allowed(&id, src.as_str(), crate::auth::Action::Pull, false) => false,
             Some(src) => api.store.repo_has_blob(src, &mount).await?,
             // No source named: mount when the content is anywhere in the store.
-            None => api.store.blob_size(&mount).await?.is_some(),
+            None if !api.auth.enabled() => api.store.blob_size(&mount).await?.is_some(),
+            // With accounts, knowing a digest is not enough: the blob must be
+            // in some repository the client may pull.
+            None => {
+                let mut found = false;
+                for r in api.store.repositories().await? {
+                    let Ok(rn) = r.parse::<RepoName>() else { continue };
+                    if api.auth.allowed(&id, &r, crate::auth::Action::Pull, false)
+                        && api.store.repo_has_blob(&rn, &mount).await?
+                    {
+                        found = true;
+                        break;
+                    }
+                }
+                found
+            }
         };
         if present {
             api.store.link_blob(name, &mount).await?;

@@ -1,0 +1,554 @@
+//! Client authentication and authorization.
+//!
+//! Owns: who a request is (anonymous, an admin, a robot; via Basic
+//! credentials or a JWT from wharf's token service), what each may do per
+//! project (`pull`, `push` ⇒ `pull`, `delete`), robot accounts, and the
+//! scopes granted in tokens. It decides; the API edge turns a refusal into
+//! 401 (who are you?) or 403 (you may not).
+//!
+//! With no admin and no robot configured, auth is off: everyone may do
+//! everything, as with a Distribution registry without auth.
+
+pub mod password;
+pub mod robots;
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use base64::Engine;
+use http::HeaderMap;
+use sha2::Digest as _;
+
+use crate::config::{AuthConfig, Config, Perms, Project};
+use robots::{unix_now, Robot, RobotFile};
+pub use token::Access;
+use token::TokenKeys;
+
+/// Robot usernames are `robot$<name>`.
+pub const ROBOT_PREFIX: &str = "robot$";
+
+/// What a request wants to do to a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+
+    fn granted_by(self, p: &Perms) -> bool {
+        match self {
+            Action::Pull => p.pull || p.push,
+            Action::Push => p.push,
+            Action::Delete => p.delete,
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Anonymous,
+    Admin(String),
+    Robot(String),
+}
+
+impl Subject {
+    pub fn username(&self) -> String {
+        match self {
+            Subject::Anonymous => String::new(),
+            Subject::Admin(u) => u.clone(),
+            Subject::Robot(n) => format!("{ROBOT_PREFIX}{n}"),
+        }
+    }
+}
+
+/// An authenticated request: the subject and, when it came with a token,
+/// exactly the access that token grants.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub subject: Subject,
+    pub token_access: Option<Vec<Access>>,
+}
+
+impl Identity {
+    pub fn anonymous() -> Identity {
+        Identity {
+            subject: Subject::Anonymous,
+            token_access: None,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.subject == Subject::Anonymous
+    }
+}
+
+/// Authentication failures (all become 401).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid username or password")]
+    BadCredentials,
+    #[error("invalid or expired token")]
+    BadToken,
+    #[error("malformed Authorization header")]
+    Malformed,
+}
+
+/// Robot-management failures.
+#[derive(Debug, thiserror::Error)]
+pub enum RobotError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("robot {0} already exists")]
+    Exists(String),
+    #[error("robot {0} not found")]
+    NotFound(String),
+    #[error("robot {0} is defined in the config file; remove it there")]
+    FromConfig(String),
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub struct Authorizer {
+    cfg: AuthConfig,
+    keys: TokenKeys,
+    robots: RwLock<Vec<Robot>>,
+    robot_file: RobotFile,
+    projects: RwLock<Vec<Project>>,
+    projects_file: std::path::PathBuf,
+    tmp_dir: std::path::PathBuf,
+    /// sha256(user:password) → subject, so argon2 runs once a minute per
+    /// credential rather than per request.
+    verified: moka::sync::Cache<[u8; 32], Subject>,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Authorizer {
+    /// Build from the config; robots and project changes made through the
+    /// API live under `<data_dir>/auth/`.
+    pub fn new(cfg: &Config, data_dir: &Path) -> io::Result<Authorizer> {
+        let dir = data_dir.join("auth");
+        std::fs::create_dir_all(&dir)?;
+        let tmp_dir = data_dir.join("tmp");
+        std::fs::create_dir_all(&tmp_dir)?;
+        let keys = TokenKeys::load_or_create(&dir.join("token.key"))?;
+        let robot_file = RobotFile::new(dir.join("robots.json"), tmp_dir.clone());
+        let mut robots: Vec<Robot> = cfg
+            .auth
+            .robots
+            .iter()
+            .map(|r| Robot {
+                name: r.name.clone(),
+                token_hash: r.token_hash.expose().to_string(),
+                permissions: r.permissions.clone(),
+                created_at: 0,
+                expires_at: None,
+                revoked: false,
+                from_config: true,
+            })
+            .collect();
+        for r in robot_file.load()? {
+            if !robots.iter().any(|c| c.name == r.name) {
+                robots.push(r);
+            }
+        }
+        let projects_file = dir.join("projects.json");
+        let mut projects = cfg.projects.clone();
+        if let Some(b) = crate::store::fsutil::read_opt(&projects_file)? {
+            let saved: Vec<Project> = serde_json::from_slice(&b)
+                .map_err(|e| io::Error::other(format!("{} is corrupt: {e}", projects_file.display())))?;
+            for p in saved {
+                match projects.iter_mut().find(|q| q.name == p.name) {
+                    Some(q) => *q = p,
+                    None => projects.push(p),
+                }
+            }
+        }
+        Ok(Authorizer {
+            cfg: cfg.auth.clone(),
+            keys,
+            robots: RwLock::new(robots),
+            robot_file,
+            projects: RwLock::new(projects),
+            projects_file,
+            tmp_dir,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        })
+    }
+
+    /// Whether any account exists (otherwise wharf is open).
+    pub fn enabled(&self) -> bool {
+        !self.cfg.admins.is_empty() || !read_lock(&self.robots).is_empty()
+    }
+
+    pub fn config(&self) -> &AuthConfig {
+        &self.cfg
+    }
+
+    /// Identify the sender of `headers`.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        let Some(v) = headers.get(http::header::AUTHORIZATION) else {
+            return Ok(Identity::anonymous());
+        };
+        let v = v.to_str().map_err(|_| AuthError::Malformed)?.trim();
+        let (scheme, rest) = v.split_once(' ').ok_or(AuthError::Malformed)?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .map_err(|_| AuthError::Malformed)?;
+                let raw = String::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
+                let (user, pass) = raw.split_once(':').ok_or(AuthError::Malformed)?;
+                let subject = self.check_basic(user, pass).await.ok_or(AuthError::BadCredentials)?;
+                Ok(Identity {
+                    subject,
+                    token_access: None,
+                })
+            }
+            "bearer" => {
+                let c = self.keys.verify(rest.trim()).ok_or(AuthError::BadToken)?;
+                let subject = self.subject_of(&c.sub).ok_or(AuthError::BadToken)?;
+                Ok(Identity {
+                    subject,
+                    token_access: Some(c.access),
+                })
+            }
+            _ => Err(AuthError::Malformed),
+        }
+    }
+
+    /// The subject a token's `sub` names, if it still exists and is active.
+    fn subject_of(&self, sub: &str) -> Option<Subject> {
+        if sub.is_empty() {
+            return Some(Subject::Anonymous);
+        }
+        if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
+            let active = read_lock(&self.robots).iter().any(|r| r.name == name && r.active());
+            return active.then(|| Subject::Robot(name.to_string()));
+        }
+        self.cfg.admins.iter().any(|a| a.username == sub).then(|| Subject::Admin(sub.to_string()))
+    }
+
+    /// Check a username and password (or robot token).
+    pub async fn check_basic(&self, user: &str, pass: &str) -> Option<Subject> {
+        let key: [u8; 32] = sha2::Sha256::digest(format!("{user}:{pass}").as_bytes()).into();
+        if let Some(s) = self.verified.get(&key) {
+            // Still active? (revocation must take effect at once)
+            if self.subject_of(&s.username()).is_some() {
+                return Some(s);
+            }
+            self.verified.invalidate(&key);
+            return None;
+        }
+        let hash = if let Some(name) = user.strip_prefix(ROBOT_PREFIX) {
+            read_lock(&self.robots)
+                .iter()
+                .find(|r| r.name == name && r.active())
+                .map(|r| (r.token_hash.clone(), Subject::Robot(name.to_string())))
+        } else {
+            self.cfg
+                .admins
+                .iter()
+                .find(|a| a.username == user)
+                .map(|a| (a.password_hash.expose().to_string(), Subject::Admin(user.to_string())))
+        };
+        // Unknown users still cost a hash, so timing does not reveal names.
+        let (phc, subject) = hash.unwrap_or_else(|| (DUMMY_HASH.to_string(), Subject::Anonymous));
+        let pass = pass.to_string();
+        let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc)).await.unwrap_or(false);
+        if !ok || subject == Subject::Anonymous {
+            return None;
+        }
+        self.verified.insert(key, subject.clone());
+        Some(subject)
+    }
+
+    pub fn project(&self, name: &str) -> Option<Project> {
+        read_lock(&self.projects).iter().find(|p| p.name == name).cloned()
+    }
+
+    pub fn projects(&self) -> Vec<Project> {
+        let mut v = read_lock(&self.projects).clone();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Create or update a project (persisted).
+    pub fn put_project(&self, p: Project) -> io::Result<()> {
+        let mut all = write_lock(&self.projects);
+        match all.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => *q = p,
+            None => all.push(p),
+        }
+        let bytes = serde_json::to_vec_pretty(&*all).map_err(io::Error::other)?;
+        let tmp = self.tmp_dir.join(uuid::Uuid::new_v4().to_string());
+        crate::store::fsutil::write_atomic(&tmp, &self.projects_file, &bytes)
+    }
+
+    /// Whether `subject` may do `action` on repository `repo` (path name).
+    /// `remote`: the name is a pull-through namespace.
+    pub fn subject_allowed(&self, subject: &Subject, repo: &str, action: Action, remote: bool) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        if remote {
+            // Remote namespaces mirror their remote: pull only.
+            return action == Action::Pull
+                && (self.cfg.remote_pull_anonymous || *subject != Subject::Anonymous);
+        }
+        let project = repo.split('/').next().unwrap_or("");
+        // Public projects: everyone may pull.
+        let public_pull = || action == Action::Pull && self.project(project).is_some_and(|p| p.public);
+        match subject {
+            Subject::Admin(_) => true,
+            Subject::Robot(name) => {
+                read_lock(&self.robots)
+                    .iter()
+                    .find(|r| &r.name == name && r.active())
+                    .and_then(|r| r.permissions.get(project))
+                    .is_some_and(|p| action.granted_by(p))
+                    || public_pull()
+            }
+            Subject::Anonymous => public_pull(),
+        }
+    }
+
+    /// Whether the request may proceed: the subject's rights and, for a
+    /// token, the token's scope.
+    pub fn allowed(&self, id: &Identity, repo: &str, action: Action, remote: bool) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        if let Some(access) = &id.token_access {
+            let covered = access.iter().any(|a| {
+                a.kind == "repository"
+                    && a.name == repo
+                    && a.actions.iter().any(|x| x == action.as_str() || x == "*" || (action == Action::Pull && x == "push"))
+            });
+            if !covered {
+                return false;
+            }
+        }
+        self.subject_allowed(&id.subject, repo, action, remote)
+    }
+
+    /// The subset of a requested scope (`repository:<name>:<actions>`) that
+    /// `subject` is granted. `remote` tells whether `<name>` is a
+    /// pull-through name.
+    pub fn grant(&self, subject: &Subject, scope: &str, remote: impl Fn(&str) -> bool) -> Option<Access> {
+        let mut parts = scope.splitn(3, ':');
+        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+        match kind {
+            "repository" => {
+                let r = remote(name);
+                let mut granted: Vec<String> = Vec::new();
+                for a in actions.split(',') {
+                    let want: &[Action] = match a {
+                        "pull" => &[Action::Pull],
+                        "push" => &[Action::Push],
+                        "delete" => &[Action::Delete],
+                        "*" => &[Action::Pull, Action::Push, Action::Delete],
+                        _ => &[],
+                    };
+                    for act in want {
+                        if self.subject_allowed(subject, name, *act, r) && !granted.iter().any(|g| g == act.as_str()) {
+                            granted.push(act.as_str().to_string());
+                        }
+                    }
+                }
+                Some(Access {
+                    kind: kind.into(),
+                    name: name.into(),
+                    actions: granted,
+                })
+            }
+            "registry" if name == "catalog" && *subject != Subject::Anonymous => Some(Access {
+                kind: kind.into(),
+                name: name.into(),
+                actions: vec!["*".into()],
+            }),
+            _ => None,
+        }
+    }
+
+    /// Sign a token for `subject` with `access`.
+    pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), String> {
+        let ttl = self.cfg.token_ttl;
+        self.keys.issue(&subject.username(), access, ttl).map(|t| (t, ttl))
+    }
+
+    /// Robots, newest last.
+    pub fn robots(&self) -> Vec<Robot> {
+        read_lock(&self.robots).clone()
+    }
+
+    /// Create a robot; returns it and its token (shown once).
+    pub fn create_robot(
+        &self,
+        name: &str,
+        permissions: BTreeMap<String, Perms>,
+        expires_in: Option<Duration>,
+    ) -> Result<(Robot, String), RobotError> {
+        if !crate::config::valid_robot_name(name) {
+            return Err(RobotError::Invalid(crate::config::ROBOT_NAME_RULE.into()));
+        }
+        let token = password::new_token();
+        let hash = password::hash(&token).map_err(RobotError::Invalid)?;
+        let robot = Robot {
+            name: name.to_string(),
+            token_hash: hash,
+            permissions,
+            created_at: unix_now(),
+            expires_at: expires_in.map(|d| unix_now() + d.as_secs()),
+            revoked: false,
+            from_config: false,
+        };
+        let mut all = write_lock(&self.robots);
+        if all.iter().any(|r| r.name == name) {
+            return Err(RobotError::Exists(name.into()));
+        }
+        all.push(robot.clone());
+        if let Err(e) = self.robot_file.save(&all) {
+            all.pop();
+            return Err(e.into());
+        }
+        Ok((robot, token))
+    }
+
+    /// Revoke a robot: its credentials and tokens stop working at once.
+    pub fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
+        let mut all = write_lock(&self.robots);
+        let r = all.iter_mut().find(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
+        if r.from_config {
+            return Err(RobotError::FromConfig(name.into()));
+        }
+        r.revoked = true;
+        self.robot_file.save(&all)?;
+        Ok(())
+    }
+}
+
+/// A valid argon2 hash of a random string, verified against unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3dDSk8Aiv8aFz7CkEMk2mxdH0dGVb+OTo8Pi3BD1K9k";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawConfig;
+
+    fn authz(extra: &str) -> (Authorizer, tempfile::TempDir) {
+        let admin = password::hash("adminpw").unwrap();
+        let robot = password::hash("robotpw").unwrap();
+        let toml = format!(
+            r#"
+[auth]
+[[auth.admins]]
+username = "admin"
+password_hash = "{admin}"
+[[auth.robots]]
+name = "ci"
+token_hash = "{robot}"
+permissions = {{ a = ["push"], c = ["delete"] }}
+[[projects]]
+name = "a"
+[[projects]]
+name = "pub"
+public = true
+{extra}
+"#
+        );
+        let cfg = RawConfig::parse(&toml).unwrap().validate(&Default::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        (Authorizer::new(&cfg, dir.path()).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn permission_rules() {
+        let (a, _d) = authz("");
+        assert!(a.enabled());
+        let anon = Subject::Anonymous;
+        let ci = a.check_basic("robot$ci", "robotpw").await.unwrap();
+        let admin = a.check_basic("admin", "adminpw").await.unwrap();
+        assert!(a.check_basic("robot$ci", "nope").await.is_none());
+        assert!(a.check_basic("ghost", "adminpw").await.is_none());
+        assert!(a.subject_allowed(&ci, "a/app", Action::Pull, false));
+        assert!(a.subject_allowed(&ci, "a/app", Action::Push, false));
+        assert!(!a.subject_allowed(&ci, "a/app", Action::Delete, false));
+        assert!(!a.subject_allowed(&ci, "b/app", Action::Pull, false));
+        assert!(a.subject_allowed(&ci, "c/app", Action::Delete, false));
+        assert!(!a.subject_allowed(&ci, "c/app", Action::Pull, false));
+        assert!(a.subject_allowed(&admin, "b/app", Action::Delete, false));
+        assert!(a.subject_allowed(&anon, "pub/x", Action::Pull, false));
+        assert!(!a.subject_allowed(&anon, "pub/x", Action::Push, false));
+        assert!(!a.subject_allowed(&anon, "a/x", Action::Pull, false));
+        assert!(a.subject_allowed(&anon, "docker.io/library/x", Action::Pull, true));
+        assert!(!a.subject_allowed(&admin, "docker.io/library/x", Action::Push, true));
+    }
+
+    #[tokio::test]
+    async fn tokens_carry_granted_subset() {
+        let (a, _d) = authz("");
+        let ci = Subject::Robot("ci".into());
+        let g = a.grant(&ci, "repository:a/app:pull,push,delete", |_| false).unwrap();
+        assert_eq!(g.actions, ["pull", "push"]);
+        let g = a.grant(&ci, "repository:b/app:pull", |_| false).unwrap();
+        assert!(g.actions.is_empty());
+        let (t, _) = a.issue_token(&ci, vec![a.grant(&ci, "repository:a/app:pull", |_| false).unwrap()]).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+        let id = a.authenticate(&h).await.unwrap();
+        assert!(a.allowed(&id, "a/app", Action::Pull, false));
+        assert!(!a.allowed(&id, "a/app", Action::Push, false), "token did not grant push");
+        assert!(!a.allowed(&id, "a/other", Action::Pull, false));
+    }
+
+    #[tokio::test]
+    async fn robots_lifecycle() {
+        let (a, d) = authz("");
+        let mut perms = BTreeMap::new();
+        perms.insert("a".to_string(), Perms::parse(&["pull".into()]).unwrap());
+        let (_, tok) = a.create_robot("node-1", perms.clone(), None).unwrap();
+        assert!(a.check_basic("robot$node-1", &tok).await.is_some());
+        assert!(matches!(a.create_robot("node-1", perms.clone(), None), Err(RobotError::Exists(_))));
+        assert!(matches!(a.create_robot("Bad Name", perms, None), Err(RobotError::Invalid(_))));
+        a.revoke_robot("node-1").unwrap();
+        assert!(a.check_basic("robot$node-1", &tok).await.is_none());
+        assert!(matches!(a.revoke_robot("ci"), Err(RobotError::FromConfig(_))));
+        // Persisted: a new authorizer on the same dir sees the revoked robot.
+        let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
+        let b = Authorizer::new(&cfg, d.path()).unwrap();
+        assert!(b.robots().iter().any(|r| r.name == "node-1" && r.revoked));
+    }
+
+    #[test]
+    fn open_without_accounts() {
+        let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let a = Authorizer::new(&cfg, d.path()).unwrap();
+        assert!(!a.enabled());
+        assert!(a.subject_allowed(&Subject::Anonymous, "x/y", Action::Delete, false));
+    }
+}

@@ -1,0 +1,122 @@
+//! The registry token service's JWTs (Docker token spec): HS256, signed with
+//! a key kept in the data directory, carrying exactly the granted access.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub const ISSUER: &str = "wharf";
+pub const SERVICE: &str = "wharf";
+
+/// One granted scope entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub access: Vec<Access>,
+}
+
+/// Signs and verifies tokens.
+pub struct TokenKeys {
+    enc: EncodingKey,
+    dec: DecodingKey,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl TokenKeys {
+    /// Load the signing key from `path`, creating it (mode 0600) if absent.
+    pub fn load_or_create(path: &Path) -> io::Result<TokenKeys> {
+        let key = match std::fs::read(path) {
+            Ok(k) if k.len() >= 32 => k,
+            Ok(_) => return Err(io::Error::other(format!("{} is too short to be a signing key", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                use rand::RngCore;
+                let mut k = vec![0u8; 64];
+                rand::thread_rng().fill_bytes(&mut k);
+                if let Some(p) = path.parent() {
+                    std::fs::create_dir_all(p)?;
+                }
+                let mut o = std::fs::OpenOptions::new();
+                o.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                let mut f = o.open(path)?;
+                io::Write::write_all(&mut f, &k)?;
+                f.sync_all()?;
+                k
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(TokenKeys {
+            enc: EncodingKey::from_secret(&key),
+            dec: DecodingKey::from_secret(&key),
+        })
+    }
+
+    pub fn issue(&self, sub: &str, access: Vec<Access>, ttl: Duration) -> Result<String, String> {
+        let t = now();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: sub.into(),
+            aud: SERVICE.into(),
+            exp: t + ttl.as_secs(),
+            nbf: t.saturating_sub(5),
+            iat: t,
+            access,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.enc).map_err(|e| e.to_string())
+    }
+
+    /// Verify signature, issuer, audience and expiry.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[SERVICE]);
+        v.leeway = 5;
+        decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = TokenKeys::load_or_create(&dir.path().join("k")).unwrap();
+        let a = vec![Access {
+            kind: "repository".into(),
+            name: "team/app".into(),
+            actions: vec!["pull".into()],
+        }];
+        let t = k.issue("robot$ci", a.clone(), Duration::from_secs(60)).unwrap();
+        let c = k.verify(&t).unwrap();
+        assert_eq!(c.sub, "robot$ci");
+        assert_eq!(c.access, a);
+        assert!(k.verify(&format!("{t}x")).is_none());
+        // Same key after reload.
+        let k2 = TokenKeys::load_or_create(&dir.path().join("k")).unwrap();
+        assert!(k2.verify(&t).is_some());
+        let other = TokenKeys::load_or_create(&dir.path().join("k2")).unwrap();
+        assert!(other.verify(&t).is_none());
+    }
+}

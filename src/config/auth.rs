@@ -1,0 +1,228 @@
+//! `[auth]` (accounts, token service) and `[[projects]]` (local namespaces).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{duration, size, ConfigError};
+use crate::secrets::SecretString;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    token_ttl: Option<String>,
+    remote_pull: Option<String>,
+    realm: Option<String>,
+    #[serde(default)]
+    admins: Vec<RawAdmin>,
+    #[serde(default)]
+    robots: Vec<RawRobot>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    username: String,
+    password_hash: SecretString,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRobot {
+    name: String,
+    token_hash: SecretString,
+    #[serde(default)]
+    permissions: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProject {
+    name: String,
+    #[serde(default)]
+    public: bool,
+    quota: Option<String>,
+    max_image_size: Option<String>,
+}
+
+/// What an account may do in a project. `push` implies `pull`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Perms {
+    #[serde(default)]
+    pub pull: bool,
+    #[serde(default)]
+    pub push: bool,
+    #[serde(default)]
+    pub delete: bool,
+}
+
+impl Perms {
+    /// Parse `["pull", "push", "delete"]`.
+    pub fn parse(actions: &[String]) -> Result<Perms, String> {
+        let mut p = Perms::default();
+        for a in actions {
+            match a.as_str() {
+                "pull" => p.pull = true,
+                "push" => {
+                    p.push = true;
+                    p.pull = true
+                }
+                "delete" => p.delete = true,
+                "*" => p = Perms { pull: true, push: true, delete: true },
+                other => return Err(format!("unknown permission {other:?} (use pull, push, delete)")),
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn actions(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.pull {
+            v.push("pull");
+        }
+        if self.push {
+            v.push("push");
+        }
+        if self.delete {
+            v.push("delete");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub username: String,
+    pub password_hash: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct RobotDef {
+    pub name: String,
+    pub token_hash: SecretString,
+    pub permissions: BTreeMap<String, Perms>,
+}
+
+/// Validated `[auth]`.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub token_ttl: Duration,
+    /// Anonymous clients may pull through remote namespaces.
+    pub remote_pull_anonymous: bool,
+    /// Token realm URL; derived from the request's Host when unset.
+    pub realm: Option<String>,
+    pub admins: Vec<Admin>,
+    pub robots: Vec<RobotDef>,
+}
+
+/// A local namespace.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Project {
+    pub name: String,
+    pub public: bool,
+    pub quota: Option<u64>,
+    pub max_image_size: Option<u64>,
+}
+
+fn check_hash(key: &str, h: &SecretString) -> Result<(), ConfigError> {
+    if !h.expose().starts_with("$argon2") {
+        return Err(ConfigError::invalid(
+            key,
+            "must be an argon2 PHC string (make one with `wharf hash-password`)",
+        ));
+    }
+    Ok(())
+}
+
+impl RawAuth {
+    pub(super) fn validate(self) -> Result<AuthConfig, ConfigError> {
+        let token_ttl = duration("auth.token_ttl", self.token_ttl.as_deref().unwrap_or("5m"))?;
+        if token_ttl < Duration::from_secs(10) || token_ttl > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid("auth.token_ttl", "must be between 10s and 24h"));
+        }
+        let remote_pull_anonymous = match self.remote_pull.as_deref().unwrap_or("anonymous") {
+            "anonymous" => true,
+            "authenticated" => false,
+            other => {
+                return Err(ConfigError::invalid(
+                    "auth.remote_pull",
+                    format!("{other:?}: use \"anonymous\" or \"authenticated\""),
+                ))
+            }
+        };
+        if let Some(r) = &self.realm {
+            if reqwest::Url::parse(r).is_err() {
+                return Err(ConfigError::invalid("auth.realm", format!("{r:?} is not a URL")));
+            }
+        }
+        let mut admins = Vec::new();
+        for (i, a) in self.admins.into_iter().enumerate() {
+            check_hash(&format!("auth.admins[{i}].password_hash"), &a.password_hash)?;
+            if a.username.is_empty() || a.username.contains(':') || a.username.starts_with("robot$") {
+                return Err(ConfigError::invalid(
+                    &format!("auth.admins[{i}].username"),
+                    "must be non-empty, without ':' and not start with robot$",
+                ));
+            }
+            admins.push(Admin {
+                username: a.username,
+                password_hash: a.password_hash,
+            });
+        }
+        let mut robots = Vec::new();
+        for (i, r) in self.robots.into_iter().enumerate() {
+            check_hash(&format!("auth.robots[{i}].token_hash"), &r.token_hash)?;
+            if !valid_robot_name(&r.name) {
+                return Err(ConfigError::invalid(&format!("auth.robots[{i}].name"), ROBOT_NAME_RULE));
+            }
+            let mut permissions = BTreeMap::new();
+            for (project, actions) in r.permissions {
+                let p = Perms::parse(&actions)
+                    .map_err(|e| ConfigError::invalid(&format!("auth.robots[{i}].permissions.{project}"), e))?;
+                permissions.insert(project, p);
+            }
+            robots.push(RobotDef {
+                name: r.name,
+                token_hash: r.token_hash,
+                permissions,
+            });
+        }
+        Ok(AuthConfig {
+            token_ttl,
+            remote_pull_anonymous,
+            realm: self.realm,
+            admins,
+            robots,
+        })
+    }
+}
+
+pub const ROBOT_NAME_RULE: &str = "robot names are 1-64 characters of a-z, 0-9, '-' and '_'";
+
+pub fn valid_robot_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl RawProject {
+    pub(super) fn validate(self, i: usize) -> Result<Project, ConfigError> {
+        let key = |k: &str| format!("projects[{i}].{k}");
+        if self.name.contains('/') || self.name.parse::<crate::oci::RepoName>().is_err() {
+            return Err(ConfigError::invalid(&key("name"), format!("{:?} must be one repository-name component", self.name)));
+        }
+        let quota = self.quota.as_deref().map(|q| size(&key("quota"), q)).transpose()?;
+        let max_image_size = self
+            .max_image_size
+            .as_deref()
+            .map(|q| size(&key("max_image_size"), q))
+            .transpose()?;
+        Ok(Project {
+            name: self.name,
+            public: self.public,
+            quota,
+            max_image_size,
+        })
+    }
+}

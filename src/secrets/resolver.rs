@@ -1,0 +1,340 @@
+//! Resolving credentials at run time: a cache per credentials entry.
+//!
+//! A value is re-read after the remote's `credentials_ttl` (ECR tokens: at
+//! three quarters of their lifetime), so a rotated secret takes effect
+//! without a restart. A failed refresh keeps the last good value and logs a
+//! warning naming the reference; a failed first load is an error. Nothing
+//! from a failed load is cached.
+//!
+//! One async mutex per entry serialises loads: concurrent requests wait for
+//! the one read instead of each calling the backend (Secrets Manager, ECR).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine;
+use futures_util::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::{Mutex, OnceCell};
+
+use super::backends;
+use super::{CredentialEntry, CredentialSource, Credentials, SecretError, SecretRef, SecretString};
+
+/// After a failed refresh, try again no sooner than this.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// A forced refresh (after a 401) is skipped when the value is this fresh.
+const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(2);
+
+struct Loaded {
+    creds: Credentials,
+    loaded_at: Instant,
+    refresh_at: Instant,
+}
+
+/// One credentials entry of one remote, with its cached value.
+pub struct CachedCredentials {
+    remote: String,
+    index: usize,
+    entry: CredentialEntry,
+    /// The remote's hosts (to pick a Docker `auths` entry) and API host
+    /// (to derive ECR region/account).
+    hosts: Vec<String>,
+    api_host: Option<String>,
+    ttl: Duration,
+    state: Mutex<Option<Loaded>>,
+    secretsmanager: OnceCell<aws_sdk_secretsmanager::Client>,
+}
+
+impl std::fmt::Debug for CachedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedCredentials")
+            .field("remote", &self.remote)
+            .field("index", &self.index)
+            .field("repository", &self.entry.repository.as_str())
+            .field("source", &self.describe())
+            .finish()
+    }
+}
+
+impl CachedCredentials {
+    pub fn new(
+        remote: &str,
+        index: usize,
+        entry: CredentialEntry,
+        hosts: Vec<String>,
+        api_host: Option<String>,
+        ttl: Duration,
+    ) -> CachedCredentials {
+        CachedCredentials {
+            remote: remote.to_string(),
+            index,
+            entry,
+            hosts,
+            api_host,
+            ttl,
+            state: Mutex::new(None),
+            secretsmanager: OnceCell::new(),
+        }
+    }
+
+    /// `remote corp credentials[1] (env:A,B)`: for log fields.
+    pub fn reference(&self) -> String {
+        format!("remotes.{}.credentials[{}] ({})", self.remote, self.index, self.describe())
+    }
+
+    /// The source as configured, e.g. `file:/run/secrets/x`.
+    pub fn describe(&self) -> String {
+        self.entry.source.describe()
+    }
+
+    /// `inline`, `env`, `file`, `aws-secretsmanager`, `ecr`.
+    pub fn backend(&self) -> &'static str {
+        match &self.entry.source {
+            CredentialSource::Inline(_) => "inline",
+            CredentialSource::Secret { reference, .. } => reference.backend(),
+            CredentialSource::Ecr(_) => "ecr",
+        }
+    }
+
+    pub fn repository(&self) -> &str {
+        self.entry.repository.as_str()
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The credentials, from the cache while fresh.
+    pub async fn get(&self) -> Result<Credentials, SecretError> {
+        if let CredentialSource::Inline(c) = &self.entry.source {
+            return Ok(c.clone());
+        }
+        let mut st = self.state.lock().await;
+        let now = Instant::now();
+        if let Some(l) = st.as_ref() {
+            if now < l.refresh_at {
+                return Ok(l.creds.clone());
+            }
+        }
+        match self.load().await {
+            Ok((creds, expires)) => {
+                let refresh_at = now + self.lifetime(expires);
+                let changed = st.as_ref().is_some_and(|l| l.creds != creds);
+                tracing::debug!(secret = %self.reference(), rotated = changed, kind = creds.kind(), "credentials loaded");
+                *st = Some(Loaded { creds: creds.clone(), loaded_at: now, refresh_at });
+                Ok(creds)
+            }
+            Err(e) => match st.as_mut() {
+                Some(l) => {
+                    tracing::warn!(secret = %self.reference(), error = %e, "refreshing credentials failed; keeping the last good value");
+                    l.refresh_at = now + self.ttl.min(RETRY_AFTER_FAILURE);
+                    Ok(l.creds.clone())
+                }
+                None => {
+                    tracing::warn!(secret = %self.reference(), error = %e, "credentials could not be loaded");
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Load now, bypassing the cache (for `check-config`); a success is
+    /// cached.
+    pub async fn resolve_now(&self) -> Result<Credentials, SecretError> {
+        let (creds, expires) = self.load().await?;
+        let now = Instant::now();
+        *self.state.lock().await = Some(Loaded { creds: creds.clone(), loaded_at: now, refresh_at: now + self.lifetime(expires) });
+        Ok(creds)
+    }
+
+    /// The remote rejected these credentials: re-read on next use (unless
+    /// just read), so a rotated secret or an expired ECR token is picked up
+    /// at once.
+    pub async fn invalidate(&self) {
+        if matches!(self.entry.source, CredentialSource::Inline(_)) {
+            return;
+        }
+        let mut st = self.state.lock().await;
+        if let Some(l) = st.as_mut() {
+            if l.loaded_at.elapsed() >= MIN_FORCED_INTERVAL {
+                tracing::debug!(secret = %self.reference(), "credentials rejected upstream; re-reading on next use");
+                l.refresh_at = Instant::now();
+            }
+        }
+    }
+
+    /// A cache key that differs between accounts (and after a rotation),
+    /// so upstream tokens are never shared between them. A hash: the key
+    /// may appear in debug output, the secret must not.
+    pub fn account_key(&self, c: &Credentials) -> String {
+        let mut h = Sha256::new();
+        match c {
+            Credentials::Basic { username, password } => {
+                h.update(b"basic\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(password.expose().as_bytes());
+            }
+            Credentials::Token(t) => {
+                h.update(b"token\0");
+                h.update(t.expose().as_bytes());
+            }
+        }
+        format!("{}#{}", self.index, hex::encode(&h.finalize()[..8]))
+    }
+
+    fn lifetime(&self, expires: Option<SystemTime>) -> Duration {
+        match expires.and_then(|e| e.duration_since(SystemTime::now()).ok()) {
+            // Refresh at three quarters of the token's life (ECR: ~9h of 12h).
+            Some(left) if left > Duration::from_secs(120) => left.mul_f64(0.75),
+            // Unknown, or already past (clock skew): the configured TTL; a
+            // 401 forces a refresh anyway.
+            _ => self.ttl,
+        }
+    }
+
+    async fn load(&self) -> Result<(Credentials, Option<SystemTime>), SecretError> {
+        match &self.entry.source {
+            CredentialSource::Inline(c) => Ok((c.clone(), None)),
+            CredentialSource::Secret { reference, username } => {
+                let c = self.resolve_ref(reference, username.is_some()).await?;
+                Ok((apply_username(c, username.as_deref())?, None))
+            }
+            CredentialSource::Ecr(e) => {
+                let keys = match &e.aws_credentials {
+                    None => None,
+                    Some(r) => match self.resolve_ref(r, false).await? {
+                        Credentials::Basic { username, password } if !username.is_empty() => Some((username, password)),
+                        _ => {
+                            return Err(SecretError::Malformed(format!(
+                                "{}: expected aws_access_key_id + aws_secret_access_key",
+                                r.describe()
+                            )))
+                        }
+                    },
+                };
+                // Boxed as `dyn Future + Send`: the SDK's futures nest deep
+                // enough to overflow the compiler's Send check in callers.
+                let f: BoxFuture<'_, _> = Box::pin(backends::ecr_token(e, self.api_host.as_deref(), keys));
+                f.await
+            }
+        }
+    }
+
+    async fn resolve_ref(&self, r: &SecretRef, raw_ok: bool) -> Result<Credentials, SecretError> {
+        if let Some(res) = backends::resolve_local(r, &self.hosts, raw_ok) {
+            return res;
+        }
+        let SecretRef::AwsSecretsmanager { id, region, endpoint } = r else {
+            unreachable!("resolve_local handles every other backend")
+        };
+        let f: BoxFuture<'_, _> = Box::pin(self.secretsmanager_text(id, region.as_deref(), endpoint.as_deref()));
+        let text = f.await?;
+        backends::parse_document(&text, None, &self.hosts, raw_ok).map_err(|e| match e {
+            SecretError::Malformed(m) => SecretError::Malformed(format!("Secrets Manager secret {id}: {m}")),
+            e => e,
+        })
+    }
+
+    async fn secretsmanager_text(&self, id: &str, region: Option<&str>, endpoint: Option<&str>) -> Result<String, SecretError> {
+        let client = self
+            .secretsmanager
+            .get_or_init(|| async {
+                let cfg = backends::aws_config(region, endpoint, None).await;
+                aws_sdk_secretsmanager::Client::new(&cfg)
+            })
+            .await;
+        backends::secretsmanager(client, id).await
+    }
+}
+
+/// The entry's `username` replaces (or supplies) the secret's username.
+/// `_json_key_base64` base64-encodes a JSON key given in plain form.
+fn apply_username(c: Credentials, username: Option<&str>) -> Result<Credentials, SecretError> {
+    let (user, password) = match (c, username) {
+        (Credentials::Token(t), None) => return Ok(Credentials::Token(t)),
+        (Credentials::Basic { username, password }, None) => {
+            if username.is_empty() {
+                return Err(SecretError::Malformed(
+                    "the secret has a password but no username; set `username` in the credentials entry".into(),
+                ));
+            }
+            return Ok(Credentials::Basic { username, password });
+        }
+        (Credentials::Basic { password, .. }, Some(u)) => (u.to_string(), password),
+        (Credentials::Token(t), Some(u)) => (u.to_string(), t),
+    };
+    let password = if user == "_json_key_base64" && password.expose().trim_start().starts_with('{') {
+        SecretString::new(base64::engine::general_purpose::STANDARD.encode(password.expose().trim()))
+    } else {
+        password
+    };
+    Ok(Credentials::Basic { username: user, password })
+}
+
+/// All credentials entries of one remote; the first whose repository
+/// pattern matches wins.
+#[derive(Debug, Default)]
+pub struct RemoteCredentials {
+    entries: Vec<Arc<CachedCredentials>>,
+}
+
+impl RemoteCredentials {
+    pub fn new(remote: &crate::config::Remote) -> RemoteCredentials {
+        let api_host = remote.url.host_str().map(str::to_string);
+        RemoteCredentials {
+            entries: remote
+                .credentials
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Arc::new(CachedCredentials::new(
+                        &remote.name,
+                        i,
+                        e.clone(),
+                        remote.hosts.clone(),
+                        api_host.clone(),
+                        remote.credentials_ttl,
+                    ))
+                })
+                .collect(),
+        }
+    }
+
+    /// The entry for `repo` (the upstream repository name), if any.
+    pub fn select(&self, repo: &str) -> Option<&Arc<CachedCredentials>> {
+        self.entries.iter().find(|e| e.entry.repository.matches(repo))
+    }
+
+    pub fn entries(&self) -> &[Arc<CachedCredentials>] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn username_override() {
+        let c = apply_username(
+            Credentials::Basic { username: String::new(), password: SecretString::new("{\"k\":1}") },
+            Some("_json_key_base64"),
+        )
+        .unwrap();
+        match c {
+            Credentials::Basic { username, password } => {
+                assert_eq!(username, "_json_key_base64");
+                assert_eq!(password.expose(), base64::engine::general_purpose::STANDARD.encode("{\"k\":1}"));
+            }
+            _ => panic!(),
+        }
+        assert!(apply_username(Credentials::Basic { username: String::new(), password: SecretString::new("p") }, None).is_err());
+        let c = apply_username(Credentials::Token(SecretString::new("pat")), Some("bot")).unwrap();
+        assert_eq!(c, Credentials::Basic { username: "bot".into(), password: SecretString::new("pat") });
+    }
+}

@@ -1,0 +1,268 @@
+//! Remote credentials from AWS (issue 4), against the `moto` server from
+//! PyPI started on a free 127.0.0.1 port: Secrets Manager (pull through a
+//! htpasswd-protected Distribution registry, a failed refresh keeping the
+//! last good value, rotation without restart) and ECR
+//! `GetAuthorizationToken` (decoded and sent as Basic to a fake upstream
+//! that demands exactly those credentials).
+//!
+//! The test side talks to moto with boto3 (installed with moto).
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::fake_upstream::{parse_basic, FakeUpstream};
+use support::image::{ImageSpec, LayerSpec};
+use support::upstream::{htpasswd_line, skopeo, Upstream};
+use support::{Options, Wharf};
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+const REGION: &str = "us-east-1";
+
+/// A moto server; killed on drop.
+struct Moto {
+    child: Child,
+    url: String,
+    _log: tempfile::NamedTempFile,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = support::free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = if support::have("moto_server") {
+            Command::new("moto_server")
+        } else {
+            let mut c = Command::new("python3");
+            c.args(["-m", "moto.server"]);
+            c
+        };
+        let child = cmd
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("moto_server not found: pip install 'moto[server]' (tests/run.sh does)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let m = Moto { child, url: format!("http://{addr}"), _log: log };
+        assert!(
+            support::wait_for_port(addr, Duration::from_secs(30)),
+            "moto did not listen: {}",
+            std::fs::read_to_string(m._log.path()).unwrap_or_default()
+        );
+        m
+    }
+
+    /// Run Python with boto3 clients `sm` and `ecr` bound to this server.
+    fn py(&self, code: &str) -> String {
+        let prelude = format!(
+            "import boto3, json, base64\n\
+             kw = dict(region_name='{REGION}', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test')\n\
+             sm = boto3.client('secretsmanager', **kw)\n\
+             ecr = boto3.client('ecr', **kw)\n",
+            self.url
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(format!("{prelude}{code}"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn put_secret(&self, name: &str, value: &str, create: bool) {
+        let v = serde_json::to_string(value).unwrap();
+        if create {
+            self.py(&format!("sm.create_secret(Name='{name}', SecretString={v})"));
+        } else {
+            self.py(&format!("sm.put_secret_value(SecretId='{name}', SecretString={v})"));
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The AWS environment for wharf: static test keys (the standard chain's
+/// env provider), no instance metadata, no profile files.
+fn aws_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", REGION),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
+    support::http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().unwrap()
+}
+
+/// Manifest and every blob of `img` through wharf.
+fn pull_http(w: &Wharf, remote: &str, repo: &str, tag: &str, img: &support::image::Image) {
+    let r = get(w, &format!("/v2/{remote}/{repo}/manifests/{tag}"));
+    assert_eq!(r.status(), 200, "{}\nwharf log:\n{}", r.text().unwrap_or_default(), w.logs());
+    assert_eq!(r.bytes().unwrap().to_vec(), img.manifest_bytes);
+    for d in img.blob_digests() {
+        let r = get(w, &format!("/v2/{remote}/{repo}/blobs/{d}"));
+        assert_eq!(r.status(), 200, "{}", w.logs());
+        assert_eq!(support::sha256(&r.bytes().unwrap()), d);
+    }
+}
+
+#[test]
+fn secretsmanager_pull_refresh_failure_and_rotation() {
+    let moto = Moto::start();
+    let mut up = Upstream::htpasswd("alice", "pw-one-4f1e");
+    let repo = "team/app";
+    let spec = |seed| ImageSpec::oci(seed, vec![LayerSpec::gzip(20_000)]);
+    let v1 = up.push_image(repo, "v1", &spec(41));
+    let v2 = up.push_image(repo, "v2", &spec(42));
+    let v3 = up.push_image(repo, "v3", &spec(43));
+    moto.put_secret("wharf/corp", r#"{"username":"alice","password":"pw-one-4f1e"}"#, true);
+
+    let cfg = format!(
+        "[[remotes]]\nname = \"corp\"\nurl = \"{}\"\ncredentials_ttl = \"2s\"\n\
+         credentials = {{ secret = {{ backend = \"aws-secretsmanager\", id = \"wharf/corp\", region = \"{REGION}\", endpoint = \"{}\" }} }}\n",
+        up.url(),
+        moto.url
+    );
+    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+
+    // A real client pulls through wharf.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = skopeo(
+        w.tmp.path(),
+        &[
+            "copy".into(),
+            "--src-tls-verify=false".into(),
+            "--src-no-creds".into(),
+            format!("docker://{}/corp/{repo}:v1", w.host()),
+            format!("oci:{}:v1", tmp.path().join("v1").display()),
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.logs());
+    for d in v1.blob_digests() {
+        assert_eq!(up.blob_gets(repo, &d), 1);
+    }
+
+    // The secret breaks: after the cache time the refresh fails, the last
+    // good value is kept, and a warning names the reference.
+    moto.put_secret("wharf/corp", "{ not json", false);
+    std::thread::sleep(Duration::from_millis(2200));
+    pull_http(&w, "corp", repo, "v2", &v2);
+    let logs = w.logs();
+    assert!(
+        logs.contains("keeping the last good value") && logs.contains("aws-secretsmanager:wharf/corp"),
+        "{logs}"
+    );
+
+    // Rotation: new password in Secrets Manager and in the registry's
+    // htpasswd (Distribution reads it at start-up, so restart it). Wharf
+    // picks it up after the cache time, without a restart.
+    moto.put_secret("wharf/corp", r#"{"username":"alice","password":"pw-two-9c2d"}"#, false);
+    std::fs::write(up.tmp.path().join("htpasswd"), htpasswd_line("alice", "pw-two-9c2d")).unwrap();
+    up.stop();
+    up.start();
+    std::thread::sleep(Duration::from_millis(2200));
+    pull_http(&w, "corp", repo, "v3", &v3);
+    let logs = w.logs();
+    for s in ["pw-one-4f1e", "pw-two-9c2d"] {
+        assert!(!logs.contains(s), "secret in the log:\n{logs}");
+    }
+}
+
+#[test]
+fn secretsmanager_missing_secret_is_denied_with_reference_logged() {
+    let moto = Moto::start();
+    let up = FakeUpstream::start();
+    up.require_basic("u", "p");
+    up.add_image("a/b", "v1", 5);
+    let cfg = format!(
+        "[[remotes]]\nname = \"corp\"\nurl = \"{}\"\n\
+         credentials = {{ secret = {{ backend = \"aws-secretsmanager\", id = \"does/not/exist\", endpoint = \"{}\" }} }}\n",
+        up.url(),
+        moto.url
+    );
+    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+    let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 403, "DENIED");
+    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("corp"), "{v}");
+    let logs = w.logs();
+    assert!(logs.contains("aws-secretsmanager:does/not/exist") && logs.contains("ResourceNotFound"), "{logs}");
+    // Nothing reached the upstream without credentials.
+    assert_eq!(up.count("GET", "/v2/a/b/manifests/v1"), 0);
+}
+
+#[test]
+fn ecr_authorization_token_used_as_basic() {
+    let moto = Moto::start();
+    // What moto hands out, decoded by the test independently of wharf.
+    let decoded = moto.py(
+        "t = ecr.get_authorization_token()['authorizationData'][0]['authorizationToken']\n\
+         print(base64.b64decode(t).decode())",
+    );
+    let (user, pass) = decoded.split_once(':').unwrap();
+    assert_eq!(user, "AWS");
+    let up = FakeUpstream::start();
+    up.require_basic(user, pass);
+    let img = up.add_image("team/svc", "v1", 7);
+    // AWS keys for the ECR call from Secrets Manager on a second remote.
+    moto.put_secret("ecr-keys", r#"{"aws_access_key_id":"AKIATESTKEY","aws_secret_access_key":"ecr-key-secret-5a"}"#, true);
+    let cfg = format!(
+        "[[remotes]]\nname = \"ecr\"\nurl = \"{url}\"\ncredentials = {{ ecr = {{ region = \"{REGION}\", endpoint = \"{m}\" }} }}\n\
+         [[remotes]]\nname = \"ecr2\"\nurl = \"{url}\"\n\
+         credentials = {{ ecr = {{ region = \"{REGION}\", endpoint = \"{m}\", aws_credentials = {{ backend = \"aws-secretsmanager\", id = \"ecr-keys\", region = \"{REGION}\", endpoint = \"{m}\" }} }} }}\n",
+        url = up.url(),
+        m = moto.url
+    );
+    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+    for remote in ["ecr", "ecr2"] {
+        let r = get(&w, &format!("/v2/{remote}/team/svc/manifests/v1"));
+        assert_eq!(r.status(), 200, "{remote}: {}\n{}", r.text().unwrap_or_default(), w.logs());
+        assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
+    }
+    let authed: Vec<(String, String)> = up
+        .requests_to("GET", "/v2/team/svc/manifests/v1")
+        .iter()
+        .filter_map(|r| r.header("authorization").and_then(parse_basic))
+        .collect();
+    assert!(!authed.is_empty());
+    assert!(authed.iter().all(|(u, p)| u == "AWS" && p == pass), "{authed:?}");
+
+    // check-config resolves the ECR token too.
+    let cfg_path = w.tmp.path().join("check.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "[[remotes]]\nname = \"ecr\"\nurl = \"{}\"\ncredentials = {{ ecr = {{ region = \"{REGION}\", endpoint = \"{}\" }} }}\n",
+            up.url(),
+            moto.url
+        ),
+    )
+    .unwrap();
+    let out = Command::new(support::bin())
+        .args(["check-config", "--config", cfg_path.to_str().unwrap()])
+        .envs(aws_env())
+        .env_remove("WHARF_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("via ecr") && text.contains("OK (basic credentials)"), "{text}");
+    assert!(!text.contains(pass));
+    let logs = w.logs();
+    assert!(!logs.contains(pass) && !logs.contains("ecr-key-secret-5a"), "{logs}");
+}

@@ -1,0 +1,184 @@
+//! Observability (issue 6): `/metrics` counts a cold then a warm pull
+//! through a test upstream as misses then hits, parses as Prometheus text
+//! and has no unbounded labels; `/healthz` and `/readyz`; the request id
+//! reaches the upstream and every log line of the request.
+mod support;
+
+use std::collections::HashMap;
+
+use support::fake_upstream::FakeUpstream;
+use support::{Options, Wharf};
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// Scrape and parse: series (`name{labels}`) → value.
+fn scrape(w: &Wharf) -> HashMap<String, f64> {
+    let r = support::http().get(format!("{}/metrics", w.url())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    wharf::metrics::check_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap())))
+        .collect()
+}
+
+fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
+    *m.get(series).unwrap_or_else(|| panic!("no series {series} in {:#?}", m.keys().collect::<Vec<_>>()))
+}
+
+fn cache(m: &HashMap<String, f64>, kind: &str, result: &str) -> f64 {
+    get(m, &format!("wharf_cache_requests_total{{remote=\"up\",kind=\"{kind}\",result=\"{result}\"}}"))
+}
+
+/// Pull `repo:tag` through wharf like a client: manifest, then every blob.
+fn pull(w: &Wharf, repo: &str, tag: &str, blobs: &[String], request_id: &str) {
+    let c = support::http();
+    let r = c
+        .get(format!("{}/v2/up/{repo}/manifests/{tag}", w.url()))
+        .header("accept", ACCEPT)
+        .header("x-request-id", request_id)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(support::header(&r, "x-request-id"), request_id);
+    for (i, d) in blobs.iter().enumerate() {
+        let r = c
+            .get(format!("{}/v2/up/{repo}/blobs/{d}", w.url()))
+            .header("x-request-id", format!("{request_id}-blob{i}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(support::sha256(&r.bytes().unwrap()), *d);
+    }
+}
+
+#[test]
+fn cold_then_warm_pull_moves_miss_then_hit_counters() {
+    let up = FakeUpstream::start();
+    let img = up.add_image_sized("team/app", "v1", 71, &[3000, 200_000]);
+    let blobs = img.blobs();
+    let w = Wharf::start_with(Options {
+        config: Some(up.remote_toml("up", None, "tag_ttl = \"5m\"")),
+        ..Default::default()
+    });
+
+    let m0 = scrape(&w);
+    assert_eq!(cache(&m0, "manifest", "miss"), 0.0);
+    assert_eq!(get(&m0, "wharf_upstream_requests_total{remote=\"up\"}"), 0.0);
+
+    pull(&w, "team/app", "v1", &blobs, "cold-pull-1");
+    let m1 = scrape(&w);
+    assert_eq!(cache(&m1, "manifest", "miss"), 1.0);
+    assert_eq!(cache(&m1, "manifest", "hit"), 0.0);
+    assert_eq!(cache(&m1, "blob", "miss"), blobs.len() as f64);
+    assert_eq!(cache(&m1, "blob", "hit"), 0.0);
+    assert!(get(&m1, "wharf_upstream_requests_total{remote=\"up\"}") >= 1.0 + blobs.len() as f64);
+    let upstream_bytes = get(&m1, "wharf_upstream_bytes_total{remote=\"up\"}");
+    assert!(upstream_bytes >= 203_000.0, "upstream bytes {upstream_bytes}");
+    assert_eq!(get(&m1, "wharf_blob_fetches_total"), blobs.len() as f64);
+    assert!(get(&m1, "wharf_upstream_response_seconds_count{remote=\"up\"}") >= 1.0);
+    assert_eq!(get(&m1, "wharf_http_requests_total{route=\"blob\",status=\"200\"}"), blobs.len() as f64);
+    assert!(get(&m1, "wharf_http_response_bytes_total{route=\"blob\"}") >= 203_000.0);
+    let up_requests = get(&m1, "wharf_upstream_requests_total{remote=\"up\"}");
+
+    pull(&w, "team/app", "v1", &blobs, "warm-pull-1");
+    let m2 = scrape(&w);
+    assert_eq!(cache(&m2, "manifest", "miss"), 1.0, "warm pull missed");
+    assert_eq!(cache(&m2, "manifest", "hit"), 1.0);
+    assert_eq!(cache(&m2, "blob", "miss"), blobs.len() as f64);
+    assert_eq!(cache(&m2, "blob", "hit"), blobs.len() as f64);
+    assert_eq!(get(&m2, "wharf_upstream_requests_total{remote=\"up\"}"), up_requests, "warm pull went upstream");
+    assert_eq!(get(&m2, "wharf_http_requests_total{route=\"blob\",status=\"200\"}"), 2.0 * blobs.len() as f64);
+    assert_eq!(get(&m2, "wharf_spool_files"), 0.0);
+    assert_eq!(get(&m2, "wharf_gc_runs_total"), 0.0);
+
+    // No unbounded label values: no repository names, no digests.
+    let text = support::http().get(format!("{}/metrics", w.url())).send().unwrap().text().unwrap();
+    assert!(!text.contains("team/app") && !text.contains("sha256:"), "{text}");
+
+    // The request id went to the upstream with the cold requests.
+    let manifest_reqs = up.requests_to("GET", "/v2/team/app/manifests/v1");
+    assert_eq!(manifest_reqs.len(), 1);
+    assert_eq!(manifest_reqs[0].header("x-request-id"), Some("cold-pull-1"));
+    let blob_reqs = up.requests_to("GET", &format!("/v2/team/app/blobs/{}", blobs[1]));
+    assert_eq!(blob_reqs[0].header("x-request-id"), Some("cold-pull-1-blob1"));
+}
+
+#[test]
+fn store_gauges_follow_a_push() {
+    let w = Wharf::start_with(Options {
+        config: Some("remotes = []\n".into()),
+        ..Default::default()
+    });
+    support::push_image(&w, "team/local", "v1", 5);
+    // The scan runs at start and then every minute: restart to rescan.
+    let mut w = w;
+    w.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let m = scrape(&w);
+        if let Some(n) = m.get("wharf_store_blobs") {
+            assert_eq!(*n, 4.0, "config, 2 layers and the manifest");
+            assert!(get(&m, "wharf_store_bytes") > 4000.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "store gauges never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_and_readiness() {
+    let w = Wharf::start_with(Options {
+        config: Some("remotes = []\n".into()),
+        ..Default::default()
+    });
+    let c = support::http();
+    let r = c.get(format!("{}/healthz", w.url())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(format!("{}/readyz", w.url())).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(c.head(format!("{}/readyz", w.url())).send().unwrap().status(), 200);
+    assert_eq!(c.post(format!("{}/healthz", w.url())).send().unwrap().status(), 405);
+
+    // The store's temp directory replaced by a file: not writable, not ready
+    // (but alive).
+    let tmp = w.data_dir.join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let r = c.get(format!("{}/readyz", w.url())).send().unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().unwrap().contains("store not writable"));
+    assert_eq!(c.get(format!("{}/healthz", w.url())).send().unwrap().status(), 200);
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    assert_eq!(c.get(format!("{}/readyz", w.url())).send().unwrap().status(), 200);
+}
+
+#[test]
+fn json_logs_carry_the_request_id_on_every_line() {
+    let up = FakeUpstream::start();
+    let img = up.add_image("team/logs", "v1", 72);
+    let w = Wharf::start_with(Options {
+        config: Some(format!("[log]\nformat = \"json\"\n{}", up.remote_toml("up", None, ""))),
+        ..Default::default()
+    });
+    pull(&w, "team/logs", "v1", &img.blobs(), "json-req-7");
+    // The blob fetch logs "blob cached" from its own task after the
+    // response; give it a moment.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logs = w.logs();
+    let mut request_lines = 0;
+    for line in logs.lines().filter(|l| l.contains("json-req-7")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let id = v["span"]["id"].as_str().unwrap_or_default();
+        assert!(id.starts_with("json-req-7"), "{line}");
+        request_lines += 1;
+    }
+    // Per request: the access line; for the cold manifest also "manifest
+    // cached"; for each blob also "blob cached".
+    assert!(request_lines >= 2 + 2 * img.blobs().len(), "{logs}");
+    assert!(logs.lines().any(|l| l.contains("manifest cached") && l.contains("\"id\":\"json-req-7\"")), "{logs}");
+    assert!(logs.lines().any(|l| l.contains("blob cached") && l.contains("json-req-7-blob")), "{logs}");
+}
