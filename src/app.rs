@@ -106,11 +106,16 @@ async fn serve(cfg: Config, shutdown: Pin<Box<dyn Future<Output = ()> + Send>>) 
         store: store.clone(),
         max_manifest_size: cfg.max_manifest_size,
         metrics: metrics.clone(),
+        gc_grace: cfg.gc_grace,
     });
     let mut background = vec![
         tokio::spawn(cleanup_loop(store.clone(), cfg.clone())),
         tokio::spawn(metrics::store_scan_loop(metrics.clone(), store.clone(), STORE_SCAN_INTERVAL)),
+        tokio::spawn(crate::proxy::evict::run(store.clone(), cfg.remotes.clone(), cfg.cache_max_size, cfg.evict_interval)),
     ];
+    if let Some(every) = cfg.gc_interval {
+        background.push(tokio::spawn(gc_loop(store.clone(), every, cfg.gc_grace)));
+    }
     if let Some(t) = &tls {
         background.push(tokio::spawn(t.clone().watch(metrics.clone())));
     }
@@ -427,6 +432,20 @@ async fn cleanup_loop(store: Store, cfg: Config) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+        }
+    }
+}
+
+/// Online GC every `storage.gc_interval` (first run one interval after
+/// start-up).
+async fn gc_loop(store: Store, every: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let opts = crate::store::gc::GcOptions { dry_run: false, grace };
+        if let Err(e) = store.gc(&opts).await {
+            tracing::warn!(error = %e, "garbage collection failed");
         }
     }
 }

@@ -18,6 +18,43 @@ struct Cli {
 enum Command {
     /// Serve the registry (the default when no command is given).
     Serve(ServeArgs),
+    /// List projects with usage and quota (management API).
+    Projects {
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
+    /// List repositories, of one project or all.
+    Repos {
+        project: Option<String>,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
+    /// List a repository's artifacts with their tags, sizes and times.
+    Artifacts {
+        repository: String,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
+    /// Delete <repo>@<digest> (with every tag) or <repo>:<tag> (one tag).
+    Delete {
+        reference: String,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
+    /// Manage robot accounts.
+    Robot {
+        #[command(subcommand)]
+        cmd: wharf::cli::RobotCmd,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
+    /// Set a project's storage quota (e.g. 10GiB, or "none").
+    Quota {
+        project: String,
+        size: String,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
     /// Hash a password or robot token for the config (reads one line from stdin).
     HashPassword,
     /// Validate a config file and print the effective settings.
@@ -79,6 +116,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Projects { conn } => wharf::cli::run(conn, wharf::cli::Call::Projects),
+        Command::Repos { project, conn } => wharf::cli::run(conn, wharf::cli::Call::Repos(project)),
+        Command::Artifacts { repository, conn } => wharf::cli::run(conn, wharf::cli::Call::Artifacts(repository)),
+        Command::Delete { reference, conn } => wharf::cli::run(conn, wharf::cli::Call::Delete(reference)),
+        Command::Robot { cmd, conn } => wharf::cli::run(conn, wharf::cli::Call::Robot(cmd)),
+        Command::Quota { project, size, conn } => wharf::cli::run(conn, wharf::cli::Call::Quota { project, size }),
         Command::HashPassword => {
             let mut line = String::new();
             if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {

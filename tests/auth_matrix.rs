@@ -4,54 +4,9 @@
 //! the Docker token flow and robots created through the config.
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use reqwest::blocking::{Client, RequestBuilder};
+use support::accounts::auth_config;
 use support::{http, sha256, Options, Wharf};
-
-/// Hash a secret with the wharf binary (`wharf hash-password`).
-pub fn hash_password(secret: &str) -> String {
-    let mut c = Command::new(support::bin())
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(c.stdin.take().unwrap(), "{secret}").unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-pub fn auth_config() -> String {
-    format!(
-        r#"
-[auth]
-[[auth.admins]]
-username = "admin"
-password_hash = "{}"
-[[auth.robots]]
-name = "puller"
-token_hash = "{}"
-permissions = {{ a = ["pull"] }}
-[[auth.robots]]
-name = "pusher"
-token_hash = "{}"
-permissions = {{ a = ["push"] }}
-[[projects]]
-name = "a"
-[[projects]]
-name = "b"
-[[projects]]
-name = "p"
-public = true
-"#,
-        hash_password("adminpw"),
-        hash_password("pullertok"),
-        hash_password("pushertok")
-    )
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Who {

@@ -10,78 +10,12 @@
 //! prints `SKIPPED: no Docker engine` and returns.
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 use support::image::*;
+use support::docker::*;
 use support::*;
-
-fn docker_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new("docker");
-    c.args(args).env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
-    c
-}
-
-fn run(mut c: Command) -> Output {
-    let start = Instant::now();
-    let out = c.output().expect("run command");
-    eprintln!("{c:?} -> {} ({:.1?})", out.status, start.elapsed());
-    out
-}
-
-/// Run docker; panic with its output on failure.
-fn docker(args: &[&str]) -> Output {
-    let out = run(docker_cmd(args));
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// Whether a Docker engine answers (the server part of `docker version`).
-fn engine_available() -> bool {
-    if !have("docker") {
-        eprintln!("SKIPPED: no Docker engine (no docker CLI on PATH)");
-        return false;
-    }
-    let out = run(docker_cmd(&["version", "--format", "{{.Server.Version}}"]));
-    if !out.status.success() || stdout(&out).is_empty() {
-        eprintln!(
-            "SKIPPED: no Docker engine (`docker version` has no server part: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return false;
-    }
-    eprintln!("Docker engine {}", stdout(&out));
-    true
-}
-
-/// Removes the named images when dropped (also when the test panics).
-struct Images(Vec<String>);
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for i in &self.0 {
-            let _ = docker_cmd(&["rmi", "-f", i]).output();
-        }
-    }
-}
-
-fn image_id(reference: &str) -> String {
-    stdout(&docker(&["image", "inspect", "--format", "{{.Id}}", reference]))
-}
-
-fn image_exists(reference: &str) -> bool {
-    docker_cmd(&["image", "inspect", reference]).output().map(|o| o.status.success()).unwrap_or(false)
-}
 
 /// The manifest digest wharf serves for `repo:tag`.
 fn wharf_digest(w: &Wharf, repo: &str, tag: &str) -> String {
@@ -92,30 +26,6 @@ fn wharf_digest(w: &Wharf, repo: &str, tag: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), 200, "HEAD manifest {repo}:{tag}");
     header(&r, "docker-content-digest")
-}
-
-/// Build `tag` from `context` (a directory with a Dockerfile). The daemon has
-/// no images and no registry access, which `FROM scratch` needs neither of.
-/// The classic builder is tried first (the CLI may lack buildx), then the
-/// default one.
-fn build(context: &std::path::Path, tag: &str) {
-    let ctx = context.to_str().unwrap();
-    let mut c = docker_cmd(&["build", "-t", tag, ctx]);
-    c.env("DOCKER_BUILDKIT", "0");
-    let out = run(c);
-    if out.status.success() {
-        return;
-    }
-    eprintln!("classic builder failed, trying the default one:\n{}", String::from_utf8_lossy(&out.stderr));
-    let mut c = docker_cmd(&["build", "-t", tag, ctx]);
-    c.env("DOCKER_BUILDKIT", "1");
-    let out = run(c);
-    assert!(
-        out.status.success(),
-        "docker build failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -228,7 +228,9 @@ fn ecr_authorization_token_used_as_basic() {
         url = up.url(),
         m = moto.url
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+    let mut env = aws_env();
+    env.push(("RUST_LOG".into(), "info,wharf=debug".into()));
+    let w = Wharf::start_with(Options { config: Some(cfg), env, ..Default::default() });
     for remote in ["ecr", "ecr2"] {
         let r = get(&w, &format!("/v2/{remote}/team/svc/manifests/v1"));
         assert_eq!(r.status(), 200, "{remote}: {}\n{}", r.text().unwrap_or_default(), w.logs());
@@ -241,6 +243,20 @@ fn ecr_authorization_token_used_as_basic() {
         .collect();
     assert!(!authed.is_empty());
     assert!(authed.iter().all(|(u, p)| u == "AWS" && p == pass), "{authed:?}");
+
+    // A 401 with the token makes wharf call GetAuthorizationToken again,
+    // once (moto hands out the same token, so the request is then DENIED).
+    let loads = |w: &Wharf| {
+        w.logs().lines().filter(|l| l.contains("credentials loaded") && l.contains("remotes.ecr.credentials[0]")).count()
+    };
+    assert_eq!(loads(&w), 1, "{}", w.logs());
+    std::thread::sleep(Duration::from_millis(2100));
+    up.require_basic("AWS", "some-other-token");
+    up.add_image("team/svc2", "v1", 8);
+    let v = support::assert_oci_error(get(&w, "/v2/ecr/team/svc2/manifests/v1"), 403, "DENIED");
+    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote ecr"), "{v}");
+    assert_eq!(loads(&w), 2, "{}", w.logs());
+    assert!(w.logs().contains("ecr:GetAuthorizationToken"), "{}", w.logs());
 
     // check-config resolves the ECR token too.
     let cfg_path = w.tmp.path().join("check.toml");

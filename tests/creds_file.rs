@@ -120,7 +120,7 @@ fn run_wharf(args: &[&str]) -> (i32, String) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(_) = child.try_wait().unwrap() {
+        if child.try_wait().unwrap().is_some() {
             break;
         }
         if Instant::now() > deadline {

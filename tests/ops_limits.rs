@@ -146,8 +146,12 @@ fn idle_and_silent_connections_are_closed() {
     // A client that stops reading a large download is dropped too.
     let blob = support::data(81, 8 << 20);
     let d = support::push_blob(&w, "team/big", &blob);
-    let mut lazy = TcpStream::connect(w.addr).unwrap();
-    // A small receive buffer so the server's writes block quickly.
+    // A small receive buffer so the server's writes block quickly (and the
+    // kernel cannot buffer the whole blob).
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(32 << 10).unwrap();
+    sock.connect(&w.addr.into()).unwrap();
+    let mut lazy: TcpStream = sock.into();
     lazy.write_all(format!("GET /v2/team/big/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
     std::thread::sleep(Duration::from_secs(4));
     lazy.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -171,4 +175,40 @@ fn max_connections_queues_the_excess() {
     assert!(waited < Duration::from_secs(6), "fifth connection waited {waited:?}");
     drop(hogs);
     assert_serves(&w);
+}
+
+#[test]
+fn max_concurrent_fetches_bounds_upstream_downloads() {
+    use support::fake_upstream::{BlobMode, FakeUpstream};
+    let up = FakeUpstream::start();
+    let img = up.add_image_sized("team/q", "v1", 91, &[100_000, 100_000]);
+    let (a, b) = (img.layers[0].clone(), img.layers[1].clone());
+    // A stalls after a few bytes until the remote's read timeout ends it.
+    up.set_blob_mode(&a, BlobMode::StallAfter(1000));
+    let w = Wharf::start_with(Options {
+        config: Some(up.remote_toml("up", None, "max_concurrent_fetches = 1\nread_timeout = \"2s\"\nmax_retries = 0")),
+        ..Default::default()
+    });
+    let url_a = format!("{}/v2/up/team/q/blobs/{a}", w.url());
+    let ta = std::thread::spawn(move || {
+        if let Ok(mut r) = support::http().get(url_a).send() {
+            let mut sink = Vec::new();
+            let _ = r.read_to_end(&mut sink);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.blob_gets("team/q", &a) == 0 {
+        assert!(Instant::now() < deadline, "A never reached the upstream");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url_b = format!("{}/v2/up/team/q/blobs/{b}", w.url());
+    let t = Instant::now();
+    let tb = std::thread::spawn(move || support::http().get(url_b).send().unwrap().bytes().unwrap().to_vec());
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(up.blob_gets("team/q", &b), 0, "B went upstream while A held the only slot");
+    let body = tb.join().unwrap();
+    assert_eq!(support::sha256(&body), b);
+    assert!(t.elapsed() >= Duration::from_millis(900), "B did not wait for the slot");
+    assert_eq!(up.blob_gets("team/q", &b), 1);
+    let _ = ta.join();
 }

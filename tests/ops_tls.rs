@@ -351,10 +351,10 @@ fn certificate_rotation_while_serving() {
     }
 
     // A broken replacement is refused; B stays in use.
+    let failures = || w.logs().matches("TLS certificate reload failed").count();
+    let before = failures();
     std::fs::write(f.cert(), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
-    wait_until("the reload failure to be logged", Duration::from_secs(10), || {
-        w.logs().contains("TLS certificate reload failed")
-    });
+    wait_until("the reload failure to be logged", Duration::from_secs(10), || failures() > before);
     assert_eq!(client(&b.ca_pem).get(&url).send().unwrap().status(), 200);
 
     // SIGHUP reloads at once (after the files are good again).
@@ -366,7 +366,13 @@ fn certificate_rotation_while_serving() {
     });
     let m = client(&c.ca_pem).get(format!("{}/metrics", https(&w))).send().unwrap().text().unwrap();
     assert!(m.contains("wharf_tls_reloads_total{result=\"ok\"}"), "{m}");
-    assert!(m.contains("wharf_tls_reloads_total{result=\"error\"} 1"), "{m}");
+    // At least the broken file (a poll between the key's and the
+    // certificate's rename may add one more).
+    let errors = m
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_tls_reloads_total{result=\"error\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(errors.is_some_and(|n| n >= 1), "{m}");
 }
 
 /// Run `wharf serve` expecting it to fail at start-up; returns stderr.

@@ -244,6 +244,17 @@ fn ctr_pull_and_check(ctr: &Ctr, hosts: &Path, reference: &str, img: &Image, w: 
     assert_eq!(snaps.len().saturating_sub(1), img.layers.len(), "snapshots after unpacking: {snaps:?}");
 }
 
+/// Status of a plain GET of a manifest path through wharf.
+fn no_ns_status(w: &Wharf, path_and_query: &str) -> u16 {
+    support::http()
+        .get(format!("{}{path_and_query}", w.url()))
+        .header("Accept", support::MT_OCI_MANIFEST)
+        .send()
+        .expect("GET through wharf")
+        .status()
+        .as_u16()
+}
+
 /// wharf logged a `request` line for `path` (the query, e.g. `ns=`, is not
 /// part of the logged path).
 fn wharf_logged(w: &Wharf, path: &str) -> bool {
@@ -299,6 +310,10 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
     ] {
         assert!(wharf_logged(&w, &p), "wharf did not log {p}:\n{}", tail(&plain_logs(&w), 30));
     }
+    // The bare path names no remote (and there is no default remote), so
+    // wharf only found the image because containerd sent `?ns=`.
+    assert_eq!(no_ns_status(&w, "/v2/team/app/manifests/1"), 404);
+    assert_eq!(no_ns_status(&w, &format!("/v2/team/app/manifests/1?ns={}", up.host())), 200);
     assert!(plain_logs(&w).contains("remote=up"), "no remote=up in wharf's log:\n{}", tail(&plain_logs(&w), 30));
     for d in img.blob_digests() {
         assert_eq!(up.blob_gets("team/app", &d), 1, "upstream GETs of {d}: {:#?}", up.access_log());
@@ -350,6 +365,8 @@ fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
     let reference = "docker.io/library/wharftest:1";
     ctr_pull_and_check(&ctr, &hosts, reference, &img, &w);
     assert!(wharf_logged(&w, "/v2/library/wharftest/manifests/1"), "{}", tail(&plain_logs(&w), 30));
+    assert_eq!(no_ns_status(&w, "/v2/library/wharftest/manifests/1"), 404);
+    assert_eq!(no_ns_status(&w, "/v2/library/wharftest/manifests/1?ns=docker.io"), 200);
     for d in img.blob_digests() {
         assert_eq!(up.blob_gets("library/wharftest", &d), 1, "upstream GETs of {d}");
     }

@@ -167,12 +167,16 @@ fn unknown_ns_is_denied_without_dialing_it() {
         let r = http().head(format!("{}{p}?ns={}", s.w.url(), stranger.host())).send().unwrap();
         assert_eq!(r.status(), 403, "HEAD {p}");
     }
+    // Writes with an unknown ns are refused the same way.
+    let r = http().post(format!("{}/v2/team/app/blobs/uploads/?ns={}", s.w.url(), stranger.host())).send().unwrap();
+    assert_oci_error(r, 403, "DENIED");
     // Hosts that only look like configured ones.
-    let (ahost, aport) = s.a.host().split_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    // The configured IP with a port no remote uses.
+    let other_port = (1..).map(|i| s.a.addr.port().wrapping_add(i)).find(|p| *p != s.b.addr.port()).unwrap();
     for ns in [
-        "registry.b.test".to_string(),            // alias without its port
-        format!("{ahost}:{}", aport.parse::<u32>().unwrap() + 1), // configured host, other port
-        "docker.io".to_string(),                   // Docker Hub is not configured here
+        "registry.b.test".to_string(), // alias without its port
+        format!("127.0.0.1:{other_port}"),
+        "docker.io".to_string(), // Docker Hub is not configured here
         "evil.example".to_string(),
     ] {
         assert_oci_error(get(&s.w, &format!("/v2/team/app/manifests/v1?ns={ns}")), 403, "DENIED");

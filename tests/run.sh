@@ -35,6 +35,7 @@ need() {
 need skopeo skopeo                    # tests/clients_*.rs push generated images with it
 need docker-registry docker-registry  # reference registry (Distribution) for upstream tests
 need sha256sum coreutils              # fast hashing of GiB-sized test blobs
+need curl curl                        # tests/ops_tls.rs checks HTTP/2 by ALPN with curl --http2
 
 if [ "${#APT_MISSING[@]}" -gt 0 ]; then
     log "installing: ${APT_MISSING[*]}"
@@ -51,6 +52,9 @@ fi
 # ---------------------------------------------------------------------------
 # 2. Other installers (pip, cargo install, ...). Keep each idempotent, e.g.
 #      python3 -c 'import moto' 2>/dev/null || pip install 'moto[server]'
+
+# moto (AWS Secrets Manager + ECR emulator, with boto3) for tests/creds_aws.rs and creds_redaction.rs
+command -v moto_server >/dev/null 2>&1 || pip install 'moto[server]' || python3 -m pip install --break-system-packages 'moto[server]'
 
 # ---------------------------------------------------------------------------
 # 3. What the client tests will find.

@@ -8,7 +8,6 @@ use hyper::body::Incoming;
 
 use super::body;
 use super::error::ApiError;
-use super::handlers::Query;
 use super::route::Route;
 use super::{Api, Reply};
 use crate::auth::{Action, Identity, Subject};
@@ -103,7 +102,7 @@ impl Api {
         match self.proxy.router().route(&n, None) {
             Ok(crate::proxy::Route::Remote(_)) => true,
             Ok(crate::proxy::Route::LocalOrDefault(local, Some(_))) => {
-                self.auth.project(local.first()).is_none() && !self.store.repo_exists(&local).await
+                self.auth.project(local.first()).is_none() && !self.store.namespace_exists(local.first()).await
             }
             _ => false,
         }

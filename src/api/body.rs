@@ -92,12 +92,16 @@ impl http_body::Body for Logged {
     type Error = io::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = self.project();
-        let r = this.inner.poll_frame(cx);
+        let mut this = self.project();
+        let r = this.inner.as_mut().poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
                     *this.bytes += d.len() as u64;
+                }
+                // hyper stops polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    *this.done = true;
                 }
             }
             Poll::Ready(None) => *this.done = true,

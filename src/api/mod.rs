@@ -6,6 +6,7 @@
 
 pub(crate) mod access;
 pub mod body;
+mod mgmt;
 pub mod error;
 mod handlers;
 pub mod ops;
@@ -36,6 +37,8 @@ pub struct Api {
     pub max_manifest_size: usize,
     /// `/metrics` (see [`ops`]).
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `storage.gc_grace`, the default for `POST /api/v1/gc`.
+    pub gc_grace: std::time::Duration,
 }
 
 /// The response type of every handler.
@@ -67,6 +70,9 @@ impl Api {
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {
         if let Some(r) = ops::handle(self, &req).await {
             return r;
+        }
+        if req.uri().path().starts_with("/api/v1/") {
+            return self.management(req).await;
         }
         if req.uri().path() == "/token" && matches!(*req.method(), Method::GET | Method::POST) {
             return self.token(req).await;
@@ -105,8 +111,9 @@ impl Api {
     /// Whether the request addresses a remote (pull-through) repository.
     ///
     /// A name under a remote's prefix, or any name with containerd's `?ns=`,
-    /// is remote. Other names are local, except reads of a local repository
-    /// that does not exist, which go to the default remote: manifests always
+    /// is remote. Other names are local, except reads in a namespace (first
+    /// segment) that is neither a project nor holds any local repository,
+    /// which go to the default remote: manifests always
     /// (that is how a Docker daemon using wharf as `registry-mirrors` pulls),
     /// blobs, tags and referrers only once that remote repository has been
     /// pulled through wharf (so a first `docker push` to a new local
@@ -127,7 +134,7 @@ impl Api {
             proxy::Route::LocalOrDefault(local, Some(t)) => {
                 let read = matches!(*req.method(), Method::GET | Method::HEAD);
                 // A configured project is always local.
-                if !read || self.auth.project(local.first()).is_some() || self.store.repo_exists(&local).await {
+                if !read || self.auth.project(local.first()).is_some() || self.store.namespace_exists(local.first()).await {
                     return Ok(None);
                 }
                 let remote = matches!(route, Route::Manifest(..)) || self.store.repo_exists(&t.cache_repo).await;

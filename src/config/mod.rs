@@ -56,6 +56,15 @@ pub struct Config {
     pub temp_max_age: Duration,
     pub cleanup_interval: Duration,
     pub max_manifest_size: usize,
+    /// `storage.gc_grace`: blobs younger than this are never collected.
+    pub gc_grace: Duration,
+    /// `storage.gc_interval`: online GC period; `None` (the default): off.
+    pub gc_interval: Option<Duration>,
+    /// `cache.max_size`: cap on all remotes' cached content together.
+    pub cache_max_size: Option<u64>,
+    /// `cache.evict_interval`: how often caps are checked (also shortly
+    /// after fetches).
+    pub evict_interval: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
     /// `[server]`: limits, shutdown grace, TLS.
@@ -100,6 +109,11 @@ impl Config {
 pub(crate) fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(v)
         .map_err(|e| ConfigError::invalid(key, format!("{v:?} is not a duration like \"10m\" ({e})")))
+}
+
+/// Parse a size such as `10GiB` (for API input).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    size("size", v).map_err(|e| e.to_string())
 }
 
 /// Parse a size such as `4MiB`, `512k`, `10GB` or a plain byte count.

@@ -20,6 +20,16 @@ pub struct RawConfig {
     auth: super::auth::RawAuth,
     #[serde(default)]
     projects: Vec<super::auth::RawProject>,
+    #[serde(default)]
+    cache: RawCache,
+}
+
+/// `[cache]`: limits over all remotes' cached content together.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    max_size: Option<String>,
+    evict_interval: Option<String>,
 }
 
 use super::server::RawServer;
@@ -32,6 +42,8 @@ struct RawStorage {
     temp_max_age: Option<String>,
     cleanup_interval: Option<String>,
     max_manifest_size: Option<String>,
+    gc_grace: Option<String>,
+    gc_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +91,16 @@ impl RawConfig {
         if max_manifest_size == 0 || max_manifest_size > (64 << 20) {
             return Err(ConfigError::invalid("storage.max_manifest_size", "must be between 1 byte and 64MiB"));
         }
+        let gc_grace = dur("storage.gc_grace", s.gc_grace, "1h")?;
+        let gc_interval = match s.gc_interval.as_deref() {
+            None | Some("off") | Some("never") => None,
+            Some(v) => Some(duration("storage.gc_interval", v)?).filter(|d| !d.is_zero()),
+        };
+        let cache_max_size = self.cache.max_size.as_deref().map(|v| size("cache.max_size", v)).transpose()?;
+        let evict_interval = dur("cache.evict_interval", self.cache.evict_interval, "1m")?;
+        if evict_interval.is_zero() {
+            return Err(ConfigError::invalid("cache.evict_interval", "must be more than zero"));
+        }
         let log_level = self.log.level.unwrap_or_else(|| "info".to_string());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError::invalid("log.level", format!("{log_level:?} is not a level or filter like \"info\" or \"wharf=debug\"")));
@@ -113,6 +135,10 @@ impl RawConfig {
             temp_max_age,
             cleanup_interval,
             max_manifest_size: max_manifest_size as usize,
+            gc_grace,
+            gc_interval,
+            cache_max_size,
+            evict_interval,
             log_level,
             log_format,
         })

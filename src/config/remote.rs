@@ -36,6 +36,8 @@ pub(super) struct RawRemote {
     read_timeout: Option<String>,
     max_retries: Option<u32>,
     max_concurrent_fetches: Option<usize>,
+    /// Cap on this remote's cached content, e.g. "50GiB".
+    max_size: Option<String>,
 }
 
 
@@ -65,6 +67,9 @@ pub struct Remote {
     pub max_retries: u32,
     /// Blob downloads from this remote at once (further misses queue).
     pub max_concurrent_fetches: usize,
+    /// Cap on this remote's cached content (least recently pulled images
+    /// are evicted above it); `None`: unbounded.
+    pub max_size: Option<u64>,
 }
 
 impl Remote {
@@ -90,6 +95,7 @@ impl Remote {
             read_timeout: Duration::from_secs(30),
             max_retries: 2,
             max_concurrent_fetches: 16,
+            max_size: None,
         }
     }
 }
@@ -162,6 +168,7 @@ impl RawRemote {
                 Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),
                 n => n.unwrap_or(16),
             },
+            max_size: self.max_size.as_deref().map(|v| super::size(&key("max_size"), v)).transpose()?,
         }))
     }
 }

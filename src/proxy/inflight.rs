@@ -213,6 +213,7 @@ impl Inflight {
                     }
                     f.progress.send_modify(|p| p.phase = Phase::Done);
                     tracing::info!(remote = %upstream.remote().name, repo = %repo, digest = %f.digest, "blob cached");
+                    super::evict::fetched();
                 }
                 Err(e) => {
                     let _ = tokio::fs::remove_file(&f.spool).await;

@@ -8,6 +8,7 @@
 //! through [`inflight`] (one upstream GET per digest). It composes `store`
 //! and `upstream` and never speaks to clients directly.
 
+pub mod evict;
 pub mod inflight;
 pub mod policy;
 
@@ -281,6 +282,7 @@ impl Proxy {
             .put_manifest(&t.cache_repo, &digest, &parsed.media_type, bytes.clone(), tag, subject)
             .await?;
         tracing::info!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %digest, "manifest cached");
+        evict::fetched();
         Ok(StoredManifest {
             digest,
             media_type: parsed.media_type,

@@ -21,7 +21,7 @@ pub(super) fn check_permissions(path: &Path) -> Result<(), SecretError> {
         use std::os::unix::fs::PermissionsExt;
         let check = |p: &Path| -> Result<(), SecretError> {
             match std::fs::metadata(p) {
-                Ok(m) if m.is_file() && m.permissions().mode() & 0o077 != 0 => Err(SecretError::TooOpen {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o044 != 0 => Err(SecretError::TooOpen {
                     path: p.display().to_string(),
                     mode: m.permissions().mode() & 0o777,
                 }),

@@ -319,6 +319,39 @@ impl RemoteCredentials {
 mod tests {
     use super::*;
 
+    fn cached(index: usize, ttl: Duration) -> CachedCredentials {
+        let entry = CredentialEntry {
+            repository: super::super::RepoPattern::any(),
+            source: CredentialSource::Inline(Credentials::Token(SecretString::new("t"))),
+        };
+        CachedCredentials::new("r", index, entry, Vec::new(), None, ttl)
+    }
+
+    #[test]
+    fn accounts_never_share_a_token_key() {
+        let c = cached(0, Duration::from_secs(60));
+        let a = Credentials::Basic { username: "a".into(), password: SecretString::new("p") };
+        let b = Credentials::Basic { username: "b".into(), password: SecretString::new("p") };
+        let a2 = Credentials::Basic { username: "a".into(), password: SecretString::new("rotated") };
+        assert_ne!(c.account_key(&a), c.account_key(&b));
+        assert_ne!(c.account_key(&a), c.account_key(&a2));
+        assert_eq!(c.account_key(&a), c.account_key(&a.clone()));
+        // Same account in two entries: still separate.
+        assert_ne!(c.account_key(&a), cached(1, Duration::from_secs(60)).account_key(&a));
+        assert!(!c.account_key(&a2).contains("rotated"));
+    }
+
+    #[test]
+    fn refresh_before_expiry() {
+        let c = cached(0, Duration::from_secs(300));
+        let twelve_h = SystemTime::now() + Duration::from_secs(12 * 3600);
+        let life = c.lifetime(Some(twelve_h));
+        assert!(life > Duration::from_secs(8 * 3600) && life < Duration::from_secs(10 * 3600), "{life:?}");
+        // Past or unknown expiry (moto answers 2015): the configured TTL.
+        assert_eq!(c.lifetime(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400))), Duration::from_secs(300));
+        assert_eq!(c.lifetime(None), Duration::from_secs(300));
+    }
+
     #[test]
     fn username_override() {
         let c = apply_username(

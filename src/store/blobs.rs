@@ -48,14 +48,18 @@ impl Store {
             return Ok(());
         }
         let tmp = self.temp_path();
-        blocking(move || write_atomic(&tmp, &link, b"")).await
+        let r = blocking(move || write_atomic(&tmp, &link, b"")).await;
+        self.usage_changed(repo);
+        r
     }
 
     /// Remove `repo`'s link to `d`; the content stays until GC. Returns
     /// whether the link existed.
     pub async fn unlink_blob(&self, repo: &RepoName, d: &Digest) -> io::Result<bool> {
         let link = self.layout().layer_link(repo, d);
-        blocking(move || remove_if_exists(&link)).await
+        let r = blocking(move || remove_if_exists(&link)).await;
+        self.usage_changed(repo);
+        r
     }
 
     /// Move a verified, fsynced file into the blob store. If the blob is
@@ -66,6 +70,9 @@ impl Store {
         blocking(move || {
             if dest.exists() {
                 remove_if_exists(&verified)?;
+                // Fresh again: GC's grace period protects a re-pushed blob
+                // until the manifest that needs it arrives.
+                super::gc::touch(&dest);
                 return Ok(());
             }
             commit_file(&verified, &dest)

@@ -9,6 +9,7 @@
 //! <root>/repos/<name>/_manifests/<alg>/<hex>   manifest revision; content: its media type
 //! <root>/repos/<name>/_tags/<tag>              content: the tagged digest
 //! <root>/repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
+//! <root>/repos/<name>/_pinned/<alg>/<hex>      cached manifest pinned (never evicted)
 //! ```
 //!
 //! Repository names, tags, digests and upload ids arrive here already
@@ -113,6 +114,14 @@ impl Layout {
 
     pub fn referrers_dir(&self, name: &RepoName, subject: &Digest) -> PathBuf {
         Self::digest_path(self.repo_dir(name).join("_referrers"), subject)
+    }
+
+    pub fn pins_dir(&self, name: &RepoName) -> PathBuf {
+        self.repo_dir(name).join("_pinned")
+    }
+
+    pub fn pin_file(&self, name: &RepoName, d: &Digest) -> PathBuf {
+        Self::digest_path(self.pins_dir(name), d)
     }
 
     pub fn referrer_link(&self, name: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {

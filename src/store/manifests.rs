@@ -35,6 +35,7 @@ impl Store {
         subject: Option<&Digest>,
     ) -> io::Result<()> {
         self.put_small_blob(d, bytes).await?;
+        let changed = repo.clone();
         let l = self.layout().clone();
         let (repo, d, mt) = (repo.clone(), d.clone(), media_type.to_string());
         let (tag, subject) = (tag.cloned(), subject.cloned());
@@ -49,7 +50,9 @@ impl Store {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.usage_changed(&changed);
+        Ok(())
     }
 
     /// The media type of manifest `d` if `repo` links it.
@@ -111,9 +114,10 @@ impl Store {
         d: &Digest,
         subject: Option<&Digest>,
     ) -> io::Result<Option<Vec<String>>> {
+        let changed = repo.clone();
         let l = self.layout().clone();
         let (repo, d, subject) = (repo.clone(), d.clone(), subject.cloned());
-        blocking(move || {
+        let r = blocking(move || {
             let link = l.manifest_link(&repo, &d);
             if !link.exists() {
                 return Ok(None);
@@ -134,7 +138,9 @@ impl Store {
             removed.sort();
             Ok(Some(removed))
         })
-        .await
+        .await;
+        self.usage_changed(&changed);
+        r
     }
 
     /// Tags of `repo`, sorted; `None` if the repository does not exist.
@@ -157,6 +163,16 @@ impl Store {
     pub async fn repo_exists(&self, repo: &RepoName) -> bool {
         let dir = self.layout().repo_dir(repo);
         blocking(move || Ok(is_repository(&dir))).await.unwrap_or(false)
+    }
+
+    /// Whether any local repository lives under the first name component
+    /// `namespace` (a valid name component: no separators, no `..`).
+    pub async fn namespace_exists(&self, namespace: &str) -> bool {
+        if namespace.is_empty() || namespace.contains('/') || namespace.starts_with('.') {
+            return false;
+        }
+        let dir = self.layout().repos_dir().join(namespace);
+        blocking(move || Ok(dir.is_dir())).await.unwrap_or(false)
     }
 
     /// Digests of manifests in `repo` whose subject is `subject`.

@@ -12,9 +12,12 @@
 
 mod blobs;
 mod cleanup;
+pub mod gc;
 pub mod fsutil;
+mod inventory;
 mod layout;
 mod manifests;
+pub mod pins;
 mod uploads;
 
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 pub use layout::Layout;
 pub use cleanup::CleanupReport;
+pub use inventory::Artifact;
 pub use manifests::StoredManifest;
 pub use uploads::UploadStatus;
 
@@ -57,6 +61,11 @@ struct Inner {
     /// Upload sessions touched since start-up; sessions found only on disk
     /// (after a restart) are loaded on first use.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
+    /// Recently recorded pulls (rate-limits pull-time writes).
+    pull_marks: moka::sync::Cache<String, ()>,
+    /// Per-namespace usage cache and the GC lock (see [`gc`]).
+    usage: gc::UsageCache,
+    gc_lock: tokio::sync::RwLock<()>,
     /// Held for the life of the process: one wharf per data directory.
     _lock: std::fs::File,
 }
@@ -90,6 +99,9 @@ impl Store {
             inner: Arc::new(Inner {
                 layout,
                 sessions: Mutex::new(HashMap::new()),
+                pull_marks: inventory::pull_marks(),
+                usage: gc::UsageCache::default(),
+                gc_lock: tokio::sync::RwLock::new(()),
                 _lock: lock,
             }),
         })

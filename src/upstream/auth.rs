@@ -247,7 +247,9 @@ impl Authenticator {
     pub fn rejected(&self, repo: &str, status: u16) {
         match self.creds.select(repo) {
             Some(e) => tracing::warn!(remote = %self.remote, repository = repo, secret = %e.reference(), status, "the remote rejected wharf's credentials"),
-            None => tracing::warn!(remote = %self.remote, repository = repo, status, "the remote refused an anonymous request (no credentials entry matches)"),
+            // Anonymous: Docker Hub answers 401 for repositories that do not
+            // exist, so this is no operator problem by itself.
+            None => tracing::debug!(remote = %self.remote, repository = repo, status, "the remote refused an anonymous request (no credentials entry matches)"),
         }
     }
 

@@ -163,36 +163,6 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// A `Read` adapter that hashes (sha256) what passes through and publishes
-/// the final digest once the inner reader reaches EOF.
-pub struct HashReader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-    count: u64,
-    done: std::sync::Arc<std::sync::Mutex<Option<(String, u64)>>>,
-}
-
-impl<R: Read> HashReader<R> {
-    /// The reader and a handle that holds `(digest, length)` after EOF.
-    pub fn new(inner: R) -> (Self, std::sync::Arc<std::sync::Mutex<Option<(String, u64)>>>) {
-        let done = std::sync::Arc::new(std::sync::Mutex::new(None));
-        (HashReader { inner, hasher: sha2::Sha256::new(), count: 0, done: done.clone() }, done)
-    }
-}
-
-impl<R: Read> Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let d = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
-            *self.done.lock().unwrap() = Some((d, self.count));
-        }
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 fn crc32_table() -> [u32; 256] {
     let mut t = [0u32; 256];
     for (i, e) in t.iter_mut().enumerate() {

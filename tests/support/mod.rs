@@ -4,6 +4,8 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod accounts;
+pub mod docker;
 pub mod image;
 pub mod upstream;
 pub mod fake_upstream;

@@ -50,6 +50,7 @@ fn acceptable(req: &Request<Incoming>, media_type: &str) -> bool {
 
 pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, r: &Reference) -> Reply {
     let m = lookup(api, name, r).await?;
+    api.store.record_pull(name, &m.digest).await;
     respond(req, r, m)
 }
 

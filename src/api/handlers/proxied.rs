@@ -19,6 +19,7 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
     match (&m, route) {
         (&Method::GET | &Method::HEAD, Route::Manifest(_, r)) => {
             let man = api.proxy.manifest(&t, &r).await?;
+            api.store.record_pull(&t.cache_repo, &man.digest).await;
             super::manifests::respond(&req, &r, man)
         }
         (&Method::HEAD, Route::Blob(_, d)) => {
