@@ -55,6 +55,19 @@ enum Command {
         #[command(flatten)]
         conn: wharf::cli::Conn,
     },
+    /// Collect unreferenced blobs offline (wharf must be stopped; use
+    /// `POST /api/v1/gc` on a running server).
+    Gc(GcArgs),
+    /// Pull an image into the pull-through cache and pin it (asks the
+    /// running server), e.g. `wharf prefetch docker.io/library/alpine:3.20`.
+    Prefetch {
+        image: String,
+        /// Fetch without pinning (the image may be evicted later).
+        #[arg(long)]
+        no_pin: bool,
+        #[command(flatten)]
+        conn: wharf::cli::Conn,
+    },
     /// Hash a password or robot token for the config (reads one line from stdin).
     HashPassword,
     /// Validate a config file and print the effective settings.
@@ -78,6 +91,24 @@ struct ServeArgs {
     /// Data directory (overrides storage.data_dir).
     #[arg(long, env = "WHARF_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long, env = "WHARF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Grace period (overrides storage.gc_grace), e.g. 0s or 2h.
+    #[arg(long)]
+    grace: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn load(c: &ConfigArg, o: &Overrides) -> Result<Config, ExitCode> {
@@ -122,73 +153,18 @@ fn main() -> ExitCode {
         Command::Delete { reference, conn } => wharf::cli::run(conn, wharf::cli::Call::Delete(reference)),
         Command::Robot { cmd, conn } => wharf::cli::run(conn, wharf::cli::Call::Robot(cmd)),
         Command::Quota { project, size, conn } => wharf::cli::run(conn, wharf::cli::Call::Quota { project, size }),
-        Command::HashPassword => {
-            let mut line = String::new();
-            if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
-                eprintln!("wharf: give the password on standard input");
-                return ExitCode::from(2);
-            }
-            match wharf::auth::password::hash(line.trim_end_matches(['\r', '\n'])) {
-                Ok(h) => {
-                    println!("{h}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("wharf: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Gc(a) => {
+            let o = Overrides { listen: None, data_dir: a.data_dir };
+            match load(&a.config, &o) {
+                Ok(cfg) => wharf::cli::local::gc(&cfg, a.dry_run, a.grace.as_deref(), a.json),
+                Err(code) => code,
             }
         }
+        Command::Prefetch { image, no_pin, conn } => wharf::cli::run(conn, wharf::cli::Call::Prefetch { image, pin: !no_pin }),
+        Command::HashPassword => wharf::cli::local::hash_password(),
         Command::CheckConfig(c) => match load(&c, &Overrides::default()) {
-            Ok(cfg) => check_config(&cfg),
+            Ok(cfg) => wharf::cli::local::check_config(&cfg),
             Err(code) => code,
         },
     }
-}
-
-/// `wharf check-config`: the config parsed and validated (else exit 2);
-/// now resolve every secret reference and print, per remote and entry, the
-/// credential kind and whether resolution worked, never a value. Exit 1
-/// when any reference fails.
-fn check_config(cfg: &Config) -> ExitCode {
-    println!("config OK");
-    println!("listen      {}", cfg.listen);
-    println!("data_dir    {}", cfg.data_dir.display());
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut failed = 0usize;
-    for r in &cfg.remotes {
-        let creds = wharf::secrets::RemoteCredentials::new(r);
-        if creds.is_empty() {
-            println!("remote {} ({}): anonymous", r.name, r.url);
-            continue;
-        }
-        for e in creds.entries() {
-            let what = format!(
-                "remote {} credentials[{}] repository \"{}\" via {} [{}]",
-                r.name,
-                e.index(),
-                e.repository(),
-                e.backend(),
-                e.describe()
-            );
-            match rt.block_on(e.resolve_now()) {
-                Ok(c) => println!("{what}: OK ({} credentials)", c.kind()),
-                Err(err) => {
-                    failed += 1;
-                    println!("{what}: FAILED: {err}");
-                }
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("wharf: {failed} credential reference(s) could not be resolved");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
 }

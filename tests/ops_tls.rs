@@ -7,9 +7,9 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Options, Wharf};
+use support::{wait_until, Options, Wharf};
 
 /// A CA and a server certificate for 127.0.0.1 / localhost, as PEM.
 struct Pki {
@@ -312,17 +312,6 @@ fn containerd_pulls_over_https_with_ca_in_hosts_toml() {
     for d in std::iter::once(&digest).chain(&blobs) {
         assert!(listed.contains(d.as_str()), "{d} not fetched by containerd:\n{listed}");
     }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]

@@ -77,18 +77,14 @@ fi
 
 # ---------------------------------------------------------------------------
 # 4. Build once, then run everything in parallel (cargo-nextest runs each
-#    test in its own process, as many at a time as there are CPUs), then the
-#    doc tests, which nextest does not run.
+#    test in its own process, as many at a time as there are CPUs).
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
     log "building the tests"
     cargo nextest run --workspace --no-run
     log "running the test suite (cargo nextest)"
+    # (wharf has no doc tests; nextest's summary is the run's last word.)
     cargo nextest run --workspace --no-fail-fast "$@" || status=$?
-    if [ "$#" -eq 0 ]; then
-        log "running doc tests"
-        cargo test --workspace --doc || status=$?
-    fi
 else
     log "cargo-nextest not found; using cargo test"
     cargo build --workspace --all-targets

@@ -1,24 +1,25 @@
 //! Response bodies: small in-memory ones, streamed file ranges, and the
 //! wrapper that writes one log line per request when the body is done.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use http_body::{Frame, SizeHint};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full, StreamBody};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
+
+use crate::store::chunks::{ChunkReader, PendingRead};
 
 /// Every response body wharf sends.
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// Read size for streamed files: large enough to keep syscalls rare, small
-/// enough that memory per download stays flat.
-pub const FILE_CHUNK: usize = 256 * 1024;
+/// Read size for streamed files: large enough to keep syscalls and
+/// blocking-pool hand-offs rare, small enough that memory per download
+/// stays flat (at most [`crate::store::chunks::POOL`] chunks per download).
+pub const FILE_CHUNK: usize = 512 * 1024;
 
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
@@ -29,12 +30,84 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 }
 
 /// Stream `len` bytes of `file` starting at `start`.
-pub async fn file_range(mut file: tokio::fs::File, start: u64, len: u64) -> io::Result<Body> {
-    if start > 0 {
-        file.seek(io::SeekFrom::Start(start)).await?;
+///
+/// Not zero-copy: hyper writes the body's `Bytes` itself, so `sendfile(2)`
+/// cannot be used. Each chunk is one `pread` into a recycled buffer (see
+/// [`crate::store::chunks`]), and the next chunk is read while hyper
+/// writes the current one.
+pub async fn file_range(file: tokio::fs::File, start: u64, len: u64) -> io::Result<Body> {
+    let file = file.into_std().await;
+    Ok(FileBody {
+        reader: ChunkReader::new(file, FILE_CHUNK),
+        next: start,
+        sent: start,
+        end: start.saturating_add(len),
+        pending: None,
     }
-    let stream = ReaderStream::with_capacity(file.take(len), FILE_CHUNK).map_ok(Frame::data);
-    Ok(StreamBody::new(stream).boxed_unsync())
+    .boxed_unsync())
+}
+
+/// A file range as a response body, reading one chunk ahead.
+struct FileBody {
+    reader: ChunkReader,
+    /// Offset of the next chunk to read.
+    next: u64,
+    /// Offset of the first byte not yet handed to hyper.
+    sent: u64,
+    end: u64,
+    /// The chunk being read (at offset `next - its length`).
+    pending: Option<PendingRead>,
+}
+
+impl FileBody {
+    fn start_next(&mut self) {
+        let len = (self.end - self.next).min(self.reader.chunk_size() as u64) as usize;
+        self.pending = Some(self.reader.start(self.next, len));
+        self.next += len as u64;
+    }
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if this.pending.is_none() {
+            if this.next >= this.end {
+                return Poll::Ready(None);
+            }
+            this.start_next();
+        }
+        let Some(p) = this.pending.as_mut() else { return Poll::Ready(None) };
+        let r = std::task::ready!(Pin::new(p).poll(cx));
+        this.pending = None;
+        match r {
+            Ok(buf) => {
+                let chunk = this.reader.finish(buf);
+                this.sent += chunk.len() as u64;
+                // Read ahead while hyper writes this chunk.
+                if this.next < this.end {
+                    this.start_next();
+                }
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Err(e) => {
+                this.next = this.end;
+                this.sent = this.end;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_none() && self.next >= self.end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Bytes not yet handed to hyper.
+        SizeHint::with_exact(self.end - self.sent)
+    }
 }
 
 /// The `Range` header value for an upload at `offset` bytes (`0-0` when

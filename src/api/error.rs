@@ -118,6 +118,9 @@ impl From<UpstreamError> for ApiError {
                 let http = if *status == 404 { 404 } else { 502 };
                 ApiError::new(code).status(http).detail(format!("{e}: {}", e.body()))
             }
+            UpstreamError::CredentialsUnavailable { .. } => {
+                ApiError::new(ErrorCode::Denied).detail(format!("{e}; the remote was not contacted (see wharf's log)"))
+            }
             UpstreamError::Unreachable { .. } => ApiError::new(ErrorCode::Unavailable).detail(e.to_string()),
             UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::Unavailable).status(502).detail(e.to_string()),
         }

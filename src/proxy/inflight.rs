@@ -8,34 +8,47 @@
 //! upstream GET and without waiting for the end.
 //!
 //! Completion: when the upstream ends, the digest is compared. On a match
-//! the spool is fsynced and renamed into the blob store, then the fetch is
-//! marked done. On a mismatch (or a truncated or failed stream) the fetch
-//! is marked failed, the spool is deleted, and every follower's body ends
-//! with an error, which aborts its connection. Followers never send the
-//! blob's last byte before the digest was verified, so no client can take
-//! wrong bytes for a complete blob.
+//! the fetch is marked *verified* (followers may now send the last byte:
+//! a client does not wait for wharf's own durability), then the spool is
+//! fsynced and renamed into the blob store and the fetch is marked done.
+//! On a mismatch (or a truncated or failed stream) the fetch is marked
+//! failed, the spool is deleted, and every follower's body ends with an
+//! error, which aborts its connection. Followers never send the blob's
+//! last byte before the digest was verified, so no client can take wrong
+//! bytes for a complete blob.
+//!
+//! The writer is pipelined: while the upstream's next bytes arrive on the
+//! async task, the previous batch is written to the spool and hashed on a
+//! blocking-pool thread. Every [`SYNC_EVERY`] bytes an `fdatasync` runs in
+//! the background, so the final `fsync` before the rename has little left
+//! to flush (instead of the whole blob, which would hold back the last
+//! byte for as long as the disk needs to write it all).
 //!
 //! Progress is published through a `tokio::sync::watch` channel: followers
 //! sleep until the writer reports more bytes; there is no polling.
 
 use std::collections::HashMap;
-use std::io::{self, SeekFrom};
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::oci::{Digest, Hasher, RepoName};
+use crate::store::chunks::ChunkReader;
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// Bytes gathered before a spool write (and a progress notification).
-const SPOOL_CHUNK: usize = 256 * 1024;
-/// Largest read a follower does at once.
+const SPOOL_CHUNK: usize = 512 * 1024;
+/// Largest read a follower does at once. Small enough that 32 followers
+/// of one fetch stay within a few MiB of buffers.
 const READ_CHUNK: usize = 256 * 1024;
+/// Bytes written between background `fdatasync`s of the spool.
+pub const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 
 /// Where a fetch stands.
 #[derive(Debug, Clone)]
@@ -74,6 +87,9 @@ pub struct Progress {
     pub total: Option<u64>,
     /// Bytes written to the spool so far.
     pub written: u64,
+    /// The whole blob is in the spool and matched its digest (set before
+    /// the commit to the store, which `Phase::Done` reports).
+    pub verified: bool,
 }
 
 /// One in-flight upstream download.
@@ -187,6 +203,7 @@ impl Inflight {
             phase: Phase::Starting,
             total: None,
             written: 0,
+            verified: false,
         });
         let fetch = Arc::new(Fetch {
             digest: digest.clone(),
@@ -205,12 +222,9 @@ impl Inflight {
         // lines, X-Request-Id to the upstream).
         let span = tracing::Span::current();
         tokio::spawn(tracing::Instrument::instrument(crate::telemetry::in_request(async move {
-            let res = run(&store, &upstream, &repo, &f).await;
+            let res = run(&store, &upstream, &repo, &cache_repo, &f).await;
             match res {
                 Ok(()) => {
-                    if let Err(e) = store.link_blob(&cache_repo, &f.digest).await {
-                        tracing::warn!(digest = %f.digest, error = %e, "could not link cached blob");
-                    }
                     f.progress.send_modify(|p| p.phase = Phase::Done);
                     tracing::info!(remote = %upstream.remote().name, repo = %repo, digest = %f.digest, "blob cached");
                     super::evict::fetched();
@@ -227,15 +241,40 @@ impl Inflight {
     }
 }
 
+async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
+    if let Err(e) = store.link_blob(cache_repo, d).await {
+        tracing::warn!(digest = %d, error = %e, "could not link cached blob");
+    }
+}
+
+/// A spool write running on the blocking pool: returns the hasher (which
+/// has seen the batch) and the batch length.
+type WriteJob = JoinHandle<io::Result<(Hasher, u64)>>;
+
+async fn join<T>(h: JoinHandle<io::Result<T>>) -> Result<T, FetchError> {
+    match h.await {
+        Ok(r) => r.map_err(|e| FetchError::Io(e.to_string())),
+        Err(e) => Err(FetchError::Io(format!("spool task failed: {e}"))),
+    }
+}
+
 /// The leader: stream upstream → spool while hashing, verify, commit.
-async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> Result<(), FetchError> {
+async fn run(
+    store: &Store,
+    upstream: &Upstream,
+    repo: &RepoName,
+    cache_repo: &RepoName,
+    f: &Arc<Fetch>,
+) -> Result<(), FetchError> {
     let remote = upstream.remote().name.clone();
     // A fetch that finished just before this one started: nothing to do.
     if let Ok(Some(size)) = store.blob_size(&f.digest).await {
+        link(store, cache_repo, &f.digest).await;
         f.progress.send_modify(|p| {
             p.phase = Phase::Streaming;
             p.total = Some(size);
             p.written = size;
+            p.verified = true;
         });
         return Ok(());
     }
@@ -243,24 +282,34 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
     let _slot = upstream.fetch_slot().await;
     let resp = upstream.blob(repo, &f.digest).await?;
     let total = resp.content_length();
-    let io_err = |e: io::Error| FetchError::Io(e.to_string());
-    let mut file = tokio::fs::File::create(&f.spool).await.map_err(io_err)?;
+    let spool = f.spool.clone();
+    let file = Arc::new(join(tokio::task::spawn_blocking(move || std::fs::File::create(spool))).await?);
     f.progress.send_modify(|p| {
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let mut hasher = Hasher::new(f.digest.algorithm());
-    let mut buf = BytesMut::with_capacity(SPOOL_CHUNK);
+    let mut hasher = Some(Hasher::new(f.digest.algorithm()));
+    // Chunks received and not yet handed to a write (no copying: they are
+    // the upstream's own buffers).
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len: u64 = 0;
+    // The write in flight, with its length, and the bytes written before it.
+    let mut job: Option<(WriteJob, u64)> = None;
     let mut written: u64 = 0;
+    let mut sync: Option<JoinHandle<io::Result<()>>> = None;
+    let mut synced: u64 = 0;
     let mut stream = resp.bytes_stream();
     loop {
-        let next = stream.next().await;
-        let chunk = match next {
+        let chunk = match stream.next().await {
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
                 return Err(FetchError::Upstream(UpstreamError::Unreachable {
                     remote,
-                    reason: format!("blob stream broke after {} bytes: {}", written + buf.len() as u64, crate::upstream::describe(&e)),
+                    reason: format!(
+                        "blob stream broke after {} bytes: {}",
+                        written + job.as_ref().map_or(0, |j| j.1) + batch_len,
+                        crate::upstream::describe(&e)
+                    ),
                 }))
             }
             None => None,
@@ -268,29 +317,63 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
         let end = chunk.is_none();
         if let Some(c) = chunk {
             upstream.stats.bytes.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            hasher.update(&c);
-            buf.extend_from_slice(&c);
-        }
-        if buf.len() >= SPOOL_CHUNK || (end && !buf.is_empty()) {
-            file.write_all(&buf).await.map_err(io_err)?;
-            // tokio's write_all hands the bytes to a blocking thread; flush
-            // waits until they are in the file, so followers can read them.
-            file.flush().await.map_err(io_err)?;
-            written += buf.len() as u64;
-            buf.clear();
-            f.progress.send_modify(|p| p.written = written);
-        }
-        if end {
-            break;
+            batch_len += c.len() as u64;
+            if !c.is_empty() {
+                batch.push(c);
+            }
         }
         if let Some(t) = total {
-            if written + buf.len() as u64 > t {
+            if written + job.as_ref().map_or(0, |j| j.1) + batch_len > t {
                 return Err(FetchError::Upstream(UpstreamError::Protocol {
                     remote,
                     message: format!("blob body longer than its Content-Length {t}"),
                 }));
             }
         }
+        if batch_len >= SPOOL_CHUNK as u64 || (end && batch_len > 0) {
+            // One write in flight: wait for the previous one (it ran while
+            // this batch arrived), then hand this batch over.
+            if let Some((j, n)) = job.take() {
+                hasher = Some(join(j).await?.0);
+                written += n;
+                if written - synced >= SYNC_EVERY && sync.as_ref().is_none_or(|s| s.is_finished()) {
+                    if let Some(s) = sync.take() {
+                        join(s).await?;
+                    }
+                    let file = file.clone();
+                    sync = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+                    synced = written;
+                }
+            }
+            let Some(mut h) = hasher.take() else {
+                return Err(FetchError::Io("spool hasher lost".into()));
+            };
+            let (file, fetch, base) = (file.clone(), f.clone(), written);
+            let (chunks, n) = (std::mem::take(&mut batch), batch_len);
+            batch_len = 0;
+            job = Some((
+                tokio::task::spawn_blocking(move || {
+                    let mut out: &std::fs::File = &file;
+                    for c in &chunks {
+                        out.write_all(c)?;
+                    }
+                    // In the file (page cache): followers may read it.
+                    fetch.progress.send_modify(|p| p.written = base + n);
+                    for c in &chunks {
+                        h.update(c);
+                    }
+                    Ok((h, n))
+                }),
+                n,
+            ));
+        }
+        if end {
+            break;
+        }
+    }
+    if let Some((j, n)) = job.take() {
+        hasher = Some(join(j).await?.0);
+        written += n;
     }
     if let Some(t) = total {
         if written != t {
@@ -301,7 +384,10 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
             });
         }
     }
-    let actual = hasher.finish();
+    let Some(h) = hasher else {
+        return Err(FetchError::Io("spool hasher lost".into()));
+    };
+    let actual = h.finish();
     if actual != f.digest {
         return Err(FetchError::DigestMismatch {
             remote,
@@ -309,16 +395,31 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
             actual,
         });
     }
-    file.sync_all().await.map_err(io_err)?;
+    // Verified: followers may send the last byte now. Followers learn the
+    // final size from `written`.
+    f.progress.send_modify(|p| {
+        if written != 0 || total.is_some() {
+            p.total = Some(written);
+        }
+        p.written = written;
+        p.verified = true;
+    });
+    if let Some(s) = sync.take() {
+        join(s).await?;
+    }
+    let file2 = file.clone();
+    join(tokio::task::spawn_blocking(move || file2.sync_all())).await?;
     drop(file);
+    // Link first, then rename: a request in between finds no blob file and
+    // joins this fetch (still in the table), never a linked-but-missing
+    // blob that would send it to the remote again. A link whose blob never
+    // arrives (commit failed, crash) is harmless: a blob is only served
+    // when both exist.
+    link(store, cache_repo, &f.digest).await;
     store
         .commit_blob_file(f.spool.clone(), &f.digest)
         .await
-        .map_err(io_err)?;
-    if written != 0 || total.is_some() {
-        // Followers learn the final size from `written`.
-        f.progress.send_modify(|p| p.total = Some(written));
-    }
+        .map_err(|e| FetchError::Io(e.to_string()))?;
     Ok(())
 }
 
@@ -326,7 +427,7 @@ async fn run(store: &Store, upstream: &Upstream, repo: &RepoName, f: &Fetch) -> 
 pub struct Follower {
     fetch: Arc<Fetch>,
     rx: watch::Receiver<Progress>,
-    file: Option<tokio::fs::File>,
+    file: Option<ChunkReader>,
     pos: u64,
     end: Option<u64>,
 }
@@ -335,14 +436,16 @@ impl Follower {
     async fn open(&mut self) -> io::Result<()> {
         // After commit the spool has been renamed into the store; an open
         // handle keeps working, a late opener finds the final path.
-        let f = match tokio::fs::File::open(&self.fetch.spool).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => tokio::fs::File::open(&self.fetch.final_path).await?,
-            Err(e) => return Err(e),
-        };
-        let mut f = f;
-        f.seek(SeekFrom::Start(self.pos)).await?;
-        self.file = Some(f);
+        let (spool, final_path) = (self.fetch.spool.clone(), self.fetch.final_path.clone());
+        let f = tokio::task::spawn_blocking(move || match std::fs::File::open(&spool) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::File::open(&final_path),
+            other => other,
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("open task failed: {e}")))??;
+        // Positional reads: no seek needed. One recycled buffer: a
+        // follower holds at most two chunks (hyper's and the one read).
+        self.file = Some(ChunkReader::with_pool(f, READ_CHUNK, 1));
         Ok(())
     }
 
@@ -350,10 +453,14 @@ impl Follower {
     pub async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
         loop {
             let p = self.rx.borrow_and_update().clone();
+            // Once verified, a later failure (of the commit to the store)
+            // does not make the bytes wrong: a follower that has the file
+            // open finishes.
             let done = match &p.phase {
+                Phase::Failed(_) if p.verified && self.file.is_some() => true,
                 Phase::Failed(e) => return Some(Err(io::Error::other(e.to_string()))),
                 Phase::Done => true,
-                _ => false,
+                _ => p.verified,
             };
             let end = self.end.or(p.total);
             if let Some(e) = end {
@@ -377,16 +484,17 @@ impl Follower {
                         return Some(Err(e));
                     }
                 }
+                let reader = self.file.as_mut()?;
                 let want = (avail - self.pos).min(READ_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(want);
-                let file = self.file.as_mut()?;
-                return match file.read(&mut buf).await {
-                    Ok(0) => Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool shorter than reported"))),
-                    Ok(n) => {
-                        buf.truncate(n);
-                        self.pos += n as u64;
-                        Some(Ok(buf.freeze()))
+                return match reader.read(self.pos, want).await {
+                    Ok(b) => {
+                        self.pos += b.len() as u64;
+                        Some(Ok(b))
                     }
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "spool shorter than reported",
+                    ))),
                     Err(e) => Some(Err(e)),
                 };
             }

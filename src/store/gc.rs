@@ -107,7 +107,7 @@ pub(crate) fn digest_files(dir: &Path) -> io::Result<Vec<(Digest, PathBuf)>> {
     for alg in ["sha256", "sha512"] {
         let rd = match std::fs::read_dir(dir.join(alg)) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
         for e in rd {
@@ -335,4 +335,93 @@ fn list_blobs(dir: &Path) -> io::Result<Vec<(Digest, PathBuf)>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const MT: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    async fn blob(s: &Store, repo: &RepoName, content: &[u8]) -> Digest {
+        let d = Digest::sha256_of(content);
+        s.put_small_blob(&d, Bytes::copy_from_slice(content)).await.unwrap();
+        s.link_blob(repo, &d).await.unwrap();
+        d
+    }
+
+    async fn image(s: &Store, repo: &RepoName, layers: &[&Digest]) -> Digest {
+        let layers: Vec<_> = layers
+            .iter()
+            .map(|d| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": 1}))
+            .collect();
+        let cfg = blob(s, repo, b"{}").await;
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MT,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
+            "layers": layers,
+        });
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let d = Digest::sha256_of(&bytes);
+        s.put_manifest(repo, &d, MT, Bytes::from(bytes), None, None).await.unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn usage_cache_follows_changes_and_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let a: RepoName = "team/a".parse().unwrap();
+        let b: RepoName = "team/b".parse().unwrap();
+        let shared = blob(&s, &a, &[1u8; 1000]).await;
+        let own = blob(&s, &a, &[2u8; 500]).await;
+        let m1 = image(&s, &a, &[&shared, &own]).await;
+        s.link_blob(&b, &shared).await.unwrap();
+        let m2 = image(&s, &b, &[&shared]).await;
+        let u1 = s.usage("team").await.unwrap();
+        assert_eq!(u1, s.namespace_usage("team").await.unwrap());
+        // A dangling `_layers` link to content nothing references.
+        let orphan = blob(&s, &b, &[3u8; 300]).await;
+        assert_eq!(s.usage("team").await.unwrap(), u1 + 300);
+        let opts = GcOptions { dry_run: false, grace: Duration::ZERO };
+        let r = s.gc(&opts).await.unwrap();
+        assert_eq!(r.blobs_removed, 1, "{r:?}");
+        assert_eq!(r.links_removed, 1);
+        assert_eq!(s.usage("team").await.unwrap(), u1);
+        assert!(!s.layout().blob(&orphan).exists());
+        s.delete_manifest(&a, &m1, None).await.unwrap();
+        let r = s.gc(&opts).await.unwrap();
+        // m1's bytes and its own layer; `shared` and the config live on in b.
+        assert_eq!(r.blobs_removed, 2, "{r:?}");
+        assert!(!s.layout().blob(&own).exists() && !s.layout().blob(&m1).exists());
+        assert!(s.layout().blob(&shared).exists() && s.layout().blob(&m2).exists());
+        assert_eq!(s.usage("team").await.unwrap(), s.namespace_usage("team").await.unwrap());
+        // The grace period protects young unreferenced blobs.
+        blob(&s, &a, &[4u8; 10]).await;
+        let r = s.gc(&GcOptions { dry_run: false, grace: Duration::from_secs(3600) }).await.unwrap();
+        assert_eq!((r.blobs_removed, r.blobs_in_grace), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn eviction_spares_pins_and_other_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let old: RepoName = "up/old".parse().unwrap();
+        let pinned: RepoName = "up/pinned".parse().unwrap();
+        let local: RepoName = "team/app".parse().unwrap();
+        let l1 = blob(&s, &old, &[1u8; 5000]).await;
+        let m_old = image(&s, &old, &[&l1]).await;
+        let l2 = blob(&s, &pinned, &[2u8; 5000]).await;
+        let m_pin = image(&s, &pinned, &[&l2]).await;
+        s.pin(&pinned, &m_pin).await.unwrap();
+        let l3 = blob(&s, &local, &[3u8; 5000]).await;
+        let m_local = image(&s, &local, &[&l3]).await;
+        let r = s.evict(&["up".to_string()], 1000).await.unwrap();
+        assert_eq!(r.evicted, vec![format!("up/old@{m_old}")]);
+        assert!(!s.layout().blob(&l1).exists());
+        assert!(s.layout().blob(&l2).exists() && s.layout().blob(&l3).exists());
+        assert!(s.get_manifest(&pinned, &m_pin).await.unwrap().is_some());
+        assert!(s.get_manifest(&local, &m_local).await.unwrap().is_some());
+    }
 }

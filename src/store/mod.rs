@@ -11,6 +11,7 @@
 //! state or the new one plus garbage in `tmp/` (removed at start-up).
 
 mod blobs;
+pub mod chunks;
 mod cleanup;
 pub mod gc;
 pub mod fsutil;

@@ -149,8 +149,9 @@ impl Authenticator {
     }
 
     /// Resolve the credentials for `repo`: `None` when no entry matches
-    /// (anonymous). A secret that cannot be loaded is an `Unauthorized`
-    /// error naming the remote (the log names the secret reference).
+    /// (anonymous). A secret that cannot be loaded is a
+    /// `CredentialsUnavailable` error naming the remote (the log names the
+    /// secret reference).
     async fn choose(&self, repo: &str) -> Result<Option<Chosen<'_>>, UpstreamError> {
         let Some(entry) = self.creds.select(repo) else {
             return Ok(None);
@@ -159,10 +160,8 @@ impl Authenticator {
             Ok(creds) => Ok(Some(Chosen { entry, creds })),
             Err(e) => {
                 tracing::warn!(remote = %self.remote, secret = %entry.reference(), error = %e, "no credentials for the upstream request");
-                Err(UpstreamError::Unauthorized {
+                Err(UpstreamError::CredentialsUnavailable {
                     remote: self.remote.clone(),
-                    status: 401,
-                    body: format!("wharf could not load its credentials for remote {}", self.remote),
                 })
             }
         }

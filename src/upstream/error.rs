@@ -15,6 +15,10 @@ pub enum UpstreamError {
         body: String,
         retry_after: Option<u64>,
     },
+    /// The secret holding wharf's credentials for this remote could not be
+    /// read (the remote was not contacted; the log names the reference).
+    #[error("wharf could not load its credentials for remote {remote}")]
+    CredentialsUnavailable { remote: String },
     #[error("remote {remote} sent an invalid response: {message}")]
     Protocol { remote: String, message: String },
 }

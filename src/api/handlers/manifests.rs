@@ -123,7 +123,10 @@ pub async fn put(api: &Api, req: Request<Incoming>, name: &RepoName, r: &Referen
     };
     let m = Manifest::parse(&bytes, content_type.as_deref())
         .map_err(|e| ApiError::new(ErrorCode::ManifestInvalid).detail(e.to_string()))?;
+    // Held until the revision is linked: no GC sweep in between (see store::gc).
+    let _gc = api.store.gc_read().await;
     check_references(api, name, &m).await?;
+    super::quota::check_manifest(api, name, &digest, &m, bytes.len() as u64).await?;
     let tag = match r {
         Reference::Tag(t) => Some(t),
         Reference::Digest(_) => None,

@@ -4,6 +4,7 @@ pub mod blobs;
 pub mod listing;
 pub mod manifests;
 pub mod proxied;
+pub mod quota;
 pub mod uploads;
 
 use http::{header, HeaderMap, Response, StatusCode};

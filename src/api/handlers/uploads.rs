@@ -111,6 +111,8 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
             }
         };
         if present {
+            let size = api.store.blob_size(&mount).await?.unwrap_or(0);
+            super::quota::check_blob(api, name, Some(&mount), size).await?;
             api.store.link_blob(name, &mount).await?;
             return created(name, &mount);
         }
@@ -119,12 +121,15 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
     if let Some(d) = digest_param(&q, "digest")? {
         // Monolithic upload in the POST itself.
         let len = content_length(req.headers())?;
+        super::quota::check_blob(api, name, Some(&d), len.unwrap_or(0)).await?;
+        let before = super::quota::before_commit(api, name, &d).await?;
         let id = api.store.start_upload(name).await?;
         let res = api.store.upload_finish(name, &id, &d, len, body_stream(req)).await;
         if res.is_err() {
             let _ = api.store.upload_cancel(name, &id).await;
         }
-        res?;
+        let size = res?;
+        super::quota::check_committed(api, name, &d, size, before).await?;
         return created(name, &d);
     }
     let id = api.store.start_upload(name).await?;
@@ -138,6 +143,13 @@ pub async fn status(api: &Api, name: &RepoName, id: &str) -> Reply {
 
 pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
     let (start, len) = chunk_bounds(&req)?;
+    if let Some(n) = len {
+        let s = api.store.upload_status(name, id).await?;
+        if let Err(e) = super::quota::check_blob(api, name, None, s.offset + n).await {
+            let _ = api.store.upload_cancel(name, id).await;
+            return Err(e);
+        }
+    }
     let s = api
         .store
         .upload_append(name, id, start, len, body_stream(req))
@@ -159,7 +171,14 @@ pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str
                 .header("location", upload_location(name, id)));
         }
     }
-    api.store.upload_finish(name, id, &d, len, body_stream(req)).await?;
+    let s = api.store.upload_status(name, id).await?;
+    if let Err(e) = super::quota::check_blob(api, name, Some(&d), s.offset + len.unwrap_or(0)).await {
+        let _ = api.store.upload_cancel(name, id).await;
+        return Err(e);
+    }
+    let before = super::quota::before_commit(api, name, &d).await?;
+    let size = api.store.upload_finish(name, id, &d, len, body_stream(req)).await?;
+    super::quota::check_committed(api, name, &d, size, before).await?;
     created(name, &d)
 }
 

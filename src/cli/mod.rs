@@ -1,5 +1,8 @@
 //! Client subcommands that talk to a running wharf's management API:
-//! tables for people, `--json` for scripts.
+//! tables for people, `--json` for scripts. [`local`] has the commands that
+//! need no server.
+
+pub mod local;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -53,6 +56,7 @@ pub enum Call {
     Delete(String),
     Robot(RobotCmd),
     Quota { project: String, size: String },
+    Prefetch { image: String, pin: bool },
 }
 
 struct Client {
@@ -283,6 +287,25 @@ async fn run_call(c: &Client, call: Call) -> Result<(), String> {
                 println!("revoked robot${name}");
             }
         }
+        Call::Prefetch { image, pin } => {
+            let v = c
+                .call(Method::POST, "prefetch", Some(serde_json::json!({ "image": image, "pin": pin })))
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                println!(
+                    "{} -> {} {}: {} manifests, {} blobs, {}{}",
+                    image,
+                    v["repository"].as_str().unwrap_or(""),
+                    v["digest"].as_str().unwrap_or(""),
+                    v["manifests"],
+                    v["blobs"],
+                    human_size(v["bytes"].as_u64().unwrap_or(0)),
+                    if v["pinned"] == true { ", pinned" } else { "" }
+                );
+            }
+        }
         Call::Quota { project, size } => {
             let quota = if size == "none" { Value::Null } else { Value::String(size) };
             let v = c.call(Method::PUT, &format!("projects/{project}"), Some(serde_json::json!({ "quota": quota }))).await?;
@@ -298,13 +321,7 @@ async fn run_call(c: &Client, call: Call) -> Result<(), String> {
 
 /// Run a client call and turn failures into a message + exit code 1.
 pub fn run(conn: Conn, call: Call) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("wharf: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(rt) = local::runtime() else { return ExitCode::FAILURE };
     let res = rt.block_on(async {
         let c = Client::new(conn)?;
         run_call(&c, call).await

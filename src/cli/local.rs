@@ -1,0 +1,139 @@
+//! Subcommands that work on this machine without a server: config
+//! validation with secret resolution, offline garbage collection, password
+//! hashing.
+
+use std::process::ExitCode;
+
+use crate::config::Config;
+
+/// A current-thread runtime for one command.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("wharf: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `wharf hash-password`: read one line from stdin, print its argon2 hash.
+pub fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+        eprintln!("wharf: give the password on standard input");
+        return ExitCode::from(2);
+    }
+    match crate::auth::password::hash(line.trim_end_matches(['\r', '\n'])) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("wharf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `wharf check-config`: the config parsed and validated (else exit 2);
+/// now resolve every secret reference and print, per remote and entry, the
+/// credential kind and whether resolution worked, never a value. Exit 1
+/// when any reference fails.
+pub fn check_config(cfg: &Config) -> ExitCode {
+    println!("config OK");
+    println!("listen      {}", cfg.listen);
+    println!("data_dir    {}", cfg.data_dir.display());
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    let mut failed = 0usize;
+    for r in &cfg.remotes {
+        let creds = crate::secrets::RemoteCredentials::new(r);
+        if creds.is_empty() {
+            println!("remote {} ({}): anonymous", r.name, r.url);
+            continue;
+        }
+        for e in creds.entries() {
+            let what = format!(
+                "remote {} credentials[{}] repository \"{}\" via {} [{}]",
+                r.name,
+                e.index(),
+                e.repository(),
+                e.backend(),
+                e.describe()
+            );
+            match rt.block_on(e.resolve_now()) {
+                Ok(c) => println!("{what}: OK ({} credentials)", c.kind()),
+                Err(err) => {
+                    failed += 1;
+                    println!("{what}: FAILED: {err}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("wharf: {failed} credential reference(s) could not be resolved");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `wharf gc`: offline mark and sweep on a stopped server's data directory.
+pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitCode {
+    let grace = match grace.map(humantime::parse_duration).transpose() {
+        Ok(g) => g.unwrap_or(cfg.gc_grace),
+        Err(e) => {
+            eprintln!("wharf: --grace: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !cfg.data_dir.is_dir() {
+        eprintln!("wharf: data directory {} does not exist", cfg.data_dir.display());
+        return ExitCode::from(2);
+    }
+    let store = match crate::store::Store::open(&cfg.data_dir) {
+        Ok(s) => s,
+        Err(e) if e.to_string().contains("in use") => {
+            eprintln!(
+                "wharf: {e}\nwharf: a running wharf holds this data directory; collect garbage through it instead:\n  curl -X POST -u ADMIN:PASSWORD {}/api/v1/gc -d '{{\"dry_run\": {}}}'",
+                cfg.listen, dry_run
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("wharf: cannot open data directory {}: {e}", cfg.data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    let opts = crate::store::gc::GcOptions { dry_run: dry_run, grace };
+    let report = match rt.block_on(store.gc(&opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wharf: garbage collection failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let verb = if report.dry_run { "would remove" } else { "removed" };
+    for b in &report.removed {
+        println!("{verb} {} ({} bytes)", b.digest, b.size);
+    }
+    println!(
+        "{}{} {} blobs, {} bytes; {} of {} blobs referenced, {} kept in the {} grace period; {} repositories, {} manifests scanned",
+        if report.dry_run { "dry run: " } else { "" },
+        verb,
+        report.blobs_removed,
+        report.bytes_freed,
+        report.blobs_marked,
+        report.blobs_total,
+        report.blobs_in_grace,
+        humantime::format_duration(grace),
+        report.repositories,
+        report.manifests
+    );
+    ExitCode::SUCCESS
+}
+
