@@ -148,6 +148,22 @@ impl Proc {
             let _ = c.wait();
         }
     }
+
+    /// SIGTERM, wait up to 10 s, then SIGKILL. For nginx: its master stops
+    /// the workers on SIGTERM, while a SIGKILLed master leaves them running.
+    fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else { return };
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 impl Drop for Proc {
@@ -178,6 +194,38 @@ fn vm_hwm(pid: u32) -> Option<u64> {
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// CPU time (user + system) `pid` has used, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    let ticks: f64 = [11usize, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static T: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *T.get_or_init(|| cmd_out("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0))
+}
+
+/// CPU seconds of `pid` and its direct children (nginx's workers).
+fn cpu_tree(pid: u32) -> f64 {
+    let mut total = cpu_secs(pid);
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+                total += cpu_secs(child);
+            }
+        }
+    }
+    total
 }
 
 /// Reset the peak RSS of `pid` to its current RSS (`clear_refs` value 5).
@@ -590,8 +638,14 @@ impl Wharf {
 }
 
 struct Nginx {
-    _proc: Proc,
+    proc: Proc,
     addr: SocketAddr,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.proc.terminate();
+    }
 }
 
 impl Nginx {
@@ -627,7 +681,7 @@ impl Nginx {
                 .stderr(err),
         )?;
         proc.wait_listening(addr, &log)?;
-        Ok(Nginx { _proc: proc, addr })
+        Ok(Nginx { proc, addr })
     }
 }
 
@@ -884,12 +938,16 @@ fn run() -> Res<()> {
     let mut direct_times = Vec::new();
     let mut cold_times = Vec::new();
     let mut cold_gets = Vec::new();
+    let mut direct_cpu = Vec::new();
+    let mut cold_cpu: Vec<(f64, f64)> = Vec::new();
     let mut wharf: Option<Wharf> = None;
     for i in 0..s.runs {
         eprintln!("cold pull {} of {}...", i + 1, s.runs);
         sync_disks();
+        let r0 = cpu_secs(registry.proc.pid());
         let (t, _) = timed(|| pull(up, REPO, "v1", false))?;
         direct_times.push(t.as_secs_f64());
+        direct_cpu.push(cpu_secs(registry.proc.pid()) - r0);
         if let Some(mut old) = wharf.take() {
             old.proc.stop();
             let _ = std::fs::remove_dir_all(w.join(format!("wharf-{}", i - 1)));
@@ -897,7 +955,11 @@ fn run() -> Res<()> {
         let fresh = Wharf::start(&w.join(format!("wharf-{i}")), up)?;
         sync_disks();
         let before = count_blob_gets();
+        let (w0, r0) = (cpu_secs(fresh.proc.pid()), cpu_secs(registry.proc.pid()));
         let (t, (n, bytes)) = timed(|| pull(fresh.addr, &wharf_repo, "v1", false))?;
+        // The commit (fsync, rename) may still run after the last byte.
+        std::thread::sleep(Duration::from_millis(300));
+        cold_cpu.push((cpu_secs(fresh.proc.pid()) - w0, cpu_secs(registry.proc.pid()) - r0));
         if n != blob_count || bytes != image_bytes {
             return Err(format!("cold pull through wharf: {n} blobs, {bytes} bytes; want {blob_count}, {image_bytes}").into());
         }
@@ -940,10 +1002,16 @@ fn run() -> Res<()> {
     let mut fan_wharf = Vec::new();
     let mut fan_nginx = Vec::new();
     let hwm_reset = reset_hwm(wharf.proc.pid());
+    let (mut fan_cpu_wharf, mut fan_cpu_nginx) = (0.0, 0.0);
     for _ in 0..s.fan_runs {
+        let c0 = cpu_tree(nginx.proc.pid());
         fan_nginx.push(gbps(fan_bytes, fan_out(nginx.addr, &nginx_target, s.fan, s.big)?));
+        fan_cpu_nginx += cpu_tree(nginx.proc.pid()) - c0;
+        let c0 = cpu_secs(wharf.proc.pid());
         fan_wharf.push(gbps(fan_bytes, fan_out(wharf.addr, &wharf_big, s.fan, s.big)?));
+        fan_cpu_wharf += cpu_secs(wharf.proc.pid()) - c0;
     }
+    let gib_served = (s.fan_runs as u64 * fan_bytes) as f64 / (1024.0 * MIB as f64);
     let hwm_fan = vm_hwm(wharf.proc.pid()).unwrap_or(0);
     drop(nginx);
 
@@ -1123,6 +1191,26 @@ fn run() -> Res<()> {
     let _ = writeln!(md);
     let _ = writeln!(md, "Runs: cold wharf {:?} s, direct {:?} s; warm wharf {:?} s, direct {:?} s; {}× GB/s wharf {:?}, nginx {:?}.",
         round(&cold_times), round(&direct_times), round(&warm_times), round(&warm_direct), s.fan, round(&fan_wharf), round(&fan_nginx));
+    let cold_w = median(cold_cpu.iter().map(|c| c.0).collect());
+    let cold_r = median(cold_cpu.iter().map(|c| c.1).collect());
+    let _ = writeln!(
+        md,
+        "CPU time per pull (median): cold through wharf: wharf {cold_w:.2} s + Distribution {cold_r:.2} s; direct: Distribution {:.2} s. \
+         Serving {}: wharf {:.2} CPU-s/GiB, nginx {:.2} CPU-s/GiB.",
+        median(direct_cpu.clone()),
+        s.fan,
+        fan_cpu_wharf / gib_served,
+        fan_cpu_nginx / gib_served
+    );
+    let cpus: f64 = cmd_out("nproc", &[]).parse().unwrap_or(1.0);
+    let _ = writeln!(
+        md,
+        "Cold-pull floor on this machine: wharf + Distribution need {:.2} CPU-s per pull (the client's reads not counted); \
+         spread perfectly over {cpus} CPUs that is at least {:.2} s, i.e. a ratio of at least {:.2} against the direct pull.",
+        cold_w + cold_r,
+        (cold_w + cold_r) / cpus,
+        (cold_w + cold_r) / cpus / direct
+    );
     let _ = writeln!(md, "wharf wrote {wharf_log_lines} log lines (level info, one per request).");
     for n in &notes {
         let _ = writeln!(md, "Note: {n}.");

@@ -24,7 +24,11 @@ use crate::config::{Config, LogFormat};
 /// Install the global subscriber (once; later calls are ignored).
 pub fn init(cfg: &Config) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour only for a terminal: log files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match cfg.log_format {
         // Span fields (the request id) appear on every line: `span` holds
         // the innermost span, `spans` the whole stack.

@@ -215,26 +215,43 @@ fn ctr_pull_plain_http_and_unpack() {
     // Read the files back through a view of the top snapshot (native
     // snapshots are plain directories; `mounts` prints the bind source).
     let view = format!("wharf-view-{}", ctr.ns);
-    ctr.run(&["snapshots", "--snapshotter", SNAPSHOTTER, "view", &view, &chain]);
-    // Prints e.g. `mount -t bind /var/lib/.../snapshots/7 /target -o rbind,ro`.
-    let mounts = ctr.run(&["snapshots", "--snapshotter", SNAPSHOTTER, "mounts", "/target", &view]);
-    let source = mounts
-        .split_whitespace()
-        .find(|t| t.starts_with('/') && Path::new(t).join("layer-21000").exists())
-        .map(PathBuf::from);
-    match source {
-        Some(root) => {
-            for (i, l) in img.layers.iter().enumerate() {
-                let seed = 21 * 1000 + i as u64;
-                let data = root.join(format!("layer-{seed}/data.bin"));
-                let meta = std::fs::metadata(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
-                assert_eq!(meta.len(), [100u64 << 10, 2 << 20, 5000][i], "size of {}", data.display());
-                assert_eq!(sha256_file(&data), noise_digest(seed, meta.len()), "content of {}", data.display());
-                let _ = l;
+    // containerd's garbage collector is global: another test deleting
+    // content in its own namespace can collect this unleased view at any
+    // moment. So the view is created with its mounts printed at once, and
+    // the create-and-read step is retried when the view vanished under it.
+    let mut verified = false;
+    let mut last = String::new();
+    for _attempt in 0..4 {
+        let _ = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
+        let out = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "view", "--mounts", &view, &chain]);
+        let mounts = String::from_utf8_lossy(&out.stdout).into_owned();
+        last = format!("{}{}", mounts, String::from_utf8_lossy(&out.stderr));
+        // JSON like [{"type":"bind","source":"/var/lib/.../snapshots/7",...}]
+        let source = mounts
+            .split('"')
+            .find(|t| t.starts_with('/') && Path::new(t).join("layer-21000").exists())
+            .map(PathBuf::from);
+        let Some(root) = source else { continue };
+        let mut sizes = Vec::new();
+        let mut ok = true;
+        for i in 0..img.layers.len() {
+            let seed = 21 * 1000 + i as u64;
+            let data = root.join(format!("layer-{seed}/data.bin"));
+            match std::fs::metadata(&data) {
+                Ok(m) => {
+                    assert_eq!(sha256_file(&data), noise_digest(seed, m.len()), "content of {}", data.display());
+                    sizes.push(m.len());
+                }
+                Err(_) => ok = false,
             }
         }
-        None => panic!("could not locate the unpacked snapshot from {mounts:?}"),
+        if ok {
+            assert_eq!(sizes, [100u64 << 10, 2 << 20, 5000], "sizes of the unpacked files");
+            verified = true;
+            break;
+        }
     }
+    assert!(verified, "could not read the unpacked snapshot back; last view output: {last}");
     let _ = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
 }
 

@@ -127,6 +127,9 @@ pin_project_lite::pin_project! {
         status: u16,
         start: Instant,
         bytes: u64,
+        // The response's Content-Length: hyper stops polling a body once
+        // that many bytes went out, so reaching it also means complete.
+        expected: Option<u64>,
         done: bool,
     }
 
@@ -147,7 +150,7 @@ pin_project_lite::pin_project! {
 }
 
 impl Logged {
-    pub fn new(inner: Body, method: http::Method, path: String, status: u16, start: Instant) -> Logged {
+    pub fn new(inner: Body, method: http::Method, path: String, status: u16, start: Instant, expected: Option<u64>) -> Logged {
         Logged {
             inner,
             method,
@@ -155,6 +158,7 @@ impl Logged {
             status,
             start,
             bytes: 0,
+            expected,
             done: false,
         }
     }
@@ -172,8 +176,9 @@ impl http_body::Body for Logged {
                 if let Some(d) = f.data_ref() {
                     *this.bytes += d.len() as u64;
                 }
-                // hyper stops polling once the body says it has ended.
-                if this.inner.is_end_stream() {
+                // hyper stops polling once the body says it has ended, or
+                // once Content-Length bytes went out.
+                if this.inner.is_end_stream() || Some(*this.bytes) == *this.expected {
                     *this.done = true;
                 }
             }

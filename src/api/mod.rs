@@ -64,7 +64,12 @@ impl Api {
             HeaderValue::from_static("registry/2.0"),
         );
         let status = resp.status().as_u16();
-        Ok(resp.map(|b| body::Logged::new(b, method, path, status, start)))
+        let expected = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        Ok(resp.map(|b| body::Logged::new(b, method, path, status, start, expected)))
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {

@@ -17,9 +17,9 @@
 //! last byte before the digest was verified, so no client can take wrong
 //! bytes for a complete blob.
 //!
-//! The writer is pipelined: while the upstream's next bytes arrive on the
-//! async task, the previous batch is written to the spool and hashed on a
-//! blocking-pool thread. Every [`SYNC_EVERY`] bytes an `fdatasync` runs in
+//! The writer is pipelined: while the upstream's next bytes arrive (and are
+//! hashed) on the async task, the previous batch is written to the spool
+//! on a blocking-pool thread. Every [`SYNC_EVERY`] bytes an `fdatasync` runs in
 //! the background, so the final `fsync` before the rename has little left
 //! to flush (instead of the whole blob, which would hold back the last
 //! byte for as long as the disk needs to write it all).
@@ -247,9 +247,8 @@ async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
     }
 }
 
-/// A spool write running on the blocking pool: returns the hasher (which
-/// has seen the batch) and the batch length.
-type WriteJob = JoinHandle<io::Result<(Hasher, u64)>>;
+/// A spool write running on the blocking pool: returns its buffer.
+type WriteJob = JoinHandle<io::Result<Vec<u8>>>;
 
 async fn join<T>(h: JoinHandle<io::Result<T>>) -> Result<T, FetchError> {
     match h.await {
@@ -288,11 +287,13 @@ async fn run(
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let mut hasher = Some(Hasher::new(f.digest.algorithm()));
-    // Chunks received and not yet handed to a write (no copying: they are
-    // the upstream's own buffers).
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut batch_len: u64 = 0;
+    let mut hasher = Hasher::new(f.digest.algorithm());
+    // Bytes received and not yet handed to a write. Chunks are copied
+    // here (and hashed) while hot, so the upstream connection reuses its
+    // read buffer instead of allocating fresh memory for every read.
+    let mut batch: Vec<u8> = Vec::with_capacity(SPOOL_CHUNK);
+    // The other buffer, back from the last write (double buffering).
+    let mut spare: Option<Vec<u8>> = None;
     // The write in flight, with its length, and the bytes written before it.
     let mut job: Option<(WriteJob, u64)> = None;
     let mut written: u64 = 0;
@@ -307,7 +308,7 @@ async fn run(
                     remote,
                     reason: format!(
                         "blob stream broke after {} bytes: {}",
-                        written + job.as_ref().map_or(0, |j| j.1) + batch_len,
+                        written + job.as_ref().map_or(0, |j| j.1) + batch.len() as u64,
                         crate::upstream::describe(&e)
                     ),
                 }))
@@ -317,24 +318,24 @@ async fn run(
         let end = chunk.is_none();
         if let Some(c) = chunk {
             upstream.stats.bytes.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            batch_len += c.len() as u64;
-            if !c.is_empty() {
-                batch.push(c);
-            }
+            hasher.update(&c);
+            batch.extend_from_slice(&c);
         }
         if let Some(t) = total {
-            if written + job.as_ref().map_or(0, |j| j.1) + batch_len > t {
+            if written + job.as_ref().map_or(0, |j| j.1) + batch.len() as u64 > t {
                 return Err(FetchError::Upstream(UpstreamError::Protocol {
                     remote,
                     message: format!("blob body longer than its Content-Length {t}"),
                 }));
             }
         }
-        if batch_len >= SPOOL_CHUNK as u64 || (end && batch_len > 0) {
+        if batch.len() >= SPOOL_CHUNK || (end && !batch.is_empty()) {
             // One write in flight: wait for the previous one (it ran while
             // this batch arrived), then hand this batch over.
             if let Some((j, n)) = job.take() {
-                hasher = Some(join(j).await?.0);
+                let mut b = join(j).await?;
+                b.clear();
+                spare = Some(b);
                 written += n;
                 if written - synced >= SYNC_EVERY && sync.as_ref().is_none_or(|s| s.is_finished()) {
                     if let Some(s) = sync.take() {
@@ -345,24 +346,17 @@ async fn run(
                     synced = written;
                 }
             }
-            let Some(mut h) = hasher.take() else {
-                return Err(FetchError::Io("spool hasher lost".into()));
-            };
+            let next = spare.take().unwrap_or_else(|| Vec::with_capacity(SPOOL_CHUNK));
+            let full = std::mem::replace(&mut batch, next);
+            let n = full.len() as u64;
             let (file, fetch, base) = (file.clone(), f.clone(), written);
-            let (chunks, n) = (std::mem::take(&mut batch), batch_len);
-            batch_len = 0;
             job = Some((
                 tokio::task::spawn_blocking(move || {
                     let mut out: &std::fs::File = &file;
-                    for c in &chunks {
-                        out.write_all(c)?;
-                    }
+                    out.write_all(&full)?;
                     // In the file (page cache): followers may read it.
                     fetch.progress.send_modify(|p| p.written = base + n);
-                    for c in &chunks {
-                        h.update(c);
-                    }
-                    Ok((h, n))
+                    Ok(full)
                 }),
                 n,
             ));
@@ -372,7 +366,7 @@ async fn run(
         }
     }
     if let Some((j, n)) = job.take() {
-        hasher = Some(join(j).await?.0);
+        join(j).await?;
         written += n;
     }
     if let Some(t) = total {
@@ -384,10 +378,7 @@ async fn run(
             });
         }
     }
-    let Some(h) = hasher else {
-        return Err(FetchError::Io("spool hasher lost".into()));
-    };
-    let actual = h.finish();
+    let actual = hasher.finish();
     if actual != f.digest {
         return Err(FetchError::DigestMismatch {
             remote,

@@ -37,6 +37,7 @@ impl Store {
         self.put_small_blob(d, bytes).await?;
         let changed = repo.clone();
         let l = self.layout().clone();
+        let cached = d.clone();
         let (repo, d, mt) = (repo.clone(), d.clone(), media_type.to_string());
         let (tag, subject) = (tag.cloned(), subject.cloned());
         let tmps = [self.temp_path(), self.temp_path(), self.temp_path()];
@@ -51,6 +52,7 @@ impl Store {
             Ok(())
         })
         .await?;
+        self.inner.manifests.invalidate(&changed, &cached);
         self.usage_changed(&changed);
         Ok(())
     }
@@ -76,19 +78,26 @@ impl Store {
             .map_err(|e| io::Error::other(format!("corrupt tag file for {repo}:{tag}: {e}")))
     }
 
-    /// Manifest `d` of `repo`, if the repository links it.
+    /// Manifest `d` of `repo`, if the repository links it (from the
+    /// in-memory cache when possible, see [`super::manifest_cache`]).
     pub async fn get_manifest(&self, repo: &RepoName, d: &Digest) -> io::Result<Option<StoredManifest>> {
+        if let Some(m) = self.inner.manifests.get(repo, d) {
+            return Ok(Some(m));
+        }
+        let generation = self.inner.manifests.generation();
         let Some(media_type) = self.manifest_media_type(repo, d).await? else {
             return Ok(None);
         };
         let Some(bytes) = self.read_small_blob(d).await? else {
             return Ok(None);
         };
-        Ok(Some(StoredManifest {
+        let m = StoredManifest {
             digest: d.clone(),
             media_type,
             bytes,
-        }))
+        };
+        self.inner.manifests.fill(generation, repo, &m);
+        Ok(Some(m))
     }
 
     /// Point `tag` at manifest `d` (which must be linked already).
@@ -116,6 +125,7 @@ impl Store {
     ) -> io::Result<Option<Vec<String>>> {
         let changed = repo.clone();
         let l = self.layout().clone();
+        let cached = d.clone();
         let (repo, d, subject) = (repo.clone(), d.clone(), subject.cloned());
         let r = blocking(move || {
             let link = l.manifest_link(&repo, &d);
@@ -139,6 +149,7 @@ impl Store {
             Ok(Some(removed))
         })
         .await;
+        self.inner.manifests.invalidate(&changed, &cached);
         self.usage_changed(&changed);
         r
     }

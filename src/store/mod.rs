@@ -17,6 +17,7 @@ pub mod gc;
 pub mod fsutil;
 mod inventory;
 mod layout;
+mod manifest_cache;
 mod manifests;
 pub mod pins;
 mod uploads;
@@ -67,6 +68,8 @@ struct Inner {
     /// Per-namespace usage cache and the GC lock (see [`gc`]).
     usage: gc::UsageCache,
     gc_lock: tokio::sync::RwLock<()>,
+    /// Manifests recently read, by repository and digest.
+    manifests: manifest_cache::ManifestCache,
     /// Held for the life of the process: one wharf per data directory.
     _lock: std::fs::File,
 }
@@ -103,6 +106,7 @@ impl Store {
                 pull_marks: inventory::pull_marks(),
                 usage: gc::UsageCache::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
+                manifests: manifest_cache::ManifestCache::default(),
                 _lock: lock,
             }),
         })
