@@ -332,6 +332,21 @@ impl<T> Idle<T> {
     }
 }
 
+impl<T> Idle<T> {
+    /// Note activity on `Ready`; on `Pending`, fail once the connection has
+    /// been idle past the timeout.
+    fn activity<R>(&mut self, r: Poll<io::Result<R>>, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Ready(r) => {
+                self.last = tokio::time::Instant::now();
+                Poll::Ready(r)
+            }
+            Poll::Pending if idle_expired(self.sleep.as_mut(), self.last, self.timeout, cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 /// On `Pending`: whether the idle deadline has passed (re-arming the timer
 /// when there was activity since it was set).
 fn idle_expired(mut sleep: Pin<&mut tokio::time::Sleep>, last: tokio::time::Instant, timeout: Duration, cx: &mut Context<'_>) -> bool {
@@ -354,55 +369,22 @@ fn timed_out() -> io::Error {
 impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = tokio::time::Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                if idle_expired(this.sleep.as_mut(), this.last, this.timeout, cx) {
-                    Poll::Ready(Err(timed_out()))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.activity(r, cx)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.last = tokio::time::Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                if idle_expired(this.sleep.as_mut(), this.last, this.timeout, cx) {
-                    Poll::Ready(Err(timed_out()))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.activity(r, cx)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.last = tokio::time::Instant::now();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                if idle_expired(this.sleep.as_mut(), this.last, this.timeout, cx) {
-                    Poll::Ready(Err(timed_out()))
-                } else {
-                    Poll::Pending
-                }
-            }
-        }
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.activity(r, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

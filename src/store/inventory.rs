@@ -39,28 +39,13 @@ impl Store {
     /// Digests of the manifests `repo` links.
     pub async fn manifest_digests(&self, repo: &RepoName) -> io::Result<Vec<Digest>> {
         let dir = self.layout().manifests_dir(repo);
-        blocking(move || {
-            let mut out = Vec::new();
-            for alg in ["sha256", "sha512"] {
-                let rd = match std::fs::read_dir(dir.join(alg)) {
-                    Ok(rd) => rd,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                for e in rd {
-                    let name = e?.file_name().to_string_lossy().into_owned();
-                    if name.ends_with(".pulled") {
-                        continue;
-                    }
-                    if let Ok(d) = format!("{alg}:{name}").parse() {
-                        out.push(d);
-                    }
-                }
-            }
-            out.sort();
-            Ok(out)
-        })
-        .await
+        let mut out: Vec<Digest> = blocking(move || super::gc::digest_files(&dir))
+            .await?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Every blob digest (and manifest digest) reachable from manifest `d`
@@ -150,19 +135,11 @@ impl Store {
                 all.insert(d);
             }
             let dir = self.layout().repo_dir(&repo).join("_layers");
-            let linked = blocking(move || {
-                let mut v = Vec::new();
-                for alg in ["sha256", "sha512"] {
-                    let Ok(rd) = std::fs::read_dir(dir.join(alg)) else { continue };
-                    for e in rd.flatten() {
-                        if let Ok(d) = format!("{alg}:{}", e.file_name().to_string_lossy()).parse::<Digest>() {
-                            v.push(d);
-                        }
-                    }
-                }
-                Ok(v)
-            })
-            .await?;
+            let linked: Vec<Digest> = blocking(move || super::gc::digest_files(&dir))
+                .await?
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
             all.extend(linked);
         }
         Ok(all)
