@@ -36,35 +36,31 @@ pub fn enabled(remotes: &[Arc<Remote>], global: Option<u64>) -> bool {
 /// One pass over every cap.
 pub async fn check(store: &Store, remotes: &[Arc<Remote>], global: Option<u64>) {
     for r in remotes {
-        let Some(cap) = r.max_size else { continue };
-        match store.evict(std::slice::from_ref(&r.name), cap).await {
-            Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
-                remote = %r.name,
-                cap,
-                before = rep.usage_before,
-                after = rep.usage_after,
-                images = rep.evicted.len(),
-                bytes_freed = rep.bytes_freed,
-                "cache over its cap: evicted least recently pulled images"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(remote = %r.name, error = %e, "cache eviction failed"),
+        if let Some(cap) = r.max_size {
+            evict_logged(store, std::slice::from_ref(&r.name), cap, &r.name).await;
         }
     }
     if let Some(cap) = global {
         let names: Vec<String> = remotes.iter().map(|r| r.name.clone()).collect();
-        match store.evict(&names, cap).await {
-            Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
-                cap,
-                before = rep.usage_before,
-                after = rep.usage_after,
-                images = rep.evicted.len(),
-                bytes_freed = rep.bytes_freed,
-                "cache over cache.max_size: evicted least recently pulled images"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cache eviction failed"),
-        }
+        evict_logged(store, &names, cap, "cache.max_size").await;
+    }
+}
+
+/// Evict under `cap` across the cache namespaces `names`; log what went.
+/// `scope` names the cap in the log (a remote, or `cache.max_size`).
+async fn evict_logged(store: &Store, names: &[String], cap: u64, scope: &str) {
+    match store.evict(names, cap).await {
+        Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
+            scope,
+            cap,
+            before = rep.usage_before,
+            after = rep.usage_after,
+            images = rep.evicted.len(),
+            bytes_freed = rep.bytes_freed,
+            "cache over its cap: evicted least recently pulled images"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(scope, error = %e, "cache eviction failed"),
     }
 }
 
