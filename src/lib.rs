@@ -3,7 +3,11 @@
 //! Module map (dependencies point one way, top to bottom):
 //! - [`oci`]: digests, names, manifests, error codes (imports nothing of ours)
 //! - [`config`]: raw TOML → validated [`config::Config`]
-//! - [`store`]: the content-addressed store on disk
+//! - [`store`]: the content-addressed store (facets over a backend)
+//! - [`upstream`], [`secrets`]: remote registries and their credentials
+//! - [`proxy`]: the pull-through cache (policy, one fetch per blob, eviction)
+//! - [`auth`]: who a request is and what it may do
+//! - [`registry`]: the domain layer (namespaces, projects, quotas, pushes)
 //! - [`api`]: HTTP routes, handlers, the one error mapping
 //! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
 //! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
@@ -17,6 +21,7 @@ pub mod config;
 pub mod metrics;
 pub mod oci;
 pub mod proxy;
+pub mod registry;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

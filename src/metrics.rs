@@ -349,29 +349,10 @@ impl Collector for Snapshot {
     }
 }
 
-/// Walk the blob directory: (total bytes, blob count). Blocking.
-pub fn scan_store(store: &Store) -> std::io::Result<(u64, u64)> {
-    let mut bytes = 0;
-    let mut blobs = 0;
-    let mut stack = vec![store.layout().blobs_dir()];
-    while let Some(dir) = stack.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in rd {
-            let entry = entry?;
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() {
-                bytes += entry.metadata()?.len();
-                blobs += 1;
-            }
-        }
-    }
-    Ok((bytes, blobs))
+/// (total bytes, blob count) of the store's content.
+pub async fn scan_store(store: &Store) -> Result<(u64, u64), crate::store::StoreError> {
+    let all = store.blobs().list().await?;
+    Ok((all.iter().map(|(_, m)| m.size).sum(), all.len() as u64))
 }
 
 /// Rescan the store every `every` (first scan at once).
@@ -379,11 +360,9 @@ pub async fn store_scan_loop(metrics: Arc<Metrics>, store: Store, every: Duratio
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || scan_store(&s)).await {
-            Ok(Ok((bytes, blobs))) => metrics.set_store(bytes, blobs),
-            Ok(Err(e)) => tracing::warn!(error = %e, "store scan for metrics failed"),
-            Err(e) => tracing::warn!(error = %e, "store scan task failed"),
+        match scan_store(&store).await {
+            Ok((bytes, blobs)) => metrics.set_store(bytes, blobs),
+            Err(e) => tracing::warn!(error = %e, "store scan for metrics failed"),
         }
     }
 }

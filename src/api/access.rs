@@ -37,7 +37,7 @@ fn scope_actions(a: Action) -> &'static str {
 
 /// The token realm: configured, or this server as the client addressed it.
 fn realm(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> String {
-    if let Some(r) = &api.auth.config().realm {
+    if let Some(r) = &api.registry.auth.config().realm {
         return r.clone();
     }
     let host = headers
@@ -62,11 +62,11 @@ pub fn challenge(api: &Api, req: &Request<Incoming>, scope: Option<String>, deta
 impl Api {
     /// Authenticate the request and check it may do what `route` does.
     pub(super) async fn authorize(&self, req: &Request<Incoming>, route: &Route, remote: bool) -> Result<Identity, ApiError> {
-        if !self.auth.enabled() {
+        let auth = &self.registry.auth;
+        if !auth.enabled() {
             return Ok(Identity::anonymous());
         }
-        let id = self
-            .auth
+        let id = auth
             .authenticate(req.headers())
             .await
             .map_err(|e| challenge(self, req, None, &e.to_string()))?;
@@ -80,13 +80,13 @@ impl Api {
             return Ok(id);
         };
         let Some(repo) = route.repo() else { return Ok(id) };
-        if self.auth.allowed(&id, repo.as_str(), action, remote) {
+        if auth.allowed(&id, repo.as_str(), action, remote) {
             return Ok(id);
         }
         let scope = format!("repository:{repo}:{}", scope_actions(action));
         // Anonymous, or a token that lacks a scope its subject could have:
         // send the client (back) to the token service.
-        if id.is_anonymous() || (id.token_access.is_some() && self.auth.subject_allowed(&id.subject, repo.as_str(), action, remote)) {
+        if id.is_anonymous() || (id.token_access.is_some() && auth.subject_allowed(&id.subject, repo.as_str(), action, remote)) {
             return Err(challenge(self, req, Some(scope), "authentication required"));
         }
         Err(ApiError::new(ErrorCode::Denied).detail(format!(
@@ -94,18 +94,6 @@ impl Api {
             id.subject.username(),
             action.as_str()
         )))
-    }
-
-    /// Whether `name` would be served from a remote (for token grants).
-    async fn name_is_remote(&self, name: &str) -> bool {
-        let Ok(n) = name.parse::<crate::oci::RepoName>() else { return false };
-        match self.proxy.router().route(&n, None) {
-            Ok(crate::proxy::Route::Remote(_)) => true,
-            Ok(crate::proxy::Route::LocalOrDefault(local, Some(_))) => {
-                self.auth.project(local.first()).is_none() && !self.store.namespace_exists(local.first()).await
-            }
-            _ => false,
-        }
     }
 
     /// `GET /token` (Basic credentials, `scope` query parameters) and
@@ -118,7 +106,7 @@ impl Api {
             let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
                 .collect()
                 .await
-                .map_err(|_| ApiError::new(ErrorCode::Unsupported).status(400).detail("token request body too large or unreadable"))?
+                .map_err(|_| ApiError::new(ErrorCode::BadRequest).explain("the token request body is too large or unreadable"))?
                 .to_bytes();
             let (mut user, mut pass, mut grant) = (None, None, None);
             for (k, v) in form_urlencoded::parse(&body) {
@@ -131,9 +119,8 @@ impl Api {
                 }
             }
             if grant.as_deref() != Some("password") {
-                return Err(ApiError::new(ErrorCode::Unsupported)
-                    .status(400)
-                    .detail("only grant_type=password is supported; use GET /token with Basic credentials"));
+                return Err(ApiError::new(ErrorCode::BadRequest)
+                    .explain("only grant_type=password is supported; use GET /token with Basic credentials"));
             }
             form_creds = user.zip(pass);
         } else {
@@ -145,19 +132,20 @@ impl Api {
             }
         }
         let bad = || ApiError::new(ErrorCode::Unauthorized).detail("invalid username or password");
+        let auth = &self.registry.auth;
         let subject = match form_creds {
-            Some((u, p)) => self.auth.check_basic(&u, &p).await.ok_or_else(bad)?,
-            None => self.auth.authenticate(&basic).await.map_err(|_| bad())?.subject,
+            Some((u, p)) => auth.check_basic(&u, &p).await.ok_or_else(bad)?,
+            None => auth.authenticate(&basic).await.map_err(|_| bad())?.subject,
         };
         let mut access = Vec::new();
         for s in scopes.iter().filter(|s| !s.is_empty()) {
             let name = s.split(':').nth(1).unwrap_or("");
-            let remote = self.name_is_remote(name).await;
-            if let Some(a) = self.auth.grant(&subject, s, |_| remote) {
+            let remote = self.registry.is_remote(name).await;
+            if let Some(a) = auth.grant(&subject, s, |_| remote) {
                 access.push(a);
             }
         }
-        let (token, ttl) = self.auth.issue_token(&subject, access).map_err(|e| ApiError::internal("signing token", e))?;
+        let (token, ttl) = auth.issue_token(&subject, access).map_err(|e| ApiError::internal("signing token", e))?;
         let json = serde_json::json!({
             "token": token,
             "access_token": token,

@@ -11,14 +11,14 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Empty, Full};
 
-use crate::store::chunks::{ChunkReader, PendingRead};
+use crate::store::fs::chunks::{ChunkReader, PendingRead};
 
 /// Every response body wharf sends.
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
 /// Read size for streamed files: large enough to keep syscalls and
 /// blocking-pool hand-offs rare, small enough that memory per download
-/// stays flat (at most [`crate::store::chunks::POOL`] chunks per download).
+/// stays flat (at most [`crate::store::fs::chunks::POOL`] chunks per download).
 pub const FILE_CHUNK: usize = 512 * 1024;
 
 pub fn empty() -> Body {
@@ -35,16 +35,15 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// cannot be used. Each chunk is one `pread` into a recycled buffer (see
 /// [`crate::store::chunks`]), and the next chunk is read while hyper
 /// writes the current one.
-pub async fn file_range(file: tokio::fs::File, start: u64, len: u64) -> io::Result<Body> {
-    let file = file.into_std().await;
-    Ok(FileBody {
+pub fn file_range(file: std::fs::File, start: u64, len: u64) -> Body {
+    FileBody {
         reader: ChunkReader::new(file, FILE_CHUNK),
         next: start,
         sent: start,
         end: start.saturating_add(len),
         pending: None,
     }
-    .boxed_unsync())
+    .boxed_unsync()
 }
 
 /// A file range as a response body, reading one chunk ahead.

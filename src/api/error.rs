@@ -1,12 +1,20 @@
 //! The one place errors become HTTP: OCI JSON bodies
-//! (`{"errors":[{"code","message","detail"}]}`) with the spec's status.
+//! (`{"errors":[{"code","message","detail"}]}`), the status from the code's
+//! descriptor ([`ErrorCode::descriptor`]), and one mapping per error type of
+//! the layers below.
+//!
+//! docker, podman and skopeo print only `message`, so whenever wharf knows
+//! what went wrong, `message` says it (and what to do); `detail` carries
+//! the same text for clients that read it.
 
-use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response};
 
 use super::body::{self, Body};
+use crate::config::format_size;
 use crate::oci::ErrorCode;
 use crate::proxy::inflight::FetchError;
-use crate::proxy::{Missing, ProxyError};
+use crate::proxy::{Missing, PolicyError, ProxyError};
+use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::upstream::UpstreamError;
 
@@ -14,7 +22,7 @@ use crate::upstream::UpstreamError;
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
-    status: Option<u16>,
+    message: Option<String>,
     detail: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -23,21 +31,24 @@ impl ApiError {
     pub fn new(code: ErrorCode) -> ApiError {
         ApiError {
             code,
-            status: None,
+            message: None,
             detail: None,
             headers: Vec::new(),
         }
     }
 
-    /// Human detail: what exactly was wrong.
-    pub fn detail(mut self, d: impl Into<String>) -> ApiError {
-        self.detail = Some(d.into());
+    /// What exactly went wrong, for people: the `message` clients print,
+    /// repeated in `detail`.
+    pub fn explain(mut self, s: impl Into<String>) -> ApiError {
+        let s = s.into();
+        self.detail = Some(s.clone());
+        self.message = Some(s);
         self
     }
 
-    /// Override the code's default status (e.g. 413 for an oversized body).
-    pub fn status(mut self, s: u16) -> ApiError {
-        self.status = Some(s);
+    /// Detail only (the message stays the code's default).
+    pub fn detail(mut self, d: impl Into<String>) -> ApiError {
+        self.detail = Some(d.into());
         self
     }
 
@@ -48,8 +59,13 @@ impl ApiError {
         self
     }
 
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status.unwrap_or(self.code.status())).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    pub fn status_code(&self) -> http::StatusCode {
+        http::StatusCode::from_u16(self.code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The message clients print.
+    pub fn message(&self) -> &str {
+        self.message.as_deref().unwrap_or(self.code.message())
     }
 
     /// Internal failure: logged in full here, reported without internals.
@@ -63,8 +79,8 @@ impl ApiError {
         let json = serde_json::json!({
             "errors": [{
                 "code": self.code.as_str(),
-                "message": self.code.message(),
-                "detail": self.detail.unwrap_or_default(),
+                "message": self.message(),
+                "detail": self.detail.as_deref().unwrap_or_default(),
             }]
         });
         let bytes = serde_json::to_vec(&json).unwrap_or_default();
@@ -86,17 +102,21 @@ impl From<StoreError> for ApiError {
             StoreError::RangeMismatch { offset } => ApiError::new(ErrorCode::RangeInvalid)
                 .detail(format!("chunk must start at byte {offset}"))
                 .header("range", body::range_header(offset)),
-            e @ StoreError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()),
-            e @ StoreError::SizeMismatch { .. } => ApiError::new(ErrorCode::SizeInvalid).detail(e.to_string()),
+            e @ StoreError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()),
+            e @ StoreError::SizeMismatch { .. } => ApiError::new(ErrorCode::SizeInvalid).explain(e.to_string()),
             StoreError::Body(e) => ApiError::new(ErrorCode::BlobUploadInvalid).detail(format!("request body: {e}")),
-            StoreError::Io(e) => ApiError::internal("storage error", e),
+            StoreError::Full => {
+                tracing::error!("the store's disk is full");
+                ApiError::new(ErrorCode::StorageFull).explain("wharf's storage is full: free space on its data volume (or run a GC), then retry")
+            }
+            e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => ApiError::internal("storage error", e),
         }
     }
 }
 
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
-        ApiError::internal("storage error", e)
+        StoreError::from(e).into()
     }
 }
 
@@ -113,16 +133,24 @@ impl From<UpstreamError> for ApiError {
                 }
                 err
             }
-            UpstreamError::Status { status, .. } => {
-                let code = if *status == 404 { ErrorCode::NameUnknown } else { ErrorCode::Unavailable };
-                let http = if *status == 404 { 404 } else { 502 };
-                ApiError::new(code).status(http).detail(format!("{e}: {}", e.body()))
-            }
+            UpstreamError::Status { status: 404, .. } => ApiError::new(ErrorCode::NameUnknown).detail(format!("{e}: {}", e.body())),
+            UpstreamError::Status { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(format!("{e}: {}", e.body())),
             UpstreamError::CredentialsUnavailable { .. } => {
                 ApiError::new(ErrorCode::Denied).detail(format!("{e}; the remote was not contacted (see wharf's log)"))
             }
             UpstreamError::Unreachable { .. } => ApiError::new(ErrorCode::Unavailable).detail(e.to_string()),
-            UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::Unavailable).status(502).detail(e.to_string()),
+            UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(e.to_string()),
+        }
+    }
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> ApiError {
+        match e {
+            FetchError::Upstream(u) => u.into(),
+            FetchError::StorageFull => StoreError::Full.into(),
+            f @ FetchError::Io(_) => ApiError::internal("spooling a blob", f),
+            f => ApiError::new(ErrorCode::UpstreamFailed).detail(f.to_string()),
         }
     }
 }
@@ -139,11 +167,63 @@ impl From<ProxyError> for ApiError {
                 ApiError::new(code).detail(e.to_string())
             }
             ProxyError::Upstream(u) => u.into(),
-            ProxyError::Fetch(FetchError::Upstream(u)) => u.into(),
-            ProxyError::Fetch(f @ FetchError::Io(_)) => ApiError::internal("spooling a blob", f),
-            ProxyError::Fetch(f) => ApiError::new(ErrorCode::Unavailable).status(502).detail(f.to_string()),
-            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::Unavailable).status(502).detail(e.to_string()),
-            ProxyError::Io(io) => ApiError::internal("storage error", io),
+            ProxyError::Fetch(f) => f.into(),
+            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(e.to_string()),
+            ProxyError::Store(s) => s.into(),
         }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> ApiError {
+        let code = match e {
+            PolicyError::UnknownNamespace(_) => ErrorCode::Denied,
+            _ => ErrorCode::NameInvalid,
+        };
+        ApiError::new(code).detail(e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        match e {
+            RegistryError::Store(s) => s.into(),
+            RegistryError::Proxy(p) => p.into(),
+            RegistryError::Policy(p) => p.into(),
+            RegistryError::QuotaExceeded { ref project, quota, usage, size } => {
+                tracing::warn!(project, quota, usage, size, "push refused: over the project's quota");
+                let sentence = format!(
+                    "project {project} is over its quota: {} used of {}, this push needs {}",
+                    format_size(usage),
+                    format_size(quota),
+                    format_size(size)
+                );
+                ApiError::new(ErrorCode::Denied).explain(sentence).detail(e.to_string())
+            }
+            e => {
+                if matches!(e, RegistryError::ImageTooLarge { .. }) {
+                    tracing::warn!(refusal = %e, "push refused");
+                }
+                ApiError::new(domain_code(&e)).explain(e.to_string())
+            }
+        }
+    }
+}
+
+/// The code of a domain refusal.
+fn domain_code(e: &RegistryError) -> ErrorCode {
+    use RegistryError as R;
+    match e {
+        R::NameUnknown(_) | R::NotFound(_) => ErrorCode::NameUnknown,
+        R::NameInvalid(_) => ErrorCode::NameInvalid,
+        R::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+        R::BlobUnknown(_) => ErrorCode::BlobUnknown,
+        R::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+        R::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+        R::DigestInvalid(_) => ErrorCode::DigestInvalid,
+        R::QuotaExceeded { .. } | R::ImageTooLarge { .. } | R::Denied(_) => ErrorCode::Denied,
+        R::BadRequest(_) => ErrorCode::BadRequest,
+        R::Conflict(_) => ErrorCode::Conflict,
+        R::Store(_) | R::Proxy(_) | R::Policy(_) => ErrorCode::Internal,
     }
 }

@@ -1,14 +1,16 @@
-//! The HTTP edge: parse the route, run the handler, map errors once, add the
-//! headers every response carries, and log one line per request.
+//! The HTTP edge: parse the route, authorize, call the registry layer, map
+//! results and errors to responses, add the headers every response
+//! carries, and log one line per request.
 //!
-//! Handlers see the store and the OCI types; they never build paths or
-//! touch files directly, and they never format error JSON themselves.
+//! Handlers only translate HTTP: they never decide domain questions (that
+//! is [`crate::registry`]), never build storage keys, and never format
+//! error JSON themselves ([`error`] does).
 
 pub(crate) mod access;
 pub mod body;
-mod mgmt;
 pub mod error;
 mod handlers;
+mod mgmt;
 pub mod ops;
 pub mod route;
 
@@ -21,28 +23,31 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::oci::ErrorCode;
-use crate::proxy::{self, Proxy};
-use crate::store::Store;
+use crate::registry::{Intent, Registry, Target};
 use body::Body;
 use error::ApiError;
 use route::Route;
 
 /// Shared state of the HTTP layer.
 pub struct Api {
-    pub store: Store,
-    pub auth: crate::auth::Authorizer,
+    pub registry: Registry,
     /// Whether clients reach wharf over TLS (for the token realm URL).
     pub tls: bool,
-    pub proxy: Proxy,
-    pub max_manifest_size: usize,
     /// `/metrics` (see [`ops`]).
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
-    /// `storage.gc_grace`, the default for `POST /api/v1/gc`.
-    pub gc_grace: std::time::Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The response type of every handler.
 pub type Reply = Result<Response<Body>, ApiError>;
+
+/// What a request does with the name it addresses.
+fn intent(method: &Method, route: &Route) -> Intent {
+    match (method, route) {
+        (&Method::GET | &Method::HEAD, Route::Manifest(..)) => Intent::PullManifest,
+        (&Method::GET | &Method::HEAD, _) => Intent::PullContent,
+        _ => Intent::Write,
+    }
+}
 
 impl Api {
     /// Serve one request. Never fails: every error becomes an OCI response.
@@ -54,7 +59,7 @@ impl Api {
             Ok(r) => r,
             Err(e) => {
                 if e.status_code().is_server_error() {
-                    tracing::warn!(%method, %path, code = e.code.as_str(), "request failed");
+                    tracing::warn!(%method, %path, code = e.code.as_str(), message = e.message(), "request failed");
                 }
                 e.into_response()
             }
@@ -83,68 +88,44 @@ impl Api {
             return self.token(req).await;
         }
         let route = Route::parse(req.uri().path())?;
-        let m = req.method().clone();
-        let target = self.remote_target(&req, &route).await?;
-        let identity = self.authorize(&req, &route, target.is_some()).await?;
+        let target = match route.repo() {
+            Some(name) => {
+                let ns = handlers::Query::of(&req).get("ns").map(str::to_string);
+                Some(self.registry.resolve(name, ns.as_deref(), intent(req.method(), &route)).await?)
+            }
+            None => None,
+        };
+        let remote = target.as_ref().is_some_and(Target::is_remote);
+        let identity = self.authorize(&req, &route, remote).await?;
         let mut req = req;
         req.extensions_mut().insert(identity);
-        if let Some(target) = target {
-            return handlers::proxied::dispatch(self, req, route, target).await;
+        if let Some(Target::Remote(t)) = target {
+            return handlers::proxied::dispatch(self, req, route, t).await;
         }
+        self.local(req, route).await
+    }
+
+    /// A request for a local repository (or `/v2/`, the catalogue).
+    async fn local(&self, req: Request<Incoming>, route: Route) -> Reply {
+        use handlers::{blobs, listing, manifests, uploads};
         use Route::*;
+        let m = req.method().clone();
         match (&m, route) {
             (&Method::GET | &Method::HEAD, Base) => handlers::base(),
-            (&Method::GET, Catalog) => handlers::listing::catalog(self, &req).await,
-            (&Method::GET, Tags(n)) => handlers::listing::tags(self, &req, &n).await,
-            (&Method::GET, Referrers(n, d)) => handlers::listing::referrers(self, &req, &n, &d).await,
-            (&Method::GET | &Method::HEAD, Manifest(n, r)) => handlers::manifests::get(self, &req, &n, &r).await,
-            (&Method::PUT, Manifest(n, r)) => handlers::manifests::put(self, req, &n, &r).await,
-            (&Method::DELETE, Manifest(n, r)) => handlers::manifests::delete(self, &n, &r).await,
-            (&Method::GET | &Method::HEAD, Blob(n, d)) => handlers::blobs::get(self, &req, &n, &d).await,
-            (&Method::DELETE, Blob(n, d)) => handlers::blobs::delete(self, &n, &d).await,
-            (&Method::POST, UploadStart(n)) => handlers::uploads::start(self, req, &n).await,
-            (&Method::GET, Upload(n, id)) => handlers::uploads::status(self, &n, &id).await,
-            (&Method::PATCH, Upload(n, id)) => handlers::uploads::patch(self, req, &n, &id).await,
-            (&Method::PUT, Upload(n, id)) => handlers::uploads::finish(self, req, &n, &id).await,
-            (&Method::DELETE, Upload(n, id)) => handlers::uploads::cancel(self, &n, &id).await,
+            (&Method::GET, Catalog) => listing::catalog(self, &req).await,
+            (&Method::GET, Tags(n)) => listing::tags(self, &req, &n).await,
+            (&Method::GET, Referrers(n, d)) => listing::referrers(self, &req, &n, &d).await,
+            (&Method::GET | &Method::HEAD, Manifest(n, r)) => manifests::get(self, &req, &n, &r).await,
+            (&Method::PUT, Manifest(n, r)) => manifests::put(self, req, &n, &r).await,
+            (&Method::DELETE, Manifest(n, r)) => manifests::delete(self, &n, &r).await,
+            (&Method::GET | &Method::HEAD, Blob(n, d)) => blobs::get(self, &req, &n, &d).await,
+            (&Method::DELETE, Blob(n, d)) => blobs::delete(self, &n, &d).await,
+            (&Method::POST, UploadStart(n)) => uploads::start(self, req, &n).await,
+            (&Method::GET, Upload(n, id)) => uploads::status(self, &n, &id).await,
+            (&Method::PATCH, Upload(n, id)) => uploads::patch(self, req, &n, &id).await,
+            (&Method::PUT, Upload(n, id)) => uploads::finish(self, req, &n, &id).await,
+            (&Method::DELETE, Upload(n, id)) => uploads::cancel(self, &n, &id).await,
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).detail(format!("method {m} is not allowed here"))),
-        }
-    }
-}
-
-impl Api {
-    /// Whether the request addresses a remote (pull-through) repository.
-    ///
-    /// A name under a remote's prefix, or any name with containerd's `?ns=`,
-    /// is remote. Other names are local, except reads in a namespace (first
-    /// segment) that is neither a project nor holds any local repository,
-    /// which go to the default remote: manifests always
-    /// (that is how a Docker daemon using wharf as `registry-mirrors` pulls),
-    /// blobs, tags and referrers only once that remote repository has been
-    /// pulled through wharf (so a first `docker push` to a new local
-    /// repository gets fast local 404s for its blob checks).
-    async fn remote_target(&self, req: &Request<Incoming>, route: &Route) -> Result<Option<proxy::RemoteTarget>, ApiError> {
-        let Some(name) = route.repo() else { return Ok(None) };
-        let q = handlers::Query::of(req);
-        let routed = self.proxy.router().route(name, q.get("ns")).map_err(|e| {
-            let code = match e {
-                proxy::PolicyError::UnknownNamespace(_) => ErrorCode::Denied,
-                _ => ErrorCode::NameInvalid,
-            };
-            ApiError::new(code).detail(e.to_string())
-        })?;
-        match routed {
-            proxy::Route::Remote(t) => Ok(Some(t)),
-            proxy::Route::LocalOrDefault(_, None) => Ok(None),
-            proxy::Route::LocalOrDefault(local, Some(t)) => {
-                let read = matches!(*req.method(), Method::GET | Method::HEAD);
-                // A configured project is always local.
-                if !read || self.auth.project(local.first()).is_some() || self.store.namespace_exists(local.first()).await {
-                    return Ok(None);
-                }
-                let remote = matches!(route, Route::Manifest(..)) || self.store.repo_exists(&t.cache_repo).await;
-                Ok(remote.then_some(t))
-            }
         }
     }
 }
@@ -159,9 +140,9 @@ pub(crate) async fn read_limited(req: Request<Incoming>, limit: usize) -> Result
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(ErrorCode::SizeInvalid)
-            .status(413)
-            .detail(format!("body larger than the limit of {limit} bytes"))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::new(ErrorCode::TooLarge).explain(format!("the request body is larger than the limit of {limit} bytes")))
+        }
         Err(e) => Err(ApiError::new(ErrorCode::ManifestInvalid).detail(format!("reading request body: {e}"))),
     }
 }

@@ -19,7 +19,7 @@ pub async fn handle<B>(api: &Api, req: &Request<B>) -> Option<Reply> {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => ready(api).await,
         _ => {
-            let out = api.metrics.render(&api.proxy);
+            let out = api.metrics.render(&api.registry.proxy);
             let mut r = text(StatusCode::OK, out);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -40,25 +40,15 @@ fn text(status: StatusCode, s: String) -> Response<body::Body> {
     r
 }
 
-/// Ready when a file can be created, written and deleted in the store's
-/// temp directory (full disk, read-only mount or lost volume say no). The
-/// config was validated before the server started, so a serving process
-/// has one.
+/// Ready when the store accepts a write (full disk, read-only mount or
+/// lost volume say no). The config was validated before the server
+/// started, so a serving process has one.
 async fn ready(api: &Api) -> Response<body::Body> {
-    let p = api.store.temp_path();
-    let res = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        let r = std::fs::File::create(&p).and_then(|mut f| f.write_all(b"readyz"));
-        let _ = std::fs::remove_file(&p);
-        r
-    })
-    .await;
-    match res {
-        Ok(Ok(())) => text(StatusCode::OK, "ready: store writable, config loaded\n".into()),
-        Ok(Err(e)) => {
+    match api.registry.store.check_writable().await {
+        Ok(()) => text(StatusCode::OK, "ready: store writable, config loaded\n".into()),
+        Err(e) => {
             tracing::warn!(error = %e, "readiness check: store not writable");
             text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: store not writable: {e}\n"))
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }

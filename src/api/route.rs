@@ -112,9 +112,7 @@ impl Route {
 
 fn not_found(path: &str) -> ApiError {
     let shown: String = path.chars().take(200).collect();
-    ApiError::new(ErrorCode::Unsupported)
-        .status(404)
-        .detail(format!("no registry endpoint at {shown}"))
+    ApiError::new(ErrorCode::NoEndpoint).explain(format!("no registry endpoint at {shown}"))
 }
 
 #[cfg(test)]

@@ -14,17 +14,16 @@ pub mod robots;
 pub mod token;
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
 use http::HeaderMap;
 use sha2::Digest as _;
 
-use crate::config::{AuthConfig, Config, Perms, Project};
-use robots::{unix_now, Robot, RobotFile};
+use crate::config::{AuthConfig, Perms};
+use crate::store::{Doc, Store, StoreError};
+use robots::{unix_now, Robot};
 pub use token::Access;
 use token::TokenKeys;
 
@@ -118,18 +117,22 @@ pub enum RobotError {
     NotFound(String),
     #[error("robot {0} is defined in the config file; remove it there")]
     FromConfig(String),
-    #[error("storage error: {0}")]
-    Io(#[from] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which projects allow anonymous pull (answered by the registry layer,
+/// which owns projects).
+pub trait PublicProjects: Send + Sync {
+    fn is_public(&self, project: &str) -> bool;
 }
 
 pub struct Authorizer {
     cfg: AuthConfig,
     keys: TokenKeys,
     robots: RwLock<Vec<Robot>>,
-    robot_file: RobotFile,
-    projects: RwLock<Vec<Project>>,
-    projects_file: std::path::PathBuf,
-    tmp_dir: std::path::PathBuf,
+    store: Store,
+    public: Arc<dyn PublicProjects>,
     /// sha256(user:password) → subject, so argon2 runs once a minute per
     /// credential rather than per request.
     verified: moka::sync::Cache<[u8; 32], Subject>,
@@ -144,17 +147,12 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Authorizer {
-    /// Build from the config; robots and project changes made through the
-    /// API live under `<data_dir>/auth/`.
-    pub fn new(cfg: &Config, data_dir: &Path) -> io::Result<Authorizer> {
-        let dir = data_dir.join("auth");
-        std::fs::create_dir_all(&dir)?;
-        let tmp_dir = data_dir.join("tmp");
-        std::fs::create_dir_all(&tmp_dir)?;
-        let keys = TokenKeys::load_or_create(&dir.join("token.key"))?;
-        let robot_file = RobotFile::new(dir.join("robots.json"), tmp_dir.clone());
+    /// Build from the config; robots created through the API and the token
+    /// signing key live in the store.
+    pub async fn new(cfg: &AuthConfig, store: Store, public: Arc<dyn PublicProjects>) -> Result<Authorizer, StoreError> {
+        let key = store.meta().get_or_create(Doc::TokenKey, token::new_key()).await?;
+        let keys = TokenKeys::from_secret(&key).map_err(StoreError::Corrupt)?;
         let mut robots: Vec<Robot> = cfg
-            .auth
             .robots
             .iter()
             .map(|r| Robot {
@@ -167,31 +165,17 @@ impl Authorizer {
                 from_config: true,
             })
             .collect();
-        for r in robot_file.load()? {
+        for r in robots::load(&store).await? {
             if !robots.iter().any(|c| c.name == r.name) {
                 robots.push(r);
             }
         }
-        let projects_file = dir.join("projects.json");
-        let mut projects = cfg.projects.clone();
-        if let Some(b) = crate::store::fsutil::read_opt(&projects_file)? {
-            let saved: Vec<Project> = serde_json::from_slice(&b)
-                .map_err(|e| io::Error::other(format!("{} is corrupt: {e}", projects_file.display())))?;
-            for p in saved {
-                match projects.iter_mut().find(|q| q.name == p.name) {
-                    Some(q) => *q = p,
-                    None => projects.push(p),
-                }
-            }
-        }
         Ok(Authorizer {
-            cfg: cfg.auth.clone(),
+            cfg: cfg.clone(),
             keys,
             robots: RwLock::new(robots),
-            robot_file,
-            projects: RwLock::new(projects),
-            projects_file,
-            tmp_dir,
+            store,
+            public,
             verified: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
@@ -286,28 +270,6 @@ impl Authorizer {
         Some(subject)
     }
 
-    pub fn project(&self, name: &str) -> Option<Project> {
-        read_lock(&self.projects).iter().find(|p| p.name == name).cloned()
-    }
-
-    pub fn projects(&self) -> Vec<Project> {
-        let mut v = read_lock(&self.projects).clone();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
-    }
-
-    /// Create or update a project (persisted).
-    pub fn put_project(&self, p: Project) -> io::Result<()> {
-        let mut all = write_lock(&self.projects);
-        match all.iter_mut().find(|q| q.name == p.name) {
-            Some(q) => *q = p,
-            None => all.push(p),
-        }
-        let bytes = serde_json::to_vec_pretty(&*all).map_err(io::Error::other)?;
-        let tmp = self.tmp_dir.join(uuid::Uuid::new_v4().to_string());
-        crate::store::fsutil::write_atomic(&tmp, &self.projects_file, &bytes)
-    }
-
     /// Whether `subject` may do `action` on repository `repo` (path name).
     /// `remote`: the name is a pull-through namespace.
     pub fn subject_allowed(&self, subject: &Subject, repo: &str, action: Action, remote: bool) -> bool {
@@ -321,7 +283,7 @@ impl Authorizer {
         }
         let project = repo.split('/').next().unwrap_or("");
         // Public projects: everyone may pull.
-        let public_pull = || action == Action::Pull && self.project(project).is_some_and(|p| p.public);
+        let public_pull = || action == Action::Pull && self.public.is_public(project);
         match subject {
             Subject::Admin(_) => true,
             Subject::Robot(name) => {
@@ -406,7 +368,7 @@ impl Authorizer {
     }
 
     /// Create a robot; returns it and its token (shown once).
-    pub fn create_robot(
+    pub async fn create_robot(
         &self,
         name: &str,
         permissions: BTreeMap<String, Perms>,
@@ -426,27 +388,33 @@ impl Authorizer {
             revoked: false,
             from_config: false,
         };
-        let mut all = write_lock(&self.robots);
-        if all.iter().any(|r| r.name == name) {
-            return Err(RobotError::Exists(name.into()));
-        }
-        all.push(robot.clone());
-        if let Err(e) = self.robot_file.save(&all) {
-            all.pop();
+        let all = {
+            let mut all = write_lock(&self.robots);
+            if all.iter().any(|r| r.name == name) {
+                return Err(RobotError::Exists(name.into()));
+            }
+            all.push(robot.clone());
+            all.clone()
+        };
+        if let Err(e) = robots::save(&self.store, &all).await {
+            write_lock(&self.robots).retain(|r| r.name != name);
             return Err(e.into());
         }
         Ok((robot, token))
     }
 
     /// Revoke a robot: its credentials and tokens stop working at once.
-    pub fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
-        let mut all = write_lock(&self.robots);
-        let r = all.iter_mut().find(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
-        if r.from_config {
-            return Err(RobotError::FromConfig(name.into()));
-        }
-        r.revoked = true;
-        self.robot_file.save(&all)?;
+    pub async fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
+        let all = {
+            let mut all = write_lock(&self.robots);
+            let r = all.iter_mut().find(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
+            if r.from_config {
+                return Err(RobotError::FromConfig(name.into()));
+            }
+            r.revoked = true;
+            all.clone()
+        };
+        robots::save(&self.store, &all).await?;
         Ok(())
     }
 }
@@ -459,7 +427,16 @@ mod tests {
     use super::*;
     use crate::config::RawConfig;
 
-    fn authz(extra: &str) -> (Authorizer, tempfile::TempDir) {
+    /// `pub` is the one public project.
+    struct Public;
+
+    impl PublicProjects for Public {
+        fn is_public(&self, p: &str) -> bool {
+            p == "pub"
+        }
+    }
+
+    async fn authz_in(dir: &std::path::Path) -> Authorizer {
         let admin = password::hash("adminpw").unwrap();
         let robot = password::hash("robotpw").unwrap();
         let toml = format!(
@@ -472,22 +449,21 @@ password_hash = "{admin}"
 name = "ci"
 token_hash = "{robot}"
 permissions = {{ a = ["push"], c = ["delete"] }}
-[[projects]]
-name = "a"
-[[projects]]
-name = "pub"
-public = true
-{extra}
 "#
         );
         let cfg = RawConfig::parse(&toml).unwrap().validate(&Default::default()).unwrap();
+        let store = Store::open(dir).unwrap();
+        Authorizer::new(&cfg.auth, store, Arc::new(Public)).await.unwrap()
+    }
+
+    async fn authz() -> (Authorizer, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        (Authorizer::new(&cfg, dir.path()).unwrap(), dir)
+        (authz_in(dir.path()).await, dir)
     }
 
     #[tokio::test]
     async fn permission_rules() {
-        let (a, _d) = authz("");
+        let (a, _d) = authz().await;
         assert!(a.enabled());
         let anon = Subject::Anonymous;
         let ci = a.check_basic("robot$ci", "robotpw").await.unwrap();
@@ -510,7 +486,7 @@ public = true
 
     #[tokio::test]
     async fn tokens_carry_granted_subset() {
-        let (a, _d) = authz("");
+        let (a, _d) = authz().await;
         let ci = Subject::Robot("ci".into());
         let g = a.grant(&ci, "repository:a/app:pull,push,delete", |_| false).unwrap();
         assert_eq!(g.actions, ["pull", "push"]);
@@ -527,27 +503,27 @@ public = true
 
     #[tokio::test]
     async fn robots_lifecycle() {
-        let (a, d) = authz("");
+        let (a, d) = authz().await;
         let mut perms = BTreeMap::new();
         perms.insert("a".to_string(), Perms::parse(&["pull".into()]).unwrap());
-        let (_, tok) = a.create_robot("node-1", perms.clone(), None).unwrap();
+        let (_, tok) = a.create_robot("node-1", perms.clone(), None).await.unwrap();
         assert!(a.check_basic("robot$node-1", &tok).await.is_some());
-        assert!(matches!(a.create_robot("node-1", perms.clone(), None), Err(RobotError::Exists(_))));
-        assert!(matches!(a.create_robot("Bad Name", perms, None), Err(RobotError::Invalid(_))));
-        a.revoke_robot("node-1").unwrap();
+        assert!(matches!(a.create_robot("node-1", perms.clone(), None).await, Err(RobotError::Exists(_))));
+        assert!(matches!(a.create_robot("Bad Name", perms, None).await, Err(RobotError::Invalid(_))));
+        a.revoke_robot("node-1").await.unwrap();
         assert!(a.check_basic("robot$node-1", &tok).await.is_none());
-        assert!(matches!(a.revoke_robot("ci"), Err(RobotError::FromConfig(_))));
-        // Persisted: a new authorizer on the same dir sees the revoked robot.
-        let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
-        let b = Authorizer::new(&cfg, d.path()).unwrap();
+        assert!(matches!(a.revoke_robot("ci").await, Err(RobotError::FromConfig(_))));
+        // Persisted: a new authorizer on the same store sees the revoked robot.
+        drop(a);
+        let b = authz_in(d.path()).await;
         assert!(b.robots().iter().any(|r| r.name == "node-1" && r.revoked));
     }
 
-    #[test]
-    fn open_without_accounts() {
+    #[tokio::test]
+    async fn open_without_accounts() {
         let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
         let d = tempfile::tempdir().unwrap();
-        let a = Authorizer::new(&cfg, d.path()).unwrap();
+        let a = Authorizer::new(&cfg.auth, Store::open(d.path()).unwrap(), Arc::new(Public)).await.unwrap();
         assert!(!a.enabled());
         assert!(a.subject_allowed(&Subject::Anonymous, "x/y", Action::Delete, false));
     }

@@ -1,15 +1,14 @@
-//! Robot accounts created through the management API, persisted in
-//! `<data_dir>/auth/robots.json` (token hashes only; the token itself is
-//! shown once at creation).
+//! Robot accounts created through the management API, persisted in the
+//! store's robots document (token hashes only; the token itself is shown
+//! once at creation).
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::Perms;
+use crate::store::{Doc, Store, StoreError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Robot {
@@ -37,30 +36,17 @@ impl Robot {
     }
 }
 
-/// The persisted robots.
-pub struct RobotFile {
-    path: PathBuf,
-    tmp_dir: PathBuf,
+/// The robots saved in the store (created through the API).
+pub async fn load(store: &Store) -> Result<Vec<Robot>, StoreError> {
+    match store.meta().get(Doc::Robots).await? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("robots document: {e}"))),
+        None => Ok(Vec::new()),
+    }
 }
 
-impl RobotFile {
-    pub fn new(path: PathBuf, tmp_dir: PathBuf) -> RobotFile {
-        RobotFile { path, tmp_dir }
-    }
-
-    pub fn load(&self) -> io::Result<Vec<Robot>> {
-        match std::fs::read(&self.path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| io::Error::other(format!("{} is corrupt: {e}", self.path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e),
-        }
-    }
-
-    pub fn save(&self, robots: &[Robot]) -> io::Result<()> {
-        let persisted: Vec<&Robot> = robots.iter().filter(|r| !r.from_config).collect();
-        let bytes = serde_json::to_vec_pretty(&persisted).map_err(io::Error::other)?;
-        let tmp = self.tmp_dir.join(uuid::Uuid::new_v4().to_string());
-        crate::store::fsutil::write_atomic(&tmp, &self.path, &bytes)
-    }
+/// Save the robots that are not from the config file.
+pub async fn save(store: &Store, robots: &[Robot]) -> Result<(), StoreError> {
+    let persisted: Vec<&Robot> = robots.iter().filter(|r| !r.from_config).collect();
+    let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store.meta().put(Doc::Robots, bytes::Bytes::from(bytes)).await
 }

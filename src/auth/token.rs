@@ -1,8 +1,6 @@
 //! The registry token service's JWTs (Docker token spec): HS256, signed with
-//! a key kept in the data directory, carrying exactly the granted access.
+//! a key kept in the store, carrying exactly the granted access.
 
-use std::io;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -37,37 +35,27 @@ pub struct TokenKeys {
     dec: DecodingKey,
 }
 
+/// A fresh random signing key.
+pub fn new_key() -> bytes::Bytes {
+    use rand::RngCore;
+    let mut k = vec![0u8; 64];
+    rand::thread_rng().fill_bytes(&mut k);
+    bytes::Bytes::from(k)
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl TokenKeys {
-    /// Load the signing key from `path`, creating it (mode 0600) if absent.
-    pub fn load_or_create(path: &Path) -> io::Result<TokenKeys> {
-        let key = match std::fs::read(path) {
-            Ok(k) if k.len() >= 32 => k,
-            Ok(_) => return Err(io::Error::other(format!("{} is too short to be a signing key", path.display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                use rand::RngCore;
-                let mut k = vec![0u8; 64];
-                rand::thread_rng().fill_bytes(&mut k);
-                if let Some(p) = path.parent() {
-                    std::fs::create_dir_all(p)?;
-                }
-                let mut o = std::fs::OpenOptions::new();
-                o.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-                let mut f = o.open(path)?;
-                io::Write::write_all(&mut f, &k)?;
-                f.sync_all()?;
-                k
-            }
-            Err(e) => return Err(e),
-        };
+    /// Keys from a stored secret (at least 32 bytes).
+    pub fn from_secret(key: &[u8]) -> Result<TokenKeys, String> {
+        if key.len() < 32 {
+            return Err("the token signing key is too short".into());
+        }
         Ok(TokenKeys {
-            enc: EncodingKey::from_secret(&key),
-            dec: DecodingKey::from_secret(&key),
+            enc: EncodingKey::from_secret(key),
+            dec: DecodingKey::from_secret(key),
         })
     }
 
@@ -101,8 +89,8 @@ mod tests {
 
     #[test]
     fn issue_and_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = TokenKeys::load_or_create(&dir.path().join("k")).unwrap();
+        let secret = new_key();
+        let k = TokenKeys::from_secret(&secret).unwrap();
         let a = vec![Access {
             kind: "repository".into(),
             name: "team/app".into(),
@@ -114,9 +102,10 @@ mod tests {
         assert_eq!(c.access, a);
         assert!(k.verify(&format!("{t}x")).is_none());
         // Same key after reload.
-        let k2 = TokenKeys::load_or_create(&dir.path().join("k")).unwrap();
+        let k2 = TokenKeys::from_secret(&secret).unwrap();
         assert!(k2.verify(&t).is_some());
-        let other = TokenKeys::load_or_create(&dir.path().join("k2")).unwrap();
+        let other = TokenKeys::from_secret(&new_key()).unwrap();
         assert!(other.verify(&t).is_none());
+        assert!(TokenKeys::from_secret(b"short").is_err());
     }
 }

@@ -47,7 +47,7 @@ pub fn check_config(cfg: &Config) -> ExitCode {
     let Some(rt) = runtime() else { return ExitCode::FAILURE };
     let mut failed = 0usize;
     for r in &cfg.remotes {
-        let creds = crate::secrets::RemoteCredentials::new(r);
+        let creds = crate::secrets::RemoteCredentials::new(r.credential_info());
         if creds.is_empty() {
             println!("remote {} ({}): anonymous", r.name, r.url);
             continue;
@@ -92,7 +92,7 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
     }
     let store = match crate::store::Store::open(&cfg.data_dir) {
         Ok(s) => s,
-        Err(e) if e.to_string().contains("in use") => {
+        Err(e @ crate::store::StoreError::Locked(_)) => {
             eprintln!(
                 "wharf: {e}\nwharf: a running wharf holds this data directory; collect garbage through it instead:\n  curl -X POST -u ADMIN:PASSWORD {}/api/v1/gc -d '{{\"dry_run\": {}}}'",
                 cfg.listen, dry_run
@@ -105,7 +105,7 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
         }
     };
     let Some(rt) = runtime() else { return ExitCode::FAILURE };
-    let opts = crate::store::gc::GcOptions { dry_run: dry_run, grace };
+    let opts = crate::store::gc::GcOptions { dry_run, grace };
     let report = match rt.block_on(store.gc(&opts)) {
         Ok(r) => r,
         Err(e) => {

@@ -8,7 +8,13 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::registry::views::{
+    Artifact, DeletedArtifact, DeletedTag, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView,
+    RobotView,
+};
 
 /// Where the server is and who we are.
 #[derive(Args, Clone, Debug)]
@@ -78,52 +84,65 @@ impl Client {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    /// Send a request; returns the body of a 2xx answer, or the server's
+    /// error message.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Result<String, String> {
         let url = format!("{}/api/v1/{path}", self.conn.url.trim_end_matches('/'));
         let mut r = self.http.request(method, &url);
         if let Some(u) = &self.conn.user {
             r = r.basic_auth(u, self.conn.password.as_deref());
         }
         if let Some(b) = body {
-            r = r.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.to_string());
+            r = r.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
         let resp = r.send().await.map_err(|e| format!("cannot reach {}: {e}", self.conn.url))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    let e = &v["errors"][0];
-                    Some(format!("{}: {}", e["code"].as_str()?, e["detail"].as_str().unwrap_or("")))
-                })
-                .unwrap_or(text);
-            return Err(format!("{status}: {detail}"));
+            return Err(format!("{status}: {}", error_text(&text)));
         }
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| format!("server sent invalid JSON: {e}"))
+        Ok(text)
+    }
+
+    /// A JSON call answered with a `T`.
+    async fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<&impl Serialize>) -> Result<T, String> {
+        let body = body.map(|b| serde_json::to_vec(b)).transpose().map_err(|e| e.to_string())?;
+        let text = self.send(method, path, body).await?;
+        serde_json::from_str(&text).map_err(|e| format!("server sent unexpected JSON: {e}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.call(reqwest::Method::GET, path, None::<&()>).await
     }
 }
 
-fn human_size(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
+/// The message of an OCI error body (`code: message`), or the body itself.
+fn error_text(body: &str) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<OciError>,
     }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
+    #[derive(serde::Deserialize)]
+    struct OciError {
+        code: String,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        detail: serde_json::Value,
+    }
+    match serde_json::from_str::<Errors>(body).ok().and_then(|e| e.errors.into_iter().next()) {
+        Some(e) => match e.detail.as_str().filter(|d| !d.is_empty() && *d != e.message) {
+            Some(d) => format!("{}: {} ({d})", e.code, e.message),
+            None => format!("{}: {}", e.code, e.message),
+        },
+        None => body.trim().to_string(),
     }
 }
 
-fn when(v: &Value) -> String {
-    match v.as_u64() {
+use crate::config::format_size as human_size;
+
+fn when(secs: Option<u64>) -> String {
+    match secs {
         None | Some(0) => "-".into(),
         Some(s) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string(),
     }
@@ -147,176 +166,176 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-async fn run_call(c: &Client, call: Call) -> Result<(), String> {
+/// Print `v` as JSON (`--json`), or as a table/line by `human`.
+fn show<T: Serialize>(json: bool, v: &T, human: impl FnOnce(&T)) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        human(v);
+    }
+}
+
+async fn projects(c: &Client) -> Result<(), String> {
+    let v: Vec<ProjectView> = c.get("projects").await?;
+    show(c.conn.json, &v, |v| {
+        let rows = v
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    if p.public { "public" } else { "private" }.to_string(),
+                    p.repositories.to_string(),
+                    human_size(p.usage),
+                    p.quota.map(human_size).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(&["PROJECT", "VISIBILITY", "REPOS", "USAGE", "QUOTA"], rows);
+    });
+    Ok(())
+}
+
+async fn repos(c: &Client, project: Option<String>) -> Result<(), String> {
+    let projects: Vec<String> = match project {
+        Some(p) => vec![p],
+        None => c.get::<Vec<ProjectView>>("projects").await?.into_iter().map(|p| p.name).collect(),
+    };
+    let mut all: Vec<RepositoryView> = Vec::new();
+    for p in projects {
+        all.extend(c.get::<Vec<RepositoryView>>(&format!("projects/{p}/repositories")).await?);
+    }
+    show(c.conn.json, &all, |all| {
+        let rows = all.iter().map(|r| vec![r.name.clone(), r.artifacts.to_string(), r.tags.to_string()]).collect();
+        table(&["REPOSITORY", "ARTIFACTS", "TAGS"], rows);
+    });
+    Ok(())
+}
+
+async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
+    let v: Vec<Artifact> = c.get(&format!("repositories/{repo}/artifacts")).await?;
+    show(c.conn.json, &v, |v| {
+        let rows = v
+            .iter()
+            .map(|a| {
+                vec![
+                    a.digest.to_string().chars().take(19).collect(),
+                    if a.tags.is_empty() { "<untagged>".into() } else { a.tags.join(",") },
+                    human_size(a.size),
+                    a.media_type.rsplit('.').nth(1).unwrap_or("").to_string(),
+                    when(Some(a.pushed_at)),
+                    when(a.last_pulled_at),
+                ]
+            })
+            .collect();
+        table(&["DIGEST", "TAGS", "SIZE", "TYPE", "PUSHED", "LAST PULLED"], rows);
+    });
+    Ok(())
+}
+
+async fn delete(c: &Client, reference: &str) -> Result<(), String> {
     use reqwest::Method;
-    let json = c.conn.json;
-    let print_json = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-    match call {
-        Call::Projects => {
-            let v = c.call(Method::GET, "projects", None).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let rows = v.as_array().cloned().unwrap_or_default().iter().map(|p| {
-                    vec![
-                        p["name"].as_str().unwrap_or("").to_string(),
-                        if p["public"].as_bool() == Some(true) { "public" } else { "private" }.to_string(),
-                        p["repositories"].to_string(),
-                        human_size(p["usage"].as_u64().unwrap_or(0)),
-                        p["quota"].as_u64().map(human_size).unwrap_or_else(|| "-".into()),
-                    ]
-                }).collect();
-                table(&["PROJECT", "VISIBILITY", "REPOS", "USAGE", "QUOTA"], rows);
-            }
-        }
-        Call::Repos(project) => {
-            let projects: Vec<String> = match project {
-                Some(p) => vec![p],
-                None => c
-                    .call(Method::GET, "projects", None)
-                    .await?
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|p| p["name"].as_str().map(str::to_string))
-                    .collect(),
-            };
-            let mut all = Vec::new();
-            for p in projects {
-                let v = c.call(Method::GET, &format!("projects/{p}/repositories"), None).await?;
-                all.extend(v.as_array().cloned().unwrap_or_default());
-            }
-            if json {
-                print_json(&Value::Array(all));
-            } else {
-                let rows = all
-                    .iter()
-                    .map(|r| vec![r["name"].as_str().unwrap_or("").to_string(), r["artifacts"].to_string(), r["tags"].to_string()])
-                    .collect();
-                table(&["REPOSITORY", "ARTIFACTS", "TAGS"], rows);
-            }
-        }
-        Call::Artifacts(repo) => {
-            let v = c.call(Method::GET, &format!("repositories/{repo}/artifacts"), None).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let rows = v.as_array().cloned().unwrap_or_default().iter().map(|a| {
-                    let tags: Vec<&str> = a["tags"].as_array().map(|t| t.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
-                    let d = a["digest"].as_str().unwrap_or("");
-                    vec![
-                        d.chars().take(19).collect(),
-                        if tags.is_empty() { "<untagged>".into() } else { tags.join(",") },
-                        human_size(a["size"].as_u64().unwrap_or(0)),
-                        a["media_type"].as_str().unwrap_or("").rsplit('.').nth(1).unwrap_or("").to_string(),
-                        when(&a["pushed_at"]),
-                        when(&a["last_pulled_at"]),
-                    ]
-                }).collect();
-                table(&["DIGEST", "TAGS", "SIZE", "TYPE", "PUSHED", "LAST PULLED"], rows);
-            }
-        }
-        Call::Delete(reference) => {
-            let v = if let Some((repo, digest)) = reference.split_once('@') {
-                c.call(Method::DELETE, &format!("repositories/{repo}/artifacts/{digest}"), None).await?
-            } else if let Some((repo, tag)) = reference.rsplit_once(':') {
-                c.call(Method::DELETE, &format!("repositories/{repo}/tags/{tag}"), None).await?
-            } else {
-                return Err("give <repo>@<digest> (artifact and all its tags) or <repo>:<tag> (one tag)".into());
-            };
-            if json {
-                print_json(&v);
-            } else if let Some(tags) = v["deleted_tags"].as_array() {
-                let t: Vec<&str> = tags.iter().filter_map(|x| x.as_str()).collect();
-                println!("deleted {} (tags removed: {})", reference, if t.is_empty() { "none".into() } else { t.join(", ") });
-            } else {
-                println!("deleted tag {reference}");
-            }
-        }
-        Call::Robot(RobotCmd::Create { name, perms, expires_in }) => {
-            let mut p: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some((repo, digest)) = reference.split_once('@') {
+        let v: DeletedArtifact = c.call(Method::DELETE, &format!("repositories/{repo}/artifacts/{digest}"), None::<&()>).await?;
+        show(c.conn.json, &v, |v| {
+            let tags = if v.deleted_tags.is_empty() { "none".into() } else { v.deleted_tags.join(", ") };
+            println!("deleted {reference} (tags removed: {tags})");
+        });
+    } else if let Some((repo, tag)) = reference.rsplit_once(':') {
+        let v: DeletedTag = c.call(Method::DELETE, &format!("repositories/{repo}/tags/{tag}"), None::<&()>).await?;
+        show(c.conn.json, &v, |_| println!("deleted tag {reference}"));
+    } else {
+        return Err("give <repo>@<digest> (artifact and all its tags) or <repo>:<tag> (one tag)".into());
+    }
+    Ok(())
+}
+
+async fn robot(c: &Client, cmd: RobotCmd) -> Result<(), String> {
+    use reqwest::Method;
+    match cmd {
+        RobotCmd::Create { name, perms, expires_in } => {
+            let mut permissions: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for spec in perms {
                 let (project, actions) = spec
                     .split_once('=')
                     .ok_or_else(|| format!("--perm {spec:?}: use PROJECT=ACTIONS, e.g. team=pull,push"))?;
-                p.insert(project.to_string(), actions.split(',').map(str::to_string).collect());
+                permissions.insert(project.to_string(), actions.split(',').map(str::to_string).collect());
             }
-            let body = serde_json::json!({ "name": name, "permissions": p, "expires_in": expires_in });
-            let v = c.call(Method::POST, "robots", Some(body)).await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("robot created: {}", v["username"].as_str().unwrap_or(""));
-                println!("token (shown once, store it now): {}", v["token"].as_str().unwrap_or(""));
-            }
+            let body = NewRobot { name, permissions, expires_in };
+            let v: RobotView = c.call(Method::POST, "robots", Some(&body)).await?;
+            show(c.conn.json, &v, |v| {
+                println!("robot created: {}", v.username);
+                println!("token (shown once, store it now): {}", v.token.as_deref().unwrap_or(""));
+            });
         }
-        Call::Robot(RobotCmd::List) => {
-            let v = c.call(Method::GET, "robots", None).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let rows = v.as_array().cloned().unwrap_or_default().iter().map(|r| {
-                    let perms = r["permissions"]
-                        .as_object()
-                        .map(|o| {
-                            o.iter()
-                                .map(|(k, v)| {
-                                    let a: Vec<&str> = v.as_array().map(|x| x.iter().filter_map(|y| y.as_str()).collect()).unwrap_or_default();
-                                    format!("{k}={}", a.join(","))
-                                })
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default();
-                    let state = if r["revoked"].as_bool() == Some(true) {
-                        "revoked"
-                    } else if r["active"].as_bool() == Some(true) {
-                        "active"
-                    } else {
-                        "expired"
-                    };
-                    vec![r["username"].as_str().unwrap_or("").to_string(), state.to_string(), perms, when(&r["expires_at"])]
-                }).collect();
+        RobotCmd::List => {
+            let v: Vec<RobotView> = c.get("robots").await?;
+            show(c.conn.json, &v, |v| {
+                let rows = v.iter().map(robot_row).collect();
                 table(&["USERNAME", "STATE", "PERMISSIONS", "EXPIRES"], rows);
-            }
+            });
         }
-        Call::Robot(RobotCmd::Revoke { name }) => {
-            c.call(Method::DELETE, &format!("robots/{name}"), None).await?;
-            if !json {
+        RobotCmd::Revoke { name } => {
+            c.send(Method::DELETE, &format!("robots/{name}"), None).await?;
+            if !c.conn.json {
                 println!("revoked robot${name}");
-            }
-        }
-        Call::Prefetch { image, pin } => {
-            let v = c
-                .call(Method::POST, "prefetch", Some(serde_json::json!({ "image": image, "pin": pin })))
-                .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!(
-                    "{} -> {} {}: {} manifests, {} blobs, {}{}",
-                    image,
-                    v["repository"].as_str().unwrap_or(""),
-                    v["digest"].as_str().unwrap_or(""),
-                    v["manifests"],
-                    v["blobs"],
-                    human_size(v["bytes"].as_u64().unwrap_or(0)),
-                    if v["pinned"] == true { ", pinned" } else { "" }
-                );
-            }
-        }
-        Call::Quota { project, size } => {
-            let quota = if size == "none" { Value::Null } else { Value::String(size) };
-            let v = c.call(Method::PUT, &format!("projects/{project}"), Some(serde_json::json!({ "quota": quota }))).await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!("project {project}: quota {}", v["quota"].as_u64().map(human_size).unwrap_or_else(|| "none".into()));
             }
         }
     }
     Ok(())
+}
+
+fn robot_row(r: &RobotView) -> Vec<String> {
+    let perms: Vec<String> = r.permissions.iter().map(|(k, v)| format!("{k}={}", v.join(","))).collect();
+    let state = if r.revoked {
+        "revoked"
+    } else if r.active {
+        "active"
+    } else {
+        "expired"
+    };
+    vec![r.username.clone(), state.to_string(), perms.join(" "), when(r.expires_at)]
+}
+
+async fn prefetch(c: &Client, image: String, pin: bool) -> Result<(), String> {
+    let body = PrefetchRequest { image: image.clone(), pin: Some(pin) };
+    let v: PrefetchReport = c.call(reqwest::Method::POST, "prefetch", Some(&body)).await?;
+    show(c.conn.json, &v, |v| {
+        println!(
+            "{image} -> {} {}: {} manifests, {} blobs, {}{}",
+            v.repository,
+            v.digest,
+            v.manifests,
+            v.blobs,
+            human_size(v.bytes),
+            if v.pinned { ", pinned" } else { "" }
+        );
+    });
+    Ok(())
+}
+
+async fn quota(c: &Client, project: &str, size: &str) -> Result<(), String> {
+    let quota = match size {
+        "none" => None,
+        s => Some(crate::config::parse_size(s)?),
+    };
+    let body = ProjectUpdate { quota: Some(quota), ..ProjectUpdate::default() };
+    let p: crate::config::Project = c.call(reqwest::Method::PUT, &format!("projects/{project}"), Some(&body)).await?;
+    show(c.conn.json, &p, |p| {
+        println!("project {project}: quota {}", p.quota.map(human_size).unwrap_or_else(|| "none".into()));
+    });
+    Ok(())
+}
+
+async fn run_call(c: &Client, call: Call) -> Result<(), String> {
+    match call {
+        Call::Projects => projects(c).await,
+        Call::Repos(project) => repos(c, project).await,
+        Call::Artifacts(repo) => artifacts(c, &repo).await,
+        Call::Delete(reference) => delete(c, &reference).await,
+        Call::Robot(cmd) => robot(c, cmd).await,
+        Call::Prefetch { image, pin } => prefetch(c, image, pin).await,
+        Call::Quota { project, size } => quota(c, &project, &size).await,
+    }
 }
 
 /// Run a client call and turn failures into a message + exit code 1.

@@ -116,6 +116,22 @@ pub fn parse_size(v: &str) -> Result<u64, String> {
     size("size", v).map_err(|e| e.to_string())
 }
 
+/// A byte count for people: `512 B`, `10.0 KiB`, `1.5 GiB`.
+pub fn format_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
 /// Parse a size such as `4MiB`, `512k`, `10GB` or a plain byte count.
 pub(crate) fn size(key: &str, v: &str) -> Result<u64, ConfigError> {
     let t = v.trim();

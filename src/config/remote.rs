@@ -78,6 +78,17 @@ impl Remote {
         self.url.host_str() == Some("registry-1.docker.io")
     }
 
+    /// What the secrets resolver needs to serve this remote's credentials.
+    pub fn credential_info(&self) -> crate::secrets::RemoteInfo<'_> {
+        crate::secrets::RemoteInfo {
+            name: &self.name,
+            hosts: &self.hosts,
+            api_host: self.url.host_str(),
+            entries: &self.credentials,
+            ttl: self.credentials_ttl,
+        }
+    }
+
     /// The embedded default: anonymous Docker Hub.
     pub fn docker_hub() -> Remote {
         Remote {

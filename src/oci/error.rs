@@ -1,8 +1,24 @@
-//! The error codes of the OCI distribution-spec (plus the few Docker
-//! Distribution codes clients know), each with its HTTP status and the
-//! spec's message.
+//! The error codes wharf answers with: the OCI distribution-spec codes plus
+//! the few Docker Distribution codes clients know. Each code has exactly one
+//! [`Descriptor`]: the code string clients match on, the HTTP status, and
+//! the default message (the spec's wording). Nothing else in wharf picks a
+//! status for an error.
 
-/// An error code as it appears in `{"errors":[{"code": ...}]}`.
+/// One row of the table: what a client sees for a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    /// The `code` field, e.g. `BLOB_UNKNOWN`.
+    pub code: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// The default `message` (handlers usually replace it with a sentence
+    /// about the request at hand).
+    pub message: &'static str,
+}
+
+/// An error kind as it appears in `{"errors":[{"code": ...}]}`, with its
+/// status. Several kinds may share a code string when the spec gives one
+/// code two statuses (e.g. `SIZE_INVALID` as 400 and as 413).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     BlobUnknown,
@@ -15,84 +31,98 @@ pub enum ErrorCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    /// A request body over a configured limit (413).
+    TooLarge,
     TagInvalid,
     Unauthorized,
     Denied,
+    /// The thing to create exists already (409).
+    Conflict,
+    /// A method the endpoint does not have (405).
     Unsupported,
+    /// A path that is no endpoint (404).
+    NoEndpoint,
+    /// A malformed parameter or body outside the registry grammar (400).
+    BadRequest,
     TooManyRequests,
     /// A chunk that does not continue the upload (416).
     RangeInvalid,
-    /// Upstream or internal failure (never used for client input).
+    /// Storage or a dependency is unavailable right now (503).
     Unavailable,
+    /// The remote registry failed or sent something invalid (502).
+    UpstreamFailed,
+    /// The store's disk is full (507).
+    StorageFull,
+    /// A bug or an unexpected failure (500); logged in full.
     Internal,
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    /// The one descriptor of this code.
+    pub const fn descriptor(self) -> Descriptor {
         use ErrorCode::*;
-        match self {
-            BlobUnknown => "BLOB_UNKNOWN",
-            BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            DigestInvalid => "DIGEST_INVALID",
-            ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            ManifestInvalid => "MANIFEST_INVALID",
-            ManifestUnknown => "MANIFEST_UNKNOWN",
-            NameInvalid => "NAME_INVALID",
-            NameUnknown => "NAME_UNKNOWN",
-            SizeInvalid => "SIZE_INVALID",
-            TagInvalid => "TAG_INVALID",
-            Unauthorized => "UNAUTHORIZED",
-            Denied => "DENIED",
-            Unsupported => "UNSUPPORTED",
-            TooManyRequests => "TOOMANYREQUESTS",
-            RangeInvalid => "BLOB_UPLOAD_INVALID",
-            Unavailable => "UNAVAILABLE",
-            Internal => "UNKNOWN",
-        }
-    }
-
-    /// The HTTP status the spec pairs with this code.
-    pub fn status(self) -> u16 {
-        use ErrorCode::*;
-        match self {
-            BlobUnknown | BlobUploadUnknown | ManifestUnknown | NameUnknown => 404,
+        let (code, status, message) = match self {
+            BlobUnknown => ("BLOB_UNKNOWN", 404, "blob unknown to registry"),
+            BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
+            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"),
+            DigestInvalid => ("DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
             // 400 as Distribution answers (the spec ties no status to it).
-            ManifestBlobUnknown => 400,
-            BlobUploadInvalid | DigestInvalid | ManifestInvalid | NameInvalid | SizeInvalid
-            | TagInvalid => 400,
-            Unauthorized => 401,
-            Denied => 403,
-            Unsupported => 405,
-            TooManyRequests => 429,
-            RangeInvalid => 416,
-            Unavailable => 503,
-            Internal => 500,
-        }
+            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"),
+            ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
+            ManifestUnknown => ("MANIFEST_UNKNOWN", 404, "manifest unknown to registry"),
+            NameInvalid => ("NAME_INVALID", 400, "invalid repository name"),
+            NameUnknown => ("NAME_UNKNOWN", 404, "repository name not known to registry"),
+            SizeInvalid => ("SIZE_INVALID", 400, "provided length did not match content length"),
+            TooLarge => ("SIZE_INVALID", 413, "request body too large"),
+            TagInvalid => ("TAG_INVALID", 400, "invalid tag"),
+            Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
+            Denied => ("DENIED", 403, "requested access to the resource is denied"),
+            Conflict => ("DENIED", 409, "the resource already exists"),
+            Unsupported => ("UNSUPPORTED", 405, "the operation is unsupported"),
+            NoEndpoint => ("UNSUPPORTED", 404, "no such endpoint"),
+            BadRequest => ("UNSUPPORTED", 400, "malformed request"),
+            TooManyRequests => ("TOOMANYREQUESTS", 429, "too many requests"),
+            RangeInvalid => ("BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable"),
+            Unavailable => ("UNAVAILABLE", 503, "service unavailable"),
+            UpstreamFailed => ("UNAVAILABLE", 502, "the remote registry failed"),
+            StorageFull => ("UNAVAILABLE", 507, "the registry's storage is full"),
+            Internal => ("UNKNOWN", 500, "internal error"),
+        };
+        Descriptor { code, status, message }
     }
 
-    /// The spec's human message for the code.
+    pub fn as_str(self) -> &'static str {
+        self.descriptor().code
+    }
+
+    /// The HTTP status of this code.
+    pub fn status(self) -> u16 {
+        self.descriptor().status
+    }
+
+    /// The default message of this code.
     pub fn message(self) -> &'static str {
+        self.descriptor().message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_sane_descriptor() {
         use ErrorCode::*;
-        match self {
-            BlobUnknown => "blob unknown to registry",
-            BlobUploadInvalid => "blob upload invalid",
-            BlobUploadUnknown => "blob upload unknown to registry",
-            DigestInvalid => "provided digest did not match uploaded content",
-            ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
-            ManifestInvalid => "manifest invalid",
-            ManifestUnknown => "manifest unknown to registry",
-            NameInvalid => "invalid repository name",
-            NameUnknown => "repository name not known to registry",
-            SizeInvalid => "provided length did not match content length",
-            TagInvalid => "invalid tag",
-            Unauthorized => "authentication required",
-            Denied => "requested access to the resource is denied",
-            Unsupported => "the operation is unsupported",
-            TooManyRequests => "too many requests",
-            RangeInvalid => "requested range not satisfiable",
-            Unavailable => "upstream unavailable",
-            Internal => "internal error",
+        for c in [
+            BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, ManifestBlobUnknown,
+            ManifestInvalid, ManifestUnknown, NameInvalid, NameUnknown, SizeInvalid, TooLarge, TagInvalid,
+            Unauthorized, Denied, Conflict, Unsupported, NoEndpoint, BadRequest, TooManyRequests,
+            RangeInvalid, Unavailable, UpstreamFailed, StorageFull, Internal,
+        ] {
+            let d = c.descriptor();
+            assert!((400..600).contains(&d.status), "{c:?}");
+            assert!(d.code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'), "{c:?}");
+            assert!(!d.message.is_empty());
         }
     }
 }

@@ -11,6 +11,6 @@ mod error;
 pub mod manifest;
 mod name;
 
-pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use error::ErrorCode;
+pub use digest::{Algorithm, Digest, DigestError, Hasher, ResumableSha256};
+pub use error::{Descriptor as ErrorDescriptor, ErrorCode};
 pub use name::{NameError, Reference, RepoName, Tag};

@@ -53,6 +53,14 @@ impl RepoName {
     }
 }
 
+/// Names sort and compare as their text, so sets of names can be searched
+/// by `&str`.
+impl std::borrow::Borrow<str> for RepoName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 fn valid_component(c: &str) -> bool {
     // [a-z0-9]+ ( (\.|_|__|-+) [a-z0-9]+ )*
     let b = c.as_bytes();

@@ -1,84 +1,267 @@
 //! Keeps the pull-through cache under its caps: each remote's `max_size`
 //! and `[cache] max_size` over all remotes together.
 //!
-//! One background task checks the caps every `cache.evict_interval`, and
-//! shortly after fetches ([`fetched`] wakes it; checks are at least
-//! [`MIN_GAP`] apart, so a burst of fetches costs one check). A check that
-//! finds usage under the cap only sums file sizes; the eviction itself (see
-//! [`Store::evict`]) only touches remote namespaces, never projects.
+//! The [`Evictor`] checks the caps every `cache.evict_interval`, and
+//! shortly after fetches ([`Evictor::fetched`] wakes it; checks are at
+//! least [`MIN_GAP`] apart, so a burst of fetches costs one check). A check
+//! that finds usage under the cap only sums sizes.
+//!
+//! Policy: when a group of cache namespaces is over its cap, the least
+//! recently pulled *images* are evicted until it fits. An image is a
+//! manifest that is not a child of an index in the same repository (an
+//! index is evicted with its children); its last use is its last pull or,
+//! if never pulled, when it was cached. Pinned images (prefetch) are never
+//! evicted, and nothing outside remote namespaces is ever looked at
+//! (pushed content lives in projects). Evicting an image removes its
+//! manifest, tags and the links of blobs no remaining manifest of the
+//! repository needs, then the blob content nothing links or references any
+//! more.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::Remote;
-use crate::store::Store;
+use crate::oci::manifest::Manifest;
+use crate::oci::{Digest, RepoName};
+use crate::store::{Result, Store};
 
 /// Minimum time between two checks triggered by fetches.
 pub const MIN_GAP: Duration = Duration::from_millis(500);
 
-fn wake() -> &'static Notify {
-    static N: std::sync::OnceLock<Notify> = std::sync::OnceLock::new();
-    N.get_or_init(Notify::new)
+/// What an eviction pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvictReport {
+    /// Usage of the namespaces before and after.
+    pub usage_before: u64,
+    pub usage_after: u64,
+    /// `repo@digest` of every evicted image.
+    pub evicted: Vec<String>,
+    pub blobs_removed: usize,
+    pub bytes_freed: u64,
 }
 
-/// Tell the evictor that cached content grew.
-pub fn fetched() {
-    wake().notify_one();
+/// The cache's caps and the task that enforces them.
+pub struct Evictor {
+    store: Store,
+    remotes: Vec<Arc<Remote>>,
+    global: Option<u64>,
+    wake: Arc<Notify>,
 }
 
-/// Whether any cap is configured.
-pub fn enabled(remotes: &[Arc<Remote>], global: Option<u64>) -> bool {
-    global.is_some() || remotes.iter().any(|r| r.max_size.is_some())
-}
-
-/// One pass over every cap.
-pub async fn check(store: &Store, remotes: &[Arc<Remote>], global: Option<u64>) {
-    for r in remotes {
-        if let Some(cap) = r.max_size {
-            evict_logged(store, std::slice::from_ref(&r.name), cap, &r.name).await;
+impl Evictor {
+    pub fn new(store: Store, remotes: Vec<Arc<Remote>>, global: Option<u64>) -> Evictor {
+        Evictor {
+            store,
+            remotes,
+            global,
+            wake: Arc::new(Notify::new()),
         }
     }
-    if let Some(cap) = global {
-        let names: Vec<String> = remotes.iter().map(|r| r.name.clone()).collect();
-        evict_logged(store, &names, cap, "cache.max_size").await;
-    }
-}
 
-/// Evict under `cap` across the cache namespaces `names`; log what went.
-/// `scope` names the cap in the log (a remote, or `cache.max_size`).
-async fn evict_logged(store: &Store, names: &[String], cap: u64, scope: &str) {
-    match store.evict(names, cap).await {
-        Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
-            scope,
-            cap,
-            before = rep.usage_before,
-            after = rep.usage_after,
-            images = rep.evicted.len(),
-            bytes_freed = rep.bytes_freed,
-            "cache over its cap: evicted least recently pulled images"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(scope, error = %e, "cache eviction failed"),
+    /// The notifier fetches use to say the cache grew.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
-}
 
-/// Run forever: check on every tick and after fetches.
-pub async fn run(store: Store, remotes: Vec<Arc<Remote>>, global: Option<u64>, interval: Duration) {
-    if !enabled(&remotes, global) {
-        return;
+    /// Tell the evictor that cached content grew.
+    pub fn fetched(&self) {
+        self.wake.notify_one();
     }
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = wake().notified() => {
-                // Let the image's blobs arrive before measuring.
-                tokio::time::sleep(MIN_GAP).await;
+
+    /// Whether any cap is configured.
+    pub fn enabled(&self) -> bool {
+        self.global.is_some() || self.remotes.iter().any(|r| r.max_size.is_some())
+    }
+
+    /// One pass over every cap.
+    pub async fn check(&self) {
+        for r in &self.remotes {
+            if let Some(cap) = r.max_size {
+                self.evict_logged(std::slice::from_ref(&r.name), cap, &r.name).await;
             }
         }
-        check(&store, &remotes, global).await;
+        if let Some(cap) = self.global {
+            let names: Vec<String> = self.remotes.iter().map(|r| r.name.clone()).collect();
+            self.evict_logged(&names, cap, "cache.max_size").await;
+        }
+    }
+
+    /// Evict under `cap` across the cache namespaces `names`; log what went.
+    /// `scope` names the cap in the log (a remote, or `cache.max_size`).
+    async fn evict_logged(&self, names: &[String], cap: u64, scope: &str) {
+        match evict(&self.store, names, cap).await {
+            Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
+                scope,
+                cap,
+                before = rep.usage_before,
+                after = rep.usage_after,
+                images = rep.evicted.len(),
+                bytes_freed = rep.bytes_freed,
+                "cache over its cap: evicted least recently pulled images"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(scope, error = %e, "cache eviction failed"),
+        }
+    }
+
+    /// Run forever: check on every tick and after fetches.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        if !self.enabled() {
+            return;
+        }
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => {
+                    // Let the image's blobs arrive before measuring.
+                    tokio::time::sleep(MIN_GAP).await;
+                }
+            }
+            self.check().await;
+        }
+    }
+}
+
+struct Candidate {
+    repo: RepoName,
+    digest: Digest,
+    last_used: SystemTime,
+}
+
+/// Evict least recently pulled, unpinned images of the repositories in
+/// `namespaces` until their usage is at most `cap` (or nothing evictable is
+/// left).
+pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<EvictReport> {
+    let mut report = EvictReport::default();
+    let mut usage = store.group_usage(namespaces).await?;
+    report.usage_before = usage;
+    report.usage_after = usage;
+    if usage <= cap {
+        return Ok(report);
+    }
+    let _guard = store.gc_write().await;
+    let mut candidates = candidates(store, namespaces).await?;
+    candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.digest.cmp(&b.digest)));
+    let mut freed: HashSet<Digest> = HashSet::new();
+    for c in candidates {
+        if usage <= cap {
+            break;
+        }
+        freed.extend(evict_image(store, &c.repo, &c.digest).await?);
+        report.evicted.push(format!("{}@{}", c.repo, c.digest));
+        usage = store.group_usage(namespaces).await?;
+        tracing::info!(repo = %c.repo, digest = %c.digest, usage, cap, "evicted cached image");
+    }
+    report.usage_after = usage;
+    if freed.is_empty() {
+        return Ok(report);
+    }
+    // Remove the content nothing links or references any more.
+    let marked = store.mark().await?;
+    let linked: HashSet<&Digest> = marked.layer_links.iter().map(|(_, d, _)| d).collect();
+    for d in freed {
+        if marked.live.contains(&d) || linked.contains(&d) {
+            continue;
+        }
+        let size = store.blobs().size(&d).await?.unwrap_or(0);
+        if store.blobs().delete(&d).await? {
+            report.blobs_removed += 1;
+            report.bytes_freed += size;
+        }
+    }
+    Ok(report)
+}
+
+/// Every evictable image of the namespaces, with its last use.
+async fn candidates(store: &Store, namespaces: &[String]) -> Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        for name in store.repositories_in(ns).await? {
+            let repo = store.repo(&name);
+            let digests = repo.manifest_digests().await?;
+            let mut children = HashSet::new();
+            for d in &digests {
+                if let Some(m) = repo.manifest(d).await? {
+                    if let Ok(p) = Manifest::parse(&m.bytes, Some(&m.media_type)) {
+                        children.extend(p.manifests.into_iter().map(|c| c.digest));
+                    }
+                }
+            }
+            let pinned: HashSet<Digest> = repo.pins().await?.into_iter().collect();
+            for d in digests {
+                if children.contains(&d) || pinned.contains(&d) {
+                    continue;
+                }
+                let cached = repo.manifest_meta(&d).await?.map(|m| m.modified);
+                let last_used = repo.last_pull(&d).await?.or(cached).unwrap_or(SystemTime::UNIX_EPOCH);
+                out.push(Candidate {
+                    repo: name.clone(),
+                    digest: d,
+                    last_used,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Remove image `d` from `repo` with what only it needed; returns the
+/// digests unlinked (candidates for removal of their content).
+async fn evict_image(store: &Store, name: &RepoName, d: &Digest) -> Result<Vec<Digest>> {
+    let repo = store.repo(name);
+    let mine = repo.closure(d).await?;
+    repo.delete_manifest(d).await?;
+    let mut remaining = BTreeSet::new();
+    for other in repo.manifest_digests().await? {
+        if mine.contains(&other) && &other != d {
+            // A child of the evicted index: goes with it unless another
+            // remaining manifest needs it (checked below).
+            continue;
+        }
+        remaining.extend(repo.closure(&other).await?);
+    }
+    let mut out = Vec::new();
+    for x in mine {
+        if remaining.contains(&x) {
+            continue;
+        }
+        repo.delete_manifest(&x).await?;
+        repo.unlink_blob(&x).await?;
+        out.push(x);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::gc::tests::{blob, image, present};
+
+    #[tokio::test]
+    async fn eviction_spares_pins_and_other_namespaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let old: RepoName = "up/old".parse().unwrap();
+        let pinned: RepoName = "up/pinned".parse().unwrap();
+        let local: RepoName = "team/app".parse().unwrap();
+        let l1 = blob(&s, &old, &[1u8; 5000]).await;
+        let m_old = image(&s, &old, &[&l1]).await;
+        let l2 = blob(&s, &pinned, &[2u8; 5000]).await;
+        let m_pin = image(&s, &pinned, &[&l2]).await;
+        s.repo(&pinned).pin(&m_pin).await.unwrap();
+        let l3 = blob(&s, &local, &[3u8; 5000]).await;
+        let m_local = image(&s, &local, &[&l3]).await;
+        let r = evict(&s, &["up".to_string()], 1000).await.unwrap();
+        assert_eq!(r.evicted, vec![format!("up/old@{m_old}")]);
+        assert!(!present(&s, &l1).await);
+        assert!(present(&s, &l2).await && present(&s, &l3).await);
+        assert!(s.repo(&pinned).manifest(&m_pin).await.unwrap().is_some());
+        assert!(s.repo(&local).manifest(&m_local).await.unwrap().is_some());
     }
 }

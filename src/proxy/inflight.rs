@@ -2,53 +2,41 @@
 //!
 //! The first request for a missing digest starts a [`Fetch`]: a task owned
 //! by the server (not by that client) that streams the upstream body into a
-//! spool file in `tmp/` while hashing it. Every request for the digest,
-//! the first included, is a *follower*: it reads the spool file as it grows
-//! ([`Follower`]), so it gets bytes at upstream speed without a second
-//! upstream GET and without waiting for the end.
+//! [`BlobWriter`], which hashes it and spools it. Every request for the
+//! digest, the first included, is a *follower*: it reads the spool as it
+//! grows ([`Follower`]), so it gets bytes at upstream speed without a
+//! second upstream GET and without waiting for the end.
 //!
 //! Completion: when the upstream ends, the digest is compared. On a match
-//! the fetch is marked *verified* (followers may now send the last byte:
-//! a client does not wait for wharf's own durability), then the spool is
-//! fsynced and renamed into the blob store and the fetch is marked done.
-//! On a mismatch (or a truncated or failed stream) the fetch is marked
-//! failed, the spool is deleted, and every follower's body ends with an
-//! error, which aborts its connection. Followers never send the blob's
-//! last byte before the digest was verified, so no client can take wrong
-//! bytes for a complete blob.
-//!
-//! The writer is pipelined: while the upstream's next bytes arrive (and are
-//! hashed) on the async task, the previous batch is written to the spool
-//! on a blocking-pool thread. Every [`SYNC_EVERY`] bytes an `fdatasync` runs in
-//! the background, so the final `fsync` before the rename has little left
-//! to flush (instead of the whole blob, which would hold back the last
-//! byte for as long as the disk needs to write it all).
+//! the fetch is marked *verified* (followers may now send the last byte: a
+//! client does not wait for wharf's own durability), then the writer
+//! commits the blob to the store and the fetch is marked done. On a
+//! mismatch (or a truncated or failed stream) the fetch is marked failed,
+//! the writer is dropped (its spool with it), and every follower's body
+//! ends with an error, which aborts its connection. Followers never send
+//! the blob's last byte before the digest was verified, so no client can
+//! take wrong bytes for a complete blob.
 //!
 //! Progress is published through a `tokio::sync::watch` channel: followers
 //! sleep until the writer reports more bytes; there is no polling.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Notify};
 
-use crate::oci::{Digest, Hasher, RepoName};
-use crate::store::chunks::ChunkReader;
-use crate::store::Store;
-use crate::upstream::{Upstream, UpstreamError};
+use crate::oci::{Digest, RepoName};
+use crate::store::fs::chunks::ChunkReader;
+use crate::store::{BlobData, BlobWriter, Store, StoreError};
+use crate::upstream::{BlobStream, Upstream, UpstreamError};
 
-/// Bytes gathered before a spool write (and a progress notification).
-const SPOOL_CHUNK: usize = 512 * 1024;
 /// Largest read a follower does at once. Small enough that 32 followers
 /// of one fetch stay within a few MiB of buffers.
 const READ_CHUNK: usize = 256 * 1024;
-/// Bytes written between background `fdatasync`s of the spool.
-pub const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 
 /// Where a fetch stands.
 #[derive(Debug, Clone)]
@@ -69,15 +57,24 @@ pub enum FetchError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("remote {remote} sent content with digest {actual} for {expected}")]
-    DigestMismatch {
-        remote: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { remote: String, expected: Digest, actual: Digest },
     #[error("remote {remote} ended the blob after {got} of {want} bytes")]
     Truncated { remote: String, got: u64, want: u64 },
+    #[error("remote {remote} sent more than its Content-Length of {want} bytes")]
+    TooLong { remote: String, want: u64 },
+    #[error("the store's disk is full")]
+    StorageFull,
     #[error("spool I/O error: {0}")]
     Io(String),
+}
+
+impl From<StoreError> for FetchError {
+    fn from(e: StoreError) -> FetchError {
+        match e {
+            StoreError::Full => FetchError::StorageFull,
+            e => FetchError::Io(e.to_string()),
+        }
+    }
 }
 
 /// Progress of a fetch, as followers see it.
@@ -85,7 +82,7 @@ pub enum FetchError {
 pub struct Progress {
     pub phase: Phase,
     pub total: Option<u64>,
-    /// Bytes written to the spool so far.
+    /// Bytes in the spool so far (readable by followers).
     pub written: u64,
     /// The whole blob is in the spool and matched its digest (set before
     /// the commit to the store, which `Phase::Done` reports).
@@ -95,8 +92,9 @@ pub struct Progress {
 /// One in-flight upstream download.
 pub struct Fetch {
     pub digest: Digest,
-    spool: PathBuf,
-    final_path: PathBuf,
+    store: Store,
+    /// The writer's spool file, once the fetch has one.
+    spool: OnceLock<Option<PathBuf>>,
     progress: watch::Sender<Progress>,
 }
 
@@ -105,32 +103,25 @@ impl Fetch {
         self.progress.subscribe()
     }
 
-    /// Wait until the response headers are in (or the fetch failed).
-    pub async fn started(&self) -> Progress {
+    /// Wait until `ready` holds for the progress (or the channel closes).
+    async fn wait_for(&self, ready: impl Fn(&Progress) -> bool) -> Progress {
         let mut rx = self.subscribe();
         loop {
             let p = rx.borrow_and_update().clone();
-            if !matches!(p.phase, Phase::Starting) {
-                return p;
-            }
-            if rx.changed().await.is_err() {
+            if ready(&p) || rx.changed().await.is_err() {
                 return p;
             }
         }
     }
 
+    /// Wait until the response headers are in (or the fetch failed).
+    pub async fn started(&self) -> Progress {
+        self.wait_for(|p| !matches!(p.phase, Phase::Starting)).await
+    }
+
     /// Wait until the fetch is done or failed.
     pub async fn finished(&self) -> Progress {
-        let mut rx = self.subscribe();
-        loop {
-            let p = rx.borrow_and_update().clone();
-            if matches!(p.phase, Phase::Done | Phase::Failed(_)) {
-                return p;
-            }
-            if rx.changed().await.is_err() {
-                return p;
-            }
-        }
+        self.wait_for(|p| matches!(p.phase, Phase::Done | Phase::Failed(_))).await
     }
 
     /// A reader of bytes `[start, end)` (end defaults to the blob's end).
@@ -148,29 +139,34 @@ impl Fetch {
 /// Counters the proxy reports.
 #[derive(Debug, Default)]
 pub struct InflightStats {
-    pub fetches: std::sync::atomic::AtomicU64,
-    pub coalesced: std::sync::atomic::AtomicU64,
+    pub fetches: AtomicU64,
+    pub coalesced: AtomicU64,
 }
 
 /// The table of in-flight fetches, keyed by digest.
 pub struct Inflight {
     map: Mutex<HashMap<Digest, Arc<Fetch>>>,
     pub stats: InflightStats,
-}
-
-impl Default for Inflight {
-    fn default() -> Self {
-        Inflight {
-            map: Mutex::new(HashMap::new()),
-            stats: InflightStats::default(),
-        }
-    }
+    /// Woken whenever a blob was added to the cache (the evictor listens).
+    cached: Arc<Notify>,
 }
 
 impl Inflight {
+    pub fn new(cached: Arc<Notify>) -> Inflight {
+        Inflight {
+            map: Mutex::new(HashMap::new()),
+            stats: InflightStats::default(),
+            cached,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Fetch>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Number of fetches running now.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.table().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,21 +175,13 @@ impl Inflight {
 
     /// The fetch for `digest` if one is running.
     pub fn get(&self, digest: &Digest) -> Option<Arc<Fetch>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned()
+        self.table().get(digest).cloned()
     }
 
     /// Join the running fetch for `digest`, or start one that fetches it
     /// from `upstream` (repository `repo`) and links it into `cache_repo`.
-    pub fn join_or_start(
-        self: &Arc<Self>,
-        store: &Store,
-        upstream: Arc<Upstream>,
-        repo: RepoName,
-        cache_repo: RepoName,
-        digest: &Digest,
-    ) -> Arc<Fetch> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn join_or_start(self: &Arc<Self>, store: &Store, upstream: Arc<Upstream>, repo: RepoName, cache_repo: RepoName, digest: &Digest) -> Arc<Fetch> {
+        let mut map = self.table();
         if let Some(f) = map.get(digest) {
             self.stats.coalesced.fetch_add(1, Relaxed);
             return f.clone();
@@ -207,67 +195,51 @@ impl Inflight {
         });
         let fetch = Arc::new(Fetch {
             digest: digest.clone(),
-            spool: store.temp_path(),
-            final_path: store.blob_path(digest),
+            store: store.clone(),
+            spool: OnceLock::new(),
             progress: tx,
         });
         map.insert(digest.clone(), fetch.clone());
         drop(map);
         // The fetch belongs to the server: it runs to the end even when
-        // every client that asked for it has gone.
+        // every client that asked for it has gone. The leader's request id
+        // follows it (log lines, X-Request-Id to the upstream).
         let table = self.clone();
-        let store = store.clone();
         let f = fetch.clone();
-        // The request id of the leader's request follows the fetch (log
-        // lines, X-Request-Id to the upstream).
         let span = tracing::Span::current();
-        tokio::spawn(tracing::Instrument::instrument(crate::telemetry::in_request(async move {
-            let res = run(&store, &upstream, &repo, &cache_repo, &f).await;
-            match res {
-                Ok(()) => {
-                    f.progress.send_modify(|p| p.phase = Phase::Done);
-                    tracing::info!(remote = %upstream.remote().name, repo = %repo, digest = %f.digest, "blob cached");
-                    super::evict::fetched();
-                }
-                Err(e) => {
-                    let _ = tokio::fs::remove_file(&f.spool).await;
-                    tracing::error!(remote = %upstream.remote().name, repo = %repo, digest = %f.digest, error = %e, "upstream blob fetch failed; nothing cached");
-                    f.progress.send_modify(|p| p.phase = Phase::Failed(e));
-                }
-            }
-            table.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&f.digest);
-        }), span));
+        tokio::spawn(tracing::Instrument::instrument(
+            crate::telemetry::in_request(async move {
+                let res = run(&upstream, &repo, &cache_repo, &f).await;
+                table.finish(&f, &upstream, &repo, res);
+            }),
+            span,
+        ));
         fetch
     }
-}
 
-async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
-    if let Err(e) = store.link_blob(cache_repo, d).await {
-        tracing::warn!(digest = %d, error = %e, "could not link cached blob");
+    /// Publish how a fetch ended and take it out of the table.
+    fn finish(&self, f: &Fetch, upstream: &Upstream, repo: &RepoName, res: Result<(), FetchError>) {
+        let remote = &upstream.remote().name;
+        match res {
+            Ok(()) => {
+                f.progress.send_modify(|p| p.phase = Phase::Done);
+                tracing::info!(remote = %remote, repo = %repo, digest = %f.digest, "blob cached");
+                self.cached.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(remote = %remote, repo = %repo, digest = %f.digest, error = %e, "upstream blob fetch failed; nothing cached");
+                f.progress.send_modify(|p| p.phase = Phase::Failed(e));
+            }
+        }
+        self.table().remove(&f.digest);
     }
 }
 
-/// A spool write running on the blocking pool: returns its buffer.
-type WriteJob = JoinHandle<io::Result<Vec<u8>>>;
-
-async fn join<T>(h: JoinHandle<io::Result<T>>) -> Result<T, FetchError> {
-    match h.await {
-        Ok(r) => r.map_err(|e| FetchError::Io(e.to_string())),
-        Err(e) => Err(FetchError::Io(format!("spool task failed: {e}"))),
-    }
-}
-
-/// The leader: stream upstream → spool while hashing, verify, commit.
-async fn run(
-    store: &Store,
-    upstream: &Upstream,
-    repo: &RepoName,
-    cache_repo: &RepoName,
-    f: &Arc<Fetch>,
-) -> Result<(), FetchError> {
-    let remote = upstream.remote().name.clone();
+/// The leader: stream upstream → writer (hashing, spooling), verify, commit.
+async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Arc<Fetch>) -> Result<(), FetchError> {
+    let store = &f.store;
     // A fetch that finished just before this one started: nothing to do.
-    if let Ok(Some(size)) = store.blob_size(&f.digest).await {
+    if let Some(size) = store.blobs().size(&f.digest).await? {
         link(store, cache_repo, &f.digest).await;
         f.progress.send_modify(|p| {
             p.phase = Phase::Streaming;
@@ -279,139 +251,68 @@ async fn run(
     }
     // Bounded per remote (`max_concurrent_fetches`); held to the end.
     let _slot = upstream.fetch_slot().await;
-    let resp = upstream.blob(repo, &f.digest).await?;
-    let total = resp.content_length();
-    let spool = f.spool.clone();
-    let file = Arc::new(join(tokio::task::spawn_blocking(move || std::fs::File::create(spool))).await?);
+    let mut body = upstream.blob(repo, &f.digest).await?;
+    let total = body.content_length;
+    let mut w = store.blobs().writer(f.digest.algorithm()).await?;
+    let _ = f.spool.set(w.spool());
+    let progress = f.progress.clone();
+    w.on_progress(Box::new(move |n| progress.send_modify(|p| p.written = n)));
     f.progress.send_modify(|p| {
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let mut hasher = Hasher::new(f.digest.algorithm());
-    // Bytes received and not yet handed to a write. Chunks are copied
-    // here (and hashed) while hot, so the upstream connection reuses its
-    // read buffer instead of allocating fresh memory for every read.
-    let mut batch: Vec<u8> = Vec::with_capacity(SPOOL_CHUNK);
-    // The other buffer, back from the last write (double buffering).
-    let mut spare: Option<Vec<u8>> = None;
-    // The write in flight, with its length, and the bytes written before it.
-    let mut job: Option<(WriteJob, u64)> = None;
-    let mut written: u64 = 0;
-    let mut sync: Option<JoinHandle<io::Result<()>>> = None;
-    let mut synced: u64 = 0;
-    let mut stream = resp.bytes_stream();
-    loop {
-        let chunk = match stream.next().await {
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
-                return Err(FetchError::Upstream(UpstreamError::Unreachable {
-                    remote,
-                    reason: format!(
-                        "blob stream broke after {} bytes: {}",
-                        written + job.as_ref().map_or(0, |j| j.1) + batch.len() as u64,
-                        crate::upstream::describe(&e)
-                    ),
-                }))
-            }
-            None => None,
-        };
-        let end = chunk.is_none();
-        if let Some(c) = chunk {
-            upstream.stats.bytes.fetch_add(c.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            hasher.update(&c);
-            batch.extend_from_slice(&c);
-        }
-        if let Some(t) = total {
-            if written + job.as_ref().map_or(0, |j| j.1) + batch.len() as u64 > t {
-                return Err(FetchError::Upstream(UpstreamError::Protocol {
-                    remote,
-                    message: format!("blob body longer than its Content-Length {t}"),
-                }));
-            }
-        }
-        if batch.len() >= SPOOL_CHUNK || (end && !batch.is_empty()) {
-            // One write in flight: wait for the previous one (it ran while
-            // this batch arrived), then hand this batch over.
-            if let Some((j, n)) = job.take() {
-                let mut b = join(j).await?;
-                b.clear();
-                spare = Some(b);
-                written += n;
-                if written - synced >= SYNC_EVERY && sync.as_ref().is_none_or(|s| s.is_finished()) {
-                    if let Some(s) = sync.take() {
-                        join(s).await?;
-                    }
-                    let file = file.clone();
-                    sync = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-                    synced = written;
-                }
-            }
-            let next = spare.take().unwrap_or_else(|| Vec::with_capacity(SPOOL_CHUNK));
-            let full = std::mem::replace(&mut batch, next);
-            let n = full.len() as u64;
-            let (file, fetch, base) = (file.clone(), f.clone(), written);
-            job = Some((
-                tokio::task::spawn_blocking(move || {
-                    let mut out: &std::fs::File = &file;
-                    out.write_all(&full)?;
-                    // In the file (page cache): followers may read it.
-                    fetch.progress.send_modify(|p| p.written = base + n);
-                    Ok(full)
-                }),
-                n,
-            ));
-        }
-        if end {
-            break;
-        }
+    let received = receive(upstream, &mut body, &mut w).await?;
+    let remote = upstream.remote().name.clone();
+    if let Some(want) = total.filter(|t| *t != received) {
+        return Err(FetchError::Truncated { remote, got: received, want });
     }
-    if let Some((j, n)) = job.take() {
-        join(j).await?;
-        written += n;
-    }
-    if let Some(t) = total {
-        if written != t {
-            return Err(FetchError::Truncated {
-                remote,
-                got: written,
-                want: t,
-            });
-        }
-    }
-    let actual = hasher.finish();
+    let actual = w.digest();
     if actual != f.digest {
-        return Err(FetchError::DigestMismatch {
-            remote,
-            expected: f.digest.clone(),
-            actual,
-        });
+        return Err(FetchError::DigestMismatch { remote, expected: f.digest.clone(), actual });
     }
-    // Verified: followers may send the last byte now. Followers learn the
-    // final size from `written`.
+    // Verified and all in the spool: followers may send the last byte now.
+    w.flush().await?;
     f.progress.send_modify(|p| {
-        if written != 0 || total.is_some() {
-            p.total = Some(written);
-        }
-        p.written = written;
+        p.total = Some(received);
+        p.written = received;
         p.verified = true;
     });
-    if let Some(s) = sync.take() {
-        join(s).await?;
-    }
-    let file2 = file.clone();
-    join(tokio::task::spawn_blocking(move || file2.sync_all())).await?;
-    drop(file);
-    // Link first, then rename: a request in between finds no blob file and
-    // joins this fetch (still in the table), never a linked-but-missing
-    // blob that would send it to the remote again. A link whose blob never
-    // arrives (commit failed, crash) is harmless: a blob is only served
-    // when both exist.
+    // Link first, then commit: a request in between finds no blob and joins
+    // this fetch (still in the table), never a linked-but-missing blob that
+    // would send it to the remote again. A link whose blob never arrives
+    // (commit failed, crash) is harmless: a blob is only served when both
+    // exist.
     link(store, cache_repo, &f.digest).await;
-    store
-        .commit_blob_file(f.spool.clone(), &f.digest)
-        .await
-        .map_err(|e| FetchError::Io(e.to_string()))?;
+    w.commit(&f.digest).await?;
     Ok(())
+}
+
+/// Copy the upstream body into the writer; returns the bytes received.
+async fn receive(upstream: &Upstream, body: &mut BlobStream, w: &mut BlobWriter) -> Result<u64, FetchError> {
+    let total = body.content_length;
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            UpstreamError::Unreachable { remote, reason } => UpstreamError::Unreachable {
+                remote,
+                reason: format!("{reason} (after {received} bytes)"),
+            },
+            e => e,
+        })?;
+        received += chunk.len() as u64;
+        upstream.stats.bytes.fetch_add(chunk.len() as u64, Relaxed);
+        if let Some(want) = total.filter(|t| received > *t) {
+            return Err(FetchError::TooLong { remote: upstream.remote().name.clone(), want });
+        }
+        w.write(chunk).await?;
+    }
+    Ok(received)
+}
+
+async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
+    if let Err(e) = store.repo(cache_repo).link_blob(d).await {
+        tracing::warn!(digest = %d, error = %e, "could not link cached blob");
+    }
 }
 
 /// Reads a fetch's bytes as they land in the spool file.
@@ -425,18 +326,28 @@ pub struct Follower {
 
 impl Follower {
     async fn open(&mut self) -> io::Result<()> {
-        // After commit the spool has been renamed into the store; an open
-        // handle keeps working, a late opener finds the final path.
-        let (spool, final_path) = (self.fetch.spool.clone(), self.fetch.final_path.clone());
-        let f = tokio::task::spawn_blocking(move || match std::fs::File::open(&spool) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::File::open(&final_path),
-            other => other,
-        })
-        .await
-        .map_err(|e| io::Error::other(format!("open task failed: {e}")))??;
-        // Positional reads: no seek needed. One recycled buffer: a
-        // follower holds at most two chunks (hyper's and the one read).
-        self.file = Some(ChunkReader::with_pool(f, READ_CHUNK, 1));
+        // After the commit the spool is the blob; an open handle keeps
+        // working, a late opener finds the committed blob.
+        let spool = self.fetch.spool.get().cloned().flatten();
+        let from_spool = match spool {
+            Some(p) => match tokio::task::spawn_blocking(move || std::fs::File::open(p)).await {
+                Ok(Ok(f)) => Some(f),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => None,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(io::Error::other(format!("open task failed: {e}"))),
+            },
+            None => None,
+        };
+        let file = match from_spool {
+            Some(f) => f,
+            None => match self.fetch.store.blobs().open(&self.fetch.digest).await.map_err(io::Error::other)? {
+                Some(BlobData::File { file, .. }) => file,
+                None => return Err(io::Error::new(io::ErrorKind::NotFound, "blob vanished while being fetched")),
+            },
+        };
+        // Positional reads: no seek needed. One recycled buffer: a follower
+        // holds at most two chunks (hyper's and the one read).
+        self.file = Some(ChunkReader::with_pool(file, READ_CHUNK, 1));
         Ok(())
     }
 
@@ -470,24 +381,7 @@ impl Follower {
                 avail = avail.min(e);
             }
             if self.pos < avail {
-                if self.file.is_none() {
-                    if let Err(e) = self.open().await {
-                        return Some(Err(e));
-                    }
-                }
-                let reader = self.file.as_mut()?;
-                let want = (avail - self.pos).min(READ_CHUNK as u64) as usize;
-                return match reader.read(self.pos, want).await {
-                    Ok(b) => {
-                        self.pos += b.len() as u64;
-                        Some(Ok(b))
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "spool shorter than reported",
-                    ))),
-                    Err(e) => Some(Err(e)),
-                };
+                return Some(self.read(avail).await);
             }
             if done {
                 return None;
@@ -495,6 +389,23 @@ impl Follower {
             if self.rx.changed().await.is_err() {
                 return Some(Err(io::Error::other("blob fetch vanished")));
             }
+        }
+    }
+
+    /// Read the next chunk below `avail` from the spool.
+    async fn read(&mut self, avail: u64) -> io::Result<Bytes> {
+        if self.file.is_none() {
+            self.open().await?;
+        }
+        let reader = self.file.as_mut().ok_or_else(|| io::Error::other("spool not open"))?;
+        let want = (avail - self.pos).min(READ_CHUNK as u64) as usize;
+        match reader.read(self.pos, want).await {
+            Ok(b) => {
+                self.pos += b.len() as u64;
+                Ok(b)
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool shorter than reported")),
+            Err(e) => Err(e),
         }
     }
 

@@ -11,9 +11,9 @@
 pub mod evict;
 pub mod inflight;
 pub mod policy;
+mod prefetch;
 
 use std::collections::HashMap;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +22,10 @@ use bytes::Bytes;
 
 use crate::oci::manifest::Manifest;
 use crate::oci::{Algorithm, Digest, Reference, Tag};
-use crate::store::{Store, StoredManifest};
+use crate::store::{BlobData, Store, StoreError, StoredManifest};
 use crate::upstream::{Retries, Upstream, UpstreamError};
 use inflight::{Fetch, FetchError, Inflight, Phase};
+pub use prefetch::PrefetchReport;
 pub use policy::{PolicyError, RemoteTarget, Route, Router};
 
 /// How long a tag is trusted after the remote could not be asked.
@@ -49,8 +50,8 @@ pub enum ProxyError {
     Fetch(FetchError),
     #[error("remote {remote} sent an invalid manifest: {message}")]
     BadManifest { remote: String, message: String },
-    #[error("storage error: {0}")]
-    Io(#[from] io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Counters (exported as metrics by the operations layer).
@@ -66,8 +67,8 @@ pub struct ProxyStats {
 
 /// A blob ready to serve.
 pub enum BlobSource {
-    /// Cached: a plain file.
-    Local(tokio::fs::File, u64),
+    /// Cached.
+    Local(BlobData),
     /// Being fetched: follow the spool.
     Fetching(Arc<Fetch>, Option<u64>),
 }
@@ -83,10 +84,14 @@ pub struct Proxy {
     negative: moka::future::Cache<String, Instant>,
     /// Per remote name (every remote of the router has an entry).
     stats: HashMap<String, ProxyStats>,
+    /// Keeps the cache under its caps (woken by fetches).
+    evictor: Arc<evict::Evictor>,
 }
 
 impl Proxy {
-    pub fn new(store: Store, router: Router) -> Result<Proxy, String> {
+    /// The proxy for `router`'s remotes, caching in `store`, evicting above
+    /// each remote's `max_size` and `global_cap` over all remotes.
+    pub fn new(store: Store, router: Router, global_cap: Option<u64>) -> Result<Proxy, String> {
         let mut upstreams = HashMap::new();
         for r in router.remotes() {
             let up = Upstream::new(r.clone()).map_err(|e| format!("remote {}: {e}", r.name))?;
@@ -99,14 +104,16 @@ impl Proxy {
                 .build()
         };
         let stats = router.remotes().iter().map(|r| (r.name.clone(), ProxyStats::default())).collect();
+        let evictor = Arc::new(evict::Evictor::new(store.clone(), router.remotes().to_vec(), global_cap));
         Ok(Proxy {
             store,
             router,
             upstreams,
-            inflight: Arc::new(Inflight::default()),
+            inflight: Arc::new(Inflight::new(evictor.wake())),
             fresh: cache(),
             negative: cache(),
             stats,
+            evictor,
         })
     }
 
@@ -116,6 +123,11 @@ impl Proxy {
 
     pub fn inflight(&self) -> &Inflight {
         &self.inflight
+    }
+
+    /// The cache evictor (its loop is started by the app).
+    pub fn evictor(&self) -> &Arc<evict::Evictor> {
+        &self.evictor
     }
 
     /// Counters per remote, in config order: cache and upstream side.
@@ -158,7 +170,7 @@ impl Proxy {
     }
 
     async fn manifest_by_digest(&self, t: &RemoteTarget, d: &Digest) -> Result<StoredManifest, ProxyError> {
-        if let Some(m) = self.store.get_manifest(&t.cache_repo, d).await? {
+        if let Some(m) = self.store.repo(&t.cache_repo).manifest(d).await? {
             self.stats(t).manifest_hits.fetch_add(1, Relaxed);
             return Ok(m);
         }
@@ -178,8 +190,9 @@ impl Proxy {
 
     async fn manifest_by_tag(&self, t: &RemoteTarget, tag: &Tag) -> Result<StoredManifest, ProxyError> {
         let key = format!("{}:{tag}", t.cache_repo);
-        let cached = match self.store.resolve_tag(&t.cache_repo, tag).await? {
-            Some(d) => self.store.get_manifest(&t.cache_repo, &d).await?,
+        let repo = self.store.repo(&t.cache_repo);
+        let cached = match repo.tag(tag).await? {
+            Some(d) => repo.manifest(&d).await?,
             None => None,
         };
         if let Some(m) = &cached {
@@ -279,10 +292,11 @@ impl Proxy {
         let parsed = Manifest::parse(&bytes, Some(&rm.media_type)).map_err(|e| bad(e.to_string()))?;
         let subject = parsed.subject.as_ref().map(|s| &s.digest);
         self.store
-            .put_manifest(&t.cache_repo, &digest, &parsed.media_type, bytes.clone(), tag, subject)
+            .repo(&t.cache_repo)
+            .put_manifest(&digest, &parsed.media_type, bytes.clone(), tag, subject)
             .await?;
         tracing::info!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %digest, "manifest cached");
-        evict::fetched();
+        self.evictor.fetched();
         Ok(StoredManifest {
             digest,
             media_type: parsed.media_type,
@@ -293,21 +307,22 @@ impl Proxy {
     /// A blob of a remote repository: from the store, or by joining (or
     /// starting) its upstream fetch.
     pub async fn blob(&self, t: &RemoteTarget, d: &Digest) -> Result<BlobSource, ProxyError> {
-        if self.store.repo_has_blob(&t.cache_repo, d).await? {
-            if let Some((f, len)) = self.store.open_blob(d).await? {
+        let repo = self.store.repo(&t.cache_repo);
+        if repo.links_blob(d).await? {
+            if let Some(data) = self.store.blobs().open(d).await? {
                 self.stats(t).blob_hits.fetch_add(1, Relaxed);
-                return Ok(BlobSource::Local(f, len));
+                return Ok(BlobSource::Local(data));
             }
         }
-        if self.store.blob_size(d).await?.is_some() {
+        if self.store.blobs().size(d).await?.is_some() {
             // The bytes are here (pushed or cached under another name), but
             // this remote repository must really have them before wharf
             // serves them under its name.
             self.remote_blob_size(t, d).await?;
-            self.store.link_blob(&t.cache_repo, d).await?;
-            if let Some((f, len)) = self.store.open_blob(d).await? {
+            repo.link_blob(d).await?;
+            if let Some(data) = self.store.blobs().open(d).await? {
                 self.stats(t).blob_hits.fetch_add(1, Relaxed);
-                return Ok(BlobSource::Local(f, len));
+                return Ok(BlobSource::Local(data));
             }
         }
         self.stats(t).blob_misses.fetch_add(1, Relaxed);
@@ -336,8 +351,8 @@ impl Proxy {
 
     /// Size of a blob for `HEAD`, without downloading it.
     pub async fn blob_size(&self, t: &RemoteTarget, d: &Digest) -> Result<u64, ProxyError> {
-        if self.store.repo_has_blob(&t.cache_repo, d).await? {
-            if let Some(n) = self.store.blob_size(d).await? {
+        if self.store.repo(&t.cache_repo).links_blob(d).await? {
+            if let Some(n) = self.store.blobs().size(d).await? {
                 return Ok(n);
             }
         }
@@ -361,7 +376,7 @@ impl Proxy {
             Ok(r) => Ok(r),
             Err(e) if e.is_not_found() => Err(Self::not_found(t, Missing::Repository, "tags")),
             Err(e) if e.is_transient() => {
-                let Some(tags) = self.store.tags(&t.cache_repo).await? else {
+                let Some(tags) = self.store.repo(&t.cache_repo).tags(None, usize::MAX).await? else {
                     return Err(e.into());
                 };
                 self.stats(t).stale_served.fetch_add(1, Relaxed);

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use resolver::{CachedCredentials, RemoteCredentials};
+pub use resolver::{CachedCredentials, RemoteCredentials, RemoteInfo};
 
 /// A string that must never reach logs, errors, metrics or debug output.
 #[derive(Clone, PartialEq, Eq)]

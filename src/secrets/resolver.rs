@@ -279,22 +279,35 @@ pub struct RemoteCredentials {
     entries: Vec<Arc<CachedCredentials>>,
 }
 
+/// What the resolver needs to know about the remote whose credentials it
+/// serves (the config builds it; secrets never import the config).
+#[derive(Debug, Clone)]
+pub struct RemoteInfo<'a> {
+    pub name: &'a str,
+    /// Hosts the remote is known by (for Docker `config.json` lookups).
+    pub hosts: &'a [String],
+    /// The registry API's host.
+    pub api_host: Option<&'a str>,
+    pub entries: &'a [CredentialEntry],
+    /// How long a resolved secret is used before it is read again.
+    pub ttl: std::time::Duration,
+}
+
 impl RemoteCredentials {
-    pub fn new(remote: &crate::config::Remote) -> RemoteCredentials {
-        let api_host = remote.url.host_str().map(str::to_string);
+    pub fn new(remote: RemoteInfo<'_>) -> RemoteCredentials {
         RemoteCredentials {
             entries: remote
-                .credentials
+                .entries
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
                     Arc::new(CachedCredentials::new(
-                        &remote.name,
+                        remote.name,
                         i,
                         e.clone(),
-                        remote.hosts.clone(),
-                        api_host.clone(),
-                        remote.credentials_ttl,
+                        remote.hosts.to_vec(),
+                        remote.api_host.map(str::to_string),
+                        remote.ttl,
                     ))
                 })
                 .collect(),

@@ -1,98 +1,75 @@
-//! Blobs: content files shared by all repositories, and the per-repository
-//! links that say a repository may serve them.
+//! [`Blobs`]: content by digest, shared by every repository. Which
+//! repository may serve a blob is [`super::Repo`]'s business (its links).
 
-use std::io;
-use std::path::PathBuf;
+use bytes::Bytes;
 
-use super::fsutil::{commit_file, read_opt, remove_if_exists, write_atomic};
-use super::{blocking, Store};
-use crate::oci::{Digest, RepoName};
+use super::backend::{BlobData, ObjectMeta, SinkAt};
+use super::{BlobWriter, Result, Store};
+use crate::oci::{Algorithm, Digest};
 
-impl Store {
+/// The blob facet of a [`Store`].
+pub struct Blobs<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Blobs<'a> {
+    pub(super) fn new(store: &'a Store) -> Blobs<'a> {
+        Blobs { store }
+    }
+
     /// Size of a stored blob, if present.
-    pub async fn blob_size(&self, d: &Digest) -> io::Result<Option<u64>> {
-        match tokio::fs::metadata(self.layout().blob(d)).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    pub async fn size(&self, d: &Digest) -> Result<Option<u64>> {
+        Ok(self.store.blob_backend().stat(d).await?.map(|m| m.size))
     }
 
-    /// Open a stored blob for reading, with its size.
-    pub async fn open_blob(&self, d: &Digest) -> io::Result<Option<(tokio::fs::File, u64)>> {
-        match tokio::fs::File::open(self.layout().blob(d)).await {
-            Ok(f) => {
-                let len = f.metadata().await?.len();
-                Ok(Some((f, len)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+    pub async fn stat(&self, d: &Digest) -> Result<Option<ObjectMeta>> {
+        Ok(self.store.blob_backend().stat(d).await?)
     }
 
-    /// Path of a stored blob (for sendfile-style serving); may not exist.
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.layout().blob(d)
+    /// Open a stored blob for reading.
+    pub async fn open(&self, d: &Digest) -> Result<Option<BlobData>> {
+        Ok(self.store.blob_backend().open(d).await?)
     }
 
-    /// Whether `repo` links blob `d` and its content is present.
-    pub async fn repo_has_blob(&self, repo: &RepoName, d: &Digest) -> io::Result<bool> {
-        let link = self.layout().layer_link(repo, d);
-        Ok(tokio::fs::try_exists(link).await.unwrap_or(false) && self.blob_size(d).await?.is_some())
+    /// A writer for a new blob hashed with `algorithm`; nothing is visible
+    /// until [`BlobWriter::commit`].
+    pub async fn writer(&self, algorithm: Algorithm) -> Result<BlobWriter> {
+        let sink = self.store.blob_backend().sink(SinkAt::Temp).await?;
+        Ok(BlobWriter::new(sink, algorithm))
     }
 
-    /// Link an existing blob into `repo` (idempotent).
-    pub async fn link_blob(&self, repo: &RepoName, d: &Digest) -> io::Result<()> {
-        let link = self.layout().layer_link(repo, d);
-        if tokio::fs::try_exists(&link).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let tmp = self.temp_path();
-        let r = blocking(move || write_atomic(&tmp, &link, b"")).await;
-        self.usage_changed(repo);
-        r
-    }
-
-    /// Remove `repo`'s link to `d`; the content stays until GC. Returns
-    /// whether the link existed.
-    pub async fn unlink_blob(&self, repo: &RepoName, d: &Digest) -> io::Result<bool> {
-        let link = self.layout().layer_link(repo, d);
-        let r = blocking(move || remove_if_exists(&link)).await;
-        self.usage_changed(repo);
-        r
-    }
-
-    /// Move a verified, fsynced file into the blob store. If the blob is
-    /// already present (a concurrent push of the same content), the new copy
-    /// is discarded: content-addressed files are identical by definition.
-    pub async fn commit_blob_file(&self, verified: PathBuf, d: &Digest) -> io::Result<()> {
-        let dest = self.layout().blob(d);
-        blocking(move || {
-            if dest.exists() {
-                remove_if_exists(&verified)?;
-                // Fresh again: GC's grace period protects a re-pushed blob
-                // until the manifest that needs it arrives.
-                super::gc::touch(&dest);
-                return Ok(());
-            }
-            commit_file(&verified, &dest)
-        })
-        .await
-    }
-
-    /// Store a small blob (a manifest) whose digest the caller computed.
-    pub async fn put_small_blob(&self, d: &Digest, bytes: bytes::Bytes) -> io::Result<()> {
-        let dest = self.layout().blob(d);
-        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let tmp = self.temp_path();
-        blocking(move || write_atomic(&tmp, &dest, &bytes)).await
+    /// Store a small blob (a manifest) whose digest the caller computed
+    /// from `bytes`.
+    pub async fn put_small(&self, d: &Digest, bytes: Bytes) -> Result<()> {
+        Ok(self.store.blob_backend().put_small(d, bytes).await?)
     }
 
     /// Read a small blob fully (manifests only; blobs are streamed).
-    pub async fn read_small_blob(&self, d: &Digest) -> io::Result<Option<bytes::Bytes>> {
-        let p = self.layout().blob(d);
-        Ok(blocking(move || read_opt(&p)).await?.map(bytes::Bytes::from))
+    pub async fn read_small(&self, d: &Digest) -> Result<Option<Bytes>> {
+        Ok(self.store.blob_backend().read_small(d).await?)
+    }
+
+    /// Remove a blob's content (GC and eviction only).
+    pub async fn delete(&self, d: &Digest) -> Result<bool> {
+        Ok(self.store.blob_backend().delete(d).await?)
+    }
+
+    /// Refresh a blob's modification time (GC's grace period).
+    pub async fn touch(&self, d: &Digest) -> Result<()> {
+        Ok(self.store.blob_backend().touch(d).await?)
+    }
+
+    /// Every blob with its size and modification time.
+    pub async fn list(&self) -> Result<Vec<(Digest, ObjectMeta)>> {
+        Ok(self.store.blob_backend().list().await?)
+    }
+
+    /// Sum of the sizes of `digests` present in the store.
+    pub async fn total_size(&self, digests: impl IntoIterator<Item = &Digest>) -> Result<u64> {
+        let mut n = 0;
+        for d in digests {
+            n += self.size(d).await?.unwrap_or(0);
+        }
+        Ok(n)
     }
 }

@@ -1,150 +1,171 @@
-//! The only place that turns names and digests into paths.
+//! The only place that turns names and digests into storage keys.
 //!
 //! ```text
-//! <root>/wharf.lock
-//! <root>/blobs/<alg>/<hex[0..2]>/<hex>          content, shared by all repositories
-//! <root>/tmp/<uuid>                            files being written (removed at start-up)
-//! <root>/uploads/<uuid>/{data,meta.json}       upload sessions
-//! <root>/repos/<name>/_layers/<alg>/<hex>      blob linked into the repository
-//! <root>/repos/<name>/_manifests/<alg>/<hex>   manifest revision; content: its media type
-//! <root>/repos/<name>/_tags/<tag>              content: the tagged digest
-//! <root>/repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
-//! <root>/repos/<name>/_pinned/<alg>/<hex>      cached manifest pinned (never evicted)
+//! blobs/<alg>/<hex[0..2]>/<hex>               content, shared by all repositories
+//! uploads/<uuid>/{data,meta.json}             upload sessions
+//! repos/<name>/_layers/<alg>/<hex>            blob linked into the repository
+//! repos/<name>/_manifests/<alg>/<hex>         manifest revision; content: its media type
+//! repos/<name>/_manifests/<alg>/<hex>.pulled  marker; its mtime is the last pull
+//! repos/<name>/_tags/<tag>                    content: the tagged digest
+//! repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
+//! repos/<name>/_pinned/<alg>/<hex>            cached manifest pinned (never evicted)
+//! auth/{robots.json,projects.json,token.key}  accounts and projects made at run time
 //! ```
+//!
+//! On the filesystem a key is a path under the data directory, which also
+//! holds `wharf.lock` and `tmp/` (files being written, removed at start-up);
+//! [`FS_LOCK`] and [`FS_TMP`] name them.
 //!
 //! Repository names, tags, digests and upload ids arrive here already
 //! validated (see `oci`), and their grammars admit no `..`, no separators
 //! other than `/` between name components, and no leading `_`, so a
 //! repository directory can never collide with the `_*` metadata folders.
 
-use std::path::{Path, PathBuf};
-
 use crate::oci::{Digest, RepoName, Tag};
 
-#[derive(Debug, Clone)]
-pub struct Layout {
-    root: PathBuf,
+/// The lock file that keeps a second wharf off a data directory.
+pub const FS_LOCK: &str = "wharf.lock";
+/// Where files are written before they are renamed into place.
+pub const FS_TMP: &str = "tmp";
+
+/// Top-level directories every backend creates.
+pub const TOP_DIRS: [&str; 4] = ["blobs/", "uploads/", "repos/", "auth/"];
+
+/// Keys of documents that are not per repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doc {
+    Robots,
+    Projects,
+    TokenKey,
 }
 
-impl Layout {
-    pub fn new(root: PathBuf) -> Layout {
-        Layout { root }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    pub fn lock_file(&self) -> PathBuf {
-        self.root.join("wharf.lock")
-    }
-
-    pub fn blobs_dir(&self) -> PathBuf {
-        self.root.join("blobs")
-    }
-
-    pub fn blob(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.blobs_dir()
-            .join(d.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
-    }
-
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
-    }
-
-    pub fn tmp_file(&self) -> PathBuf {
-        self.tmp_dir().join(uuid::Uuid::new_v4().to_string())
-    }
-
-    pub fn uploads_dir(&self) -> PathBuf {
-        self.root.join("uploads")
-    }
-
-    /// `id` must be a UUID (checked by the caller).
-    pub fn upload_dir(&self, id: &str) -> PathBuf {
-        self.uploads_dir().join(id)
-    }
-
-    pub fn upload_data(&self, id: &str) -> PathBuf {
-        self.upload_dir(id).join("data")
-    }
-
-    pub fn upload_meta(&self, id: &str) -> PathBuf {
-        self.upload_dir(id).join("meta.json")
-    }
-
-    pub fn repos_dir(&self) -> PathBuf {
-        self.root.join("repos")
-    }
-
-    pub fn repo_dir(&self, name: &RepoName) -> PathBuf {
-        let mut p = self.repos_dir();
-        for c in name.components() {
-            p.push(c);
-        }
-        p
-    }
-
-    fn digest_path(base: PathBuf, d: &Digest) -> PathBuf {
-        base.join(d.algorithm().as_str()).join(d.hex())
-    }
-
-    pub fn layer_link(&self, name: &RepoName, d: &Digest) -> PathBuf {
-        Self::digest_path(self.repo_dir(name).join("_layers"), d)
-    }
-
-    pub fn manifests_dir(&self, name: &RepoName) -> PathBuf {
-        self.repo_dir(name).join("_manifests")
-    }
-
-    pub fn manifest_link(&self, name: &RepoName, d: &Digest) -> PathBuf {
-        Self::digest_path(self.manifests_dir(name), d)
-    }
-
-    pub fn tags_dir(&self, name: &RepoName) -> PathBuf {
-        self.repo_dir(name).join("_tags")
-    }
-
-    pub fn tag_file(&self, name: &RepoName, tag: &Tag) -> PathBuf {
-        self.tags_dir(name).join(tag.as_str())
-    }
-
-    pub fn referrers_dir(&self, name: &RepoName, subject: &Digest) -> PathBuf {
-        Self::digest_path(self.repo_dir(name).join("_referrers"), subject)
-    }
-
-    pub fn pins_dir(&self, name: &RepoName) -> PathBuf {
-        self.repo_dir(name).join("_pinned")
-    }
-
-    pub fn pin_file(&self, name: &RepoName, d: &Digest) -> PathBuf {
-        Self::digest_path(self.pins_dir(name), d)
-    }
-
-    pub fn referrer_link(&self, name: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
-        self.referrers_dir(name, subject)
-            .join(format!("{}-{}", referrer.algorithm().as_str(), referrer.hex()))
+pub fn doc(d: Doc) -> &'static str {
+    match d {
+        Doc::Robots => "auth/robots.json",
+        Doc::Projects => "auth/projects.json",
+        Doc::TokenKey => "auth/token.key",
     }
 }
+
+fn digest_key(dir: &str, d: &Digest) -> String {
+    format!("{dir}{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+/// `blobs/<alg>/<xx>/<hex>`
+pub fn blob(d: &Digest) -> String {
+    let hex = d.hex();
+    format!("blobs/{}/{}/{hex}", d.algorithm().as_str(), &hex[..2])
+}
+
+pub const BLOBS: &str = "blobs/";
+
+/// The digest a `blobs/<alg>/<xx>/<hex>` key names.
+pub fn blob_digest(alg_dir: &str, name: &str) -> Option<Digest> {
+    format!("{}:{name}", alg_dir.trim_end_matches('/')).parse().ok()
+}
+
+pub const UPLOADS: &str = "uploads/";
+
+/// `uploads/<id>/` (`id` is a validated UUID).
+pub fn upload_dir(id: &str) -> String {
+    format!("uploads/{id}/")
+}
+
+pub fn upload_data(id: &str) -> String {
+    format!("uploads/{id}/data")
+}
+
+pub fn upload_meta(id: &str) -> String {
+    format!("uploads/{id}/meta.json")
+}
+
+pub const REPOS: &str = "repos/";
+
+/// `repos/<name>/`
+pub fn repo_dir(name: &RepoName) -> String {
+    format!("repos/{name}/")
+}
+
+/// The subdirectories whose presence makes a directory a repository.
+pub const REPO_MARKERS: [&str; 3] = ["_manifests/", "_layers/", "_tags/"];
+
+pub fn layers_dir(name: &RepoName, alg: &str) -> String {
+    format!("repos/{name}/_layers/{alg}/")
+}
+
+pub fn layer_link(name: &RepoName, d: &Digest) -> String {
+    digest_key(&format!("repos/{name}/_layers/"), d)
+}
+
+pub fn manifests_dir(name: &RepoName, alg: &str) -> String {
+    format!("repos/{name}/_manifests/{alg}/")
+}
+
+pub fn manifest_link(name: &RepoName, d: &Digest) -> String {
+    digest_key(&format!("repos/{name}/_manifests/"), d)
+}
+
+/// The marker whose modification time is the manifest's last pull.
+pub fn pull_marker(name: &RepoName, d: &Digest) -> String {
+    format!("{}.pulled", manifest_link(name, d))
+}
+
+pub fn tags_dir(name: &RepoName) -> String {
+    format!("repos/{name}/_tags/")
+}
+
+pub fn tag(name: &RepoName, tag: &Tag) -> String {
+    format!("repos/{name}/_tags/{tag}")
+}
+
+pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
+    format!("{}/", digest_key(&format!("repos/{name}/_referrers/"), subject))
+}
+
+pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
+    format!("{}{}-{}", referrers_dir(name, subject), referrer.algorithm().as_str(), referrer.hex())
+}
+
+/// The digest a referrer link's name (`<alg>-<hex>`) names.
+pub fn referrer_digest(name: &str) -> Option<Digest> {
+    name.replacen('-', ":", 1).parse().ok()
+}
+
+pub fn pins_dir(name: &RepoName, alg: &str) -> String {
+    format!("repos/{name}/_pinned/{alg}/")
+}
+
+pub fn pin(name: &RepoName, d: &Digest) -> String {
+    digest_key(&format!("repos/{name}/_pinned/"), d)
+}
+
+/// The digest named by an entry of a `<dir>/<alg>/` listing; markers such
+/// as `<hex>.pulled` are not digests.
+pub fn listed_digest(alg: &str, name: &str) -> Option<Digest> {
+    if name.contains('.') || name.ends_with('/') {
+        return None;
+    }
+    format!("{alg}:{name}").parse().ok()
+}
+
+/// The digest algorithms, as directory names.
+pub const ALGORITHMS: [&str; 2] = ["sha256", "sha512"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn paths_stay_under_root() {
-        let l = Layout::new(PathBuf::from("/data"));
+    fn keys() {
         let d = Digest::sha256_of(b"x");
         let n: RepoName = "a/b/c".parse().unwrap();
-        assert!(l.blob(&d).starts_with("/data/blobs/sha256/"));
-        assert_eq!(
-            l.layer_link(&n, &d),
-            PathBuf::from(format!("/data/repos/a/b/c/_layers/sha256/{}", d.hex()))
-        );
+        assert!(blob(&d).starts_with("blobs/sha256/"));
+        assert_eq!(layer_link(&n, &d), format!("repos/a/b/c/_layers/sha256/{}", d.hex()));
         let t: Tag = "v1".parse().unwrap();
-        assert_eq!(l.tag_file(&n, &t), PathBuf::from("/data/repos/a/b/c/_tags/v1"));
+        assert_eq!(tag(&n, &t), "repos/a/b/c/_tags/v1");
+        assert_eq!(referrer_digest(&referrer_link(&n, &d, &d).rsplit('/').next().unwrap().to_string()), Some(d.clone()));
+        assert_eq!(listed_digest("sha256", d.hex()), Some(d.clone()));
+        assert_eq!(listed_digest("sha256", &format!("{}.pulled", d.hex())), None);
+        assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
     }
 }

@@ -1,37 +1,46 @@
-//! The content-addressed store on the local filesystem.
+//! The content-addressed store.
 //!
-//! Owns everything under the data directory: blobs (by digest, shared by all
-//! repositories), upload sessions, and per-repository metadata (which blobs
-//! and manifests a repository links, its tags, its referrers). It must never
-//! make a blob visible before its bytes were hashed, matched their digest,
-//! were fsynced and atomically renamed into place, and it never speaks HTTP.
+//! Owns everything wharf keeps: blobs (by digest, shared by all
+//! repositories), upload sessions, per-repository metadata (which blobs and
+//! manifests a repository links, its tags, referrers, pins and pull times)
+//! and the documents of accounts and projects. It must never make a blob
+//! visible before its bytes were hashed and matched their digest (the only
+//! way in is [`BlobWriter::commit`]), and it never speaks HTTP.
 //!
-//! Write protocol for every file: write to `tmp/`, fsync, rename into place,
-//! fsync the parent directory. A crash at any point leaves either the old
-//! state or the new one plus garbage in `tmp/` (removed at start-up).
+//! Shape: a [`Store`] handle hands out small facets — [`Blobs`],
+//! [`Repo`] (one repository), [`Uploads`], [`Meta`] — written once against
+//! two backend traits ([`backend::ObjectStore`] for small objects,
+//! [`backend::BlobBackend`] for content). [`layout`] is the only code that
+//! knows a key; [`fs`] is the filesystem backend.
 
+pub mod backend;
 mod blobs;
-pub mod chunks;
+mod catalog;
 mod cleanup;
+pub mod fs;
 pub mod gc;
-pub mod fsutil;
 mod inventory;
-mod layout;
+pub mod layout;
 mod manifest_cache;
-mod manifests;
-pub mod pins;
+mod meta;
+mod repo;
 mod uploads;
+mod usage;
+mod writer;
 
-use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
-pub use layout::Layout;
+pub use backend::{BlobData, ObjectMeta};
+pub use blobs::Blobs;
 pub use cleanup::CleanupReport;
 pub use inventory::Artifact;
-pub use manifests::StoredManifest;
-pub use uploads::UploadStatus;
+pub use layout::Doc;
+pub use meta::Meta;
+pub use repo::{Repo, StoredManifest};
+pub use uploads::{UploadStatus, Uploads};
+pub use writer::BlobWriter;
 
 use crate::oci::Digest;
 
@@ -48,9 +57,35 @@ pub enum StoreError {
     SizeMismatch { declared: u64, actual: u64 },
     #[error("request body ended early: {0}")]
     Body(io::Error),
+    #[error("data directory {0} is in use by another wharf process")]
+    Locked(std::path::PathBuf),
+    #[error("the store's disk is full")]
+    Full,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     #[error("storage I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
 }
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> StoreError {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StoreError::Full,
+            _ => StoreError::Io(e),
+        }
+    }
+}
+
+impl From<fs::OpenError> for StoreError {
+    fn from(e: fs::OpenError) -> StoreError {
+        match e {
+            fs::OpenError::Locked(p) => StoreError::Locked(p),
+            fs::OpenError::Io(e) => e.into(),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The store handle: cheap to clone (shared state behind `Arc`).
 #[derive(Clone)]
@@ -59,78 +94,101 @@ pub struct Store {
 }
 
 struct Inner {
-    layout: Layout,
-    /// Upload sessions touched since start-up; sessions found only on disk
-    /// (after a restart) are loaded on first use.
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<uploads::Session>>>>,
-    /// Recently recorded pulls (rate-limits pull-time writes).
-    pull_marks: moka::sync::Cache<String, ()>,
-    /// Per-namespace usage cache and the GC lock (see [`gc`]).
-    usage: gc::UsageCache,
+    objects: Arc<dyn backend::ObjectStore>,
+    blobs: Arc<dyn backend::BlobBackend>,
+    /// Set for the filesystem backend (its root, temp files, lock).
+    fs: Option<fs::FsBackend>,
+    /// Repository names (see [`catalog`]).
+    catalog: catalog::Catalog,
+    /// Per-namespace usage (see [`usage`]).
+    usage: usage::UsageCache,
+    /// Held for writing by a GC sweep, for reading by a manifest `PUT`.
     gc_lock: tokio::sync::RwLock<()>,
     /// Manifests recently read, by repository and digest.
     manifests: manifest_cache::ManifestCache,
-    /// Held for the life of the process: one wharf per data directory.
-    _lock: std::fs::File,
+    /// Recently recorded pulls (rate-limits pull-time writes).
+    pull_marks: moka::sync::Cache<String, ()>,
+    /// Upload sessions in use by a request (one request per session).
+    sessions: uploads::SessionLocks,
 }
 
 impl Store {
-    /// Open (creating if needed) the store under `root`. Takes an exclusive
-    /// lock on the directory and removes temp files left by a crash.
-    pub fn open(root: &Path) -> io::Result<Store> {
-        let layout = Layout::new(root.to_path_buf());
-        for d in [layout.blobs_dir(), layout.tmp_dir(), layout.uploads_dir(), layout.repos_dir()] {
-            std::fs::create_dir_all(&d)?;
-        }
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(layout.lock_file())?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::other(format!(
-                    "data directory {} is in use by another wharf process",
-                    root.display()
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-        // Nobody else can be writing here: everything in tmp/ is a leftover.
-        cleanup::empty_dir(&layout.tmp_dir())?;
-        Ok(Store {
+    /// Open (creating if needed) a store on the local filesystem under
+    /// `root`. Only one process may hold a data directory.
+    pub fn open(root: &Path) -> Result<Store> {
+        let backend = fs::FsBackend::open(root)?;
+        Ok(Store::with_backends(Arc::new(backend.clone()), Arc::new(backend.clone()), Some(backend)))
+    }
+
+    fn with_backends(
+        objects: Arc<dyn backend::ObjectStore>,
+        blobs: Arc<dyn backend::BlobBackend>,
+        fs: Option<fs::FsBackend>,
+    ) -> Store {
+        Store {
             inner: Arc::new(Inner {
-                layout,
-                sessions: Mutex::new(HashMap::new()),
-                pull_marks: inventory::pull_marks(),
-                usage: gc::UsageCache::default(),
+                objects,
+                blobs,
+                fs,
+                catalog: catalog::Catalog::default(),
+                usage: usage::UsageCache::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
                 manifests: manifest_cache::ManifestCache::default(),
-                _lock: lock,
+                pull_marks: repo::pull_marks(),
+                sessions: uploads::SessionLocks::default(),
             }),
-        })
+        }
     }
 
-    pub fn layout(&self) -> &Layout {
-        &self.inner.layout
+    /// Content by digest.
+    pub fn blobs(&self) -> Blobs<'_> {
+        Blobs::new(self)
     }
 
-    pub fn root(&self) -> &Path {
-        self.inner.layout.root()
+    /// One repository's manifests, tags, referrers and links.
+    pub fn repo<'a>(&'a self, name: &'a crate::oci::RepoName) -> Repo<'a> {
+        Repo::new(self, name)
     }
 
-    /// A fresh path in `tmp/` for a file that will be renamed into place.
-    pub fn temp_path(&self) -> PathBuf {
-        self.inner.layout.tmp_file()
+    /// Upload sessions.
+    pub fn uploads(&self) -> Uploads<'_> {
+        Uploads::new(self)
     }
-}
 
-/// Run blocking filesystem work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
+    /// Documents that are not per repository (robots, projects, the token key).
+    pub fn meta(&self) -> Meta<'_> {
+        Meta::new(self)
+    }
+
+    /// The local data directory, for the filesystem backend.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.inner.fs.as_ref().map(|f| f.root())
+    }
+
+    fn objects(&self) -> &dyn backend::ObjectStore {
+        &*self.inner.objects
+    }
+
+    fn blob_backend(&self) -> &dyn backend::BlobBackend {
+        &*self.inner.blobs
+    }
+
+    /// Whether the store accepts writes now (for `/readyz`): writes and
+    /// removes a probe object.
+    pub async fn check_writable(&self) -> Result<()> {
+        let key = format!("uploads/.probe-{}", uuid::Uuid::new_v4());
+        self.objects().put(&key, bytes::Bytes::from_static(b"readyz")).await?;
+        self.objects().delete(&key).await?;
+        Ok(())
+    }
+
+    /// Held for reading by a manifest `PUT` from its reference check to the
+    /// revision link (see [`gc`]).
+    pub async fn gc_read(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.gc_lock.read().await
+    }
+
+    pub(crate) async fn gc_write(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.inner.gc_lock.write().await
+    }
 }

@@ -1,42 +1,58 @@
-//! Upload sessions: chunks are appended in order, hashed as they stream
-//! through, and the result is committed to the blob store only when the
-//! client's digest matches.
+//! [`Uploads`]: resumable upload sessions. Chunks are appended in order,
+//! hashed as they stream through, and the result becomes a blob only when
+//! the client's digest matches.
 //!
-//! Each session is a folder `uploads/<uuid>/` with `data` and `meta.json`,
-//! so sessions survive a restart. The running hash lives in memory; after a
-//! restart it is rebuilt from `data` on first use. One async mutex per
-//! session serializes requests on the same session.
+//! A session is `uploads/<uuid>/` with the data (written through a
+//! [`BlobWriter`]) and `meta.json`: the repository, the durable offset, the
+//! saved SHA-256 state of the bytes up to it and the backend's resume
+//! state. The metadata is rewritten after every chunk, once the chunk is
+//! durable, so a session continues after a restart (or on another
+//! process) without reading back what it holds. A chunk that fails, or is
+//! cut by a crash, is rolled back to the last offset: the next request
+//! resumes from there and the bytes past it are dropped.
+//!
+//! One request per session at a time: requests on the same session queue
+//! on a per-session lock (in this process).
 
-use std::io::{self, SeekFrom};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::fsutil::{read_opt, write_atomic};
-use super::{blocking, Store, StoreError};
-use crate::oci::{Algorithm, Digest, Hasher, RepoName};
-
-const WRITE_BUFFER: usize = 256 * 1024;
+use super::backend::{BlobData, SinkAt, SinkState};
+use super::writer::BlobWriter;
+use super::{layout, Result, Store, StoreError};
+use crate::oci::{Digest, Hasher, RepoName, ResumableSha256};
 
 #[derive(Serialize, Deserialize)]
-struct Meta {
+struct SessionMeta {
     repo: String,
     started: u64,
+    /// The saved SHA-256 state of the data up to `sink.offset`.
+    #[serde(default)]
+    sha256: String,
+    #[serde(default)]
+    sink: SinkState,
 }
 
-pub(super) struct Session {
-    repo: RepoName,
-    /// Bytes durably in `data` that belong to the upload.
-    offset: u64,
-    /// SHA-256 of `data[..offset]`; `None` until rebuilt after a restart or
-    /// a write error.
-    hasher: Option<Hasher>,
-    /// Set once the session is committed or cancelled.
-    closed: bool,
+/// Feed bytes `[from, to)` of `file` to `f`, a MiB at a time.
+fn read_range(file: &std::fs::File, from: u64, to: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    while pos < to {
+        let n = file.read_at(&mut buf[..(to - pos).min(1 << 20) as usize], pos)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upload data shorter than its offset"));
+        }
+        f(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 /// What a client learns about a session.
@@ -45,302 +61,282 @@ pub struct UploadStatus {
     pub offset: u64,
 }
 
-impl Store {
-    /// Open a new upload session for `repo`; returns its id.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let layout = self.layout().clone();
-        let meta = serde_json::to_vec(&Meta {
-            repo: repo.to_string(),
-            started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-        })
-        .map_err(io::Error::other)?;
-        let tmp = self.temp_path();
-        let id2 = id.clone();
-        blocking(move || {
-            std::fs::create_dir_all(layout.upload_dir(&id2))?;
-            std::fs::File::create(layout.upload_data(&id2))?;
-            write_atomic(&tmp, &layout.upload_meta(&id2), &meta)
+/// Per-session locks of the requests in this process.
+#[derive(Default)]
+pub(super) struct SessionLocks {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SessionLocks {
+    fn get(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    /// Unless a request holds `id`, forget it and return true (cleanup may
+    /// remove it: a request that looks it up later finds no metadata).
+    pub(super) fn claim_idle(&self, id: &str) -> bool {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(id).is_some_and(|l| l.try_lock().is_err()) {
+            return false;
+        }
+        m.remove(id);
+        true
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The upload facet of a [`Store`].
+pub struct Uploads<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Uploads<'a> {
+    pub(super) fn new(store: &'a Store) -> Uploads<'a> {
+        Uploads { store }
+    }
+
+    async fn save(&self, id: &str, meta: &SessionMeta) -> Result<()> {
+        let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
+        Ok(self.store.objects().put(&layout::upload_meta(id), Bytes::from(bytes)).await?)
+    }
+
+    /// The session's metadata (with bytes that a crash left past the last
+    /// checkpoint taken over), if it exists and belongs to `repo`.
+    async fn load(&self, repo: &RepoName, id: &str) -> Result<SessionMeta> {
+        let mut meta = self.load_saved(repo, id).await?;
+        self.recover(id, &mut meta).await?;
+        Ok(meta)
+    }
+
+    /// A process killed in the middle of a chunk leaves the bytes it wrote
+    /// past the last checkpoint (they are the prefix of what the client
+    /// sent: the file is written in order). Hash them and keep them, so the
+    /// client resumes after them rather than from the chunk's start.
+    async fn recover(&self, id: &str, meta: &mut SessionMeta) -> Result<()> {
+        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await? else {
+            return Ok(());
+        };
+        let from = meta.sink.offset;
+        if len <= from {
+            return Ok(());
+        }
+        let Some(mut h) = ResumableSha256::restore(&meta.sha256).filter(|h| h.len() == from) else {
+            return Ok(());
+        };
+        let h = super::fs::blocking(move || {
+            read_range(&file, from, len, |b| h.update(b))?;
+            Ok(h)
         })
         .await?;
-        let session = Session {
-            repo: repo.clone(),
-            offset: 0,
-            hasher: Some(Hasher::new(Algorithm::Sha256)),
-            closed: false,
+        tracing::info!(upload = id, from, to = len, "upload session resumes after bytes a crash left");
+        meta.sink.offset = len;
+        meta.sha256 = h.save();
+        self.save(id, meta).await
+    }
+
+    /// The session's metadata as last saved.
+    async fn load_saved(&self, repo: &RepoName, id: &str) -> Result<SessionMeta> {
+        let Some(b) = self.store.objects().get(&layout::upload_meta(id)).await? else {
+            return Err(StoreError::UploadUnknown);
         };
-        self.sessions().insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        let meta: SessionMeta = serde_json::from_slice(&b).map_err(|_| StoreError::UploadUnknown)?;
+        if meta.repo != repo.as_str() {
+            return Err(StoreError::UploadUnknown);
+        }
+        Ok(meta)
+    }
+
+    /// Open a new session for `repo`; returns its id.
+    pub async fn start(&self, repo: &RepoName) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let meta = SessionMeta {
+            repo: repo.to_string(),
+            started: unix_now(),
+            sha256: ResumableSha256::new().save(),
+            sink: SinkState::default(),
+        };
+        self.save(&id, &meta).await?;
+        // Creates the (empty) data.
+        let resume = SinkAt::Upload { id: id.clone(), resume: SinkState::default() };
+        self.store.blob_backend().sink(resume).await?;
         Ok(id)
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<tokio::sync::Mutex<Session>>>> {
-        // A poisoned map only means a panic elsewhere; the map itself is fine.
-        self.inner.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Find a session (loading it from disk after a restart) that belongs to
-    /// `repo`. `id` must already be a validated UUID.
-    async fn session(
-        &self,
-        repo: &RepoName,
-        id: &str,
-    ) -> Result<Arc<tokio::sync::Mutex<Session>>, StoreError> {
-        let found = self.sessions().get(id).cloned();
-        let s = match found {
-            Some(s) => s,
-            None => {
-                let layout = self.layout().clone();
-                let id2 = id.to_string();
-                let loaded = blocking(move || {
-                    let Some(meta) = read_opt(&layout.upload_meta(&id2))? else {
-                        return Ok(None);
-                    };
-                    let len = match std::fs::metadata(layout.upload_data(&id2)) {
-                        Ok(m) => m.len(),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
-                    Ok(Some((meta, len)))
-                })
-                .await?;
-                let Some((meta, len)) = loaded else {
-                    return Err(StoreError::UploadUnknown);
-                };
-                let meta: Meta = serde_json::from_slice(&meta).map_err(|_| StoreError::UploadUnknown)?;
-                let repo: RepoName = meta.repo.parse().map_err(|_| StoreError::UploadUnknown)?;
-                let session = Arc::new(tokio::sync::Mutex::new(Session {
-                    repo,
-                    offset: len,
-                    hasher: None,
-                    closed: false,
-                }));
-                self.sessions().entry(id.to_string()).or_insert(session).clone()
-            }
-        };
-        if &s.lock().await.repo != repo {
-            return Err(StoreError::UploadUnknown);
-        }
-        Ok(s)
-    }
-
     /// Current state of a session.
-    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus, StoreError> {
-        let s = self.session(repo, id).await?;
-        let g = s.lock().await;
-        if g.closed {
-            return Err(StoreError::UploadUnknown);
-        }
-        Ok(UploadStatus { offset: g.offset })
+    pub async fn status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        let meta = self.load(repo, id).await?;
+        Ok(UploadStatus { offset: meta.sink.offset })
+    }
+
+    /// A writer continuing the session from its last durable offset.
+    async fn resume(&self, id: &str, meta: &SessionMeta) -> Result<BlobWriter> {
+        let state = match ResumableSha256::restore(&meta.sha256) {
+            Some(s) if s.len() == meta.sink.offset => s,
+            _ => return Err(StoreError::Corrupt(format!("upload {id} has no usable hash state"))),
+        };
+        let at = SinkAt::Upload { id: id.to_string(), resume: meta.sink.clone() };
+        Ok(BlobWriter::resumed(self.store.blob_backend().sink(at).await?, state))
     }
 
     /// Append a chunk. `start` (from `Content-Range`) must equal the current
     /// offset; `declared_len` (from `Content-Length`) must match what
     /// arrives, else the chunk is rolled back.
-    pub async fn upload_append<S, E>(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        start: Option<u64>,
-        declared_len: Option<u64>,
-        body: S,
-    ) -> Result<UploadStatus, StoreError>
+    pub async fn append<S, E>(&self, repo: &RepoName, id: &str, start: Option<u64>, declared_len: Option<u64>, body: S) -> Result<UploadStatus>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let s = self.session(repo, id).await?;
-        let mut g = s.lock().await;
-        if g.closed {
-            return Err(StoreError::UploadUnknown);
-        }
+        let lock = self.store.inner.sessions.get(id);
+        let _held = lock.lock().await;
+        let meta = self.load(repo, id).await?;
         if let Some(start) = start {
-            if start != g.offset {
-                return Err(StoreError::RangeMismatch { offset: g.offset });
+            if start != meta.sink.offset {
+                return Err(StoreError::RangeMismatch { offset: meta.sink.offset });
             }
         }
-        self.append_locked(id, &mut g, declared_len, body).await?;
-        Ok(UploadStatus { offset: g.offset })
+        let mut w = self.resume(id, &meta).await?;
+        let cut = self.append_locked(id, meta, &mut w, declared_len, body).await?;
+        let offset = w.written();
+        match cut {
+            Some(e) => Err(StoreError::Body(e)),
+            None => Ok(UploadStatus { offset }),
+        }
     }
 
-    async fn append_locked<S, E>(
-        &self,
-        id: &str,
-        g: &mut Session,
-        declared_len: Option<u64>,
-        mut body: S,
-    ) -> Result<(), StoreError>
+    /// Stream `body` into `w` and persist the new offset. A chunk with a
+    /// declared length that does not arrive whole is rolled back; a streamed
+    /// chunk that was cut keeps what arrived (returned as `Some(error)`).
+    async fn append_locked<S, E>(&self, id: &str, mut meta: SessionMeta, w: &mut BlobWriter, declared_len: Option<u64>, mut body: S) -> Result<Option<io::Error>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let path = self.layout().upload_data(id);
-        let mut file = match tokio::fs::OpenOptions::new().read(true).write(true).open(&path).await {
-            Ok(f) => f,
-            // Removed by cleanup after this request looked the session up.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UploadUnknown),
-            Err(e) => return Err(e.into()),
-        };
-        if g.hasher.is_none() {
-            g.hasher = Some(rehash(&mut file, g.offset, Algorithm::Sha256).await?);
-        }
-        file.set_len(g.offset).await?;
-        file.seek(SeekFrom::Start(g.offset)).await?;
-        let before = g.hasher.clone();
-        let mut hasher = g.hasher.take().unwrap_or_else(|| Hasher::new(Algorithm::Sha256));
-        let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut written: u64 = 0;
-        let mut body_err = None;
-        let mut io_err = None;
+        let before = w.written();
+        let mut cut = None;
         while let Some(item) = body.next().await {
             match item {
-                Ok(chunk) => {
-                    if let Err(e) = w.write_all(&chunk).await {
-                        io_err = Some(e);
-                        break;
-                    }
-                    hasher.update(&chunk);
-                    written += chunk.len() as u64;
-                }
+                Ok(chunk) => w.write(chunk).await?,
                 Err(e) => {
-                    body_err = Some(io::Error::other(e.into()));
+                    cut = Some(io::Error::other(e.into()));
                     break;
                 }
             }
         }
-        if io_err.is_none() {
-            if let Err(e) = w.flush().await {
-                io_err = Some(e);
+        let received = w.written() - before;
+        if let Some(declared) = declared_len {
+            // A chunk of declared length arrives whole or not at all.
+            let failed = match cut.take() {
+                Some(e) => Some(StoreError::Body(e)),
+                None if declared != received => Some(StoreError::SizeMismatch { declared, actual: received }),
+                None => None,
+            };
+            if let Some(e) = failed {
+                w.rollback().await?;
+                return Err(e);
             }
         }
-        let file = w.into_inner();
-        let rollback = io_err.is_some()
-            || (declared_len.is_some() && (body_err.is_some() || declared_len != Some(written)));
-        if rollback {
-            // Leave the session exactly as it was before this chunk.
-            let _ = file.set_len(g.offset).await;
-            g.hasher = before;
-            if let Some(e) = io_err {
-                return Err(StoreError::Io(e));
-            }
-            if let Some(e) = body_err {
-                return Err(StoreError::Body(e));
-            }
-            return Err(StoreError::SizeMismatch {
-                declared: declared_len.unwrap_or(0),
-                actual: written,
-            });
-        }
-        file.sync_data().await?;
-        g.offset += written;
-        g.hasher = Some(hasher);
-        match body_err {
-            // A streamed chunk that was cut keeps what arrived; the client
-            // can ask for the status and resume.
-            Some(e) => Err(StoreError::Body(e)),
-            None => Ok(()),
-        }
+        let cp = w.checkpoint().await?;
+        meta.sink = cp.sink;
+        meta.sha256 = cp.sha256;
+        self.save(id, &meta).await?;
+        Ok(cut)
     }
 
     /// Finish an upload: append the optional last chunk, verify `digest`,
     /// commit the blob and link it into `repo`. On a digest mismatch the
-    /// session is discarded and nothing is stored.
-    pub async fn upload_finish<S, E>(
-        &self,
-        repo: &RepoName,
-        id: &str,
-        digest: &Digest,
-        declared_len: Option<u64>,
-        body: S,
-    ) -> Result<u64, StoreError>
+    /// session is discarded and nothing is stored. Returns the blob's size.
+    pub async fn finish<S, E>(&self, repo: &RepoName, id: &str, digest: &Digest, declared_len: Option<u64>, body: S) -> Result<u64>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let s = self.session(repo, id).await?;
-        let mut g = s.lock().await;
-        if g.closed {
-            return Err(StoreError::UploadUnknown);
+        let lock = self.store.inner.sessions.get(id);
+        let _held = lock.lock().await;
+        let meta = self.load(repo, id).await?;
+        let mut w = self.resume(id, &meta).await?;
+        if let Some(e) = self.append_locked(id, meta, &mut w, declared_len, body).await? {
+            return Err(StoreError::Body(e));
         }
-        self.append_locked(id, &mut g, declared_len, body).await?;
-        let path = self.layout().upload_data(id);
-        let actual = match (&g.hasher, digest.algorithm()) {
-            (Some(h), alg) if h.algorithm() == alg => h.clone().finish(),
-            (_, alg) => {
-                let mut f = tokio::fs::File::open(&path).await?;
-                rehash(&mut f, g.offset, alg).await?.finish()
-            }
+        let actual = match digest.algorithm() {
+            crate::oci::Algorithm::Sha256 => None,
+            alg => Some(self.rehash(id, alg).await?),
         };
-        if &actual != digest {
-            g.closed = true;
-            self.drop_session(id).await;
-            return Err(StoreError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
+        match w.commit_as(digest, actual).await {
+            Ok(size) => {
+                self.remove(id).await;
+                self.store.repo(repo).link_blob(digest).await?;
+                Ok(size)
+            }
+            Err(e @ StoreError::DigestMismatch { .. }) => {
+                self.remove(id).await;
+                Err(e)
+            }
+            // Storage trouble: the session stays; the client may retry.
+            Err(e) => Err(e),
         }
-        // data was fsynced by append_locked; move it into the blob store.
-        let size = g.offset;
-        self.commit_blob_file(path, digest).await?;
-        self.link_blob(repo, digest).await?;
-        g.closed = true;
-        self.drop_session(id).await;
-        Ok(size)
+    }
+
+    /// Hash the session's data with another algorithm (a sha512 push).
+    async fn rehash(&self, id: &str, alg: crate::oci::Algorithm) -> Result<Digest> {
+        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await? else {
+            return Err(StoreError::UploadUnknown);
+        };
+        let d = super::fs::blocking(move || {
+            let mut h = Hasher::new(alg);
+            read_range(&file, 0, len, |b| h.update(b))?;
+            Ok(h.finish())
+        })
+        .await?;
+        Ok(d)
     }
 
     /// Cancel a session and delete its data.
-    pub async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<(), StoreError> {
-        let s = self.session(repo, id).await?;
-        let mut g = s.lock().await;
-        if g.closed {
-            return Err(StoreError::UploadUnknown);
-        }
-        g.closed = true;
-        self.drop_session(id).await;
+    pub async fn cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let lock = self.store.inner.sessions.get(id);
+        let _held = lock.lock().await;
+        self.load(repo, id).await?;
+        self.remove(id).await;
         Ok(())
     }
 
-    async fn drop_session(&self, id: &str) {
-        self.sessions().remove(id);
-        let dir = self.layout().upload_dir(id);
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(upload = id, error = %e, "could not remove upload folder");
-            }
+    /// Delete a session's data and metadata.
+    async fn remove(&self, id: &str) {
+        self.store.inner.sessions.forget(id);
+        if let Err(e) = self.store.blob_backend().remove_upload(id).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload data");
+        }
+        if let Err(e) = self.store.objects().delete_dir(&layout::upload_dir(id)).await {
+            tracing::warn!(upload = id, error = %e, "could not remove upload session");
         }
     }
-}
 
-/// Hash the first `len` bytes of `file`.
-async fn rehash(file: &mut tokio::fs::File, len: u64, alg: Algorithm) -> io::Result<Hasher> {
-    file.seek(SeekFrom::Start(0)).await?;
-    let mut h = Hasher::new(alg);
-    let mut buf = vec![0u8; WRITE_BUFFER];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = file.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upload data shorter than its offset"));
+    /// Every session id with the time it was last written.
+    pub(super) async fn list(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
+        let mut out = Vec::new();
+        for name in self.store.objects().list(layout::UPLOADS, None, usize::MAX).await? {
+            let Some(id) = name.strip_suffix('/') else { continue };
+            let data = self.store.objects().stat(&layout::upload_data(id)).await?;
+            let meta = self.store.objects().stat(&layout::upload_meta(id)).await?;
+            let t = [data, meta].into_iter().flatten().map(|m| m.modified).max();
+            out.push((id.to_string(), t));
         }
-        h.update(&buf[..n]);
-        left -= n as u64;
+        Ok(out)
     }
-    Ok(h)
-}
 
-impl Store {
-    /// For cleanup: unless a request holds the session, mark it closed and
-    /// drop it from memory, under the map lock so no request can take it in
-    /// between. Returns false (leave it alone) when it is busy.
-    pub(super) fn claim_idle_session(&self, id: &str) -> bool {
-        let mut map = self.sessions();
-        if let Some(s) = map.get(id) {
-            match s.try_lock() {
-                Ok(mut g) => g.closed = true,
-                Err(_) => return false,
-            }
+    /// Remove session `id` unless a request holds it (cleanup).
+    pub(super) async fn remove_if_idle(&self, id: &str) -> bool {
+        if !self.store.inner.sessions.claim_idle(id) {
+            return false;
         }
-        map.remove(id);
+        self.remove(id).await;
         true
     }
 }

@@ -120,7 +120,7 @@ impl Authenticator {
     pub fn new(remote: &Remote) -> Authenticator {
         Authenticator {
             remote: remote.name.clone(),
-            creds: RemoteCredentials::new(remote),
+            creds: RemoteCredentials::new(remote.credential_info()),
             challenge: RwLock::new(None),
             tokens: moka::future::Cache::builder()
                 .max_capacity(10_000)

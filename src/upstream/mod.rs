@@ -62,6 +62,21 @@ pub struct RemoteManifest {
     pub bytes: Option<Bytes>,
 }
 
+/// A blob's body as the remote sends it: chunks as they arrive. Nothing
+/// here is verified; the caller hashes.
+pub struct BlobStream {
+    /// The remote's `Content-Length`, if it sent one.
+    pub content_length: Option<u64>,
+    chunks: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>,
+}
+
+impl BlobStream {
+    /// The next chunk; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        futures_util::StreamExt::next(&mut self.chunks).await
+    }
+}
+
 /// How hard to try.
 #[derive(Debug, Clone, Copy)]
 pub enum Retries {
@@ -318,10 +333,21 @@ impl Upstream {
         })
     }
 
-    /// Start a blob download; the caller streams `bytes_stream()`.
-    pub async fn blob(&self, repo: &RepoName, d: &Digest) -> Result<reqwest::Response, UpstreamError> {
-        self.send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
-            .await
+    /// Start a blob download.
+    pub async fn blob(&self, repo: &RepoName, d: &Digest) -> Result<BlobStream, UpstreamError> {
+        let r = self
+            .send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
+            .await?;
+        let remote = self.remote.name.clone();
+        let content_length = r.content_length();
+        let chunks = futures_util::TryStreamExt::map_err(r.bytes_stream(), move |e| UpstreamError::Unreachable {
+            remote: remote.clone(),
+            reason: format!("blob stream broke: {}", describe(&e)),
+        });
+        Ok(BlobStream {
+            content_length,
+            chunks: Box::pin(chunks),
+        })
     }
 
     /// Size of a remote blob.

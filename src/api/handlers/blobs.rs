@@ -8,6 +8,7 @@ use crate::api::body;
 use crate::api::error::ApiError;
 use crate::api::{Api, Reply};
 use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::store::BlobData;
 
 /// A byte range resolved against a blob of known length.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,13 +64,15 @@ pub fn parse_range(value: Option<&str>, len: u64) -> ByteRange {
 }
 
 pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, d: &Digest) -> Reply {
-    if !api.store.repo_has_blob(name, d).await? {
-        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
-    }
-    let Some((file, len)) = api.store.open_blob(d).await? else {
-        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(d.to_string()));
+    let store = &api.registry.store;
+    let data = match store.repo(name).links_blob(d).await? {
+        true => store.blobs().open(d).await?,
+        false => None,
     };
-    serve_file(req, d, file, len).await
+    let Some(data) = data else {
+        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
+    };
+    serve_data(req, d, data).await
 }
 
 /// Headers every blob response carries.
@@ -89,19 +92,20 @@ pub fn unsatisfiable(len: u64) -> ApiError {
         .header("content-range", format!("bytes */{len}"))
 }
 
-/// Serve a stored blob file, honouring `Range` and `HEAD`.
-pub async fn serve_file(req: &Request<Incoming>, d: &Digest, file: tokio::fs::File, len: u64) -> Reply {
+/// Serve a stored blob, honouring `Range` and `HEAD`.
+pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> Reply {
+    let BlobData::File { file, len } = data;
     let head = req.method() == Method::HEAD;
     let b = headers(d);
     match parse_range(header_str(req.headers(), header::RANGE), len) {
         ByteRange::Unsatisfiable => Err(unsatisfiable(len)),
         ByteRange::Full => {
-            let body = if head { body::empty() } else { body::file_range(file, 0, len).await? };
+            let body = if head { body::empty() } else { body::file_range(file, 0, len) };
             Ok(b.status(StatusCode::OK).header(header::CONTENT_LENGTH, len).body(body)?)
         }
         ByteRange::Part { start, end } => {
             let n = end - start + 1;
-            let body = if head { body::empty() } else { body::file_range(file, start, n).await? };
+            let body = if head { body::empty() } else { body::file_range(file, start, n) };
             Ok(b.status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_LENGTH, n)
                 .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
@@ -111,9 +115,7 @@ pub async fn serve_file(req: &Request<Incoming>, d: &Digest, file: tokio::fs::Fi
 }
 
 pub async fn delete(api: &Api, name: &RepoName, d: &Digest) -> Reply {
-    if !api.store.unlink_blob(name, d).await? {
-        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
-    }
+    api.registry.delete_blob(name, d).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

@@ -7,41 +7,56 @@ use super::Query;
 use crate::api::body;
 use crate::api::error::ApiError;
 use crate::api::{Api, Reply};
-use crate::oci::manifest::{Descriptor, Manifest, OCI_INDEX};
+use crate::oci::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::{Digest, ErrorCode, RepoName};
 
 /// Largest page a client may ask for; larger `n` is clamped.
 const MAX_PAGE: usize = 10_000;
 
-/// Apply `last` and `n` to a sorted list. Returns the page and, when more
-/// items follow, the `Link` header value.
-fn paginate(items: Vec<String>, q: &Query, path: &str) -> Result<(Vec<String>, Option<String>), ApiError> {
-    let n = match q.get("n") {
-        None => None,
-        Some(v) => Some(v.parse::<usize>().map_err(|_| {
-            ApiError::new(ErrorCode::Unsupported)
-                .status(400)
-                .detail(format!("n must be a non-negative integer, got {v:?}"))
-        })?),
-    };
-    let after: Vec<String> = match q.get("last") {
-        Some(last) => items.into_iter().filter(|t| t.as_str() > last).collect(),
-        None => items,
-    };
-    let Some(n) = n else { return Ok((after, None)) };
-    let n = n.min(MAX_PAGE);
-    if after.len() <= n {
-        return Ok((after, None));
+/// A page request: `n` (page size) and `last` (the previous page's last
+/// item).
+pub struct Page {
+    n: Option<usize>,
+    pub last: Option<String>,
+}
+
+impl Page {
+    pub fn of(q: &Query) -> Result<Page, ApiError> {
+        let n = match q.get("n") {
+            None => None,
+            Some(v) => Some(v.parse::<usize>().map_err(|_| {
+                ApiError::new(ErrorCode::BadRequest).explain(format!("n must be a non-negative integer, got {v:?}"))
+            })?),
+        };
+        Ok(Page {
+            n: n.map(|n| n.min(MAX_PAGE)),
+            last: q.get("last").map(str::to_string),
+        })
     }
-    let page: Vec<String> = after.into_iter().take(n).collect();
-    let link = page.last().map(|last| {
-        let qs = form_urlencoded::Serializer::new(String::new())
-            .append_pair("n", &n.to_string())
-            .append_pair("last", last)
-            .finish();
-        format!("<{path}?{qs}>; rel=\"next\"")
-    });
-    Ok((page, link))
+
+    /// How many items to fetch: one more than the page, to know whether
+    /// another page follows.
+    pub fn fetch(&self) -> usize {
+        self.n.map_or(usize::MAX, |n| n + 1)
+    }
+
+    /// Cut `items` (fetched with [`fetch`](Self::fetch)) to the page and
+    /// build the `Link` header when more follow.
+    pub fn finish(&self, mut items: Vec<String>, path: &str) -> (Vec<String>, Option<String>) {
+        let Some(n) = self.n else { return (items, None) };
+        if items.len() <= n {
+            return (items, None);
+        }
+        items.truncate(n);
+        let link = items.last().map(|last| {
+            let qs = form_urlencoded::Serializer::new(String::new())
+                .append_pair("n", &n.to_string())
+                .append_pair("last", last)
+                .finish();
+            format!("<{path}?{qs}>; rel=\"next\"")
+        });
+        (items, link)
+    }
 }
 
 fn json_page(value: serde_json::Value, link: Option<String>) -> Reply {
@@ -57,25 +72,18 @@ fn json_page(value: serde_json::Value, link: Option<String>) -> Reply {
 }
 
 pub async fn tags(api: &Api, req: &Request<Incoming>, name: &RepoName) -> Reply {
-    let Some(all) = api.store.tags(name).await? else {
-        return Err(ApiError::new(ErrorCode::NameUnknown).detail(format!("repository {name} not found")));
-    };
-    let (page, link) = paginate(all, &Query::of(req), &format!("/v2/{name}/tags/list"))?;
-    json_page(serde_json::json!({ "name": name.as_str(), "tags": page }), link)
+    let page = Page::of(&Query::of(req))?;
+    let items = api.registry.tags(name, page.last.as_deref(), page.fetch()).await?;
+    let (items, link) = page.finish(items, &format!("/v2/{name}/tags/list"));
+    json_page(serde_json::json!({ "name": name.as_str(), "tags": items }), link)
 }
 
 pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
-    let mut all = api.store.repositories().await?;
-    if api.auth.enabled() {
-        // Only what the caller may pull.
-        let id = crate::api::access::identity(req);
-        all.retain(|r| {
-            let remote = api.proxy.router().by_name(r.split('/').next().unwrap_or("")).is_some();
-            api.auth.subject_allowed(&id.subject, r, crate::auth::Action::Pull, remote)
-        });
-    }
-    let (page, link) = paginate(all, &Query::of(req), "/v2/_catalog")?;
-    json_page(serde_json::json!({ "repositories": page }), link)
+    let page = Page::of(&Query::of(req))?;
+    let id = crate::api::access::identity(req);
+    let items = api.registry.catalog(&id, page.last.as_deref(), page.fetch()).await?;
+    let (items, link) = page.finish(items, "/v2/_catalog");
+    json_page(serde_json::json!({ "repositories": items }), link)
 }
 
 pub async fn referrers(api: &Api, req: &Request<Incoming>, name: &RepoName, subject: &Digest) -> Reply {
@@ -84,25 +92,7 @@ pub async fn referrers(api: &Api, req: &Request<Incoming>, name: &RepoName, subj
 
 /// The referrers index of `subject` in `name`, optionally filtered.
 pub async fn referrers_of(api: &Api, name: &RepoName, subject: &Digest, filter: Option<&str>) -> Reply {
-    let filter = filter.map(str::to_string);
-    let mut manifests: Vec<Descriptor> = Vec::new();
-    for d in api.store.referrers(name, subject).await? {
-        let Some(m) = api.store.get_manifest(name, &d).await? else { continue };
-        let Ok(parsed) = Manifest::parse(&m.bytes, Some(&m.media_type)) else { continue };
-        let artifact_type = parsed.effective_artifact_type();
-        if filter.is_some() && artifact_type != filter {
-            continue;
-        }
-        manifests.push(Descriptor {
-            media_type: m.media_type.clone(),
-            digest: d,
-            size: m.bytes.len() as u64,
-            urls: None,
-            artifact_type,
-            annotations: parsed.annotations,
-            platform: None,
-        });
-    }
+    let manifests: Vec<Descriptor> = api.registry.referrers(name, subject, filter).await?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -128,20 +118,33 @@ mod tests {
         Query::of(&req)
     }
 
+    /// Emulates a store listing: items after `last`, at most `limit`.
+    fn list(items: &[&str], p: &Page) -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| p.last.as_deref().is_none_or(|l| **i > l))
+            .take(p.fetch())
+            .map(|s| s.to_string())
+            .collect()
+    }
+
     #[test]
     fn pagination() {
-        let items: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
-        let (p, l) = paginate(items.clone(), &q("n=2"), "/v2/r/tags/list").unwrap();
-        assert_eq!(p, ["a", "b"]);
-        assert_eq!(l.unwrap(), "</v2/r/tags/list?n=2&last=b>; rel=\"next\"");
-        let (p, l) = paginate(items.clone(), &q("n=2&last=b"), "/p").unwrap();
-        assert_eq!(p, ["c", "d"]);
-        assert!(l.is_none());
-        let (p, _) = paginate(items.clone(), &q("n=0"), "/p").unwrap();
-        assert!(p.is_empty());
-        let (p, l) = paginate(items.clone(), &q("last=c"), "/p").unwrap();
-        assert_eq!(p, ["d"]);
-        assert!(l.is_none());
-        assert!(paginate(items, &q("n=-1"), "/p").is_err());
+        let items = ["a", "b", "c", "d"];
+        let p = Page::of(&q("n=2")).unwrap();
+        let (page, link) = p.finish(list(&items, &p), "/v2/r/tags/list");
+        assert_eq!(page, ["a", "b"]);
+        assert_eq!(link.unwrap(), "</v2/r/tags/list?n=2&last=b>; rel=\"next\"");
+        let p = Page::of(&q("n=2&last=b")).unwrap();
+        let (page, link) = p.finish(list(&items, &p), "/p");
+        assert_eq!(page, ["c", "d"]);
+        assert!(link.is_none());
+        let p = Page::of(&q("n=0")).unwrap();
+        assert!(p.finish(list(&items, &p), "/p").0.is_empty());
+        let p = Page::of(&q("last=c")).unwrap();
+        let (page, link) = p.finish(list(&items, &p), "/p");
+        assert_eq!(page, ["d"]);
+        assert!(link.is_none());
+        assert!(Page::of(&q("n=-1")).is_err());
     }
 }

@@ -4,7 +4,6 @@ pub mod blobs;
 pub mod listing;
 pub mod manifests;
 pub mod proxied;
-pub mod quota;
 pub mod uploads;
 
 use http::{header, HeaderMap, Response, StatusCode};
@@ -55,7 +54,7 @@ pub fn content_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| ApiError::new(ErrorCode::SizeInvalid).detail("malformed Content-Length")),
+            .ok_or_else(|| ApiError::new(ErrorCode::SizeInvalid).explain("malformed Content-Length")),
     }
 }
 

@@ -5,7 +5,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 
-use super::blobs::{headers, parse_range, serve_file, unsatisfiable, ByteRange};
+use super::blobs::{headers, parse_range, serve_data, unsatisfiable, ByteRange};
 use super::{header_str, Query};
 use crate::api::body;
 use crate::api::error::ApiError;
@@ -18,12 +18,12 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
     let m = req.method().clone();
     match (&m, route) {
         (&Method::GET | &Method::HEAD, Route::Manifest(_, r)) => {
-            let man = api.proxy.manifest(&t, &r).await?;
-            api.store.record_pull(&t.cache_repo, &man.digest).await;
+            let man = api.registry.proxy.manifest(&t, &r).await?;
+            api.registry.store.repo(&t.cache_repo).record_pull(&man.digest).await;
             super::manifests::respond(&req, &r, man)
         }
         (&Method::HEAD, Route::Blob(_, d)) => {
-            let len = api.proxy.blob_size(&t, &d).await?;
+            let len = api.registry.proxy.blob_size(&t, &d).await?;
             Ok(headers(&d)
                 .status(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, len)
@@ -31,12 +31,10 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
         }
         (&Method::GET, Route::Blob(_, d)) => get_blob(api, &req, &t, &d).await,
         (&Method::GET, Route::Tags(name)) => {
-            let (bytes, link) = api.proxy.tags(&t, req.uri().query()).await?;
+            let (bytes, link) = api.registry.proxy.tags(&t, req.uri().query()).await?;
             // Show the client its own name, not the remote's.
             let mut v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::new(ErrorCode::Unavailable)
-                    .status(502)
-                    .detail(format!("remote {} sent an invalid tag list: {e}", t.remote.name))
+                ApiError::new(ErrorCode::UpstreamFailed).explain(format!("remote {} sent an invalid tag list: {e}", t.remote.name))
             })?;
             v["name"] = serde_json::Value::String(name.to_string());
             let out = serde_json::to_vec(&v).unwrap_or_default();
@@ -54,7 +52,7 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
             // Referrers of cached content, as far as they are cached.
             super::listing::referrers_of(api, &t.cache_repo, &d, Query::of(&req).get("artifactType")).await
         }
-        (m, _) => Err(ApiError::new(ErrorCode::Denied).detail(format!(
+        (m, _) => Err(ApiError::new(ErrorCode::Denied).explain(format!(
             "{} is a pull-through cache of remote {}: {m} is not allowed; push to a local namespace instead",
             t.cache_repo, t.remote.name
         ))),
@@ -63,8 +61,8 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
 
 async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Digest) -> Reply {
     let range = header_str(req.headers(), header::RANGE);
-    match api.proxy.blob(t, d).await? {
-        BlobSource::Local(file, len) => serve_file(req, d, file, len).await,
+    match api.registry.proxy.blob(t, d).await? {
+        BlobSource::Local(data) => serve_data(req, d, data).await,
         BlobSource::Fetching(fetch, total) => {
             let follow = |start: u64, end: Option<u64>| {
                 StreamBody::new(futures_util::TryStreamExt::map_ok(

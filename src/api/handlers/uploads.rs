@@ -9,6 +9,8 @@ use crate::api::body::{self, range_header};
 use crate::api::error::ApiError;
 use crate::api::{body_stream, Api, Reply};
 use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::registry::{Mount, RegistryError};
+use crate::store::StoreError;
 
 fn upload_location(name: &RepoName, id: &str) -> String {
     format!("/v2/{name}/blobs/uploads/{id}")
@@ -79,7 +81,7 @@ fn chunk_bounds(req: &Request<Incoming>) -> Result<(Option<u64>, Option<u64>), A
 
 pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply {
     let q = Query::of(&req);
-    if let Some(mount) = digest_param(&q, "mount")? {
+    if let Some(d) = digest_param(&q, "mount")? {
         let from: Option<RepoName> = q
             .get("from")
             .map(|f| {
@@ -88,102 +90,60 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
             })
             .transpose()?;
         let id = crate::api::access::identity(&req);
-        let present = match &from {
-            // Mounting reads the source: the client must be allowed to pull it.
-            Some(src) if !api.auth.allowed(&id, src.as_str(), crate::auth::Action::Pull, false) => false,
-            Some(src) => api.store.repo_has_blob(src, &mount).await?,
-            // No source named: mount when the content is anywhere in the store.
-            None if !api.auth.enabled() => api.store.blob_size(&mount).await?.is_some(),
-            // With accounts, knowing a digest is not enough: the blob must be
-            // in some repository the client may pull.
-            None => {
-                let mut found = false;
-                for r in api.store.repositories().await? {
-                    let Ok(rn) = r.parse::<RepoName>() else { continue };
-                    if api.auth.allowed(&id, &r, crate::auth::Action::Pull, false)
-                        && api.store.repo_has_blob(&rn, &mount).await?
-                    {
-                        found = true;
-                        break;
-                    }
-                }
-                found
-            }
-        };
-        if present {
-            let size = api.store.blob_size(&mount).await?.unwrap_or(0);
-            super::quota::check_blob(api, name, Some(&mount), size).await?;
-            api.store.link_blob(name, &mount).await?;
-            return created(name, &mount);
+        if api.registry.mount(&id, name, &d, from.as_ref()).await? == Mount::Mounted {
+            return created(name, &d);
         }
         // Not mountable: fall through to a normal upload session (spec).
     }
     if let Some(d) = digest_param(&q, "digest")? {
         // Monolithic upload in the POST itself.
         let len = content_length(req.headers())?;
-        super::quota::check_blob(api, name, Some(&d), len.unwrap_or(0)).await?;
-        let before = super::quota::before_commit(api, name, &d).await?;
-        let id = api.store.start_upload(name).await?;
-        let res = api.store.upload_finish(name, &id, &d, len, body_stream(req)).await;
-        if res.is_err() {
-            let _ = api.store.upload_cancel(name, &id).await;
-        }
-        let size = res?;
-        super::quota::check_committed(api, name, &d, size, before).await?;
+        api.registry.put_blob(name, &d, len, body_stream(req)).await?;
         return created(name, &d);
     }
-    let id = api.store.start_upload(name).await?;
+    let id = api.registry.start_upload(name).await?;
     accepted(name, &id, 0, StatusCode::ACCEPTED)
 }
 
 pub async fn status(api: &Api, name: &RepoName, id: &str) -> Reply {
-    let s = api.store.upload_status(name, id).await?;
+    let s = api.registry.upload_status(name, id).await?;
     accepted(name, id, s.offset, StatusCode::NO_CONTENT)
+}
+
+/// An error about a session, with the session's location so the client
+/// can ask where it stands.
+fn at_session(e: impl Into<ApiError>, name: &RepoName, id: &str) -> ApiError {
+    e.into().header("location", upload_location(name, id))
 }
 
 pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
     let (start, len) = chunk_bounds(&req)?;
-    if let Some(n) = len {
-        let s = api.store.upload_status(name, id).await?;
-        if let Err(e) = super::quota::check_blob(api, name, None, s.offset + n).await {
-            let _ = api.store.upload_cancel(name, id).await;
-            return Err(e);
-        }
-    }
     let s = api
-        .store
-        .upload_append(name, id, start, len, body_stream(req))
+        .registry
+        .append_upload(name, id, start, len, body_stream(req))
         .await
-        .map_err(|e| ApiError::from(e).header("location", upload_location(name, id)))?;
+        .map_err(|e| at_session(e, name, id))?;
     accepted(name, id, s.offset, StatusCode::ACCEPTED)
 }
 
 pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
     let q = Query::of(&req);
     let Some(d) = digest_param(&q, "digest")? else {
-        return Err(ApiError::new(ErrorCode::DigestInvalid).detail("the digest query parameter is required"));
+        return Err(ApiError::new(ErrorCode::DigestInvalid).explain("the digest query parameter is required"));
     };
     let (start, len) = chunk_bounds(&req)?;
-    if let Some(start) = start {
-        let s = api.store.upload_status(name, id).await?;
-        if s.offset != start {
-            return Err(ApiError::from(crate::store::StoreError::RangeMismatch { offset: s.offset })
-                .header("location", upload_location(name, id)));
-        }
-    }
-    let s = api.store.upload_status(name, id).await?;
-    if let Err(e) = super::quota::check_blob(api, name, Some(&d), s.offset + len.unwrap_or(0)).await {
-        let _ = api.store.upload_cancel(name, id).await;
-        return Err(e);
-    }
-    let before = super::quota::before_commit(api, name, &d).await?;
-    let size = api.store.upload_finish(name, id, &d, len, body_stream(req)).await?;
-    super::quota::check_committed(api, name, &d, size, before).await?;
+    api.registry
+        .finish_upload(name, id, &d, start, len, body_stream(req))
+        .await
+        .map_err(|e| match e {
+            e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => at_session(e, name, id),
+            e => e.into(),
+        })?;
     created(name, &d)
 }
 
 pub async fn cancel(api: &Api, name: &RepoName, id: &str) -> Reply {
-    api.store.upload_cancel(name, id).await?;
+    api.registry.cancel_upload(name, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(body::empty())?)

@@ -1,0 +1,151 @@
+//! Wires the parts together ([`App::build`]), runs the background
+//! maintenance, and serves ([`serve`]) until shutdown.
+
+mod counted;
+mod idle;
+pub mod serve;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::Api;
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::registry::Registry;
+use crate::store::Store;
+use crate::tls::Tls;
+
+/// How often the store is scanned for the size and blob-count gauges.
+const STORE_SCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A wired server, ready to serve.
+pub struct App {
+    cfg: Config,
+    api: Arc<Api>,
+    metrics: Arc<Metrics>,
+    tls: Option<Arc<Tls>>,
+}
+
+impl App {
+    /// Load the certificate, open the store, build the registry and API.
+    pub async fn build(cfg: Config) -> anyhow::Result<App> {
+        // The certificate first: a bad one must stop start-up with a message
+        // naming the key, before anything listens.
+        let tls = match &cfg.server.tls {
+            Some(files) => Some(Arc::new(Tls::new(files)?)),
+            None => None,
+        };
+        let store = Store::open(&cfg.data_dir).with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?;
+        let registry = Registry::open(&cfg, store).await.context("loading accounts and projects")?;
+        for r in &cfg.remotes {
+            tracing::info!(remote = %r.name, url = %r.url, default = r.default, "remote configured");
+        }
+        if !registry.auth.enabled() && !cfg.listen.ip().is_loopback() {
+            tracing::warn!(addr = %cfg.listen, "no accounts configured: anyone who can reach this address may push, pull and delete");
+        }
+        let metrics = Arc::new(Metrics::new());
+        let api = Arc::new(Api {
+            registry,
+            tls: tls.is_some(),
+            metrics: metrics.clone(),
+        });
+        Ok(App { cfg, api, metrics, tls })
+    }
+
+    /// Start the background tasks (stopped when the returned handles drop
+    /// out of [`App::serve`]).
+    fn background(&self) -> Vec<JoinHandle<()>> {
+        let store = &self.api.registry.store;
+        let cfg = &self.cfg;
+        let mut tasks = vec![
+            tokio::spawn(cleanup_loop(store.clone(), cfg.clone())),
+            tokio::spawn(metrics::store_scan_loop(self.metrics.clone(), store.clone(), STORE_SCAN_INTERVAL)),
+            tokio::spawn(self.api.registry.proxy.evictor().clone().run(cfg.evict_interval)),
+        ];
+        if let Some(every) = cfg.gc_interval {
+            tasks.push(tokio::spawn(gc_loop(store.clone(), every, cfg.gc_grace)));
+        }
+        if let Some(t) = &self.tls {
+            tasks.push(tokio::spawn(t.clone().watch(self.metrics.clone())));
+        }
+        tasks
+    }
+
+    /// Serve on `listener` until `shutdown` resolves, then drain.
+    pub async fn serve(self, listener: TcpListener, shutdown: Pin<Box<dyn Future<Output = ()> + Send>>) -> anyhow::Result<()> {
+        let addr = listener.local_addr()?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, data_dir = %self.cfg.data_dir.display(), "wharf listening");
+        let background = self.background();
+        let s = &self.cfg.server;
+        let conns = Arc::new(serve::Conns::new(self.api.clone(), self.metrics.clone(), self.tls.clone(), s));
+        let res = serve::serve(listener, conns, s.max_connections, s.shutdown_grace, shutdown).await;
+        for t in background {
+            t.abort();
+        }
+        res
+    }
+}
+
+/// Build the app from `cfg`, bind its address and serve until `shutdown`.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let listen = cfg.listen;
+    let app = App::build(cfg).await?;
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    app.serve(listener, Box::pin(shutdown)).await
+}
+
+async fn cleanup_loop(store: Store, cfg: Config) {
+    let mut tick = tokio::time::interval(cfg.cleanup_interval);
+    loop {
+        tick.tick().await;
+        match store.cleanup(cfg.upload_max_age, cfg.temp_max_age).await {
+            Ok(r) if r.uploads + r.temp_files > 0 => {
+                tracing::info!(uploads = r.uploads, temp_files = r.temp_files, "removed abandoned uploads and temp files")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+        }
+    }
+}
+
+/// Online GC every `storage.gc_interval` (first run one interval after
+/// start-up).
+async fn gc_loop(store: Store, every: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let opts = crate::store::gc::GcOptions { dry_run: false, grace };
+        if let Err(e) = store.gc(&opts).await {
+            tracing::warn!(error = %e, "garbage collection failed");
+        }
+    }
+}

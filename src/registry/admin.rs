@@ -1,0 +1,227 @@
+//! Management operations: what the `/api/v1` endpoints (and the CLI behind
+//! them) do — project views, repositories, artifacts, robots, GC, prefetch.
+//! Permission rules live here too: admins may do everything; a robot sees
+//! the projects it has a permission on; with no accounts (open mode)
+//! everything is allowed.
+
+use std::collections::BTreeMap;
+
+use super::views::{GcRequest, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView, RobotView};
+use super::{Intent, Registry, RegistryError, Result, Target};
+use crate::auth::{Action, Identity, RobotError, Subject};
+use crate::config::{Perms, Project};
+use crate::oci::{Digest, Reference, RepoName, Tag};
+use crate::store::gc::{GcOptions, GcReport};
+use crate::store::Artifact;
+
+impl Registry {
+    pub fn is_admin(&self, id: &Identity) -> bool {
+        !self.auth.enabled() || matches!(id.subject, Subject::Admin(_))
+    }
+
+    pub fn require_admin(&self, id: &Identity) -> Result<()> {
+        if self.is_admin(id) {
+            return Ok(());
+        }
+        Err(RegistryError::Denied("this needs an admin account".into()))
+    }
+
+    /// Whether `id` may do `action` in project `p` (any repository of it).
+    fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
+        self.auth.subject_allowed(&id.subject, &format!("{p}/x"), action, false)
+    }
+
+    fn require(&self, id: &Identity, repo: &RepoName, action: Action) -> Result<()> {
+        if self.auth.subject_allowed(&id.subject, repo.as_str(), action, false) {
+            return Ok(());
+        }
+        let what = if action == Action::Delete { "no delete permission on" } else { "no access to" };
+        Err(RegistryError::Denied(format!("{what} {repo}")))
+    }
+
+    /// Every project `id` can see: configured projects plus local namespaces
+    /// that hold content, with usage against quota.
+    pub async fn project_views(&self, id: &Identity) -> Result<Vec<ProjectView>> {
+        let usage = self.store.usage_by_namespace().await?;
+        let mut names: Vec<String> = self.projects.all().into_iter().map(|p| p.name).collect();
+        for ns in usage.keys() {
+            if self.namespaces().router().by_name(ns).is_none() && !names.contains(ns) {
+                names.push(ns.clone());
+            }
+        }
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            if !self.is_admin(id) && !self.may_in_project(id, &name, Action::Pull) {
+                continue;
+            }
+            let p = self.projects.get(&name);
+            out.push(ProjectView {
+                repositories: self.store.repositories_in(&name).await?.len(),
+                usage: usage.get(&name).copied().unwrap_or(0),
+                configured: p.is_some(),
+                public: p.as_ref().is_some_and(|p| p.public),
+                quota: p.as_ref().and_then(|p| p.quota),
+                max_image_size: p.as_ref().and_then(|p| p.max_image_size),
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn project_view(&self, id: &Identity, name: &str) -> Result<ProjectView> {
+        self.project_views(id)
+            .await?
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| RegistryError::NotFound(format!("project {name} not found")))
+    }
+
+    /// The repositories of project `p`.
+    pub async fn project_repositories(&self, id: &Identity, p: &str) -> Result<Vec<RepositoryView>> {
+        if !self.may_in_project(id, p, Action::Pull) {
+            return Err(RegistryError::Denied(format!("no access to project {p}")));
+        }
+        let mut out = Vec::new();
+        for name in self.store.repositories_in(p).await? {
+            let repo = self.store.repo(&name);
+            out.push(RepositoryView {
+                tags: repo.all_tags().await?.len(),
+                artifacts: repo.manifest_digests().await?.len(),
+                name: name.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The artifacts of `repo`, grouped by digest.
+    pub async fn artifacts(&self, id: &Identity, repo: &RepoName) -> Result<Vec<Artifact>> {
+        self.require(id, repo, Action::Pull)?;
+        if !self.store.repo_exists(repo).await? {
+            return Err(RegistryError::NotFound(format!("repository {repo} not found")));
+        }
+        Ok(self.store.repo(repo).artifacts().await?)
+    }
+
+    /// Delete an artifact and its tags, as `id`.
+    pub async fn delete_artifact_as(&self, id: &Identity, repo: &RepoName, d: &Digest) -> Result<Vec<String>> {
+        self.require(id, repo, Action::Delete)?;
+        let tags = self.delete_artifact(repo, d).await?;
+        tracing::info!(repo = %repo, digest = %d, tags = ?tags, user = %id.subject.username(), "artifact deleted");
+        Ok(tags)
+    }
+
+    /// Delete one tag, as `id`.
+    pub async fn delete_tag_as(&self, id: &Identity, repo: &RepoName, t: &Tag) -> Result<()> {
+        self.require(id, repo, Action::Delete)?;
+        self.delete_tag(repo, t).await
+    }
+
+    /// Create or change project `name` (admins).
+    pub async fn update_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
+        self.require_admin(id)?;
+        if name.contains('/') || name.parse::<RepoName>().is_err() {
+            return Err(RegistryError::NameInvalid(format!("{name:?} is not a valid project name")));
+        }
+        if self.namespaces().router().by_name(name).is_some() {
+            return Err(RegistryError::BadRequest(format!("{name} is a remote, not a project")));
+        }
+        let mut p = self.projects.get(name).unwrap_or(Project {
+            name: name.to_string(),
+            public: false,
+            quota: None,
+            max_image_size: None,
+        });
+        if let Some(v) = u.public {
+            p.public = v;
+        }
+        if let Some(q) = u.quota {
+            p.quota = q;
+        }
+        if let Some(m) = u.max_image_size {
+            p.max_image_size = m;
+        }
+        self.projects.put(p.clone()).await?;
+        Ok(p)
+    }
+
+    pub fn robots(&self, id: &Identity) -> Result<Vec<RobotView>> {
+        self.require_admin(id)?;
+        Ok(self.auth.robots().iter().map(RobotView::from).collect())
+    }
+
+    /// Create a robot (admins); the answer carries its token, once.
+    pub async fn create_robot(&self, id: &Identity, r: NewRobot) -> Result<RobotView> {
+        self.require_admin(id)?;
+        let mut perms = BTreeMap::new();
+        for (project, actions) in &r.permissions {
+            perms.insert(project.clone(), Perms::parse(actions).map_err(RegistryError::BadRequest)?);
+        }
+        let expires = r
+            .expires_in
+            .as_deref()
+            .map(|s| humantime::parse_duration(s).map_err(|e| RegistryError::BadRequest(format!("expires_in {s:?}: {e}"))))
+            .transpose()?;
+        let (robot, token) = self.auth.create_robot(&r.name, perms, expires).await.map_err(robot_error)?;
+        tracing::info!(robot = %robot.name, by = %id.subject.username(), "robot created");
+        let mut v = RobotView::from(&robot);
+        v.token = Some(token);
+        Ok(v)
+    }
+
+    /// Revoke a robot (admins): its credentials stop working at once.
+    pub async fn revoke_robot(&self, id: &Identity, name: &str) -> Result<()> {
+        self.require_admin(id)?;
+        self.auth.revoke_robot(name).await.map_err(robot_error)?;
+        tracing::info!(robot = %name, by = %id.subject.username(), "robot revoked");
+        Ok(())
+    }
+
+    /// Online garbage collection (admins).
+    pub async fn gc(&self, id: &Identity, r: GcRequest) -> Result<GcReport> {
+        self.require_admin(id)?;
+        let grace = match r.grace.as_deref() {
+            Some(g) => humantime::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace {g:?}: {e}")))?,
+            None => self.limits.gc_grace,
+        };
+        Ok(self.store.gc(&GcOptions { dry_run: r.dry_run, grace }).await?)
+    }
+
+    /// Pull an image into the cache ahead of time and pin it (admins).
+    pub async fn prefetch(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
+        self.require_admin(id)?;
+        let (name, reference) = split_image(&r.image)?;
+        let t = match self.resolve(&name, None, Intent::PullManifest).await {
+            Ok(Target::Remote(t)) => t,
+            Ok(Target::Local(_)) => return Err(RegistryError::BadRequest(format!("{name} is not a pull-through (remote) repository"))),
+            Err(RegistryError::Policy(e)) => return Err(RegistryError::BadRequest(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        Ok(self.proxy.prefetch(&t, &reference, r.pin.unwrap_or(true), &r.image).await?)
+    }
+}
+
+fn robot_error(e: RobotError) -> RegistryError {
+    match e {
+        RobotError::NotFound(_) => RegistryError::NotFound(e.to_string()),
+        RobotError::Exists(_) => RegistryError::Conflict(e.to_string()),
+        RobotError::Store(s) => RegistryError::Store(s),
+        other => RegistryError::BadRequest(other.to_string()),
+    }
+}
+
+/// `name:tag`, `name@digest` or `name` (tag `latest`).
+pub fn split_image(image: &str) -> Result<(RepoName, Reference)> {
+    let bad = |e: String| RegistryError::BadRequest(format!("image {image:?}: {e}"));
+    let (name, reference) = if let Some((n, d)) = image.split_once('@') {
+        (n, Reference::Digest(d.parse().map_err(|e: crate::oci::DigestError| bad(e.to_string()))?))
+    } else {
+        let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let (n, t) = match image[slash..].rfind(':') {
+            Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+            None => (image, "latest"),
+        };
+        (n, Reference::Tag(t.parse().map_err(|e: crate::oci::NameError| bad(e.to_string()))?))
+    };
+    Ok((name.parse().map_err(|e: crate::oci::NameError| bad(e.to_string()))?, reference))
+}

@@ -1,0 +1,160 @@
+//! The registry's domain layer, between the HTTP edge and the store.
+//!
+//! Owns the decisions: which namespace a name belongs to
+//! ([`namespaces`]), projects with their quotas and image-size limits,
+//! finishing and mounting uploads, accepting and deleting manifests, and
+//! the management operations (views, robots, GC, prefetch). The API edge
+//! only translates HTTP into these calls and their results (or typed
+//! [`RegistryError`]s) back into responses. It must never speak HTTP or
+//! build a storage key.
+
+mod admin;
+mod manifests;
+pub mod namespaces;
+pub mod projects;
+mod quota;
+mod uploads;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::auth::{Action, Authorizer, Identity};
+use crate::config::Config;
+use crate::oci::{Digest, RepoName};
+use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
+use crate::store::{Store, StoreError};
+pub use namespaces::{Intent, Namespaces, Target};
+pub use projects::Projects;
+pub use uploads::Mount;
+
+/// Why a registry operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("repository {0} not found")]
+    NameUnknown(RepoName),
+    #[error("{0}")]
+    NameInvalid(String),
+    #[error("{0}")]
+    ManifestUnknown(String),
+    #[error("{0}")]
+    BlobUnknown(String),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("{0}")]
+    ManifestBlobUnknown(String),
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("project {project} is over its quota: quota {quota} bytes, usage {usage} bytes, this push {size} bytes")]
+    QuotaExceeded { project: String, quota: u64, usage: u64, size: u64 },
+    #[error("image {digest} is {size} bytes, more than project {project}'s max image size of {max} bytes")]
+    ImageTooLarge { project: String, digest: Digest, size: u64, max: u64 },
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Settings the registry applies to requests.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest manifest accepted.
+    pub max_manifest_size: usize,
+    /// `storage.gc_grace`, the default for on-demand GC.
+    pub gc_grace: Duration,
+}
+
+/// Everything a request may touch, behind the domain rules.
+pub struct Registry {
+    pub store: Store,
+    pub proxy: Proxy,
+    pub auth: Authorizer,
+    pub projects: Arc<Projects>,
+    pub limits: Limits,
+    namespaces: Namespaces,
+}
+
+impl Registry {
+    /// Wire the registry over `store` as `cfg` says.
+    pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
+        let router = Router::new(cfg.remotes.clone());
+        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size).map_err(anyhow::Error::msg)?;
+        let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
+        let auth = Authorizer::new(&cfg.auth, store.clone(), projects.clone()).await?;
+        Ok(Registry {
+            store,
+            proxy,
+            auth,
+            projects,
+            limits: Limits {
+                max_manifest_size: cfg.max_manifest_size,
+                gc_grace: cfg.gc_grace,
+            },
+            namespaces: Namespaces::new(router),
+        })
+    }
+
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+
+    /// Where `name` lives for `intent` (see [`namespaces`]).
+    pub async fn resolve(&self, name: &RepoName, ns: Option<&str>, intent: Intent) -> Result<Target> {
+        let locals = Locals { store: &self.store, projects: &self.projects };
+        Ok(self.namespaces.resolve(name, ns, intent, &locals).await?)
+    }
+
+    /// Whether `name` would be served from a remote (token grants).
+    pub async fn is_remote(&self, name: &str) -> bool {
+        let Ok(n) = name.parse::<RepoName>() else { return false };
+        self.resolve(&n, None, Intent::PullManifest).await.is_ok_and(|t| t.is_remote())
+    }
+
+    /// Whether `id` (its subject, and its token's scopes) may do `action`
+    /// on the stored repository `name` (a cache repository counts as
+    /// remote).
+    pub fn may(&self, id: &Identity, name: &RepoName, action: Action) -> bool {
+        self.auth.allowed(id, name.as_str(), action, self.namespaces.is_cache_repo(name))
+    }
+
+    /// Whether `id`'s subject may do `action` on `name`, whatever its
+    /// token's scopes (listings show what the account could pull).
+    pub fn subject_may(&self, id: &Identity, name: &RepoName, action: Action) -> bool {
+        self.auth.subject_allowed(&id.subject, name.as_str(), action, self.namespaces.is_cache_repo(name))
+    }
+}
+
+/// The resolver's view of local names.
+struct Locals<'a> {
+    store: &'a Store,
+    projects: &'a Projects,
+}
+
+#[async_trait]
+impl namespaces::LocalNames for Locals<'_> {
+    fn is_project(&self, namespace: &str) -> bool {
+        self.projects.get(namespace).is_some()
+    }
+
+    async fn has_content(&self, namespace: &str) -> bool {
+        self.store.namespace_exists(namespace).await.unwrap_or(false)
+    }
+
+    async fn repo_exists(&self, name: &RepoName) -> bool {
+        self.store.repo_exists(name).await.unwrap_or(false)
+    }
+}

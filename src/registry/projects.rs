@@ -1,0 +1,71 @@
+//! Projects: local namespaces with visibility, a quota and a maximum image
+//! size. They come from `[[projects]]` in the config and from the
+//! management API (persisted in the store's projects document, which wins
+//! over the config for a project defined in both).
+
+use std::sync::RwLock;
+
+use bytes::Bytes;
+
+use crate::config::Project;
+use crate::store::{Doc, Store, StoreError};
+
+pub struct Projects {
+    store: Store,
+    list: RwLock<Vec<Project>>,
+}
+
+impl Projects {
+    /// The configured projects, overlaid with the ones saved in the store.
+    pub async fn load(store: Store, configured: &[Project]) -> Result<Projects, StoreError> {
+        let mut list = configured.to_vec();
+        if let Some(b) = store.meta().get(Doc::Projects).await? {
+            let saved: Vec<Project> =
+                serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
+            for p in saved {
+                match list.iter_mut().find(|q| q.name == p.name) {
+                    Some(q) => *q = p,
+                    None => list.push(p),
+                }
+            }
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Projects { store, list: RwLock::new(list) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Project>> {
+        self.list.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Project> {
+        self.read().iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Every project, sorted by name.
+    pub fn all(&self) -> Vec<Project> {
+        self.read().clone()
+    }
+
+    /// Create or update a project (persisted).
+    pub async fn put(&self, p: Project) -> Result<(), StoreError> {
+        let all = {
+            let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+            match list.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => *q = p,
+                None => {
+                    list.push(p);
+                    list.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+            }
+            list.clone()
+        };
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store.meta().put(Doc::Projects, Bytes::from(bytes)).await
+    }
+}
+
+impl crate::auth::PublicProjects for Projects {
+    fn is_public(&self, name: &str) -> bool {
+        self.read().iter().any(|p| p.name == name && p.public)
+    }
+}

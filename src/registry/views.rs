@@ -1,0 +1,143 @@
+//! The management API's request and response bodies, shared by the server
+//! (which serializes them) and the CLI (which reads them back): one
+//! definition per shape instead of JSON built and parsed by string keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::proxy::PrefetchReport;
+pub use crate::store::gc::GcReport;
+pub use crate::store::Artifact;
+
+/// A project (configured, or a local namespace holding pushed images) with
+/// its usage against its quota.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProjectView {
+    pub name: String,
+    /// Defined in the config or through the API (not only a namespace).
+    pub configured: bool,
+    pub public: bool,
+    pub quota: Option<u64>,
+    pub max_image_size: Option<u64>,
+    pub usage: u64,
+    pub repositories: usize,
+}
+
+/// A repository with its counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryView {
+    pub name: String,
+    pub tags: usize,
+    pub artifacts: usize,
+}
+
+/// The answer to deleting an artifact.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedArtifact {
+    pub repository: String,
+    pub digest: String,
+    pub deleted_tags: Vec<String>,
+}
+
+/// The answer to deleting a tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedTag {
+    pub repository: String,
+    pub deleted_tag: String,
+}
+
+/// A robot account as the API shows it (never its token hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RobotView {
+    pub name: String,
+    /// `robot$<name>`, the login name.
+    pub username: String,
+    /// Project → actions.
+    pub permissions: BTreeMap<String, Vec<String>>,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    pub revoked: bool,
+    pub active: bool,
+    pub from_config: bool,
+    /// Only in the answer to creating it: shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<&crate::auth::robots::Robot> for RobotView {
+    fn from(r: &crate::auth::robots::Robot) -> RobotView {
+        RobotView {
+            name: r.name.clone(),
+            username: format!("{}{}", crate::auth::ROBOT_PREFIX, r.name),
+            permissions: r.permissions.iter().map(|(k, v)| (k.clone(), v.actions().iter().map(|a| a.to_string()).collect())).collect(),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked: r.revoked,
+            active: r.active(),
+            from_config: r.from_config,
+            token: None,
+        }
+    }
+}
+
+/// `POST /api/v1/robots`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRobot {
+    pub name: String,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<String>>,
+    /// e.g. "30d"; absent: never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+/// `PUT /api/v1/projects/{p}`: fields absent stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    /// Bytes, or a size like "10GiB"; null removes the quota.
+    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub max_image_size: Option<Option<u64>>,
+}
+
+/// `null` → Some(None); number → bytes; string → parsed size.
+fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    match v {
+        serde_json::Value::Null => Ok(Some(None)),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(|x| Some(Some(x)))
+            .ok_or_else(|| serde::de::Error::custom("size must be a non-negative integer")),
+        serde_json::Value::String(s) => crate::config::parse_size(&s).map(|x| Some(Some(x))).map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom("size must be a number of bytes or a string like \"10GiB\"")),
+    }
+}
+
+/// `POST /api/v1/gc`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Overrides `storage.gc_grace`, e.g. "10m".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+}
+
+/// `POST /api/v1/prefetch`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefetchRequest {
+    /// `<remote>/<repo>:<tag>` or `@<digest>`.
+    pub image: String,
+    /// Pin (default) so eviction never removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<bool>,
+}

@@ -1,0 +1,152 @@
+//! [`BlobWriter`]: bytes on their way into the blob store, hashed as they
+//! pass. [`BlobWriter::commit`] is the only way a blob becomes visible, and
+//! it refuses unless the bytes match the digest. A writer dropped before its
+//! commit leaves nothing behind (its temp object is removed).
+//!
+//! Pushes (upload sessions) and pull-through fetches both write through it.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use super::backend::{BlobSink, ProgressHook, SinkState};
+use super::StoreError;
+use crate::oci::{Algorithm, Digest, Hasher, ResumableSha256};
+
+/// The running hash: plain for one-shot writes, resumable for sessions.
+enum Running {
+    Plain(Hasher),
+    Resumable(ResumableSha256),
+}
+
+impl Running {
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Running::Plain(h) => h.update(b),
+            Running::Resumable(h) => h.update(b),
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        match self {
+            Running::Plain(h) => h.clone().finish(),
+            Running::Resumable(h) => h.finish(),
+        }
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            Running::Plain(h) => h.algorithm(),
+            Running::Resumable(_) => Algorithm::Sha256,
+        }
+    }
+}
+
+/// A blob being written.
+pub struct BlobWriter {
+    sink: Box<dyn BlobSink>,
+    hash: Running,
+}
+
+/// Where a resumable writer stands (persisted with its upload session).
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub sink: SinkState,
+    /// The saved SHA-256 state of the bytes up to `sink.offset`.
+    pub sha256: String,
+}
+
+impl BlobWriter {
+    /// A one-shot writer hashing with `algorithm`.
+    pub(super) fn new(sink: Box<dyn BlobSink>, algorithm: Algorithm) -> BlobWriter {
+        BlobWriter {
+            sink,
+            hash: Running::Plain(Hasher::new(algorithm)),
+        }
+    }
+
+    /// A writer continuing a session whose bytes so far hashed to `state`.
+    pub(super) fn resumed(sink: Box<dyn BlobSink>, state: ResumableSha256) -> BlobWriter {
+        BlobWriter {
+            sink,
+            hash: Running::Resumable(state),
+        }
+    }
+
+    /// Append bytes.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        self.hash.update(&chunk);
+        self.sink.write(chunk).await.map_err(StoreError::from)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.sink.written()
+    }
+
+    /// A local file that holds the bytes written so far, if the backend
+    /// keeps one (readers must stay within what the progress hook reported).
+    pub fn spool(&self) -> Option<PathBuf> {
+        self.sink.spool()
+    }
+
+    /// Be told how many bytes the spool holds as it grows.
+    pub fn on_progress(&mut self, hook: ProgressHook) {
+        self.sink.on_progress(hook);
+    }
+
+    /// Put every byte written into the spool (readers may read them all);
+    /// not yet durable.
+    pub async fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(self.sink.flush().await?)
+    }
+
+    /// The digest of the bytes so far, in the writer's algorithm.
+    pub fn digest(&self) -> Digest {
+        self.hash.digest()
+    }
+
+    /// Drop what was written since the writer was opened or resumed.
+    pub(super) async fn rollback(&mut self) -> Result<(), StoreError> {
+        Ok(self.sink.rollback().await?)
+    }
+
+    /// Make the bytes so far durable; returns what resumes here.
+    pub(super) async fn checkpoint(&mut self) -> Result<Checkpoint, StoreError> {
+        let sink = self.sink.checkpoint().await?;
+        let sha256 = match &self.hash {
+            Running::Resumable(h) => h.save(),
+            Running::Plain(_) => String::new(),
+        };
+        Ok(Checkpoint { sink, sha256 })
+    }
+
+    /// Verify the bytes against `expected` and make them that blob. On a
+    /// mismatch nothing is stored. `actual` overrides the running hash when
+    /// the caller had to hash with another algorithm (a sha512 push).
+    pub(super) async fn commit_as(mut self, expected: &Digest, actual: Option<Digest>) -> Result<u64, StoreError> {
+        let actual = actual.unwrap_or_else(|| self.hash.digest());
+        if &actual != expected {
+            self.sink.discard();
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let size = self.sink.written();
+        self.sink.commit(expected).await?;
+        Ok(size)
+    }
+
+    /// Verify the bytes against `expected` and make them that blob; the
+    /// only way a blob becomes visible. On a mismatch nothing is stored.
+    pub async fn commit(self, expected: &Digest) -> Result<u64, StoreError> {
+        if self.hash.algorithm() != expected.algorithm() {
+            return Err(StoreError::Corrupt(format!(
+                "writer hashes {} but {expected} was expected",
+                self.hash.algorithm().as_str()
+            )));
+        }
+        self.commit_as(expected, None).await
+    }
+}
