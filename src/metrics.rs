@@ -367,17 +367,22 @@ pub async fn store_scan_loop(metrics: Arc<Metrics>, store: Store, every: Duratio
     }
 }
 
+/// What is wrong with a Prometheus exposition text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExpositionError(String);
+
 /// A tiny check that text is well-formed Prometheus exposition: every
 /// sample line is `name{labels} value`, every sample's family was declared
 /// by `# TYPE`, and the text ends with `# EOF`. Used by tests.
-pub fn check_exposition(text: &str) -> Result<usize, String> {
+pub fn check_exposition(text: &str) -> Result<usize, ExpositionError> {
     let mut types: std::collections::HashMap<String, String> = Default::default();
     let mut samples = 0;
     let mut eof = false;
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if eof {
-            return Err(format!("line {n}: content after # EOF"));
+            return Err(ExpositionError(format!("line {n}: content after # EOF")));
         }
         if line == "# EOF" {
             eof = true;
@@ -386,7 +391,7 @@ pub fn check_exposition(text: &str) -> Result<usize, String> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut it = rest.split(' ');
             let (Some(name), Some(t)) = (it.next(), it.next()) else {
-                return Err(format!("line {n}: bad TYPE"));
+                return Err(ExpositionError(format!("line {n}: bad TYPE")));
             };
             types.insert(name.to_string(), t.to_string());
             continue;
@@ -395,36 +400,36 @@ pub fn check_exposition(text: &str) -> Result<usize, String> {
             continue;
         }
         if line.starts_with('#') || line.is_empty() {
-            return Err(format!("line {n}: unexpected {line:?}"));
+            return Err(ExpositionError(format!("line {n}: unexpected {line:?}")));
         }
-        let (series, value) = line.rsplit_once(' ').ok_or_else(|| format!("line {n}: no value"))?;
+        let (series, value) = line.rsplit_once(' ').ok_or_else(|| ExpositionError(format!("line {n}: no value")))?;
         let v = value.trim();
         if v.parse::<f64>().is_err() && !matches!(v, "+Inf" | "-Inf" | "NaN") {
-            return Err(format!("line {n}: bad value {v:?}"));
+            return Err(ExpositionError(format!("line {n}: bad value {v:?}")));
         }
         let name = match series.split_once('{') {
             Some((name, labels)) => {
                 if !labels.ends_with('}') {
-                    return Err(format!("line {n}: unterminated labels"));
+                    return Err(ExpositionError(format!("line {n}: unterminated labels")));
                 }
                 name
             }
             None => series,
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-            return Err(format!("line {n}: bad metric name {name:?}"));
+            return Err(ExpositionError(format!("line {n}: bad metric name {name:?}")));
         }
         let family = ["_total", "_bucket", "_sum", "_count", "_created"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| types.contains_key(*f)))
             .unwrap_or(name);
         if !types.contains_key(family) {
-            return Err(format!("line {n}: sample {name} without # TYPE"));
+            return Err(ExpositionError(format!("line {n}: sample {name} without # TYPE")));
         }
         samples += 1;
     }
     if !eof {
-        return Err("no # EOF".into());
+        return Err(ExpositionError("no # EOF".into()));
     }
     Ok(samples)
 }

@@ -151,7 +151,7 @@ impl Authorizer {
     /// signing key live in the store.
     pub async fn new(cfg: &AuthConfig, store: Store, public: Arc<dyn PublicProjects>) -> Result<Authorizer, StoreError> {
         let key = store.meta().get_or_create(Doc::TokenKey, token::new_key()).await?;
-        let keys = TokenKeys::from_secret(&key).map_err(StoreError::Corrupt)?;
+        let keys = TokenKeys::from_secret(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut robots: Vec<Robot> = cfg
             .robots
             .iter()
@@ -357,7 +357,7 @@ impl Authorizer {
     }
 
     /// Sign a token for `subject` with `access`.
-    pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), String> {
+    pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), token::TokenError> {
         let ttl = self.cfg.token_ttl;
         self.keys.issue(&subject.username(), access, ttl).map(|t| (t, ttl))
     }
@@ -378,7 +378,7 @@ impl Authorizer {
             return Err(RobotError::Invalid(crate::config::ROBOT_NAME_RULE.into()));
         }
         let token = password::new_token();
-        let hash = password::hash(&token).map_err(RobotError::Invalid)?;
+        let hash = password::hash(&token).map_err(|e| RobotError::Invalid(e.to_string()))?;
         let robot = Robot {
             name: name.to_string(),
             token_hash: hash,

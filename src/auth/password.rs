@@ -3,13 +3,18 @@
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
+/// Hashing failed (argon2 refused its input or parameters).
+#[derive(Debug, thiserror::Error)]
+#[error("hashing failed: {0}")]
+pub struct HashError(String);
+
 /// Hash a secret into an argon2id PHC string.
-pub fn hash(secret: &str) -> Result<String, String> {
+pub fn hash(secret: &str) -> Result<String, HashError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| format!("hashing failed: {e}"))
+        .map_err(|e| HashError(e.to_string()))
 }
 
 /// Whether `secret` matches the PHC string `phc` (false on a malformed hash).

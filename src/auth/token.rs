@@ -29,6 +29,15 @@ pub struct Claims {
     pub access: Vec<Access>,
 }
 
+/// Why a token could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token signing key is shorter than 32 bytes")]
+    KeyTooShort,
+    #[error("signing the token failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
 /// Signs and verifies tokens.
 pub struct TokenKeys {
     enc: EncodingKey,
@@ -49,9 +58,9 @@ fn now() -> u64 {
 
 impl TokenKeys {
     /// Keys from a stored secret (at least 32 bytes).
-    pub fn from_secret(key: &[u8]) -> Result<TokenKeys, String> {
+    pub fn from_secret(key: &[u8]) -> Result<TokenKeys, TokenError> {
         if key.len() < 32 {
-            return Err("the token signing key is too short".into());
+            return Err(TokenError::KeyTooShort);
         }
         Ok(TokenKeys {
             enc: EncodingKey::from_secret(key),
@@ -59,7 +68,7 @@ impl TokenKeys {
         })
     }
 
-    pub fn issue(&self, sub: &str, access: Vec<Access>, ttl: Duration) -> Result<String, String> {
+    pub fn issue(&self, sub: &str, access: Vec<Access>, ttl: Duration) -> Result<String, TokenError> {
         let t = now();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -70,7 +79,7 @@ impl TokenKeys {
             iat: t,
             access,
         };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.enc).map_err(|e| e.to_string())
+        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.enc)?)
     }
 
     /// Verify signature, issuer, audience and expiry.

@@ -316,7 +316,7 @@ async fn prefetch(c: &Client, image: String, pin: bool) -> Result<(), String> {
 async fn quota(c: &Client, project: &str, size: &str) -> Result<(), String> {
     let quota = match size {
         "none" => None,
-        s => Some(crate::config::parse_size(s)?),
+        s => Some(crate::config::parse_size(s).map_err(|e| e.to_string())?),
     };
     let body = ProjectUpdate { quota: Some(quota), ..ProjectUpdate::default() };
     let p: crate::config::Project = c.call(reqwest::Method::PUT, &format!("projects/{project}"), Some(&body)).await?;

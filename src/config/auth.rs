@@ -46,6 +46,11 @@ pub(super) struct RawProject {
     max_image_size: Option<String>,
 }
 
+/// A permission name that is not `pull`, `push`, `delete` or `*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission {0:?} (use pull, push, delete)")]
+pub struct UnknownPermission(pub String);
+
 /// What an account may do in a project. `push` implies `pull`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Perms {
@@ -59,7 +64,7 @@ pub struct Perms {
 
 impl Perms {
     /// Parse `["pull", "push", "delete"]`.
-    pub fn parse(actions: &[String]) -> Result<Perms, String> {
+    pub fn parse(actions: &[String]) -> Result<Perms, UnknownPermission> {
         let mut p = Perms::default();
         for a in actions {
             match a.as_str() {
@@ -70,7 +75,7 @@ impl Perms {
                 }
                 "delete" => p.delete = true,
                 "*" => p = Perms { pull: true, push: true, delete: true },
-                other => return Err(format!("unknown permission {other:?} (use pull, push, delete)")),
+                other => return Err(UnknownPermission(other.to_string())),
             }
         }
         Ok(p)
@@ -179,7 +184,7 @@ impl RawAuth {
             let mut permissions = BTreeMap::new();
             for (project, actions) in r.permissions {
                 let p = Perms::parse(&actions)
-                    .map_err(|e| ConfigError::invalid(&format!("auth.robots[{i}].permissions.{project}"), e))?;
+                    .map_err(|e| ConfigError::invalid(&format!("auth.robots[{i}].permissions.{project}"), e.to_string()))?;
                 permissions.insert(project, p);
             }
             robots.push(RobotDef {

@@ -95,9 +95,9 @@ impl Config {
                     path: p.to_path_buf(),
                     source,
                 })?;
-                RawConfig::parse(&text).map_err(|message| ConfigError::Parse {
+                RawConfig::parse(&text).map_err(|e| ConfigError::Parse {
                     path: p.to_path_buf(),
-                    message,
+                    message: e.to_string(),
                 })?
             }
         };
@@ -111,9 +111,36 @@ pub(crate) fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         .map_err(|e| ConfigError::invalid(key, format!("{v:?} is not a duration like \"10m\" ({e})")))
 }
 
-/// Parse a size such as `10GiB` (for API input).
-pub fn parse_size(v: &str) -> Result<u64, String> {
-    size("size", v).map_err(|e| e.to_string())
+/// Why a text is not a size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("{0:?} is not a size like \"4MiB\"")]
+    NotASize(String),
+    #[error("{0:?}: unknown size unit {1:?}")]
+    UnknownUnit(String, String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parse a size such as `4MiB`, `512k`, `10GB` or a plain byte count.
+pub fn parse_size(v: &str) -> Result<u64, SizeError> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| SizeError::NotASize(v.to_string()))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gi" | "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "ti" | "tib" => 1 << 40,
+        _ => return Err(SizeError::UnknownUnit(v.to_string(), unit.to_string())),
+    };
+    n.checked_mul(mult).ok_or_else(|| SizeError::TooLarge(v.to_string()))
 }
 
 /// A byte count for people: `512 B`, `10.0 KiB`, `1.5 GiB`.
@@ -132,28 +159,9 @@ pub fn format_size(n: u64) -> String {
     }
 }
 
-/// Parse a size such as `4MiB`, `512k`, `10GB` or a plain byte count.
+/// [`parse_size`] for config key `key`.
 pub(crate) fn size(key: &str, v: &str) -> Result<u64, ConfigError> {
-    let t = v.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| ConfigError::invalid(key, format!("{v:?} is not a size like \"4MiB\"")))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "ki" | "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mi" | "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gi" | "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "ti" | "tib" => 1 << 40,
-        _ => return Err(ConfigError::invalid(key, format!("{v:?}: unknown size unit {unit:?}"))),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| ConfigError::invalid(key, format!("{v:?} is too large")))
+    parse_size(v).map_err(|e| ConfigError::invalid(key, e.to_string()))
 }
 
 #[cfg(test)]
@@ -177,9 +185,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = RawConfig::parse("[storage]\ndata_dri = \"x\"\n").unwrap_err();
+        let e = RawConfig::parse("[storage]\ndata_dri = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("data_dri"), "{e}");
-        let e = RawConfig::parse("lisen = 1\n").unwrap_err();
+        let e = RawConfig::parse("lisen = 1\n").unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
     }
 

@@ -195,7 +195,7 @@ fn credential_entries(v: Option<toml::Value>, key: &str) -> Result<Vec<Credentia
         let raw: RawCredentialEntry = v.try_into().map_err(|e: toml::de::Error| {
             ConfigError::invalid(key, e.message().trim().to_string())
         })?;
-        raw.validate().map_err(|m| ConfigError::invalid(key, m))
+        raw.validate().map_err(|m| ConfigError::invalid(key, m.0))
     };
     match v {
         None => Ok(Vec::new()),
@@ -244,7 +244,7 @@ mod credential_tests {
     use crate::secrets::CredentialSource;
 
     fn remotes(toml: &str) -> Result<Vec<std::sync::Arc<super::Remote>>, String> {
-        let raw = RawConfig::parse(toml)?;
+        let raw = RawConfig::parse(toml).map_err(|e| e.to_string())?;
         raw.validate(&Overrides::default()).map(|c| c.remotes).map_err(|e| e.to_string())
     }
 

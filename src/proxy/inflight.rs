@@ -124,6 +124,15 @@ impl Fetch {
         self.wait_for(|p| matches!(p.phase, Phase::Done | Phase::Failed(_))).await
     }
 
+    /// Tell followers how the fetch ended.
+    fn conclude(&self, res: Result<(), FetchError>) {
+        let phase = match res {
+            Ok(()) => Phase::Done,
+            Err(e) => Phase::Failed(e),
+        };
+        self.progress.send_modify(|p| p.phase = phase);
+    }
+
     /// A reader of bytes `[start, end)` (end defaults to the blob's end).
     pub fn follow(self: &Arc<Self>, start: u64, end: Option<u64>) -> Follower {
         Follower {
@@ -220,27 +229,25 @@ impl Inflight {
     /// Publish how a fetch ended and take it out of the table.
     fn finish(&self, f: &Fetch, upstream: &Upstream, repo: &RepoName, res: Result<(), FetchError>) {
         let remote = &upstream.remote().name;
-        match res {
+        match &res {
             Ok(()) => {
-                f.progress.send_modify(|p| p.phase = Phase::Done);
                 tracing::info!(remote = %remote, repo = %repo, digest = %f.digest, "blob cached");
                 self.cached.notify_one();
             }
             Err(e) => {
                 tracing::error!(remote = %remote, repo = %repo, digest = %f.digest, error = %e, "upstream blob fetch failed; nothing cached");
-                f.progress.send_modify(|p| p.phase = Phase::Failed(e));
             }
         }
+        f.conclude(res);
         self.table().remove(&f.digest);
     }
 }
 
-/// The leader: stream upstream → writer (hashing, spooling), verify, commit.
+/// The leader: fetch from the remote, then spool, verify and commit.
 async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Arc<Fetch>) -> Result<(), FetchError> {
-    let store = &f.store;
     // A fetch that finished just before this one started: nothing to do.
-    if let Some(size) = store.blobs().size(&f.digest).await? {
-        link(store, cache_repo, &f.digest).await;
+    if let Some(size) = f.store.blobs().size(&f.digest).await? {
+        link(&f.store, cache_repo, &f.digest).await;
         f.progress.send_modify(|p| {
             p.phase = Phase::Streaming;
             p.total = Some(size);
@@ -251,9 +258,16 @@ async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Ar
     }
     // Bounded per remote (`max_concurrent_fetches`); held to the end.
     let _slot = upstream.fetch_slot().await;
-    let mut body = upstream.blob(repo, &f.digest).await?;
+    let body = upstream.blob(repo, &f.digest).await?;
+    let remote = &upstream.remote().name;
+    spool(f, body, remote, &upstream.stats.bytes, cache_repo).await
+}
+
+/// Stream `body` into a writer (hashing, spooling) while followers read
+/// the spool, verify the digest, then link and commit.
+async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &AtomicU64, cache_repo: &RepoName) -> Result<(), FetchError> {
     let total = body.content_length;
-    let mut w = store.blobs().writer(f.digest.algorithm()).await?;
+    let mut w = f.store.blobs().writer(f.digest.algorithm()).await?;
     let _ = f.spool.set(w.spool());
     let progress = f.progress.clone();
     w.on_progress(Box::new(move |n| progress.send_modify(|p| p.written = n)));
@@ -261,14 +275,13 @@ async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Ar
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let received = receive(upstream, &mut body, &mut w).await?;
-    let remote = upstream.remote().name.clone();
+    let received = receive(&mut body, &mut w, remote, counter).await?;
     if let Some(want) = total.filter(|t| *t != received) {
-        return Err(FetchError::Truncated { remote, got: received, want });
+        return Err(FetchError::Truncated { remote: remote.to_string(), got: received, want });
     }
     let actual = w.digest();
     if actual != f.digest {
-        return Err(FetchError::DigestMismatch { remote, expected: f.digest.clone(), actual });
+        return Err(FetchError::DigestMismatch { remote: remote.to_string(), expected: f.digest.clone(), actual });
     }
     // Verified and all in the spool: followers may send the last byte now.
     w.flush().await?;
@@ -282,13 +295,13 @@ async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Ar
     // would send it to the remote again. A link whose blob never arrives
     // (commit failed, crash) is harmless: a blob is only served when both
     // exist.
-    link(store, cache_repo, &f.digest).await;
+    link(&f.store, cache_repo, &f.digest).await;
     w.commit(&f.digest).await?;
     Ok(())
 }
 
 /// Copy the upstream body into the writer; returns the bytes received.
-async fn receive(upstream: &Upstream, body: &mut BlobStream, w: &mut BlobWriter) -> Result<u64, FetchError> {
+async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counter: &AtomicU64) -> Result<u64, FetchError> {
     let total = body.content_length;
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
@@ -300,9 +313,9 @@ async fn receive(upstream: &Upstream, body: &mut BlobStream, w: &mut BlobWriter)
             e => e,
         })?;
         received += chunk.len() as u64;
-        upstream.stats.bytes.fetch_add(chunk.len() as u64, Relaxed);
+        counter.fetch_add(chunk.len() as u64, Relaxed);
         if let Some(want) = total.filter(|t| received > *t) {
-            return Err(FetchError::TooLong { remote: upstream.remote().name.clone(), want });
+            return Err(FetchError::TooLong { remote: remote.to_string(), want });
         }
         w.write(chunk).await?;
     }
@@ -412,5 +425,90 @@ impl Follower {
     /// As a `Stream` of byte chunks.
     pub fn into_stream(self) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
         futures_util::stream::unfold(self, |mut f| async move { f.next_chunk().await.map(|c| (c, f)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REMOTE: &str = "up";
+
+    fn fetch(store: &Store, d: &Digest) -> Arc<Fetch> {
+        let (tx, _) = watch::channel(Progress { phase: Phase::Starting, total: None, written: 0, verified: false });
+        Arc::new(Fetch { digest: d.clone(), store: store.clone(), spool: OnceLock::new(), progress: tx })
+    }
+
+    /// `data` as an upstream body of 64 KiB chunks.
+    fn body(data: &[u8], content_length: Option<u64>) -> BlobStream {
+        let chunks: Vec<Result<Bytes, UpstreamError>> = data.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        BlobStream::new(content_length, futures_util::stream::iter(chunks))
+    }
+
+    async fn read_all(f: Follower) -> io::Result<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        let chunks: Vec<Bytes> = f.into_stream().try_collect().await?;
+        Ok(chunks.concat())
+    }
+
+    /// Run the leader on `upstream` with three followers; returns what each
+    /// follower read.
+    async fn run_fetch(store: &Store, d: &Digest, upstream: BlobStream) -> (Result<(), FetchError>, Vec<io::Result<Vec<u8>>>) {
+        let f = fetch(store, d);
+        let followers: Vec<_> = (0..3).map(|_| tokio::spawn(read_all(f.follow(0, None)))).collect();
+        let cache: RepoName = "up/app".parse().unwrap();
+        let counter = AtomicU64::new(0);
+        let res = spool(&f, upstream, REMOTE, &counter, &cache).await;
+        f.conclude(res.clone());
+        let mut got = Vec::new();
+        for h in followers {
+            got.push(h.await.unwrap());
+        }
+        (res, got)
+    }
+
+    #[tokio::test]
+    async fn followers_get_every_byte_and_the_blob_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let d = Digest::sha256_of(&data);
+        let (res, got) = run_fetch(&store, &d, body(&data, Some(data.len() as u64))).await;
+        res.unwrap();
+        for g in got {
+            assert!(g.unwrap() == data, "a follower read different bytes");
+        }
+        assert_eq!(store.blobs().size(&d).await.unwrap(), Some(data.len() as u64));
+        assert!(store.repo(&"up/app".parse().unwrap()).has_blob(&d).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn wrong_bytes_fail_every_follower_and_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = vec![7u8; 1_000_000];
+        let d = Digest::sha256_of(b"what the remote should have sent");
+        let (res, got) = run_fetch(&store, &d, body(&data, Some(data.len() as u64))).await;
+        assert!(matches!(res, Err(FetchError::DigestMismatch { .. })), "{res:?}");
+        for g in got {
+            assert!(g.is_err(), "a follower completed a blob whose digest did not match");
+        }
+        assert_eq!(store.blobs().size(&d).await.unwrap(), None);
+        let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+        assert!(tmp.is_empty(), "the spool was left behind: {tmp:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_shorter_or_longer_than_announced_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let data = vec![1u8; 200_000];
+        let d = Digest::sha256_of(&data);
+        let (res, got) = run_fetch(&store, &d, body(&data, Some(300_000))).await;
+        assert!(matches!(res, Err(FetchError::Truncated { got: 200_000, .. })), "{res:?}");
+        assert!(got.iter().all(|g| g.is_err()));
+        let (res, _) = run_fetch(&store, &d, body(&data, Some(100_000))).await;
+        assert!(matches!(res, Err(FetchError::TooLong { .. })), "{res:?}");
+        assert_eq!(store.blobs().size(&d).await.unwrap(), None);
     }
 }

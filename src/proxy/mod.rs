@@ -54,6 +54,15 @@ pub enum ProxyError {
     Store(#[from] StoreError),
 }
 
+/// A remote whose client could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("remote {remote}: {source}")]
+pub struct RemoteSetupError {
+    pub remote: String,
+    #[source]
+    pub source: crate::upstream::SetupError,
+}
+
 /// Counters (exported as metrics by the operations layer).
 #[derive(Debug, Default)]
 pub struct ProxyStats {
@@ -91,10 +100,10 @@ pub struct Proxy {
 impl Proxy {
     /// The proxy for `router`'s remotes, caching in `store`, evicting above
     /// each remote's `max_size` and `global_cap` over all remotes.
-    pub fn new(store: Store, router: Router, global_cap: Option<u64>) -> Result<Proxy, String> {
+    pub fn new(store: Store, router: Router, global_cap: Option<u64>) -> Result<Proxy, RemoteSetupError> {
         let mut upstreams = HashMap::new();
         for r in router.remotes() {
-            let up = Upstream::new(r.clone()).map_err(|e| format!("remote {}: {e}", r.name))?;
+            let up = Upstream::new(r.clone()).map_err(|source| RemoteSetupError { remote: r.name.clone(), source })?;
             upstreams.insert(r.name.clone(), Arc::new(up));
         }
         let cache = || {

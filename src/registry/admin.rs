@@ -155,7 +155,7 @@ impl Registry {
         self.require_admin(id)?;
         let mut perms = BTreeMap::new();
         for (project, actions) in &r.permissions {
-            perms.insert(project.clone(), Perms::parse(actions).map_err(RegistryError::BadRequest)?);
+            perms.insert(project.clone(), Perms::parse(actions).map_err(|e| RegistryError::BadRequest(e.to_string()))?);
         }
         let expires = r
             .expires_in

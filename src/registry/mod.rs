@@ -92,7 +92,7 @@ impl Registry {
     /// Wire the registry over `store` as `cfg` says.
     pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
         let router = Router::new(cfg.remotes.clone());
-        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size).map_err(anyhow::Error::msg)?;
+        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size)?;
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, store.clone(), projects.clone()).await?;
         Ok(Registry {
@@ -156,5 +156,107 @@ impl namespaces::LocalNames for Locals<'_> {
 
     async fn repo_exists(&self, name: &RepoName) -> bool {
         self.store.repo_exists(name).await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{password, Subject};
+    use crate::oci::manifest::{OCI_MANIFEST, OCI_INDEX};
+    use bytes::Bytes;
+
+    const CONFIG: &str = r#"
+remotes = []
+[[projects]]
+name = "team"
+quota = "1000"
+[[projects]]
+name = "b"
+"#;
+
+    async fn registry(extra: &str) -> (Registry, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::RawConfig::parse(&format!("{CONFIG}{extra}")).unwrap().validate(&Default::default()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (Registry::open(&cfg, store).await.unwrap(), dir)
+    }
+
+    fn name(s: &str) -> RepoName {
+        s.parse().unwrap()
+    }
+
+    async fn push(r: &Registry, repo: &str, bytes: &[u8]) -> Digest {
+        let d = Digest::sha256_of(bytes);
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
+        r.put_blob(&name(repo), &d, Some(bytes.len() as u64), body).await.unwrap();
+        d
+    }
+
+    fn image(config: &Digest, subject: Option<&Digest>) -> Bytes {
+        let mut m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 3},
+            "layers": [],
+        });
+        if let Some(s) = subject {
+            m["subject"] = serde_json::json!({"mediaType": OCI_INDEX, "digest": s, "size": 1});
+            m["artifactType"] = "application/x-signature".into();
+        }
+        Bytes::from(serde_json::to_vec(&m).unwrap())
+    }
+
+    #[tokio::test]
+    async fn quota_refuses_with_the_numbers_and_dedup_is_free() {
+        let (r, _d) = registry("").await;
+        let a = vec![1u8; 600];
+        push(&r, "team/app", &a).await;
+        let b = vec![2u8; 600];
+        let d = Digest::sha256_of(&b);
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(b.clone()))]);
+        let e = r.put_blob(&name("team/app"), &d, Some(600), body).await.unwrap_err();
+        assert!(
+            matches!(e, RegistryError::QuotaExceeded { ref project, quota: 1000, usage: 600, size: 600 } if project == "team"),
+            "{e:?}"
+        );
+        assert_eq!(r.store.blobs().size(&d).await.unwrap(), None, "a refused blob was stored");
+        // The same bytes again, in another repository of the project: free.
+        push(&r, "team/other", &a).await;
+        assert_eq!(r.store.usage("team").await.unwrap(), 600);
+    }
+
+    #[tokio::test]
+    async fn mounts_need_pull_on_the_source() {
+        let robot = password::hash("tok").unwrap();
+        let auth = format!("[[auth.robots]]\nname = \"ci\"\ntoken_hash = \"{robot}\"\npermissions = {{ a = [\"push\"] }}\n");
+        let (r, _d) = registry(&auth).await;
+        let d = push(&r, "b/app", b"layer").await;
+        let ci = Identity { subject: Subject::Robot("ci".into()), token_access: None };
+        let admin = Identity { subject: Subject::Admin("root".into()), token_access: None };
+        assert_eq!(r.mount(&ci, &name("a/app"), &d, None).await.unwrap(), Mount::NotMounted);
+        assert_eq!(r.mount(&ci, &name("a/app"), &d, Some(&name("b/app"))).await.unwrap(), Mount::NotMounted);
+        assert!(!r.store.repo(&name("a/app")).has_blob(&d).await.unwrap());
+        assert_eq!(r.mount(&admin, &name("a/app"), &d, Some(&name("b/app"))).await.unwrap(), Mount::Mounted);
+        assert!(r.store.repo(&name("a/app")).has_blob(&d).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn deleting_a_referrer_removes_it_from_its_subject() {
+        let (r, _d) = registry("").await;
+        let repo = name("b/app");
+        let cfg = push(&r, "b/app", b"{}\n").await;
+        let subject = r.put_manifest(&repo, &"v1".parse().unwrap(), Some(OCI_MANIFEST), image(&cfg, None)).await.unwrap();
+        let sig = image(&cfg, Some(&subject.digest));
+        let sig_d = Digest::sha256_of(&sig);
+        let accepted = r.put_manifest(&repo, &crate::oci::Reference::Digest(sig_d.clone()), Some(OCI_MANIFEST), sig).await.unwrap();
+        assert_eq!(accepted.subject.as_ref(), Some(&subject.digest));
+        let listed = r.referrers(&repo, &subject.digest, None).await.unwrap();
+        assert_eq!(listed.iter().map(|x| &x.digest).collect::<Vec<_>>(), vec![&sig_d]);
+        assert!(r.referrers(&repo, &subject.digest, Some("other/type")).await.unwrap().is_empty());
+        r.delete_artifact(&repo, &sig_d).await.unwrap();
+        assert!(r.referrers(&repo, &subject.digest, None).await.unwrap().is_empty());
+        // Deleting by digest takes the tags with it.
+        assert_eq!(r.delete_artifact(&repo, &subject.digest).await.unwrap(), vec!["v1".to_string()]);
+        assert!(matches!(r.manifest(&repo, &"v1".parse().unwrap()).await, Err(RegistryError::ManifestUnknown(_))));
     }
 }

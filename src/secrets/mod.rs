@@ -165,7 +165,7 @@ impl SecretRef {
     /// reference, and for `file`, that an existing file is not readable by
     /// group or others. `has_username` says whether the entry supplies the
     /// username itself.
-    pub fn validate(&self, has_username: bool) -> Result<(), String> {
+    pub fn validate(&self, has_username: bool) -> Result<(), InvalidReference> {
         match self {
             SecretRef::Env { username, password, token } => match (username, password, token) {
                 (_, Some(_), None) if username.is_some() || has_username => Ok(()),
@@ -177,7 +177,7 @@ impl SecretRef {
                 if path.as_os_str().is_empty() {
                     return Err("file: `path` must not be empty".into());
                 }
-                backends::check_permissions(path).map_err(|e| e.to_string())
+                backends::check_permissions(path).map_err(|e| InvalidReference(e.to_string()))
             }
             SecretRef::AwsSecretsmanager { id, endpoint, .. } => {
                 if id.is_empty() {
@@ -189,6 +189,24 @@ impl SecretRef {
                 Ok(())
             }
         }
+    }
+}
+
+/// Why a credentials entry or secret reference in the config is unusable
+/// (the config layer prefixes the key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidReference(pub String);
+
+impl From<&str> for InvalidReference {
+    fn from(s: &str) -> InvalidReference {
+        InvalidReference(s.to_string())
+    }
+}
+
+impl From<String> for InvalidReference {
+    fn from(s: String) -> InvalidReference {
+        InvalidReference(s)
     }
 }
 
@@ -312,7 +330,7 @@ pub struct RawCredentialEntry {
 impl RawCredentialEntry {
     /// Turn into a [`CredentialEntry`]; the error says what is wrong
     /// (the caller prefixes the config key).
-    pub fn validate(self) -> Result<CredentialEntry, String> {
+    pub fn validate(self) -> Result<CredentialEntry, InvalidReference> {
         let repository = match self.repository {
             Some(r) if r.trim().is_empty() => return Err("`repository` must not be empty (use \"*\" for all)".into()),
             Some(r) => RepoPattern::new(r.trim()),

@@ -150,3 +150,56 @@ impl BlobWriter {
         self.commit_as(expected, None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn temp_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn commit_on_match_makes_the_blob_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let data = vec![3u8; 1_500_000];
+        let d = Digest::sha256_of(&data);
+        let mut w = s.blobs().writer(Algorithm::Sha256).await.unwrap();
+        for c in data.chunks(100_000) {
+            w.write(Bytes::copy_from_slice(c)).await.unwrap();
+        }
+        assert_eq!(s.blobs().size(&d).await.unwrap(), None, "visible before its commit");
+        assert_eq!(w.commit(&d).await.unwrap(), data.len() as u64);
+        assert_eq!(s.blobs().read_small(&d).await.unwrap().unwrap(), data);
+        assert_eq!(temp_files(dir.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let claimed = Digest::sha256_of(b"claimed");
+        let mut w = s.blobs().writer(Algorithm::Sha256).await.unwrap();
+        w.write(Bytes::from_static(b"something else")).await.unwrap();
+        let e = w.commit(&claimed).await.unwrap_err();
+        assert!(matches!(e, StoreError::DigestMismatch { .. }), "{e:?}");
+        assert_eq!(s.blobs().size(&claimed).await.unwrap(), None);
+        assert_eq!(s.blobs().list().await.unwrap().len(), 0);
+        assert_eq!(temp_files(dir.path()), 0, "the temp file of a refused blob stayed");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut w = s.blobs().writer(Algorithm::Sha256).await.unwrap();
+        w.write(Bytes::from(vec![9u8; 2_000_000])).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(temp_files(dir.path()), 1);
+        drop(w);
+        assert_eq!(temp_files(dir.path()), 0);
+        assert_eq!(s.blobs().list().await.unwrap().len(), 0);
+    }
+}

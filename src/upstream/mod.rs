@@ -52,6 +52,15 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// Why the client for a remote could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile { path: std::path::PathBuf, reason: String },
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
 /// A manifest as the remote described it.
 #[derive(Debug, Clone)]
 pub struct RemoteManifest {
@@ -71,6 +80,14 @@ pub struct BlobStream {
 }
 
 impl BlobStream {
+    /// A body made of `chunks` (the remote's, or a test's).
+    pub fn new(content_length: Option<u64>, chunks: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static) -> BlobStream {
+        BlobStream {
+            content_length,
+            chunks: Box::pin(chunks),
+        }
+    }
+
     /// The next chunk; `None` at the end.
     pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         futures_util::StreamExt::next(&mut self.chunks).await
@@ -110,7 +127,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(remote: Arc<Remote>) -> Result<Upstream, String> {
+    pub fn new(remote: Arc<Remote>) -> Result<Upstream, SetupError> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(remote.connect_timeout)
@@ -119,15 +136,15 @@ impl Upstream {
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if let Some(ca) = &remote.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{}: {e}", ca.display()))? {
+            let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile { path: ca.clone(), reason: e.to_string() })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaFile { path: ca.clone(), reason: e.to_string() })? {
                 b = b.add_root_certificate(cert);
             }
         }
         if remote.insecure_skip_verify {
             b = b.danger_accept_invalid_certs(true);
         }
-        let http = b.build().map_err(|e| format!("building HTTP client: {e}"))?;
+        let http = b.build().map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(Upstream {
             fetch_slots: Arc::new(tokio::sync::Semaphore::new(remote.max_concurrent_fetches.max(1))),
             stats: UpstreamStats::default(),
@@ -344,10 +361,7 @@ impl Upstream {
             remote: remote.clone(),
             reason: format!("blob stream broke: {}", describe(&e)),
         });
-        Ok(BlobStream {
-            content_length,
-            chunks: Box::pin(chunks),
-        })
+        Ok(BlobStream::new(content_length, chunks))
     }
 
     /// Size of a remote blob.
