@@ -62,6 +62,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust >= 1.80 (https://rustup.rs) and re-run" >&2
     exit 1
 fi
+# Garage (S3-compatible object store) for tests/garage_*.rs and, later, the
+# S3 storage backend's tests. Built from crates.io into ~/.cargo/bin: the
+# first build takes ~30-40 minutes on 2 cores; later runs find the binary.
+if ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+    log "installing garage 2.5.0 (cargo install, slow the first time)"
+    cargo install garage --version 2.5.0 --locked
+fi
 if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
     log "Docker Engine $(docker version --format '{{.Server.Version}}'): Docker client tests will run"
 else

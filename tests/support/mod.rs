@@ -9,6 +9,8 @@ pub mod docker;
 pub mod image;
 pub mod upstream;
 pub mod fake_upstream;
+pub mod garage;
+pub mod s3;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
