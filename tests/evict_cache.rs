@@ -46,14 +46,16 @@ fn least_recently_pulled_is_evicted_pinned_is_not() {
         "[storage]\ngc_grace = \"0s\"\n[cache]\nevict_interval = \"1s\"\n{}",
         up.remote_toml("up", None, "max_size = \"150000\"")
     );
+    // With an admin: prefetch is a management call (pulls stay anonymous).
     let w = Wharf::start_with(Options {
         config: Some(config),
+        admin: true,
         ..Options::default()
     });
 
     // Prefetch + pin through the CLI (it calls the running server's API).
     let out = Command::new(bin())
-        .args(["prefetch", "up/lib/pinned:v1", "--url", &w.url()])
+        .args(["prefetch", "up/lib/pinned:v1", "--url", &w.url(), "--user", ADMIN.0, "--password", ADMIN.1])
         .env_remove("WHARF_URL")
         .output()
         .unwrap();

@@ -41,8 +41,7 @@ fn offline_gc_dry_run_reports_without_deleting() {
     let kept = push_image(&w, "app/kept", "v1", 1);
     let orphan = push_blob(&w, "app/kept", &data(99, 5000));
     let gone = push_image(&w, "app/gone", "v1", 2);
-    let r = http()
-        .delete(format!("{}/v2/app/gone/manifests/{}", w.url(), gone.digest))
+    let r = w.req(reqwest::Method::DELETE, &format!("/v2/app/gone/manifests/{}", gone.digest))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
@@ -82,43 +81,43 @@ fn offline_gc_dry_run_reports_without_deleting() {
     assert!(!w.data_dir.join("repos/app/kept/_layers/sha256").join(&orphan[7..]).exists());
 
     w.restart();
-    let r = http().head(format!("{}/v2/app/kept/blobs/{orphan}", w.url())).send().unwrap();
+    let r = w.req(reqwest::Method::HEAD, &format!("/v2/app/kept/blobs/{orphan}")).send().unwrap();
     assert_eq!(r.status(), 404);
-    let r = http()
-        .get(format!("{}/v2/app/kept/manifests/v1", w.url()))
+    let r = w.req(reqwest::Method::GET, &format!("/v2/app/kept/manifests/v1"))
         .header("accept", MT_OCI_MANIFEST)
         .send()
         .unwrap();
     assert_eq!(sha256(&r.bytes().unwrap()), kept.digest);
     for d in [&kept.config, &kept.layers[0], &kept.layers[1]] {
-        let b = http().get(format!("{}/v2/app/kept/blobs/{d}", w.url())).send().unwrap().bytes().unwrap();
+        let b = w.req(reqwest::Method::GET, &format!("/v2/app/kept/blobs/{d}")).send().unwrap().bytes().unwrap();
         assert_eq!(&sha256(&b), d);
     }
 }
 
 fn gc_api(w: &Wharf, body: &str) -> serde_json::Value {
-    let r = http().post(format!("{}/api/v1/gc", w.url())).body(body.to_string()).send().unwrap();
+    let r = w.req(reqwest::Method::POST, &format!("/api/v1/gc")).body(body.to_string()).send().unwrap();
     assert_eq!(r.status(), 200);
     r.json().unwrap()
 }
 
 #[test]
 fn gc_racing_a_chunked_upload_keeps_it_intact() {
+    // With an admin: online GC is a management call.
     let w = Wharf::start_with(Options {
         config: Some(CONFIG.into()),
+        admin: true,
         ..Options::default()
     });
     // Something for GC to do meanwhile.
     let orphan = push_blob(&w, "app/x", &data(7, 4000));
     let blob = data(8, 300_000);
     let d = sha256(&blob);
-    let r = http().post(format!("{}/v2/app/x/blobs/uploads/", w.url())).send().unwrap();
+    let r = w.req(reqwest::Method::POST, &format!("/v2/app/x/blobs/uploads/")).send().unwrap();
     assert_eq!(r.status(), 202);
     let mut loc = abs_url(&w, &header(&r, "location"));
     let mut off = 0;
     for (i, chunk) in blob[..200_000].chunks(100_000).enumerate() {
-        let r = http()
-            .patch(&loc)
+        let r = w.req_url(reqwest::Method::PATCH, &loc)
             .header("content-type", "application/octet-stream")
             .header("content-range", format!("{off}-{}", off + chunk.len() - 1))
             .body(chunk.to_vec())
@@ -134,19 +133,19 @@ fn gc_racing_a_chunked_upload_keeps_it_intact() {
     assert!(!blob_file(&w, &orphan).exists(), "GC did run");
     let uploads: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).unwrap().collect();
     assert_eq!(uploads.len(), 1, "the in-flight session is still there");
-    let r = http().get(&loc).send().unwrap();
+    let r = w.req_url(reqwest::Method::GET, &loc).send().unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(header(&r, "range"), "0-199999");
     let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http()
-        .put(format!("{loc}{sep}digest={d}"))
+    let r = w
+        .req_url(reqwest::Method::PUT, &format!("{loc}{sep}digest={d}"))
         .header("content-type", "application/octet-stream")
         .header("content-range", format!("200000-{}", blob.len() - 1))
         .body(blob[200_000..].to_vec())
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
-    let got = http().get(format!("{}/v2/app/x/blobs/{d}", w.url())).send().unwrap().bytes().unwrap();
+    let got = w.req(reqwest::Method::GET, &format!("/v2/app/x/blobs/{d}")).send().unwrap().bytes().unwrap();
     assert_eq!(got.len(), blob.len());
     assert_eq!(sha256(&got), d);
     // A dry run through the API reports it (unreferenced, grace 0) but

@@ -14,17 +14,18 @@ fn config(project: &str) -> String {
     format!("remotes = []\n[storage]\ngc_grace = \"0s\"\n{project}")
 }
 
+/// With an admin: the management API (usage, GC) needs one.
 fn start(project: &str) -> Wharf {
     Wharf::start_with(Options {
         config: Some(config(project)),
+        admin: true,
         ..Options::default()
     })
 }
 
 /// Upload a blob (monolithic); returns the response.
 fn try_push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> reqwest::blocking::Response {
-    http()
-        .post(format!("{}/v2/{repo}/blobs/uploads/?digest={}", w.url(), sha256(bytes)))
+    w.req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(bytes)))
         .header("content-type", "application/octet-stream")
         .body(bytes.to_vec())
         .send()
@@ -81,8 +82,8 @@ fn try_push(w: &Wharf, repo: &str, tag: &str, i: &Img) -> Result<(), Refused> {
 }
 
 fn usage(w: &Wharf, project: &str) -> u64 {
-    let v: serde_json::Value = http()
-        .get(format!("{}/api/v1/projects/{project}", w.url()))
+    let v: serde_json::Value = w
+        .req(reqwest::Method::GET, &format!("/api/v1/projects/{project}"))
         .send()
         .unwrap()
         .json()
@@ -97,8 +98,7 @@ fn blob_file(w: &Wharf, d: &str) -> PathBuf {
 
 /// Pull an image back by tag and verify every digest.
 fn pull_verify(w: &Wharf, repo: &str, tag: &str, i: &Img) {
-    let r = http()
-        .get(format!("{}/v2/{repo}/manifests/{tag}", w.url()))
+    let r = w.req(reqwest::Method::GET, &format!("/v2/{repo}/manifests/{tag}"))
         .header("accept", MT_OCI_MANIFEST)
         .send()
         .unwrap();
@@ -106,7 +106,7 @@ fn pull_verify(w: &Wharf, repo: &str, tag: &str, i: &Img) {
     let body = r.bytes().unwrap();
     assert_eq!(sha256(&body), i.digest);
     for (d, _) in &i.blobs {
-        let r = http().get(format!("{}/v2/{repo}/blobs/{d}", w.url())).send().unwrap();
+        let r = w.req(reqwest::Method::GET, &format!("/v2/{repo}/blobs/{d}")).send().unwrap();
         assert_eq!(r.status(), 200, "blob {d} of {repo}:{tag}");
         assert_eq!(&sha256(&r.bytes().unwrap()), d);
     }
@@ -146,19 +146,19 @@ fn quota_refuses_then_delete_and_gc_bring_usage_down() {
     assert_eq!(pushed.len(), 4, "images that fit");
     // The blob that did not fit is not in the repository.
     let own = &refused.blobs[2].0;
-    let r = http().head(format!("{}/v2/team/app/blobs/{own}", w.url())).send().unwrap();
+    let r = w.req(reqwest::Method::HEAD, &format!("/v2/team/app/blobs/{own}")).send().unwrap();
     assert_eq!(r.status(), 404);
 
     // Delete the first image and collect.
     let full = usage(&w, "team");
     let first = &pushed[0];
-    let r = http()
-        .delete(format!("{}/v2/team/app/manifests/{}", w.url(), first.digest))
+    let r = w
+        .req(reqwest::Method::DELETE, &format!("/v2/team/app/manifests/{}", first.digest))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let gc: serde_json::Value = http()
-        .post(format!("{}/api/v1/gc", w.url()))
+    let gc: serde_json::Value = w
+        .req(reqwest::Method::POST, "/api/v1/gc")
         .body("{}")
         .send()
         .unwrap()
@@ -215,12 +215,11 @@ fn max_image_size_and_chunk_precheck() {
     assert!(body.to_string().contains("max image size of 4000"), "{body}");
     // A chunk announced bigger than the quota is refused before its bytes
     // are stored, and the session is gone.
-    let r = http().post(format!("{}/v2/tiny/app/blobs/uploads/", w.url())).send().unwrap();
+    let r = w.req(reqwest::Method::POST, &format!("/v2/tiny/app/blobs/uploads/")).send().unwrap();
     assert_eq!(r.status(), 202);
     let loc = abs_url(&w, &header(&r, "location"));
     let chunk = data(5, 1500);
-    let r = http()
-        .patch(&loc)
+    let r = w.req_url(reqwest::Method::PATCH, &loc)
         .header("content-type", "application/octet-stream")
         .header("content-range", "0-1499")
         .body(chunk)
@@ -228,7 +227,7 @@ fn max_image_size_and_chunk_precheck() {
         .unwrap();
     let body = assert_oci_error(r, 403, "DENIED");
     assert!(body.to_string().contains("quota 1000"), "{body}");
-    let r = http().get(&loc).send().unwrap();
+    let r = w.req_url(reqwest::Method::GET, &loc).send().unwrap();
     assert_eq!(r.status(), 404, "the refused session was cancelled");
     assert_eq!(std::fs::read_dir(w.data_dir.join("uploads")).unwrap().count(), 0);
 }

@@ -10,7 +10,7 @@ use super::body;
 use super::error::ApiError;
 use super::route::Route;
 use super::{Api, Reply};
-use crate::auth::{Action, Identity, Subject};
+use crate::auth::{Action, AuthError, Identity, Subject};
 use crate::oci::ErrorCode;
 
 /// The action a route needs on its repository.
@@ -35,24 +35,61 @@ fn scope_actions(a: Action) -> &'static str {
     }
 }
 
-/// The token realm: configured, or this server as the client addressed it.
-fn realm(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> String {
-    if let Some(r) = &api.registry.auth.config().realm {
-        return r.clone();
+/// Whether `s` is a plain `host[:port]`: a DNS name, an IPv4 address or a
+/// bracketed IPv6 address, and an optional port. Nothing a client can use
+/// to smuggle a path, a query or quotes into a URL wharf builds.
+pub fn valid_authority(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (s, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()) {
+        return false;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+/// How clients reach this server: `server.external_url`, else the scheme
+/// and the request's Host (refused unless a plain `host[:port]`).
+pub fn base_url(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> Result<String, ApiError> {
+    if let Some(u) = &api.external_url {
+        return Ok(u.clone());
     }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost")
-        .replace(['"', '\\'], "");
+        .unwrap_or("localhost");
+    if !valid_authority(host) {
+        let shown: String = host.chars().take(100).collect();
+        return Err(ApiError::new(ErrorCode::BadRequest).explain(format!("the Host header {shown:?} is not a host[:port]")));
+    }
     let scheme = if api.tls { "https" } else { "http" };
-    format!("{scheme}://{host}/token")
+    Ok(format!("{scheme}://{host}"))
 }
 
-/// 401 with a Bearer challenge for `scope`.
+/// The token realm: `auth.realm`, or this server's `/token`.
+fn realm(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> Result<String, ApiError> {
+    if let Some(r) = &api.registry.auth.config().realm {
+        return Ok(r.clone());
+    }
+    Ok(format!("{}/token", base_url(api, headers, uri)?))
+}
+
+/// 401 with a Bearer challenge for `scope` (400 if the request's Host is
+/// not usable in a realm).
 pub fn challenge(api: &Api, req: &Request<Incoming>, scope: Option<String>, detail: &str) -> ApiError {
-    let mut v = format!("Bearer realm=\"{}\",service=\"{}\"", realm(api, req.headers(), req.uri()), crate::auth::token::SERVICE);
+    let realm = match realm(api, req.headers(), req.uri()) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", crate::auth::token::SERVICE);
     if let Some(s) = scope {
         v.push_str(&format!(",scope=\"{s}\""));
     }
@@ -67,9 +104,9 @@ impl Api {
             return Ok(Identity::anonymous());
         }
         let id = auth
-            .authenticate(req.headers())
+            .authenticate(req.headers(), client_addr(req))
             .await
-            .map_err(|e| challenge(self, req, None, &e.to_string()))?;
+            .map_err(|e| refused_login(e.clone()).unwrap_or_else(|| challenge(self, req, None, &e.to_string())))?;
         let Some(action) = required_action(req.method(), route) else {
             // /v2/ and the catalog: any identified client (the catalog is
             // filtered to what the client may pull).
@@ -102,6 +139,7 @@ impl Api {
         let mut scopes: Vec<String> = Vec::new();
         let mut form_creds: Option<(String, String)> = None;
         let basic = req.headers().clone();
+        let addr = client_addr(&req);
         if req.method() == Method::POST {
             let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
                 .collect()
@@ -131,11 +169,18 @@ impl Api {
                 }
             }
         }
-        let bad = || ApiError::new(ErrorCode::Unauthorized).detail("invalid username or password");
+        let max = self.registry.limits.bounds.max_token_scopes;
+        if scopes.len() > max {
+            return Err(ApiError::new(ErrorCode::BadRequest).explain(format!(
+                "a token request may ask for at most {max} scopes (limits.max_token_scopes), this one asks for {}",
+                scopes.len()
+            )));
+        }
+        let bad = |e: AuthError| refused_login(e).unwrap_or_else(|| ApiError::new(ErrorCode::Unauthorized).explain("invalid username or password"));
         let auth = &self.registry.auth;
         let subject = match form_creds {
-            Some((u, p)) => auth.check_basic(&u, &p).await.ok_or_else(bad)?,
-            None => auth.authenticate(&basic).await.map_err(|_| bad())?.subject,
+            Some((u, p)) => auth.check_basic(&u, &p, addr).await.map_err(bad)?,
+            None => auth.authenticate(&basic, addr).await.map_err(bad)?.subject,
         };
         let mut access = Vec::new();
         for s in scopes.iter().filter(|s| !s.is_empty()) {
@@ -164,7 +209,38 @@ impl Api {
     }
 }
 
+/// The address of the client (set by the accept loop).
+pub fn client_addr<B>(req: &Request<B>) -> Option<std::net::IpAddr> {
+    req.extensions().get::<super::ClientAddr>().map(|a| a.0)
+}
+
+/// A login refused before its credentials were checked: `429` with
+/// `Retry-After`. `None` for plain bad credentials (the caller challenges).
+pub fn refused_login(e: AuthError) -> Option<ApiError> {
+    let retry = match e {
+        AuthError::Throttled(d) => d.as_secs().max(1),
+        AuthError::Busy => 1,
+        _ => return None,
+    };
+    Some(ApiError::new(ErrorCode::TooManyRequests).explain(e.to_string()).header("retry-after", retry.to_string()))
+}
+
 /// The identity attached to a request by `authorize` (anonymous if none).
 pub fn identity<B>(req: &Request<B>) -> Identity {
     req.extensions().get::<Identity>().cloned().unwrap_or_else(Identity::anonymous)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_authority;
+
+    #[test]
+    fn authorities() {
+        for ok in ["wharf.example", "wharf.example:5000", "127.0.0.1:5000", "[::1]:5000", "[fe80::1]", "localhost"] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in ["evil.example:443/x?", "a\"b", "a b", "", "host:", "host:99999", "host:80:80", "::1", "a..b", "x/y", "h:1x", "[::1", "user@host"] {
+            assert!(!valid_authority(bad), "{bad}");
+        }
+    }
 }

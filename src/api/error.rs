@@ -140,6 +140,7 @@ impl From<UpstreamError> for ApiError {
             }
             UpstreamError::Unreachable { .. } => ApiError::new(ErrorCode::Unavailable).detail(e.to_string()),
             UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(e.to_string()),
+            UpstreamError::Refused { .. } | UpstreamError::TooLarge { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(e.to_string()),
         }
     }
 }
@@ -224,6 +225,7 @@ fn domain_code(e: &RegistryError) -> ErrorCode {
         R::QuotaExceeded { .. } | R::ImageTooLarge { .. } | R::Denied(_) => ErrorCode::Denied,
         R::BadRequest(_) => ErrorCode::BadRequest,
         R::Conflict(_) => ErrorCode::Conflict,
+        R::TooMany(_) => ErrorCode::TooManyRequests,
         R::Store(_) | R::Proxy(_) | R::Policy(_) => ErrorCode::Internal,
     }
 }

@@ -89,13 +89,29 @@ impl Api {
     pub(super) async fn management(&self, req: Request<Incoming>) -> Reply {
         let auth = &self.registry.auth;
         let id = auth
-            .authenticate(req.headers())
+            .authenticate(req.headers(), super::access::client_addr(&req))
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Unauthorized).explain(e.to_string()))?;
+            .map_err(|e| super::access::refused_login(e.clone()).unwrap_or_else(|| ApiError::new(ErrorCode::Unauthorized).explain(e.to_string())))?;
         if auth.enabled() && id.is_anonymous() {
             return Err(ApiError::new(ErrorCode::Unauthorized)
                 .explain("the management API needs credentials")
                 .header("www-authenticate", "Basic realm=\"wharf\""));
+        }
+        // A token from /token is for the registry API: only one that was
+        // granted the management scope may manage.
+        if id.token_access.as_ref().is_some_and(|a| !crate::auth::grants_management(a)) {
+            return Err(ApiError::new(ErrorCode::Denied).explain(format!(
+                "this token is for pulling and pushing; use Basic credentials or a token with scope {}",
+                crate::auth::MANAGEMENT_SCOPE
+            )));
+        }
+        // Without accounts anyone could otherwise create the first robot
+        // and lock everybody else out.
+        if !auth.enabled() && !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Err(ApiError::new(ErrorCode::Unauthorized).explain(
+                "wharf has no accounts, so the management API is read-only: add an [[auth.admins]] entry to the config \
+                 (password_hash from `wharf hash-password`) and restart",
+            ));
         }
         let r = &self.registry;
         let ok = StatusCode::OK;

@@ -33,8 +33,26 @@ pub struct Api {
     pub registry: Registry,
     /// Whether clients reach wharf over TLS (for the token realm URL).
     pub tls: bool,
+    /// `server.external_url`: the base of the realm and `Location`s.
+    pub external_url: Option<String>,
     /// `/metrics` (see [`ops`]).
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The address a request came from (set by the accept loop).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// Who a request is, for per-client limits: the account, or the address.
+pub(crate) fn client_key<B>(req: &Request<B>) -> String {
+    let id = access::identity(req);
+    if !id.is_anonymous() {
+        return id.subject.username();
+    }
+    match req.extensions().get::<ClientAddr>() {
+        Some(ClientAddr(ip)) => format!("address {ip}"),
+        None => "anonymous".to_string(),
+    }
 }
 
 /// The response type of every handler.
@@ -50,6 +68,15 @@ fn intent(method: &Method, route: &Route) -> Intent {
 }
 
 impl Api {
+    /// A `Location` for `path`: absolute under `server.external_url` when
+    /// set, else relative (clients resolve it against what they used).
+    pub fn location(&self, path: &str) -> String {
+        match &self.external_url {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_string(),
+        }
+    }
+
     /// Serve one request. Never fails: every error becomes an OCI response.
     pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<body::Logged>, Infallible> {
         let start = Instant::now();
@@ -87,7 +114,7 @@ impl Api {
         if req.uri().path() == "/token" && matches!(*req.method(), Method::GET | Method::POST) {
             return self.token(req).await;
         }
-        let route = Route::parse(req.uri().path())?;
+        let route = Route::parse(req.method(), req.uri().path())?;
         let target = match route.repo() {
             Some(name) => {
                 let ns = handlers::Query::of(&req).get("ns").map(str::to_string);

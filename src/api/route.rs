@@ -6,6 +6,8 @@
 //! percent-decoded: the name, tag and digest grammars contain no `%`, so
 //! encoded traversal (`%2e%2e`, `%2f`) is simply an invalid name.
 
+use http::Method;
+
 use crate::oci::{Digest, ErrorCode, Reference, RepoName};
 
 use super::error::ApiError;
@@ -32,8 +34,28 @@ pub enum Route {
 }
 
 impl Route {
-    /// Parse a raw (not percent-decoded) request path.
-    pub fn parse(path: &str) -> Result<Route, ApiError> {
+    /// Parse a raw (not percent-decoded) request path of a `method`
+    /// request. A `GET`/`HEAD` of a manifest whose reference is neither a
+    /// tag nor a digest is "not found" (as Distribution and zot answer, and
+    /// as the conformance suite expects); other methods get the grammar
+    /// error.
+    pub fn parse(method: &Method, path: &str) -> Result<Route, ApiError> {
+        match Self::parse_path(path) {
+            Err(e) if matches!(*method, Method::GET | Method::HEAD) && Self::is_manifest_path(path) => {
+                Err(ApiError::new(ErrorCode::ManifestUnknown).explain(format!("no such manifest: {}", e.message())))
+            }
+            r => r,
+        }
+    }
+
+    /// Whether `path` ends in `/manifests/<something>` under a valid name.
+    fn is_manifest_path(path: &str) -> bool {
+        let segs: Vec<&str> = path.split('/').collect();
+        let n = segs.len();
+        n >= 5 && segs[n - 2] == "manifests" && segs[2..n - 2].join("/").parse::<RepoName>().is_ok()
+    }
+
+    fn parse_path(path: &str) -> Result<Route, ApiError> {
         let rest = match path.strip_prefix("/v2") {
             Some("") | Some("/") => return Ok(Route::Base),
             Some(r) if r.starts_with('/') => &r[1..],
@@ -121,46 +143,51 @@ mod tests {
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+    /// The error code of a PUT (grammar errors are reported as such).
     fn code(path: &str) -> &'static str {
-        Route::parse(path).unwrap_err().code.as_str()
+        Route::parse(&Method::PUT, path).unwrap_err().code.as_str()
+    }
+
+    fn parse(path: &str) -> Result<Route, ApiError> {
+        Route::parse(&Method::GET, path)
     }
 
     #[test]
     fn base_and_catalog() {
-        assert_eq!(Route::parse("/v2/").unwrap(), Route::Base);
-        assert_eq!(Route::parse("/v2").unwrap(), Route::Base);
-        assert_eq!(Route::parse("/v2/_catalog").unwrap(), Route::Catalog);
+        assert_eq!(parse("/v2/").unwrap(), Route::Base);
+        assert_eq!(parse("/v2").unwrap(), Route::Base);
+        assert_eq!(parse("/v2/_catalog").unwrap(), Route::Catalog);
     }
 
     #[test]
     fn deep_names() {
-        match Route::parse("/v2/a/b/c/d/manifests/latest").unwrap() {
+        match parse("/v2/a/b/c/d/manifests/latest").unwrap() {
             Route::Manifest(n, Reference::Tag(t)) => {
                 assert_eq!(n.as_str(), "a/b/c/d");
                 assert_eq!(t.as_str(), "latest");
             }
             r => panic!("{r:?}"),
         }
-        match Route::parse("/v2/x/manifests/y/manifests/v1").unwrap() {
+        match parse("/v2/x/manifests/y/manifests/v1").unwrap() {
             Route::Manifest(n, _) => assert_eq!(n.as_str(), "x/manifests/y"),
             r => panic!("{r:?}"),
         }
-        match Route::parse("/v2/blobs/blobs/uploads/").unwrap() {
+        match parse("/v2/blobs/blobs/uploads/").unwrap() {
             Route::UploadStart(n) => assert_eq!(n.as_str(), "blobs"),
             r => panic!("{r:?}"),
         }
-        match Route::parse(&format!("/v2/a/tags/b/blobs/{D}")).unwrap() {
+        match parse(&format!("/v2/a/tags/b/blobs/{D}")).unwrap() {
             Route::Blob(n, d) => {
                 assert_eq!(n.as_str(), "a/tags/b");
                 assert_eq!(d.to_string(), D);
             }
             r => panic!("{r:?}"),
         }
-        assert!(matches!(Route::parse("/v2/a/b/tags/list").unwrap(), Route::Tags(_)));
-        assert!(matches!(Route::parse(&format!("/v2/a/referrers/{D}")).unwrap(), Route::Referrers(..)));
+        assert!(matches!(parse("/v2/a/b/tags/list").unwrap(), Route::Tags(_)));
+        assert!(matches!(parse(&format!("/v2/a/referrers/{D}")).unwrap(), Route::Referrers(..)));
         let id = "0b1e3f5c-2f43-4e0b-9a55-3d0ab1a9f3a1";
         assert_eq!(
-            Route::parse(&format!("/v2/a/b/blobs/uploads/{id}")).unwrap(),
+            parse(&format!("/v2/a/b/blobs/uploads/{id}")).unwrap(),
             Route::Upload("a/b".parse().unwrap(), id.to_string())
         );
     }
@@ -189,5 +216,17 @@ mod tests {
         assert_eq!(code("/v2/a/referrers/latest"), "DIGEST_INVALID");
         assert_eq!(code("/v3/a/manifests/latest"), "UNSUPPORTED");
         assert_eq!(code("/"), "UNSUPPORTED");
+    }
+
+    #[test]
+    fn reading_an_invalid_reference_is_not_found() {
+        for m in [Method::GET, Method::HEAD] {
+            for p in ["/v2/a/manifests/.INVALID_MANIFEST_NAME", "/v2/a/b/manifests/sha256:totallywrong", "/v2/a/manifests/"] {
+                assert_eq!(Route::parse(&m, p).unwrap_err().code.as_str(), "MANIFEST_UNKNOWN", "{m} {p}");
+            }
+        }
+        // Not for bad names, and not for writes.
+        assert_eq!(Route::parse(&Method::GET, "/v2/A/manifests/.bad").unwrap_err().code.as_str(), "NAME_INVALID");
+        assert_eq!(Route::parse(&Method::DELETE, "/v2/a/manifests/.bad").unwrap_err().code.as_str(), "TAG_INVALID");
     }
 }

@@ -74,6 +74,7 @@ impl App {
         let api = Arc::new(Api {
             registry,
             tls: tls.is_some(),
+            external_url: cfg.server.external_url.clone(),
             metrics: metrics.clone(),
         });
         Ok(App { cfg, api, metrics, tls })

@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use super::counted::Counted;
 use super::idle::Idle;
-use crate::api::{body, Api};
+use crate::api::{body, Api, ClientAddr};
 use crate::config::Server;
 use crate::metrics::{self, Metrics};
 use crate::tls::Tls;
@@ -93,7 +93,7 @@ impl Conns {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let this = self.clone();
-        let svc = service_fn(move |req| this.clone().request(req));
+        let svc = service_fn(move |req| this.clone().request(req, peer));
         let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -101,8 +101,9 @@ impl Conns {
     }
 
     /// One request: id, span, API, then count it when its body is done.
-    async fn request(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Counted>, Infallible> {
+    async fn request(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Counted>, Infallible> {
         let start = Instant::now();
+        req.extensions_mut().insert(ClientAddr(peer.ip()));
         let route = metrics::route_family(req.uri().path());
         let id = req
             .headers()

@@ -9,19 +9,20 @@
 //! With no admin and no robot configured, auth is off: everyone may do
 //! everything, as with a Distribution registry without auth.
 
+pub mod guard;
 pub mod password;
 pub mod robots;
 pub mod token;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
 use http::HeaderMap;
-use sha2::Digest as _;
 
-use crate::config::{AuthConfig, Perms};
+use crate::config::{AuthConfig, Limits, Perms};
 use crate::store::{Doc, Store, StoreError};
 use robots::{unix_now, Robot};
 pub use token::Access;
@@ -29,6 +30,14 @@ use token::TokenKeys;
 
 /// Robot usernames are `robot$<name>`.
 pub const ROBOT_PREFIX: &str = "robot$";
+
+/// The token scope that lets a token use the management API.
+pub const MANAGEMENT_SCOPE: &str = "registry:management:*";
+
+/// Whether a token's access includes the management scope.
+pub fn grants_management(access: &[Access]) -> bool {
+    access.iter().any(|a| a.kind == "registry" && a.name == "management")
+}
 
 /// What a request wants to do to a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +105,7 @@ impl Identity {
 }
 
 /// Authentication failures (all become 401).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     #[error("invalid username or password")]
     BadCredentials,
@@ -104,6 +113,20 @@ pub enum AuthError {
     BadToken,
     #[error("malformed Authorization header")]
     Malformed,
+    #[error("too many failed logins for this account or from this address; retry in {} s", .0.as_secs())]
+    Throttled(Duration),
+    #[error("wharf is busy checking other logins; retry in a moment")]
+    Busy,
+}
+
+impl From<guard::Refusal> for AuthError {
+    fn from(r: guard::Refusal) -> AuthError {
+        match r {
+            guard::Refusal::Throttled(d) => AuthError::Throttled(d),
+            guard::Refusal::Busy => AuthError::Busy,
+            guard::Refusal::KnownBad => AuthError::BadCredentials,
+        }
+    }
 }
 
 /// Robot-management failures.
@@ -133,9 +156,11 @@ pub struct Authorizer {
     robots: RwLock<Vec<Robot>>,
     store: Store,
     public: Arc<dyn PublicProjects>,
-    /// sha256(user:password) → subject, so argon2 runs once a minute per
-    /// credential rather than per request.
+    /// keyed hash of user and password → subject, so argon2 runs once a
+    /// minute per credential rather than per request.
     verified: moka::sync::Cache<[u8; 32], Subject>,
+    /// Bounded, throttled password checks.
+    guard: guard::Guard,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -149,7 +174,7 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Authorizer {
     /// Build from the config; robots created through the API and the token
     /// signing key live in the store.
-    pub async fn new(cfg: &AuthConfig, store: Store, public: Arc<dyn PublicProjects>) -> Result<Authorizer, StoreError> {
+    pub async fn new(cfg: &AuthConfig, limits: &Limits, store: Store, public: Arc<dyn PublicProjects>) -> Result<Authorizer, StoreError> {
         let key = store.meta().get_or_create(Doc::TokenKey, token::new_key()).await?;
         let keys = TokenKeys::from_secret(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut robots: Vec<Robot> = cfg
@@ -180,6 +205,7 @@ impl Authorizer {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
+            guard: guard::Guard::new(limits),
         })
     }
 
@@ -192,8 +218,8 @@ impl Authorizer {
         &self.cfg
     }
 
-    /// Identify the sender of `headers`.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    /// Identify the sender of `headers` (coming from `addr`).
+    pub async fn authenticate(&self, headers: &HeaderMap, addr: Option<IpAddr>) -> Result<Identity, AuthError> {
         let Some(v) = headers.get(http::header::AUTHORIZATION) else {
             return Ok(Identity::anonymous());
         };
@@ -206,7 +232,7 @@ impl Authorizer {
                     .map_err(|_| AuthError::Malformed)?;
                 let raw = String::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
                 let (user, pass) = raw.split_once(':').ok_or(AuthError::Malformed)?;
-                let subject = self.check_basic(user, pass).await.ok_or(AuthError::BadCredentials)?;
+                let subject = self.check_basic(user, pass, addr).await?;
                 Ok(Identity {
                     subject,
                     token_access: None,
@@ -236,17 +262,19 @@ impl Authorizer {
         self.cfg.admins.iter().any(|a| a.username == sub).then(|| Subject::Admin(sub.to_string()))
     }
 
-    /// Check a username and password (or robot token).
-    pub async fn check_basic(&self, user: &str, pass: &str) -> Option<Subject> {
-        let key: [u8; 32] = sha2::Sha256::digest(format!("{user}:{pass}").as_bytes()).into();
+    /// Check a username and password (or robot token) sent from `addr`,
+    /// under the login defences of [`guard`].
+    pub async fn check_basic(&self, user: &str, pass: &str, addr: Option<IpAddr>) -> Result<Subject, AuthError> {
+        let key = self.guard.credential_key(user, pass);
         if let Some(s) = self.verified.get(&key) {
             // Still active? (revocation must take effect at once)
             if self.subject_of(&s.username()).is_some() {
-                return Some(s);
+                return Ok(s);
             }
             self.verified.invalidate(&key);
-            return None;
+            return Err(AuthError::BadCredentials);
         }
+        self.guard.precheck(&key, user, addr).map_err(AuthError::from)?;
         let hash = if let Some(name) = user.strip_prefix(ROBOT_PREFIX) {
             read_lock(&self.robots)
                 .iter()
@@ -261,13 +289,16 @@ impl Authorizer {
         };
         // Unknown users still cost a hash, so timing does not reveal names.
         let (phc, subject) = hash.unwrap_or_else(|| (DUMMY_HASH.to_string(), Subject::Anonymous));
+        let slot = self.guard.slot().await.map_err(AuthError::from)?;
         let pass = pass.to_string();
         let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc)).await.unwrap_or(false);
+        drop(slot);
         if !ok || subject == Subject::Anonymous {
-            return None;
+            self.guard.record_failure(&key, user, addr);
+            return Err(AuthError::BadCredentials);
         }
         self.verified.insert(key, subject.clone());
-        Some(subject)
+        Ok(subject)
     }
 
     /// Whether `subject` may do `action` on repository `repo` (path name).
@@ -347,7 +378,7 @@ impl Authorizer {
                     actions: granted,
                 })
             }
-            "registry" if name == "catalog" && *subject != Subject::Anonymous => Some(Access {
+            "registry" if matches!(name, "catalog" | "management") && *subject != Subject::Anonymous => Some(Access {
                 kind: kind.into(),
                 name: name.into(),
                 actions: vec!["*".into()],
@@ -384,7 +415,7 @@ impl Authorizer {
             token_hash: hash,
             permissions,
             created_at: unix_now(),
-            expires_at: expires_in.map(|d| unix_now() + d.as_secs()),
+            expires_at: expires_in.map(|d| unix_now().saturating_add(d.as_secs())),
             revoked: false,
             from_config: false,
         };
@@ -453,7 +484,7 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         );
         let cfg = RawConfig::parse(&toml).unwrap().validate(&Default::default()).unwrap();
         let store = Store::open(dir).unwrap();
-        Authorizer::new(&cfg.auth, store, Arc::new(Public)).await.unwrap()
+        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public)).await.unwrap()
     }
 
     async fn authz() -> (Authorizer, tempfile::TempDir) {
@@ -466,10 +497,10 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         let (a, _d) = authz().await;
         assert!(a.enabled());
         let anon = Subject::Anonymous;
-        let ci = a.check_basic("robot$ci", "robotpw").await.unwrap();
-        let admin = a.check_basic("admin", "adminpw").await.unwrap();
-        assert!(a.check_basic("robot$ci", "nope").await.is_none());
-        assert!(a.check_basic("ghost", "adminpw").await.is_none());
+        let ci = a.check_basic("robot$ci", "robotpw", None).await.unwrap();
+        let admin = a.check_basic("admin", "adminpw", None).await.unwrap();
+        assert!(a.check_basic("robot$ci", "nope", None).await.is_err());
+        assert!(a.check_basic("ghost", "adminpw", None).await.is_err());
         assert!(a.subject_allowed(&ci, "a/app", Action::Pull, false));
         assert!(a.subject_allowed(&ci, "a/app", Action::Push, false));
         assert!(!a.subject_allowed(&ci, "a/app", Action::Delete, false));
@@ -495,7 +526,7 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         let (t, _) = a.issue_token(&ci, vec![a.grant(&ci, "repository:a/app:pull", |_| false).unwrap()]).unwrap();
         let mut h = HeaderMap::new();
         h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
-        let id = a.authenticate(&h).await.unwrap();
+        let id = a.authenticate(&h, None).await.unwrap();
         assert!(a.allowed(&id, "a/app", Action::Pull, false));
         assert!(!a.allowed(&id, "a/app", Action::Push, false), "token did not grant push");
         assert!(!a.allowed(&id, "a/other", Action::Pull, false));
@@ -507,11 +538,11 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         let mut perms = BTreeMap::new();
         perms.insert("a".to_string(), Perms::parse(&["pull".into()]).unwrap());
         let (_, tok) = a.create_robot("node-1", perms.clone(), None).await.unwrap();
-        assert!(a.check_basic("robot$node-1", &tok).await.is_some());
+        assert!(a.check_basic("robot$node-1", &tok, None).await.is_ok());
         assert!(matches!(a.create_robot("node-1", perms.clone(), None).await, Err(RobotError::Exists(_))));
         assert!(matches!(a.create_robot("Bad Name", perms, None).await, Err(RobotError::Invalid(_))));
         a.revoke_robot("node-1").await.unwrap();
-        assert!(a.check_basic("robot$node-1", &tok).await.is_none());
+        assert!(a.check_basic("robot$node-1", &tok, None).await.is_err());
         assert!(matches!(a.revoke_robot("ci").await, Err(RobotError::FromConfig(_))));
         // Persisted: a new authorizer on the same store sees the revoked robot.
         drop(a);
@@ -523,7 +554,7 @@ permissions = {{ a = ["push"], c = ["delete"] }}
     async fn open_without_accounts() {
         let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
         let d = tempfile::tempdir().unwrap();
-        let a = Authorizer::new(&cfg.auth, Store::open(d.path()).unwrap(), Arc::new(Public)).await.unwrap();
+        let a = Authorizer::new(&cfg.auth, &cfg.limits, Store::open(d.path()).unwrap(), Arc::new(Public)).await.unwrap();
         assert!(!a.enabled());
         assert!(a.subject_allowed(&Subject::Anonymous, "x/y", Action::Delete, false));
     }

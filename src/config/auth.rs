@@ -183,6 +183,9 @@ impl RawAuth {
             }
             let mut permissions = BTreeMap::new();
             for (project, actions) in r.permissions {
+                if !valid_project_name(&project) {
+                    return Err(ConfigError::invalid(&format!("auth.robots[{i}].permissions"), format!("{project:?} is not a project name")));
+                }
                 let p = Perms::parse(&actions)
                     .map_err(|e| ConfigError::invalid(&format!("auth.robots[{i}].permissions.{project}"), e.to_string()))?;
                 permissions.insert(project, p);
@@ -203,6 +206,11 @@ impl RawAuth {
     }
 }
 
+/// A project name: one repository-name component (`team`, `base-images`).
+pub fn valid_project_name(n: &str) -> bool {
+    !n.contains('/') && n.parse::<crate::oci::RepoName>().is_ok()
+}
+
 pub const ROBOT_NAME_RULE: &str = "robot names are 1-64 characters of a-z, 0-9, '-' and '_'";
 
 pub fn valid_robot_name(n: &str) -> bool {
@@ -214,7 +222,7 @@ pub fn valid_robot_name(n: &str) -> bool {
 impl RawProject {
     pub(super) fn validate(self, i: usize) -> Result<Project, ConfigError> {
         let key = |k: &str| format!("projects[{i}].{k}");
-        if self.name.contains('/') || self.name.parse::<crate::oci::RepoName>().is_err() {
+        if !valid_project_name(&self.name) {
             return Err(ConfigError::invalid(&key("name"), format!("{:?} must be one repository-name component", self.name)));
         }
         let quota = self.quota.as_deref().map(|q| size(&key("quota"), q)).transpose()?;

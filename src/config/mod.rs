@@ -4,6 +4,7 @@
 //! Precedence: built-in defaults < config file < environment / flags.
 
 mod auth;
+mod limits;
 mod raw;
 mod remote;
 mod server;
@@ -13,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{valid_robot_name, Admin, AuthConfig, Perms, Project, RobotDef, ROBOT_NAME_RULE};
+pub use auth::{valid_project_name, valid_robot_name, Admin, AuthConfig, Perms, Project, RobotDef, ROBOT_NAME_RULE};
+pub use limits::Limits;
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 pub use server::{Server, TlsFiles};
@@ -75,6 +77,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Configured local namespaces.
     pub projects: Vec<Project>,
+    /// `[limits]`: bounds per client and in total.
+    pub limits: Limits,
 }
 
 /// Overrides from the command line or environment.
@@ -107,8 +111,30 @@ impl Config {
 
 /// Parse a duration such as `90s`, `10m`, `24h`.
 pub(crate) fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(v)
-        .map_err(|e| ConfigError::invalid(key, format!("{v:?} is not a duration like \"10m\" ({e})")))
+    parse_duration(v).map_err(|e| ConfigError::invalid(key, e.to_string()))
+}
+
+/// The longest duration wharf accepts anywhere (config, API, CLI): 100
+/// years. Anything longer is a typo or an attack, and would overflow the
+/// arithmetic of clocks and expiries.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Why a text is not a duration wharf accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration like \"10m\" or \"30d\" ({1})")]
+    Malformed(String, String),
+    #[error("{0:?} is longer than the limit of 100 years")]
+    TooLong(String),
+}
+
+/// Parse a duration such as `90s`, `10m`, `30d`, at most [`MAX_DURATION`].
+pub fn parse_duration(v: &str) -> Result<Duration, DurationError> {
+    let d = humantime::parse_duration(v.trim()).map_err(|e| DurationError::Malformed(v.chars().take(64).collect(), e.to_string()))?;
+    if d > MAX_DURATION {
+        return Err(DurationError::TooLong(v.chars().take(64).collect()));
+    }
+    Ok(d)
 }
 
 /// Why a text is not a size.

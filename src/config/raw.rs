@@ -23,6 +23,8 @@ pub struct RawConfig {
     projects: Vec<super::auth::RawProject>,
     #[serde(default)]
     cache: RawCache,
+    #[serde(default)]
+    limits: super::limits::RawLimits,
 }
 
 /// `[cache]`: limits over all remotes' cached content together.
@@ -76,7 +78,9 @@ impl RawConfig {
         let remotes = super::remote::validate_all(self.remotes)?;
         let auth = self.auth.validate()?;
         let projects = validate_projects(self.projects, &remotes)?;
+        let limits = self.limits.validate()?;
         Ok(Config {
+            limits,
             auth,
             projects,
             server,

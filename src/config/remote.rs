@@ -38,6 +38,9 @@ pub(super) struct RawRemote {
     max_concurrent_fetches: Option<usize>,
     /// Cap on this remote's cached content, e.g. "50GiB".
     max_size: Option<String>,
+    /// Hosts (glob patterns) blob downloads may be redirected to.
+    #[serde(default)]
+    redirect_hosts: Vec<String>,
 }
 
 
@@ -70,6 +73,9 @@ pub struct Remote {
     /// Cap on this remote's cached content (least recently pulled images
     /// are evicted above it); `None`: unbounded.
     pub max_size: Option<u64>,
+    /// Hosts (glob patterns, lowercase) that blob downloads may be
+    /// redirected to; empty: any public host (see `upstream::target`).
+    pub redirect_hosts: Vec<String>,
 }
 
 impl Remote {
@@ -107,6 +113,7 @@ impl Remote {
             max_retries: 2,
             max_concurrent_fetches: 16,
             max_size: None,
+            redirect_hosts: Vec::new(),
         }
     }
 }
@@ -180,8 +187,24 @@ impl RawRemote {
                 n => n.unwrap_or(16),
             },
             max_size: self.max_size.as_deref().map(|v| super::size(&key("max_size"), v)).transpose()?,
+            redirect_hosts: redirect_hosts(self.redirect_hosts, &key("redirect_hosts"))?,
         }))
     }
+}
+
+/// `redirect_hosts`: host patterns (`*` wildcards), no schemes or paths.
+fn redirect_hosts(v: Vec<String>, key: &str) -> Result<Vec<String>, ConfigError> {
+    v.into_iter()
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            let ok = !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.*:[]".contains(c));
+            if ok {
+                Ok(h)
+            } else {
+                Err(ConfigError::invalid(key, format!("{h:?} must be a host name pattern like \"*.s3.amazonaws.com\"")))
+            }
+        })
+        .collect()
 }
 
 /// How long a resolved secret is used before it is read again, by default.

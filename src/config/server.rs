@@ -19,6 +19,7 @@ pub(super) struct RawServer {
     idle_timeout: Option<String>,
     max_header_size: Option<String>,
     max_headers: Option<usize>,
+    external_url: Option<String>,
     tls: Option<RawTls>,
 }
 
@@ -60,6 +61,10 @@ pub struct Server {
     pub max_header_size: usize,
     /// Most header fields in one HTTP/1 request.
     pub max_headers: usize,
+    /// How clients reach wharf (`https://wharf.example`), for the token
+    /// realm and `Location` headers; without it they are derived from the
+    /// request's (validated) Host.
+    pub external_url: Option<String>,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
 }
@@ -73,6 +78,7 @@ impl Default for Server {
             idle_timeout: Duration::from_secs(120),
             max_header_size: 64 << 10,
             max_headers: 100,
+            external_url: None,
             tls: None,
         }
     }
@@ -135,7 +141,20 @@ impl RawServer {
                 return Err(ConfigError::invalid("server.tls.key_file", "is required when server.tls.cert_file is set"))
             }
         };
+        let external_url = match self.external_url {
+            None => None,
+            Some(u) => {
+                let parsed = reqwest::Url::parse(&u)
+                    .ok()
+                    .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some() && p.query().is_none() && p.fragment().is_none());
+                match parsed {
+                    Some(_) => Some(u.trim_end_matches('/').to_string()),
+                    None => return Err(ConfigError::invalid("server.external_url", format!("{u:?} must be an http(s) URL like \"https://wharf.example\" (no query)"))),
+                }
+            }
+        };
         Ok(Server {
+            external_url,
             shutdown_grace,
             max_connections,
             header_read_timeout,

@@ -100,10 +100,10 @@ pub struct Proxy {
 impl Proxy {
     /// The proxy for `router`'s remotes, caching in `store`, evicting above
     /// each remote's `max_size` and `global_cap` over all remotes.
-    pub fn new(store: Store, router: Router, global_cap: Option<u64>) -> Result<Proxy, RemoteSetupError> {
+    pub fn new(store: Store, router: Router, global_cap: Option<u64>, max_manifest_size: usize) -> Result<Proxy, RemoteSetupError> {
         let mut upstreams = HashMap::new();
         for r in router.remotes() {
-            let up = Upstream::new(r.clone()).map_err(|source| RemoteSetupError { remote: r.name.clone(), source })?;
+            let up = Upstream::new(r.clone(), max_manifest_size).map_err(|source| RemoteSetupError { remote: r.name.clone(), source })?;
             upstreams.insert(r.name.clone(), Arc::new(up));
         }
         let cache = || {

@@ -120,7 +120,7 @@ impl Registry {
     /// Create or change project `name` (admins).
     pub async fn update_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
         self.require_admin(id)?;
-        if name.contains('/') || name.parse::<RepoName>().is_err() {
+        if !crate::config::valid_project_name(name) {
             return Err(RegistryError::NameInvalid(format!("{name:?} is not a valid project name")));
         }
         if self.namespaces().router().by_name(name).is_some() {
@@ -155,12 +155,15 @@ impl Registry {
         self.require_admin(id)?;
         let mut perms = BTreeMap::new();
         for (project, actions) in &r.permissions {
+            if !crate::config::valid_project_name(project) {
+                return Err(RegistryError::BadRequest(format!("permissions: {project:?} is not a project name (one repository-name component)")));
+            }
             perms.insert(project.clone(), Perms::parse(actions).map_err(|e| RegistryError::BadRequest(e.to_string()))?);
         }
         let expires = r
             .expires_in
             .as_deref()
-            .map(|s| humantime::parse_duration(s).map_err(|e| RegistryError::BadRequest(format!("expires_in {s:?}: {e}"))))
+            .map(|s| crate::config::parse_duration(s).map_err(|e| RegistryError::BadRequest(format!("expires_in: {e}"))))
             .transpose()?;
         let (robot, token) = self.auth.create_robot(&r.name, perms, expires).await.map_err(robot_error)?;
         tracing::info!(robot = %robot.name, by = %id.subject.username(), "robot created");
@@ -181,7 +184,7 @@ impl Registry {
     pub async fn gc(&self, id: &Identity, r: GcRequest) -> Result<GcReport> {
         self.require_admin(id)?;
         let grace = match r.grace.as_deref() {
-            Some(g) => humantime::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace {g:?}: {e}")))?,
+            Some(g) => crate::config::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace: {e}")))?,
             None => self.limits.gc_grace,
         };
         Ok(self.store.gc(&GcOptions { dry_run: r.dry_run, grace }).await?)

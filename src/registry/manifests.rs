@@ -150,12 +150,19 @@ impl Registry {
             .collect())
     }
 
-    /// The referrers of `subject` in `name` as index descriptors, optionally
-    /// only those of `artifact_type`.
-    pub async fn referrers(&self, name: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+    /// The referrers of `subject` in `name` as index descriptors, sorted by
+    /// digest: those after `after`, at most `limit`, optionally only those
+    /// of `artifact_type`.
+    pub async fn referrers(&self, name: &RepoName, subject: &Digest, artifact_type: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<Descriptor>> {
         let repo = self.store.repo(name);
         let mut out = Vec::new();
         for d in repo.referrers(subject).await? {
+            if out.len() >= limit {
+                break;
+            }
+            if after.is_some_and(|a| d.to_string().as_str() <= a) {
+                continue;
+            }
             let Some(m) = repo.manifest(&d).await? else { continue };
             let Ok(parsed) = Manifest::parse(&m.bytes, Some(&m.media_type)) else { continue };
             let at = parsed.effective_artifact_type();

@@ -55,8 +55,8 @@ pub enum RegistryError {
     DigestInvalid(String),
     #[error("project {project} is over its quota: quota {quota} bytes, usage {usage} bytes, this push {size} bytes")]
     QuotaExceeded { project: String, quota: u64, usage: u64, size: u64 },
-    #[error("image {digest} is {size} bytes, more than project {project}'s max image size of {max} bytes")]
-    ImageTooLarge { project: String, digest: Digest, size: u64, max: u64 },
+    #[error("{} is {size} bytes, more than project {project}'s max image size of {max} bytes", match digest { Some(d) => format!("image {d}"), None => "this push".to_string() })]
+    ImageTooLarge { project: String, digest: Option<Digest>, size: u64, max: u64 },
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
@@ -65,6 +65,9 @@ pub enum RegistryError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// A per-client or global bound was reached; retry later.
+    #[error("{0}")]
+    TooMany(String),
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -76,6 +79,8 @@ pub struct Limits {
     pub max_manifest_size: usize,
     /// `storage.gc_grace`, the default for on-demand GC.
     pub gc_grace: Duration,
+    /// `[limits]`.
+    pub bounds: crate::config::Limits,
 }
 
 /// Everything a request may touch, behind the domain rules.
@@ -86,15 +91,17 @@ pub struct Registry {
     pub projects: Arc<Projects>,
     pub limits: Limits,
     namespaces: Namespaces,
+    /// Per-project locks for the final quota check of a push.
+    project_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Registry {
     /// Wire the registry over `store` as `cfg` says.
     pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
         let router = Router::new(cfg.remotes.clone());
-        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size)?;
+        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size, cfg.max_manifest_size)?;
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
-        let auth = Authorizer::new(&cfg.auth, store.clone(), projects.clone()).await?;
+        let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
         Ok(Registry {
             store,
             proxy,
@@ -103,8 +110,10 @@ impl Registry {
             limits: Limits {
                 max_manifest_size: cfg.max_manifest_size,
                 gc_grace: cfg.gc_grace,
+                bounds: cfg.limits.clone(),
             },
             namespaces: Namespaces::new(router),
+            project_locks: Default::default(),
         })
     }
 
@@ -250,11 +259,11 @@ name = "b"
         let sig_d = Digest::sha256_of(&sig);
         let accepted = r.put_manifest(&repo, &crate::oci::Reference::Digest(sig_d.clone()), Some(OCI_MANIFEST), sig).await.unwrap();
         assert_eq!(accepted.subject.as_ref(), Some(&subject.digest));
-        let listed = r.referrers(&repo, &subject.digest, None).await.unwrap();
+        let listed = r.referrers(&repo, &subject.digest, None, None, 100).await.unwrap();
         assert_eq!(listed.iter().map(|x| &x.digest).collect::<Vec<_>>(), vec![&sig_d]);
-        assert!(r.referrers(&repo, &subject.digest, Some("other/type")).await.unwrap().is_empty());
+        assert!(r.referrers(&repo, &subject.digest, Some("other/type"), None, 100).await.unwrap().is_empty());
         r.delete_artifact(&repo, &sig_d).await.unwrap();
-        assert!(r.referrers(&repo, &subject.digest, None).await.unwrap().is_empty());
+        assert!(r.referrers(&repo, &subject.digest, None, None, 100).await.unwrap().is_empty());
         // Deleting by digest takes the tags with it.
         assert_eq!(r.delete_artifact(&repo, &subject.digest).await.unwrap(), vec!["v1".to_string()]);
         assert!(matches!(r.manifest(&repo, &"v1".parse().unwrap()).await, Err(RegistryError::ManifestUnknown(_))));

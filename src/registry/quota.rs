@@ -4,20 +4,85 @@
 //! Usage is the project's stored bytes, each blob and manifest counted once
 //! however many repositories and tags share it, so pushing a blob the
 //! project already links costs nothing. Checks run as early as the size is
-//! known: a chunk's `Content-Length` at `PATCH`/`POST`, the blob's size at
-//! upload finish, the manifest's references at manifest `PUT`. A refused
-//! upload is cancelled and a refused blob unlinked, so it is not counted.
+//! known: a chunk's `Content-Length` at `PATCH`/`POST`, the bytes actually
+//! received while a body streams (the request is cut as soon as it passes
+//! the budget), the blob's size at upload finish (under the project's lock,
+//! before the blob becomes visible), the manifest's references at manifest
+//! `PUT`. A refused upload's session and data are deleted at once.
 
 use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
 
 use super::{Registry, RegistryError, Result};
 use crate::oci::manifest::{self, Manifest};
 use crate::oci::{Digest, RepoName};
 
-/// What [`Registry::check_committed`] needs, taken before an upload
-/// finishes: whether the project already had the blob.
-pub(super) struct Before {
-    had: bool,
+/// A request body cut off once it passes a byte budget: the rest is never
+/// read or stored. [`Budgeted::cut`] tells afterwards whether (and after how
+/// many bytes) it was cut.
+pub(super) struct Budgeted<S> {
+    inner: S,
+    left: Option<u64>,
+    cut: Arc<Cut>,
+}
+
+/// Whether a [`Budgeted`] body was cut, and the bytes it had brought then.
+#[derive(Default)]
+pub(super) struct Cut {
+    over: AtomicBool,
+    seen: AtomicU64,
+}
+
+impl Cut {
+    /// `Some(bytes seen)` when the body was cut.
+    pub(super) fn at(&self) -> Option<u64> {
+        self.over.load(Ordering::SeqCst).then(|| self.seen.load(Ordering::SeqCst))
+    }
+}
+
+impl<S> Budgeted<S> {
+    /// `body` with at most `budget` bytes (`None`: unlimited).
+    pub(super) fn new(inner: S, budget: Option<u64>) -> Budgeted<S> {
+        Budgeted { inner, left: budget, cut: Arc::default() }
+    }
+
+    pub(super) fn cut(&self) -> Arc<Cut> {
+        self.cut.clone()
+    }
+}
+
+impl<S, E> Stream for Budgeted<S>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Item = std::result::Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match std::task::ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+            Some(Ok(chunk)) => {
+                let n = chunk.len() as u64;
+                this.cut.seen.fetch_add(n, Ordering::SeqCst);
+                if let Some(left) = &mut this.left {
+                    if n > *left {
+                        this.cut.over.store(true, Ordering::SeqCst);
+                        return Poll::Ready(Some(Err("the push is over its project's quota or image size limit".into())));
+                    }
+                    *left -= n;
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            None => Poll::Ready(None),
+        }
+    }
 }
 
 impl Registry {
@@ -53,31 +118,68 @@ impl Registry {
         Ok(())
     }
 
-    /// Taken before an upload finishes (see [`Self::check_committed`]).
-    pub(super) async fn before_commit(&self, repo: &RepoName, d: &Digest) -> Result<Option<Before>> {
-        if self.quota_of(repo).is_none() {
+    /// How many more bytes blob `d` (when known) may add to `repo`'s
+    /// project after `already` bytes of it: `None` when nothing limits it
+    /// (no quota and no image size limit, or the project already holds the
+    /// blob). A single blob never exceeds `max_image_size`.
+    pub(super) async fn blob_budget(&self, repo: &RepoName, d: Option<&Digest>, already: u64) -> Result<Option<u64>> {
+        let Some(p) = self.projects.get(repo.first()) else { return Ok(None) };
+        if p.quota.is_none() && p.max_image_size.is_none() {
             return Ok(None);
         }
-        Ok(Some(Before {
-            had: self.store.namespace_links(repo.first(), d).await?,
-        }))
+        if let Some(d) = d {
+            if self.store.namespace_links(repo.first(), d).await? {
+                return Ok(None);
+            }
+        }
+        let by_quota = match p.quota {
+            Some(q) => Some(q.saturating_sub(self.store.usage(repo.first()).await?)),
+            None => None,
+        };
+        let budget = [by_quota, p.max_image_size].into_iter().flatten().min().map(|b| b.saturating_sub(already));
+        Ok(budget)
     }
 
-    /// After an upload finished (its size known only now): if the blob was
-    /// new to the project and does not fit, unlink it again and refuse.
-    /// Measured with this blob linked, so concurrent pushes that each passed
-    /// the early check cannot together overshoot the quota.
-    pub(super) async fn check_committed(&self, repo: &RepoName, d: &Digest, size: u64, before: Option<Before>) -> Result<()> {
-        let (Some(quota), Some(before)) = (self.quota_of(repo), before) else { return Ok(()) };
-        if before.had {
+    /// The refusal for a body cut off by its budget: the quota's numbers
+    /// when the quota was the limit, the image size otherwise.
+    pub(super) async fn over_budget(&self, repo: &RepoName, size: u64) -> RegistryError {
+        let p = self.projects.get(repo.first());
+        let usage = self.store.usage(repo.first()).await.unwrap_or(0);
+        match p.as_ref().and_then(|p| p.quota) {
+            Some(quota) if usage.saturating_add(size) > quota => self.over_quota(repo, quota, usage, size),
+            _ => RegistryError::ImageTooLarge {
+                project: repo.first().to_string(),
+                digest: None,
+                size,
+                max: p.and_then(|p| p.max_image_size).unwrap_or(0),
+            },
+        }
+    }
+
+    /// The project's lock: taken from the final quota check to the link of
+    /// the blob, so two pushes into one project cannot both fit alone and
+    /// together pass the quota.
+    pub(super) async fn project_lock(&self, repo: &RepoName) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut m = self.project_locks.lock().unwrap_or_else(|e| e.into_inner());
+            m.entry(repo.first().to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Under the project lock, before blob `d` of `size` bytes becomes
+    /// visible: refuse it if it does not fit (a blob the project holds is
+    /// free).
+    pub(super) async fn check_fits(&self, repo: &RepoName, d: &Digest, size: u64) -> Result<()> {
+        let Some(quota) = self.quota_of(repo) else { return Ok(()) };
+        if self.store.namespace_links(repo.first(), d).await? {
             return Ok(());
         }
-        let now = self.store.usage(repo.first()).await?;
-        if now <= quota {
-            return Ok(());
+        let usage = self.store.usage(repo.first()).await?;
+        if usage.saturating_add(size) > quota {
+            return Err(self.over_quota(repo, quota, usage, size));
         }
-        self.store.repo(repo).unlink_blob(d).await?;
-        Err(self.over_quota(repo, quota, now.saturating_sub(size), size))
+        Ok(())
     }
 
     /// At manifest `PUT`: the image's size (manifest + unique referenced
@@ -102,7 +204,7 @@ impl Registry {
             if size > max {
                 return Err(RegistryError::ImageTooLarge {
                     project: p.name,
-                    digest: d.clone(),
+                    digest: Some(d.clone()),
                     size,
                     max,
                 });

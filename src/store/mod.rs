@@ -39,8 +39,8 @@ pub use inventory::Artifact;
 pub use layout::Doc;
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
-pub use uploads::{UploadStatus, Uploads};
-pub use writer::BlobWriter;
+pub use uploads::{OpenSessions, PreparedUpload, UploadStatus, Uploads};
+pub use writer::{BlobWriter, VerifiedBlob};
 
 use crate::oci::Digest;
 

@@ -32,6 +32,10 @@ use crate::oci::{Digest, Hasher, RepoName, ResumableSha256};
 struct SessionMeta {
     repo: String,
     started: u64,
+    /// Who opened it (an account, or a client address), for per-client
+    /// limits.
+    #[serde(default)]
+    owner: String,
     /// The saved SHA-256 state of the data up to `sink.offset`.
     #[serde(default)]
     sha256: String,
@@ -55,16 +59,57 @@ fn read_range(file: &std::fs::File, from: u64, to: u64, mut f: impl FnMut(&[u8])
     Ok(())
 }
 
+/// An upload whose bytes matched their digest: commit it (the blob becomes
+/// visible and linked, the session ends) or abort it (the session and its
+/// data are deleted). The session stays locked meanwhile.
+pub struct PreparedUpload<'a> {
+    uploads: Uploads<'a>,
+    repo: RepoName,
+    id: String,
+    blob: super::writer::VerifiedBlob,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl PreparedUpload<'_> {
+    pub fn size(&self) -> u64 {
+        self.blob.size()
+    }
+
+    /// Make the blob visible, link it into the repository, end the session.
+    /// On a storage error the session stays (the client may retry).
+    pub async fn commit(self) -> Result<u64> {
+        let digest = self.blob.digest().clone();
+        let size = self.blob.commit().await?;
+        self.uploads.remove(&self.id).await;
+        self.uploads.store.repo(&self.repo).link_blob(&digest).await?;
+        Ok(size)
+    }
+
+    /// Refuse the upload: delete its session and data now.
+    pub async fn abort(self) {
+        self.uploads.remove(&self.id).await;
+    }
+}
+
 /// What a client learns about a session.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadStatus {
     pub offset: u64,
 }
 
-/// Per-session locks of the requests in this process.
+/// Per-session locks of the requests in this process, and who owns which
+/// open session (loaded from the store on first use).
 #[derive(Default)]
 pub(super) struct SessionLocks {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    owners: Mutex<Option<HashMap<String, String>>>,
+}
+
+/// How many sessions are open: in total, and owned by one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenSessions {
+    pub total: usize,
+    pub mine: usize,
 }
 
 impl SessionLocks {
@@ -75,6 +120,15 @@ impl SessionLocks {
 
     fn forget(&self, id: &str) {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            o.remove(id);
+        }
+    }
+
+    fn opened(&self, id: &str, owner: &str) {
+        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            o.insert(id.to_string(), owner.to_string());
+        }
     }
 
     /// Unless a request holds `id`, forget it and return true (cleanup may
@@ -85,6 +139,10 @@ impl SessionLocks {
             return false;
         }
         m.remove(id);
+        drop(m);
+        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            o.remove(id);
+        }
         true
     }
 }
@@ -154,11 +212,41 @@ impl<'a> Uploads<'a> {
         Ok(meta)
     }
 
-    /// Open a new session for `repo`; returns its id.
-    pub async fn start(&self, repo: &RepoName) -> Result<String> {
+    /// How many sessions are open, in total and owned by `owner`.
+    pub async fn open_sessions(&self, owner: &str) -> Result<OpenSessions> {
+        let locks = &self.store.inner.sessions;
+        let loaded = locks.owners.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        if !loaded {
+            let mut found = HashMap::new();
+            for (id, _) in self.list().await? {
+                if let Ok(Some(b)) = self.store.objects().get(&layout::upload_meta(&id)).await {
+                    let owner = serde_json::from_slice::<SessionMeta>(&b).map(|m| m.owner).unwrap_or_default();
+                    found.insert(id, owner);
+                }
+            }
+            let mut o = locks.owners.lock().unwrap_or_else(|e| e.into_inner());
+            // Sessions opened while the store was read are in `o` already.
+            match o.as_mut() {
+                Some(known) => known.extend(found),
+                None => *o = Some(found),
+            }
+        }
+        let o = locks.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let all = o.as_ref().map(|m| m.values()).into_iter().flatten();
+        let (mut total, mut mine) = (0, 0);
+        for who in all {
+            total += 1;
+            mine += usize::from(who == owner);
+        }
+        Ok(OpenSessions { total, mine })
+    }
+
+    /// Open a new session for `repo`, owned by `owner`; returns its id.
+    pub async fn start(&self, repo: &RepoName, owner: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         let meta = SessionMeta {
             repo: repo.to_string(),
+            owner: owner.to_string(),
             started: unix_now(),
             sha256: ResumableSha256::new().save(),
             sink: SinkState::default(),
@@ -167,6 +255,7 @@ impl<'a> Uploads<'a> {
         // Creates the (empty) data.
         let resume = SinkAt::Upload { id: id.clone(), resume: SinkState::default() };
         self.store.blob_backend().sink(resume).await?;
+        self.store.inner.sessions.opened(&id, owner);
         Ok(id)
     }
 
@@ -250,16 +339,17 @@ impl<'a> Uploads<'a> {
         Ok(cut)
     }
 
-    /// Finish an upload: append the optional last chunk, verify `digest`,
-    /// commit the blob and link it into `repo`. On a digest mismatch the
-    /// session is discarded and nothing is stored. Returns the blob's size.
-    pub async fn finish<S, E>(&self, repo: &RepoName, id: &str, digest: &Digest, declared_len: Option<u64>, body: S) -> Result<u64>
+    /// Finish an upload's data: append the optional last chunk and verify
+    /// `digest`. On a mismatch the session is discarded and nothing is
+    /// stored; on a match the blob is not visible until
+    /// [`PreparedUpload::commit`] (the caller checks its rules in between).
+    pub async fn prepare<S, E>(&self, repo: &RepoName, id: &str, digest: &Digest, declared_len: Option<u64>, body: S) -> Result<PreparedUpload<'a>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let lock = self.store.inner.sessions.get(id);
-        let _held = lock.lock().await;
+        let held = lock.clone().lock_owned().await;
         let meta = self.load(repo, id).await?;
         let mut w = self.resume(id, &meta).await?;
         if let Some(e) = self.append_locked(id, meta, &mut w, declared_len, body).await? {
@@ -269,18 +359,18 @@ impl<'a> Uploads<'a> {
             crate::oci::Algorithm::Sha256 => None,
             alg => Some(self.rehash(id, alg).await?),
         };
-        match w.commit_as(digest, actual).await {
-            Ok(size) => {
-                self.remove(id).await;
-                self.store.repo(repo).link_blob(digest).await?;
-                Ok(size)
-            }
-            Err(e @ StoreError::DigestMismatch { .. }) => {
+        match w.verify_as(digest, actual) {
+            Ok(blob) => Ok(PreparedUpload {
+                uploads: Uploads { store: self.store },
+                repo: repo.clone(),
+                id: id.to_string(),
+                blob,
+                _held: held,
+            }),
+            Err(e) => {
                 self.remove(id).await;
                 Err(e)
             }
-            // Storage trouble: the session stays; the client may retry.
-            Err(e) => Err(e),
         }
     }
 

@@ -121,10 +121,10 @@ impl BlobWriter {
         Ok(Checkpoint { sink, sha256 })
     }
 
-    /// Verify the bytes against `expected` and make them that blob. On a
-    /// mismatch nothing is stored. `actual` overrides the running hash when
-    /// the caller had to hash with another algorithm (a sha512 push).
-    pub(super) async fn commit_as(mut self, expected: &Digest, actual: Option<Digest>) -> Result<u64, StoreError> {
+    /// Check the bytes against `expected` (`actual` overrides the running
+    /// hash when the caller hashed with another algorithm: a sha512 push).
+    /// On a mismatch nothing is stored.
+    pub(super) fn verify_as(mut self, expected: &Digest, actual: Option<Digest>) -> Result<VerifiedBlob, StoreError> {
         let actual = actual.unwrap_or_else(|| self.hash.digest());
         if &actual != expected {
             self.sink.discard();
@@ -133,21 +133,52 @@ impl BlobWriter {
                 actual,
             });
         }
-        let size = self.sink.written();
-        self.sink.commit(expected).await?;
-        Ok(size)
+        Ok(VerifiedBlob {
+            size: self.sink.written(),
+            sink: self.sink,
+            digest: expected.clone(),
+        })
     }
 
-    /// Verify the bytes against `expected` and make them that blob; the
-    /// only way a blob becomes visible. On a mismatch nothing is stored.
-    pub async fn commit(self, expected: &Digest) -> Result<u64, StoreError> {
+    /// Check the bytes against `expected`; the blob is not visible until
+    /// [`VerifiedBlob::commit`]. On a mismatch nothing is stored.
+    pub fn verify(self, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
         if self.hash.algorithm() != expected.algorithm() {
             return Err(StoreError::Corrupt(format!(
                 "writer hashes {} but {expected} was expected",
                 self.hash.algorithm().as_str()
             )));
         }
-        self.commit_as(expected, None).await
+        self.verify_as(expected, None)
+    }
+
+    /// Verify and commit in one step; the only way a blob becomes visible.
+    pub async fn commit(self, expected: &Digest) -> Result<u64, StoreError> {
+        self.verify(expected)?.commit().await
+    }
+}
+
+/// Bytes that matched their digest and may now become that blob (or be
+/// dropped: a dropped temp is removed, nothing becomes visible).
+pub struct VerifiedBlob {
+    sink: Box<dyn BlobSink>,
+    digest: Digest,
+    size: u64,
+}
+
+impl VerifiedBlob {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Make the bytes blob `digest`; returns the size.
+    pub async fn commit(self) -> Result<u64, StoreError> {
+        self.sink.commit(&self.digest).await?;
+        Ok(self.size)
     }
 }
 

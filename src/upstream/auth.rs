@@ -24,7 +24,7 @@ use http::HeaderValue;
 use serde::Deserialize;
 use tokio::sync::RwLock;
 
-use super::error::{excerpt, UpstreamError};
+use super::error::UpstreamError;
 use crate::config::Remote;
 use crate::secrets::{CachedCredentials, Credentials, RemoteCredentials, SecretString};
 
@@ -109,6 +109,8 @@ struct Chosen<'a> {
 /// Auth state for one remote.
 pub struct Authenticator {
     remote: String,
+    /// The remote as configured (for the realm rules of `target`).
+    config: Arc<Remote>,
     creds: RemoteCredentials,
     challenge: RwLock<Option<Challenge>>,
     /// `account|scope` → (token, refresh-after). Entries also expire after
@@ -117,9 +119,10 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(remote: &Remote) -> Authenticator {
+    pub fn new(remote: &Arc<Remote>) -> Authenticator {
         Authenticator {
             remote: remote.name.clone(),
+            config: remote.clone(),
             creds: RemoteCredentials::new(remote.credential_info()),
             challenge: RwLock::new(None),
             tokens: moka::future::Cache::builder()
@@ -228,9 +231,17 @@ impl Authenticator {
     /// Learn from a 401: remember the challenge and drop any cached token
     /// for `scope`, so the next `header_for` fetches a fresh one. When
     /// credentials were sent (`sent_auth`), they are re-read too.
+    /// Only responses from the remote's own origin may teach a challenge
+    /// (the caller makes sure); a changed realm is logged.
     pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, repo: &str, scope: &str, sent_auth: bool) {
         if let Some(c) = www_authenticate.and_then(parse_challenge) {
-            *self.challenge.write().await = Some(c);
+            let mut known = self.challenge.write().await;
+            if let (Some(Challenge::Bearer { realm: old, .. }), Challenge::Bearer { realm: new, .. }) = (&*known, &c) {
+                if old != new {
+                    tracing::warn!(remote = %self.remote, old_realm = %old, new_realm = %new, "the remote changed its token realm");
+                }
+            }
+            *known = Some(c);
         }
         if let (true, Some(e)) = (sent_auth, self.creds.select(repo)) {
             if let Ok(creds) = e.get().await {
@@ -260,9 +271,11 @@ impl Authenticator {
         scope: &str,
         chosen: Option<&Chosen<'_>>,
     ) -> Result<Arc<(SecretString, Instant)>, UpstreamError> {
-        let mut url = reqwest::Url::parse(realm).map_err(|e| UpstreamError::Protocol {
-            remote: self.remote.clone(),
-            message: format!("token realm {realm:?} is not a URL: {e}"),
+        let refused = |reason: String| UpstreamError::Refused { remote: self.remote.clone(), reason };
+        let mut url = reqwest::Url::parse(realm).map_err(|e| refused(format!("token realm {realm:?} is not a URL: {e}")))?;
+        super::target::check_realm(&self.config, &url, chosen.is_some()).map_err(|reason| {
+            tracing::warn!(remote = %self.remote, %reason, "token realm refused");
+            refused(reason)
         })?;
         {
             let mut q = url.query_pairs_mut();
@@ -272,54 +285,54 @@ impl Authenticator {
             q.append_pair("scope", scope);
         }
         let mut req = http.get(url);
-        match chosen.map(|c| &c.creds) {
-            Some(c @ Credentials::Basic { .. }) => {
-                if let Some(v) = Self::basic_value(c) {
-                    req = req.header(http::header::AUTHORIZATION, v);
-                }
-            }
-            Some(Credentials::Token(t)) => {
-                if let Some(v) = Self::bearer_value(t) {
-                    req = req.header(http::header::AUTHORIZATION, v);
-                }
-            }
-            None => {}
+        if let Some(v) = chosen.and_then(|c| Self::credentials_value(&c.creds)) {
+            req = req.header(http::header::AUTHORIZATION, v);
         }
         let resp = req.send().await.map_err(|e| UpstreamError::Unreachable {
             remote: self.remote.clone(),
             reason: format!("token service: {}", super::describe(&e)),
         })?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
-        if status == 401 || status == 403 {
-            return Err(UpstreamError::Unauthorized {
-                remote: self.remote.clone(),
-                status,
-                body: excerpt(&body),
-            });
-        }
         if !(200..300).contains(&status) {
-            return Err(UpstreamError::Status {
-                remote: self.remote.clone(),
-                status,
-                body: excerpt(&body),
-                retry_after: None,
+            // The realm's body is not passed on: it may be any service's.
+            let body = super::body::excerpt_of(resp).await;
+            tracing::debug!(remote = %self.remote, status, body = %body, "token service refused");
+            return Err(match status {
+                401 | 403 => UpstreamError::Unauthorized { remote: self.remote.clone(), status, body: String::new() },
+                _ => UpstreamError::Status { remote: self.remote.clone(), status, body: String::new(), retry_after: None },
             });
         }
+        let body = super::body::read_limited(resp, super::body::MAX_TOKEN_RESPONSE).await.map_err(|e| match e {
+            super::body::ReadError::TooLarge => UpstreamError::TooLarge {
+                remote: self.remote.clone(),
+                what: "token response",
+                limit: super::body::MAX_TOKEN_RESPONSE as u64,
+            },
+            super::body::ReadError::Broken(e) => UpstreamError::Unreachable {
+                remote: self.remote.clone(),
+                reason: format!("token service: {}", super::describe(&e)),
+            },
+        })?;
         let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol {
             remote: self.remote.clone(),
             message: format!("token response is not JSON: {e}"),
         })?;
-        let token = reply.token.or(reply.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
-            UpstreamError::Protocol {
-                remote: self.remote.clone(),
-                message: "token response has no token".into(),
-            }
+        let token = reply.token.or(reply.access_token).filter(|t| !t.is_empty()).ok_or_else(|| UpstreamError::Protocol {
+            remote: self.remote.clone(),
+            message: "token response has no token".into(),
         })?;
         // Refresh a little before expiry (tokens default to 60 s).
-        let life = Duration::from_secs(reply.expires_in.unwrap_or(60).max(1));
+        let life = Duration::from_secs(reply.expires_in.unwrap_or(60).clamp(1, 24 * 3600));
         let refresh_after = Instant::now() + life.mul_f64(0.9).saturating_sub(Duration::from_secs(1));
         Ok(Arc::new((SecretString::new(token), refresh_after)))
+    }
+
+    /// The `Authorization` value that presents `creds` to a token service.
+    fn credentials_value(creds: &Credentials) -> Option<HeaderValue> {
+        match creds {
+            c @ Credentials::Basic { .. } => Self::basic_value(c),
+            Credentials::Token(t) => Self::bearer_value(t),
+        }
     }
 }
 

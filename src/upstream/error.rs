@@ -21,6 +21,12 @@ pub enum UpstreamError {
     CredentialsUnavailable { remote: String },
     #[error("remote {remote} sent an invalid response: {message}")]
     Protocol { remote: String, message: String },
+    /// The remote tried to send wharf somewhere it must not go (a redirect
+    /// or token realm refused by `target`), or a storage host refused.
+    #[error("remote {remote}: {reason}")]
+    Refused { remote: String, reason: String },
+    #[error("remote {remote} sent a {what} larger than the limit of {limit} bytes")]
+    TooLarge { remote: String, what: &'static str, limit: u64 },
 }
 
 impl UpstreamError {
@@ -30,6 +36,14 @@ impl UpstreamError {
             UpstreamError::Unreachable { .. } => true,
             UpstreamError::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
+        }
+    }
+
+    /// The `Retry-After` seconds of a 429/503 answer.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UpstreamError::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

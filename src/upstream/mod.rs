@@ -7,7 +7,9 @@
 //! proxy's job) and never put a credential into an error or a log line.
 
 mod auth;
+mod body;
 mod error;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use http::{header, HeaderValue, Method};
 
 pub use auth::{parse_challenge, Challenge};
 pub use error::UpstreamError;
+use target::Fetching;
 
 use crate::config::Remote;
 use crate::oci::manifest::ALL_MANIFEST_TYPES;
@@ -123,11 +126,14 @@ pub struct Upstream {
     auth: auth::Authenticator,
     /// `max_concurrent_fetches`: blob downloads running at once.
     fetch_slots: Arc<tokio::sync::Semaphore>,
+    max_manifest_size: usize,
     pub stats: UpstreamStats,
 }
 
 impl Upstream {
-    pub fn new(remote: Arc<Remote>) -> Result<Upstream, SetupError> {
+    /// The client for `remote`; manifests larger than `max_manifest_size`
+    /// are refused while they stream.
+    pub fn new(remote: Arc<Remote>, max_manifest_size: usize) -> Result<Upstream, SetupError> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(remote.connect_timeout)
@@ -148,6 +154,7 @@ impl Upstream {
         Ok(Upstream {
             fetch_slots: Arc::new(tokio::sync::Semaphore::new(remote.max_concurrent_fetches.max(1))),
             stats: UpstreamStats::default(),
+            max_manifest_size,
             auth: auth::Authenticator::new(&remote),
             remote,
             http,
@@ -186,15 +193,9 @@ impl Upstream {
     }
 
     /// Send with auth, redirects and retries. Returns a 2xx response (body
-    /// unread) or a typed error carrying the upstream's status and body.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        repo: &RepoName,
-        accept: Option<&str>,
-        retries: Retries,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    /// unread) or a typed error carrying the upstream's status and the
+    /// start of its body.
+    async fn send(&self, method: Method, path: &str, repo: &RepoName, accept: Option<&str>, what: Fetching, retries: Retries) -> Result<reqwest::Response, UpstreamError> {
         let scope = format!("repository:{repo}:pull");
         let budget = match retries {
             Retries::Default => self.remote.max_retries,
@@ -205,49 +206,24 @@ impl Upstream {
         loop {
             let authz = self.auth.header_for(&self.http, repo.as_str(), &scope).await?;
             let sent_auth = authz.is_some();
-            let res = self.send_once(method.clone(), self.url(path), accept, authz).await;
-            let wait = match res {
-                Err(e) => {
-                    if attempt >= budget {
-                        return Err(e);
-                    }
-                    None
+            let wait = match self.send_once(method.clone(), self.url(path), accept, authz, what).await {
+                Err(e @ UpstreamError::Refused { .. }) => return Err(e),
+                Err(e) if attempt >= budget => return Err(e),
+                Err(_) => None,
+                Ok((r, _)) if r.status().is_success() => return Ok(r),
+                Ok((r, true)) if r.status().as_u16() == 401 && !reauthed => {
+                    // Learned only from the remote's own origin.
+                    reauthed = true;
+                    let ch = r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
+                    self.auth.on_unauthorized(ch, repo.as_str(), &scope, sent_auth).await;
+                    continue;
                 }
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    if r.status().is_success() {
-                        return Ok(r);
-                    }
-                    if status == 401 && !reauthed {
-                        reauthed = true;
-                        let ch = r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
-                        self.auth.on_unauthorized(ch, repo.as_str(), &scope, sent_auth).await;
-                        continue;
-                    }
-                    let retry_after = r
-                        .headers()
-                        .get(header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok());
-                    let body = error::excerpt(&r.bytes().await.unwrap_or_default());
-                    if status == 401 || status == 403 {
-                        self.auth.rejected(repo.as_str(), status);
-                        return Err(UpstreamError::Unauthorized {
-                            remote: self.remote.name.clone(),
-                            status,
-                            body,
-                        });
-                    }
-                    let e = UpstreamError::Status {
-                        remote: self.remote.name.clone(),
-                        status,
-                        body,
-                        retry_after,
-                    };
+                Ok((r, own_origin)) => {
+                    let e = self.failure(r, own_origin, repo).await;
                     if !e.is_transient() || attempt >= budget {
                         return Err(e);
                     }
-                    retry_after.map(Duration::from_secs)
+                    e.retry_after().map(Duration::from_secs)
                 }
             };
             attempt += 1;
@@ -258,18 +234,35 @@ impl Upstream {
         }
     }
 
-    /// One request, following redirects by hand: `Authorization` is sent
-    /// only to the remote's own origin (blob downloads often redirect to a
-    /// storage host that must not see wharf's credentials).
-    async fn send_once(
-        &self,
-        method: Method,
-        mut url: reqwest::Url,
-        accept: Option<&str>,
-        authz: Option<HeaderValue>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    /// The typed error for a non-2xx answer (its body read up to a few KiB).
+    /// A 401/403 from a redirect target (a storage host) fails the request
+    /// and teaches nothing about the remote's own authentication.
+    async fn failure(&self, r: reqwest::Response, own_origin: bool, repo: &RepoName) -> UpstreamError {
+        let status = r.status().as_u16();
+        let host = r.url().host_str().unwrap_or("").to_string();
+        let retry_after = r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let body = body::excerpt_of(r).await;
+        let remote = self.remote.name.clone();
+        match (status, own_origin) {
+            (401 | 403, false) => UpstreamError::Refused {
+                remote,
+                reason: format!("the storage host {host} it redirected to refused the download (HTTP {status})"),
+            },
+            (401 | 403, true) => {
+                self.auth.rejected(repo.as_str(), status);
+                UpstreamError::Unauthorized { remote, status, body }
+            }
+            _ => UpstreamError::Status { remote, status, body, retry_after },
+        }
+    }
+
+    /// One request, following redirects by hand under [`target`]'s rules.
+    /// `Authorization` is sent only to the remote's own origin. Returns the
+    /// final response and whether it came from the remote's own origin.
+    async fn send_once(&self, method: Method, mut url: reqwest::Url, accept: Option<&str>, authz: Option<HeaderValue>, what: Fetching) -> Result<(reqwest::Response, bool), UpstreamError> {
         let origin = self.remote.url.origin();
         for _ in 0..=MAX_REDIRECTS {
+            let own = url.origin() == origin;
             let mut req = self.http.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
@@ -277,36 +270,46 @@ impl Upstream {
             if let Some(id) = crate::telemetry::request_id().filter(|id| !id.is_empty()) {
                 req = req.header("x-request-id", &*id);
             }
-            if url.origin() == origin {
-                if let Some(v) = &authz {
-                    req = req.header(header::AUTHORIZATION, v.clone());
-                }
+            if let (true, Some(v)) = (own, &authz) {
+                req = req.header(header::AUTHORIZATION, v.clone());
             }
-            let sent = std::time::Instant::now();
-            self.stats.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let resp = req.send().await.map_err(|e| {
-                self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.err_unreachable(describe(&e))
-            })?;
-            self.stats.latency.observe(sent.elapsed());
-            if resp.status().is_server_error() || resp.status().as_u16() == 429 {
-                self.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            let resp = self.observe(req.send()).await?;
             if !resp.status().is_redirection() {
-                return Ok(resp);
+                return Ok((resp, own));
             }
             let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
-                return Ok(resp);
+                return Ok((resp, own));
             };
-            url = url.join(loc).map_err(|e| UpstreamError::Protocol {
+            let next = url.join(loc).map_err(|e| UpstreamError::Protocol {
                 remote: self.remote.name.clone(),
                 message: format!("bad redirect Location: {e}"),
             })?;
+            target::check_redirect(&self.remote, &url, &next, what).map_err(|reason| {
+                tracing::warn!(remote = %self.remote.name, %reason, "upstream redirect refused");
+                UpstreamError::Refused { remote: self.remote.name.clone(), reason }
+            })?;
+            url = next;
         }
         Err(UpstreamError::Protocol {
             remote: self.remote.name.clone(),
             message: format!("more than {MAX_REDIRECTS} redirects"),
         })
+    }
+
+    /// Send a request, counting it (and its failure) in the stats.
+    async fn observe(&self, fut: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>) -> Result<reqwest::Response, UpstreamError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sent = std::time::Instant::now();
+        self.stats.requests.fetch_add(1, Relaxed);
+        let resp = fut.await.map_err(|e| {
+            self.stats.errors.fetch_add(1, Relaxed);
+            self.err_unreachable(describe(&e))
+        })?;
+        self.stats.latency.observe(sent.elapsed());
+        if resp.status().is_server_error() || resp.status().as_u16() == 429 {
+            self.stats.errors.fetch_add(1, Relaxed);
+        }
+        Ok(resp)
     }
 
     /// `GET` or `HEAD` a manifest by tag or digest, asking for every type so
@@ -321,7 +324,7 @@ impl Upstream {
         let accept = ALL_MANIFEST_TYPES.join(", ");
         let method = if head { Method::HEAD } else { Method::GET };
         let r = self
-            .send(method, &format!("/v2/{repo}/manifests/{reference}"), repo, Some(&accept), retries)
+            .send(method, &format!("/v2/{repo}/manifests/{reference}"), repo, Some(&accept), Fetching::Api, retries)
             .await?;
         let media_type = r
             .headers()
@@ -341,8 +344,7 @@ impl Upstream {
                 bytes: None,
             });
         }
-        let bytes = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
-        self.stats.bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let bytes = self.read_limited(r, self.max_manifest_size, "manifest").await?;
         Ok(RemoteManifest {
             digest: header_digest,
             media_type,
@@ -353,7 +355,7 @@ impl Upstream {
     /// Start a blob download.
     pub async fn blob(&self, repo: &RepoName, d: &Digest) -> Result<BlobStream, UpstreamError> {
         let r = self
-            .send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
+            .send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Fetching::Blob, Retries::Default)
             .await?;
         let remote = self.remote.name.clone();
         let content_length = r.content_length();
@@ -367,7 +369,7 @@ impl Upstream {
     /// Size of a remote blob.
     pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<Option<u64>, UpstreamError> {
         let r = self
-            .send(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"), repo, None, Retries::Default)
+            .send(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"), repo, None, Fetching::Blob, Retries::Default)
             .await?;
         Ok(r.content_length().filter(|n| *n > 0).or_else(|| {
             r.headers()
@@ -383,10 +385,19 @@ impl Upstream {
             Some(q) if !q.is_empty() => format!("/v2/{repo}/tags/list?{q}"),
             _ => format!("/v2/{repo}/tags/list"),
         };
-        let r = self.send(Method::GET, &path, repo, None, Retries::Default).await?;
+        let r = self.send(Method::GET, &path, repo, None, Fetching::Api, Retries::Default).await?;
         let link = r.headers().get(header::LINK).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let b = r.bytes().await.map_err(|e| self.err_unreachable(describe(&e)))?;
-        self.stats.bytes.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let b = self.read_limited(r, body::MAX_TAG_LIST, "tag list").await?;
         Ok((b, link))
+    }
+
+    /// Read a response body of at most `limit` bytes, counting it.
+    async fn read_limited(&self, r: reqwest::Response, limit: usize, what: &'static str) -> Result<Bytes, UpstreamError> {
+        let b = body::read_limited(r, limit).await.map_err(|e| match e {
+            body::ReadError::TooLarge => UpstreamError::TooLarge { remote: self.remote.name.clone(), what, limit: limit as u64 },
+            body::ReadError::Broken(e) => self.err_unreachable(describe(&e)),
+        })?;
+        self.stats.bytes.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(b)
     }
 }

@@ -68,6 +68,20 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Listen on this port instead of a fresh one.
     pub port: Option<u16>,
+    /// Add an admin account (`admin` / `adminpw`) to the config; the
+    /// request helpers of this module then send its credentials.
+    pub admin: bool,
+}
+
+/// The admin account of [`Options::admin`].
+pub const ADMIN: (&str, &str) = ("admin", "adminpw");
+
+/// Config lines for the admin of [`Options::admin`] (hashed once per test
+/// process by the wharf binary).
+pub fn admin_config() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH.get_or_init(|| accounts::hash_password(ADMIN.1));
+    format!("\n[[auth.admins]]\nusername = \"{}\"\npassword_hash = \"{hash}\"\n", ADMIN.0)
 }
 
 /// A running wharf process; killed on drop.
@@ -76,6 +90,8 @@ pub struct Wharf {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Credentials the request helpers send (see [`Options::admin`]).
+    pub creds: Option<(String, String)>,
     /// Keeps the temp dir (data + log) alive as long as the guard.
     pub tmp: std::sync::Arc<tempfile::TempDir>,
     opts: Options,
@@ -109,7 +125,11 @@ impl Wharf {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some(c) = &opts.config {
+        let config = match (&opts.config, opts.admin) {
+            (c, true) => Some(format!("{}{}", c.clone().unwrap_or_default(), admin_config())),
+            (c, false) => c.clone(),
+        };
+        if let Some(c) = &config {
             let p = tmp.path().join(format!("config-{port}.toml"));
             std::fs::write(&p, c).expect("write config");
             cmd.arg("--config").arg(p);
@@ -123,6 +143,7 @@ impl Wharf {
             addr,
             data_dir,
             log_path,
+            creds: opts.admin.then(|| (ADMIN.0.to_string(), ADMIN.1.to_string())),
             tmp,
             opts,
         };
@@ -144,6 +165,22 @@ impl Wharf {
             std::thread::sleep(Duration::from_millis(30));
         }
         panic!("wharf did not start listening on {}:\n{}", self.addr, self.logs());
+    }
+
+    /// A request to `path` (e.g. `/v2/...`) carrying the guard's
+    /// credentials, if any.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.req_url(method, &format!("{}{path}", self.url()))
+    }
+
+    /// A request to an absolute URL (e.g. an upload `Location`) carrying
+    /// the guard's credentials, if any.
+    pub fn req_url(&self, method: reqwest::Method, url: &str) -> reqwest::blocking::RequestBuilder {
+        let r = http().request(method, url);
+        match &self.creds {
+            Some((u, p)) => r.basic_auth(u, Some(p)),
+            None => r,
+        }
     }
 
     /// `127.0.0.1:PORT`
@@ -337,8 +374,8 @@ pub fn abs_url(w: &Wharf, location: &str) -> String {
 /// Push `bytes` to `repo` in one monolithic `POST ?digest=`; returns the digest.
 pub fn push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> String {
     let d = sha256(bytes);
-    let r = http()
-        .post(format!("{}/v2/{repo}/blobs/uploads/?digest={d}", w.url()))
+    let r = w
+        .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
         .header("content-type", "application/octet-stream")
         .body(bytes.to_vec())
         .send()
@@ -349,8 +386,7 @@ pub fn push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> String {
 
 /// `PUT /v2/<repo>/manifests/<reference>` with `media_type` as Content-Type.
 pub fn put_manifest(w: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::blocking::Response {
-    http()
-        .put(format!("{}/v2/{repo}/manifests/{reference}", w.url()))
+    w.req(reqwest::Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
         .header("content-type", media_type)
         .body(body.to_vec())
         .send()

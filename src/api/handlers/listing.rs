@@ -10,26 +10,24 @@ use crate::api::{Api, Reply};
 use crate::oci::manifest::{Descriptor, OCI_INDEX};
 use crate::oci::{Digest, ErrorCode, RepoName};
 
-/// Largest page a client may ask for; larger `n` is clamped.
-const MAX_PAGE: usize = 10_000;
-
-/// A page request: `n` (page size) and `last` (the previous page's last
-/// item).
+/// A page request: `n` (page size, at most `limits.max_page_size`, which
+/// is also the size when the client gives none) and `last` (the previous
+/// page's last item). Nothing is ever listed whole in memory.
 pub struct Page {
-    n: Option<usize>,
+    n: usize,
     pub last: Option<String>,
 }
 
 impl Page {
-    pub fn of(q: &Query) -> Result<Page, ApiError> {
+    pub fn of(q: &Query, max: usize) -> Result<Page, ApiError> {
         let n = match q.get("n") {
-            None => None,
-            Some(v) => Some(v.parse::<usize>().map_err(|_| {
+            None => max,
+            Some(v) => v.parse::<usize>().map_err(|_| {
                 ApiError::new(ErrorCode::BadRequest).explain(format!("n must be a non-negative integer, got {v:?}"))
-            })?),
+            })?,
         };
         Ok(Page {
-            n: n.map(|n| n.min(MAX_PAGE)),
+            n: n.min(max),
             last: q.get("last").map(str::to_string),
         })
     }
@@ -37,13 +35,13 @@ impl Page {
     /// How many items to fetch: one more than the page, to know whether
     /// another page follows.
     pub fn fetch(&self) -> usize {
-        self.n.map_or(usize::MAX, |n| n + 1)
+        self.n + 1
     }
 
     /// Cut `items` (fetched with [`fetch`](Self::fetch)) to the page and
     /// build the `Link` header when more follow.
     pub fn finish(&self, mut items: Vec<String>, path: &str) -> (Vec<String>, Option<String>) {
-        let Some(n) = self.n else { return (items, None) };
+        let n = self.n;
         if items.len() <= n {
             return (items, None);
         }
@@ -71,15 +69,19 @@ fn json_page(value: serde_json::Value, link: Option<String>) -> Reply {
     Ok(b.body(body::full(bytes))?)
 }
 
+fn page(api: &Api, req: &Request<Incoming>) -> Result<Page, ApiError> {
+    Page::of(&Query::of(req), api.registry.limits.bounds.max_page_size)
+}
+
 pub async fn tags(api: &Api, req: &Request<Incoming>, name: &RepoName) -> Reply {
-    let page = Page::of(&Query::of(req))?;
+    let page = page(api, req)?;
     let items = api.registry.tags(name, page.last.as_deref(), page.fetch()).await?;
     let (items, link) = page.finish(items, &format!("/v2/{name}/tags/list"));
     json_page(serde_json::json!({ "name": name.as_str(), "tags": items }), link)
 }
 
 pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
-    let page = Page::of(&Query::of(req))?;
+    let page = page(api, req)?;
     let id = crate::api::access::identity(req);
     let items = api.registry.catalog(&id, page.last.as_deref(), page.fetch()).await?;
     let (items, link) = page.finish(items, "/v2/_catalog");
@@ -87,12 +89,23 @@ pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
 }
 
 pub async fn referrers(api: &Api, req: &Request<Incoming>, name: &RepoName, subject: &Digest) -> Reply {
-    referrers_of(api, name, subject, Query::of(req).get("artifactType")).await
+    referrers_of(api, req, name, name, subject).await
 }
 
-/// The referrers index of `subject` in `name`, optionally filtered.
-pub async fn referrers_of(api: &Api, name: &RepoName, subject: &Digest, filter: Option<&str>) -> Reply {
-    let manifests: Vec<Descriptor> = api.registry.referrers(name, subject, filter).await?;
+/// The referrers index of `subject` in `name` (as the client named it:
+/// `shown`), optionally filtered by `artifactType`, one page at a time.
+pub async fn referrers_of(api: &Api, req: &Request<Incoming>, shown: &RepoName, name: &RepoName, subject: &Digest) -> Reply {
+    let q = Query::of(req);
+    let filter = q.get("artifactType");
+    let page = page(api, req)?;
+    let mut manifests: Vec<Descriptor> = api.registry.referrers(name, subject, filter, page.last.as_deref(), page.fetch()).await?;
+    let digests: Vec<String> = manifests.iter().map(|d| d.digest.to_string()).collect();
+    let (kept, mut link) = page.finish(digests, &format!("/v2/{shown}/referrers/{subject}"));
+    manifests.truncate(kept.len());
+    if let (Some(l), Some(f)) = (&mut link, filter) {
+        let at = form_urlencoded::Serializer::new(String::new()).append_pair("artifactType", f).finish();
+        *l = l.replacen("?", &format!("?{at}&"), 1);
+    }
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -105,6 +118,9 @@ pub async fn referrers_of(api: &Api, name: &RepoName, subject: &Digest, filter: 
         .header(header::CONTENT_LENGTH, bytes.len());
     if filter.is_some() {
         b = b.header("oci-filters-applied", "artifactType");
+    }
+    if let Some(l) = link {
+        b = b.header(header::LINK, l);
     }
     Ok(b.body(body::full(bytes))?)
 }
@@ -131,20 +147,26 @@ mod tests {
     #[test]
     fn pagination() {
         let items = ["a", "b", "c", "d"];
-        let p = Page::of(&q("n=2")).unwrap();
+        let p = Page::of(&q("n=2"), 100).unwrap();
         let (page, link) = p.finish(list(&items, &p), "/v2/r/tags/list");
         assert_eq!(page, ["a", "b"]);
         assert_eq!(link.unwrap(), "</v2/r/tags/list?n=2&last=b>; rel=\"next\"");
-        let p = Page::of(&q("n=2&last=b")).unwrap();
+        let p = Page::of(&q("n=2&last=b"), 100).unwrap();
         let (page, link) = p.finish(list(&items, &p), "/p");
         assert_eq!(page, ["c", "d"]);
         assert!(link.is_none());
-        let p = Page::of(&q("n=0")).unwrap();
+        let p = Page::of(&q("n=0"), 100).unwrap();
         assert!(p.finish(list(&items, &p), "/p").0.is_empty());
-        let p = Page::of(&q("last=c")).unwrap();
+        let p = Page::of(&q("last=c"), 100).unwrap();
         let (page, link) = p.finish(list(&items, &p), "/p");
         assert_eq!(page, ["d"]);
         assert!(link.is_none());
-        assert!(Page::of(&q("n=-1")).is_err());
+        assert!(Page::of(&q("n=-1"), 100).is_err());
+        // No n: pages of the configured maximum; a larger n is clamped.
+        let p = Page::of(&q(""), 3).unwrap();
+        let (page, link) = p.finish(list(&items, &p), "/p");
+        assert_eq!(page, ["a", "b", "c"]);
+        assert_eq!(link.unwrap(), "</p?n=3&last=c>; rel=\"next\"");
+        assert_eq!(Page::of(&q("n=50"), 3).unwrap().fetch(), 4);
     }
 }

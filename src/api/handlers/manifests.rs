@@ -66,7 +66,7 @@ pub async fn put(api: &Api, req: Request<Incoming>, name: &RepoName, r: &Referen
     let d = accepted.digest;
     let mut b = Response::builder()
         .status(StatusCode::CREATED)
-        .header(header::LOCATION, format!("/v2/{name}/manifests/{d}"))
+        .header(header::LOCATION, api.location(&format!("/v2/{name}/manifests/{d}")))
         .header("docker-content-digest", d.to_string())
         .header(header::CONTENT_LENGTH, 0);
     if let Some(s) = accepted.subject {

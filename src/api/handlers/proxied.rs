@@ -5,13 +5,14 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 
-use super::blobs::{headers, parse_range, serve_data, unsatisfiable, ByteRange};
-use super::{header_str, Query};
+use super::blobs::{headers, serve_data};
+use super::header_str;
 use crate::api::body;
 use crate::api::error::ApiError;
 use crate::api::route::Route;
 use crate::api::{Api, Reply};
 use crate::oci::{Digest, ErrorCode};
+use crate::proxy::inflight::Phase;
 use crate::proxy::{BlobSource, RemoteTarget};
 
 pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: RemoteTarget) -> Reply {
@@ -48,9 +49,9 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
             }
             Ok(b.body(body::full(out))?)
         }
-        (&Method::GET, Route::Referrers(_, d)) => {
+        (&Method::GET, Route::Referrers(route_name, d)) => {
             // Referrers of cached content, as far as they are cached.
-            super::listing::referrers_of(api, &t.cache_repo, &d, Query::of(&req).get("artifactType")).await
+            super::listing::referrers_of(api, &req, &route_name, &t.cache_repo, &d).await
         }
         (m, _) => Err(ApiError::new(ErrorCode::Denied).explain(format!(
             "{} is a pull-through cache of remote {}: {m} is not allowed; push to a local namespace instead",
@@ -60,33 +61,39 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
 }
 
 async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Digest) -> Reply {
-    let range = header_str(req.headers(), header::RANGE);
-    match api.registry.proxy.blob(t, d).await? {
-        BlobSource::Local(data) => serve_data(req, d, data).await,
-        BlobSource::Fetching(fetch, total) => {
-            let follow = |start: u64, end: Option<u64>| {
-                StreamBody::new(futures_util::TryStreamExt::map_ok(
-                    fetch.follow(start, end).into_stream(),
-                    http_body::Frame::data,
-                ))
-                .boxed_unsync()
-            };
-            let Some(len) = total else {
-                // No Content-Length from the remote: stream chunked, whole.
-                return Ok(headers(d).status(StatusCode::OK).body(follow(0, None))?);
-            };
-            match parse_range(range, len) {
-                ByteRange::Unsatisfiable => Err(unsatisfiable(len)),
-                ByteRange::Full => Ok(headers(d)
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_LENGTH, len)
-                    .body(follow(0, None))?),
-                ByteRange::Part { start, end } => Ok(headers(d)
-                    .status(StatusCode::PARTIAL_CONTENT)
-                    .header(header::CONTENT_LENGTH, end - start + 1)
-                    .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
-                    .body(follow(start, Some(end + 1)))?),
-            }
-        }
+    let fetch = match api.registry.proxy.blob(t, d).await? {
+        BlobSource::Local(data) => return serve_data(req, d, data).await,
+        BlobSource::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => fetch,
+        BlobSource::Fetching(fetch, total) => return stream_whole(fetch, d, total),
+    };
+    // A ranged read of a blob still being fetched waits until its digest
+    // was verified: a range is a complete response, and its bytes must not
+    // be the remote's word alone.
+    let done = fetch.finished().await;
+    match done.phase {
+        Phase::Done => match api.registry.store.blobs().open(d).await? {
+            Some(data) => serve_data(req, d, data).await,
+            None => Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} vanished after its fetch"))),
+        },
+        Phase::Failed(e) => Err(e.into()),
+        _ => Err(ApiError::new(ErrorCode::UpstreamFailed).explain(format!("the fetch of {d} ended unexpectedly"))),
     }
+}
+
+/// The whole blob, streamed from its fetch as it arrives. Its last byte is
+/// held back until the digest is verified (a mismatch aborts the
+/// response), and it carries no validator or caching headers: those are for
+/// verified content only.
+fn stream_whole(fetch: std::sync::Arc<crate::proxy::inflight::Fetch>, d: &Digest, total: Option<u64>) -> Reply {
+    let body = StreamBody::new(futures_util::TryStreamExt::map_ok(fetch.follow(0, None).into_stream(), http_body::Frame::data)).boxed_unsync();
+    let mut b = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("docker-content-digest", d.to_string())
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, "no-store");
+    if let Some(len) = total {
+        b = b.header(header::CONTENT_LENGTH, len);
+    }
+    Ok(b.body(body)?)
 }

@@ -12,24 +12,24 @@ use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::{Mount, RegistryError};
 use crate::store::StoreError;
 
-fn upload_location(name: &RepoName, id: &str) -> String {
-    format!("/v2/{name}/blobs/uploads/{id}")
+fn upload_location(api: &Api, name: &RepoName, id: &str) -> String {
+    api.location(&format!("/v2/{name}/blobs/uploads/{id}"))
 }
 
-fn accepted(name: &RepoName, id: &str, offset: u64, status: StatusCode) -> Reply {
+fn accepted(api: &Api, name: &RepoName, id: &str, offset: u64, status: StatusCode) -> Reply {
     Ok(Response::builder()
         .status(status)
-        .header(header::LOCATION, upload_location(name, id))
+        .header(header::LOCATION, upload_location(api, name, id))
         .header(header::RANGE, range_header(offset))
         .header("docker-upload-uuid", id)
         .header(header::CONTENT_LENGTH, 0)
         .body(body::empty())?)
 }
 
-fn created(name: &RepoName, d: &Digest) -> Reply {
+fn created(api: &Api, name: &RepoName, d: &Digest) -> Reply {
     Ok(Response::builder()
         .status(StatusCode::CREATED)
-        .header(header::LOCATION, format!("/v2/{name}/blobs/{d}"))
+        .header(header::LOCATION, api.location(&format!("/v2/{name}/blobs/{d}")))
         .header("docker-content-digest", d.to_string())
         .header(header::CONTENT_LENGTH, 0)
         .body(body::empty())?)
@@ -91,7 +91,7 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
             .transpose()?;
         let id = crate::api::access::identity(&req);
         if api.registry.mount(&id, name, &d, from.as_ref()).await? == Mount::Mounted {
-            return created(name, &d);
+            return created(api, name, &d);
         }
         // Not mountable: fall through to a normal upload session (spec).
     }
@@ -99,21 +99,21 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
         // Monolithic upload in the POST itself.
         let len = content_length(req.headers())?;
         api.registry.put_blob(name, &d, len, body_stream(req)).await?;
-        return created(name, &d);
+        return created(api, name, &d);
     }
-    let id = api.registry.start_upload(name).await?;
-    accepted(name, &id, 0, StatusCode::ACCEPTED)
+    let id = api.registry.start_upload(name, &crate::api::client_key(&req)).await?;
+    accepted(api, name, &id, 0, StatusCode::ACCEPTED)
 }
 
 pub async fn status(api: &Api, name: &RepoName, id: &str) -> Reply {
     let s = api.registry.upload_status(name, id).await?;
-    accepted(name, id, s.offset, StatusCode::NO_CONTENT)
+    accepted(api, name, id, s.offset, StatusCode::NO_CONTENT)
 }
 
 /// An error about a session, with the session's location so the client
 /// can ask where it stands.
-fn at_session(e: impl Into<ApiError>, name: &RepoName, id: &str) -> ApiError {
-    e.into().header("location", upload_location(name, id))
+fn at_session(api: &Api, e: impl Into<ApiError>, name: &RepoName, id: &str) -> ApiError {
+    e.into().header("location", upload_location(api, name, id))
 }
 
 pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
@@ -122,8 +122,8 @@ pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str)
         .registry
         .append_upload(name, id, start, len, body_stream(req))
         .await
-        .map_err(|e| at_session(e, name, id))?;
-    accepted(name, id, s.offset, StatusCode::ACCEPTED)
+        .map_err(|e| at_session(api, e, name, id))?;
+    accepted(api, name, id, s.offset, StatusCode::ACCEPTED)
 }
 
 pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
@@ -136,10 +136,10 @@ pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str
         .finish_upload(name, id, &d, start, len, body_stream(req))
         .await
         .map_err(|e| match e {
-            e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => at_session(e, name, id),
+            e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => at_session(api, e, name, id),
             e => e.into(),
         })?;
-    created(name, &d)
+    created(api, name, &d)
 }
 
 pub async fn cancel(api: &Api, name: &RepoName, id: &str) -> Reply {
