@@ -40,6 +40,8 @@ pub enum Refusal {
 pub struct Guard {
     key: [u8; 32],
     slots: Arc<Semaphore>,
+    /// One argon2 buffer per slot, reused (see `password::Blocks`).
+    buffers: std::sync::Mutex<Vec<super::password::Blocks>>,
     queue_timeout: Duration,
     failed: moka::sync::Cache<[u8; 32], ()>,
     failures: moka::sync::Cache<String, Arc<AtomicU32>>,
@@ -56,6 +58,7 @@ impl Guard {
         Guard {
             key,
             slots: Arc::new(Semaphore::new(limits.login_concurrency.max(1))),
+            buffers: std::sync::Mutex::new(Vec::new()),
             queue_timeout: limits.login_queue_timeout,
             failed: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build(),
             failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build(),
@@ -98,6 +101,25 @@ impl Guard {
         match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => Ok(p),
             _ => Err(Refusal::Busy),
+        }
+    }
+
+    /// Verify `secret` against `phc` on the blocking pool, in a reused
+    /// buffer. The caller holds a [`slot`](Self::slot), so at most that many
+    /// buffers exist.
+    pub async fn verify(&self, secret: String, phc: String) -> bool {
+        let mut blocks = self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let res = tokio::task::spawn_blocking(move || {
+            let ok = super::password::verify_in(&secret, &phc, &mut blocks);
+            (ok, blocks)
+        })
+        .await;
+        match res {
+            Ok((ok, blocks)) => {
+                self.buffers.lock().unwrap_or_else(|e| e.into_inner()).push(blocks);
+                ok
+            }
+            Err(_) => false,
         }
     }
 

@@ -290,8 +290,9 @@ impl Authorizer {
         // Unknown users still cost a hash, so timing does not reveal names.
         let (phc, subject) = hash.unwrap_or_else(|| (DUMMY_HASH.to_string(), Subject::Anonymous));
         let slot = self.guard.slot().await.map_err(AuthError::from)?;
-        let pass = pass.to_string();
-        let ok = tokio::task::spawn_blocking(move || password::verify(&pass, &phc)).await.unwrap_or(false);
+        // Failures recorded while this one queued may throttle it now.
+        self.guard.precheck(&key, user, addr).map_err(AuthError::from)?;
+        let ok = self.guard.verify(pass.to_string(), phc).await;
         drop(slot);
         if !ok || subject == Subject::Anonymous {
             self.guard.record_failure(&key, user, addr);
