@@ -34,6 +34,9 @@ pub(super) struct RawRemote {
     insecure_skip_verify: bool,
     connect_timeout: Option<String>,
     read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    min_speed: Option<String>,
+    min_speed_window: Option<String>,
     max_retries: Option<u32>,
     max_concurrent_fetches: Option<usize>,
     /// Cap on this remote's cached content, e.g. "50GiB".
@@ -67,6 +70,13 @@ pub struct Remote {
     pub insecure_skip_verify: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Whole-request bound (connect to last byte) for everything but blob
+    /// downloads: manifests, tag lists, tokens.
+    pub request_timeout: Duration,
+    /// A blob download slower than this (bytes/s) on average over
+    /// `min_speed_window` is abandoned (a remote that trickles).
+    pub min_speed: u64,
+    pub min_speed_window: Duration,
     pub max_retries: u32,
     /// Blob downloads from this remote at once (further misses queue).
     pub max_concurrent_fetches: usize,
@@ -110,6 +120,9 @@ impl Remote {
             insecure_skip_verify: false,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            min_speed: 1024,
+            min_speed_window: Duration::from_secs(60),
             max_retries: 2,
             max_concurrent_fetches: 16,
             max_size: None,
@@ -142,6 +155,18 @@ impl RawRemote {
         let read_timeout = duration(&key("read_timeout"), self.read_timeout.as_deref().unwrap_or("30s"))?;
         if connect_timeout.is_zero() || read_timeout.is_zero() {
             return Err(ConfigError::invalid(&key("read_timeout"), "timeouts must be more than zero"));
+        }
+        let request_timeout = duration(&key("request_timeout"), self.request_timeout.as_deref().unwrap_or("60s"))?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::invalid(&key("request_timeout"), "must be more than zero"));
+        }
+        let min_speed = match self.min_speed.as_deref() {
+            None => 1024,
+            Some(v) => super::size(&key("min_speed"), v.trim().trim_end_matches("/s"))?,
+        };
+        let min_speed_window = duration(&key("min_speed_window"), self.min_speed_window.as_deref().unwrap_or("60s"))?;
+        if min_speed_window.is_zero() {
+            return Err(ConfigError::invalid(&key("min_speed_window"), "must be more than zero"));
         }
         let credentials = credential_entries(self.credentials, &key("credentials"))?;
         let credentials_ttl = match self.credentials_ttl.as_deref() {
@@ -181,6 +206,9 @@ impl RawRemote {
             insecure_skip_verify: self.insecure_skip_verify,
             connect_timeout,
             read_timeout,
+            request_timeout,
+            min_speed,
+            min_speed_window,
             max_retries: self.max_retries.unwrap_or(2).min(10),
             max_concurrent_fetches: match self.max_concurrent_fetches {
                 Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),

@@ -119,6 +119,12 @@ impl Fetch {
         self.wait_for(|p| !matches!(p.phase, Phase::Starting)).await
     }
 
+    /// Wait until the first bytes are in the spool (or the blob is empty and
+    /// verified, or the fetch ended).
+    pub async fn first_bytes(&self) -> Progress {
+        self.wait_for(|p| p.written > 0 || p.verified || matches!(p.phase, Phase::Done | Phase::Failed(_))).await
+    }
+
     /// Wait until the fetch is done or failed.
     pub async fn finished(&self) -> Progress {
         self.wait_for(|p| matches!(p.phase, Phase::Done | Phase::Failed(_))).await
@@ -259,14 +265,55 @@ async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Ar
     // Bounded per remote (`max_concurrent_fetches`); held to the end.
     let _slot = upstream.fetch_slot().await;
     let body = upstream.blob(repo, &f.digest).await?;
-    let remote = &upstream.remote().name;
-    spool(f, body, remote, &upstream.stats.bytes, cache_repo).await
+    let r = upstream.remote();
+    let speed = MinSpeed { bytes_per_sec: r.min_speed, window: r.min_speed_window };
+    spool(f, body, &r.name, &upstream.stats.bytes, cache_repo, speed).await
+}
+
+/// The slowest a blob download may be, on average over a window (a remote
+/// that trickles a byte a second never times out a read, but is cut here).
+#[derive(Debug, Clone, Copy)]
+struct MinSpeed {
+    bytes_per_sec: u64,
+    window: std::time::Duration,
+}
+
+/// Watches a download's speed window by window.
+struct SpeedCheck {
+    min: MinSpeed,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl SpeedCheck {
+    fn new(min: MinSpeed) -> SpeedCheck {
+        SpeedCheck { min, started: std::time::Instant::now(), bytes: 0 }
+    }
+
+    /// Count `n` bytes; `Err(bytes/s)` when a whole window went by slower
+    /// than the minimum.
+    fn add(&mut self, n: u64) -> Result<(), u64> {
+        self.bytes += n;
+        let elapsed = self.started.elapsed();
+        if elapsed < self.min.window {
+            return Ok(());
+        }
+        let speed = (self.bytes as f64 / elapsed.as_secs_f64()) as u64;
+        if speed < self.min.bytes_per_sec {
+            return Err(speed);
+        }
+        *self = SpeedCheck::new(self.min);
+        Ok(())
+    }
 }
 
 /// Stream `body` into a writer (hashing, spooling) while followers read
 /// the spool, verify the digest, then link and commit.
-async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &AtomicU64, cache_repo: &RepoName) -> Result<(), FetchError> {
+async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &AtomicU64, cache_repo: &RepoName, speed: MinSpeed) -> Result<(), FetchError> {
     let total = body.content_length;
+    if let Some(len) = total {
+        f.store.blobs().ensure_room(len).await?;
+    }
     let mut w = f.store.blobs().writer(f.digest.algorithm()).await?;
     let _ = f.spool.set(w.spool());
     let progress = f.progress.clone();
@@ -275,7 +322,7 @@ async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &Ato
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let received = receive(&mut body, &mut w, remote, counter).await?;
+    let received = receive(&mut body, &mut w, remote, counter, speed).await?;
     if let Some(want) = total.filter(|t| *t != received) {
         return Err(FetchError::Truncated { remote: remote.to_string(), got: received, want });
     }
@@ -301,9 +348,10 @@ async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &Ato
 }
 
 /// Copy the upstream body into the writer; returns the bytes received.
-async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counter: &AtomicU64) -> Result<u64, FetchError> {
+async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counter: &AtomicU64, speed: MinSpeed) -> Result<u64, FetchError> {
     let total = body.content_length;
     let mut received = 0u64;
+    let mut check = SpeedCheck::new(speed);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| match e {
             UpstreamError::Unreachable { remote, reason } => UpstreamError::Unreachable {
@@ -314,6 +362,15 @@ async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counte
         })?;
         received += chunk.len() as u64;
         counter.fetch_add(chunk.len() as u64, Relaxed);
+        if let Err(bps) = check.add(chunk.len() as u64) {
+            return Err(FetchError::Upstream(UpstreamError::Unreachable {
+                remote: remote.to_string(),
+                reason: format!(
+                    "the blob arrived at {bps} bytes/s, below the minimum of {} over {:?} (min_speed); abandoned after {received} bytes",
+                    speed.bytes_per_sec, speed.window
+                ),
+            }));
+        }
         if let Some(want) = total.filter(|t| received > *t) {
             return Err(FetchError::TooLong { remote: remote.to_string(), want });
         }
@@ -458,7 +515,8 @@ mod tests {
         let followers: Vec<_> = (0..3).map(|_| tokio::spawn(read_all(f.follow(0, None)))).collect();
         let cache: RepoName = "up/app".parse().unwrap();
         let counter = AtomicU64::new(0);
-        let res = spool(&f, upstream, REMOTE, &counter, &cache).await;
+        let speed = MinSpeed { bytes_per_sec: 1, window: std::time::Duration::from_secs(60) };
+        let res = spool(&f, upstream, REMOTE, &counter, &cache, speed).await;
         f.conclude(res.clone());
         let mut got = Vec::new();
         for h in followers {

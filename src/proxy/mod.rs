@@ -342,7 +342,10 @@ impl Proxy {
             t.cache_repo.clone(),
             d,
         );
-        let p = fetch.started().await;
+        // Answer once the first bytes are spooled (or the fetch failed): a
+        // remote that refuses, or a disk that is full, becomes a proper
+        // error response instead of a body cut after its headers.
+        let p = fetch.first_bytes().await;
         match p.phase {
             Phase::Failed(FetchError::Upstream(e)) if e.is_not_found() => Err(Self::not_found(t, Missing::Blob, d)),
             Phase::Failed(e) => Err(ProxyError::Fetch(e)),

@@ -59,6 +59,9 @@ impl Registry {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.check_blob_quota(repo, Some(d), declared_len.unwrap_or(0)).await?;
+        if let Some(len) = declared_len {
+            self.store.blobs().ensure_room(len).await?;
+        }
         let body = Budgeted::new(body, self.blob_budget(repo, Some(d), 0).await?);
         let cut = body.cut();
         let blob = match self.write_blob(d, declared_len, body).await {
@@ -127,6 +130,7 @@ impl Registry {
         let offset = self.store.uploads().status(repo, id).await?.offset;
         if let Some(n) = len {
             self.refuse_over_quota(repo, id, None, offset + n).await?;
+            self.store.blobs().ensure_room(n).await?;
         }
         let body = Budgeted::new(body, self.blob_budget(repo, None, offset).await?);
         let cut = body.cut();

@@ -143,6 +143,9 @@ pub trait BlobBackend: Send + Sync + 'static {
     async fn open_upload(&self, id: &str) -> io::Result<Option<BlobData>>;
     /// Remove an upload session's data.
     async fn remove_upload(&self, id: &str) -> io::Result<()>;
+    /// Bytes that can still be written, when the backend knows (a local
+    /// disk does; object storage does not).
+    async fn free_space(&self) -> io::Result<Option<u64>>;
     /// Remove temp objects older than `age` (writes that never finished);
     /// returns how many.
     async fn cleanup_temp(&self, age: std::time::Duration) -> io::Result<usize>;

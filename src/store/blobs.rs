@@ -31,6 +31,17 @@ impl<'a> Blobs<'a> {
         Ok(self.store.blob_backend().open(d).await?)
     }
 
+    /// Refuse early (`StoreError::Full`) when a blob of `len` bytes cannot
+    /// fit on the store's disk, before anything is written.
+    pub async fn ensure_room(&self, len: u64) -> Result<()> {
+        // What a blob needs, plus room for the small files that follow it.
+        const SLACK: u64 = 1 << 20;
+        match self.store.blob_backend().free_space().await? {
+            Some(free) if free < len.saturating_add(SLACK) => Err(super::StoreError::Full),
+            _ => Ok(()),
+        }
+    }
+
     /// A writer for a new blob hashed with `algorithm`; nothing is visible
     /// until [`BlobWriter::commit`].
     pub async fn writer(&self, algorithm: Algorithm) -> Result<BlobWriter> {

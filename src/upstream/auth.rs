@@ -284,7 +284,7 @@ impl Authenticator {
             }
             q.append_pair("scope", scope);
         }
-        let mut req = http.get(url);
+        let mut req = http.get(url).timeout(self.config.request_timeout);
         if let Some(v) = chosen.and_then(|c| Self::credentials_value(&c.creds)) {
             req = req.header(http::header::AUTHORIZATION, v);
         }

@@ -264,6 +264,11 @@ impl Upstream {
         for _ in 0..=MAX_REDIRECTS {
             let own = url.origin() == origin;
             let mut req = self.http.request(method.clone(), url.clone());
+            // A blob's body may take long (its speed is watched instead);
+            // anything else has a bound for the whole exchange.
+            if what == Fetching::Api || method == Method::HEAD {
+                req = req.timeout(self.remote.request_timeout);
+            }
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
             }

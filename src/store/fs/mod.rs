@@ -266,6 +266,15 @@ impl BlobBackend for FsBackend {
         ObjectStore::delete(self, &layout::upload_data(id)).await.map(|_| ())
     }
 
+    async fn free_space(&self) -> io::Result<Option<u64>> {
+        let root = self.root.to_path_buf();
+        blocking(move || {
+            let s = rustix::fs::statvfs(&root).map_err(io::Error::from)?;
+            Ok(Some(s.f_bavail.saturating_mul(s.f_frsize)))
+        })
+        .await
+    }
+
     async fn cleanup_temp(&self, age: std::time::Duration) -> io::Result<usize> {
         let dir = self.temp_dir();
         blocking(move || {
