@@ -70,8 +70,16 @@ enum Command {
     },
     /// Hash a password or robot token for the config (reads one line from stdin).
     HashPassword,
-    /// Validate a config file and print the effective settings.
-    CheckConfig(ConfigArg),
+    /// Validate a config file, print the effective settings and warnings,
+    /// and check that every secret reference can be read.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also contact every remote (`/v2/` and the token flow with wharf's
+        /// credentials) and report ok, credentials refused or unreachable.
+        #[arg(long)]
+        probe: bool,
+    },
 }
 
 #[derive(Args, Default)]
@@ -162,8 +170,8 @@ fn main() -> ExitCode {
         }
         Command::Prefetch { image, no_pin, conn } => wharf::cli::run(conn, wharf::cli::Call::Prefetch { image, pin: !no_pin }),
         Command::HashPassword => wharf::cli::local::hash_password(),
-        Command::CheckConfig(c) => match load(&c, &Overrides::default()) {
-            Ok(cfg) => wharf::cli::local::check_config(&cfg),
+        Command::CheckConfig { config, probe } => match load(&config, &Overrides::default()) {
+            Ok(cfg) => wharf::cli::check::check_config(&cfg, probe),
             Err(code) => code,
         },
     }

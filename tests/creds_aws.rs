@@ -198,7 +198,7 @@ fn secretsmanager_missing_secret_is_denied_with_reference_logged() {
         moto.url
     );
     let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
-    let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("corp"), "{v}");
     let logs = w.logs();
     assert!(logs.contains("aws-secretsmanager:does/not/exist") && logs.contains("ResourceNotFound"), "{logs}");
@@ -245,7 +245,7 @@ fn ecr_authorization_token_used_as_basic() {
     assert!(authed.iter().all(|(u, p)| u == "AWS" && p == pass), "{authed:?}");
 
     // A 401 with the token makes wharf call GetAuthorizationToken again,
-    // once (moto hands out the same token, so the request is then DENIED).
+    // once (moto hands out the same token, so the request is then refused).
     let loads = |w: &Wharf| {
         w.logs().lines().filter(|l| l.contains("credentials loaded") && l.contains("remotes.ecr.credentials[0]")).count()
     };
@@ -253,7 +253,7 @@ fn ecr_authorization_token_used_as_basic() {
     std::thread::sleep(Duration::from_millis(2100));
     up.require_basic("AWS", "some-other-token");
     up.add_image("team/svc2", "v1", 8);
-    let v = support::assert_oci_error(get(&w, "/v2/ecr/team/svc2/manifests/v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get(&w, "/v2/ecr/team/svc2/manifests/v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote ecr"), "{v}");
     assert_eq!(loads(&w), 2, "{}", w.logs());
     assert!(w.logs().contains("ecr:GetAuthorizationToken"), "{}", w.logs());
@@ -277,7 +277,7 @@ fn ecr_authorization_token_used_as_basic() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("via ecr") && text.contains("OK (basic credentials)"), "{text}");
+    assert!(text.contains("from ecr") && text.contains("readable (basic credentials)"), "{text}");
     assert!(!text.contains(pass));
     let logs = w.logs();
     assert!(!logs.contains(pass) && !logs.contains("ecr-key-secret-5a"), "{logs}");

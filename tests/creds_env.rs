@@ -77,7 +77,7 @@ fn missing_variable_is_denied_and_named_in_the_log() {
         up.url()
     );
     let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
-    let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
     let logs = w.logs();
     assert!(logs.contains("env:NOPE_USER,NOPE_PASS") && logs.contains("NOPE_PASS is not set"), "{logs}");

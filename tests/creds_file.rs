@@ -168,7 +168,7 @@ fn group_readable_file_is_refused_at_start_up() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, out) = run_wharf(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("remote corp credentials[0]") && out.contains("OK (basic credentials)"), "{out}");
+    assert!(out.contains("  corp ") && out.contains("credentials[0]") && out.contains("readable (basic credentials)"), "{out}");
     assert!(!out.contains("too-open-secret"), "{out}");
 }
 
@@ -192,16 +192,16 @@ fn check_config_reports_each_reference() {
     .unwrap();
     let (code, out) = run_wharf(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("credentials[0] repository \"x/*\" via file") && out.contains("OK (token credentials)"), "{out}");
-    assert!(out.contains("credentials[1]") && out.contains("FAILED: malformed secret"), "{out}");
+    assert!(out.contains("credentials[0] for \"x/*\" from file") && out.contains("readable (token credentials)"), "{out}");
+    assert!(out.contains("credentials[1]") && out.contains("CANNOT BE READ: malformed secret"), "{out}");
     assert!(out.contains("credentials[2]") && out.contains("no such file"), "{out}");
-    assert!(out.contains("remote b (http://127.0.0.1:9/): anonymous"), "{out}");
+    assert!(out.contains("  b http://127.0.0.1:9/\n    credentials: none (anonymous)"), "{out}");
     for s in ["tok-value-123", "half-a-secret"] {
         assert!(!out.contains(s), "check-config printed a secret:\n{out}");
     }
 }
 
-/// Missing, then malformed, then fixed: the client gets DENIED naming the
+/// Missing, then malformed, then fixed: the client gets 424 UNAUTHORIZED naming the
 /// remote; the log names the secret reference; nothing from the failures
 /// is cached, so fixing the file is enough.
 #[test]
@@ -219,7 +219,7 @@ fn missing_and_malformed_secret_then_fixed() {
         ..Default::default()
     });
     let r = get_manifest(&w, "team/app", "v1");
-    let v = support::assert_oci_error(r, 403, "DENIED");
+    let v = support::assert_oci_error(r, 424, "UNAUTHORIZED");
     let detail = v["errors"][0]["detail"].as_str().unwrap_or("").to_string();
     assert!(detail.contains("corp"), "{detail}");
     let logs = w.logs();
@@ -227,7 +227,7 @@ fn missing_and_malformed_secret_then_fixed() {
 
     write_secret(&path, "{\"username\": \"robot\", \"password\": \"fixed-pass\"", 0o600);
     let r = get_manifest(&w, "team/app", "v1");
-    support::assert_oci_error(r, 403, "DENIED");
+    support::assert_oci_error(r, 424, "UNAUTHORIZED");
     assert!(w.logs().contains("malformed secret"), "{}", w.logs());
     assert!(!w.logs().contains("fixed-pass"));
 
@@ -237,7 +237,7 @@ fn missing_and_malformed_secret_then_fixed() {
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
 }
 
-/// Wrong credentials at the upstream: DENIED naming the remote, the log
+/// Wrong credentials at the upstream: 424 UNAUTHORIZED naming the remote, the log
 /// names the reference, and a rotated file is picked up without restart.
 #[test]
 fn rejected_then_rotated_file() {
@@ -254,7 +254,7 @@ fn rejected_then_rotated_file() {
         )),
         ..Default::default()
     });
-    let v = support::assert_oci_error(get_manifest(&w, "team/app", "v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get_manifest(&w, "team/app", "v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
     let logs = w.logs();
     assert!(logs.contains("rejected wharf's credentials") && logs.contains(&format!("file:{}", path.display())), "{logs}");

@@ -104,7 +104,7 @@ fn json_key_base64() {
 
 /// GHCR-style: username + PAT through the token flow; one token per scope,
 /// reused for the manifest and every blob (no log-in per request); a
-/// rejected PAT is DENIED naming the remote.
+/// rejected PAT is refused (424 UNAUTHORIZED) naming the remote.
 #[test]
 fn pat_through_token_flow_and_rejection() {
     let up = FakeUpstream::start();
@@ -137,7 +137,7 @@ fn pat_through_token_flow_and_rejection() {
     up.require_bearer(Some(("octocat", "ghp_rotated")));
     up.revoke_tokens();
     up.add_image("octo/other", "v1", 34);
-    let v = support::assert_oci_error(get(&w, "/v2/ghcr.io/octo/other/manifests/v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get(&w, "/v2/ghcr.io/octo/other/manifests/v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote ghcr.io"), "{v}");
     let logs = w.logs();
     assert!(logs.contains(&format!("file:{}", p.display())), "{logs}");

@@ -121,7 +121,7 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
     skopeo_pull(&w, "tok/sec/app:v1", &tmp.path().join("a"));
     skopeo_pull(&w, "basic/sec/app:v1", &tmp.path().join("b"));
     let r = support::http().get(format!("{}/v2/tok/denied/app/manifests/v1", w.url())).send().unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 424);
     let body = r.text().unwrap();
 
     let logs = w.logs();

@@ -82,7 +82,7 @@ fn first_matching_pattern_picks_the_account() {
 
     // team-b's account is wrong: only team-b is refused, naming the remote;
     // the log names team-b's entry, and other repositories still work.
-    let v = support::assert_oci_error(get(&w, "/v2/corp/team-b/app/manifests/v1"), 403, "DENIED");
+    let v = support::assert_oci_error(get(&w, "/v2/corp/team-b/app/manifests/v1"), 424, "UNAUTHORIZED");
     assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
     assert!(w.logs().contains("credentials[2] (env:B_U,B_P)"), "{}", w.logs());
     let _ = b;

@@ -90,7 +90,7 @@ fn ranged_reads_of_a_blob_in_flight_wait_for_its_verification() {
 
     let r = http().get(format!("{}/v2/up/lib/app/blobs/{bad}", w.url())).header("range", "bytes=0-99").send().unwrap();
     assert_ne!(r.status(), 206, "unverified bytes were served as a complete range");
-    assert_oci_error(r, 502, "UNAVAILABLE");
+    assert_oci_error(r, 424, "UNAVAILABLE");
 
     // A full read starts the (slow) fetch; a range asked meanwhile gets the
     // verified bytes, with the validators of verified content.

@@ -79,10 +79,10 @@ fn a_redirect_targets_challenge_never_gets_the_remotes_credentials() {
     let w = start_wharf(&remote_toml_with("a", &remote_a.url(), Some(("user", "s3cret")), ""));
 
     let r = get(&w, &format!("/v2/a/team/app/blobs/{D}"));
-    let v = assert_oci_error(r, 502, "UNAVAILABLE");
+    let v = assert_oci_error(r, 424, "UNAVAILABLE");
     assert!(v.to_string().contains("storage host") && v.to_string().contains("refused"), "{v}");
     // Once more: still nothing learned.
-    assert_eq!(get(&w, &format!("/v2/a/team/other/blobs/{D}")).status(), 502);
+    assert_eq!(get(&w, &format!("/v2/a/team/other/blobs/{D}")).status(), 424);
     assert!(realm_c.requests().is_empty(), "the realm named by a redirect target was contacted: {:?}", realm_c.requests());
     for r in storage_b.requests() {
         assert!(r.header("authorization").is_none(), "the storage host got credentials: {r:?}");
@@ -107,7 +107,7 @@ fn redirects_never_reach_internal_services() {
         let status = r.status().as_u16();
         let text = r.text().unwrap_or_default();
         assert!(!text.contains("SECRET"), "{path}: an internal service's answer reached the client: {text}");
-        assert_eq!(status, 502, "{path}: {text}");
+        assert_eq!(status, 424, "{path}: {text}");
         assert!(text.contains("refused a redirect"), "{path}: {text}");
     }
     // Referrers of a remote are answered from the cache alone.
@@ -133,10 +133,10 @@ fn blob_redirects_follow_storage_hosts_and_the_allow_list() {
     assert_eq!(r.status(), 200);
     assert_eq!(sha256(&r.bytes().unwrap()), d);
     let n = storage.requests().len();
-    assert_oci_error(get(&w, "/v2/up/app/tags/list"), 502, "UNAVAILABLE");
+    assert_oci_error(get(&w, "/v2/up/app/tags/list"), 424, "UNAVAILABLE");
     assert_eq!(storage.requests().len(), n, "a tag list followed a redirect to another host");
     let r = get(&w, &format!("/v2/pinned/app/blobs/{}", sha256(b"other")));
-    let v = assert_oci_error(r, 502, "UNAVAILABLE");
+    let v = assert_oci_error(r, 424, "UNAVAILABLE");
     assert!(v.to_string().contains("redirect_hosts"), "{v}");
     assert_eq!(storage.requests().len(), n, "a host outside redirect_hosts was contacted");
 }
@@ -186,11 +186,11 @@ fn huge_bodies_from_a_remote_are_cut_off() {
     let w = start_wharf(&remote_toml_with("big", &remote.url(), None, ""));
     let idle = vm_hwm_kib(w.pid().unwrap());
 
-    let v = assert_oci_error(get(&w, "/v2/big/app/manifests/v1"), 502, "UNAVAILABLE");
+    let v = assert_oci_error(get(&w, "/v2/big/app/manifests/v1"), 424, "UNAVAILABLE");
     assert!(v.to_string().contains("big") && v.to_string().contains("manifest larger than the limit of 4194304 bytes"), "{v}");
-    let v = assert_oci_error(get(&w, "/v2/big/app/tags/list"), 502, "UNAVAILABLE");
+    let v = assert_oci_error(get(&w, "/v2/big/app/tags/list"), 424, "UNAVAILABLE");
     assert!(v.to_string().contains("tag list larger than the limit"), "{v}");
-    let v = assert_oci_error(get(&w, "/v2/big/tok/app/manifests/v1"), 502, "UNAVAILABLE");
+    let v = assert_oci_error(get(&w, "/v2/big/tok/app/manifests/v1"), 424, "UNAVAILABLE");
     assert!(v.to_string().contains("token response larger than the limit"), "{v}");
     let peak = vm_hwm_kib(w.pid().unwrap());
     eprintln!("wharf peak RSS: idle {idle} KiB, after the huge bodies {peak} KiB");

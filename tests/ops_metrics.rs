@@ -105,27 +105,46 @@ fn cold_then_warm_pull_moves_miss_then_hit_counters() {
     assert_eq!(blob_reqs[0].header("x-request-id"), Some("cold-pull-1-blob1"));
 }
 
+/// Wait until `f` accepts a scrape.
+fn until(w: &Wharf, what: &str, mut f: impl FnMut(&HashMap<String, f64>) -> bool) -> HashMap<String, f64> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let m = scrape(w);
+        if f(&m) {
+            return m;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never happened: {m:#?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn store_gauges_follow_a_push() {
+fn store_gauges_follow_a_push_without_a_restart() {
     let w = Wharf::start_with(Options {
         config: Some("remotes = []\n".into()),
         ..Default::default()
     });
+    until(&w, "first store scan", |m| m.get("wharf_store_blobs") == Some(&0.0));
     support::push_image(&w, "team/local", "v1", 5);
-    // The scan runs at start and then every minute: restart to rescan.
-    let mut w = w;
-    w.restart();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let m = scrape(&w);
-        if let Some(n) = m.get("wharf_store_blobs") {
-            assert_eq!(*n, 4.0, "config, 2 layers and the manifest");
-            assert!(get(&m, "wharf_store_bytes") > 4000.0);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "store gauges never appeared");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    // Rescanned a moment after the push (not only every minute).
+    let m = until(&w, "store gauges moving", |m| m.get("wharf_store_blobs") == Some(&4.0));
+    assert!(get(&m, "wharf_store_bytes") > 4000.0, "config, 2 layers and the manifest");
+}
+
+#[test]
+fn process_series_and_build_info() {
+    let w = Wharf::start_with(Options {
+        config: Some("remotes = []\n".into()),
+        ..Default::default()
+    });
+    let m = scrape(&w);
+    for s in ["process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds", "process_threads"] {
+        assert!(get(&m, s) > 0.0, "{s}");
     }
+    assert!(get(&m, "process_cpu_seconds_total") >= 0.0);
+    let build = m.keys().find(|k| k.starts_with("wharf_build_info{")).expect("wharf_build_info");
+    assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))), "{build}");
+    assert_eq!(get(&m, build), 1.0);
 }
 
 #[test]
@@ -181,4 +200,28 @@ fn json_logs_carry_the_request_id_on_every_line() {
     assert!(request_lines >= 2 + 2 * img.blobs().len(), "{logs}");
     assert!(logs.lines().any(|l| l.contains("manifest cached") && l.contains("\"id\":\"json-req-7\"")), "{logs}");
     assert!(logs.lines().any(|l| l.contains("blob cached") && l.contains("json-req-7-blob")), "{logs}");
+}
+
+#[test]
+fn request_lines_carry_the_query_the_identity_and_complete_heads() {
+    let w = Wharf::start_with(Options {
+        config: Some("remotes = []\n".into()),
+        admin: true,
+        ..Default::default()
+    });
+    let p = support::push_image(&w, "team/logged", "v1", 9);
+    let r = w.req(reqwest::Method::HEAD, &format!("/v2/team/logged/manifests/{}", p.digest)).header("accept", ACCEPT).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = w.req(reqwest::Method::GET, "/v2/team/logged/tags/list?n=1").send().unwrap();
+    assert_eq!(r.status(), 200);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logs = w.logs();
+    let head = logs
+        .lines()
+        .find(|l| l.contains("method=HEAD") && l.contains(&p.digest))
+        .unwrap_or_else(|| panic!("no HEAD line:\n{logs}"));
+    assert!(head.contains("complete=true") && head.contains("user=admin"), "{head}");
+    let ms = head.split("duration_ms=").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(ms.split('.').nth(1).is_some_and(|d| d.len() == 1), "milliseconds with one decimal: {head}");
+    assert!(logs.lines().any(|l| l.contains("target=/v2/team/logged/tags/list?n=1")), "the query is logged:\n{logs}");
 }

@@ -258,7 +258,9 @@ fn no_ns_status(w: &Wharf, path_and_query: &str) -> u16 {
 /// wharf logged a `request` line for `path` (the query, e.g. `ns=`, is not
 /// part of the logged path).
 fn wharf_logged(w: &Wharf, path: &str) -> bool {
-    plain_logs(w).lines().any(|l| l.contains("request") && l.contains(&format!("path={path} ")))
+    plain_logs(w)
+        .lines()
+        .any(|l| l.contains("request") && (l.contains(&format!("target={path} ")) || l.contains(&format!("target={path}?"))))
 }
 
 /// wharf's log without terminal colour codes (`ESC [ ... m`).

@@ -107,6 +107,7 @@ impl Api {
             .authenticate(req.headers(), client_addr(req))
             .await
             .map_err(|e| refused_login(e.clone()).unwrap_or_else(|| challenge(self, req, None, &e.to_string())))?;
+        record_identity(&id);
         let Some(action) = required_action(req.method(), route) else {
             // /v2/ and the catalog: any identified client (the catalog is
             // filtered to what the client may pull).
@@ -126,8 +127,8 @@ impl Api {
         if id.is_anonymous() || (id.token_access.is_some() && auth.subject_allowed(&id.subject, repo.as_str(), action, remote)) {
             return Err(challenge(self, req, Some(scope), "authentication required"));
         }
-        Err(ApiError::new(ErrorCode::Denied).detail(format!(
-            "{} may not {} {repo}",
+        Err(ApiError::new(ErrorCode::Denied).explain(format!(
+            "{} may not {} {repo}: its permissions do not cover this repository",
             id.subject.username(),
             action.as_str()
         )))
@@ -242,5 +243,12 @@ mod tests {
         for bad in ["evil.example:443/x?", "a\"b", "a b", "", "host:", "host:99999", "host:80:80", "::1", "a..b", "x/y", "h:1x", "[::1", "user@host"] {
             assert!(!valid_authority(bad), "{bad}");
         }
+    }
+}
+
+/// Put who made the request into its span (and so into its log line).
+pub(super) fn record_identity(id: &Identity) {
+    if !id.is_anonymous() {
+        tracing::Span::current().record("user", tracing::field::display(id.subject.username()));
     }
 }

@@ -122,7 +122,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         method: http::Method,
-        path: String,
+        // Path and query as received (`ns=` routing shows in the log).
+        target: String,
         status: u16,
         start: Instant,
         bytes: u64,
@@ -135,13 +136,14 @@ pin_project_lite::pin_project! {
     impl PinnedDrop for Logged {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            let ms = this.start.elapsed().as_micros() as f64 / 1000.0;
             tracing::info!(
                 method = %this.method,
-                path = %this.path,
+                target = %this.target,
                 status = *this.status,
                 bytes = *this.bytes,
                 complete = *this.done,
-                duration_ms = this.start.elapsed().as_secs_f64() * 1000.0,
+                duration_ms = format_args!("{ms:.1}"),
                 "request"
             );
         }
@@ -149,16 +151,19 @@ pin_project_lite::pin_project! {
 }
 
 impl Logged {
-    pub fn new(inner: Body, method: http::Method, path: String, status: u16, start: Instant, expected: Option<u64>) -> Logged {
+    /// Log the response to `method target` when it is dropped. A response
+    /// without a body (HEAD, 204, 304, empty) is complete from the start.
+    pub fn new(inner: Body, method: http::Method, target: String, status: u16, start: Instant, expected: Option<u64>) -> Logged {
+        let bodiless = method == http::Method::HEAD || status == 204 || status == 304 || http_body::Body::is_end_stream(&inner) || expected == Some(0);
         Logged {
             inner,
             method,
-            path,
+            target,
             status,
             start,
             bytes: 0,
             expected,
-            done: false,
+            done: bodiless,
         }
     }
 }

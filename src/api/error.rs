@@ -122,25 +122,27 @@ impl From<std::io::Error> for ApiError {
 
 impl From<UpstreamError> for ApiError {
     fn from(e: UpstreamError) -> ApiError {
+        let sentence = e.to_string();
         match &e {
-            UpstreamError::Unauthorized { remote, status, .. } => ApiError::new(ErrorCode::Denied).detail(format!(
-                "remote {remote} refused access (HTTP {status}): the repository does not exist there, or wharf's credentials for it are missing or wrong"
-            )),
-            UpstreamError::Status { status: 429, retry_after, .. } => {
-                let mut err = ApiError::new(ErrorCode::TooManyRequests).detail(format!("{e}: {}", e.body()));
+            UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsUnavailable { .. } => {
+                ApiError::new(ErrorCode::UpstreamRefused).explain(sentence)
+            }
+            UpstreamError::Status { status: 429, retry_after, remote, .. } => {
+                let wait = retry_after.map(|s| format!("; retry in {s} s")).unwrap_or_default();
+                let mut err = ApiError::new(ErrorCode::TooManyRequests)
+                    .explain(format!("remote {remote} is rate-limiting wharf (HTTP 429){wait}"))
+                    .detail(format!("{e}: {}", e.body()));
                 if let Some(s) = retry_after {
                     err = err.header("retry-after", s.to_string());
                 }
                 err
             }
-            UpstreamError::Status { status: 404, .. } => ApiError::new(ErrorCode::NameUnknown).detail(format!("{e}: {}", e.body())),
-            UpstreamError::Status { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(format!("{e}: {}", e.body())),
-            UpstreamError::CredentialsUnavailable { .. } => {
-                ApiError::new(ErrorCode::Denied).detail(format!("{e}; the remote was not contacted (see wharf's log)"))
-            }
-            UpstreamError::Unreachable { .. } => ApiError::new(ErrorCode::Unavailable).detail(e.to_string()),
-            UpstreamError::Protocol { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(e.to_string()),
-            UpstreamError::Refused { .. } | UpstreamError::TooLarge { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(e.to_string()),
+            UpstreamError::Status { status: 404, .. } => ApiError::new(ErrorCode::NameUnknown).explain(sentence).detail(format!("{e}: {}", e.body())),
+            UpstreamError::Status { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(sentence).detail(format!("{e}: {}", e.body())),
+            UpstreamError::Unreachable { .. }
+            | UpstreamError::Protocol { .. }
+            | UpstreamError::Refused { .. }
+            | UpstreamError::TooLarge { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(sentence),
         }
     }
 }
@@ -151,7 +153,7 @@ impl From<FetchError> for ApiError {
             FetchError::Upstream(u) => u.into(),
             FetchError::StorageFull => StoreError::Full.into(),
             f @ FetchError::Io(_) => ApiError::internal("spooling a blob", f),
-            f => ApiError::new(ErrorCode::UpstreamFailed).detail(f.to_string()),
+            f => ApiError::new(ErrorCode::UpstreamFailed).explain(f.to_string()),
         }
     }
 }
@@ -169,7 +171,7 @@ impl From<ProxyError> for ApiError {
             }
             ProxyError::Upstream(u) => u.into(),
             ProxyError::Fetch(f) => f.into(),
-            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::UpstreamFailed).detail(e.to_string()),
+            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(e.to_string()),
             ProxyError::Store(s) => s.into(),
         }
     }
@@ -179,9 +181,10 @@ impl From<PolicyError> for ApiError {
     fn from(e: PolicyError) -> ApiError {
         let code = match e {
             PolicyError::UnknownNamespace(_) => ErrorCode::Denied,
+            PolicyError::NoDefaultRemote(_) => ErrorCode::NameUnknown,
             _ => ErrorCode::NameInvalid,
         };
-        ApiError::new(code).detail(e.to_string())
+        ApiError::new(code).explain(e.to_string())
     }
 }
 
@@ -201,12 +204,13 @@ impl From<RegistryError> for ApiError {
                 );
                 ApiError::new(ErrorCode::Denied).explain(sentence).detail(e.to_string())
             }
-            e => {
-                if matches!(e, RegistryError::ImageTooLarge { .. }) {
-                    tracing::warn!(refusal = %e, "push refused");
-                }
-                ApiError::new(domain_code(&e)).explain(e.to_string())
+            RegistryError::ImageTooLarge { ref project, ref digest, size, max } => {
+                tracing::warn!(project, size, max, "push refused: over the project's max image size");
+                let what = digest.as_ref().map_or("this push".to_string(), |d| format!("image {d}"));
+                let sentence = format!("{what} is {}, more than project {project}'s max image size of {}", format_size(size), format_size(max));
+                ApiError::new(ErrorCode::Denied).explain(sentence).detail(e.to_string())
             }
+            e => ApiError::new(domain_code(&e)).explain(e.to_string()),
         }
     }
 }

@@ -52,6 +52,7 @@ enum Endpoint {
     Robot(String),
     Gc,
     Prefetch,
+    Audit,
 }
 
 fn parse(path: &str) -> Result<Endpoint, ApiError> {
@@ -67,6 +68,7 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["robots", r] => Endpoint::Robot(r.to_string()),
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
+        ["audit"] => Endpoint::Audit,
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => Endpoint::Artifacts(repo(n - 1)?),
         ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => {
             let d = segs[n - 1]
@@ -92,6 +94,7 @@ impl Api {
             .authenticate(req.headers(), super::access::client_addr(&req))
             .await
             .map_err(|e| super::access::refused_login(e.clone()).unwrap_or_else(|| ApiError::new(ErrorCode::Unauthorized).explain(e.to_string())))?;
+        super::access::record_identity(&id);
         if auth.enabled() && id.is_anonymous() {
             return Err(ApiError::new(ErrorCode::Unauthorized)
                 .explain("the management API needs credentials")
@@ -149,7 +152,28 @@ impl Api {
                 r.require_admin(&id)?;
                 json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
             }
+            (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
         }
     }
+}
+
+/// `GET /api/v1/audit?n=&last=`: newest first, with a `Link` to the next page.
+async fn audit(r: &crate::registry::Registry, id: &crate::auth::Identity, req: &Request<Incoming>) -> Reply {
+    let q = super::handlers::Query::of(req);
+    let n = match q.get("n") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest).explain(format!("n must be a positive integer, got {v:?}")))?,
+    };
+    let page = r.audit_page(id, q.get("last"), n).await?;
+    let mut resp = json(StatusCode::OK, &page)?;
+    if let Some(next) = &page.next {
+        let qs = form_urlencoded::Serializer::new(String::new()).append_pair("n", &n.to_string()).append_pair("last", next).finish();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("</api/v1/audit?{qs}>; rel=\"next\"")) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
 }

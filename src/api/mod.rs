@@ -81,12 +81,12 @@ impl Api {
     pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<body::Logged>, Infallible> {
         let start = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string());
         let mut resp = match self.dispatch(req).await {
             Ok(r) => r,
             Err(e) => {
-                if e.status_code().is_server_error() {
-                    tracing::warn!(%method, %path, code = e.code.as_str(), message = e.message(), "request failed");
+                if e.status_code().is_server_error() || e.code == ErrorCode::UpstreamFailed {
+                    tracing::warn!(%method, %target, code = e.code.as_str(), message = e.message(), "request failed");
                 }
                 e.into_response()
             }
@@ -101,7 +101,7 @@ impl Api {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
-        Ok(resp.map(|b| body::Logged::new(b, method, path, status, start, expected)))
+        Ok(resp.map(|b| body::Logged::new(b, method, target, status, start, expected)))
     }
 
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {
@@ -144,7 +144,7 @@ impl Api {
             (&Method::GET, Referrers(n, d)) => listing::referrers(self, &req, &n, &d).await,
             (&Method::GET | &Method::HEAD, Manifest(n, r)) => manifests::get(self, &req, &n, &r).await,
             (&Method::PUT, Manifest(n, r)) => manifests::put(self, req, &n, &r).await,
-            (&Method::DELETE, Manifest(n, r)) => manifests::delete(self, &n, &r).await,
+            (&Method::DELETE, Manifest(n, r)) => manifests::delete(self, &req, &n, &r).await,
             (&Method::GET | &Method::HEAD, Blob(n, d)) => blobs::get(self, &req, &n, &d).await,
             (&Method::DELETE, Blob(n, d)) => blobs::delete(self, &n, &d).await,
             (&Method::POST, UploadStart(n)) => uploads::start(self, req, &n).await,

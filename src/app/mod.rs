@@ -67,8 +67,8 @@ impl App {
         for r in &cfg.remotes {
             tracing::info!(remote = %r.name, url = %r.url, default = r.default, "remote configured");
         }
-        if !registry.auth.enabled() && !cfg.listen.ip().is_loopback() {
-            tracing::warn!(addr = %cfg.listen, "no accounts configured: anyone who can reach this address may push, pull and delete");
+        for w in cfg.warnings() {
+            tracing::warn!("{w}");
         }
         let metrics = Arc::new(Metrics::new());
         let api = Arc::new(Api {
@@ -86,6 +86,7 @@ impl App {
         let store = &self.api.registry.store;
         let cfg = &self.cfg;
         let mut tasks = vec![
+            tokio::spawn(check_secrets(cfg.clone())),
             tokio::spawn(cleanup_loop(store.clone(), cfg.clone())),
             tokio::spawn(metrics::store_scan_loop(self.metrics.clone(), store.clone(), STORE_SCAN_INTERVAL)),
             tokio::spawn(self.api.registry.proxy.evictor().clone().run(cfg.evict_interval)),
@@ -123,6 +124,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     app.serve(listener, Box::pin(shutdown)).await
 }
 
+/// Read every secret reference once at start-up and warn about those that
+/// fail (in the background: a slow secrets backend must not delay serving).
+/// Never logs a value; the error names the reference and the cause.
+async fn check_secrets(cfg: Config) {
+    for r in &cfg.remotes {
+        let creds = crate::secrets::RemoteCredentials::new(r.credential_info());
+        for e in creds.entries() {
+            if let Err(err) = e.resolve_now().await {
+                tracing::warn!(remote = %r.name, secret = %e.reference(), error = %err, "cannot read a secret reference: pulls that need it will fail");
+            }
+        }
+    }
+}
+
 async fn cleanup_loop(store: Store, cfg: Config) {
     let mut tick = tokio::time::interval(cfg.cleanup_interval);
     loop {
@@ -133,6 +148,11 @@ async fn cleanup_loop(store: Store, cfg: Config) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+        }
+        match store.audit().prune(cfg.audit_retention).await {
+            Ok(0) => {}
+            Ok(days) => tracing::info!(days, "removed audit entries past storage.audit_retention"),
+            Err(e) => tracing::warn!(error = %e, "pruning the audit log failed"),
         }
     }
 }

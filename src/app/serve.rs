@@ -110,7 +110,7 @@ impl Conns {
             .get("x-request-id")
             .and_then(|v| crate::telemetry::accept_request_id(v.as_bytes()))
             .unwrap_or_else(crate::telemetry::new_request_id);
-        let span = tracing::info_span!("request", id = %id);
+        let span = tracing::info_span!("request", id = %id, user = tracing::field::Empty);
         let id: Arc<str> = id.into();
         // Boxed as a trait object: keeps this future's type (and the
         // compiler's Send check of the connection task) shallow.

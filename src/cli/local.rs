@@ -1,6 +1,5 @@
-//! Subcommands that work on this machine without a server: config
-//! validation with secret resolution, offline garbage collection, password
-//! hashing.
+//! Subcommands that work on this machine without a server: offline
+//! garbage collection, password hashing (config checks: [`super::check`]).
 
 use std::process::ExitCode;
 
@@ -34,47 +33,6 @@ pub fn hash_password() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `wharf check-config`: the config parsed and validated (else exit 2);
-/// now resolve every secret reference and print, per remote and entry, the
-/// credential kind and whether resolution worked, never a value. Exit 1
-/// when any reference fails.
-pub fn check_config(cfg: &Config) -> ExitCode {
-    println!("config OK");
-    println!("listen      {}", cfg.listen);
-    println!("data_dir    {}", cfg.data_dir.display());
-    let Some(rt) = runtime() else { return ExitCode::FAILURE };
-    let mut failed = 0usize;
-    for r in &cfg.remotes {
-        let creds = crate::secrets::RemoteCredentials::new(r.credential_info());
-        if creds.is_empty() {
-            println!("remote {} ({}): anonymous", r.name, r.url);
-            continue;
-        }
-        for e in creds.entries() {
-            let what = format!(
-                "remote {} credentials[{}] repository \"{}\" via {} [{}]",
-                r.name,
-                e.index(),
-                e.repository(),
-                e.backend(),
-                e.describe()
-            );
-            match rt.block_on(e.resolve_now()) {
-                Ok(c) => println!("{what}: OK ({} credentials)", c.kind()),
-                Err(err) => {
-                    failed += 1;
-                    println!("{what}: FAILED: {err}");
-                }
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("wharf: {failed} credential reference(s) could not be resolved");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
 }
 
 /// `wharf gc`: offline mark and sweep on a stopped server's data directory.

@@ -2,6 +2,7 @@
 //! tables for people, `--json` for scripts. [`local`] has the commands that
 //! need no server.
 
+pub mod check;
 pub mod local;
 
 use std::collections::BTreeMap;

@@ -8,6 +8,7 @@ mod limits;
 mod raw;
 mod remote;
 mod server;
+mod warnings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ pub use auth::{valid_project_name, valid_robot_name, Admin, AuthConfig, Perms, P
 pub use limits::Limits;
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
-pub use server::{Server, TlsFiles};
+pub use server::{Mode, Server, TlsFiles};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,9 @@ pub struct Config {
     pub gc_grace: Duration,
     /// `storage.gc_interval`: online GC period; `None` (the default): off.
     pub gc_interval: Option<Duration>,
+    /// `storage.audit_retention`: audit entries older than this are removed
+    /// (whole days, by the periodic cleanup).
+    pub audit_retention: Duration,
     /// `cache.max_size`: cap on all remotes' cached content together.
     pub cache_max_size: Option<u64>,
     /// `cache.evict_interval`: how often caps are checked (also shortly
@@ -169,7 +173,8 @@ pub fn parse_size(v: &str) -> Result<u64, SizeError> {
     n.checked_mul(mult).ok_or_else(|| SizeError::TooLarge(v.to_string()))
 }
 
-/// A byte count for people: `512 B`, `10.0 KiB`, `1.5 GiB`.
+/// A byte count for people: `512 B`, `10 KiB`, `1.5 GiB` (one decimal
+/// only when it is not zero).
 pub fn format_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -178,10 +183,10 @@ pub fn format_size(n: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
+    let text = format!("{v:.1}");
+    match text.strip_suffix(".0") {
+        Some(whole) => format!("{whole} {}", UNITS[i]),
+        None => format!("{text} {}", UNITS[i]),
     }
 }
 

@@ -47,6 +47,7 @@ struct RawStorage {
     max_manifest_size: Option<String>,
     gc_grace: Option<String>,
     gc_interval: Option<String>,
+    audit_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +94,7 @@ impl RawConfig {
             max_manifest_size: storage.max_manifest_size,
             gc_grace: storage.gc_grace,
             gc_interval: storage.gc_interval,
+            audit_retention: storage.audit_retention,
             cache_max_size,
             evict_interval,
             log_level,
@@ -110,6 +112,7 @@ struct Storage {
     max_manifest_size: usize,
     gc_grace: Duration,
     gc_interval: Option<Duration>,
+    audit_retention: Duration,
 }
 
 fn dur(key: &str, v: Option<String>, default: &str) -> Result<Duration, ConfigError> {
@@ -145,6 +148,7 @@ impl RawStorage {
             max_manifest_size: max_manifest_size as usize,
             gc_grace: dur("storage.gc_grace", self.gc_grace, "1h")?,
             gc_interval,
+            audit_retention: positive("storage.audit_retention", dur("storage.audit_retention", self.audit_retention, "365d")?)?,
         })
     }
 }

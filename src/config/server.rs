@@ -20,7 +20,19 @@ pub(super) struct RawServer {
     max_header_size: Option<String>,
     max_headers: Option<usize>,
     external_url: Option<String>,
+    mode: Option<String>,
     tls: Option<RawTls>,
+}
+
+/// What this wharf accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Pull-through cache and private registry (pushes go to projects).
+    #[default]
+    Registry,
+    /// Pull-through only: every push, upload and registry-API delete is
+    /// refused. The safe choice for a mirror on a shared network.
+    Mirror,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +79,8 @@ pub struct Server {
     pub external_url: Option<String>,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
+    /// `server.mode`: `registry` (default) or `mirror` (read-only).
+    pub mode: Mode,
 }
 
 impl Default for Server {
@@ -80,6 +94,7 @@ impl Default for Server {
             max_headers: 100,
             external_url: None,
             tls: None,
+            mode: Mode::Registry,
         }
     }
 }
@@ -153,7 +168,15 @@ impl RawServer {
                 }
             }
         };
+        let mode = match self.mode.as_deref() {
+            None | Some("registry") => Mode::Registry,
+            Some("mirror") => Mode::Mirror,
+            Some(other) => {
+                return Err(ConfigError::invalid("server.mode", format!("{other:?}: use \"registry\" (pull-through and pushes) or \"mirror\" (pull-through only)")))
+            }
+        };
         Ok(Server {
+            mode,
             external_url,
             shutdown_grace,
             max_connections,
@@ -189,5 +212,7 @@ mod tests {
         assert!(e.contains("server.max_header_size"), "{e}");
         let e = parse("max_connections = 0\n").unwrap_err();
         assert!(e.contains("server.max_connections"), "{e}");
+        assert_eq!(parse("mode = \"mirror\"\n").unwrap().mode, Mode::Mirror);
+        assert!(parse("mode = \"cache\"\n").unwrap_err().contains("server.mode"));
     }
 }

@@ -49,8 +49,11 @@ pub enum ErrorCode {
     RangeInvalid,
     /// Storage or a dependency is unavailable right now (503).
     Unavailable,
-    /// The remote registry failed or sent something invalid (502).
+    /// The remote registry is unreachable, failed or sent something invalid
+    /// and nothing cached can answer (424, see below).
     UpstreamFailed,
+    /// The remote registry refused wharf's own credentials (424).
+    UpstreamRefused,
     /// The store's disk is full (507).
     StorageFull,
     /// A bug or an unexpected failure (500); logged in full.
@@ -84,7 +87,15 @@ impl ErrorCode {
             TooManyRequests => ("TOOMANYREQUESTS", 429, "too many requests"),
             RangeInvalid => ("BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable"),
             Unavailable => ("UNAVAILABLE", 503, "service unavailable"),
-            UpstreamFailed => ("UNAVAILABLE", 502, "the remote registry failed"),
+            // 424, not 502/503: Docker Engine and containers/image (podman,
+            // skopeo) print the error `message` only for 4xx answers and
+            // show "received unexpected HTTP status: 503" otherwise, and
+            // the user must read which remote failed and why. Codes are
+            // ones Docker knows, and neither DENIED nor *_UNKNOWN, which
+            // Docker prefixes with a misleading "may require 'docker
+            // login'".
+            UpstreamFailed => ("UNAVAILABLE", 424, "the remote registry failed"),
+            UpstreamRefused => ("UNAUTHORIZED", 424, "the remote registry refused wharf's credentials"),
             StorageFull => ("UNAVAILABLE", 507, "the registry's storage is full"),
             Internal => ("UNKNOWN", 500, "internal error"),
         };
@@ -117,7 +128,7 @@ mod tests {
             BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, ManifestBlobUnknown,
             ManifestInvalid, ManifestUnknown, NameInvalid, NameUnknown, SizeInvalid, TooLarge, TagInvalid,
             Unauthorized, Denied, Conflict, Unsupported, NoEndpoint, BadRequest, TooManyRequests,
-            RangeInvalid, Unavailable, UpstreamFailed, StorageFull, Internal,
+            RangeInvalid, Unavailable, UpstreamFailed, UpstreamRefused, StorageFull, Internal,
         ] {
             let d = c.descriptor();
             assert!((400..600).contains(&d.status), "{c:?}");

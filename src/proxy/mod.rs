@@ -281,11 +281,17 @@ impl Proxy {
         let rm = match up.manifest(&t.upstream_repo, reference, false, retries).await {
             Ok(rm) => rm,
             Err(e) if e.is_not_found() => return Err(Self::not_found(t, Missing::Manifest, reference)),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, reference, error = %e, "upstream manifest fetch failed");
+                return Err(e.into());
+            }
         };
-        let bad = |message: String| ProxyError::BadManifest {
-            remote: t.remote.name.clone(),
-            message,
+        let bad = |message: String| {
+            tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %message, "the remote sent an invalid manifest");
+            ProxyError::BadManifest {
+                remote: t.remote.name.clone(),
+                message,
+            }
         };
         let bytes = rm.bytes.unwrap_or_default();
         let alg = expect

@@ -44,6 +44,8 @@ pub enum PolicyError {
     MissingPath(String, String),
     #[error("the cached name for {0} is longer than 255 characters")]
     NameTooLong(String),
+    #[error("{0} names no configured remote, and wharf has no default remote to mirror it from: pull it as <remote>/{0}, or set default = true on one [[remotes]] entry")]
+    NoDefaultRemote(String),
 }
 
 /// Routing table built from the config.

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::json;
+
 use super::views::{GcRequest, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView, RobotView};
 use super::{Intent, Registry, RegistryError, Result, Target};
 use crate::auth::{Action, Identity, RobotError, Subject};
@@ -105,20 +107,31 @@ impl Registry {
 
     /// Delete an artifact and its tags, as `id`.
     pub async fn delete_artifact_as(&self, id: &Identity, repo: &RepoName, d: &Digest) -> Result<Vec<String>> {
-        self.require(id, repo, Action::Delete)?;
-        let tags = self.delete_artifact(repo, d).await?;
-        tracing::info!(repo = %repo, digest = %d, tags = ?tags, user = %id.subject.username(), "artifact deleted");
-        Ok(tags)
+        let op = async {
+            self.require(id, repo, Action::Delete)?;
+            self.delete_artifact(repo, d).await
+        };
+        self.audited(id, "artifact.delete", &format!("{repo}@{d}"), op, |tags| Some(json!({ "deleted_tags": tags })))
+            .await
     }
 
     /// Delete one tag, as `id`.
     pub async fn delete_tag_as(&self, id: &Identity, repo: &RepoName, t: &Tag) -> Result<()> {
-        self.require(id, repo, Action::Delete)?;
-        self.delete_tag(repo, t).await
+        let op = async {
+            self.require(id, repo, Action::Delete)?;
+            self.delete_tag(repo, t).await
+        };
+        self.audited(id, "tag.delete", &format!("{repo}:{t}"), op, |_| None).await
     }
 
     /// Create or change project `name` (admins).
     pub async fn update_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
+        let change = json!(u);
+        let op = self.change_project(id, name, u);
+        self.audited(id, "project.update", name, op, |_| Some(change)).await
+    }
+
+    async fn change_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
         self.require_admin(id)?;
         if !crate::config::valid_project_name(name) {
             return Err(RegistryError::NameInvalid(format!("{name:?} is not a valid project name")));
@@ -152,6 +165,14 @@ impl Registry {
 
     /// Create a robot (admins); the answer carries its token, once.
     pub async fn create_robot(&self, id: &Identity, r: NewRobot) -> Result<RobotView> {
+        let target = format!("{}{}", crate::auth::ROBOT_PREFIX, r.name);
+        let op = self.add_robot(id, r);
+        // Never the token: only what the robot may do.
+        let details = |v: &RobotView| Some(json!({ "permissions": v.permissions, "expires_at": v.expires_at }));
+        self.audited(id, "robot.create", &target, op, details).await
+    }
+
+    async fn add_robot(&self, id: &Identity, r: NewRobot) -> Result<RobotView> {
         self.require_admin(id)?;
         let mut perms = BTreeMap::new();
         for (project, actions) in &r.permissions {
@@ -166,7 +187,6 @@ impl Registry {
             .map(|s| crate::config::parse_duration(s).map_err(|e| RegistryError::BadRequest(format!("expires_in: {e}"))))
             .transpose()?;
         let (robot, token) = self.auth.create_robot(&r.name, perms, expires).await.map_err(robot_error)?;
-        tracing::info!(robot = %robot.name, by = %id.subject.username(), "robot created");
         let mut v = RobotView::from(&robot);
         v.token = Some(token);
         Ok(v)
@@ -174,24 +194,38 @@ impl Registry {
 
     /// Revoke a robot (admins): its credentials stop working at once.
     pub async fn revoke_robot(&self, id: &Identity, name: &str) -> Result<()> {
-        self.require_admin(id)?;
-        self.auth.revoke_robot(name).await.map_err(robot_error)?;
-        tracing::info!(robot = %name, by = %id.subject.username(), "robot revoked");
-        Ok(())
+        let op = async {
+            self.require_admin(id)?;
+            self.auth.revoke_robot(name).await.map_err(robot_error)
+        };
+        self.audited(id, "robot.revoke", &format!("{}{name}", crate::auth::ROBOT_PREFIX), op, |_| None).await
     }
 
     /// Online garbage collection (admins).
     pub async fn gc(&self, id: &Identity, r: GcRequest) -> Result<GcReport> {
-        self.require_admin(id)?;
-        let grace = match r.grace.as_deref() {
-            Some(g) => crate::config::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace: {e}")))?,
-            None => self.limits.gc_grace,
+        let action = if r.dry_run { "gc.dry_run" } else { "gc.run" };
+        let op = async {
+            self.require_admin(id)?;
+            let grace = match r.grace.as_deref() {
+                Some(g) => crate::config::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace: {e}")))?,
+                None => self.limits.gc_grace,
+            };
+            Ok(self.store.gc(&GcOptions { dry_run: r.dry_run, grace }).await?)
         };
-        Ok(self.store.gc(&GcOptions { dry_run: r.dry_run, grace }).await?)
+        let details = |rep: &GcReport| {
+            Some(json!({ "blobs_removed": rep.blobs_removed, "bytes_freed": rep.bytes_freed, "blobs_in_grace": rep.blobs_in_grace }))
+        };
+        self.audited(id, action, "store", op, details).await
     }
 
     /// Pull an image into the cache ahead of time and pin it (admins).
     pub async fn prefetch(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
+        let image = r.image.clone();
+        let op = self.fetch_ahead(id, r);
+        self.audited(id, "prefetch", &image, op, |rep| serde_json::to_value(rep).ok()).await
+    }
+
+    async fn fetch_ahead(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
         self.require_admin(id)?;
         let (name, reference) = split_image(&r.image)?;
         let t = match self.resolve(&name, None, Intent::PullManifest).await {

@@ -95,10 +95,15 @@ impl Registry {
 
     /// `DELETE /v2/<name>/manifests/<reference>`: a tag only untags, a
     /// digest deletes the manifest with its tags.
-    pub async fn delete_reference(&self, name: &RepoName, r: &Reference) -> Result<()> {
+    /// `DELETE /v2/<name>/manifests/<reference>` by `id` (authorized at
+    /// the edge), audited like the management API's deletions.
+    pub async fn delete_reference(&self, id: &Identity, name: &RepoName, r: &Reference) -> Result<()> {
         match r {
-            Reference::Tag(t) => self.delete_tag(name, t).await,
-            Reference::Digest(d) => self.delete_artifact(name, d).await.map(|_| ()),
+            Reference::Tag(t) => self.audited(id, "tag.delete", &format!("{name}:{t}"), self.delete_tag(name, t), |_| None).await,
+            Reference::Digest(d) => {
+                let details = |tags: &Vec<String>| Some(serde_json::json!({ "deleted_tags": tags }));
+                self.audited(id, "artifact.delete", &format!("{name}@{d}"), self.delete_artifact(name, d), details).await.map(|_| ())
+            }
         }
     }
 

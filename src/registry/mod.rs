@@ -9,6 +9,7 @@
 //! build a storage key.
 
 mod admin;
+pub mod audit;
 mod manifests;
 pub mod namespaces;
 pub mod projects;
@@ -91,6 +92,8 @@ pub struct Registry {
     pub projects: Arc<Projects>,
     pub limits: Limits,
     namespaces: Namespaces,
+    /// `server.mode = "mirror"`: pushes and deletes are refused.
+    mirror: bool,
     /// Per-project locks for the final quota check of a push.
     project_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -112,7 +115,8 @@ impl Registry {
                 gc_grace: cfg.gc_grace,
                 bounds: cfg.limits.clone(),
             },
-            namespaces: Namespaces::new(router),
+            namespaces: Namespaces::new(router, cfg.server.mode == crate::config::Mode::Mirror),
+            mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),
         })
     }
@@ -123,6 +127,11 @@ impl Registry {
 
     /// Where `name` lives for `intent` (see [`namespaces`]).
     pub async fn resolve(&self, name: &RepoName, ns: Option<&str>, intent: Intent) -> Result<Target> {
+        if self.mirror && intent == Intent::Write {
+            return Err(RegistryError::Denied(
+                "this wharf is a read-only mirror (server.mode = \"mirror\"): pushes and deletes are refused".into(),
+            ));
+        }
         let locals = Locals { store: &self.store, projects: &self.projects };
         Ok(self.namespaces.resolve(name, ns, intent, &locals).await?)
     }

@@ -60,11 +60,13 @@ pub trait LocalNames: Send + Sync {
 /// The resolver: the remotes' routing table plus the local names.
 pub struct Namespaces {
     router: Router,
+    /// `server.mode = "mirror"`: every name is a remote's; nothing is local.
+    mirror: bool,
 }
 
 impl Namespaces {
-    pub fn new(router: Router) -> Namespaces {
-        Namespaces { router }
+    pub fn new(router: Router, mirror: bool) -> Namespaces {
+        Namespaces { router, mirror }
     }
 
     pub fn router(&self) -> &Router {
@@ -78,8 +80,18 @@ impl Namespaces {
             Route::Remote(t) => return Ok(Target::Remote(t)),
             Route::LocalOrDefault(n, d) => (n, d),
         };
-        let Some(t) = default else { return Ok(Target::Local(name)) };
         let first = name.first();
+        let Some(t) = default else {
+            // Without a default remote an unprefixed read is local, unless
+            // nothing local could answer: then say why nothing mirrors it.
+            if self.mirror || (intent != Intent::Write && !local.is_project(first) && !local.has_content(first).await) {
+                return Err(PolicyError::NoDefaultRemote(name.to_string()));
+            }
+            return Ok(Target::Local(name));
+        };
+        if self.mirror {
+            return Ok(Target::Remote(t));
+        }
         if intent == Intent::Write || local.is_project(first) || local.has_content(first).await {
             return Ok(Target::Local(name));
         }
@@ -120,7 +132,7 @@ mod tests {
 
     fn namespaces(toml: &str) -> Namespaces {
         let cfg = RawConfig::parse(toml).unwrap().validate(&Default::default()).unwrap();
-        Namespaces::new(Router::new(cfg.remotes))
+        Namespaces::new(Router::new(cfg.remotes), false)
     }
 
     const CFG: &str = "[[remotes]]\nname = \"docker.io\"\nurl = \"https://registry-1.docker.io\"\ndefault = true\n[[remotes]]\nname = \"corp\"\nurl = \"http://127.0.0.1:9\"\n";
@@ -156,8 +168,19 @@ mod tests {
         // Writes are local (a remote prefix stays remote: writes there are refused later).
         assert_eq!(where_(&n, "newapp", None, Write).await, "local newapp");
         assert_eq!(where_(&n, "corp/x", None, Write).await, "remote corp x");
-        // Without a default remote, every unprefixed name is local.
+        // Without a default remote, unprefixed names are local; a read of
+        // one that nothing local holds says there is no default remote.
         let n = namespaces("[[remotes]]\nname = \"corp\"\nurl = \"http://127.0.0.1:9\"\n");
-        assert_eq!(where_(&n, "nginx", None, PullManifest).await, "local nginx");
+        assert!(where_(&n, "nginx", None, PullManifest).await.contains("no default remote"));
+        assert_eq!(where_(&n, "team/app", None, PullManifest).await, "local team/app");
+        assert_eq!(where_(&n, "nginx", None, Write).await, "local nginx");
+    }
+
+    #[tokio::test]
+    async fn a_mirror_has_no_local_names() {
+        let cfg = RawConfig::parse(CFG).unwrap().validate(&Default::default()).unwrap();
+        let n = Namespaces::new(Router::new(cfg.remotes), true);
+        assert_eq!(where_(&n, "team/app", None, Intent::PullManifest).await, "remote docker.io team/app");
+        assert_eq!(where_(&n, "pushed/app", None, Intent::PullContent).await, "remote docker.io pushed/app");
     }
 }

@@ -52,7 +52,9 @@ impl<'a> Blobs<'a> {
     /// Store a small blob (a manifest) whose digest the caller computed
     /// from `bytes`.
     pub async fn put_small(&self, d: &Digest, bytes: Bytes) -> Result<()> {
-        Ok(self.store.blob_backend().put_small(d, bytes).await?)
+        self.store.blob_backend().put_small(d, bytes).await?;
+        self.store.note_content_changed();
+        Ok(())
     }
 
     /// Read a small blob fully (manifests only; blobs are streamed).
@@ -62,7 +64,9 @@ impl<'a> Blobs<'a> {
 
     /// Remove a blob's content (GC and eviction only).
     pub async fn delete(&self, d: &Digest) -> Result<bool> {
-        Ok(self.store.blob_backend().delete(d).await?)
+        let gone = self.store.blob_backend().delete(d).await?;
+        self.store.note_content_changed();
+        Ok(gone)
     }
 
     /// Refresh a blob's modification time (GC's grace period).

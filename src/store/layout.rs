@@ -10,6 +10,7 @@
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
 //! repos/<name>/_pinned/<alg>/<hex>            cached manifest pinned (never evicted)
 //! auth/{robots.json,projects.json,token.key}  accounts and projects made at run time
+//! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -29,7 +30,7 @@ pub const FS_LOCK: &str = "wharf.lock";
 pub const FS_TMP: &str = "tmp";
 
 /// Top-level directories every backend creates.
-pub const TOP_DIRS: [&str; 4] = ["blobs/", "uploads/", "repos/", "auth/"];
+pub const TOP_DIRS: [&str; 5] = ["blobs/", "uploads/", "repos/", "auth/", "audit/"];
 
 /// Keys of documents that are not per repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,40 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::Projects => "auth/projects.json",
         Doc::TokenKey => "auth/token.key",
     }
+}
+
+/// The audit log's top directory: one sub-directory per day.
+pub const AUDIT: &str = "audit/";
+
+/// An audit entry id (`<day>.<time>.<random>`, every part inverted and
+/// zero-padded so that a bytewise listing is newest first). Ids come from
+/// [`audit_id`] only.
+pub fn audit_id(unix_nanos: u128, random: u32) -> String {
+    let day = u32::MAX - (unix_nanos / 86_400_000_000_000) as u32;
+    let nanos = u64::MAX - (unix_nanos.min(u64::MAX as u128) as u64);
+    format!("{day:010}.{nanos:020}.{random:08x}")
+}
+
+/// The day directory of an audit id (`None` for a string that is not one).
+pub fn audit_day(id: &str) -> Option<String> {
+    let valid = id.len() == 40 && id.bytes().enumerate().all(|(i, b)| if i == 10 || i == 31 { b == b'.' } else { b.is_ascii_hexdigit() });
+    valid.then(|| format!("{AUDIT}{}/", &id[..10]))
+}
+
+/// `audit/<day>/<id>.json`
+pub fn audit_entry(id: &str) -> Option<String> {
+    Some(format!("{}{id}.json", audit_day(id)?))
+}
+
+/// The id of an entry named `<id>.json` in a day directory.
+pub fn audit_listed_id(name: &str) -> Option<&str> {
+    name.strip_suffix(".json").filter(|id| audit_day(id).is_some())
+}
+
+/// The day (days since the epoch) of a day directory name `<day>/`.
+pub fn audit_dir_day(name: &str) -> Option<u32> {
+    let inverted: u32 = name.strip_suffix('/')?.parse().ok()?;
+    Some(u32::MAX - inverted)
 }
 
 fn digest_key(dir: &str, d: &Digest) -> String {

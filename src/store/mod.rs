@@ -13,6 +13,7 @@
 //! [`backend::BlobBackend`] for content). [`layout`] is the only code that
 //! knows a key; [`fs`] is the filesystem backend.
 
+mod audit;
 pub mod backend;
 mod blobs;
 mod catalog;
@@ -32,6 +33,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use audit::AuditLog;
 pub use backend::{BlobData, ObjectMeta};
 pub use blobs::Blobs;
 pub use cleanup::CleanupReport;
@@ -110,6 +112,8 @@ struct Inner {
     pull_marks: moka::sync::Cache<String, ()>,
     /// Upload sessions in use by a request (one request per session).
     sessions: uploads::SessionLocks,
+    /// Signalled when content was added or removed (for `/metrics`).
+    content_changed: tokio::sync::Notify,
 }
 
 impl Store {
@@ -136,6 +140,7 @@ impl Store {
                 manifests: manifest_cache::ManifestCache::default(),
                 pull_marks: repo::pull_marks(),
                 sessions: uploads::SessionLocks::default(),
+                content_changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -160,6 +165,11 @@ impl Store {
         Meta::new(self)
     }
 
+    /// The audit log of management actions.
+    pub fn audit(&self) -> AuditLog<'_> {
+        AuditLog::new(self)
+    }
+
     /// The local data directory, for the filesystem backend.
     pub fn local_root(&self) -> Option<&Path> {
         self.inner.fs.as_ref().map(|f| f.root())
@@ -180,6 +190,16 @@ impl Store {
         self.objects().put(&key, bytes::Bytes::from_static(b"readyz")).await?;
         self.objects().delete(&key).await?;
         Ok(())
+    }
+
+    /// Wait until content was added (a manifest stored) or removed since
+    /// the last wait returned.
+    pub async fn content_changed(&self) {
+        self.inner.content_changed.notified().await
+    }
+
+    fn note_content_changed(&self) {
+        self.inner.content_changed.notify_one();
     }
 
     /// Held for reading by a manifest `PUT` from its reference check to the

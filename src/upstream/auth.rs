@@ -165,6 +165,7 @@ impl Authenticator {
                 tracing::warn!(remote = %self.remote, secret = %entry.reference(), error = %e, "no credentials for the upstream request");
                 Err(UpstreamError::CredentialsUnavailable {
                     remote: self.remote.clone(),
+                    secret: entry.reference(),
                 })
             }
         }
@@ -254,12 +255,20 @@ impl Authenticator {
 
     /// The remote refused a request made with wharf's credentials (the
     /// final 401/403): say which secret reference was used.
-    pub fn rejected(&self, repo: &str, status: u16) {
+    /// The remote answered 401/403 to wharf's request for `repo`: log it
+    /// and return the reference of the credentials entry used, if any.
+    pub fn rejected(&self, repo: &str, status: u16) -> Option<String> {
         match self.creds.select(repo) {
-            Some(e) => tracing::warn!(remote = %self.remote, repository = repo, secret = %e.reference(), status, "the remote rejected wharf's credentials"),
+            Some(e) => {
+                tracing::warn!(remote = %self.remote, repository = repo, secret = %e.reference(), status, "the remote rejected wharf's credentials");
+                Some(e.reference())
+            }
             // Anonymous: Docker Hub answers 401 for repositories that do not
             // exist, so this is no operator problem by itself.
-            None => tracing::debug!(remote = %self.remote, repository = repo, status, "the remote refused an anonymous request (no credentials entry matches)"),
+            None => {
+                tracing::debug!(remote = %self.remote, repository = repo, status, "the remote refused an anonymous request (no credentials entry matches)");
+                None
+            }
         }
     }
 
@@ -298,7 +307,13 @@ impl Authenticator {
             let body = super::body::excerpt_of(resp).await;
             tracing::debug!(remote = %self.remote, status, body = %body, "token service refused");
             return Err(match status {
-                401 | 403 => UpstreamError::Unauthorized { remote: self.remote.clone(), status, body: String::new() },
+                401 | 403 => UpstreamError::Unauthorized {
+                    remote: self.remote.clone(),
+                    status,
+                    body: String::new(),
+                    repo: repo_of(scope).to_string(),
+                    secret: chosen.map(|c| c.entry.reference()),
+                },
                 _ => UpstreamError::Status { remote: self.remote.clone(), status, body: String::new(), retry_after: None },
             });
         }
@@ -334,6 +349,12 @@ impl Authenticator {
             Credentials::Token(t) => Self::bearer_value(t),
         }
     }
+}
+
+/// The repository of a `repository:<name>:<actions>` scope.
+fn repo_of(scope: &str) -> &str {
+    let rest = scope.strip_prefix("repository:").unwrap_or(scope);
+    rest.rsplit_once(':').map_or(rest, |(name, _)| name)
 }
 
 #[cfg(test)]

@@ -6,8 +6,18 @@
 pub enum UpstreamError {
     #[error("remote {remote} is unreachable: {reason}")]
     Unreachable { remote: String, reason: String },
-    #[error("remote {remote} rejected wharf's credentials (HTTP {status})")]
-    Unauthorized { remote: String, status: u16, body: String },
+    /// The remote (or its token service) answered 401/403 to wharf's own
+    /// request for `repo`. `secret` names the credentials entry wharf used
+    /// (its reference, never its value); `None` when wharf asked
+    /// anonymously.
+    #[error("{}", refusal_sentence(remote, repo, *status, secret.as_deref()))]
+    Unauthorized {
+        remote: String,
+        status: u16,
+        body: String,
+        repo: String,
+        secret: Option<String>,
+    },
     #[error("remote {remote} answered HTTP {status}")]
     Status {
         remote: String,
@@ -17,8 +27,8 @@ pub enum UpstreamError {
     },
     /// The secret holding wharf's credentials for this remote could not be
     /// read (the remote was not contacted; the log names the reference).
-    #[error("wharf could not load its credentials for remote {remote}")]
-    CredentialsUnavailable { remote: String },
+    #[error("wharf could not read its credentials for remote {remote} from the secret {secret}, so it did not contact the remote (wharf's log has the cause)")]
+    CredentialsUnavailable { remote: String, secret: String },
     #[error("remote {remote} sent an invalid response: {message}")]
     Protocol { remote: String, message: String },
     /// The remote tried to send wharf somewhere it must not go (a redirect
@@ -64,6 +74,18 @@ impl UpstreamError {
             UpstreamError::Status { body, .. } | UpstreamError::Unauthorized { body, .. } => body,
             _ => "",
         }
+    }
+}
+
+/// What a user reads when a remote refused wharf: about wharf's own
+/// credentials (never a hint to `docker login` to wharf).
+fn refusal_sentence(remote: &str, repo: &str, status: u16, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) => format!("remote {remote} refused wharf's credentials for {repo} (HTTP {status}); check the secret {s}"),
+        None => format!(
+            "remote {remote} refused wharf's anonymous request for {repo} (HTTP {status}): the repository does not exist there, \
+             or it is private and wharf has no credentials for it (add a credentials entry to remote {remote})"
+        ),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+mod cause;
 mod error;
 pub mod target;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method};
 
 pub use auth::{parse_challenge, Challenge};
+use cause::describe;
 pub use error::UpstreamError;
 use target::Fetching;
 
@@ -29,31 +31,6 @@ use crate::oci::{Digest, RepoName};
 const MAX_REDIRECTS: usize = 5;
 /// Longest `Retry-After` wharf is willing to wait inside one request.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
-
-/// A reqwest error as text without the URL's query (no secrets are in our
-/// URLs, but keep messages short and stable).
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "body error"
-    } else {
-        "request failed"
-    };
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
-    }
-}
 
 /// Why the client for a remote could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -249,8 +226,8 @@ impl Upstream {
                 reason: format!("the storage host {host} it redirected to refused the download (HTTP {status})"),
             },
             (401 | 403, true) => {
-                self.auth.rejected(repo.as_str(), status);
-                UpstreamError::Unauthorized { remote, status, body }
+                let secret = self.auth.rejected(repo.as_str(), status);
+                UpstreamError::Unauthorized { remote, status, body, repo: repo.to_string(), secret }
             }
             _ => UpstreamError::Status { remote, status, body, retry_after },
         }
@@ -315,6 +292,12 @@ impl Upstream {
             self.stats.errors.fetch_add(1, Relaxed);
         }
         Ok(resp)
+    }
+
+    /// Check that the remote answers and accepts wharf's credentials for
+    /// `repo`: `GET /v2/` through the challenge and token flow, no retries.
+    pub async fn probe(&self, repo: &RepoName) -> Result<(), UpstreamError> {
+        self.send(Method::GET, "/v2/", repo, None, Fetching::Api, Retries::None).await.map(|_| ())
     }
 
     /// `GET` or `HEAD` a manifest by tag or digest, asking for every type so

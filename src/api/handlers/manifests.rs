@@ -75,8 +75,8 @@ pub async fn put(api: &Api, req: Request<Incoming>, name: &RepoName, r: &Referen
     Ok(b.body(body::empty())?)
 }
 
-pub async fn delete(api: &Api, name: &RepoName, r: &Reference) -> Reply {
-    api.registry.delete_reference(name, r).await?;
+pub async fn delete(api: &Api, req: &Request<Incoming>, name: &RepoName, r: &Reference) -> Reply {
+    api.registry.delete_reference(&crate::api::access::identity(req), name, r).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

@@ -28,6 +28,13 @@ use prometheus_client::registry::Registry;
 use crate::proxy::Proxy;
 use crate::store::Store;
 
+mod process;
+pub use process::ProcessStats;
+
+/// After a change to the store's content, wait this long before rescanning
+/// (a push of many layers ends in one scan).
+const RESCAN_DEBOUNCE: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteStatus {
     route: &'static str,
@@ -188,6 +195,9 @@ impl Metrics {
         let mut scraped = Registry::with_prefix("wharf");
         scraped.register_collector(Box::new(Snapshot::take(self, proxy)));
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scraped);
+        let mut process = Registry::default();
+        process.register_collector(Box::new(ProcessSnapshot(ProcessStats::read())));
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &process);
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
@@ -337,8 +347,8 @@ impl Collector for Snapshot {
         )?;
         gauge(&mut enc, "spool_files", "Upstream blob fetches (spool files) in flight now", self.spools as i64)?;
         if let Some((bytes, blobs)) = self.store {
-            gauge(&mut enc, "store_bytes", "Bytes of content (blobs and manifests) in the store (periodic scan)", bytes as i64)?;
-            gauge(&mut enc, "store_blobs", "Content-addressed files (blobs and manifests) in the store (periodic scan)", blobs as i64)?;
+            gauge(&mut enc, "store_bytes", "Bytes of content (blobs and manifests) in the store (scanned after changes)", bytes as i64)?;
+            gauge(&mut enc, "store_blobs", "Content-addressed files (blobs and manifests) in the store (scanned after changes)", blobs as i64)?;
         }
         // Garbage collection and eviction do not exist yet: registered so
         // dashboards and alerts can be written now.
@@ -355,15 +365,57 @@ pub async fn scan_store(store: &Store) -> Result<(u64, u64), crate::store::Store
     Ok((all.iter().map(|(_, m)| m.size).sum(), all.len() as u64))
 }
 
-/// Rescan the store every `every` (first scan at once).
+/// Scan the store at once, then shortly after each change to its content
+/// and at least every `every`.
 pub async fn store_scan_loop(metrics: Arc<Metrics>, store: Store, every: Duration) {
-    let mut tick = tokio::time::interval(every);
     loop {
-        tick.tick().await;
         match scan_store(&store).await {
             Ok((bytes, blobs)) => metrics.set_store(bytes, blobs),
             Err(e) => tracing::warn!(error = %e, "store scan for metrics failed"),
         }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = store.content_changed() => tokio::time::sleep(RESCAN_DEBOUNCE).await,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    profile: &'static str,
+}
+
+/// `process_*` and `wharf_build_info`, read at scrape time.
+#[derive(Debug)]
+struct ProcessSnapshot(Option<ProcessStats>);
+
+fn gauge_f64(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(v);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for ProcessSnapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        {
+            let mut e = enc.encode_descriptor("wharf_build_info", "The running wharf's version (value 1)", None, MetricType::Gauge)?;
+            let l = BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+            };
+            ConstGauge::new(1i64).encode(e.encode_family(&l)?)?;
+        }
+        let Some(p) = &self.0 else { return Ok(()) };
+        let c = ConstCounter::new(p.cpu_seconds);
+        c.encode(enc.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, c.metric_type())?)?;
+        gauge(&mut enc, "process_resident_memory_bytes", "Resident memory size in bytes", p.resident_bytes as i64)?;
+        gauge(&mut enc, "process_virtual_memory_bytes", "Virtual memory size in bytes", p.virtual_bytes as i64)?;
+        gauge(&mut enc, "process_open_fds", "Number of open file descriptors", p.open_fds as i64)?;
+        if let Some(m) = p.max_fds {
+            gauge(&mut enc, "process_max_fds", "Maximum number of open file descriptors", m.min(i64::MAX as u64) as i64)?;
+        }
+        gauge(&mut enc, "process_threads", "Number of OS threads", p.threads as i64)?;
+        gauge_f64(&mut enc, "process_start_time_seconds", "Start time of the process since unix epoch in seconds", p.start_time_seconds)
     }
 }
 
