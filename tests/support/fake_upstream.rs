@@ -421,11 +421,14 @@ enum AuthMode {
     Bearer { creds: Option<(String, String)> },
 }
 
+/// A manifest as stored: (media type, bytes).
+type StoredManifest = (String, Arc<Vec<u8>>);
+
 #[derive(Default)]
 struct Store {
     blobs: HashMap<String, Arc<Vec<u8>>>,
     /// (repo, tag or digest) -> (media type, bytes)
-    manifests: HashMap<(String, String), (String, Arc<Vec<u8>>)>,
+    manifests: HashMap<(String, String), StoredManifest>,
 }
 
 struct State {
@@ -755,7 +758,7 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
         let mut st = state.lock().unwrap();
         let mut hit = None;
         for rule in st.faults.iter_mut() {
-            let matches = rule.path_contains.as_deref().map_or(true, |p| req.path.contains(p));
+            let matches = rule.path_contains.as_deref().is_none_or(|p| req.path.contains(p));
             if matches && rule.remaining != Some(0) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -807,7 +810,7 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
                 .header("authorization")
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .and_then(|t| state.lock().unwrap().tokens.get(t.trim()).cloned())
-                .map_or(false, |scopes| match &needed {
+                .is_some_and(|scopes| match &needed {
                     None => true,
                     Some(n) => scopes.iter().any(|s| scope_covers(s, n)),
                 });

@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod ctr;
+pub mod disk;
 pub mod docker;
 pub mod image;
+pub mod moto;
 pub mod upstream;
 pub mod fake_upstream;
 pub mod garage;
@@ -245,6 +248,24 @@ impl Drop for Wharf {
 }
 
 /// Whether a command exists on PATH.
+/// `s` without terminal colour codes (`ESC [ ... m`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
