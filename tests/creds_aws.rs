@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use support::fake_upstream::{parse_basic, FakeUpstream};
 use support::image::{ImageSpec, LayerSpec};
-use support::upstream::{htpasswd_line, skopeo, skopeo_pull, Upstream};
+use support::upstream::{htpasswd_line, skopeo_pull, Upstream};
 use support::moto::*;
 use support::{Options, Wharf};
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
 use support::fake_upstream::FakeUpstream;
-use support::upstream::{skopeo, skopeo_pull, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";

@@ -9,7 +9,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
-use support::upstream::{skopeo, skopeo_pull, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
 use support::moto::*;
 use support::{Options, Wharf};
 

@@ -11,16 +11,8 @@ use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
-/// Scrape and parse: series (`name{labels}`) → value.
 fn scrape(w: &Wharf) -> HashMap<String, f64> {
-    let r = support::http().get(format!("{}/metrics", w.url())).send().unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().unwrap();
-    wharf::metrics::check_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap())))
-        .collect()
+    w.metrics()
 }
 
 fn get(m: &HashMap<String, f64>, series: &str) -> f64 {

@@ -6,12 +6,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use support::fake_upstream::{basic_header, BlobMode, Fault, FakeUpstream};
 use support::image::{Image, ImageSpec, LayerSpec, OciLayout};
-use support::upstream::{skopeo, skopeo_pull, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \

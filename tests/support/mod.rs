@@ -201,6 +201,19 @@ impl Wharf {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Scrape `/metrics`, check it parses as Prometheus text, and return
+    /// series (`name{labels}`) → value.
+    pub fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let r = http().get(format!("{}/metrics", self.url())).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().unwrap();
+        wharf::metrics::check_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap())))
+            .collect()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
