@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::backend::ObjectMeta;
+use super::usage::LinkChange;
 use super::{layout, Result, Store, StoreError};
 use crate::oci::manifest::Manifest;
 use crate::oci::{Digest, RepoName, Tag};
@@ -53,10 +54,13 @@ impl<'a> Repo<'a> {
         self.store.repo_exists(self.name).await
     }
 
-    /// Note a change to the repository's links (catalogue and usage).
-    fn changed(&self) {
+    /// Note a change to the repository's links: the catalogue, and the
+    /// namespace's usage when a link came or went.
+    fn changed(&self, link: Option<LinkChange<'_>>) {
         self.store.inner.catalog.note(self.name);
-        self.store.usage_changed(self.name);
+        if let Some(l) = link {
+            self.store.usage_changed(self.name, l);
+        }
     }
 
     // --- blob links -------------------------------------------------------
@@ -77,7 +81,8 @@ impl<'a> Repo<'a> {
         if self.store.objects().stat(&key).await?.is_none() {
             self.store.objects().put(&key, Bytes::new()).await?;
         }
-        self.changed();
+        let size = self.store.blobs().size(d).await?.unwrap_or(0);
+        self.changed(Some(LinkChange::Added(d, size)));
         Ok(())
     }
 
@@ -85,7 +90,7 @@ impl<'a> Repo<'a> {
     /// the link existed.
     pub async fn unlink_blob(&self, d: &Digest) -> Result<bool> {
         let r = self.store.objects().delete(&layout::layer_link(self.name, d)).await?;
-        self.changed();
+        self.changed(Some(LinkChange::Removed(d)));
         Ok(r)
     }
 
@@ -109,6 +114,7 @@ impl<'a> Repo<'a> {
     /// Store manifest `bytes` (digest `d`, already verified by the caller),
     /// optionally under `tag`, recording `subject` for referrers.
     pub async fn put_manifest(&self, d: &Digest, media_type: &str, bytes: Bytes, tag: Option<&Tag>, subject: Option<&Digest>) -> Result<()> {
+        let size = bytes.len() as u64;
         self.store.blobs().put_small(d, bytes).await?;
         let objects = self.store.objects();
         objects.put(&layout::manifest_link(self.name, d), Bytes::from(media_type.to_string())).await?;
@@ -119,7 +125,7 @@ impl<'a> Repo<'a> {
             objects.put(&layout::tag(self.name, t), Bytes::from(d.to_string())).await?;
         }
         self.store.inner.manifests.invalidate(self.name, d);
-        self.changed();
+        self.changed(Some(LinkChange::Added(d, size)));
         Ok(())
     }
 
@@ -200,7 +206,7 @@ impl<'a> Repo<'a> {
         objects.delete(&layout::pull_marker(self.name, d)).await?;
         objects.delete(&layout::manifest_link(self.name, d)).await?;
         self.store.inner.manifests.invalidate(self.name, d);
-        self.changed();
+        self.changed(Some(LinkChange::Removed(d)));
         Ok(Some(removed))
     }
 
@@ -221,7 +227,7 @@ impl<'a> Repo<'a> {
     /// Point `tag` at manifest `d` (which must be linked already).
     pub async fn set_tag(&self, tag: &Tag, d: &Digest) -> Result<()> {
         self.store.objects().put(&layout::tag(self.name, tag), Bytes::from(d.to_string())).await?;
-        self.changed();
+        self.changed(None);
         Ok(())
     }
 

@@ -2,38 +2,82 @@
 //! every blob and manifest any of its repositories links, each counted once
 //! however many repositories and tags share it.
 //!
-//! Cached per namespace until the namespace changes. Each namespace has a
-//! generation, bumped on every change; a value computed while the
-//! generation moved is not cached (it may predate the change).
+//! Each namespace gets an in-memory index, built by one scan on first use:
+//! digest → the repositories linking it, plus the bytes of the digests
+//! linked at all. Every link and unlink then updates the index in place
+//! (idempotently: adding a repository twice changes nothing), so a push
+//! into a project with thousands of repositories costs a map update, not a
+//! walk over the project. A scan that raced with a change is not installed
+//! (the namespace's generation moved); the next use scans again. GC drops
+//! every index (content sizes change under it). The index is this process's
+//! view of its own store: wharf holds the store's lock, so no other writer
+//! exists.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
 use super::{Result, Store};
 use crate::oci::{Digest, RepoName};
 
+/// One namespace's links, kept current by every change.
+#[derive(Debug, Default)]
+struct NamespaceIndex {
+    /// digest → (its size, repositories linking it).
+    links: HashMap<Digest, (u64, HashSet<RepoName>)>,
+    bytes: u64,
+}
+
+impl NamespaceIndex {
+    fn add(&mut self, d: &Digest, size: u64, repo: &RepoName) {
+        let e = self.links.entry(d.clone()).or_insert_with(|| (size, HashSet::new()));
+        if e.1.is_empty() {
+            self.bytes += e.0;
+        }
+        e.1.insert(repo.clone());
+    }
+
+    fn remove(&mut self, d: &Digest, repo: &RepoName) {
+        let Some(e) = self.links.get_mut(d) else { return };
+        if e.1.remove(repo) && e.1.is_empty() {
+            self.bytes -= e.0;
+            self.links.remove(d);
+        }
+    }
+}
+
+/// Per namespace: (generation, its index once built).
 #[derive(Default)]
 pub(super) struct UsageCache {
-    map: Mutex<HashMap<String, (u64, Option<u64>)>>,
+    map: Mutex<HashMap<String, (u64, Option<NamespaceIndex>)>>,
 }
 
 impl UsageCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Option<u64>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Option<NamespaceIndex>)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+/// What changed in a repository's links.
+pub(super) enum LinkChange<'a> {
+    /// `d` (of `size` bytes) is linked now.
+    Added(&'a Digest, u64),
+    Removed(&'a Digest),
+}
+
 impl Store {
-    /// Note a change to `repo`'s links: its namespace's usage is recomputed
-    /// on next use.
-    pub(super) fn usage_changed(&self, repo: &RepoName) {
+    /// Apply a change to `repo`'s links to its namespace's index (or, while
+    /// none is built, make a scan in progress start over).
+    pub(super) fn usage_changed(&self, repo: &RepoName, change: LinkChange<'_>) {
         let mut m = self.inner.usage.lock();
         let e = m.entry(repo.first().to_string()).or_insert((0, None));
-        e.0 += 1;
-        e.1 = None;
+        match (&mut e.1, change) {
+            (Some(idx), LinkChange::Added(d, size)) => idx.add(d, size, repo),
+            (Some(idx), LinkChange::Removed(d)) => idx.remove(d, repo),
+            (None, _) => e.0 += 1,
+        }
     }
 
-    /// Forget every cached usage (after a GC sweep).
+    /// Forget every index (after a GC sweep).
     pub(super) fn usage_forget_all(&self) {
         for e in self.inner.usage.lock().values_mut() {
             e.0 += 1;
@@ -41,52 +85,65 @@ impl Store {
         }
     }
 
-    /// Bytes `namespace` uses, cached until the namespace changes.
-    pub async fn usage(&self, namespace: &str) -> Result<u64> {
-        let gen = {
-            let m = self.inner.usage.lock();
-            match m.get(namespace) {
-                Some((_, Some(v))) => return Ok(*v),
-                Some((g, None)) => *g,
-                None => 0,
+    /// Run `f` on `namespace`'s index, building it first if needed.
+    async fn with_index<T>(&self, namespace: &str, f: impl Fn(&NamespaceIndex) -> T) -> Result<T> {
+        loop {
+            let gen = {
+                let m = self.inner.usage.lock();
+                match m.get(namespace) {
+                    Some((_, Some(idx))) => return Ok(f(idx)),
+                    Some((g, None)) => *g,
+                    None => 0,
+                }
+            };
+            let built = self.scan_namespace(namespace).await?;
+            let mut m = self.inner.usage.lock();
+            let e = m.entry(namespace.to_string()).or_insert((gen, None));
+            if e.0 == gen {
+                let v = f(&built);
+                e.1 = Some(built);
+                return Ok(v);
             }
-        };
-        let v = self.namespace_usage(namespace).await?;
-        let mut m = self.inner.usage.lock();
-        let e = m.entry(namespace.to_string()).or_insert((gen, None));
-        if e.0 == gen {
-            e.1 = Some(v);
+            // Changed while scanning: the scan may predate the change.
         }
-        Ok(v)
+    }
+
+    async fn scan_namespace(&self, namespace: &str) -> Result<NamespaceIndex> {
+        let mut idx = NamespaceIndex::default();
+        for name in self.repositories_in(namespace).await? {
+            let repo = self.repo(&name);
+            let mut digests = repo.manifest_digests().await?;
+            digests.extend(repo.layer_links().await?.into_iter().map(|(d, _)| d));
+            for d in digests {
+                let size = match idx.links.get(&d) {
+                    Some((s, _)) => *s,
+                    None => self.blobs().size(&d).await?.unwrap_or(0),
+                };
+                idx.add(&d, size, &name);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Bytes `namespace` uses.
+    pub async fn usage(&self, namespace: &str) -> Result<u64> {
+        self.with_index(namespace, |idx| idx.bytes).await
     }
 
     /// Whether any repository of `namespace` links `d` (as a blob or a
     /// manifest): pushing it again there costs nothing.
     pub async fn namespace_links(&self, namespace: &str, d: &Digest) -> Result<bool> {
-        for name in self.repositories_in(namespace).await? {
-            let repo = self.repo(&name);
-            if repo.links_blob(d).await? || repo.manifest_media_type(d).await?.is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.with_index(namespace, |idx| idx.links.contains_key(d)).await
     }
 
     /// Every digest (blobs and manifests) a namespace links, each once.
     pub async fn namespace_digests(&self, namespace: &str) -> Result<BTreeSet<Digest>> {
-        let mut all = BTreeSet::new();
-        for name in self.repositories_in(namespace).await? {
-            let repo = self.repo(&name);
-            all.extend(repo.manifest_digests().await?);
-            all.extend(repo.layer_links().await?.into_iter().map(|(d, _)| d));
-        }
-        Ok(all)
+        self.with_index(namespace, |idx| idx.links.keys().cloned().collect()).await
     }
 
-    /// Bytes a namespace uses, computed now.
+    /// Bytes a namespace uses, computed now by a scan (checks the index).
     pub async fn namespace_usage(&self, namespace: &str) -> Result<u64> {
-        let all = self.namespace_digests(namespace).await?;
-        self.blobs().total_size(&all).await
+        Ok(self.scan_namespace(namespace).await?.bytes)
     }
 
     /// Usage of a group of namespaces, each digest counted once.
