@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod cli;
 pub mod docker;
 pub mod image;
+pub mod pki;
 pub mod upstream;
 pub mod fake_upstream;
 pub mod garage;
