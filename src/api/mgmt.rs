@@ -3,7 +3,8 @@
 //! and tags, robot accounts, the pull-through cache (list, pin, purge), GC,
 //! prefetch and the audit trail. Each endpoint parses its path and body,
 //! calls the registry layer (which applies the permission rules) and
-//! returns the shared view types of [`crate::registry::views`].
+//! returns the shared view types of [`crate::registry::views`]. The
+//! OpenAPI document describing all of it ([`OPENAPI`]) is public.
 
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -14,6 +15,10 @@ use super::error::ApiError;
 use super::{read_limited, Api, Reply};
 use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::registry::views::{DeletedArtifact, DeletedTag, GcRequest};
+
+/// The OpenAPI 3 document for `/api/v1`, served at `/api/v1/openapi.json`
+/// and checked against real answers by `tests/openapi.rs`.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest management request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -105,6 +110,9 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
 impl Api {
     /// Serve `/api/v1/...`.
     pub(super) async fn management(&self, req: Request<Incoming>) -> Reply {
+        if req.uri().path() == "/api/v1/openapi.json" && matches!(*req.method(), Method::GET | Method::HEAD) {
+            return openapi(req.method() == Method::HEAD);
+        }
         let auth = &self.registry.auth;
         let id = auth
             .authenticate(req.headers(), super::access::client_addr(&req))
@@ -195,6 +203,14 @@ impl Api {
 
 fn no_content() -> Reply {
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty())?)
+}
+
+/// `GET /api/v1/openapi.json`: public, so tools can read it before login.
+fn openapi(head: bool) -> Reply {
+    let b = Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, OPENAPI.len());
+    Ok(b.body(if head { body::empty() } else { body::full(OPENAPI.as_bytes().to_vec()) })?)
 }
 
 /// `GET /api/v1/audit?n=&last=`: newest first, with a `Link` to the next page.
