@@ -36,7 +36,7 @@ pub fn hash_password() -> ExitCode {
     }
 }
 
-/// `wharf gc`: offline mark and sweep on a stopped server's data directory.
+/// `wharf gc --offline`: mark and sweep on a stopped server's data directory.
 pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitCode {
     let grace = match grace.map(crate::config::parse_duration).transpose() {
         Ok(g) => g.unwrap_or(cfg.gc_grace),
