@@ -1,4 +1,4 @@
-//! Garbage collection: offline `wharf gc` (with `--dry-run`), its refusal
+//! Garbage collection: offline `wharf gc --data-dir` (with `--dry-run`), its refusal
 //! next to a running server, and GC racing a chunked upload.
 
 mod support;

@@ -10,32 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::ctr::{write_hosts_toml, Ctr};
+use support::pki::{pki, Pki};
 use support::{wait_until, Options, Wharf};
-
-/// A CA and a server certificate for 127.0.0.1 / localhost, as PEM.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki(name: &str) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, format!("wharf test CA {name}"));
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, format!("wharf {name}"));
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 /// Files for one test: `tls/{tls.crt,tls.key}`, `ca-<name>/ca.crt`.
 struct Files {

@@ -1,8 +1,10 @@
 //! The management API under `/api/v1/` (JSON): projects with usage against
 //! quota, repositories, artifacts grouped by digest, deletion of artifacts
-//! and tags, robot accounts, GC and prefetch. Each endpoint parses its
-//! path and body, calls the registry layer (which applies the permission
-//! rules) and returns the shared view types of [`crate::registry::views`].
+//! and tags, robot accounts, the pull-through cache (list, pin, purge), GC,
+//! prefetch and the audit trail. Each endpoint parses its path and body,
+//! calls the registry layer (which applies the permission rules) and
+//! returns the shared view types of [`crate::registry::views`]. The
+//! OpenAPI document describing all of it ([`OPENAPI`]) is public.
 
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -11,8 +13,12 @@ use serde::de::DeserializeOwned;
 use super::body;
 use super::error::ApiError;
 use super::{read_limited, Api, Reply};
-use crate::oci::{Digest, ErrorCode, RepoName, Tag};
+use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::registry::views::{DeletedArtifact, DeletedTag, GcRequest};
+
+/// The OpenAPI 3 document for `/api/v1`, served at `/api/v1/openapi.json`
+/// and checked against real answers by `tests/openapi.rs`.
+pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest management request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -35,6 +41,11 @@ async fn body_json<T: DeserializeOwned>(req: Request<Incoming>, if_empty: Option
     serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest).explain(format!("invalid JSON: {e}")))
 }
 
+fn parse_reference(s: &str) -> Result<Reference, ApiError> {
+    s.parse()
+        .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::BadRequest).explain(format!("{s:?} is neither a tag nor a digest: {e}")))
+}
+
 fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
     s.parse()
         .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).explain(e.to_string()))
@@ -45,6 +56,7 @@ enum Endpoint {
     Projects,
     Project(String),
     ProjectRepos(String),
+    Repositories,
     Artifacts(RepoName),
     Artifact(RepoName, Digest),
     RepoTag(RepoName, Tag),
@@ -53,6 +65,10 @@ enum Endpoint {
     Gc,
     Prefetch,
     Audit,
+    Cache,
+    CacheRepo(RepoName),
+    CachePin(RepoName, Reference),
+    CacheImage(RepoName, Reference),
 }
 
 fn parse(path: &str) -> Result<Endpoint, ApiError> {
@@ -69,6 +85,11 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
         ["audit"] => Endpoint::Audit,
+        ["repositories"] => Endpoint::Repositories,
+        ["cache"] => Endpoint::Cache,
+        ["cache", ..] if n >= 4 && segs[n - 2] == "pins" => Endpoint::CachePin(repo(n - 2)?, parse_reference(segs[n - 1])?),
+        ["cache", ..] if n >= 4 && segs[n - 2] == "images" => Endpoint::CacheImage(repo(n - 2)?, parse_reference(segs[n - 1])?),
+        ["cache", ..] if n >= 3 => Endpoint::CacheRepo(repo(n)?),
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => Endpoint::Artifacts(repo(n - 1)?),
         ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => {
             let d = segs[n - 1]
@@ -89,6 +110,9 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
 impl Api {
     /// Serve `/api/v1/...`.
     pub(super) async fn management(&self, req: Request<Incoming>) -> Reply {
+        if req.uri().path() == "/api/v1/openapi.json" && matches!(*req.method(), Method::GET | Method::HEAD) {
+            return openapi(req.method() == Method::HEAD);
+        }
         let auth = &self.registry.auth;
         let id = auth
             .authenticate(req.headers(), super::access::client_addr(&req))
@@ -120,7 +144,16 @@ impl Api {
         let ok = StatusCode::OK;
         match (req.method().clone(), parse(req.uri().path())?) {
             (Method::GET, Endpoint::Projects) => json(ok, &r.project_views(&id).await?),
+            (Method::POST, Endpoint::Projects) => {
+                r.require_admin(&id)?;
+                json(StatusCode::CREATED, &r.create_project(&id, body_json(req, None).await?).await?)
+            }
             (Method::GET, Endpoint::Project(p)) => json(ok, &r.project_view(&id, &p).await?),
+            (Method::DELETE, Endpoint::Project(p)) => {
+                r.delete_project(&id, &p).await?;
+                no_content()
+            }
+            (Method::GET, Endpoint::Repositories) => json(ok, &r.repositories(&id).await?),
             (Method::PUT, Endpoint::Project(p)) => {
                 r.require_admin(&id)?;
                 json(ok, &r.update_project(&id, &p, body_json(req, None).await?).await?)
@@ -141,9 +174,19 @@ impl Api {
                 json(StatusCode::CREATED, &r.create_robot(&id, body_json(req, None).await?).await?)
             }
             (Method::DELETE, Endpoint::Robot(name)) => {
-                r.revoke_robot(&id, &name).await?;
-                Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty())?)
+                if super::handlers::Query::of(&req).get("purge") == Some("true") {
+                    r.delete_robot(&id, &name).await?;
+                } else {
+                    r.revoke_robot(&id, &name).await?;
+                }
+                no_content()
             }
+            (Method::GET, Endpoint::Cache) => json(ok, &r.cached_images(&id).await?),
+            (m @ (Method::PUT | Method::DELETE), Endpoint::CachePin(repo, reference)) => {
+                json(ok, &r.set_pin(&id, &repo, &reference, m == Method::PUT).await?)
+            }
+            (Method::DELETE, Endpoint::CacheImage(repo, reference)) => json(ok, &r.purge(&id, &repo, Some(&reference)).await?),
+            (Method::DELETE, Endpoint::CacheRepo(repo)) => json(ok, &r.purge(&id, &repo, None).await?),
             (Method::POST, Endpoint::Gc) => {
                 r.require_admin(&id)?;
                 json(ok, &r.gc(&id, body_json(req, Some(GcRequest::default())).await?).await?)
@@ -156,6 +199,18 @@ impl Api {
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
         }
     }
+}
+
+fn no_content() -> Reply {
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty())?)
+}
+
+/// `GET /api/v1/openapi.json`: public, so tools can read it before login.
+fn openapi(head: bool) -> Reply {
+    let b = Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, OPENAPI.len());
+    Ok(b.body(if head { body::empty() } else { body::full(OPENAPI.as_bytes().to_vec()) })?)
 }
 
 /// `GET /api/v1/audit?n=&last=`: newest first, with a `Link` to the next page.

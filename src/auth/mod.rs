@@ -188,6 +188,7 @@ impl Authorizer {
                 expires_at: None,
                 revoked: false,
                 from_config: true,
+                id: String::new(),
             })
             .collect();
         for r in robots::load(&store).await? {
@@ -240,7 +241,12 @@ impl Authorizer {
             }
             "bearer" => {
                 let c = self.keys.verify(rest.trim()).ok_or(AuthError::BadToken)?;
-                let subject = self.subject_of(&c.sub).ok_or(AuthError::BadToken)?;
+                // A robot deleted and created again under the same name is a
+                // new account: tokens issued to the old one do not count.
+                let reborn = c.sub.strip_prefix(ROBOT_PREFIX).is_some_and(|name| {
+                    read_lock(&self.robots).iter().any(|r| r.name == name && r.id != c.rid)
+                });
+                let subject = self.subject_of(&c.sub).filter(|_| !reborn).ok_or(AuthError::BadToken)?;
                 Ok(Identity {
                     subject,
                     token_access: Some(c.access),
@@ -391,7 +397,11 @@ impl Authorizer {
     /// Sign a token for `subject` with `access`.
     pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), token::TokenError> {
         let ttl = self.cfg.token_ttl;
-        self.keys.issue(&subject.username(), access, ttl).map(|t| (t, ttl))
+        let rid = match subject {
+            Subject::Robot(name) => read_lock(&self.robots).iter().find(|r| &r.name == name).map(|r| r.id.clone()).unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.keys.issue(&subject.username(), &rid, access, ttl).map(|t| (t, ttl))
     }
 
     /// Robots, newest last.
@@ -419,6 +429,7 @@ impl Authorizer {
             expires_at: expires_in.map(|d| unix_now().saturating_add(d.as_secs())),
             revoked: false,
             from_config: false,
+            id: uuid::Uuid::new_v4().simple().to_string(),
         };
         let all = {
             let mut all = write_lock(&self.robots);
@@ -447,6 +458,29 @@ impl Authorizer {
             all.clone()
         };
         robots::save(&self.store, &all).await?;
+        Ok(())
+    }
+}
+
+impl Authorizer {
+    /// Remove a robot (revoking it at once), so its name can be reused.
+    pub async fn delete_robot(&self, name: &str) -> Result<(), RobotError> {
+        let (all, removed) = {
+            let mut all = write_lock(&self.robots);
+            let i = all.iter().position(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
+            if all[i].from_config {
+                return Err(RobotError::FromConfig(name.into()));
+            }
+            let removed = all.remove(i);
+            (all.clone(), removed)
+        };
+        // Verified Basic credentials are cached by name: forget them all, or
+        // the old token would pass for a new robot of the same name.
+        self.verified.invalidate_all();
+        if let Err(e) = robots::save(&self.store, &all).await {
+            write_lock(&self.robots).push(removed);
+            return Err(e.into());
+        }
         Ok(())
     }
 }

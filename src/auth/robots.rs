@@ -24,6 +24,11 @@ pub struct Robot {
     /// Defined in the config file (not revocable through the API).
     #[serde(skip)]
     pub from_config: bool,
+    /// Random, per creation: a robot deleted and created again under the
+    /// same name is a new account, and tokens carry the id they were
+    /// issued for (empty for config robots and robots made before ids).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
 }
 
 pub fn unix_now() -> u64 {

@@ -27,6 +27,9 @@ pub struct Claims {
     pub nbf: u64,
     pub iat: u64,
     pub access: Vec<Access>,
+    /// The robot account's id (see `Robot::id`), when issued to a robot.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rid: String,
 }
 
 /// Why a token could not be made.
@@ -68,7 +71,8 @@ impl TokenKeys {
         })
     }
 
-    pub fn issue(&self, sub: &str, access: Vec<Access>, ttl: Duration) -> Result<String, TokenError> {
+    /// A token for `sub` (and robot account id `rid`; empty: none).
+    pub fn issue(&self, sub: &str, rid: &str, access: Vec<Access>, ttl: Duration) -> Result<String, TokenError> {
         let t = now();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -78,6 +82,7 @@ impl TokenKeys {
             nbf: t.saturating_sub(5),
             iat: t,
             access,
+            rid: rid.to_string(),
         };
         Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.enc)?)
     }
@@ -105,7 +110,7 @@ mod tests {
             name: "team/app".into(),
             actions: vec!["pull".into()],
         }];
-        let t = k.issue("robot$ci", a.clone(), Duration::from_secs(60)).unwrap();
+        let t = k.issue("robot$ci", "", a.clone(), Duration::from_secs(60)).unwrap();
         let c = k.verify(&t).unwrap();
         assert_eq!(c.sub, "robot$ci");
         assert_eq!(c.access, a);

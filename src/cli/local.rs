@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
+use crate::store::gc::GcReport;
 
 /// A current-thread runtime for one command.
 pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -35,7 +36,7 @@ pub fn hash_password() -> ExitCode {
     }
 }
 
-/// `wharf gc`: offline mark and sweep on a stopped server's data directory.
+/// `wharf gc --offline`: mark and sweep on a stopped server's data directory.
 pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitCode {
     let grace = match grace.map(crate::config::parse_duration).transpose() {
         Ok(g) => g.unwrap_or(cfg.gc_grace),
@@ -52,8 +53,9 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
         Ok(s) => s,
         Err(e @ crate::store::StoreError::Locked(_)) => {
             eprintln!(
-                "wharf: {e}\nwharf: a running wharf holds this data directory; collect garbage through it instead:\n  curl -X POST -u ADMIN:PASSWORD {}/api/v1/gc -d '{{\"dry_run\": {}}}'",
-                cfg.listen, dry_run
+                "wharf: {e}\nwharf: a running wharf holds this data directory; collect garbage through it instead:\n  WHARF_URL=http://{} WHARF_USER=ADMIN WHARF_PASSWORD=... wharf gc{}\n  (or POST /api/v1/gc)",
+                cfg.listen,
+                if dry_run { " --dry-run" } else { "" }
             );
             return ExitCode::from(1);
         }
@@ -71,16 +73,18 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
             return ExitCode::FAILURE;
         }
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-        return ExitCode::SUCCESS;
-    }
+    super::output::show(json, &report, print_gc);
+    ExitCode::SUCCESS
+}
+
+/// A GC report for people (offline or from the server).
+pub fn print_gc(report: &GcReport) {
     let verb = if report.dry_run { "would remove" } else { "removed" };
     for b in &report.removed {
         println!("{verb} {} ({} bytes)", b.digest, b.size);
     }
     println!(
-        "{}{} {} blobs, {} bytes; {} of {} blobs referenced, {} kept in the {} grace period; {} repositories, {} manifests scanned",
+        "{}{} {} blobs, {} bytes; {} of {} blobs referenced, {} kept in the grace period; {} repositories, {} manifests scanned",
         if report.dry_run { "dry run: " } else { "" },
         verb,
         report.blobs_removed,
@@ -88,10 +92,7 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
         report.blobs_marked,
         report.blobs_total,
         report.blobs_in_grace,
-        humantime::format_duration(grace),
         report.repositories,
         report.manifests
     );
-    ExitCode::SUCCESS
 }
-

@@ -33,7 +33,7 @@ use crate::store::{Result, Store};
 pub const MIN_GAP: Duration = Duration::from_millis(500);
 
 /// What an eviction pass did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct EvictReport {
     /// Usage of the namespaces before and after.
     pub usage_before: u64,
@@ -159,10 +159,40 @@ pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<Evi
         tracing::info!(repo = %c.repo, digest = %c.digest, usage, cap, "evicted cached image");
     }
     report.usage_after = usage;
-    if freed.is_empty() {
-        return Ok(report);
+    remove_unreferenced(store, freed, &mut report).await?;
+    Ok(report)
+}
+
+/// Remove images of cache repository `name` now, as an admin asked:
+/// `images`, or (when `None`) every unpinned image. Pinned images are
+/// never removed by the whole-repository form. The caller checked that
+/// `name` is a cache repository and that `images` are its manifests.
+pub async fn purge(store: &Store, name: &RepoName, images: Option<&[Digest]>) -> Result<EvictReport> {
+    let _guard = store.gc_write().await;
+    let victims: Vec<Digest> = match images {
+        Some(d) => d.to_vec(),
+        None => repo_candidates(store, name).await?.into_iter().map(|c| c.digest).collect(),
+    };
+    let ns = [name.first().to_string()];
+    let mut report = EvictReport { usage_before: store.group_usage(&ns).await?, ..EvictReport::default() };
+    let mut freed = HashSet::new();
+    for d in victims {
+        freed.extend(evict_image(store, name, &d).await?);
+        store.repo(name).unpin(&d).await?;
+        report.evicted.push(format!("{name}@{d}"));
+        tracing::info!(repo = %name, digest = %d, "purged cached image");
     }
-    // Remove the content nothing links or references any more.
+    remove_unreferenced(store, freed, &mut report).await?;
+    report.usage_after = store.group_usage(&ns).await?;
+    Ok(report)
+}
+
+/// Delete the content of `freed` digests that nothing links or references
+/// any more (the caller holds the GC lock).
+async fn remove_unreferenced(store: &Store, freed: HashSet<Digest>, report: &mut EvictReport) -> Result<()> {
+    if freed.is_empty() {
+        return Ok(());
+    }
     let marked = store.mark().await?;
     let linked: HashSet<&Digest> = marked.layer_links.iter().map(|(_, d, _)| d).collect();
     for d in freed {
@@ -175,7 +205,7 @@ pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<Evi
             report.bytes_freed += size;
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Every evictable image of the namespaces, with its last use.
@@ -183,30 +213,38 @@ async fn candidates(store: &Store, namespaces: &[String]) -> Result<Vec<Candidat
     let mut out = Vec::new();
     for ns in namespaces {
         for name in store.repositories_in(ns).await? {
-            let repo = store.repo(&name);
-            let digests = repo.manifest_digests().await?;
-            let mut children = HashSet::new();
-            for d in &digests {
-                if let Some(m) = repo.manifest(d).await? {
-                    if let Ok(p) = Manifest::parse(&m.bytes, Some(&m.media_type)) {
-                        children.extend(p.manifests.into_iter().map(|c| c.digest));
-                    }
-                }
-            }
-            let pinned: HashSet<Digest> = repo.pins().await?.into_iter().collect();
-            for d in digests {
-                if children.contains(&d) || pinned.contains(&d) {
-                    continue;
-                }
-                let cached = repo.manifest_meta(&d).await?.map(|m| m.modified);
-                let last_used = repo.last_pull(&d).await?.or(cached).unwrap_or(SystemTime::UNIX_EPOCH);
-                out.push(Candidate {
-                    repo: name.clone(),
-                    digest: d,
-                    last_used,
-                });
+            out.extend(repo_candidates(store, &name).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The images of one repository that may be evicted: not pinned, not a
+/// child of an index there.
+async fn repo_candidates(store: &Store, name: &RepoName) -> Result<Vec<Candidate>> {
+    let repo = store.repo(name);
+    let digests = repo.manifest_digests().await?;
+    let mut children = HashSet::new();
+    for d in &digests {
+        if let Some(m) = repo.manifest(d).await? {
+            if let Ok(p) = Manifest::parse(&m.bytes, Some(&m.media_type)) {
+                children.extend(p.manifests.into_iter().map(|c| c.digest));
             }
         }
+    }
+    let pinned: HashSet<Digest> = repo.pins().await?.into_iter().collect();
+    let mut out = Vec::new();
+    for d in digests {
+        if children.contains(&d) || pinned.contains(&d) {
+            continue;
+        }
+        let cached = repo.manifest_meta(&d).await?.map(|m| m.modified);
+        let last_used = repo.last_pull(&d).await?.or(cached).unwrap_or(SystemTime::UNIX_EPOCH);
+        out.push(Candidate {
+            repo: name.clone(),
+            digest: d,
+            last_used,
+        });
     }
     Ok(out)
 }

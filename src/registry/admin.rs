@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::views::{GcRequest, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView, RobotView};
+use super::views::{GcRequest, NewProject, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView, RobotView};
 use super::{Intent, Registry, RegistryError, Result, Target};
 use crate::auth::{Action, Identity, RobotError, Subject};
 use crate::config::{Perms, Project};
@@ -79,21 +79,43 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotFound(format!("project {name} not found")))
     }
 
-    /// The repositories of project `p`.
+    /// The repositories of project `p`, or the cached repositories of
+    /// remote `p`; unknown names are an error.
     pub async fn project_repositories(&self, id: &Identity, p: &str) -> Result<Vec<RepositoryView>> {
-        if !self.may_in_project(id, p, Action::Pull) {
+        let remote = self.namespaces().router().by_name(p).is_some();
+        if !remote && !self.project_exists(p).await? {
+            return Err(RegistryError::NotFound(format!("no project or remote named {p}")));
+        }
+        if !self.auth.subject_allowed(&id.subject, &format!("{p}/x"), Action::Pull, remote) {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
         let mut out = Vec::new();
         for name in self.store.repositories_in(p).await? {
-            let repo = self.store.repo(&name);
-            out.push(RepositoryView {
-                tags: repo.all_tags().await?.len(),
-                artifacts: repo.manifest_digests().await?.len(),
-                name: name.to_string(),
-            });
+            out.push(self.repository_view(&name, remote).await?);
         }
         Ok(out)
+    }
+
+    /// Every repository `id` may pull from, local and cached (marked).
+    pub async fn repositories(&self, id: &Identity) -> Result<Vec<RepositoryView>> {
+        let mut out = Vec::new();
+        for name in self.store.all_repositories().await? {
+            let remote = self.namespaces().is_cache_repo(&name);
+            if self.auth.subject_allowed(&id.subject, name.as_str(), Action::Pull, remote) {
+                out.push(self.repository_view(&name, remote).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn repository_view(&self, name: &RepoName, cached: bool) -> Result<RepositoryView> {
+        let repo = self.store.repo(name);
+        Ok(RepositoryView {
+            tags: repo.all_tags().await?.len(),
+            artifacts: repo.manifest_digests().await?.len(),
+            name: name.to_string(),
+            cached,
+        })
     }
 
     /// The artifacts of `repo`, grouped by digest.
@@ -124,20 +146,63 @@ impl Registry {
         self.audited(id, "tag.delete", &format!("{repo}:{t}"), op, |_| None).await
     }
 
-    /// Create or change project `name` (admins).
+    /// Whether project `name` exists: configured (file or API), or a local
+    /// namespace holding content. A remote's name is not a project.
+    pub(super) async fn project_exists(&self, name: &str) -> Result<bool> {
+        if self.projects.get(name).is_some() {
+            return Ok(true);
+        }
+        Ok(self.namespaces().router().by_name(name).is_none() && self.store.namespace_exists(name).await?)
+    }
+
+    fn unknown_project(name: &str) -> RegistryError {
+        RegistryError::NotFound(format!("project {name} does not exist; create it first (`wharf projects create {name}`)"))
+    }
+
+    /// Create project `name` (admins); refused if it exists.
+    pub async fn create_project(&self, id: &Identity, p: NewProject) -> Result<Project> {
+        let name = p.name.clone();
+        let change = json!(p);
+        let op = async {
+            self.require_admin(id)?;
+            self.check_project_name(&p.name)?;
+            if self.project_exists(&p.name).await? {
+                return Err(RegistryError::Conflict(format!("project {} already exists", p.name)));
+            }
+            let new = Project {
+                name: p.name,
+                public: p.public,
+                quota: p.quota.flatten(),
+                max_image_size: p.max_image_size.flatten(),
+            };
+            self.projects.put(new.clone()).await?;
+            Ok(new)
+        };
+        self.audited(id, "project.create", &name, op, |_| Some(change)).await
+    }
+
+    /// Change project `name` (admins); refused if it does not exist.
     pub async fn update_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
         let change = json!(u);
         let op = self.change_project(id, name, u);
         self.audited(id, "project.update", name, op, |_| Some(change)).await
     }
 
-    async fn change_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
-        self.require_admin(id)?;
+    fn check_project_name(&self, name: &str) -> Result<()> {
         if !crate::config::valid_project_name(name) {
             return Err(RegistryError::NameInvalid(format!("{name:?} is not a valid project name")));
         }
         if self.namespaces().router().by_name(name).is_some() {
             return Err(RegistryError::BadRequest(format!("{name} is a remote, not a project")));
+        }
+        Ok(())
+    }
+
+    async fn change_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
+        self.require_admin(id)?;
+        self.check_project_name(name)?;
+        if !self.project_exists(name).await? {
+            return Err(Self::unknown_project(name));
         }
         let mut p = self.projects.get(name).unwrap_or(Project {
             name: name.to_string(),
@@ -156,6 +221,30 @@ impl Registry {
         }
         self.projects.put(p.clone()).await?;
         Ok(p)
+    }
+
+    /// Delete project `name` (admins): only an empty one defined through
+    /// the API (the config file's come back on every start).
+    pub async fn delete_project(&self, id: &Identity, name: &str) -> Result<()> {
+        let op = async {
+            self.require_admin(id)?;
+            if self.projects.in_config(name) {
+                return Err(RegistryError::Conflict(format!("project {name} is defined in the config file; remove it there")));
+            }
+            if self.projects.get(name).is_none() && !self.project_exists(name).await? {
+                return Err(Self::unknown_project(name));
+            }
+            for repo in self.store.repositories_in(name).await? {
+                if !self.store.repo(&repo).manifest_digests().await?.is_empty() {
+                    return Err(RegistryError::Conflict(format!(
+                        "project {name} still holds images (in {repo}); delete them first (`wharf artifacts {repo}`, `wharf delete`)"
+                    )));
+                }
+            }
+            self.projects.remove(name).await?;
+            Ok(())
+        };
+        self.audited(id, "project.delete", name, op, |_| None).await
     }
 
     pub fn robots(&self, id: &Identity) -> Result<Vec<RobotView>> {
@@ -179,6 +268,11 @@ impl Registry {
             if !crate::config::valid_project_name(project) {
                 return Err(RegistryError::BadRequest(format!("permissions: {project:?} is not a project name (one repository-name component)")));
             }
+            if !self.project_exists(project).await? {
+                return Err(RegistryError::NotFound(format!(
+                    "permissions: project {project} does not exist; create it first (`wharf projects create {project}`)"
+                )));
+            }
             perms.insert(project.clone(), Perms::parse(actions).map_err(|e| RegistryError::BadRequest(e.to_string()))?);
         }
         let expires = r
@@ -199,6 +293,16 @@ impl Registry {
             self.auth.revoke_robot(name).await.map_err(robot_error)
         };
         self.audited(id, "robot.revoke", &format!("{}{name}", crate::auth::ROBOT_PREFIX), op, |_| None).await
+    }
+
+    /// Delete a robot record (admins), so its name can be used again: it
+    /// is revoked first if it is not already.
+    pub async fn delete_robot(&self, id: &Identity, name: &str) -> Result<()> {
+        let op = async {
+            self.require_admin(id)?;
+            self.auth.delete_robot(name).await.map_err(robot_error)
+        };
+        self.audited(id, "robot.delete", &format!("{}{name}", crate::auth::ROBOT_PREFIX), op, |_| None).await
     }
 
     /// Online garbage collection (admins).

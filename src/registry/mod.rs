@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod audit;
+mod cache;
 mod manifests;
 pub mod namespaces;
 pub mod projects;

@@ -13,6 +13,9 @@ use crate::store::{Doc, Store, StoreError};
 pub struct Projects {
     store: Store,
     list: RwLock<Vec<Project>>,
+    /// Names defined in the config file (they come back on every start, so
+    /// the API cannot delete them).
+    configured: Vec<String>,
 }
 
 impl Projects {
@@ -30,7 +33,8 @@ impl Projects {
             }
         }
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Projects { store, list: RwLock::new(list) })
+        let configured = configured.iter().map(|p| p.name.clone()).collect();
+        Ok(Projects { store, list: RwLock::new(list), configured })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Project>> {
@@ -46,6 +50,11 @@ impl Projects {
         self.read().clone()
     }
 
+    /// Whether `name` is defined in the config file.
+    pub fn in_config(&self, name: &str) -> bool {
+        self.configured.iter().any(|n| n == name)
+    }
+
     /// Create or update a project (persisted).
     pub async fn put(&self, p: Project) -> Result<(), StoreError> {
         let all = {
@@ -59,7 +68,27 @@ impl Projects {
             }
             list.clone()
         };
-        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.save(&all).await
+    }
+
+    /// Remove a project defined through the API; returns whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let all = {
+            let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+            let before = list.len();
+            list.retain(|p| p.name != name);
+            if list.len() == before {
+                return Ok(false);
+            }
+            list.clone()
+        };
+        self.save(&all).await.map(|()| true)
+    }
+
+    /// Persist every project (on the next start the saved document wins
+    /// over the config for a project in both).
+    async fn save(&self, all: &[Project]) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store.meta().put(Doc::Projects, Bytes::from(bytes)).await
     }
 }

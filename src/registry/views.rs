@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::proxy::evict::EvictReport;
 pub use crate::proxy::PrefetchReport;
 pub use crate::store::gc::GcReport;
 pub use crate::store::Artifact;
@@ -30,6 +31,29 @@ pub struct RepositoryView {
     pub name: String,
     pub tags: usize,
     pub artifacts: usize,
+    /// A pull-through cache repository (`<remote>/...`), not pushed content.
+    #[serde(default)]
+    pub cached: bool,
+}
+
+/// An image in the pull-through cache (`GET /api/v1/cache`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedImage {
+    /// `<remote>/<path>`, e.g. `docker.io/library/alpine`.
+    pub repository: String,
+    pub remote: String,
+    /// Pinned images are never evicted.
+    pub pinned: bool,
+    #[serde(flatten)]
+    pub artifact: Artifact,
+}
+
+/// The answer to pinning or unpinning a cached image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinView {
+    pub repository: String,
+    pub digest: crate::oci::Digest,
+    pub pinned: bool,
 }
 
 /// The answer to deleting an artifact.
@@ -55,7 +79,9 @@ pub struct RobotView {
     pub username: String,
     /// Project → actions.
     pub permissions: BTreeMap<String, Vec<String>>,
+    #[serde(with = "crate::timefmt::rfc3339")]
     pub created_at: u64,
+    #[serde(default, with = "crate::timefmt::rfc3339_opt")]
     pub expires_at: Option<u64>,
     pub revoked: bool,
     pub active: bool,
@@ -91,6 +117,20 @@ pub struct NewRobot {
     /// e.g. "30d"; absent: never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<String>,
+}
+
+/// `POST /api/v1/projects`: a new project (private, no limits, unless given).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub name: String,
+    #[serde(default)]
+    pub public: bool,
+    /// Bytes, or a size like "10GiB"; absent or null: no quota.
+    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    pub max_image_size: Option<Option<u64>>,
 }
 
 /// `PUT /api/v1/projects/{p}`: fields absent stay as they are.

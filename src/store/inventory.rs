@@ -20,9 +20,12 @@ pub struct Artifact {
     /// Manifest bytes + every unique blob it references (for an index, its
     /// children's too), each counted once.
     pub size: u64,
-    /// Unix seconds.
+    /// Unix seconds (RFC 3339 in JSON).
+    #[serde(with = "crate::timefmt::rfc3339")]
     pub pushed_at: u64,
-    /// Unix seconds; `None` if never pulled since tracking began.
+    /// Unix seconds (RFC 3339 in JSON); `None` if never pulled since
+    /// tracking began.
+    #[serde(default, with = "crate::timefmt::rfc3339_opt")]
     pub last_pulled_at: Option<u64>,
 }
 

@@ -2,14 +2,25 @@
 //! "connection refused", "DNS lookup of ghcr.io failed", "TLS: certificate
 //! signed by an unknown authority", "timed out". The text ends up in the
 //! OCI error `message` that docker, podman and skopeo print, so it names
-//! the address and the cause, never a URL query or a credential.
+//! the address and the cause, never a URL query or a credential. The CLI
+//! uses it too (with its own hint for an unknown CA), for the same causes
+//! between it and a wharf server.
 
 use std::error::Error as StdError;
 use std::io;
 
-/// The cause of a failed reqwest call, with the address it was for.
+/// What to do about a certificate from an unknown authority, for a remote.
+const REMOTE_CA_HINT: &str = "add the CA with the remote's ca_file";
+
+/// The cause of a failed reqwest call to a remote, with the address it was for.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let cause = if e.is_timeout() { "timed out".to_string() } else { classify(e) };
+    describe_with(e, REMOTE_CA_HINT)
+}
+
+/// [`describe`] with `ca_hint` (what to do about an unknown CA) for callers
+/// other than the remote client.
+pub(crate) fn describe_with(e: &reqwest::Error, ca_hint: &str) -> String {
+    let cause = if e.is_timeout() { "timed out".to_string() } else { classify(e, ca_hint) };
     match e.url().and_then(address) {
         Some(a) => format!("{a}: {cause}"),
         None => cause,
@@ -27,11 +38,11 @@ fn address(u: &reqwest::Url) -> Option<String> {
 
 /// Walk an error's source chain and name the first cause we recognise;
 /// otherwise the innermost message.
-pub(crate) fn classify(e: &(dyn StdError + 'static)) -> String {
+fn classify(e: &(dyn StdError + 'static), ca_hint: &str) -> String {
     let mut innermost = e.to_string();
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
-        if let Some(known) = recognise(err) {
+        if let Some(known) = recognise(err, ca_hint) {
             return known;
         }
         innermost = err.to_string();
@@ -40,13 +51,22 @@ pub(crate) fn classify(e: &(dyn StdError + 'static)) -> String {
     innermost
 }
 
-fn recognise(err: &(dyn StdError + 'static)) -> Option<String> {
+fn recognise(err: &(dyn StdError + 'static), ca_hint: &str) -> Option<String> {
     if let Some(t) = err.downcast_ref::<rustls::Error>() {
-        return Some(format!("TLS: {}", tls_reason(t)));
+        return Some(format!("TLS: {}", tls_reason(t, ca_hint)));
     }
-    if let Some(io) = err.downcast_ref::<io::Error>() {
-        if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some(format!("TLS: {}", tls_reason(t)));
+    if let Some(mut io) = err.downcast_ref::<io::Error>() {
+        // hyper-util wraps the TLS connector's io::Error in another one,
+        // and an io::Error's `source()` skips the error it wraps: unwrap
+        // by hand down to the rustls error.
+        while let Some(inner) = io.get_ref() {
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return Some(format!("TLS: {}", tls_reason(t, ca_hint)));
+            }
+            match inner.downcast_ref::<io::Error>() {
+                Some(i) => io = i,
+                None => break,
+            }
         }
         return io_reason(io);
     }
@@ -72,11 +92,11 @@ fn io_reason(e: &io::Error) -> Option<String> {
     Some(s.to_string())
 }
 
-fn tls_reason(e: &rustls::Error) -> String {
+fn tls_reason(e: &rustls::Error, ca_hint: &str) -> String {
     use rustls::CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "certificate signed by an unknown authority (add the CA with the remote's ca_file)".into(),
+            C::UnknownIssuer => format!("certificate signed by an unknown authority ({ca_hint})"),
             C::NotValidForName | C::NotValidForNameContext { .. } => "the certificate is not valid for this host name".into(),
             C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
             C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not valid yet".into(),
@@ -108,28 +128,32 @@ mod tests {
     #[test]
     fn names_refused_connections() {
         let e = Wrap("client error (Connect)", Box::new(io::Error::from(io::ErrorKind::ConnectionRefused)));
-        assert_eq!(classify(&e), "connection refused (nothing listens there)");
+        assert_eq!(classify(&e, REMOTE_CA_HINT), "connection refused (nothing listens there)");
     }
 
     #[test]
     fn names_unknown_certificate_authorities() {
         let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
         let e = Wrap("client error (Connect)", Box::new(tls));
-        assert!(classify(&e).starts_with("TLS: certificate signed by an unknown authority"), "{}", classify(&e));
+        assert!(classify(&e, REMOTE_CA_HINT).starts_with("TLS: certificate signed by an unknown authority"), "{}", classify(&e, REMOTE_CA_HINT));
+        // As reqwest's connector reports it: an io::Error in an io::Error.
+        let nested = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)));
+        let e = Wrap("client error (Connect)", Box::new(nested));
+        assert!(classify(&e, "hint").starts_with("TLS: certificate signed by an unknown authority (hint)"), "{}", classify(&e, "hint"));
         let name = Wrap("x", Box::new(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)));
-        assert_eq!(classify(&name), "TLS: the certificate is not valid for this host name");
+        assert_eq!(classify(&name, REMOTE_CA_HINT), "TLS: the certificate is not valid for this host name");
     }
 
     #[test]
     fn names_dns_failures() {
         let dns = Wrap("dns error", Box::new(io::Error::other("failed to lookup address information: Name or service not known")));
         let e = Wrap("client error (Connect)", Box::new(dns));
-        assert_eq!(classify(&e), "DNS lookup failed (failed to lookup address information: Name or service not known)");
+        assert_eq!(classify(&e, REMOTE_CA_HINT), "DNS lookup failed (failed to lookup address information: Name or service not known)");
     }
 
     #[test]
     fn falls_back_to_the_innermost_message() {
         let e = Wrap("outer", Box::new(io::Error::other("weird thing")));
-        assert_eq!(classify(&e), "weird thing");
+        assert_eq!(classify(&e, REMOTE_CA_HINT), "weird thing");
     }
 }

@@ -8,7 +8,7 @@
 
 mod auth;
 mod body;
-mod cause;
+pub(crate) mod cause;
 mod error;
 pub mod target;
 pub mod throttle;

@@ -5,11 +5,13 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod cli;
 pub mod ctr;
 pub mod disk;
 pub mod docker;
 pub mod image;
 pub mod moto;
+pub mod pki;
 pub mod upstream;
 pub mod fake_upstream;
 pub mod garage;
