@@ -9,6 +9,7 @@
 //! - [`auth`]: who a request is and what it may do
 //! - [`registry`]: the domain layer (namespaces, projects, quotas, pushes)
 //! - [`api`]: HTTP routes, handlers, the one error mapping
+//! - [`ui`]: the web dashboard at `/ui` (pages over the same registry calls)
 //! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
 //! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
 #![forbid(unsafe_code)]
@@ -26,4 +27,5 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod ui;
 pub mod upstream;

@@ -35,9 +35,14 @@ async fn body_json<T: DeserializeOwned>(req: Request<Incoming>, if_empty: Option
     serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest).explain(format!("invalid JSON: {e}")))
 }
 
-fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
+pub(crate) fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
     s.parse()
         .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).explain(e.to_string()))
+}
+
+pub(crate) fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    s.parse()
+        .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()))
 }
 
 /// A management endpoint, parsed from the path.
@@ -53,6 +58,9 @@ enum Endpoint {
     Gc,
     Prefetch,
     Audit,
+    Cache,
+    Storage,
+    Pin(RepoName, Digest),
 }
 
 fn parse(path: &str) -> Result<Endpoint, ApiError> {
@@ -69,13 +77,11 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
         ["audit"] => Endpoint::Audit,
+        ["cache"] => Endpoint::Cache,
+        ["storage"] => Endpoint::Storage,
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => Endpoint::Artifacts(repo(n - 1)?),
-        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => {
-            let d = segs[n - 1]
-                .parse()
-                .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()))?;
-            Endpoint::Artifact(repo(n - 2)?, d)
-        }
+        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => Endpoint::Artifact(repo(n - 2)?, parse_digest(segs[n - 1])?),
+        ["repositories", ..] if n >= 4 && segs[n - 2] == "pins" => Endpoint::Pin(repo(n - 2)?, parse_digest(segs[n - 1])?),
         ["repositories", ..] if n >= 4 && segs[n - 2] == "tags" => {
             let t = segs[n - 1]
                 .parse()
@@ -108,13 +114,8 @@ impl Api {
                 crate::auth::MANAGEMENT_SCOPE
             )));
         }
-        // Without accounts anyone could otherwise create the first robot
-        // and lock everybody else out.
-        if !auth.enabled() && !matches!(*req.method(), Method::GET | Method::HEAD) {
-            return Err(ApiError::new(ErrorCode::Unauthorized).explain(
-                "wharf has no accounts, so the management API is read-only: add an [[auth.admins]] entry to the config \
-                 (password_hash from `wharf hash-password`) and restart",
-            ));
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            self.registry.require_accounts_for_changes()?;
         }
         let r = &self.registry;
         let ok = StatusCode::OK;
@@ -153,6 +154,12 @@ impl Api {
                 json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
             }
             (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
+            (Method::GET, Endpoint::Cache) => json(ok, &r.cache_view(&id).await?),
+            (Method::GET, Endpoint::Storage) => json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?),
+            (Method::PUT | Method::DELETE, Endpoint::Pin(repo, d)) => {
+                r.set_pin(&id, &repo, &d, req.method() == Method::PUT).await?;
+                Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty())?)
+            }
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
         }
     }

@@ -12,6 +12,7 @@
 pub mod guard;
 pub mod password;
 pub mod robots;
+pub mod session;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -161,6 +162,8 @@ pub struct Authorizer {
     verified: moka::sync::Cache<[u8; 32], Subject>,
     /// Bounded, throttled password checks.
     guard: guard::Guard,
+    /// Dashboard sessions (stateless signed cookies).
+    sessions: session::Sessions,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -206,6 +209,7 @@ impl Authorizer {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             guard: guard::Guard::new(limits),
+            sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
         })
     }
 
@@ -248,6 +252,19 @@ impl Authorizer {
             }
             _ => Err(AuthError::Malformed),
         }
+    }
+
+    /// Dashboard session signing and CSRF tokens.
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.sessions
+    }
+
+    /// The identity of a dashboard session cookie, if the cookie is valid
+    /// and its subject still exists and is active.
+    pub fn session_identity(&self, cookie: &str) -> Option<(Identity, session::Session)> {
+        let s = self.sessions.check(cookie)?;
+        let subject = self.subject_of(&s.sub).filter(|s| *s != Subject::Anonymous)?;
+        Some((Identity { subject, token_access: None }, s))
     }
 
     /// The subject a token's `sub` names, if it still exists and is active.

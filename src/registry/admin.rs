@@ -28,6 +28,20 @@ impl Registry {
         Err(RegistryError::Denied("this needs an admin account".into()))
     }
 
+    /// Without accounts the management surface (API and dashboard) is
+    /// read-only: anyone could otherwise create the first robot and lock
+    /// everybody else out.
+    pub fn require_accounts_for_changes(&self) -> Result<()> {
+        if self.auth.enabled() {
+            return Ok(());
+        }
+        Err(RegistryError::Unauthenticated(
+            "wharf has no accounts, so management is read-only: add an [[auth.admins]] entry to the config \
+             (password_hash from `wharf hash-password`) and restart"
+                .into(),
+        ))
+    }
+
     /// Whether `id` may do `action` in project `p` (any repository of it).
     fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
         self.auth.subject_allowed(&id.subject, &format!("{p}/x"), action, false)

@@ -141,3 +141,57 @@ pub struct PrefetchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<bool>,
 }
+
+/// The pull-through cache: every remote with its counters and cached images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheView {
+    /// `[cache] max_size`, over all remotes.
+    pub max_size: Option<u64>,
+    /// Bytes of all cached content, each blob once.
+    pub usage: u64,
+    pub remotes: Vec<RemoteView>,
+}
+
+/// One remote as operators see it: never a secret, only where credentials
+/// come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteView {
+    pub name: String,
+    pub url: String,
+    pub default: bool,
+    /// Per credentials entry: `anonymous`, `inline`, `env`, `file`, `aws-sm`, `ecr`...
+    pub credentials: Vec<String>,
+    pub max_size: Option<u64>,
+    pub usage: u64,
+    pub manifest_hits: u64,
+    pub manifest_misses: u64,
+    pub blob_hits: u64,
+    pub blob_misses: u64,
+    pub stale_served: u64,
+    pub upstream_requests: u64,
+    pub upstream_errors: u64,
+    /// Bytes fetched from the remote.
+    pub upstream_bytes: u64,
+    pub images: Vec<CachedImage>,
+}
+
+/// A cached manifest of a remote repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedImage {
+    /// `<remote>/<repo>`, as clients pull it.
+    pub repository: String,
+    pub pinned: bool,
+    #[serde(flatten)]
+    pub artifact: Artifact,
+}
+
+/// Storage totals and the last garbage collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageView {
+    /// From the last store scan (absent before the first one finished).
+    pub bytes: Option<u64>,
+    pub blobs: Option<u64>,
+    pub repositories: usize,
+    /// The newest `gc.run` / `gc.dry_run` audit entry.
+    pub last_gc: Option<super::audit::AuditEntry>,
+}

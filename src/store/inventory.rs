@@ -2,7 +2,7 @@
 //! manifest (everything it references) and the artifacts of a repository
 //! grouped by digest with their tags, sizes and times.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,49 @@ pub struct Artifact {
     pub pushed_at: u64,
     /// Unix seconds; `None` if never pulled since tracking began.
     pub last_pulled_at: Option<u64>,
+    /// An index's platforms (`linux/amd64`, `linux/arm64/v8`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// The manifest this one refers to (a signature, an SBOM...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `os/architecture[/variant]` of an index entry's `platform`.
+fn platform_name(p: &serde_json::Value) -> Option<String> {
+    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let mut s = format!("{}/{}", field("os")?, field("architecture")?);
+    if let Some(v) = field("variant") {
+        s.push('/');
+        s.push_str(v);
+    }
+    Some(s)
+}
+
+/// What a manifest says about itself, for an [`Artifact`].
+struct Facts {
+    platforms: Vec<String>,
+    subject: Option<Digest>,
+    artifact_type: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn facts(m: Option<Manifest>) -> Facts {
+    let Some(m) = m else {
+        return Facts { platforms: Vec::new(), subject: None, artifact_type: None, annotations: BTreeMap::new() };
+    };
+    // Plain images are not "artifacts" with a type worth showing.
+    let artifact_type = m.effective_artifact_type().filter(|t| !t.contains("image.config") && !t.contains("container.image"));
+    Facts {
+        platforms: m.manifests.iter().filter_map(|c| c.platform.as_ref().and_then(platform_name)).collect(),
+        subject: m.subject.map(|s| s.digest),
+        artifact_type,
+        annotations: m.annotations.unwrap_or_default(),
+    }
 }
 
 pub(super) fn secs(t: SystemTime) -> u64 {
@@ -76,6 +119,8 @@ impl Repo<'_> {
             let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
             let mut tags = tags_of.remove(&d).unwrap_or_default();
             tags.sort();
+            let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
+            let f = facts(parsed);
             out.push(Artifact {
                 digest: d,
                 media_type,
@@ -83,6 +128,10 @@ impl Repo<'_> {
                 size,
                 pushed_at,
                 last_pulled_at,
+                platforms: f.platforms,
+                subject: f.subject,
+                artifact_type: f.artifact_type,
+                annotations: f.annotations,
             });
         }
         out.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
