@@ -220,3 +220,25 @@ fn open_mode_is_read_only() {
     assert!(body.contains("no accounts"), "{body}");
     assert_eq!(w.req(reqwest::Method::GET, "/v2/team/app/manifests/v1").send().unwrap().status(), 200);
 }
+
+#[test]
+fn long_lists_are_paged() {
+    let w = start();
+    for i in 0..101 {
+        push(&w, &format!("alpha/r{i:03}"), &["v1"], 1, serde_json::json!({}));
+    }
+    for i in 0..51 {
+        push(&w, "alpha/many", &[&format!("t{i}")], 100 + i, serde_json::json!({}));
+    }
+    let admin = Visitor::sign_in(&w, "admin", "adminpw");
+    let (_, first) = admin.get("/ui/projects/alpha");
+    assert!(first.contains("alpha/r000") && !first.contains("alpha/r099"), "first page holds 100 repositories");
+    assert!(first.contains("?after=alpha%2Fr098"), "no link to the next page:\n{first}");
+    let (_, second) = admin.get("/ui/projects/alpha?after=alpha%2Fr098");
+    assert!(second.contains("alpha/r099") && second.contains("alpha/r100") && !second.contains("alpha/r000"));
+    assert!(!second.contains("Next page"));
+    let (_, arts) = admin.get("/ui/r/alpha/many");
+    assert!(arts.contains("Page 1 of 2 (51 artifacts)") && arts.contains("?page=1"), "{arts}");
+    let (_, older) = admin.get("/ui/r/alpha/many?page=1");
+    assert_eq!(older.matches("class=\"mono muted\"").count(), 1, "the second page holds the 51st artifact");
+}

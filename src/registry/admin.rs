@@ -95,11 +95,19 @@ impl Registry {
 
     /// The repositories of project `p`.
     pub async fn project_repositories(&self, id: &Identity, p: &str) -> Result<Vec<RepositoryView>> {
+        Ok(self.project_repositories_page(id, p, None, usize::MAX).await?.0)
+    }
+
+    /// At most `n` repositories of project `p` after `after` (by name), and
+    /// whether more follow. Only the page's repositories are counted.
+    pub async fn project_repositories_page(&self, id: &Identity, p: &str, after: Option<&str>, n: usize) -> Result<(Vec<RepositoryView>, bool)> {
         if !self.may_in_project(id, p, Action::Pull) {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
+        let names = self.store.repositories_in(p).await?;
+        let mut page = names.into_iter().filter(|r| after.map_or(true, |a| r.as_str() > a)).peekable();
         let mut out = Vec::new();
-        for name in self.store.repositories_in(p).await? {
+        while let Some(name) = page.next_if(|_| out.len() < n) {
             let repo = self.store.repo(&name);
             out.push(RepositoryView {
                 tags: repo.all_tags().await?.len(),
@@ -107,16 +115,21 @@ impl Registry {
                 name: name.to_string(),
             });
         }
-        Ok(out)
+        Ok((out, page.peek().is_some()))
     }
 
     /// The artifacts of `repo`, grouped by digest.
     pub async fn artifacts(&self, id: &Identity, repo: &RepoName) -> Result<Vec<Artifact>> {
+        Ok(self.artifacts_page(id, repo, 0, usize::MAX).await?.0)
+    }
+
+    /// A page of the artifacts of `repo` (newest first) and their total.
+    pub async fn artifacts_page(&self, id: &Identity, repo: &RepoName, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
         self.require(id, repo, Action::Pull)?;
         if !self.store.repo_exists(repo).await? {
             return Err(RegistryError::NotFound(format!("repository {repo} not found")));
         }
-        Ok(self.store.repo(repo).artifacts().await?)
+        Ok(self.store.repo(repo).artifacts_page(skip, n).await?)
     }
 
     /// Delete an artifact and its tags, as `id`.

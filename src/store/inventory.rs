@@ -110,31 +110,47 @@ impl Repo<'_> {
 
     /// The artifacts, grouped by digest with all their tags, newest first.
     pub async fn artifacts(&self) -> Result<Vec<Artifact>> {
-        let mut tags_of = self.tags_by_digest().await?;
-        let mut out = Vec::new();
+        Ok(self.artifacts_page(0, usize::MAX).await?.0)
+    }
+
+    /// At most `n` artifacts after skipping `skip`, newest first, and how
+    /// many there are in all. Only the page's sizes and facts are computed
+    /// (the order needs only each manifest's push time).
+    pub async fn artifacts_page(&self, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
+        let mut all = Vec::new();
         for d in self.manifest_digests().await? {
             let pushed_at = self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0);
-            let last_pulled_at = self.last_pull(&d).await?.map(secs);
-            let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
-            let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
+            all.push((pushed_at, d));
+        }
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let total = all.len();
+        let mut tags_of = self.tags_by_digest().await?;
+        let mut out = Vec::new();
+        for (pushed_at, d) in all.into_iter().skip(skip).take(n) {
             let mut tags = tags_of.remove(&d).unwrap_or_default();
             tags.sort();
-            let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
-            let f = facts(parsed);
-            out.push(Artifact {
-                digest: d,
-                media_type,
-                tags,
-                size,
-                pushed_at,
-                last_pulled_at,
-                platforms: f.platforms,
-                subject: f.subject,
-                artifact_type: f.artifact_type,
-                annotations: f.annotations,
-            });
+            out.push(self.artifact(d, pushed_at, tags).await?);
         }
-        out.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
-        Ok(out)
+        Ok((out, total))
+    }
+
+    async fn artifact(&self, d: Digest, pushed_at: u64, tags: Vec<String>) -> Result<Artifact> {
+        let last_pulled_at = self.last_pull(&d).await?.map(secs);
+        let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
+        let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
+        let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
+        let f = facts(parsed);
+        Ok(Artifact {
+            digest: d,
+            media_type,
+            tags,
+            size,
+            pushed_at,
+            last_pulled_at,
+            platforms: f.platforms,
+            subject: f.subject,
+            artifact_type: f.artifact_type,
+            annotations: f.annotations,
+        })
     }
 }

@@ -92,11 +92,28 @@ fn grouped(all: &[Artifact]) -> Vec<(&Artifact, bool)> {
     out
 }
 
-/// `GET /ui/r/{repo}`
-pub async fn list(ctx: &Ctx<'_>, repo: &str) -> Reply {
+/// Artifacts per page.
+const PAGE: usize = 50;
+
+fn pager(repo: &RepoName, page: usize, total: usize) -> Markup {
+    let pages = total.div_ceil(PAGE).max(1);
+    html! {
+        @if pages > 1 {
+            p {
+                @if page > 0 { a href=(format!("/ui/r/{repo}?page={}", page - 1)) { "← Newer" } " " }
+                "Page " (page + 1) " of " (pages) " (" (total) " artifacts) "
+                @if page + 1 < pages { a href=(format!("/ui/r/{repo}?page={}", page + 1)) { "Older →" } }
+            }
+        }
+    }
+}
+
+/// `GET /ui/r/{repo}?page=`
+pub async fn list(ctx: &Ctx<'_>, repo: &str, page_no: Option<&str>) -> Reply {
     let repo = parse_repo(repo)?;
+    let n: usize = page_no.and_then(|p| p.parse().ok()).unwrap_or(0).min(1_000_000);
     let r = &ctx.api.registry;
-    let all = r.artifacts(&ctx.id, &repo).await?;
+    let (all, total) = r.artifacts_page(&ctx.id, &repo, n * PAGE, PAGE).await?;
     let may_delete = ctx.session.is_some() && r.subject_may(&ctx.id, &repo, Action::Delete);
     let project = repo.first();
     let body = html! {
@@ -109,6 +126,7 @@ pub async fn list(ctx: &Ctx<'_>, repo: &str) -> Reply {
                 tbody { @for (a, referrer) in grouped(&all) { (row(ctx, &repo, a, may_delete, referrer)) } }
             }
         }
+        (pager(&repo, n, total))
     };
     Ok(html(page(ctx, Nav::Projects, repo.as_str(), body)))
 }

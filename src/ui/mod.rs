@@ -81,10 +81,10 @@ async fn get(ctx: &Ctx<'_>, req: &Request<Incoming>, path: &str) -> Reply {
         "delete" => artifacts::confirm(ctx, &Query::of(req)).await,
         _ => {
             if let Some(p) = rest.strip_prefix("projects/") {
-                return projects::repositories(ctx, p.trim_end_matches('/')).await;
+                return projects::repositories(ctx, p.trim_end_matches('/'), Query::of(req).get("after")).await;
             }
             if let Some(repo) = rest.strip_prefix("r/") {
-                return artifacts::list(ctx, repo.trim_end_matches('/')).await;
+                return artifacts::list(ctx, repo.trim_end_matches('/'), Query::of(req).get("page")).await;
             }
             Err(ApiError::new(ErrorCode::NoEndpoint).explain(format!("no dashboard page at {path}")))
         }

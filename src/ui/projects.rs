@@ -60,10 +60,14 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
     Ok(html(page(ctx, Nav::Projects, "Projects", body)))
 }
 
-/// `GET /ui/projects/{p}`: its repositories (and, for admins, its settings).
-pub async fn repositories(ctx: &Ctx<'_>, name: &str) -> Reply {
+/// Repositories per page.
+const PAGE: usize = 100;
+
+/// `GET /ui/projects/{p}?after=`: a page of its repositories (and, for
+/// admins, its settings).
+pub async fn repositories(ctx: &Ctx<'_>, name: &str, after: Option<&str>) -> Reply {
     let r = &ctx.api.registry;
-    let repos = r.project_repositories(&ctx.id, name).await?;
+    let (repos, more) = r.project_repositories_page(&ctx.id, name, after, PAGE).await?;
     let project = r.project_view(&ctx.id, name).await.ok();
     let body = html! {
         p.muted { a href="/ui/" { "Projects" } " / " (name) }
@@ -90,6 +94,12 @@ pub async fn repositories(ctx: &Ctx<'_>, name: &str) -> Reply {
                         }
                     }
                 }
+            }
+        }
+        p {
+            @if after.is_some() { a href=(format!("/ui/projects/{}", enc(name))) { "← First page" } " " }
+            @if let (true, Some(last)) = (more, repos.last()) {
+                a href=(format!("/ui/projects/{}?after={}", enc(name), enc(&last.name))) { "Next page →" }
             }
         }
     };
