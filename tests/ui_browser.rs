@@ -57,6 +57,7 @@ fn delete_an_artifact_through_the_dialog() {
     let row = format!("#a-{}", img.digest.trim_start_matches("sha256:"));
     let text = b.text(&row);
     assert!(text.contains("v1") && text.contains("stable"), "the artifact row shows both tags: {text}");
+    b.resize(1180, 760);
     b.screenshot("artifacts");
 
     b.click(&format!("{row} a[data-dialog]"));

@@ -53,7 +53,7 @@ fn row(ctx: &Ctx, repo: &RepoName, a: &Artifact, may_delete: bool, referrer: boo
                             (csrf_field(ctx))
                             input type="hidden" name="repo" value=(repo);
                             input type="hidden" name="tag" value=(t);
-                            button.danger type="submit" title=(format!("delete tag {t}")) { "×" }
+                            button.danger.x type="submit" title=(format!("delete tag {t}")) aria-label=(format!("delete tag {t}")) { "×" }
                         }
                     }
                 }

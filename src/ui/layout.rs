@@ -83,8 +83,9 @@ pub fn time(secs: Option<u64>) -> String {
     }
 }
 
-/// Usage against an optional limit: a bar with the numbers.
-pub fn usage(used: u64, limit: Option<u64>) -> Markup {
+/// Usage against an optional limit: a bar with the numbers (`unlimited`
+/// names the missing limit).
+pub fn usage(used: u64, limit: Option<u64>, unlimited: &str) -> Markup {
     match limit {
         Some(max) => {
             let pct = used.saturating_mul(100).checked_div(max).unwrap_or(100);
@@ -93,7 +94,7 @@ pub fn usage(used: u64, limit: Option<u64>) -> Markup {
                 " " (size(used)) " of " (size(max)) " (" (pct) "%)"
             }
         }
-        None => html! { (size(used)) span.muted { " (no quota)" } },
+        None => html! { (size(used)) span.muted { " (" (unlimited) ")" } },
     }
 }
 

@@ -37,7 +37,7 @@ fn remote(ctx: &Ctx, r: &RemoteView) -> Markup {
         h2 { (r.name) @if r.default { " " span.badge { "default" } } }
         div.card {
             div { "URL " code { (r.url) } " · credentials: " (r.credentials.join(", ")) }
-            div { "Cache usage: " (usage(r.usage, r.max_size)) }
+            div { "Cache usage: " (usage(r.usage, r.max_size, "no max_size")) }
             div {
                 "Manifest hit ratio " (ratio(r.manifest_hits, r.manifest_misses))
                 " · blob hit ratio " (ratio(r.blob_hits, r.blob_misses))
@@ -70,7 +70,7 @@ pub async fn cache(ctx: &Ctx<'_>) -> Reply {
     let v = ctx.api.registry.cache_view(&ctx.id).await?;
     let body = html! {
         h1 { "Pull-through cache" }
-        div.card { "All remotes: " (usage(v.usage, v.max_size)) }
+        div.card { "All remotes: " (usage(v.usage, v.max_size, "no [cache] max_size")) }
         div.card {
             form method="post" action="/ui/cache/prefetch" {
                 (csrf_field(ctx))

@@ -45,7 +45,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
                             td { a href=(format!("/ui/projects/{}", enc(&p.name))) { (p.name) } }
                             td { @if p.public { span.badge.public { "public" } } @else { span.badge.private { "private" } } }
                             td { (p.repositories) }
-                            td { (usage(p.usage, p.quota)) }
+                            td { (usage(p.usage, p.quota, "no quota")) }
                             td.wide { (p.max_image_size.map(size).unwrap_or_else(|| "—".into())) }
                         }
                     }
@@ -74,7 +74,7 @@ pub async fn repositories(ctx: &Ctx<'_>, name: &str, after: Option<&str>) -> Rep
         h1 { "Project " (name) }
         @if let Some(p) = &project {
             div.card {
-                "Usage: " (usage(p.usage, p.quota))
+                "Usage: " (usage(p.usage, p.quota, "no quota"))
                 @if let Some(m) = p.max_image_size { " · max image size " (size(m)) }
             }
             @if ctx.admin() && r.auth.enabled() {

@@ -139,6 +139,11 @@ impl Browser {
         self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] })))
     }
 
+    /// Resize the window (smaller screenshots).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height })));
+    }
+
     /// Save a PNG of the viewport as `<out_dir>/<name>.png`; returns its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.call(reqwest::Method::GET, "/screenshot", None);
