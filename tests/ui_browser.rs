@@ -123,7 +123,7 @@ fn pin_a_cached_image() {
         eprintln!("SKIPPED: pinning needs skopeo and docker-registry for the upstream");
         return;
     }
-    let up = support::upstream::Upstream::anonymous();
+    let mut up = support::upstream::Upstream::anonymous();
     up.push_small("lib/img", "v1", 1);
     let w = start(&up.remote_toml("up", ""));
     assert_eq!(status(&w, "/v2/up/lib/img/manifests/v1"), 200);
@@ -139,4 +139,11 @@ fn pin_a_cached_image() {
     let v: serde_json::Value = w.req(reqwest::Method::GET, "/api/v1/cache").send().unwrap().json().unwrap();
     let images = v["remotes"][0]["images"].as_array().unwrap();
     assert!(images.iter().any(|i| i["repository"] == "up/lib/img" && i["pinned"] == true), "{v}");
+
+    // With the remote down, the page shows the last upstream error.
+    up.stop();
+    assert_ne!(status(&w, "/v2/up/lib/img/manifests/v2"), 200);
+    b.goto(&format!("{}/ui/cache", w.url()));
+    let text = b.text("main");
+    assert!(text.contains("Last upstream error"), "{text}");
 }

@@ -242,3 +242,45 @@ fn long_lists_are_paged() {
     let (_, older) = admin.get("/ui/r/alpha/many?page=1");
     assert_eq!(older.matches("class=\"mono muted\"").count(), 1, "the second page holds the 51st artifact");
 }
+
+#[test]
+fn index_platforms_and_referrers_under_their_subject() {
+    let w = start();
+    let amd = support::push_image(&w, "alpha/multi", "digest", 1);
+    let arm = support::push_image(&w, "alpha/multi", "digest", 2);
+    let platform = |arch: &str, variant: Option<&str>| {
+        let mut p = serde_json::json!({ "os": "linux", "architecture": arch });
+        if let Some(v) = variant {
+            p["variant"] = v.into();
+        }
+        p
+    };
+    let mut c1 = descriptor(MT_OCI_MANIFEST, &amd.digest, amd.bytes.len());
+    c1["platform"] = platform("amd64", None);
+    let mut c2 = descriptor(MT_OCI_MANIFEST, &arm.digest, arm.bytes.len());
+    c2["platform"] = platform("arm64", Some("v8"));
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": support::MT_OCI_INDEX, "manifests": [c1, c2]
+    }))
+    .unwrap();
+    assert_eq!(put_manifest(&w, "alpha/multi", "1.0", support::MT_OCI_INDEX, &index).status(), 201);
+    let index_digest = sha256(&index);
+    // A signature whose subject is the index.
+    let cfg = push_blob(&w, "alpha/multi", b"{}");
+    let sig = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor("application/vnd.example.signature.config+json", &cfg, 2),
+        vec![],
+        serde_json::json!({ "subject": descriptor(support::MT_OCI_INDEX, &index_digest, index.len()), "artifactType": "application/vnd.example.signature" }),
+    );
+    let sig_digest = sha256(&sig);
+    assert_eq!(put_manifest(&w, "alpha/multi", &sig_digest, MT_OCI_MANIFEST, &sig).status(), 201);
+
+    let admin = Visitor::sign_in(&w, "admin", "adminpw");
+    let (_, html) = admin.get("/ui/r/alpha/multi");
+    assert!(html.contains("linux/amd64") && html.contains("linux/arm64/v8"), "index platforms missing:\n{html}");
+    assert!(html.contains("application/vnd.example.signature"), "artifact type missing");
+    let subject_row = html.find(&format!("id=\"a-{}\"", index_digest.trim_start_matches("sha256:"))).expect("index row");
+    let referrer_row = html.find(&format!("class=\"referrer\" id=\"a-{}\"", sig_digest.trim_start_matches("sha256:"))).expect("referrer row");
+    assert!(referrer_row > subject_row, "the signature is listed under its subject");
+}

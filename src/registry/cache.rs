@@ -47,6 +47,7 @@ impl Registry {
                 upstream_requests: u.requests.load(Relaxed),
                 upstream_errors: u.errors.load(Relaxed),
                 upstream_bytes: u.bytes.load(Relaxed),
+                last_error: u.last_error(),
                 images: self.cached_images(&r.name).await?,
             });
         }

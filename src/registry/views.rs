@@ -172,6 +172,8 @@ pub struct RemoteView {
     pub upstream_errors: u64,
     /// Bytes fetched from the remote.
     pub upstream_bytes: u64,
+    /// The last failed upstream request: unix seconds and cause.
+    pub last_error: Option<(u64, String)>,
     pub images: Vec<CachedImage>,
 }
 

@@ -44,6 +44,7 @@ fn remote(ctx: &Ctx, r: &RemoteView) -> Markup {
                 " · stale serves " (r.stale_served)
             }
             div { "Upstream: " (r.upstream_requests) " requests, " (r.upstream_errors) " errors, " (size(r.upstream_bytes)) " fetched" }
+            @if let Some((at, cause)) = &r.last_error { div.muted { "Last upstream error " (time(Some(*at))) ": " (cause) } }
         }
         @if r.images.is_empty() { p.muted { "Nothing cached from " (r.name) " yet." } }
         @else {
