@@ -112,6 +112,11 @@ fn create_a_robot_and_log_in_with_its_token() {
     // The registry API with Basic credentials, always.
     let r = support::http().get(format!("{}/v2/team/app/tags/list", w.url())).basic_auth("robot$ci-ui", Some(&token)).send().unwrap();
     assert_eq!(r.status(), 200, "the new robot's token does not work");
+    let robots: serde_json::Value = w.req(reqwest::Method::GET, "/api/v1/robots").send().unwrap().json().unwrap();
+    let ci = robots.as_array().unwrap().iter().find(|r| r["name"] == "ci-ui").unwrap();
+    assert!(ci["last_used_at"].as_u64().is_some(), "last use not recorded: {ci}");
+    b.goto(&format!("{}/ui/robots", w.url()));
+    b.screenshot("robots");
 }
 
 #[test]

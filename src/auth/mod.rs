@@ -164,6 +164,8 @@ pub struct Authorizer {
     guard: guard::Guard,
     /// Dashboard sessions (stateless signed cookies).
     sessions: session::Sessions,
+    /// Robot name → when this process last authenticated it (unix seconds).
+    last_used: moka::sync::Cache<String, u64>,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -210,6 +212,7 @@ impl Authorizer {
                 .build(),
             guard: guard::Guard::new(limits),
             sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
+            last_used: moka::sync::Cache::new(100_000),
         })
     }
 
@@ -274,6 +277,9 @@ impl Authorizer {
         }
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
             let active = read_lock(&self.robots).iter().any(|r| r.name == name && r.active());
+            if active {
+                self.last_used.insert(name.to_string(), unix_now());
+            }
             return active.then(|| Subject::Robot(name.to_string()));
         }
         self.cfg.admins.iter().any(|a| a.username == sub).then(|| Subject::Admin(sub.to_string()))
@@ -314,6 +320,9 @@ impl Authorizer {
         if !ok || subject == Subject::Anonymous {
             self.guard.record_failure(&key, user, addr);
             return Err(AuthError::BadCredentials);
+        }
+        if let Subject::Robot(name) = &subject {
+            self.last_used.insert(name.clone(), unix_now());
         }
         self.verified.insert(key, subject.clone());
         Ok(subject)
@@ -409,6 +418,11 @@ impl Authorizer {
     pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), token::TokenError> {
         let ttl = self.cfg.token_ttl;
         self.keys.issue(&subject.username(), access, ttl).map(|t| (t, ttl))
+    }
+
+    /// When this process last authenticated robot `name` (unix seconds).
+    pub fn robot_last_used(&self, name: &str) -> Option<u64> {
+        self.last_used.get(name)
     }
 
     /// Robots, newest last.

@@ -187,7 +187,8 @@ impl Registry {
 
     pub fn robots(&self, id: &Identity) -> Result<Vec<RobotView>> {
         self.require_admin(id)?;
-        Ok(self.auth.robots().iter().map(RobotView::from).collect())
+        let view = |r: &crate::auth::robots::Robot| RobotView { last_used_at: self.auth.robot_last_used(&r.name), ..RobotView::from(r) };
+        Ok(self.auth.robots().iter().map(view).collect())
     }
 
     /// Create a robot (admins); the answer carries its token, once.

@@ -60,6 +60,10 @@ pub struct RobotView {
     pub revoked: bool,
     pub active: bool,
     pub from_config: bool,
+    /// When this wharf process last authenticated it (unix seconds; not
+    /// shared between replicas, not kept across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
     /// Only in the answer to creating it: shown once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -76,6 +80,7 @@ impl From<&crate::auth::robots::Robot> for RobotView {
             revoked: r.revoked,
             active: r.active(),
             from_config: r.from_config,
+            last_used_at: None,
             token: None,
         }
     }

@@ -25,7 +25,7 @@ fn state(r: &RobotView) -> &'static str {
 fn table(ctx: &Ctx, robots: &[RobotView]) -> Markup {
     html! {
         table {
-            thead { tr { th { "Robot" } th { "Permissions" } th { "State" } th.wide { "Created" } th { "Expires" } th {} } }
+            thead { tr { th { "Robot" } th { "Permissions" } th { "State" } th.wide { "Created" } th { "Expires" } th { "Last used" } th {} } }
             tbody {
                 @for r in robots {
                     tr {
@@ -34,6 +34,7 @@ fn table(ctx: &Ctx, robots: &[RobotView]) -> Markup {
                         td { (state(r)) }
                         td.wide { (time(Some(r.created_at))) }
                         td { (time(r.expires_at)) }
+                        td { (time(r.last_used_at)) }
                         td {
                             @if !r.from_config && !r.revoked {
                                 form.inline method="post" action="/ui/robots/revoke" {
