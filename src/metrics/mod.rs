@@ -506,6 +506,8 @@ mod tests {
         assert_eq!(route_family("/v2/a/tags/list"), "tags");
         assert_eq!(route_family("/metrics"), "ops");
         assert_eq!(route_family("/favicon.ico"), "other");
+        assert_eq!(route_family("/ui/r/team/app"), "ui");
+        assert_eq!(route_family("/uix"), "other");
     }
 
     #[test]

@@ -7,7 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use super::{Repo, Result};
+
+/// Small reads in flight at once when listing a repository's artifacts.
+const READ_AHEAD: usize = 16;
 use crate::oci::manifest::Manifest;
 use crate::oci::Digest;
 
@@ -99,9 +104,18 @@ impl Repo<'_> {
     /// Which tags point at which manifest.
     pub async fn tags_by_digest(&self) -> Result<HashMap<Digest, Vec<String>>> {
         let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
-        for t in self.all_tags().await? {
-            let Ok(tag) = t.parse() else { continue };
-            if let Some(d) = self.tag(&tag).await? {
+        let targets = futures_util::stream::iter(self.all_tags().await?)
+            .map(|t| async move {
+                let target = match t.parse() {
+                    Ok(tag) => self.tag(&tag).await?,
+                    Err(_) => None,
+                };
+                Ok::<_, super::StoreError>((t, target))
+            })
+            .buffered(READ_AHEAD);
+        let all: Vec<(String, Option<Digest>)> = targets.try_collect().await?;
+        for (t, d) in all {
+            if let Some(d) = d {
                 out.entry(d).or_default().push(t);
             }
         }
@@ -117,11 +131,11 @@ impl Repo<'_> {
     /// many there are in all. Only the page's sizes and facts are computed
     /// (the order needs only each manifest's push time).
     pub async fn artifacts_page(&self, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
-        let mut all = Vec::new();
-        for d in self.manifest_digests().await? {
-            let pushed_at = self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0);
-            all.push((pushed_at, d));
-        }
+        // Small reads on the blocking pool: a few at a time, not one by one.
+        let times = futures_util::stream::iter(self.manifest_digests().await?)
+            .map(|d| async move { Ok::<_, super::StoreError>((self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0), d)) })
+            .buffered(READ_AHEAD);
+        let mut all: Vec<(u64, Digest)> = times.try_collect().await?;
         all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let total = all.len();
         let mut tags_of = self.tags_by_digest().await?;
