@@ -2,7 +2,8 @@
 //! `Range`, and content-addressed deduplication on disk.
 mod support;
 
-use std::path::Path;
+use support::disk::*;
+
 
 use support::*;
 
@@ -12,21 +13,6 @@ fn blob_url(w: &Wharf, repo: &str, d: &str) -> String {
 
 fn get_range(w: &Wharf, repo: &str, d: &str, range: &str) -> reqwest::blocking::Response {
     http().get(blob_url(w, repo, d)).header("range", range).send().unwrap()
-}
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

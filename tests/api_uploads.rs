@@ -5,6 +5,8 @@
 //! concurrent pushes of one blob and one tag.
 mod support;
 
+use support::disk::*;
+
 use reqwest::blocking::Response;
 use support::*;
 
@@ -36,11 +38,6 @@ fn status(loc: &str) -> Response {
 
 fn blob(w: &Wharf, repo: &str, d: &str) -> Response {
     http().get(format!("{}/v2/{repo}/blobs/{d}", w.url())).send().unwrap()
-}
-
-fn blob_file(w: &Wharf, d: &str) -> std::path::PathBuf {
-    let (alg, hex) = d.split_once(':').unwrap();
-    w.data_dir.join("blobs").join(alg).join(&hex[..2]).join(hex)
 }
 
 /// Push `bytes` in chunks of `chunk` with Content-Range; returns the
@@ -109,7 +106,7 @@ fn monolithic_post() {
         .unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
     assert_oci_error(blob(&w, "mono", &wrong), 404, "BLOB_UNKNOWN");
-    assert!(!blob_file(&w, &wrong).exists());
+    assert!(!blob_file(&w.data_dir, &wrong).exists());
     // No upload session is left behind.
     let left: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).map(|rd| rd.flatten().collect()).unwrap_or_default();
     assert!(left.is_empty(), "leftover upload sessions: {left:?}");
@@ -352,8 +349,8 @@ fn put_digest_mismatch_stores_nothing() {
     assert_oci_error(r, 400, "DIGEST_INVALID");
     assert_oci_error(blob(&w, "mm", &wrong), 404, "BLOB_UNKNOWN");
     assert_oci_error(blob(&w, "mm", &sha256(&bytes)), 404, "BLOB_UNKNOWN");
-    assert!(!blob_file(&w, &wrong).exists());
-    assert!(!blob_file(&w, &sha256(&bytes)).exists());
+    assert!(!blob_file(&w.data_dir, &wrong).exists());
+    assert!(!blob_file(&w.data_dir, &sha256(&bytes)).exists());
     // Missing digest parameter.
     let loc = start_session(&w, "mm");
     let r = http().put(&loc).body(bytes.clone()).send().unwrap();
@@ -393,7 +390,7 @@ fn upload_resumes_after_restart() {
     let r = blob(&w, "resume/app", &d);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), bytes.as_slice());
-    assert_eq!(sha256(&std::fs::read(blob_file(&w, &d)).unwrap()), d);
+    assert_eq!(sha256(&std::fs::read(blob_file(&w.data_dir, &d)).unwrap()), d);
 }
 
 #[test]
@@ -408,7 +405,7 @@ fn resume_after_kill_then_wrong_digest_is_refused() {
     // still detected.
     let r = http().put(with_digest(&loc, &sha256(b"nope"))).send().unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
-    assert!(!blob_file(&w, &sha256(&bytes)).exists());
+    assert!(!blob_file(&w.data_dir, &sha256(&bytes)).exists());
 }
 
 #[test]
@@ -485,7 +482,7 @@ fn concurrent_pushes_of_one_blob_and_one_tag() {
     let r = blob(&w, "conc", &bd);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), blob_bytes.as_slice());
-    assert_eq!(std::fs::read(blob_file(&w, &bd)).unwrap(), blob_bytes);
+    assert_eq!(std::fs::read(blob_file(&w.data_dir, &bd)).unwrap(), blob_bytes);
     // The tag points at one of the eight manifests, whose bytes match.
     let r = http().get(format!("{url}/v2/conc/manifests/latest")).send().unwrap();
     assert_eq!(r.status(), 200);
@@ -563,7 +560,7 @@ fn chunked_upload_with_sha512_digest() {
     let r = blob(&w, "s512", &d);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), bytes.as_slice());
-    assert!(blob_file(&w, &d).is_file());
+    assert!(blob_file(&w.data_dir, &d).is_file());
 }
 
 #[test]

@@ -68,6 +68,9 @@ fn outcome(status: u16) -> Want {
     }
 }
 
+/// One cell row of the matrix: (operation, its request, [anon, puller, pusher, admin]).
+type Cell<'a> = (&'a str, Box<dyn Fn(Who) -> u16 + 'a>, [Want; 4]);
+
 #[test]
 fn permission_matrix() {
     let w = Wharf::start_with(Options { config: Some(auth_config()), ..Default::default() });
@@ -80,7 +83,7 @@ fn permission_matrix() {
     use Who::*;
     // (operation, [anon, puller, pusher, admin])
     let pull = |repo: &str| format!("{base}/v2/{repo}/manifests/v1");
-    let cells: Vec<(&str, Box<dyn Fn(Who) -> u16>, [Want; 4])> = vec![
+    let cells: Vec<Cell> = vec![
         ("pull a", Box::new(|who| with(who, c.get(pull("a/app"))).send().unwrap().status().as_u16()), [Unauth, Ok, Ok, Ok]),
         ("pull b", Box::new(|who| with(who, c.get(pull("b/app"))).send().unwrap().status().as_u16()), [Unauth, Denied, Denied, Ok]),
         ("pull public p", Box::new(|who| with(who, c.get(pull("p/app"))).send().unwrap().status().as_u16()), [Ok, Ok, Ok, Ok]),

@@ -10,131 +10,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::process::Command;
 
+use support::ctr::*;
 use support::image::*;
 use support::*;
-
-/// The snapshotter used to unpack: plain directories, works on any
-/// filesystem and needs no mounts.
-const SNAPSHOTTER: &str = "native";
-
-fn socket() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Ok(a) = std::env::var("CONTAINERD_ADDRESS") {
-        candidates.push(a.trim_start_matches("unix://").into());
-    }
-    candidates.push("/run/containerd/containerd.sock".into());
-    candidates.push("/var/run/docker/containerd/containerd.sock".into());
-    candidates.into_iter().find(|p| std::fs::metadata(p).is_ok())
-}
-
-/// A ctr namespace of this test's own, removed (with its images, content and
-/// snapshots) on drop.
-struct Ctr {
-    address: PathBuf,
-    ns: String,
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-impl Ctr {
-    /// `None` (after a loud SKIPPED line) when ctr or containerd is missing.
-    fn connect() -> Option<Ctr> {
-        if !have("ctr") {
-            eprintln!("SKIPPED: no containerd (ctr is not installed)");
-            return None;
-        }
-        let Some(address) = socket() else {
-            eprintln!("SKIPPED: no containerd (no containerd.sock found)");
-            return None;
-        };
-        let ns = format!("wharf-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
-        let c = Ctr { address, ns };
-        let out = c.cmd(&["version"]).output().expect("run ctr");
-        if !out.status.success() {
-            eprintln!(
-                "SKIPPED: no containerd (ctr version failed at {}: {})",
-                c.address.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(c)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.address).arg("--namespace").arg(&self.ns).args(args);
-        c.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
-        c
-    }
-
-    fn try_run(&self, args: &[&str]) -> Output {
-        let start = Instant::now();
-        let out = self.cmd(args).output().expect("run ctr");
-        eprintln!("ctr -n {} {} -> {} ({:.1?})", self.ns, args.join(" "), out.status, start.elapsed());
-        out
-    }
-
-    /// Run ctr; panic with its output on failure; return stdout.
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.try_run(args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The first column of `ls -q`-style output.
-    fn list(&self, args: &[&str]) -> Vec<String> {
-        self.run(args).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        let q = |args: &[&str]| -> Vec<String> {
-            self.cmd(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
-                .unwrap_or_default()
-        };
-        for i in q(&["images", "ls", "-q"]) {
-            let _ = self.cmd(&["images", "rm", "--sync", &i]).output();
-        }
-        // Snapshots go top-down: remove until nothing is left (parents first
-        // fail while children exist).
-        for _ in 0..10 {
-            let snaps = q(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
-            let keys: Vec<&str> = snaps.iter().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-            if keys.is_empty() {
-                break;
-            }
-            for k in keys {
-                let _ = self.cmd(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", k]).output();
-            }
-        }
-        for d in q(&["content", "ls", "-q"]) {
-            let _ = self.cmd(&["content", "rm", &d]).output();
-        }
-        for l in q(&["leases", "ls", "-q"]) {
-            let _ = self.cmd(&["leases", "rm", &l]).output();
-        }
-        let out = Command::new("ctr").arg("--address").arg(&self.address).args(["namespaces", "rm", &self.ns]).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("warning: could not remove ctr namespace {}: {}", self.ns, String::from_utf8_lossy(&o.stderr)),
-            Err(e) => eprintln!("warning: could not remove ctr namespace {}: {e}", self.ns),
-        }
-    }
-}
 
 fn skopeo_push(layout: &OciLayout, tag: &str, dest: &str) {
     let out = Command::new("skopeo")
@@ -146,19 +26,9 @@ fn skopeo_push(layout: &OciLayout, tag: &str, dest: &str) {
     assert!(out.status.success(), "skopeo copy to {dest}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Write `<dir>/<host>/hosts.toml` naming wharf (plain HTTP) as the server.
+/// `<dir>/<host>/hosts.toml` naming wharf (plain HTTP) as the server.
 fn hosts_dir(dir: &Path, w: &Wharf) -> PathBuf {
-    let d = dir.join(w.host());
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("hosts.toml"),
-        format!(
-            "server = \"{url}\"\n\n[host.\"{url}\"]\n  capabilities = [\"pull\", \"resolve\", \"push\"]\n",
-            url = w.url()
-        ),
-    )
-    .unwrap();
-    dir.to_path_buf()
+    write_hosts_toml(dir, &w.host(), &w.url(), &w.url(), &["pull", "resolve", "push"], None)
 }
 
 /// `ctr images ls` line for `reference`: (media type, digest).
@@ -174,11 +44,7 @@ fn image_row(ctr: &Ctr, reference: &str) -> (String, String) {
 
 #[test]
 fn ctr_pull_plain_http_and_unpack() {
-    let Some(ctr) = Ctr::connect() else { return };
-    if !have("skopeo") {
-        eprintln!("SKIPPED: skopeo is not installed (tests/run.sh installs it)");
-        return;
-    }
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = OciLayout::create(&tmp.path().join("src"));
     let img = src.image(
@@ -222,8 +88,8 @@ fn ctr_pull_plain_http_and_unpack() {
     let mut verified = false;
     let mut last = String::new();
     for _attempt in 0..4 {
-        let _ = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
-        let out = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "view", "--mounts", &view, &chain]);
+        let _ = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
+        let out = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "view", "--mounts", &view, &chain]);
         let mounts = String::from_utf8_lossy(&out.stdout).into_owned();
         last = format!("{}{}", mounts, String::from_utf8_lossy(&out.stderr));
         // JSON like [{"type":"bind","source":"/var/lib/.../snapshots/7",...}]
@@ -252,16 +118,12 @@ fn ctr_pull_plain_http_and_unpack() {
         }
     }
     assert!(verified, "could not read the unpacked snapshot back; last view output: {last}");
-    let _ = ctr.try_run(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
+    let _ = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
 }
 
 #[test]
 fn ctr_pull_multi_arch_with_hosts_toml() {
-    let Some(ctr) = Ctr::connect() else { return };
-    if !have("skopeo") {
-        eprintln!("SKIPPED: skopeo is not installed (tests/run.sh installs it)");
-        return;
-    }
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let src = OciLayout::create(&tmp.path().join("src"));
     let idx = src.multi_arch("multi", &ImageSpec::oci(22, vec![LayerSpec::gzip(30 << 10), LayerSpec::tar(40 << 10)]));

@@ -5,6 +5,8 @@
 //! `list-tags` and `delete`.
 mod support;
 
+use support::disk::*;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -334,31 +336,3 @@ fn field(line: &str, key: &str, value: &str) -> bool {
         || line.contains(&format!("\"{key}\":{value}"))
 }
 
-/// The log without terminal colour codes.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Every file under `<data>/blobs/sha256/*/`.
-fn blob_files(data: &Path) -> Vec<std::path::PathBuf> {
-    let mut v = Vec::new();
-    for sub in std::fs::read_dir(data.join("blobs/sha256")).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-            v.push(f.path());
-        }
-    }
-    v
-}

@@ -12,8 +12,10 @@
 //! Sizes can be changed with `WHARF_TEST_BIG_BYTES` (default 1 GiB).
 mod support;
 
+use support::disk::*;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,19 +123,6 @@ fn blob_status(w: &Wharf, repo: &str, digest: &str) -> (u16, Option<u64>) {
     (r.status().as_u16(), len)
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Every file under `<data>/blobs/sha256/*/*` hashes to its own name;
 /// returns how many there are.
 fn assert_store_consistent(data: &Path) -> usize {
@@ -149,11 +138,6 @@ fn assert_store_consistent(data: &Path) -> usize {
         assert_eq!(fast_sha256_file(f), format!("sha256:{name}"), "blob file {} does not match its name", f.display());
     }
     files.len()
-}
-
-fn blob_path(data: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    data.join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 /// Wait until `cond` holds (polling a file size; not a timing assertion).
@@ -214,7 +198,7 @@ fn kill_9_mid_push_then_retry() {
     assert_eq!(blob_status(&w, "other/repo", &digest).0, 404);
     let r = http().get(format!("{}/v2/team/big/blobs/{digest}", w.url())).send().unwrap();
     assert_eq!(r.status(), 404);
-    assert!(!blob_path(&w.data_dir, &digest).exists(), "half-written blob in the blob store");
+    assert!(!blob_file(&w.data_dir, &digest).exists(), "half-written blob in the blob store");
     let tmp_files = files_under(&w.data_dir.join("tmp"));
     assert!(tmp_files.is_empty(), "temp files survived the restart: {tmp_files:?}");
     assert_eq!(blob_status(&w, "team/big", &small), (200, Some(3 * MIB)));
@@ -300,7 +284,7 @@ fn kill_9_at_arbitrary_moments_store_stays_consistent() {
                 let len = (2 + s % 5) * MIB + s;
                 let bytes = data(s, len as usize);
                 let d = sha256(&bytes);
-                let ok = if s % 2 == 0 {
+                let ok = if s.is_multiple_of(2) {
                     c.post(format!("{base}/v2/team/crash/blobs/uploads/?digest={d}"))
                         .body(bytes)
                         .send()
@@ -348,16 +332,6 @@ fn kill_9_at_arbitrary_moments_store_stays_consistent() {
         eprintln!("round {round}: {} acknowledged, {n} blob files, all consistent", acknowledged.len());
     }
     assert!(!acknowledged.is_empty(), "no push ever completed");
-}
-
-/// wharf's `VmHWM` (peak resident set) in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM in /proc/<pid>/status")
 }
 
 #[test]

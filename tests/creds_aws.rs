@@ -8,88 +8,16 @@
 //! The test side talks to moto with boto3 (installed with moto).
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::fake_upstream::{parse_basic, FakeUpstream};
 use support::image::{ImageSpec, LayerSpec};
-use support::upstream::{htpasswd_line, skopeo, Upstream};
+use support::upstream::{htpasswd_line, skopeo_pull, Upstream};
+use support::moto::*;
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
-const REGION: &str = "us-east-1";
-
-/// A moto server; killed on drop.
-struct Moto {
-    child: Child,
-    url: String,
-    _log: tempfile::NamedTempFile,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = support::free_port();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = if support::have("moto_server") {
-            Command::new("moto_server")
-        } else {
-            let mut c = Command::new("python3");
-            c.args(["-m", "moto.server"]);
-            c
-        };
-        let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .expect("moto_server not found: pip install 'moto[server]' (tests/run.sh does)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let m = Moto { child, url: format!("http://{addr}"), _log: log };
-        assert!(
-            support::wait_for_port(addr, Duration::from_secs(30)),
-            "moto did not listen: {}",
-            std::fs::read_to_string(m._log.path()).unwrap_or_default()
-        );
-        m
-    }
-
-    /// Run Python with boto3 clients `sm` and `ecr` bound to this server.
-    fn py(&self, code: &str) -> String {
-        let prelude = format!(
-            "import boto3, json, base64\n\
-             kw = dict(region_name='{REGION}', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test')\n\
-             sm = boto3.client('secretsmanager', **kw)\n\
-             ecr = boto3.client('ecr', **kw)\n",
-            self.url
-        );
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(format!("{prelude}{code}"))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn put_secret(&self, name: &str, value: &str, create: bool) {
-        let v = serde_json::to_string(value).unwrap();
-        if create {
-            self.py(&format!("sm.create_secret(Name='{name}', SecretString={v})"));
-        } else {
-            self.py(&format!("sm.put_secret_value(SecretId='{name}', SecretString={v})"));
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The AWS environment for wharf: static test keys (the standard chain's
 /// env provider), no instance metadata, no profile files.
@@ -144,17 +72,7 @@ fn secretsmanager_pull_refresh_failure_and_rotation() {
 
     // A real client pulls through wharf.
     let tmp = tempfile::tempdir().unwrap();
-    let out = skopeo(
-        w.tmp.path(),
-        &[
-            "copy".into(),
-            "--src-tls-verify=false".into(),
-            "--src-no-creds".into(),
-            format!("docker://{}/corp/{repo}:v1", w.host()),
-            format!("oci:{}:v1", tmp.path().join("v1").display()),
-        ],
-    );
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.logs());
+    skopeo_pull(&w, &format!("corp/{repo}:v1"), &tmp.path().join("v1"), "v1");
     for d in v1.blob_digests() {
         assert_eq!(up.blob_gets(repo, &d), 1);
     }

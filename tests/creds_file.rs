@@ -268,3 +268,79 @@ fn rejected_then_rotated_file() {
         assert!(!w.logs().contains(s));
     }
 }
+
+/// OAuth2 refresh tokens (Docker's `identitytoken`): exchanged at the realm
+/// by a form POST (`grant_type=refresh_token`, the token in the body, never
+/// in a URL), access tokens cached until they expire, refreshed on a 401.
+#[test]
+fn refresh_token_is_exchanged_cached_and_refreshed_on_401() {
+    let up = FakeUpstream::start();
+    let refresh = "rt-0f3c-refresh-secret";
+    up.require_oauth_refresh(refresh);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("oauth.json");
+    write_secret(&path, &format!(r#"{{"username":"robot","refresh_token":"{refresh}"}}"#), 0o600);
+    let w = Wharf::start_with(Options {
+        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        ..Default::default()
+    });
+    assert_pulls(&w, &up, "team/app", 11);
+
+    let grants = up.token_requests();
+    assert!(!grants.is_empty() && grants.iter().all(|g| g.granted), "{grants:#?}");
+    for g in &grants {
+        assert_eq!(g.method, "POST", "{g:?}");
+        assert_eq!(g.grant_type.as_deref(), Some("refresh_token"));
+        assert_eq!(g.client_id.as_deref(), Some("wharf"));
+        assert_eq!(g.scopes, vec!["repository:team/app:pull".to_string()], "{g:?}");
+    }
+    assert!(up.requests().iter().all(|r| !r.target.contains(refresh)), "the refresh token went into a URL");
+
+    // Cached: another upstream request (a tag wharf has not seen) asks
+    // the token service nothing.
+    let issued = up.tokens_issued();
+    up.add_image("team/app", "v2", 14);
+    assert_eq!(get_manifest(&w, "team/app", "v2").status(), 200);
+    assert_eq!(up.tokens_issued(), issued, "a cached access token was not reused");
+
+    // The registry forgets its tokens: wharf refreshes on the 401.
+    up.revoke_tokens();
+    up.add_image("team/app", "v3", 15);
+    let r = get_manifest(&w, "team/app", "v3");
+    assert_eq!(r.status(), 200, "{}", w.logs());
+    assert!(up.tokens_issued() > issued, "no new access token after the 401");
+    assert!(!w.logs().contains(refresh), "the refresh token is in wharf's log");
+}
+
+/// A Docker config with an `identitytoken` uses it as a refresh token; a
+/// refresh token the realm refuses is 424 UNAUTHORIZED naming the secret.
+#[test]
+fn docker_identitytoken_and_a_refused_refresh_token() {
+    let up = FakeUpstream::start();
+    up.require_oauth_refresh("rt-identity-77");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("config.json");
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let doc = serde_json::json!({
+        "auths": { up.host(): { "auth": b64("<token>:"), "identitytoken": "rt-identity-77" } }
+    });
+    write_secret(&path, &doc.to_string(), 0o600);
+    let w = Wharf::start_with(Options {
+        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        ..Default::default()
+    });
+    assert_pulls(&w, &up, "lib/tool", 12);
+    drop(w);
+
+    up.require_oauth_refresh("rt-rotated-elsewhere");
+    up.revoke_tokens();
+    let w = Wharf::start_with(Options {
+        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        ..Default::default()
+    });
+    up.add_image("lib/other", "v1", 13);
+    let v = support::assert_oci_error(get_manifest(&w, "lib/other", "v1"), 424, "UNAUTHORIZED");
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains(&format!("file:{}", path.display())), "{msg}");
+    assert!(!w.logs().contains("rt-identity-77"));
+}

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
 use support::fake_upstream::FakeUpstream;
-use support::upstream::{skopeo, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -55,18 +55,7 @@ fn json_key_through_distribution_token_auth() {
     );
     let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
     let dest = tmp.path().join("pulled");
-    let out = skopeo(
-        w.tmp.path(),
-        &[
-            "copy".into(),
-            "--src-tls-verify=false".into(),
-            "--src-no-creds".into(),
-            format!("docker://{}/gcr/{repo}:v1", w.host()),
-            format!("oci:{}:v1", dest.display()),
-        ],
-    );
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.logs());
-    let layout = support::image::OciLayout::open(&dest);
+    let layout = skopeo_pull(&w, &format!("gcr/{repo}:v1"), &dest, "v1");
     assert_eq!(layout.resolve("v1").digest, img.manifest.digest);
     let reqs = up.issuer().requests();
     assert!(!reqs.is_empty());

@@ -6,74 +6,12 @@
 //! wrote (stdout and stderr).
 mod support;
 
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use base64::Engine as _;
-use support::upstream::{skopeo, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
+use support::moto::*;
 use support::{Options, Wharf};
-
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = support::free_port();
-        let mut cmd = if support::have("moto_server") {
-            Command::new("moto_server")
-        } else {
-            let mut c = Command::new("python3");
-            c.args(["-m", "moto.server"]);
-            c
-        };
-        let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server not found: pip install 'moto[server]' (tests/run.sh does)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(support::wait_for_port(addr, Duration::from_secs(30)), "moto did not listen");
-        Moto { child, url: format!("http://{addr}") }
-    }
-
-    fn create_secret(&self, name: &str, value: &str) {
-        let code = format!(
-            "import boto3\nboto3.client('secretsmanager', region_name='us-east-1', endpoint_url='{}', \
-             aws_access_key_id='test', aws_secret_access_key='test').create_secret(Name='{name}', SecretString={})",
-            self.url,
-            serde_json::to_string(value).unwrap()
-        );
-        let out = Command::new("python3").arg("-c").arg(code).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn skopeo_pull(w: &Wharf, reference: &str, dest: &std::path::Path) {
-    let out = skopeo(
-        w.tmp.path(),
-        &[
-            "copy".into(),
-            "--src-tls-verify=false".into(),
-            "--src-no-creds".into(),
-            format!("docker://{}/{reference}", w.host()),
-            format!("oci:{}:x", dest.display()),
-        ],
-    );
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.logs());
-}
 
 #[test]
 fn debug_logs_of_authenticated_pulls_hold_no_secret() {
@@ -85,7 +23,7 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
     tok.push_small("sec/app", "v1", 61);
     basic.push_small("sec/app", "v1", 62);
     let moto = Moto::start();
-    moto.create_secret("wharf/basic", &format!(r#"{{"username":"basicuser","password":"{basic_pass}"}}"#));
+    moto.put_secret("wharf/basic", &format!(r#"{{"username":"basicuser","password":"{basic_pass}"}}"#), true);
 
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("tok.json");
@@ -118,8 +56,8 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
     .collect();
     let w = Wharf::start_with(Options { config: Some(cfg), env, ..Default::default() });
 
-    skopeo_pull(&w, "tok/sec/app:v1", &tmp.path().join("a"));
-    skopeo_pull(&w, "basic/sec/app:v1", &tmp.path().join("b"));
+    skopeo_pull(&w, "tok/sec/app:v1", &tmp.path().join("a"), "x");
+    skopeo_pull(&w, "basic/sec/app:v1", &tmp.path().join("b"), "x");
     let r = support::http().get(format!("{}/v2/tok/denied/app/manifests/v1", w.url())).send().unwrap();
     assert_eq!(r.status(), 424);
     let body = r.text().unwrap();

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::disk::*;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -12,11 +14,6 @@ use support::*;
 
 fn manifest_link(w: &Wharf, repo: &str, d: &str) -> PathBuf {
     w.data_dir.join("repos").join(repo).join("_manifests/sha256").join(&d[7..])
-}
-
-fn blob_file(w: &Wharf, d: &str) -> PathBuf {
-    let hex = &d[7..];
-    w.data_dir.join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 /// A full pull through wharf: manifest by tag, then every blob (verified).
@@ -63,7 +60,7 @@ fn least_recently_pulled_is_evicted_pinned_is_not() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&pinned.digest) && stdout.contains("pinned"), "{stdout}");
     for d in pinned.blobs() {
-        assert!(blob_file(&w, &d).exists(), "prefetch did not cache {d}");
+        assert!(blob_file(&w.data_dir, &d).exists(), "prefetch did not cache {d}");
     }
     assert!(w.data_dir.join("repos/up/lib/pinned/_pinned/sha256").join(&pinned.digest[7..]).exists());
     // Cached: the upstream is not asked again for its blobs.
@@ -89,12 +86,12 @@ fn least_recently_pulled_is_evicted_pinned_is_not() {
     });
     std::thread::sleep(Duration::from_millis(300));
     for d in a.blobs() {
-        assert!(!blob_file(&w, &d).exists(), "{d} of the evicted image is still on disk");
+        assert!(!blob_file(&w.data_dir, &d).exists(), "{d} of the evicted image is still on disk");
     }
     for (repo, img) in [("up/lib/pinned", &pinned), ("up/lib/b", &b), ("up/lib/c", &c)] {
         assert!(manifest_link(&w, repo, &img.digest).exists(), "{repo} was evicted");
         for d in img.blobs() {
-            assert!(blob_file(&w, &d).exists(), "{d} of {repo} removed");
+            assert!(blob_file(&w.data_dir, &d).exists(), "{d} of {repo} removed");
         }
     }
     assert!(!w.data_dir.join("repos/up/lib/a/_tags/v1").exists());

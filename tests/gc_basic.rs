@@ -3,17 +3,13 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::disk::*;
+
 use std::process::Command;
 
 use support::*;
 
 const CONFIG: &str = "remotes = []\n[storage]\ngc_grace = \"0s\"\n";
-
-fn blob_file(w: &Wharf, d: &str) -> PathBuf {
-    let hex = d.strip_prefix("sha256:").unwrap();
-    w.data_dir.join("blobs/sha256").join(&hex[..2]).join(hex)
-}
 
 fn wharf_gc(w: &Wharf, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
@@ -59,7 +55,7 @@ fn offline_gc_dry_run_reports_without_deleting() {
     assert!(out.contains("dry run") && out.contains("would remove 5 blobs"), "{out}");
     for d in &doomed {
         assert!(out.contains(d.as_str()), "{d} not reported:\n{out}");
-        assert!(blob_file(&w, d).exists(), "dry run deleted {d}");
+        assert!(blob_file(&w.data_dir, d).exists(), "dry run deleted {d}");
     }
     // JSON for scripts, and the grace period protects young blobs.
     let (code, out, _) = wharf_gc(&w, &["--dry-run", "--json"]);
@@ -72,10 +68,10 @@ fn offline_gc_dry_run_reports_without_deleting() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed 5 blobs"), "{out}");
     for d in &doomed {
-        assert!(!blob_file(&w, d).exists(), "{d} still on disk");
+        assert!(!blob_file(&w.data_dir, d).exists(), "{d} still on disk");
     }
     for d in [&kept.digest, &kept.config, &kept.layers[0], &kept.layers[1]] {
-        assert!(blob_file(&w, d).exists(), "live {d} removed");
+        assert!(blob_file(&w.data_dir, d).exists(), "live {d} removed");
     }
     // The orphan's `_layers` link went with it.
     assert!(!w.data_dir.join("repos/app/kept/_layers/sha256").join(&orphan[7..]).exists());
@@ -83,7 +79,7 @@ fn offline_gc_dry_run_reports_without_deleting() {
     w.restart();
     let r = w.req(reqwest::Method::HEAD, &format!("/v2/app/kept/blobs/{orphan}")).send().unwrap();
     assert_eq!(r.status(), 404);
-    let r = w.req(reqwest::Method::GET, &format!("/v2/app/kept/manifests/v1"))
+    let r = w.req(reqwest::Method::GET, "/v2/app/kept/manifests/v1")
         .header("accept", MT_OCI_MANIFEST)
         .send()
         .unwrap();
@@ -95,7 +91,7 @@ fn offline_gc_dry_run_reports_without_deleting() {
 }
 
 fn gc_api(w: &Wharf, body: &str) -> serde_json::Value {
-    let r = w.req(reqwest::Method::POST, &format!("/api/v1/gc")).body(body.to_string()).send().unwrap();
+    let r = w.req(reqwest::Method::POST, "/api/v1/gc").body(body.to_string()).send().unwrap();
     assert_eq!(r.status(), 200);
     r.json().unwrap()
 }
@@ -112,7 +108,7 @@ fn gc_racing_a_chunked_upload_keeps_it_intact() {
     let orphan = push_blob(&w, "app/x", &data(7, 4000));
     let blob = data(8, 300_000);
     let d = sha256(&blob);
-    let r = w.req(reqwest::Method::POST, &format!("/v2/app/x/blobs/uploads/")).send().unwrap();
+    let r = w.req(reqwest::Method::POST, "/v2/app/x/blobs/uploads/").send().unwrap();
     assert_eq!(r.status(), 202);
     let mut loc = abs_url(&w, &header(&r, "location"));
     let mut off = 0;
@@ -130,7 +126,7 @@ fn gc_racing_a_chunked_upload_keeps_it_intact() {
         let rep = gc_api(&w, if i == 0 { "{\"grace\": \"0s\"}" } else { "" });
         assert!(rep["removed"].as_array().unwrap().iter().all(|b| b["digest"] != d.as_str()), "{rep}");
     }
-    assert!(!blob_file(&w, &orphan).exists(), "GC did run");
+    assert!(!blob_file(&w.data_dir, &orphan).exists(), "GC did run");
     let uploads: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).unwrap().collect();
     assert_eq!(uploads.len(), 1, "the in-flight session is still there");
     let r = w.req_url(reqwest::Method::GET, &loc).send().unwrap();
@@ -156,5 +152,5 @@ fn gc_racing_a_chunked_upload_keeps_it_intact() {
     assert!(rep["removed"].as_array().unwrap().iter().any(|b| b["digest"] == d.as_str()), "{rep}");
     let rep = gc_api(&w, "{\"grace\": \"1h\"}");
     assert_eq!(rep["blobs_removed"], 0, "{rep}");
-    assert!(blob_file(&w, &d).exists());
+    assert!(blob_file(&w.data_dir, &d).exists());
 }

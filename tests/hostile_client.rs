@@ -6,6 +6,8 @@
 //! Host header injection (10), unbounded resources (11), conformance (12).
 mod support;
 
+use support::disk::*;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -125,20 +127,6 @@ fn absurd_durations_are_refused() {
     assert_oci_error(r, 400, "UNSUPPORTED");
 }
 
-/// Every regular file under `dir`.
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// A body of unknown length: sent with chunked transfer encoding.
 fn chunked(len: usize) -> reqwest::blocking::Body {
     reqwest::blocking::Body::new(std::io::Cursor::new(data(3, len)))
@@ -175,18 +163,10 @@ fn chunked_bodies_cannot_bypass_the_quota() {
         Err(e) => eprintln!("the client saw the refused PATCH as: {e}"),
     }
     assert_eq!(w.req_url(Method::GET, &loc).send().unwrap().status(), 404, "the refused session is still open");
-    let leftovers: Vec<_> = ["blobs", "uploads", "tmp"].iter().flat_map(|d| files(&w.data_dir.join(d))).collect();
+    let leftovers: Vec<_> = ["blobs", "uploads", "tmp"].iter().flat_map(|d| files_under(&w.data_dir.join(d))).collect();
     assert!(leftovers.is_empty(), "a refused push left files behind: {leftovers:?}");
     let v: serde_json::Value = w.req(Method::GET, "/api/v1/projects/small").send().unwrap().json().unwrap();
     assert_eq!(v["usage"], 0, "{v}");
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Hole 8: 128 concurrent wrong logins cost bounded memory, valid clients

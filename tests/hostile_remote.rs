@@ -4,6 +4,8 @@
 //! more than the request it was sent (issue "Hardening", holes 1, 2, 9).
 mod support;
 
+use support::disk::*;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,15 +141,6 @@ fn blob_redirects_follow_storage_hosts_and_the_allow_list() {
     let v = assert_oci_error(r, 424, "UNAVAILABLE");
     assert!(v.to_string().contains("redirect_hosts"), "{v}");
     assert_eq!(storage.requests().len(), n, "a host outside redirect_hosts was contacted");
-}
-
-/// The peak resident set of a process, in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Write `len` bytes of `fill` after a header block (no Content-Length:

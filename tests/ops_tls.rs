@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use support::ctr::{write_hosts_toml, Ctr};
 use support::{wait_until, Options, Wharf};
 
 /// A CA and a server certificate for 127.0.0.1 / localhost, as PEM.
@@ -211,71 +212,9 @@ fn skopeo_pulls_over_https_with_the_test_ca() {
     assert!(!out.status.success(), "skopeo trusted an unknown CA");
 }
 
-fn containerd_socket() -> Option<PathBuf> {
-    let mut c: Vec<PathBuf> = Vec::new();
-    if let Ok(a) = std::env::var("CONTAINERD_ADDRESS") {
-        c.push(a.trim_start_matches("unix://").into());
-    }
-    c.push("/run/containerd/containerd.sock".into());
-    c.push("/var/run/docker/containerd/containerd.sock".into());
-    c.into_iter().find(|p| std::fs::metadata(p).is_ok())
-}
-
-/// ctr in a namespace of its own; content and namespace removed on drop.
-struct Ctr {
-    address: PathBuf,
-    ns: String,
-}
-
-impl Ctr {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.address).arg("--namespace").arg(&self.ns).args(args);
-        c.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
-        c
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        let list = |args: &[&str]| -> Vec<String> {
-            self.cmd(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
-                .unwrap_or_default()
-        };
-        for i in list(&["images", "ls", "-q"]) {
-            let _ = self.cmd(&["images", "rm", "--sync", &i]).output();
-        }
-        for d in list(&["content", "ls", "-q"]) {
-            let _ = self.cmd(&["content", "rm", &d]).output();
-        }
-        for l in list(&["leases", "ls", "-q"]) {
-            let _ = self.cmd(&["leases", "rm", &l]).output();
-        }
-        let _ = Command::new("ctr").arg("--address").arg(&self.address).args(["namespaces", "rm", &self.ns]).output();
-    }
-}
-
 #[test]
 fn containerd_pulls_over_https_with_ca_in_hosts_toml() {
-    if !support::have("ctr") {
-        eprintln!("SKIPPED: no containerd (ctr is not installed)");
-        return;
-    }
-    let Some(address) = containerd_socket() else {
-        eprintln!("SKIPPED: no containerd (no containerd.sock found)");
-        return;
-    };
-    let ctr = Ctr {
-        address,
-        ns: format!("wharf-ops-tls-{}", std::process::id()),
-    };
-    let v = ctr.cmd(&["version"]).output().unwrap();
-    if !v.status.success() {
-        eprintln!("SKIPPED: no containerd (ctr version failed: {})", String::from_utf8_lossy(&v.stderr).trim());
-        return;
-    }
+    let Some(ctr) = Ctr::connect("wharf-ops-tls") else { return };
     let f = Files::new();
     let p = pki("a");
     f.install(&p);
@@ -285,32 +224,12 @@ fn containerd_pulls_over_https_with_ca_in_hosts_toml() {
 
     // hosts.toml naming wharf over HTTPS with the test CA.
     let hosts = f.dir.path().join("certs.d");
-    let d = hosts.join(w.host());
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("hosts.toml"),
-        format!(
-            "server = \"{url}\"\n\n[host.\"{url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"{ca}\"\n",
-            url = https(&w),
-            ca = ca.display()
-        ),
-    )
-    .unwrap();
+    write_hosts_toml(&hosts, &w.host(), &https(&w), &https(&w), &["pull", "resolve"], Some(&ca));
     let reference = format!("{}/team/ctr:v1", w.host());
-    let out = ctr
-        .cmd(&["content", "fetch", "--hosts-dir", hosts.to_str().unwrap(), &reference])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ctr content fetch over https: {}\n{}\nwharf:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        w.logs()
-    );
-    let listed = String::from_utf8_lossy(&ctr.cmd(&["content", "ls", "-q"]).output().unwrap().stdout).into_owned();
+    ctr.run_or_explain(&["content", "fetch", "--hosts-dir", hosts.to_str().unwrap(), &reference], &|| w.logs());
+    let listed = ctr.content();
     for d in std::iter::once(&digest).chain(&blobs) {
-        assert!(listed.contains(d.as_str()), "{d} not fetched by containerd:\n{listed}");
+        assert!(listed.contains(d), "{d} not fetched by containerd: {listed:?}");
     }
 }
 

@@ -21,18 +21,15 @@
 //! print a loud `SKIPPED: ...` line and pass.
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::Instant;
 
+use support::ctr::{write_hosts_toml, Ctr, SNAPSHOTTER};
+use support::docker::{docker_or_explain, engine_available, stdout, Images};
 use support::fake_upstream::FakeUpstream;
 use support::image::{Image, ImageSpec, LayerSpec, OciLayout};
 use support::upstream::Upstream;
 use support::{have, Options, Wharf};
-
-/// Plain-directory snapshotter: unpacks anywhere, no mounts needed.
-const SNAPSHOTTER: &str = "native";
 
 fn wharf_with(config: &str) -> Wharf {
     Wharf::start_with(Options { config: Some(config.to_string()), ..Default::default() })
@@ -69,164 +66,13 @@ fn upstream_user_agents(up: &Upstream) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // containerd
 
-fn containerd_socket() -> Option<PathBuf> {
-    let mut c: Vec<PathBuf> = Vec::new();
-    if let Ok(a) = std::env::var("CONTAINERD_ADDRESS") {
-        c.push(a.trim_start_matches("unix://").into());
-    }
-    c.push("/run/containerd/containerd.sock".into());
-    c.push("/var/run/docker/containerd/containerd.sock".into());
-    c.into_iter().find(|p| std::fs::metadata(p).is_ok())
-}
-
-static NS_SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// `ctr` in a namespace of this test's own; the namespace, its images,
-/// content, snapshots and leases are removed on drop.
-struct Ctr {
-    address: PathBuf,
-    ns: String,
-    /// Extra environment for every ctr run (proxy traps).
-    env: Vec<(String, String)>,
-}
-
-impl Ctr {
-    fn connect() -> Option<Ctr> {
-        if !have("ctr") {
-            eprintln!("SKIPPED: no containerd (ctr is not installed)");
-            return None;
-        }
-        if !have("skopeo") {
-            eprintln!("SKIPPED: skopeo is not installed (tests/run.sh installs it)");
-            return None;
-        }
-        let Some(address) = containerd_socket() else {
-            eprintln!("SKIPPED: no containerd (no containerd.sock found)");
-            return None;
-        };
-        let ns = format!("wharf-proxy-{}-{}", std::process::id(), NS_SEQ.fetch_add(1, Ordering::SeqCst));
-        let c = Ctr { address, ns, env: Vec::new() };
-        let out = c.cmd(&["version"]).output().expect("run ctr");
-        if !out.status.success() {
-            eprintln!(
-                "SKIPPED: no containerd (ctr version at {}: {})",
-                c.address.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(c)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.address).arg("--namespace").arg(&self.ns).args(args);
-        c.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        let t = Instant::now();
-        let out = self.cmd(args).output().expect("run ctr");
-        eprintln!("ctr -n {} {} -> {} ({:.1?})", self.ns, args.join(" "), out.status, t.elapsed());
-        out
-    }
-
-    /// Run; panic with ctr's output and `context` on failure; stdout.
-    fn run(&self, args: &[&str], context: &dyn Fn() -> String) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            context()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn lines(&self, args: &[&str]) -> Vec<String> {
-        self.cmd(args)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(|l| l.trim().to_string())
-                    .filter(|l| !l.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn content(&self) -> Vec<String> {
-        self.lines(&["content", "ls", "-q"])
-    }
-
-    /// Remove every image (with synchronous garbage collection), then any
-    /// content and snapshots left, so the next pull starts from nothing.
-    fn clear(&self) {
-        for i in self.lines(&["images", "ls", "-q"]) {
-            let _ = self.cmd(&["images", "rm", "--sync", &i]).output();
-        }
-        for _ in 0..10 {
-            let snaps = self.lines(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
-            let keys: Vec<String> =
-                snaps.iter().skip(1).filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
-            if keys.is_empty() {
-                break;
-            }
-            for k in keys {
-                let _ = self.cmd(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &k]).output();
-            }
-        }
-        for d in self.content() {
-            let _ = self.cmd(&["content", "rm", &d]).output();
-        }
-        for l in self.lines(&["leases", "ls", "-q"]) {
-            let _ = self.cmd(&["leases", "rm", &l]).output();
-        }
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        self.clear();
-        let out = Command::new("ctr").arg("--address").arg(&self.address).args(["namespaces", "rm", &self.ns]).output();
-        if let Ok(o) = out {
-            if !o.status.success() {
-                eprintln!("warning: could not remove ctr namespace {}: {}", self.ns, String::from_utf8_lossy(&o.stderr));
-            }
-        }
-    }
-}
-
-/// `<dir>/<registry_host>/hosts.toml`: wharf (plain HTTP) is the mirror
-/// for pull and resolve; `server` is the registry's own endpoint (the
-/// fallback containerd uses when every mirror fails).
-fn write_hosts_toml(dir: &Path, registry_host: &str, server: &str, w: &Wharf) {
-    let d = dir.join(registry_host);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(
-        d.join("hosts.toml"),
-        format!(
-            "server = \"{server}\"\n\n[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            w.url()
-        ),
-    )
-    .unwrap();
-}
-
 /// Pull `reference` with `--hosts-dir` and check it unpacked as `img`.
 fn ctr_pull_and_check(ctr: &Ctr, hosts: &Path, reference: &str, img: &Image, w: &Wharf) {
     let hosts = hosts.to_str().unwrap();
-    let ctx = || format!("wharf log (tail):\n{}", tail(&plain_logs(&w), 30));
-    let out = ctr.run(&["images", "pull", "--hosts-dir", hosts, "--snapshotter", SNAPSHOTTER, reference], &ctx);
+    let ctx = || format!("wharf log (tail):\n{}", tail(&plain_logs(w), 30));
+    let out = ctr.run_or_explain(&["images", "pull", "--hosts-dir", hosts, "--snapshotter", SNAPSHOTTER, reference], &ctx);
     assert!(out.contains("unpacking linux/amd64"), "ctr did not unpack {reference}:\n{out}");
-    let ls = ctr.run(&["images", "ls"], &ctx);
+    let ls = ctr.run_or_explain(&["images", "ls"], &ctx);
     let row = ls
         .lines()
         .find(|l| l.split_whitespace().next() == Some(reference))
@@ -236,11 +82,11 @@ fn ctr_pull_and_check(ctr: &Ctr, hosts: &Path, reference: &str, img: &Image, w: 
     for d in std::iter::once(img.manifest.digest.clone()).chain(img.blob_digests()) {
         assert!(content.contains(&d), "{d} not in containerd's content store: {content:?}");
     }
-    let check = ctr.run(&["images", "check", "--snapshotter", SNAPSHOTTER], &ctx);
+    let check = ctr.run_or_explain(&["images", "check", "--snapshotter", SNAPSHOTTER], &ctx);
     let line = check.lines().find(|l| l.starts_with(reference)).unwrap_or_else(|| panic!("{check}"));
     assert!(line.contains("complete"), "image not complete: {line}");
     // Unpacked: one snapshot per layer.
-    let snaps = ctr.lines(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
+    let snaps = ctr.list(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
     assert_eq!(snaps.len().saturating_sub(1), img.layers.len(), "snapshots after unpacking: {snaps:?}");
 }
 
@@ -263,28 +109,14 @@ fn wharf_logged(w: &Wharf, path: &str) -> bool {
         .any(|l| l.contains("request") && (l.contains(&format!("target={path} ")) || l.contains(&format!("target={path}?"))))
 }
 
-/// wharf's log without terminal colour codes (`ESC [ ... m`).
+/// wharf's log without terminal colour codes.
 fn plain_logs(w: &Wharf) -> String {
-    let mut out = String::new();
-    let raw = w.logs();
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    support::strip_ansi(&w.logs())
 }
 
 #[test]
 fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
-    let Some(ctr) = Ctr::connect() else { return };
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-proxy") else { return };
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let mut up = Upstream::anonymous();
@@ -298,7 +130,7 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
     let pushed_requests = upstream_user_agents(&up).len();
     let w = wharf_with(&up.remote_toml("up", "tag_ttl = \"1s\""));
     let hosts = tmp.path().join("certs.d");
-    write_hosts_toml(&hosts, &up.host(), &up.url(), &w);
+    write_hosts_toml(&hosts, &up.host(), &up.url(), &w.url(), &["pull", "resolve"], None);
     let reference = format!("{}/team/app:1", up.host());
 
     ctr_pull_and_check(&ctr, &hosts, &reference, &img, &w);
@@ -340,7 +172,7 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
 
 #[test]
 fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
-    let Some(mut ctr) = Ctr::connect() else { return };
+    let Some(mut ctr) = Ctr::connect_with_skopeo("wharf-proxy") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let up = Upstream::anonymous();
     let img = push(
@@ -362,7 +194,7 @@ fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
     // A remote serving Docker Hub names from the local upstream.
     let w = wharf_with(&up.remote_toml("hub", "hosts = [\"docker.io\", \"index.docker.io\"]"));
     let hosts = tmp.path().join("certs.d");
-    write_hosts_toml(&hosts, "docker.io", &server_trap.url(), &w);
+    write_hosts_toml(&hosts, "docker.io", &server_trap.url(), &w.url(), &["pull", "resolve"], None);
 
     let reference = "docker.io/library/wharftest:1";
     ctr_pull_and_check(&ctr, &hosts, reference, &img, &w);
@@ -379,43 +211,10 @@ fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
 // ---------------------------------------------------------------------------
 // Docker Engine
 
-fn docker(args: &[&str]) -> Output {
-    let t = Instant::now();
-    let out = Command::new("docker")
-        .args(args)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .output()
-        .expect("run docker");
-    eprintln!("docker {} -> {} ({:.1?})", args.join(" "), out.status, t.elapsed());
-    out
-}
-
-fn docker_ok(args: &[&str], context: &dyn Fn() -> String) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        context()
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
+/// A Docker engine answers, and skopeo (which pushes the upstream's
+/// images) is there.
 fn docker_engine() -> bool {
-    if !have("docker") {
-        eprintln!("SKIPPED: no Docker engine (no docker CLI on PATH)");
-        return false;
-    }
-    let out = docker(&["version", "--format", "{{.Server.Version}}"]);
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || v.is_empty() {
-        eprintln!(
-            "SKIPPED: no Docker engine (`docker version` has no server: {})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    if !engine_available() {
         return false;
     }
     if !have("skopeo") {
@@ -425,15 +224,9 @@ fn docker_engine() -> bool {
     true
 }
 
-/// `docker rmi -f` of the references on drop.
-struct DockerImages(Vec<String>);
-
-impl Drop for DockerImages {
-    fn drop(&mut self) {
-        for r in &self.0 {
-            let _ = Command::new("docker").args(["rmi", "-f", r]).output();
-        }
-    }
+/// Run docker, panic with `context()` on failure; trimmed stdout.
+fn docker_ok(args: &[&str], context: &dyn Fn() -> String) -> String {
+    stdout(&docker_or_explain(args, context))
 }
 
 #[test]
@@ -455,7 +248,7 @@ fn docker_pull_through_wharf_prefix_then_from_cache() {
     let w = wharf_with(&up.remote_toml("up", ""));
     let reference = format!("{}/up/team/app:1", w.host());
     let by_digest = format!("{}/up/team/app@{}", w.host(), img.manifest.digest);
-    let _cleanup = DockerImages(vec![reference.clone(), by_digest.clone()]);
+    let _cleanup = Images(vec![reference.clone(), by_digest.clone()]);
     let ctx = || format!("wharf log (tail):\n{}", tail(&plain_logs(&w), 30));
 
     docker_ok(&["pull", &reference], &ctx);

@@ -12,6 +12,8 @@
 //! timings are printed for the record.
 mod support;
 
+use support::disk::*;
+
 use std::io::Read;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -25,16 +27,6 @@ const CLIENTS: usize = 32;
 const LAYER_BYTES: u64 = 200 << 20;
 /// Peak RSS allowed for wharf (a debug build) over the whole test.
 const MAX_HWM_KIB: u64 = 200 << 10;
-
-/// `VmHWM` (peak resident set) of `pid`, in KiB.
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status:\n{status}"))
-}
 
 /// What one client saw.
 #[derive(Debug)]

@@ -6,12 +6,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use support::fake_upstream::{basic_header, BlobMode, Fault, FakeUpstream};
 use support::image::{Image, ImageSpec, LayerSpec, OciLayout};
-use support::upstream::{skopeo, Upstream};
+use support::upstream::{skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -19,27 +18,6 @@ application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.dis
 
 fn wharf_with(remotes: &str) -> Wharf {
     Wharf::start_with(Options { config: Some(remotes.to_string()), ..Default::default() })
-}
-
-/// `skopeo copy docker://WHARF/<reference> oci:<dir>:<tag>`; panics with
-/// skopeo's and wharf's output on failure.
-fn skopeo_pull(w: &Wharf, reference: &str, dir: &Path, tag: &str) -> OciLayout {
-    let args: Vec<String> = vec![
-        "copy".into(),
-        "--src-tls-verify=false".into(),
-        "--src-no-creds".into(),
-        format!("docker://{}/{reference}", w.host()),
-        format!("oci:{}:{tag}", dir.display()),
-    ];
-    let out = skopeo(w.tmp.path(), &args);
-    assert!(
-        out.status.success(),
-        "skopeo pull of {reference} through wharf failed:\n{}\n{}\nwharf log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        w.logs()
-    );
-    OciLayout::open(dir)
 }
 
 /// The pulled layout holds exactly `img`: same manifest digest (so the

@@ -3,7 +3,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::disk::*;
+
 
 use support::*;
 
@@ -91,11 +92,6 @@ fn usage(w: &Wharf, project: &str) -> u64 {
     v["usage"].as_u64().unwrap_or_else(|| panic!("no usage in {v}"))
 }
 
-fn blob_file(w: &Wharf, d: &str) -> PathBuf {
-    let hex = d.strip_prefix("sha256:").unwrap();
-    w.data_dir.join("blobs/sha256").join(&hex[..2]).join(hex)
-}
-
 /// Pull an image back by tag and verify every digest.
 fn pull_verify(w: &Wharf, repo: &str, tag: &str, i: &Img) {
     let r = w.req(reqwest::Method::GET, &format!("/v2/{repo}/manifests/{tag}"))
@@ -171,11 +167,11 @@ fn quota_refuses_then_delete_and_gc_bring_usage_down() {
     assert_eq!(after, full - own_size, "usage after delete + GC");
     // Its own blobs and manifest are gone from disk; the shared layer is not.
     for d in [&first.blobs[0].0, &first.blobs[2].0, &first.digest] {
-        assert!(!blob_file(&w, d).exists(), "{d} still on disk");
+        assert!(!blob_file(&w.data_dir, d).exists(), "{d} still on disk");
     }
-    assert!(blob_file(&w, &first.blobs[1].0).exists());
+    assert!(blob_file(&w.data_dir, &first.blobs[1].0).exists());
     // The refused blob (stored, never counted) was collected too.
-    assert!(!blob_file(&w, own).exists());
+    assert!(!blob_file(&w.data_dir, own).exists());
     // Images sharing the base layer are intact.
     for (n, i) in pushed.iter().enumerate().skip(1) {
         pull_verify(&w, "team/app", &format!("v{n}"), i);
@@ -215,7 +211,7 @@ fn max_image_size_and_chunk_precheck() {
     assert!(body.to_string().contains("max image size of 4000"), "{body}");
     // A chunk announced bigger than the quota is refused before its bytes
     // are stored, and the session is gone.
-    let r = w.req(reqwest::Method::POST, &format!("/v2/tiny/app/blobs/uploads/")).send().unwrap();
+    let r = w.req(reqwest::Method::POST, "/v2/tiny/app/blobs/uploads/").send().unwrap();
     assert_eq!(r.status(), 202);
     let loc = abs_url(&w, &header(&r, "location"));
     let chunk = data(5, 1500);

@@ -61,7 +61,7 @@ command -v moto_server >/dev/null 2>&1 || pip install 'moto[server]' || python3 
 # ---------------------------------------------------------------------------
 # 3. What the client tests will find.
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "error: cargo not found; install Rust >= 1.80 (https://rustup.rs) and re-run" >&2
+    echo "error: cargo not found; install Rust >= 1.89 (https://rustup.rs) and re-run" >&2
     exit 1
 fi
 # Garage (S3-compatible distributed object store) for the S3 backend's

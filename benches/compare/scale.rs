@@ -113,7 +113,7 @@ pub fn run(s: &Settings, work: &Path, rep: &mut Report) -> Res<()> {
 }
 
 fn stage_label(n: usize) -> String {
-    if n % 1000 == 0 {
+    if n.is_multiple_of(1000) {
         format!("{}k repos", n / 1000)
     } else {
         format!("{n} repos")

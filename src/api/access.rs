@@ -231,6 +231,13 @@ pub fn identity<B>(req: &Request<B>) -> Identity {
     req.extensions().get::<Identity>().cloned().unwrap_or_else(Identity::anonymous)
 }
 
+/// Put who made the request into its span (and so into its log line).
+pub(super) fn record_identity(id: &Identity) {
+    if !id.is_anonymous() {
+        tracing::Span::current().record("user", tracing::field::display(id.subject.username()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::valid_authority;
@@ -243,12 +250,5 @@ mod tests {
         for bad in ["evil.example:443/x?", "a\"b", "a b", "", "host:", "host:99999", "host:80:80", "::1", "a..b", "x/y", "h:1x", "[::1", "user@host"] {
             assert!(!valid_authority(bad), "{bad}");
         }
-    }
-}
-
-/// Put who made the request into its span (and so into its log line).
-pub(super) fn record_identity(id: &Identity) {
-    if !id.is_anonymous() {
-        tracing::Span::current().record("user", tracing::field::display(id.subject.username()));
     }
 }

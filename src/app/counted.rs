@@ -65,7 +65,7 @@ impl http_body::Body for Counted {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().map_or(true, |b| b.is_end_stream())
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

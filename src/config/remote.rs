@@ -39,6 +39,8 @@ pub(super) struct RawRemote {
     min_speed_window: Option<String>,
     max_retries: Option<u32>,
     max_concurrent_fetches: Option<usize>,
+    /// Cap on download bandwidth from this remote, e.g. "20MB/s".
+    max_bandwidth: Option<String>,
     /// Cap on this remote's cached content, e.g. "50GiB".
     max_size: Option<String>,
     /// Hosts (glob patterns) blob downloads may be redirected to.
@@ -80,6 +82,9 @@ pub struct Remote {
     pub max_retries: u32,
     /// Blob downloads from this remote at once (further misses queue).
     pub max_concurrent_fetches: usize,
+    /// Bytes per second all blob downloads from this remote share (a
+    /// metered uplink); `None`: unlimited.
+    pub max_bandwidth: Option<u64>,
     /// Cap on this remote's cached content (least recently pulled images
     /// are evicted above it); `None`: unbounded.
     pub max_size: Option<u64>,
@@ -125,6 +130,7 @@ impl Remote {
             min_speed_window: Duration::from_secs(60),
             max_retries: 2,
             max_concurrent_fetches: 16,
+            max_bandwidth: None,
             max_size: None,
             redirect_hosts: Vec::new(),
         }
@@ -193,6 +199,14 @@ impl RawRemote {
             hosts.push(h.to_ascii_lowercase());
         }
         hosts.dedup();
+        let max_concurrent_fetches = match self.max_concurrent_fetches {
+            Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),
+            n => n.unwrap_or(16),
+        };
+        let max_bandwidth = match self.max_bandwidth.as_deref() {
+            None => None,
+            Some(v) => Some(bandwidth(&key("max_bandwidth"), v, min_speed, max_concurrent_fetches)?),
+        };
         Ok(Arc::new(Remote {
             name: self.name,
             url,
@@ -210,14 +224,30 @@ impl RawRemote {
             min_speed,
             min_speed_window,
             max_retries: self.max_retries.unwrap_or(2).min(10),
-            max_concurrent_fetches: match self.max_concurrent_fetches {
-                Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),
-                n => n.unwrap_or(16),
-            },
+            max_concurrent_fetches,
+            max_bandwidth,
             max_size: self.max_size.as_deref().map(|v| super::size(&key("max_size"), v)).transpose()?,
             redirect_hosts: redirect_hosts(self.redirect_hosts, &key("redirect_hosts"))?,
         }))
     }
+}
+
+/// `max_bandwidth` ("20MB/s"): high enough that `max_concurrent_fetches`
+/// downloads sharing it each stay above `min_speed` (else they would be
+/// abandoned as trickling).
+fn bandwidth(key: &str, v: &str, min_speed: u64, fetches: usize) -> Result<u64, ConfigError> {
+    let rate = super::size(key, v.trim().trim_end_matches("/s"))?;
+    let floor = min_speed.saturating_mul(fetches as u64).max(1);
+    if rate < floor {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{v} is below min_speed × max_concurrent_fetches ({}/s): downloads sharing it would be abandoned as too slow; raise it, or lower min_speed or max_concurrent_fetches",
+                super::format_size(floor)
+            ),
+        ));
+    }
+    Ok(rate)
 }
 
 /// `redirect_hosts`: host patterns (`*` wildcards), no schemes or paths.

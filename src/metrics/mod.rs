@@ -253,6 +253,8 @@ struct RemoteSnapshot {
     up_requests: u64,
     up_errors: u64,
     up_bytes: u64,
+    bandwidth_limit: u64,
+    throttled_us: u64,
     latency: (f64, u64, Vec<(f64, u64)>),
 }
 
@@ -272,6 +274,8 @@ impl Snapshot {
                 up_requests: u.requests.load(Relaxed),
                 up_errors: u.errors.load(Relaxed),
                 up_bytes: u.bytes.load(Relaxed),
+                bandwidth_limit: u.bandwidth_limit,
+                throttled_us: u.throttled_us.load(Relaxed),
                 latency: u.latency.snapshot(),
             })
             .collect();
@@ -330,6 +334,30 @@ impl Collector for Snapshot {
             for r in &self.remotes {
                 let l = RemoteLabel { remote: r.name.clone() };
                 ConstCounter::new(f(r)).encode(e.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut e = enc.encode_descriptor(
+                "upstream_throttled_seconds",
+                "Time blob downloads from the remote were held back by its max_bandwidth",
+                None,
+                MetricType::Counter,
+            )?;
+            for r in self.remotes.iter().filter(|r| r.bandwidth_limit > 0) {
+                let l = RemoteLabel { remote: r.name.clone() };
+                ConstCounter::new(r.throttled_us as f64 / 1e6).encode(e.encode_family(&l)?)?;
+            }
+        }
+        {
+            let mut e = enc.encode_descriptor(
+                "upstream_bandwidth_limit_bytes",
+                "The remote's max_bandwidth in bytes per second (remotes with a cap only)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for r in self.remotes.iter().filter(|r| r.bandwidth_limit > 0) {
+                let l = RemoteLabel { remote: r.name.clone() };
+                ConstGauge::new(r.bandwidth_limit as i64).encode(e.encode_family(&l)?)?;
             }
         }
         {

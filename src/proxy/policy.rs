@@ -8,6 +8,7 @@
 //!    repository `<rest>`.
 //! 3. Anything else is a local name; for reads, a local name that does not
 //!    exist falls back to the default remote (see [`Route`]).
+//!
 //! On Docker Hub a single-segment name gets `library/`.
 
 use std::sync::Arc;

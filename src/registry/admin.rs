@@ -105,7 +105,7 @@ impl Registry {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
         let names = self.store.repositories_in(p).await?;
-        let mut page = names.into_iter().filter(|r| after.map_or(true, |a| r.as_str() > a)).peekable();
+        let mut page = names.into_iter().filter(|r| after.is_none_or(|a| r.as_str() > a)).peekable();
         let mut out = Vec::new();
         while let Some(name) = page.next_if(|_| out.len() < n) {
             let repo = self.store.repo(&name);

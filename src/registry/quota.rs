@@ -195,7 +195,7 @@ impl Registry {
                 }
             }
             for b in m.config.iter().chain(&m.layers) {
-                if !b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                if b.urls.as_ref().is_none_or(|u| u.is_empty()) {
                     blobs.insert(b.digest.clone());
                 }
             }

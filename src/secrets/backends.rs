@@ -184,6 +184,10 @@ fn from_object(
     ) {
         return Ok(basic(id, key.to_string()));
     }
+    if let Some(t) = str_field(m, &["refresh_token", "identitytoken", "identity_token"]) {
+        let username = str_field(m, &["username", "user"]).unwrap_or("").to_string();
+        return Ok(Credentials::Refresh { username, token: SecretString::new(t) });
+    }
     if let Some(p) = str_field(m, &["password"]) {
         let u = str_field(m, &["username", "user"]).unwrap_or("");
         return Ok(basic(u, p.to_string()));
@@ -193,7 +197,7 @@ fn from_object(
     }
     let keys: Vec<&str> = m.keys().map(String::as_str).collect();
     Err(SecretError::Malformed(format!(
-        "expected username + password, token, a Docker config `auths` map or a service-account key; found keys [{}]",
+        "expected username + password, token, refresh_token, a Docker config `auths` map or a service-account key; found keys [{}]",
         keys.join(", ")
     )))
 }
@@ -228,6 +232,12 @@ fn docker_config(
             keys.join(", ")
         )));
     };
+    // Docker writes an identity token (OAuth2 refresh token) with a
+    // placeholder `auth`; the token is what counts.
+    if let Some(t) = str_field(e, &["identitytoken"]).filter(|t| !t.is_empty()) {
+        let username = str_field(e, &["username"]).unwrap_or("").to_string();
+        return Ok(Credentials::Refresh { username, token: SecretString::new(t) });
+    }
     if let Some(a) = str_field(e, &["auth"]).filter(|a| !a.is_empty()) {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(a.trim())
@@ -245,7 +255,7 @@ fn docker_config(
         return Ok(Credentials::Token(SecretString::new(t)));
     }
     Err(SecretError::Malformed(format!(
-        "auths[{key}] has no `auth`, `username`/`password` or `registrytoken` (identitytoken is not supported)"
+        "auths[{key}] has no `auth`, `username`/`password`, `identitytoken` or `registrytoken`"
     )))
 }
 
@@ -385,7 +395,21 @@ mod tests {
         match c {
             Credentials::Basic { username, password } => (username.clone(), password.expose().to_string()),
             Credentials::Token(t) => ("<token>".into(), t.expose().to_string()),
+            Credentials::Refresh { username, token } => (format!("<refresh {username}>"), token.expose().to_string()),
         }
+    }
+
+    #[test]
+    fn refresh_tokens_from_documents_and_docker_identitytoken() {
+        let h = vec!["ghcr.io".to_string()];
+        let c = parse_document(r#"{"username":"u","refresh_token":"r1"}"#, None, &h, false).unwrap();
+        assert_eq!(up(&c), ("<refresh u>".into(), "r1".into()));
+        let c = parse_document("identitytoken = \"r2\"\n", None, &h, false).unwrap();
+        assert_eq!(up(&c), ("<refresh >".into(), "r2".into()));
+        let placeholder = base64::engine::general_purpose::STANDARD.encode("<token>:");
+        let doc = format!(r#"{{"auths":{{"ghcr.io":{{"auth":"{placeholder}","identitytoken":"r3"}}}}}}"#);
+        let c = parse_document(&doc, None, &h, false).unwrap();
+        assert_eq!(up(&c), ("<refresh >".into(), "r3".into()));
     }
 
     #[test]

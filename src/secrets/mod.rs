@@ -71,6 +71,10 @@ pub enum Credentials {
     Basic { username: String, password: SecretString },
     /// A bearer token sent as-is (registries that accept static tokens).
     Token(SecretString),
+    /// An OAuth2 refresh token (Docker's `identitytoken`): exchanged at the
+    /// remote's token realm with `grant_type=refresh_token` for short-lived
+    /// access tokens; never sent to the registry itself.
+    Refresh { username: String, token: SecretString },
 }
 
 impl Credentials {
@@ -79,6 +83,7 @@ impl Credentials {
         match self {
             Credentials::Basic { .. } => "basic",
             Credentials::Token(_) => "token",
+            Credentials::Refresh { .. } => "oauth2 refresh token",
         }
     }
 }

@@ -179,6 +179,12 @@ impl CachedCredentials {
                 h.update(b"token\0");
                 h.update(t.expose().as_bytes());
             }
+            Credentials::Refresh { username, token } => {
+                h.update(b"refresh\0");
+                h.update(username.as_bytes());
+                h.update(b"\0");
+                h.update(token.expose().as_bytes());
+            }
         }
         format!("{}#{}", self.index, hex::encode(&h.finalize()[..8]))
     }
@@ -253,6 +259,10 @@ impl CachedCredentials {
 fn apply_username(c: Credentials, username: Option<&str>) -> Result<Credentials, SecretError> {
     let (user, password) = match (c, username) {
         (Credentials::Token(t), None) => return Ok(Credentials::Token(t)),
+        (Credentials::Refresh { username, token }, u) => {
+            let username = u.map(str::to_string).unwrap_or(username);
+            return Ok(Credentials::Refresh { username, token });
+        }
         (Credentials::Basic { username, password }, None) => {
             if username.is_empty() {
                 return Err(SecretError::Malformed(

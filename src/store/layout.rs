@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(layer_link(&n, &d), format!("repos/a/b/c/_layers/sha256/{}", d.hex()));
         let t: Tag = "v1".parse().unwrap();
         assert_eq!(tag(&n, &t), "repos/a/b/c/_tags/v1");
-        assert_eq!(referrer_digest(&referrer_link(&n, &d, &d).rsplit('/').next().unwrap().to_string()), Some(d.clone()));
+        assert_eq!(referrer_digest(referrer_link(&n, &d, &d).rsplit('/').next().unwrap()), Some(d.clone()));
         assert_eq!(listed_digest("sha256", d.hex()), Some(d.clone()));
         assert_eq!(listed_digest("sha256", &format!("{}.pulled", d.hex())), None);
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));

@@ -85,7 +85,7 @@ fn row(ctx: &Ctx, repo: &RepoName, a: &Artifact, may_delete: bool, referrer: boo
 fn grouped(all: &[Artifact]) -> Vec<(&Artifact, bool)> {
     let present = |d: &Digest| all.iter().any(|a| &a.digest == d);
     let mut out = Vec::new();
-    for a in all.iter().filter(|a| a.subject.as_ref().filter(|s| present(s)).is_none()) {
+    for a in all.iter().filter(|a| a.subject.as_ref().is_none_or(|s| !present(s))) {
         out.push((a, false));
         out.extend(all.iter().filter(|r| r.subject.as_ref() == Some(&a.digest)).map(|r| (r, true)));
     }

@@ -286,18 +286,24 @@ impl Authenticator {
             tracing::warn!(remote = %self.remote, %reason, "token realm refused");
             refused(reason)
         })?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
+        let req = match chosen.map(|c| &c.creds) {
+            Some(Credentials::Refresh { token, .. }) => Self::refresh_request(http, url, service, scope, token),
+            creds => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("scope", scope);
+                }
+                let mut req = http.get(url);
+                if let Some(v) = creds.and_then(Self::credentials_value) {
+                    req = req.header(http::header::AUTHORIZATION, v);
+                }
+                req
             }
-            q.append_pair("scope", scope);
-        }
-        let mut req = http.get(url).timeout(self.config.request_timeout);
-        if let Some(v) = chosen.and_then(|c| Self::credentials_value(&c.creds)) {
-            req = req.header(http::header::AUTHORIZATION, v);
-        }
-        let resp = req.send().await.map_err(|e| UpstreamError::Unreachable {
+        };
+        let resp = req.timeout(self.config.request_timeout).send().await.map_err(|e| UpstreamError::Unreachable {
             remote: self.remote.clone(),
             reason: format!("token service: {}", super::describe(&e)),
         })?;
@@ -342,12 +348,36 @@ impl Authenticator {
         Ok(Arc::new((SecretString::new(token), refresh_after)))
     }
 
-    /// The `Authorization` value that presents `creds` to a token service.
+    /// The `Authorization` value that presents `creds` to a token service
+    /// (a refresh token goes in a form instead: [`Self::refresh_request`]).
     fn credentials_value(creds: &Credentials) -> Option<HeaderValue> {
         match creds {
             c @ Credentials::Basic { .. } => Self::basic_value(c),
             Credentials::Token(t) => Self::bearer_value(t),
+            Credentials::Refresh { .. } => None,
         }
+    }
+
+    /// The OAuth2 refresh-token grant of the registry token spec: a form
+    /// POST to the realm (the token is in the body, never in a URL).
+    fn refresh_request(
+        http: &reqwest::Client,
+        url: reqwest::Url,
+        service: Option<&str>,
+        scope: &str,
+        token: &SecretString,
+    ) -> reqwest::RequestBuilder {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", token.expose())
+            .append_pair("client_id", "wharf")
+            .append_pair("scope", scope);
+        if let Some(s) = service {
+            form.append_pair("service", s);
+        }
+        http.post(url)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.finish())
     }
 }
 

@@ -11,6 +11,7 @@ mod body;
 mod cause;
 mod error;
 pub mod target;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,10 @@ pub struct UpstreamStats {
     pub bytes: std::sync::atomic::AtomicU64,
     /// Time to response headers.
     pub latency: crate::telemetry::LatencyHistogram,
+    /// `max_bandwidth` in bytes/s; 0: no cap.
+    pub bandwidth_limit: u64,
+    /// Time blob downloads were held back by the cap, in microseconds.
+    pub throttled_us: Arc<std::sync::atomic::AtomicU64>,
     /// The last failure (unix seconds, cause as users see it; never a
     /// credential), for the dashboard.
     last_error: std::sync::Mutex<Option<(u64, String)>>,
@@ -121,6 +126,8 @@ pub struct Upstream {
     /// `max_concurrent_fetches`: blob downloads running at once.
     fetch_slots: Arc<tokio::sync::Semaphore>,
     max_manifest_size: usize,
+    /// `max_bandwidth`, shared by every blob download from this remote.
+    throttle: Option<Arc<throttle::Throttle>>,
     pub stats: UpstreamStats,
 }
 
@@ -147,8 +154,9 @@ impl Upstream {
         let http = b.build().map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(Upstream {
             fetch_slots: Arc::new(tokio::sync::Semaphore::new(remote.max_concurrent_fetches.max(1))),
-            stats: UpstreamStats::default(),
+            stats: UpstreamStats { bandwidth_limit: remote.max_bandwidth.unwrap_or(0), ..Default::default() },
             max_manifest_size,
+            throttle: remote.max_bandwidth.map(|rate| Arc::new(throttle::Throttle::new(rate))),
             auth: auth::Authenticator::new(&remote),
             remote,
             http,
@@ -158,6 +166,7 @@ impl Upstream {
     pub fn remote(&self) -> &Arc<Remote> {
         &self.remote
     }
+
 
     /// Wait for one of the remote's `max_concurrent_fetches` download slots;
     /// hold it for the whole blob download.
@@ -369,7 +378,23 @@ impl Upstream {
             remote: remote.clone(),
             reason: format!("blob stream broke: {}", describe(&e)),
         });
-        Ok(BlobStream::new(content_length, chunks))
+        match self.throttle.clone() {
+            None => Ok(BlobStream::new(content_length, chunks)),
+            Some(t) => {
+                let held_back = self.stats.throttled_us.clone();
+                let capped = futures_util::StreamExt::then(chunks, move |chunk| {
+                    let (t, held_back) = (t.clone(), held_back.clone());
+                    async move {
+                        if let Ok(b) = &chunk {
+                            let waited = t.admit(b.len()).await;
+                            held_back.fetch_add(waited.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        chunk
+                    }
+                });
+                Ok(BlobStream::new(content_length, capped))
+            }
+        }
     }
 
     /// Size of a remote blob.

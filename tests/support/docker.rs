@@ -20,13 +20,19 @@ pub fn run(mut c: Command) -> Output {
 
 /// Run docker; panic with its output on failure.
 pub fn docker(args: &[&str]) -> Output {
+    docker_or_explain(args, &String::new)
+}
+
+/// As [`docker`], adding `context()` (e.g. wharf's log) to the panic.
+pub fn docker_or_explain(args: &[&str], context: &dyn Fn() -> String) -> Output {
     let out = run(docker_cmd(args));
     assert!(
         out.status.success(),
-        "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+        "docker {args:?} failed ({}):\nstdout: {}\nstderr: {}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        context()
     );
     out
 }

@@ -329,6 +329,10 @@ pub struct TokenRequest {
     /// Every `scope` parameter, in order.
     pub scopes: Vec<String>,
     pub service: Option<String>,
+    /// OAuth2 form fields (`grant_type`, `refresh_token`, `client_id`).
+    pub grant_type: Option<String>,
+    pub refresh_token: Option<String>,
+    pub client_id: Option<String>,
     /// Whether a token was issued.
     pub granted: bool,
 }
@@ -343,6 +347,7 @@ pub fn parse_token_request(req: &Request) -> TokenRequest {
     }
     let mut scopes = Vec::new();
     let mut service = None;
+    let (mut grant_type, mut refresh_token, mut client_id) = (None, None, None);
     let mut take = |pairs: Vec<(String, String)>| {
         for (k, v) in pairs {
             match k.as_str() {
@@ -351,6 +356,9 @@ pub fn parse_token_request(req: &Request) -> TokenRequest {
                 "service" => service = Some(v),
                 "username" if user.is_none() => user = Some(v),
                 "password" if password.is_none() => password = Some(v),
+                "grant_type" => grant_type = Some(v),
+                "refresh_token" => refresh_token = Some(v),
+                "client_id" => client_id = Some(v),
                 _ => {}
             }
         }
@@ -359,7 +367,17 @@ pub fn parse_token_request(req: &Request) -> TokenRequest {
     if req.method == "POST" {
         take(form_urlencoded::parse(&req.body).into_owned().collect());
     }
-    TokenRequest { method: req.method.clone(), user, password, scopes, service, granted: false }
+    TokenRequest {
+        method: req.method.clone(),
+        user,
+        password,
+        scopes,
+        service,
+        grant_type,
+        refresh_token,
+        client_id,
+        granted: false,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -419,13 +437,19 @@ enum AuthMode {
     /// Token flow via the fake's own `/token`; `creds: None` issues
     /// anonymous tokens (Docker Hub style).
     Bearer { creds: Option<(String, String)> },
+    /// Token flow where `/token` grants only the OAuth2 refresh-token form
+    /// POST carrying exactly this refresh token.
+    Refresh { token: String },
 }
+
+/// A manifest as stored: (media type, bytes).
+type StoredManifest = (String, Arc<Vec<u8>>);
 
 #[derive(Default)]
 struct Store {
     blobs: HashMap<String, Arc<Vec<u8>>>,
     /// (repo, tag or digest) -> (media type, bytes)
-    manifests: HashMap<(String, String), (String, Arc<Vec<u8>>)>,
+    manifests: HashMap<(String, String), StoredManifest>,
 }
 
 struct State {
@@ -628,6 +652,12 @@ impl FakeUpstream {
             AuthMode::Bearer { creds: creds.map(|(u, p)| (u.to_string(), p.to_string())) };
     }
 
+    /// Require a Bearer token that `/token` issues only for an OAuth2
+    /// `grant_type=refresh_token` POST with exactly `refresh_token`.
+    pub fn require_oauth_refresh(&self, refresh_token: &str) {
+        self.state.lock().unwrap().auth = AuthMode::Refresh { token: refresh_token.to_string() };
+    }
+
     /// No auth required (the default).
     pub fn no_auth(&self) {
         self.state.lock().unwrap().auth = AuthMode::None;
@@ -755,7 +785,7 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
         let mut st = state.lock().unwrap();
         let mut hit = None;
         for rule in st.faults.iter_mut() {
-            let matches = rule.path_contains.as_deref().map_or(true, |p| req.path.contains(p));
+            let matches = rule.path_contains.as_deref().is_none_or(|p| req.path.contains(p));
             if matches && rule.remaining != Some(0) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -801,13 +831,13 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
                 return;
             }
         }
-        AuthMode::Bearer { .. } => {
+        AuthMode::Bearer { .. } | AuthMode::Refresh { .. } => {
             let needed = parsed.as_ref().map(|(name, _, _)| format!("repository:{name}:pull"));
             let ok = req
                 .header("authorization")
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .and_then(|t| state.lock().unwrap().tokens.get(t.trim()).cloned())
-                .map_or(false, |scopes| match &needed {
+                .is_some_and(|scopes| match &needed {
                     None => true,
                     Some(n) => scopes.iter().any(|s| scope_covers(s, n)),
                 });
@@ -900,6 +930,13 @@ fn token_endpoint(state: &Arc<Mutex<State>>, seq: &AtomicU64, req: &Request) -> 
         AuthMode::Bearer { creds: None } => true,
         AuthMode::Bearer { creds: Some((u, p)) } => {
             tr.user.as_deref() == Some(u.as_str()) && tr.password.as_deref() == Some(p.as_str())
+        }
+        AuthMode::Refresh { token } => {
+            tr.method == "POST"
+                && tr.grant_type.as_deref() == Some("refresh_token")
+                && tr.refresh_token.as_deref() == Some(token.as_str())
+                && tr.client_id.as_deref().is_some_and(|c| !c.is_empty())
+                && tr.user.is_none()
         }
         _ => false,
     };

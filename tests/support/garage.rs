@@ -272,8 +272,8 @@ impl Garage {
         // Every pair directly (not just node 0 to the others): waiting for
         // the nodes to find each other by gossip costs seconds.
         for i in 0..n {
-            for j in i + 1..n {
-                let peer = format!("{}@{}", ids[j], g.nodes.lock().unwrap()[j].rpc_addr);
+            for (j, id) in ids.iter().enumerate().skip(i + 1) {
+                let peer = format!("{}@{}", id, g.nodes.lock().unwrap()[j].rpc_addr);
                 g.cli(i, &["node", "connect", &peer]);
             }
         }

@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod ctr;
+pub mod disk;
 pub mod docker;
 pub mod image;
+pub mod moto;
 pub mod upstream;
 pub mod fake_upstream;
 pub mod garage;
@@ -200,6 +203,19 @@ impl Wharf {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Scrape `/metrics`, check it parses as Prometheus text, and return
+    /// series (`name{labels}`) → value.
+    pub fn metrics(&self) -> std::collections::HashMap<String, f64> {
+        let r = http().get(format!("{}/metrics", self.url())).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().unwrap();
+        wharf::metrics::check_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap())))
+            .collect()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -247,6 +263,24 @@ impl Drop for Wharf {
 }
 
 /// Whether a command exists on PATH.
+/// `s` without terminal colour codes (`ESC [ ... m`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")

@@ -339,6 +339,27 @@ pub fn skopeo(dir: &Path, args: &[String]) -> std::process::Output {
         .expect("run skopeo")
 }
 
+/// `skopeo copy docker://WHARF/<reference> oci:<dir>:<tag>`, anonymous;
+/// panics with skopeo's and wharf's output on failure.
+pub fn skopeo_pull(w: &super::Wharf, reference: &str, dir: &Path, tag: &str) -> super::image::OciLayout {
+    let args: Vec<String> = vec![
+        "copy".into(),
+        "--src-tls-verify=false".into(),
+        "--src-no-creds".into(),
+        format!("docker://{}/{reference}", w.host()),
+        format!("oci:{}:{tag}", dir.display()),
+    ];
+    let out = skopeo(w.tmp.path(), &args);
+    assert!(
+        out.status.success(),
+        "skopeo pull of {reference} through wharf failed:\n{}\n{}\nwharf log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        w.logs()
+    );
+    super::image::OciLayout::open(dir)
+}
+
 /// A `[[remotes]]` entry for wharf (see the proxy config format).
 pub fn remote_toml_with(name: &str, url: &str, creds: Option<(&str, &str)>, extra: &str) -> String {
     let mut s = format!("[[remotes]]\nname = \"{name}\"\nurl = \"{url}\"\n");

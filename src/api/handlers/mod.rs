@@ -41,7 +41,7 @@ impl Query {
 }
 
 /// A header's value as a string, if present and visible ASCII.
-pub fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+pub fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
