@@ -9,6 +9,7 @@
 //! - [`auth`]: who a request is and what it may do
 //! - [`registry`]: the domain layer (namespaces, projects, quotas, pushes)
 //! - [`api`]: HTTP routes, handlers, the one error mapping
+//! - [`ui`]: the web dashboard at `/ui` (pages over the same registry calls)
 //! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
 //! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
 //! - [`timefmt`]: RFC 3339 times in JSON (a leaf, imports nothing of ours)
@@ -28,4 +29,5 @@ pub mod store;
 pub mod telemetry;
 pub mod timefmt;
 pub mod tls;
+pub mod ui;
 pub mod upstream;

@@ -152,6 +152,7 @@ fn every_documented_operation_answers_as_documented() {
     ok(call(spec, &w, "POST", "/api/v1/gc", "/api/v1/gc", Some(json!({"dry_run": true, "grace": "0s"})), false), 200);
     ok(call(spec, &w, "POST", "/api/v1/gc", "/api/v1/gc", Some(json!({"grace": "forever"})), false), 400);
     ok(call(spec, &w, "GET", "/api/v1/audit", "/api/v1/audit?n=3", None, false), 200);
+    ok(call(spec, &w, "GET", "/api/v1/storage", "/api/v1/storage", None, false), 200);
     ok(call(spec, &w, "GET", "/api/v1/audit", "/api/v1/audit?n=x", None, false), 400);
 
     // Every documented operation was called.

@@ -36,6 +36,8 @@ need skopeo skopeo                    # tests/clients_*.rs push generated images
 need docker-registry docker-registry  # reference registry (Distribution) for upstream tests
 need sha256sum coreutils              # fast hashing of GiB-sized test blobs
 need curl curl                        # tests/ops_tls.rs checks HTTP/2 by ALPN with curl --http2
+need chromium chromium                # tests/ui_browser.rs drives the dashboard in headless Chromium
+need chromedriver chromium-driver     # ... over WebDriver
 
 if [ "${#APT_MISSING[@]}" -gt 0 ]; then
     log "installing: ${APT_MISSING[*]}"

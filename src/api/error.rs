@@ -63,6 +63,11 @@ impl ApiError {
         http::StatusCode::from_u16(self.code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
+    /// The extra headers the response will carry (`Retry-After`...).
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.headers
+    }
+
     /// The message clients print.
     pub fn message(&self) -> &str {
         self.message.as_deref().unwrap_or(self.code.message())
@@ -228,6 +233,7 @@ fn domain_code(e: &RegistryError) -> ErrorCode {
         R::DigestInvalid(_) => ErrorCode::DigestInvalid,
         R::QuotaExceeded { .. } | R::ImageTooLarge { .. } | R::Denied(_) => ErrorCode::Denied,
         R::BadRequest(_) => ErrorCode::BadRequest,
+        R::Unauthenticated(_) => ErrorCode::Unauthorized,
         R::Conflict(_) => ErrorCode::Conflict,
         R::TooMany(_) => ErrorCode::TooManyRequests,
         R::Store(_) | R::Proxy(_) | R::Policy(_) => ErrorCode::Internal,

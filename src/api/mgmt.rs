@@ -46,9 +46,14 @@ fn parse_reference(s: &str) -> Result<Reference, ApiError> {
         .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::BadRequest).explain(format!("{s:?} is neither a tag nor a digest: {e}")))
 }
 
-fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
+pub(crate) fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
     s.parse()
         .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).explain(e.to_string()))
+}
+
+pub(crate) fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    s.parse()
+        .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()))
 }
 
 /// A management endpoint, parsed from the path.
@@ -69,6 +74,7 @@ enum Endpoint {
     CacheRepo(RepoName),
     CachePin(RepoName, Reference),
     CacheImage(RepoName, Reference),
+    Storage,
 }
 
 fn parse(path: &str) -> Result<Endpoint, ApiError> {
@@ -90,13 +96,9 @@ fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["cache", ..] if n >= 4 && segs[n - 2] == "pins" => Endpoint::CachePin(repo(n - 2)?, parse_reference(segs[n - 1])?),
         ["cache", ..] if n >= 4 && segs[n - 2] == "images" => Endpoint::CacheImage(repo(n - 2)?, parse_reference(segs[n - 1])?),
         ["cache", ..] if n >= 3 => Endpoint::CacheRepo(repo(n)?),
+        ["storage"] => Endpoint::Storage,
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => Endpoint::Artifacts(repo(n - 1)?),
-        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => {
-            let d = segs[n - 1]
-                .parse()
-                .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()))?;
-            Endpoint::Artifact(repo(n - 2)?, d)
-        }
+        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => Endpoint::Artifact(repo(n - 2)?, parse_digest(segs[n - 1])?),
         ["repositories", ..] if n >= 4 && segs[n - 2] == "tags" => {
             let t = segs[n - 1]
                 .parse()
@@ -132,13 +134,8 @@ impl Api {
                 crate::auth::MANAGEMENT_SCOPE
             )));
         }
-        // Without accounts anyone could otherwise create the first robot
-        // and lock everybody else out.
-        if !auth.enabled() && !matches!(*req.method(), Method::GET | Method::HEAD) {
-            return Err(ApiError::new(ErrorCode::Unauthorized).explain(
-                "wharf has no accounts, so the management API is read-only: add an [[auth.admins]] entry to the config \
-                 (password_hash from `wharf hash-password`) and restart",
-            ));
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            self.registry.require_accounts_for_changes()?;
         }
         let r = &self.registry;
         let ok = StatusCode::OK;
@@ -196,6 +193,7 @@ impl Api {
                 json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
             }
             (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
+            (Method::GET, Endpoint::Storage) => json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?),
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
         }
     }

@@ -9,8 +9,8 @@
 pub(crate) mod access;
 pub mod body;
 pub mod error;
-mod handlers;
-mod mgmt;
+pub(crate) mod handlers;
+pub(crate) mod mgmt;
 pub mod ops;
 pub mod route;
 
@@ -110,6 +110,9 @@ impl Api {
         }
         if req.uri().path().starts_with("/api/v1/") {
             return self.management(req).await;
+        }
+        if crate::ui::owns(req.uri().path()) {
+            return crate::ui::serve(self, req).await;
         }
         if req.uri().path() == "/token" && matches!(*req.method(), Method::GET | Method::POST) {
             return self.token(req).await;

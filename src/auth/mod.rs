@@ -12,6 +12,7 @@
 pub mod guard;
 pub mod password;
 pub mod robots;
+pub mod session;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -161,6 +162,10 @@ pub struct Authorizer {
     verified: moka::sync::Cache<[u8; 32], Subject>,
     /// Bounded, throttled password checks.
     guard: guard::Guard,
+    /// Dashboard sessions (stateless signed cookies).
+    sessions: session::Sessions,
+    /// Robot name → when this process last authenticated it (unix seconds).
+    last_used: moka::sync::Cache<String, u64>,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -207,6 +212,8 @@ impl Authorizer {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             guard: guard::Guard::new(limits),
+            sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
+            last_used: moka::sync::Cache::new(100_000),
         })
     }
 
@@ -256,6 +263,19 @@ impl Authorizer {
         }
     }
 
+    /// Dashboard session signing and CSRF tokens.
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.sessions
+    }
+
+    /// The identity of a dashboard session cookie, if the cookie is valid
+    /// and its subject still exists and is active.
+    pub fn session_identity(&self, cookie: &str) -> Option<(Identity, session::Session)> {
+        let s = self.sessions.check(cookie)?;
+        let subject = self.subject_of(&s.sub).filter(|s| *s != Subject::Anonymous)?;
+        Some((Identity { subject, token_access: None }, s))
+    }
+
     /// The subject a token's `sub` names, if it still exists and is active.
     fn subject_of(&self, sub: &str) -> Option<Subject> {
         if sub.is_empty() {
@@ -263,6 +283,9 @@ impl Authorizer {
         }
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
             let active = read_lock(&self.robots).iter().any(|r| r.name == name && r.active());
+            if active {
+                self.last_used.insert(name.to_string(), unix_now());
+            }
             return active.then(|| Subject::Robot(name.to_string()));
         }
         self.cfg.admins.iter().any(|a| a.username == sub).then(|| Subject::Admin(sub.to_string()))
@@ -303,6 +326,9 @@ impl Authorizer {
         if !ok || subject == Subject::Anonymous {
             self.guard.record_failure(&key, user, addr);
             return Err(AuthError::BadCredentials);
+        }
+        if let Subject::Robot(name) = &subject {
+            self.last_used.insert(name.clone(), unix_now());
         }
         self.verified.insert(key, subject.clone());
         Ok(subject)
@@ -402,6 +428,11 @@ impl Authorizer {
             _ => String::new(),
         };
         self.keys.issue(&subject.username(), &rid, access, ttl).map(|t| (t, ttl))
+    }
+
+    /// When this process last authenticated robot `name` (unix seconds).
+    pub fn robot_last_used(&self, name: &str) -> Option<u64> {
+        self.last_used.get(name)
     }
 
     /// Robots, newest last.

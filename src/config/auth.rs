@@ -12,6 +12,8 @@ use crate::secrets::SecretString;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAuth {
     token_ttl: Option<String>,
+    session_ttl: Option<String>,
+    max_sessions: Option<usize>,
     remote_pull: Option<String>,
     realm: Option<String>,
     #[serde(default)]
@@ -113,6 +115,11 @@ pub struct RobotDef {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub token_ttl: Duration,
+    /// Lifetime of a dashboard session (signed cookie).
+    pub session_ttl: Duration,
+    /// Capacity of the per-process list of signed-out dashboard sessions
+    /// (sessions themselves are stateless signed cookies).
+    pub max_sessions: usize,
     /// Anonymous clients may pull through remote namespaces.
     pub remote_pull_anonymous: bool,
     /// Token realm URL; derived from the request's Host when unset.
@@ -145,6 +152,14 @@ impl RawAuth {
         let token_ttl = duration("auth.token_ttl", self.token_ttl.as_deref().unwrap_or("5m"))?;
         if token_ttl < Duration::from_secs(10) || token_ttl > Duration::from_secs(24 * 3600) {
             return Err(ConfigError::invalid("auth.token_ttl", "must be between 10s and 24h"));
+        }
+        let session_ttl = duration("auth.session_ttl", self.session_ttl.as_deref().unwrap_or("8h"))?;
+        if session_ttl < Duration::from_secs(60) || session_ttl > Duration::from_secs(7 * 24 * 3600) {
+            return Err(ConfigError::invalid("auth.session_ttl", "must be between 1m and 7d"));
+        }
+        let max_sessions = self.max_sessions.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_sessions) {
+            return Err(ConfigError::invalid("auth.max_sessions", "must be between 1 and 1000000"));
         }
         let remote_pull_anonymous = match self.remote_pull.as_deref().unwrap_or("anonymous") {
             "anonymous" => true,
@@ -198,6 +213,8 @@ impl RawAuth {
         }
         Ok(AuthConfig {
             token_ttl,
+            session_ttl,
+            max_sessions,
             remote_pull_anonymous,
             realm: self.realm,
             admins,

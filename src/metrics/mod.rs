@@ -97,6 +97,8 @@ pub fn route_family(path: &str) -> &'static str {
         "token"
     } else if path.starts_with("/api/") {
         "admin"
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        "ui"
     } else if !path.starts_with("/v2/") {
         "other"
     } else if path.contains("/blobs/uploads") {
@@ -186,6 +188,11 @@ impl Metrics {
         self.store_bytes.store(bytes, Relaxed);
         self.store_blobs.store(blobs, Relaxed);
         self.store_scanned.store(1, Relaxed);
+    }
+
+    /// (bytes, blobs) from the last store scan, once one finished.
+    pub fn store_totals(&self) -> Option<(u64, u64)> {
+        (self.store_scanned.load(Relaxed) == 1).then(|| (self.store_bytes.load(Relaxed), self.store_blobs.load(Relaxed)))
     }
 
     /// The exposition text: live series, then those read from `proxy` now.
@@ -527,6 +534,8 @@ mod tests {
         assert_eq!(route_family("/v2/a/tags/list"), "tags");
         assert_eq!(route_family("/metrics"), "ops");
         assert_eq!(route_family("/favicon.ico"), "other");
+        assert_eq!(route_family("/ui/r/team/app"), "ui");
+        assert_eq!(route_family("/uix"), "other");
     }
 
     #[test]

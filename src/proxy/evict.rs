@@ -72,6 +72,11 @@ impl Evictor {
         self.wake.notify_one();
     }
 
+    /// `[cache] max_size`, over all remotes.
+    pub fn global_cap(&self) -> Option<u64> {
+        self.global
+    }
+
     /// Whether any cap is configured.
     pub fn enabled(&self) -> bool {
         self.global.is_some() || self.remotes.iter().any(|r| r.max_size.is_some())

@@ -28,6 +28,20 @@ impl Registry {
         Err(RegistryError::Denied("this needs an admin account".into()))
     }
 
+    /// Without accounts the management surface (API and dashboard) is
+    /// read-only: anyone could otherwise create the first robot and lock
+    /// everybody else out.
+    pub fn require_accounts_for_changes(&self) -> Result<()> {
+        if self.auth.enabled() {
+            return Ok(());
+        }
+        Err(RegistryError::Unauthenticated(
+            "wharf has no accounts, so management is read-only: add an [[auth.admins]] entry to the config \
+             (password_hash from `wharf hash-password`) and restart"
+                .into(),
+        ))
+    }
+
     /// Whether `id` may do `action` in project `p` (any repository of it).
     fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
         self.auth.subject_allowed(&id.subject, &format!("{p}/x"), action, false)
@@ -82,6 +96,13 @@ impl Registry {
     /// The repositories of project `p`, or the cached repositories of
     /// remote `p`; unknown names are an error.
     pub async fn project_repositories(&self, id: &Identity, p: &str) -> Result<Vec<RepositoryView>> {
+        Ok(self.project_repositories_page(id, p, None, usize::MAX).await?.0)
+    }
+
+    /// At most `n` repositories of project (or remote) `p` after `after`
+    /// (by name), and whether more follow. Only the page's repositories
+    /// are counted.
+    pub async fn project_repositories_page(&self, id: &Identity, p: &str, after: Option<&str>, n: usize) -> Result<(Vec<RepositoryView>, bool)> {
         let remote = self.namespaces().router().by_name(p).is_some();
         if !remote && !self.project_exists(p).await? {
             return Err(RegistryError::NotFound(format!("no project or remote named {p}")));
@@ -89,11 +110,13 @@ impl Registry {
         if !self.auth.subject_allowed(&id.subject, &format!("{p}/x"), Action::Pull, remote) {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
+        let names = self.store.repositories_in(p).await?;
+        let mut page = names.into_iter().filter(|r| after.is_none_or(|a| r.as_str() > a)).peekable();
         let mut out = Vec::new();
-        for name in self.store.repositories_in(p).await? {
+        while let Some(name) = page.next_if(|_| out.len() < n) {
             out.push(self.repository_view(&name, remote).await?);
         }
-        Ok(out)
+        Ok((out, page.peek().is_some()))
     }
 
     /// Every repository `id` may pull from, local and cached (marked).
@@ -120,11 +143,16 @@ impl Registry {
 
     /// The artifacts of `repo`, grouped by digest.
     pub async fn artifacts(&self, id: &Identity, repo: &RepoName) -> Result<Vec<Artifact>> {
+        Ok(self.artifacts_page(id, repo, 0, usize::MAX).await?.0)
+    }
+
+    /// A page of the artifacts of `repo` (newest first) and their total.
+    pub async fn artifacts_page(&self, id: &Identity, repo: &RepoName, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
         self.require(id, repo, Action::Pull)?;
         if !self.store.repo_exists(repo).await? {
             return Err(RegistryError::NotFound(format!("repository {repo} not found")));
         }
-        Ok(self.store.repo(repo).artifacts().await?)
+        Ok(self.store.repo(repo).artifacts_page(skip, n).await?)
     }
 
     /// Delete an artifact and its tags, as `id`.
@@ -249,7 +277,8 @@ impl Registry {
 
     pub fn robots(&self, id: &Identity) -> Result<Vec<RobotView>> {
         self.require_admin(id)?;
-        Ok(self.auth.robots().iter().map(RobotView::from).collect())
+        let view = |r: &crate::auth::robots::Robot| RobotView { last_used_at: self.auth.robot_last_used(&r.name), ..RobotView::from(r) };
+        Ok(self.auth.robots().iter().map(view).collect())
     }
 
     /// Create a robot (admins); the answer carries its token, once.

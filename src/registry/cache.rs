@@ -20,17 +20,24 @@ impl Registry {
         self.require_admin(id)?;
         let mut out = Vec::new();
         for remote in self.namespaces().router().remotes() {
-            for name in self.store.repositories_in(&remote.name).await? {
-                let repo = self.store.repo(&name);
-                let pins: HashSet<Digest> = repo.pins().await?.into_iter().collect();
-                for a in repo.artifacts().await? {
-                    out.push(CachedImage {
-                        repository: name.to_string(),
-                        remote: remote.name.clone(),
-                        pinned: pins.contains(&a.digest),
-                        artifact: a,
-                    });
-                }
+            out.extend(self.cached_images_of(&remote.name).await?);
+        }
+        Ok(out)
+    }
+
+    /// The cached images of one remote.
+    pub(super) async fn cached_images_of(&self, remote: &str) -> Result<Vec<CachedImage>> {
+        let mut out = Vec::new();
+        for name in self.store.repositories_in(remote).await? {
+            let repo = self.store.repo(&name);
+            let pins: HashSet<Digest> = repo.pins().await?.into_iter().collect();
+            for a in repo.artifacts().await? {
+                out.push(CachedImage {
+                    repository: name.to_string(),
+                    remote: remote.to_string(),
+                    pinned: pins.contains(&a.digest),
+                    artifact: a,
+                });
             }
         }
         Ok(out)

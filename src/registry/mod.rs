@@ -11,6 +11,7 @@
 mod admin;
 pub mod audit;
 mod cache;
+mod overview;
 mod manifests;
 pub mod namespaces;
 pub mod projects;
@@ -61,6 +62,9 @@ pub enum RegistryError {
     ImageTooLarge { project: String, digest: Option<Digest>, size: u64, max: u64 },
     #[error("{0}")]
     Denied(String),
+    /// Credentials are needed (none exist, or none were sent).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -86,6 +86,10 @@ pub struct RobotView {
     pub revoked: bool,
     pub active: bool,
     pub from_config: bool,
+    /// When this wharf process last authenticated it (unix seconds; not
+    /// shared between replicas, not kept across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
     /// Only in the answer to creating it: shown once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -102,6 +106,7 @@ impl From<&crate::auth::robots::Robot> for RobotView {
             revoked: r.revoked,
             active: r.active(),
             from_config: r.from_config,
+            last_used_at: None,
             token: None,
         }
     }
@@ -180,4 +185,50 @@ pub struct PrefetchRequest {
     /// Pin (default) so eviction never removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<bool>,
+}
+
+/// The pull-through cache: every remote with its counters and cached images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CacheView {
+    /// `[cache] max_size`, over all remotes.
+    pub max_size: Option<u64>,
+    /// Bytes of all cached content, each blob once.
+    pub usage: u64,
+    pub remotes: Vec<RemoteView>,
+}
+
+/// One remote as operators see it: never a secret, only where credentials
+/// come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteView {
+    pub name: String,
+    pub url: String,
+    pub default: bool,
+    /// Per credentials entry: `anonymous`, `inline`, `env`, `file`, `aws-sm`, `ecr`...
+    pub credentials: Vec<String>,
+    pub max_size: Option<u64>,
+    pub usage: u64,
+    pub manifest_hits: u64,
+    pub manifest_misses: u64,
+    pub blob_hits: u64,
+    pub blob_misses: u64,
+    pub stale_served: u64,
+    pub upstream_requests: u64,
+    pub upstream_errors: u64,
+    /// Bytes fetched from the remote.
+    pub upstream_bytes: u64,
+    /// The last failed upstream request: unix seconds and cause.
+    pub last_error: Option<(u64, String)>,
+    pub images: Vec<CachedImage>,
+}
+
+/// Storage totals and the last garbage collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageView {
+    /// From the last store scan (absent before the first one finished).
+    pub bytes: Option<u64>,
+    pub blobs: Option<u64>,
+    pub repositories: usize,
+    /// The newest `gc.run` / `gc.dry_run` audit entry.
+    pub last_gc: Option<super::audit::AuditEntry>,
 }

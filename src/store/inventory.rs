@@ -2,12 +2,17 @@
 //! manifest (everything it references) and the artifacts of a repository
 //! grouped by digest with their tags, sizes and times.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use super::{Repo, Result};
+
+/// Small reads in flight at once when listing a repository's artifacts.
+const READ_AHEAD: usize = 16;
 use crate::oci::manifest::Manifest;
 use crate::oci::Digest;
 
@@ -27,6 +32,49 @@ pub struct Artifact {
     /// tracking began.
     #[serde(default, with = "crate::timefmt::rfc3339_opt")]
     pub last_pulled_at: Option<u64>,
+    /// An index's platforms (`linux/amd64`, `linux/arm64/v8`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// The manifest this one refers to (a signature, an SBOM...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `os/architecture[/variant]` of an index entry's `platform`.
+fn platform_name(p: &serde_json::Value) -> Option<String> {
+    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let mut s = format!("{}/{}", field("os")?, field("architecture")?);
+    if let Some(v) = field("variant") {
+        s.push('/');
+        s.push_str(v);
+    }
+    Some(s)
+}
+
+/// What a manifest says about itself, for an [`Artifact`].
+struct Facts {
+    platforms: Vec<String>,
+    subject: Option<Digest>,
+    artifact_type: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn facts(m: Option<Manifest>) -> Facts {
+    let Some(m) = m else {
+        return Facts { platforms: Vec::new(), subject: None, artifact_type: None, annotations: BTreeMap::new() };
+    };
+    // Plain images are not "artifacts" with a type worth showing.
+    let artifact_type = m.effective_artifact_type().filter(|t| !t.contains("image.config") && !t.contains("container.image"));
+    Facts {
+        platforms: m.manifests.iter().filter_map(|c| c.platform.as_ref().and_then(platform_name)).collect(),
+        subject: m.subject.map(|s| s.digest),
+        artifact_type,
+        annotations: m.annotations.unwrap_or_default(),
+    }
 }
 
 pub(super) fn secs(t: SystemTime) -> u64 {
@@ -59,9 +107,18 @@ impl Repo<'_> {
     /// Which tags point at which manifest.
     pub async fn tags_by_digest(&self) -> Result<HashMap<Digest, Vec<String>>> {
         let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
-        for t in self.all_tags().await? {
-            let Ok(tag) = t.parse() else { continue };
-            if let Some(d) = self.tag(&tag).await? {
+        let targets = futures_util::stream::iter(self.all_tags().await?)
+            .map(|t| async move {
+                let target = match t.parse() {
+                    Ok(tag) => self.tag(&tag).await?,
+                    Err(_) => None,
+                };
+                Ok::<_, super::StoreError>((t, target))
+            })
+            .buffered(READ_AHEAD);
+        let all: Vec<(String, Option<Digest>)> = targets.try_collect().await?;
+        for (t, d) in all {
+            if let Some(d) = d {
                 out.entry(d).or_default().push(t);
             }
         }
@@ -70,25 +127,47 @@ impl Repo<'_> {
 
     /// The artifacts, grouped by digest with all their tags, newest first.
     pub async fn artifacts(&self) -> Result<Vec<Artifact>> {
+        Ok(self.artifacts_page(0, usize::MAX).await?.0)
+    }
+
+    /// At most `n` artifacts after skipping `skip`, newest first, and how
+    /// many there are in all. Only the page's sizes and facts are computed
+    /// (the order needs only each manifest's push time).
+    pub async fn artifacts_page(&self, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
+        // Small reads on the blocking pool: a few at a time, not one by one.
+        let times = futures_util::stream::iter(self.manifest_digests().await?)
+            .map(|d| async move { Ok::<_, super::StoreError>((self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0), d)) })
+            .buffered(READ_AHEAD);
+        let mut all: Vec<(u64, Digest)> = times.try_collect().await?;
+        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let total = all.len();
         let mut tags_of = self.tags_by_digest().await?;
         let mut out = Vec::new();
-        for d in self.manifest_digests().await? {
-            let pushed_at = self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0);
-            let last_pulled_at = self.last_pull(&d).await?.map(secs);
-            let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
-            let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
+        for (pushed_at, d) in all.into_iter().skip(skip).take(n) {
             let mut tags = tags_of.remove(&d).unwrap_or_default();
             tags.sort();
-            out.push(Artifact {
-                digest: d,
-                media_type,
-                tags,
-                size,
-                pushed_at,
-                last_pulled_at,
-            });
+            out.push(self.artifact(d, pushed_at, tags).await?);
         }
-        out.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
-        Ok(out)
+        Ok((out, total))
+    }
+
+    async fn artifact(&self, d: Digest, pushed_at: u64, tags: Vec<String>) -> Result<Artifact> {
+        let last_pulled_at = self.last_pull(&d).await?.map(secs);
+        let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
+        let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
+        let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
+        let f = facts(parsed);
+        Ok(Artifact {
+            digest: d,
+            media_type,
+            tags,
+            size,
+            pushed_at,
+            last_pulled_at,
+            platforms: f.platforms,
+            subject: f.subject,
+            artifact_type: f.artifact_type,
+            annotations: f.annotations,
+        })
     }
 }

@@ -99,6 +99,23 @@ pub struct UpstreamStats {
     pub bandwidth_limit: u64,
     /// Time blob downloads were held back by the cap, in microseconds.
     pub throttled_us: Arc<std::sync::atomic::AtomicU64>,
+    /// The last failure (unix seconds, cause as users see it; never a
+    /// credential), for the dashboard.
+    last_error: std::sync::Mutex<Option<(u64, String)>>,
+}
+
+impl UpstreamStats {
+    fn failed(&self, cause: String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.errors.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, cause));
+    }
+
+    /// The last failure: when (unix seconds) and its cause.
+    pub fn last_error(&self) -> Option<(u64, String)> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Client for one remote.
@@ -293,12 +310,13 @@ impl Upstream {
         let sent = std::time::Instant::now();
         self.stats.requests.fetch_add(1, Relaxed);
         let resp = fut.await.map_err(|e| {
-            self.stats.errors.fetch_add(1, Relaxed);
-            self.err_unreachable(describe(&e))
+            let cause = describe(&e);
+            self.stats.failed(cause.clone());
+            self.err_unreachable(cause)
         })?;
         self.stats.latency.observe(sent.elapsed());
         if resp.status().is_server_error() || resp.status().as_u16() == 429 {
-            self.stats.errors.fetch_add(1, Relaxed);
+            self.stats.failed(format!("HTTP {}", resp.status()));
         }
         Ok(resp)
     }

@@ -16,6 +16,8 @@ pub mod upstream;
 pub mod fake_upstream;
 pub mod garage;
 pub mod s3;
+pub mod ui;
+pub mod webdriver;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
