@@ -285,11 +285,14 @@ fn methods_an_endpoint_does_not_have() {
         raw_error(&r, 405, "UNSUPPORTED");
     }
     // Paths that are no endpoint at all.
-    for p in ["/", "/v1/", "/v3/r/tags/list", "/v2/r", "/v2/r/other/x", "/v2/r/tags", "/v2/manifests/latest", "/favicon.ico"] {
+    for p in ["/v1/", "/v3/r/tags/list", "/v2/r", "/v2/r/other/x", "/v2/r/tags", "/v2/manifests/latest", "/favicon.ico"] {
         let r = raw(&w, "GET", p, b"");
         assert_eq!(r.status, 404, "{p}: {}", r.text());
         client_error(&r, p);
     }
+    // The root is the dashboard's front door.
+    let r = raw(&w, "GET", "/", b"");
+    assert_eq!(r.status, 303, "{}", r.text());
 }
 
 #[test]
