@@ -11,6 +11,7 @@
 //! - [`api`]: HTTP routes, handlers, the one error mapping
 //! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
 //! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
+//! - `fuzzing`: private parsers re-exported for the fuzz targets (`fuzz/`)
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -18,6 +19,8 @@ pub mod auth;
 pub mod cli;
 pub mod app;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod oci;
 pub mod proxy;

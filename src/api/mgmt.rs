@@ -41,7 +41,8 @@ fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
 }
 
 /// A management endpoint, parsed from the path.
-enum Endpoint {
+#[derive(Debug)]
+pub enum Endpoint {
     Projects,
     Project(String),
     ProjectRepos(String),
@@ -55,7 +56,8 @@ enum Endpoint {
     Audit,
 }
 
-fn parse(path: &str) -> Result<Endpoint, ApiError> {
+/// Parse the path of a `/api/v1/...` request.
+pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
     let rest = path.strip_prefix("/api/v1/").unwrap_or("").trim_end_matches('/');
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();

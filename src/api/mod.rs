@@ -9,8 +9,8 @@
 pub(crate) mod access;
 pub mod body;
 pub mod error;
-mod handlers;
-mod mgmt;
+pub(crate) mod handlers;
+pub(crate) mod mgmt;
 pub mod ops;
 pub mod route;
 
