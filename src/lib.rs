@@ -13,6 +13,7 @@
 //! - [`app`]: wires the parts, serves (TLS via [`tls`]), drains on shutdown
 //! - [`telemetry`], [`metrics`]: logs with request ids, `/metrics`
 //! - [`timefmt`]: RFC 3339 times in JSON (a leaf, imports nothing of ours)
+//! - `fuzzing`: private parsers re-exported for the fuzz targets (`fuzz/`)
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -20,6 +21,8 @@ pub mod auth;
 pub mod cli;
 pub mod app;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod oci;
 pub mod proxy;

@@ -35,16 +35,11 @@ pub fn random_blob(dir: &Path, size: u64, seed: u64) -> Res<BlobFile> {
     }
     let mut f = io::BufWriter::with_capacity(4 << 20, File::create(&path)?);
     let mut h = Sha256::new();
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = Noise::new(seed);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
-        for c in buf.chunks_exact_mut(8) {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            c.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
+        rng.fill(&mut buf);
         let n = left.min(buf.len() as u64) as usize;
         h.update(&buf[..n]);
         f.write_all(&buf[..n])?;
@@ -54,6 +49,34 @@ pub fn random_blob(dir: &Path, size: u64, seed: u64) -> Res<BlobFile> {
     let digest = format!("sha256:{}", hex::encode(h.finalize()));
     std::fs::write(&sum, &digest)?;
     Ok(BlobFile { path, size, digest })
+}
+
+/// Incompressible pseudo-random bytes (xorshift64*), the same for the same
+/// seed.
+pub struct Noise(u64);
+
+impl Noise {
+    pub fn new(seed: u64) -> Noise {
+        Noise(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Fill `buf` (whole 8-byte words; a shorter tail stays as it was).
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for c in buf.chunks_exact_mut(8) {
+            let x = &mut self.0;
+            *x ^= *x >> 12;
+            *x ^= *x << 25;
+            *x ^= *x >> 27;
+            c.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+    }
+
+    /// `len` bytes (a multiple of 8).
+    pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        Noise::new(seed).fill(&mut v);
+        v
+    }
 }
 
 pub fn small_blob(dir: &Path, name: &str, bytes: &[u8]) -> Res<BlobFile> {

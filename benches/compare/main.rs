@@ -8,6 +8,8 @@
 //! BENCH_QUICK=1 cargo bench --bench compare         # smoke run, small sizes
 //! BENCH_PHASES=serving cargo bench --bench compare  # one phase (serving | store)
 //! BENCH_STORE_STAGES=1000 cargo bench --bench compare   # store phase at 1k only
+//! BENCH_PHASES=soak cargo bench --bench compare     # soak: 500 clients × 60 s
+//! BENCH_SOAK_CLIENTS=200 BENCH_SOAK_SECS=30 ...     # a smaller soak
 //! ```
 //!
 //! Cargo builds the release (`bench` profile) `wharf` binary for this target
@@ -23,6 +25,10 @@
 //! - `store` (`scale.rs`): wharf and a standalone Distribution filled with
 //!   the same thousands of repositories and a 10,000-tag repository;
 //!   listing latencies at each size and manifest PUTs during an online GC.
+//! - `soak` (`soak.rs`, only when asked for): concurrent async clients
+//!   mixing warm pulls, cold pull-through and pushes for a fixed time;
+//!   errors, wharf's RSS over time and its file descriptors before, during
+//!   and after.
 //!
 //! Output: a Markdown table on stdout, also written to
 //! `target/bench-report.md`. Every server started here listens on a free
@@ -35,6 +41,7 @@ mod report;
 mod scale;
 mod servers;
 mod serving;
+mod soak;
 mod sys;
 mod tools;
 
@@ -55,6 +62,11 @@ pub struct Settings {
     serving: bool,
     /// Run the store phase.
     store: bool,
+    /// Run the soak phase.
+    soak: bool,
+    /// Soak: concurrent clients and seconds.
+    soak_clients: usize,
+    soak_secs: u64,
     /// The big layer (and the blob streamed 1 and 8 times).
     big: u64,
     /// The blob fetched cold alone and by `clients` at once.
@@ -96,6 +108,9 @@ impl Settings {
             quick,
             serving: phase("serving"),
             store: phase("store"),
+            soak: phase("soak"),
+            soak_clients: env_num("BENCH_SOAK_CLIENTS", if quick { 100 } else { 500 })?,
+            soak_secs: env_num("BENCH_SOAK_SECS", if quick { 10 } else { 60 })?,
             big: if quick { 128 * MIB } else { 1024 * MIB },
             mid: if quick { 32 * MIB } else { 200 * MIB },
             runs: 3,
@@ -107,8 +122,8 @@ impl Settings {
             tags: if quick { 1000 } else { 10_000 },
             fill_threads: 8,
         };
-        if !(s.serving || s.store) {
-            return Err(format!("BENCH_PHASES={phases:?} names no phase (serving, store)").into());
+        if !(s.serving || s.store || s.soak) {
+            return Err(format!("BENCH_PHASES={phases:?} names no phase (serving, store, soak)").into());
         }
         Ok(s)
     }
@@ -120,6 +135,9 @@ impl Settings {
         }
         if self.store {
             p.push(format!("store at {:?} repositories", self.stages));
+        }
+        if self.soak {
+            p.push(format!("soak: {} clients × {} s", self.soak_clients, self.soak_secs));
         }
         p.join(", ")
     }
@@ -145,6 +163,17 @@ impl Settings {
                 human(self.mid)
             ),
         ]
+    }
+}
+
+/// A number from the environment variable `key`, else `default`.
+fn env_num<T: std::str::FromStr>(key: &str, default: T) -> Res<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(key) {
+        Ok(v) => v.trim().parse().map_err(|e| format!("{key}={v:?}: {e}").into()),
+        Err(_) => Ok(default),
     }
 }
 
@@ -187,6 +216,12 @@ fn run() -> Res<()> {
         std::fs::create_dir_all(w.join("store"))?;
         scale::run(&s, &w.join("store"), &mut rep)?;
         rep.detail(format!("Store phase took {:.0} s.", t.elapsed().as_secs_f64()));
+    }
+    if s.soak {
+        let t = std::time::Instant::now();
+        std::fs::create_dir_all(w.join("soak"))?;
+        soak::run(&s, &w.join("soak"), &mut rep)?;
+        rep.detail(format!("Soak phase took {:.0} s.", t.elapsed().as_secs_f64()));
     }
     rep.detail(format!("Whole run: {:.0} s.", started.elapsed().as_secs_f64()));
     let mut method = s.method();

@@ -90,12 +90,35 @@ pub fn log_file(p: &Path) -> Res<(File, File)> {
     Ok((f.try_clone()?, f))
 }
 
-/// Peak resident set (VmHWM) of `pid`, in bytes.
-pub fn vm_hwm(pid: u32) -> Option<u64> {
+/// A `kB` field of `/proc/<pid>/status` (`VmHWM:`, `VmRSS:`), in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Peak resident set (VmHWM) of `pid`, in bytes.
+pub fn vm_hwm(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Current resident set (VmRSS) of `pid`, in bytes.
+pub fn vm_rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// Open file descriptors of `pid`: (all, of them sockets).
+pub fn fd_count(pid: u32) -> (usize, usize) {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
+    let (mut all, mut sockets) = (0, 0);
+    for e in rd.flatten() {
+        all += 1;
+        if std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")) {
+            sockets += 1;
+        }
+    }
+    (all, sockets)
 }
 
 /// CPU time (user + system) `pid` has used, in seconds.

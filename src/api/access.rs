@@ -185,7 +185,7 @@ impl Api {
         };
         let mut access = Vec::new();
         for s in scopes.iter().filter(|s| !s.is_empty()) {
-            let name = s.split(':').nth(1).unwrap_or("");
+            let name = crate::auth::Scope::parse(s).map_or("", |s| s.name);
             let remote = self.registry.is_remote(name).await;
             if let Some(a) = auth.grant(&subject, s, |_| remote) {
                 access.push(a);

@@ -57,7 +57,8 @@ pub(crate) fn parse_digest(s: &str) -> Result<Digest, ApiError> {
 }
 
 /// A management endpoint, parsed from the path.
-enum Endpoint {
+#[derive(Debug)]
+pub enum Endpoint {
     Projects,
     Project(String),
     ProjectRepos(String),
@@ -77,7 +78,8 @@ enum Endpoint {
     Storage,
 }
 
-fn parse(path: &str) -> Result<Endpoint, ApiError> {
+/// Parse the path of a `/api/v1/...` request.
+pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
     let rest = path.strip_prefix("/api/v1/").unwrap_or("").trim_end_matches('/');
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();

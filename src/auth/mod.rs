@@ -105,6 +105,70 @@ impl Identity {
     }
 }
 
+/// The credentials an `Authorization` header presents. No `Debug`: it
+/// holds a password.
+pub enum Presented<'a> {
+    Basic { user: String, pass: String },
+    Bearer(&'a str),
+}
+
+/// Parse an `Authorization` header value: `Basic <base64 user:pass>` or
+/// `Bearer <token>` (scheme case-insensitive).
+pub fn parse_authorization(v: &str) -> Result<Presented<'_>, AuthError> {
+    let (scheme, rest) = v.trim().split_once(' ').ok_or(AuthError::Malformed)?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .map_err(|_| AuthError::Malformed)?;
+            let raw = String::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
+            let (user, pass) = raw.split_once(':').ok_or(AuthError::Malformed)?;
+            Ok(Presented::Basic {
+                user: user.to_string(),
+                pass: pass.to_string(),
+            })
+        }
+        "bearer" => Ok(Presented::Bearer(rest.trim())),
+        _ => Err(AuthError::Malformed),
+    }
+}
+
+/// A requested token scope, `<type>:<name>:<actions>` (Docker token spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    /// The comma-separated actions, as asked.
+    pub actions: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    /// Split a scope at its first two `:`; `None` with fewer than three parts.
+    pub fn parse(s: &'a str) -> Option<Scope<'a>> {
+        let mut parts = s.splitn(3, ':');
+        Some(Scope {
+            kind: parts.next()?,
+            name: parts.next()?,
+            actions: parts.next()?,
+        })
+    }
+
+    /// The repository actions asked for, in order, `*` expanded; unknown
+    /// actions are skipped.
+    pub fn wanted(&self) -> impl Iterator<Item = Action> + 'a {
+        self.actions.split(',').flat_map(|a| {
+            let want: &'static [Action] = match a {
+                "pull" => &[Action::Pull],
+                "push" => &[Action::Push],
+                "delete" => &[Action::Delete],
+                "*" => &[Action::Pull, Action::Push, Action::Delete],
+                _ => &[],
+            };
+            want.iter().copied()
+        })
+    }
+}
+
 /// Authentication failures (all become 401).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
@@ -231,23 +295,17 @@ impl Authorizer {
         let Some(v) = headers.get(http::header::AUTHORIZATION) else {
             return Ok(Identity::anonymous());
         };
-        let v = v.to_str().map_err(|_| AuthError::Malformed)?.trim();
-        let (scheme, rest) = v.split_once(' ').ok_or(AuthError::Malformed)?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "basic" => {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .map_err(|_| AuthError::Malformed)?;
-                let raw = String::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
-                let (user, pass) = raw.split_once(':').ok_or(AuthError::Malformed)?;
-                let subject = self.check_basic(user, pass, addr).await?;
+        let v = v.to_str().map_err(|_| AuthError::Malformed)?;
+        match parse_authorization(v)? {
+            Presented::Basic { user, pass } => {
+                let subject = self.check_basic(&user, &pass, addr).await?;
                 Ok(Identity {
                     subject,
                     token_access: None,
                 })
             }
-            "bearer" => {
-                let c = self.keys.verify(rest.trim()).ok_or(AuthError::BadToken)?;
+            Presented::Bearer(token) => {
+                let c = self.keys.verify(token).ok_or(AuthError::BadToken)?;
                 // A robot deleted and created again under the same name is a
                 // new account: tokens issued to the old one do not count.
                 let reborn = c.sub.strip_prefix(ROBOT_PREFIX).is_some_and(|name| {
@@ -259,7 +317,6 @@ impl Authorizer {
                     token_access: Some(c.access),
                 })
             }
-            _ => Err(AuthError::Malformed),
         }
     }
 
@@ -385,24 +442,15 @@ impl Authorizer {
     /// `subject` is granted. `remote` tells whether `<name>` is a
     /// pull-through name.
     pub fn grant(&self, subject: &Subject, scope: &str, remote: impl Fn(&str) -> bool) -> Option<Access> {
-        let mut parts = scope.splitn(3, ':');
-        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+        let asked = Scope::parse(scope)?;
+        let (kind, name) = (asked.kind, asked.name);
         match kind {
             "repository" => {
                 let r = remote(name);
                 let mut granted: Vec<String> = Vec::new();
-                for a in actions.split(',') {
-                    let want: &[Action] = match a {
-                        "pull" => &[Action::Pull],
-                        "push" => &[Action::Push],
-                        "delete" => &[Action::Delete],
-                        "*" => &[Action::Pull, Action::Push, Action::Delete],
-                        _ => &[],
-                    };
-                    for act in want {
-                        if self.subject_allowed(subject, name, *act, r) && !granted.iter().any(|g| g == act.as_str()) {
-                            granted.push(act.as_str().to_string());
-                        }
+                for act in asked.wanted() {
+                    if self.subject_allowed(subject, name, act, r) && !granted.iter().any(|g| g == act.as_str()) {
+                        granted.push(act.as_str().to_string());
                     }
                 }
                 Some(Access {

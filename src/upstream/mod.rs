@@ -6,7 +6,7 @@
 //! typed [`UpstreamError`]. It must never cache content (that is the
 //! proxy's job) and never put a credential into an error or a log line.
 
-mod auth;
+pub(crate) mod auth;
 mod body;
 pub(crate) mod cause;
 mod error;
