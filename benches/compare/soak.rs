@@ -175,7 +175,7 @@ async fn warm_client(ctx: Arc<Ctx>, i: usize) {
     let mut k = i;
     while Instant::now() < ctx.deadline {
         let (repo, _) = warm_image(k % WARM_IMAGES);
-        let repo = if k % 2 == 0 { repo } else { format!("{REMOTE}/{repo}") };
+        let repo = if k.is_multiple_of(2) { repo } else { format!("{REMOTE}/{repo}") };
         k += 1;
         tally(&ctx, &ctx.stats.warm, ctx.pull(&repo, "v1").await).await;
     }

@@ -52,7 +52,7 @@ pub async fn cache(c: &Client, cmd: CacheCmd) -> Result<(), String> {
 
 async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
     let mut v: Vec<CachedImage> = c.get("cache").await?;
-    v.retain(|i| prefix.map_or(true, |p| i.repository.starts_with(p)));
+    v.retain(|i| prefix.is_none_or(|p| i.repository.starts_with(p)));
     show(c.conn.json, &v, |v| {
         let rows = v
             .iter()
