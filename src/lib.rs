@@ -24,6 +24,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;
+pub mod notify;
 pub mod oci;
 pub mod proxy;
 pub mod registry;

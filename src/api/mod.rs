@@ -9,6 +9,7 @@
 pub(crate) mod access;
 pub mod body;
 pub mod error;
+mod events;
 pub(crate) mod handlers;
 pub(crate) mod mgmt;
 pub mod ops;
@@ -139,10 +140,15 @@ impl Api {
         let identity = self.authorize(&req, &route, remote).await?;
         let mut req = req;
         req.extensions_mut().insert(identity);
-        if let Some(Target::Remote(t)) = target {
-            return handlers::proxied::dispatch(self, req, route, t).await;
+        let event = events::pending(self, &req, &route);
+        let resp = match target {
+            Some(Target::Remote(t)) => handlers::proxied::dispatch(self, req, route, t).await?,
+            _ => self.local(req, route).await?,
+        };
+        if let Some(e) = event {
+            events::observed(self, e, resp.status(), resp.headers()).await;
         }
-        self.local(req, route).await
+        Ok(resp)
     }
 
     /// A request for a local repository (or `/v2/`, the catalogue).

@@ -19,7 +19,9 @@ pub async fn handle<B>(api: &Api, req: &Request<B>) -> Option<Reply> {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => ready(api).await,
         _ => {
-            let out = api.metrics.render(&api.registry.proxy);
+            let out = api
+                .metrics
+                .render(&api.registry.proxy, &api.registry.notifier);
             let mut r = text(StatusCode::OK, out);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

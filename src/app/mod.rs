@@ -145,6 +145,8 @@ impl App {
             shutdown,
         )
         .await;
+        // Events of the requests just drained go to disk before exit.
+        self.api.registry.notifier.flush().await;
         for t in background {
             t.abort();
         }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod limits;
+mod notify;
 mod raw;
 mod remote;
 mod server;
@@ -20,6 +21,7 @@ pub use auth::{
     ROBOT_NAME_RULE,
 };
 pub use limits::Limits;
+pub use notify::{Endpoint as NotifyEndpoint, EventKind};
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 pub use server::{Mode, Server, TlsFiles};
@@ -86,6 +88,8 @@ pub struct Config {
     pub projects: Vec<Project>,
     /// `[limits]`: bounds per client and in total.
     pub limits: Limits,
+    /// `[[notifications]]`: webhook endpoints for registry events.
+    pub notifications: Vec<NotifyEndpoint>,
 }
 
 /// Overrides from the command line or environment.

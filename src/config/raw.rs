@@ -25,6 +25,8 @@ pub struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     limits: super::limits::RawLimits,
+    #[serde(default)]
+    notifications: Vec<super::notify::RawEndpoint>,
 }
 
 /// `[cache]`: limits over all remotes' cached content together.
@@ -83,8 +85,10 @@ impl RawConfig {
         let auth = self.auth.validate()?;
         let projects = validate_projects(self.projects, &remotes)?;
         let limits = self.limits.validate()?;
+        let notifications = super::notify::validate_all(self.notifications)?;
         Ok(Config {
             limits,
+            notifications,
             auth,
             projects,
             server,

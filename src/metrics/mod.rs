@@ -28,6 +28,7 @@ use prometheus_client::registry::Registry;
 use crate::proxy::Proxy;
 use crate::store::Store;
 
+mod notifications;
 mod process;
 pub use process::ProcessStats;
 
@@ -215,11 +216,12 @@ impl Metrics {
     }
 
     /// The exposition text: live series, then those read from `proxy` now.
-    pub fn render(&self, proxy: &Proxy) -> String {
+    pub fn render(&self, proxy: &Proxy, notifier: &crate::notify::Notifier) -> String {
         let mut out = String::with_capacity(8192);
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         let mut scraped = Registry::with_prefix("wharf");
         scraped.register_collector(Box::new(Snapshot::take(self, proxy)));
+        scraped.register_collector(Box::new(notifications::Snapshot::take(notifier)));
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &scraped);
         let mut process = Registry::default();
         process.register_collector(Box::new(ProcessSnapshot(ProcessStats::read())));

@@ -172,6 +172,8 @@ pub struct Inflight {
     pub stats: InflightStats,
     /// Woken whenever a blob was added to the cache (the evictor listens).
     cached: Arc<Notify>,
+    /// `cache-fetch` events.
+    notifier: crate::notify::Notifier,
 }
 
 impl Inflight {
@@ -180,7 +182,14 @@ impl Inflight {
             map: Mutex::new(HashMap::new()),
             stats: InflightStats::default(),
             cached,
+            notifier: crate::notify::Notifier::default(),
         }
+    }
+
+    /// Emit a `cache-fetch` event for every blob fetched from a remote.
+    pub fn with_notifier(mut self, notifier: crate::notify::Notifier) -> Inflight {
+        self.notifier = notifier;
+        self
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Fetch>>> {
@@ -240,7 +249,7 @@ impl Inflight {
         tokio::spawn(tracing::Instrument::instrument(
             crate::telemetry::in_request(async move {
                 let res = run(&upstream, &repo, &cache_repo, &f).await;
-                table.finish(&f, &upstream, &repo, res);
+                table.finish(&f, &upstream, &repo, &cache_repo, res);
             }),
             span,
         ));
@@ -248,20 +257,44 @@ impl Inflight {
     }
 
     /// Publish how a fetch ended and take it out of the table.
-    fn finish(&self, f: &Fetch, upstream: &Upstream, repo: &RepoName, res: Result<(), FetchError>) {
+    fn finish(
+        &self,
+        f: &Fetch,
+        upstream: &Upstream,
+        repo: &RepoName,
+        cache_repo: &RepoName,
+        res: Result<Fetched, FetchError>,
+    ) {
         let remote = &upstream.remote().name;
         match &res {
-            Ok(()) => {
+            Ok(Fetched::FromRemote(size)) => {
                 tracing::info!(remote = %remote, repo = %repo, digest = %f.digest, "blob cached");
                 self.cached.notify_one();
+                self.notifier.emit(crate::notify::event::cache_fetch(
+                    remote,
+                    cache_repo,
+                    &f.digest,
+                    crate::notify::event::BLOB_MEDIA_TYPE,
+                    *size,
+                    None,
+                ));
             }
+            Ok(Fetched::AlreadyCached) => {}
             Err(e) => {
                 tracing::error!(remote = %remote, repo = %repo, digest = %f.digest, error = %e, "upstream blob fetch failed; nothing cached");
             }
         }
-        f.conclude(res);
+        f.conclude(res.map(|_| ()));
         self.table().remove(&f.digest);
     }
+}
+
+/// How a fetch that succeeded got its blob.
+enum Fetched {
+    /// Downloaded now: this many bytes.
+    FromRemote(u64),
+    /// A fetch that finished just before this one started had it.
+    AlreadyCached,
 }
 
 /// The leader: fetch from the remote, then spool, verify and commit.
@@ -270,7 +303,7 @@ async fn run(
     repo: &RepoName,
     cache_repo: &RepoName,
     f: &Arc<Fetch>,
-) -> Result<(), FetchError> {
+) -> Result<Fetched, FetchError> {
     // A fetch that finished just before this one started: nothing to do.
     if let Some(size) = f.store.blobs().size(&f.digest).await? {
         link(&f.store, cache_repo, &f.digest).await;
@@ -280,7 +313,7 @@ async fn run(
             p.written = size;
             p.verified = true;
         });
-        return Ok(());
+        return Ok(Fetched::AlreadyCached);
     }
     // Bounded per remote (`max_concurrent_fetches`); held to the end.
     let _slot = upstream.fetch_slot().await;
@@ -290,7 +323,9 @@ async fn run(
         bytes_per_sec: r.min_speed,
         window: r.min_speed_window,
     };
-    spool(f, body, &r.name, &upstream.stats.bytes, cache_repo, speed).await
+    spool(f, body, &r.name, &upstream.stats.bytes, cache_repo, speed)
+        .await
+        .map(Fetched::FromRemote)
 }
 
 /// The slowest a blob download may be, on average over a window (a remote
@@ -343,7 +378,7 @@ async fn spool(
     counter: &AtomicU64,
     cache_repo: &RepoName,
     speed: MinSpeed,
-) -> Result<(), FetchError> {
+) -> Result<u64, FetchError> {
     let total = body.content_length;
     if let Some(len) = total {
         f.store.blobs().ensure_room(len).await?;
@@ -386,7 +421,7 @@ async fn spool(
     // exist.
     link(&f.store, cache_repo, &f.digest).await;
     w.commit(&f.digest).await?;
-    Ok(())
+    Ok(received)
 }
 
 /// Copy the upstream body into the writer; returns the bytes received.
@@ -610,7 +645,9 @@ mod tests {
             bytes_per_sec: 1,
             window: std::time::Duration::from_secs(60),
         };
-        let res = spool(&f, upstream, REMOTE, &counter, &cache, speed).await;
+        let res = spool(&f, upstream, REMOTE, &counter, &cache, speed)
+            .await
+            .map(|_| ());
         f.conclude(res.clone());
         let mut got = Vec::new();
         for h in followers {

@@ -99,6 +99,8 @@ pub struct Proxy {
     stats: HashMap<String, ProxyStats>,
     /// Keeps the cache under its caps (woken by fetches).
     evictor: Arc<evict::Evictor>,
+    /// `cache-fetch` events.
+    notifier: crate::notify::Notifier,
 }
 
 impl Proxy {
@@ -109,6 +111,7 @@ impl Proxy {
         router: Router,
         global_cap: Option<u64>,
         max_manifest_size: usize,
+        notifier: crate::notify::Notifier,
     ) -> Result<Proxy, RemoteSetupError> {
         let mut upstreams = HashMap::new();
         for r in router.remotes() {
@@ -139,7 +142,8 @@ impl Proxy {
             store,
             router,
             upstreams,
-            inflight: Arc::new(Inflight::new(evictor.wake())),
+            inflight: Arc::new(Inflight::new(evictor.wake()).with_notifier(notifier.clone())),
+            notifier,
             fresh: cache(),
             negative: cache(),
             stats,
@@ -397,6 +401,14 @@ impl Proxy {
             .await?;
         tracing::info!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %digest, "manifest cached");
         self.evictor.fetched();
+        self.notifier.emit(crate::notify::event::cache_fetch(
+            &t.remote.name,
+            &t.cache_repo,
+            &digest,
+            &parsed.media_type,
+            bytes.len() as u64,
+            tag.map(|t| t.as_str()),
+        ));
         Ok(StoredManifest {
             digest,
             media_type: parsed.media_type,

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 
 use crate::auth::{Action, Authorizer, Identity};
 use crate::config::Config;
+use crate::notify::Notifier;
 use crate::oci::{Digest, RepoName};
 use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
 use crate::store::{Store, StoreError};
@@ -106,6 +107,8 @@ pub struct Registry {
     pub auth: Authorizer,
     pub projects: Arc<Projects>,
     pub limits: Limits,
+    /// Registry events to the `[[notifications]]` endpoints.
+    pub notifier: Notifier,
     namespaces: Namespaces,
     /// `server.mode = "mirror"`: pushes and deletes are refused.
     mirror: bool,
@@ -117,17 +120,25 @@ impl Registry {
     /// Wire the registry over `store` as `cfg` says.
     pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
         let router = Router::new(cfg.remotes.clone());
+        let source = cfg
+            .server
+            .external_url
+            .clone()
+            .unwrap_or_else(|| cfg.listen.to_string());
+        let notifier = Notifier::start(&cfg.notifications, store.clone(), source);
         let proxy = Proxy::new(
             store.clone(),
             router.clone(),
             cfg.cache_max_size,
             cfg.max_manifest_size,
+            notifier.clone(),
         )?;
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
         Ok(Registry {
             store,
             proxy,
+            notifier,
             auth,
             projects,
             limits: Limits {

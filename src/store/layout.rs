@@ -30,7 +30,7 @@ pub const FS_LOCK: &str = "wharf.lock";
 pub const FS_TMP: &str = "tmp";
 
 /// Top-level directories every backend creates.
-pub const TOP_DIRS: [&str; 5] = ["blobs/", "uploads/", "repos/", "auth/", "audit/"];
+pub const TOP_DIRS: [&str; 6] = ["blobs/", "uploads/", "repos/", "auth/", "audit/", "events/"];
 
 /// Keys of documents that are not per repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,39 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::Projects => "auth/projects.json",
         Doc::TokenKey => "auth/token.key",
     }
+}
+
+/// Queued notification events: one sub-directory per endpoint.
+pub const EVENTS: &str = "events/";
+
+/// The queue directory of notification endpoint `endpoint` (a validated
+/// config name: lowercase letters, digits, `-`, `_`).
+pub fn events_dir(endpoint: &str) -> String {
+    format!("{EVENTS}{endpoint}/")
+}
+
+/// A batch id: `<time>.<random>.<count>`, zero-padded so that a bytewise
+/// listing is oldest first; `count` is how many events the batch holds.
+pub fn event_batch_id(unix_nanos: u128, random: u32, count: usize) -> String {
+    format!(
+        "{:020}.{random:08x}.{count}",
+        unix_nanos.min(u64::MAX as u128)
+    )
+}
+
+/// How many events batch `id` holds.
+pub fn event_batch_count(id: &str) -> Option<usize> {
+    id.rsplit('.').next()?.parse().ok()
+}
+
+pub fn event_batch(endpoint: &str, id: &str) -> String {
+    format!("{}{id}.json", events_dir(endpoint))
+}
+
+/// The batch id of a listed name (`None` for anything else).
+pub fn event_listed_id(name: &str) -> Option<&str> {
+    name.strip_suffix(".json")
+        .filter(|id| event_batch_count(id).is_some())
 }
 
 /// The audit log's top directory: one sub-directory per day.

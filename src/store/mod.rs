@@ -18,6 +18,7 @@ pub mod backend;
 mod blobs;
 mod catalog;
 mod cleanup;
+mod events;
 pub mod fs;
 pub mod gc;
 mod inventory;
@@ -37,6 +38,7 @@ pub use audit::AuditLog;
 pub use backend::{BlobData, ObjectMeta};
 pub use blobs::Blobs;
 pub use cleanup::CleanupReport;
+pub use events::EventQueue;
 pub use inventory::Artifact;
 pub use layout::Doc;
 pub use meta::Meta;
@@ -167,6 +169,11 @@ impl Store {
     /// Documents that are not per repository (robots, projects, the token key).
     pub fn meta(&self) -> Meta<'_> {
         Meta::new(self)
+    }
+
+    /// Notification events waiting for delivery.
+    pub fn events(&self) -> EventQueue<'_> {
+        EventQueue::new(self)
     }
 
     /// The audit log of management actions.

@@ -14,6 +14,7 @@ pub mod garage;
 pub mod image;
 pub mod moto;
 pub mod pki;
+pub mod receiver;
 pub mod s3;
 pub mod ui;
 pub mod upstream;

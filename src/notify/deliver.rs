@@ -1,0 +1,245 @@
+//! One endpoint's delivery loop: post the oldest stored batch, remove it on
+//! a 2xx, otherwise wait (exponential backoff) and post the same batch
+//! again. Batches are posted one at a time, in order.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::event::{envelope, MEDIA_TYPE};
+use super::EndpointState;
+use crate::secrets::{
+    CachedCredentials, CredentialEntry, CredentialSource, Credentials, RepoPattern,
+};
+use crate::store::{EventQueue, Store};
+
+/// How often an idle endpoint looks at its queue without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(30);
+
+/// How long a resolved secret header is used before it is read again.
+const SECRET_TTL: Duration = Duration::from_secs(300);
+
+/// Why a delivery failed (for the log; never a header value).
+enum Failure {
+    Status(u16),
+    Transport(String),
+    Secret(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Status(s) => write!(f, "the endpoint answered {s}"),
+            Failure::Transport(e) => f.write_str(e),
+            Failure::Secret(e) => write!(f, "a secret header could not be resolved: {e}"),
+        }
+    }
+}
+
+struct Sender {
+    ep: Arc<EndpointState>,
+    store: Store,
+    http: reqwest::Client,
+    secrets: Vec<(String, CachedCredentials)>,
+}
+
+/// Deliver `ep`'s queue until the process ends.
+pub(super) async fn run(ep: Arc<EndpointState>, store: Store) {
+    let sender = match Sender::new(ep.clone(), store) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(endpoint = %ep.config.name, error = %e, "notifications: cannot build an HTTP client; nothing will be delivered");
+            return;
+        }
+    };
+    sender.count_backlog().await;
+    let mut backoff = ep.config.backoff;
+    loop {
+        match sender.deliver_oldest().await {
+            Ok(true) => backoff = ep.config.backoff,
+            Ok(false) => {
+                let _ = tokio::time::timeout(IDLE_POLL, ep.wake.notified()).await;
+            }
+            Err(why) => {
+                ep.stats.failures.fetch_add(1, Relaxed);
+                tracing::warn!(endpoint = %ep.config.name, host = ep.config.url.host_str().unwrap_or(""), error = %why, retry_in = ?backoff, "notification delivery failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ep.config.backoff_max);
+            }
+        }
+    }
+}
+
+impl Sender {
+    fn new(ep: Arc<EndpointState>, store: Store) -> reqwest::Result<Sender> {
+        let http = reqwest::Client::builder()
+            .timeout(ep.config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let secrets = ep
+            .config
+            .secret_headers
+            .iter()
+            .enumerate()
+            .map(|(i, (h, r))| {
+                let entry = CredentialEntry {
+                    repository: RepoPattern::any(),
+                    source: CredentialSource::Secret {
+                        reference: r.clone(),
+                        username: None,
+                    },
+                };
+                let owner = format!("notifications {} header {h}", ep.config.name);
+                (
+                    h.clone(),
+                    CachedCredentials::new(&owner, i, entry, Vec::new(), None, SECRET_TTL),
+                )
+            })
+            .collect();
+        Ok(Sender {
+            ep,
+            store,
+            http,
+            secrets,
+        })
+    }
+
+    /// Start-up: what earlier runs left queued.
+    async fn count_backlog(&self) {
+        match self.store.events().pending(&self.ep.config.name).await {
+            Ok(n) => {
+                self.ep.stats.pending.fetch_add(n, Relaxed);
+                if n > 0 {
+                    tracing::info!(endpoint = %self.ep.config.name, events = n, "notifications queued by an earlier run will be delivered");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = %self.ep.config.name, error = %e, "cannot read the notification queue")
+            }
+        }
+    }
+
+    /// Post the oldest batch; `Ok(false)` when the queue is empty.
+    async fn deliver_oldest(&self) -> Result<bool, Failure> {
+        self.drop_overflow().await;
+        let name = &self.ep.config.name;
+        let queue = self.store.events();
+        let ids = queue
+            .ids(name, 1)
+            .await
+            .map_err(|e| Failure::Transport(format!("reading the queue: {e}")))?;
+        let Some(id) = ids.first() else {
+            return Ok(false);
+        };
+        let Some(batch) = queue
+            .read(name, id)
+            .await
+            .map_err(|e| Failure::Transport(format!("reading the queue: {e}")))?
+        else {
+            return Ok(true);
+        };
+        self.post(envelope(&batch)).await?;
+        let _ = queue.remove(name, id).await;
+        self.ep
+            .stats
+            .delivered
+            .fetch_add(self.dequeued(id), Relaxed);
+        Ok(true)
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<(), Failure> {
+        let mut req = self
+            .http
+            .post(self.ep.config.url.clone())
+            .header(http::header::CONTENT_TYPE, MEDIA_TYPE)
+            .body(body);
+        for (h, v) in &self.ep.config.headers {
+            req = req.header(h.as_str(), v.as_str());
+        }
+        for (h, c) in &self.secrets {
+            let value = match c.get().await.map_err(|e| Failure::Secret(e.to_string()))? {
+                Credentials::Token(t) => t.expose().to_string(),
+                Credentials::Basic { username, password }
+                | Credentials::Refresh {
+                    username,
+                    token: password,
+                } => {
+                    use base64::Engine as _;
+                    let raw = format!("{username}:{}", password.expose());
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    )
+                }
+            };
+            let mut v = http::HeaderValue::from_str(&value)
+                .map_err(|_| Failure::Secret(format!("{h}: not a valid header value")))?;
+            v.set_sensitive(true);
+            req = req.header(h.as_str(), v);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(without_url(e)))?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(Failure::Status(s.as_u16())),
+        }
+    }
+
+    /// Account for batch `id` leaving the queue; returns its event count.
+    fn dequeued(&self, id: &str) -> u64 {
+        let n = EventQueue::count_of(id) as u64;
+        let _ = self
+            .ep
+            .stats
+            .pending
+            .fetch_update(Relaxed, Relaxed, |p| Some(p.saturating_sub(n)));
+        n
+    }
+
+    /// Past `max_pending`, drop the oldest batches.
+    async fn drop_overflow(&self) {
+        let (name, max) = (&self.ep.config.name, self.ep.config.max_pending as u64);
+        while self.ep.stats.pending.load(Relaxed) > max {
+            let queue = self.store.events();
+            let Ok(ids) = queue.ids(name, 1).await else {
+                return;
+            };
+            let Some(id) = ids.first() else {
+                self.ep.stats.pending.store(0, Relaxed);
+                return;
+            };
+            if queue.remove(name, id).await.is_err() {
+                return;
+            }
+            let n = self.dequeued(id);
+            self.ep.stats.dropped.fetch_add(n, Relaxed);
+            tracing::warn!(endpoint = %name, events = n, max_pending = max, "notification queue full: dropped the oldest events");
+        }
+    }
+}
+
+/// A reqwest error's text without the URL (it may carry a token in its
+/// query); the log line names the endpoint's URL separately.
+fn without_url(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut src = std::error::Error::source(&e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
