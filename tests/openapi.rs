@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::fake_upstream::FakeUpstream;
 use support::upstream::remote_toml;
-use support::{http, push_image, Options, Wharf};
+use support::{http, push_image, wait_prefetch, Options, Wharf};
 
 struct Spec {
     doc: Value,
@@ -135,9 +135,18 @@ fn every_documented_operation_answers_as_documented() {
     ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci?purge=true", None, false), 204);
     ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false), 404);
 
-    ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/img:1"})), false), 200);
-    ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/other:2", "pin": false})), false), 200);
+    let (status, a) = call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/img:1"})), false);
+    assert_eq!(status, 202);
+    let (status, b) = call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/other:2", "pin": false})), false);
+    assert_eq!(status, 202);
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "team/app:v1"})), false), 400);
+    for job in [&a, &b] {
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(wait_prefetch(&w, id)["state"], "done");
+        ok(call(spec, &w, "GET", "/api/v1/prefetch/{id}", &format!("/api/v1/prefetch/{id}"), None, false), 200);
+    }
+    ok(call(spec, &w, "GET", "/api/v1/prefetch/{id}", "/api/v1/prefetch/nosuch", None, false), 404);
+    ok(call(spec, &w, "GET", "/api/v1/prefetch", "/api/v1/prefetch", None, false), 200);
     ok(call(spec, &w, "GET", "/api/v1/cache", "/api/v1/cache", None, false), 200);
     let pin = "/api/v1/cache/{repository}/pins/{reference}";
     ok(call(spec, &w, "DELETE", pin, "/api/v1/cache/up/lib/img/pins/1", None, false), 200);

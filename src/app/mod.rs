@@ -164,7 +164,7 @@ async fn gc_loop(store: Store, every: Duration, grace: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let opts = crate::store::gc::GcOptions { dry_run: false, grace };
+        let opts = crate::store::gc::GcOptions { dry_run: false, grace, trigger: "schedule" };
         if let Err(e) = store.gc(&opts).await {
             tracing::warn!(error = %e, "garbage collection failed");
         }

@@ -14,6 +14,7 @@ pub mod password;
 pub mod robots;
 pub mod session;
 pub mod token;
+mod used;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -228,8 +229,8 @@ pub struct Authorizer {
     guard: guard::Guard,
     /// Dashboard sessions (stateless signed cookies).
     sessions: session::Sessions,
-    /// Robot name → when this process last authenticated it (unix seconds).
-    last_used: moka::sync::Cache<String, u64>,
+    /// Robot name → when it was last authenticated (saved in the store).
+    last_used: used::RobotUse,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -265,6 +266,7 @@ impl Authorizer {
                 robots.push(r);
             }
         }
+        let last_used = used::RobotUse::load(store.clone()).await?;
         Ok(Authorizer {
             cfg: cfg.clone(),
             keys,
@@ -277,7 +279,7 @@ impl Authorizer {
                 .build(),
             guard: guard::Guard::new(limits),
             sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
-            last_used: moka::sync::Cache::new(100_000),
+            last_used,
         })
     }
 
@@ -341,7 +343,7 @@ impl Authorizer {
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
             let active = read_lock(&self.robots).iter().any(|r| r.name == name && r.active());
             if active {
-                self.last_used.insert(name.to_string(), unix_now());
+                self.last_used.touch(name);
             }
             return active.then(|| Subject::Robot(name.to_string()));
         }
@@ -385,7 +387,7 @@ impl Authorizer {
             return Err(AuthError::BadCredentials);
         }
         if let Subject::Robot(name) = &subject {
-            self.last_used.insert(name.clone(), unix_now());
+            self.last_used.touch(name);
         }
         self.verified.insert(key, subject.clone());
         Ok(subject)
@@ -478,7 +480,8 @@ impl Authorizer {
         self.keys.issue(&subject.username(), &rid, access, ttl).map(|t| (t, ttl))
     }
 
-    /// When this process last authenticated robot `name` (unix seconds).
+    /// When robot `name` was last authenticated (unix seconds; saved at
+    /// most once a minute, so a restart may lose the newest minute).
     pub fn robot_last_used(&self, name: &str) -> Option<u64> {
         self.last_used.get(name)
     }

@@ -34,7 +34,7 @@ pub fn main() -> ExitCode {
         Command::Robot { cmd, conn } => run(conn, |c| Box::pin(robots::robot(c, cmd))),
         Command::Quota { project, size, conn } => run(conn, |c| Box::pin(async move { manage::quota(c, &project, &size).await })),
         Command::Gc(a) => gc(a),
-        Command::Prefetch { image, no_pin, conn } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin))),
+        Command::Prefetch { image, no_pin, no_wait, conn } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin, !no_wait))),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),
         Command::HashPassword => local::hash_password(),
         Command::CheckConfig { config, probe } => match load(&config, &Overrides::default()) {

@@ -25,7 +25,7 @@ use crate::oci::{Algorithm, Digest, Reference, Tag};
 use crate::store::{BlobData, Store, StoreError, StoredManifest};
 use crate::upstream::{Retries, Upstream, UpstreamError};
 use inflight::{Fetch, FetchError, Inflight, Phase};
-pub use prefetch::PrefetchReport;
+pub use prefetch::{PrefetchProgress, PrefetchReport};
 pub use policy::{PolicyError, RemoteTarget, Route, Router};
 
 /// How long a tag is trusted after the remote could not be asked.

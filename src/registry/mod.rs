@@ -14,6 +14,7 @@ mod cache;
 mod overview;
 mod manifests;
 pub mod namespaces;
+mod prefetch;
 pub mod projects;
 mod quota;
 mod uploads;
@@ -30,6 +31,7 @@ use crate::oci::{Digest, RepoName};
 use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
 use crate::store::{Store, StoreError};
 pub use namespaces::{Intent, Namespaces, Target};
+pub use prefetch::MAX_KEPT_JOBS;
 pub use projects::Projects;
 pub use uploads::Mount;
 
@@ -92,7 +94,8 @@ pub struct Limits {
 /// Everything a request may touch, behind the domain rules.
 pub struct Registry {
     pub store: Store,
-    pub proxy: Proxy,
+    /// Shared with the prefetch jobs it runs in the background.
+    pub proxy: Arc<Proxy>,
     pub auth: Authorizer,
     pub projects: Arc<Projects>,
     pub limits: Limits,
@@ -101,13 +104,15 @@ pub struct Registry {
     mirror: bool,
     /// Per-project locks for the final quota check of a push.
     project_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Prefetches running and recently finished.
+    prefetches: prefetch::Jobs,
 }
 
 impl Registry {
     /// Wire the registry over `store` as `cfg` says.
     pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
         let router = Router::new(cfg.remotes.clone());
-        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size, cfg.max_manifest_size)?;
+        let proxy = Arc::new(Proxy::new(store.clone(), router.clone(), cfg.cache_max_size, cfg.max_manifest_size)?);
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
         Ok(Registry {
@@ -123,6 +128,7 @@ impl Registry {
             namespaces: Namespaces::new(router, cfg.server.mode == crate::config::Mode::Mirror),
             mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),
+            prefetches: prefetch::Jobs::new(cfg.limits.max_prefetch_jobs),
         })
     }
 

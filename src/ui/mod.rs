@@ -83,6 +83,9 @@ async fn get(ctx: &Ctx<'_>, req: &Request<Incoming>, path: &str) -> Reply {
             if let Some(p) = rest.strip_prefix("projects/") {
                 return projects::repositories(ctx, p.trim_end_matches('/'), Query::of(req).get("after")).await;
             }
+            if let Some(job) = rest.strip_prefix("cache/prefetch/") {
+                return ops::prefetch_job(ctx, job).await;
+            }
             if let Some(repo) = rest.strip_prefix("r/") {
                 return artifacts::list(ctx, repo.trim_end_matches('/'), Query::of(req).get("page")).await;
             }
