@@ -33,7 +33,12 @@ impl RobotUse {
         for (name, t) in &saved {
             last.insert(name.clone(), *t);
         }
-        Ok(RobotUse { store, last, saved: Mutex::new(saved), writing: Default::default() })
+        Ok(RobotUse {
+            store,
+            last,
+            saved: Mutex::new(saved),
+            writing: Default::default(),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<u64> {
@@ -46,7 +51,9 @@ impl RobotUse {
         self.last.insert(name.to_string(), now);
         let due = {
             let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-            let due = saved.get(name).is_none_or(|t| now.saturating_sub(*t) >= SAVE_EVERY.as_secs());
+            let due = saved
+                .get(name)
+                .is_none_or(|t| now.saturating_sub(*t) >= SAVE_EVERY.as_secs());
             if due {
                 saved.insert(name.to_string(), now);
             }
@@ -87,7 +94,10 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(robots::load_use(&store).await.unwrap().get("ci"), Some(&first));
+        assert_eq!(
+            robots::load_use(&store).await.unwrap().get("ci"),
+            Some(&first)
+        );
         // Within the interval: remembered, not written again.
         assert_eq!(u.saved.lock().unwrap().get("ci"), Some(&first));
         u.touch("ci");

@@ -9,7 +9,9 @@ use super::args::CacheCmd;
 use super::client::Client;
 use super::manage::{resolve_prefix, short};
 use super::output::{human_size, show, table, when, Bar, Busy};
-use crate::registry::views::{CachedImage, EvictReport, GcReport, GcRequest, JobState, PinView, PrefetchJob, PrefetchRequest};
+use crate::registry::views::{
+    CachedImage, EvictReport, GcReport, GcRequest, JobState, PinView, PrefetchJob, PrefetchRequest,
+};
 
 /// An image argument: `repo`, `repo:tag` or `repo@digest-prefix`.
 enum ImageArg<'a> {
@@ -32,10 +34,15 @@ fn parse_image(s: &str) -> ImageArg<'_> {
 async fn reference(c: &Client, image: &str) -> Result<(String, String), String> {
     match parse_image(image) {
         ImageArg::Tag(repo, tag) => Ok((repo.into(), tag.into())),
-        ImageArg::Digest(repo, d) if d.parse::<crate::oci::Digest>().is_ok() => Ok((repo.into(), d.into())),
+        ImageArg::Digest(repo, d) if d.parse::<crate::oci::Digest>().is_ok() => {
+            Ok((repo.into(), d.into()))
+        }
         ImageArg::Digest(repo, prefix) => {
             let all: Vec<CachedImage> = c.get("cache").await?;
-            let ds = all.into_iter().filter(|i| i.repository == repo).map(|i| i.artifact.digest.to_string());
+            let ds = all
+                .into_iter()
+                .filter(|i| i.repository == repo)
+                .map(|i| i.artifact.digest.to_string());
             Ok((repo.into(), resolve_prefix(repo, prefix, ds)?))
         }
         ImageArg::Repo(_) => Err(format!("give {image}:<tag> or {image}@<digest>")),
@@ -62,7 +69,11 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
                 vec![
                     i.repository.clone(),
                     short(&a.digest.to_string()),
-                    if a.tags.is_empty() { "-".into() } else { a.tags.join(",") },
+                    if a.tags.is_empty() {
+                        "-".into()
+                    } else {
+                        a.tags.join(",")
+                    },
                     human_size(a.size),
                     when(Some(a.pushed_at)),
                     when(a.last_pulled_at),
@@ -70,7 +81,19 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
                 ]
             })
             .collect();
-        table(&["REPOSITORY", "DIGEST", "TAGS", "SIZE", "CACHED", "LAST PULLED", "PIN"], &["SIZE"], rows);
+        table(
+            &[
+                "REPOSITORY",
+                "DIGEST",
+                "TAGS",
+                "SIZE",
+                "CACHED",
+                "LAST PULLED",
+                "PIN",
+            ],
+            &["SIZE"],
+            rows,
+        );
     });
     Ok(())
 }
@@ -78,7 +101,9 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
 async fn pin(c: &Client, image: &str, on: bool) -> Result<(), String> {
     let (repo, r) = reference(c, image).await?;
     let method = if on { Method::PUT } else { Method::DELETE };
-    let v: PinView = c.call(method, &format!("cache/{repo}/pins/{r}"), None::<&()>).await?;
+    let v: PinView = c
+        .call(method, &format!("cache/{repo}/pins/{r}"), None::<&()>)
+        .await?;
     show(c.conn.json, &v, |v| {
         let what = if v.pinned { "pinned" } else { "unpinned" };
         println!("{what} {}@{}", v.repository, v.digest);
@@ -101,7 +126,12 @@ async fn purge(c: &Client, image: &str) -> Result<(), String> {
         for e in &v.evicted {
             println!("purged {e}");
         }
-        println!("{} image(s) purged, {} blob(s) removed, {} freed", v.evicted.len(), v.blobs_removed, human_size(v.bytes_freed));
+        println!(
+            "{} image(s) purged, {} blob(s) removed, {} freed",
+            v.evicted.len(),
+            v.blobs_removed,
+            human_size(v.bytes_freed)
+        );
     });
     Ok(())
 }
@@ -112,21 +142,35 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(300);
 /// `wharf prefetch`: start the job, then (unless `!wait`) follow it with a
 /// progress bar until it ends.
 pub async fn prefetch(c: &Client, image: String, pin: bool, wait: bool) -> Result<(), String> {
-    let body = PrefetchRequest { image: image.clone(), pin: Some(pin) };
+    let body = PrefetchRequest {
+        image: image.clone(),
+        pin: Some(pin),
+    };
     let mut job: PrefetchJob = c.call(Method::POST, "prefetch", Some(&body)).await?;
     if !wait {
-        show(c.conn.json, &job, |j| println!("started prefetch job {} for {image} (GET /api/v1/prefetch/{})", j.id, j.id));
+        show(c.conn.json, &job, |j| {
+            println!(
+                "started prefetch job {} for {image} (GET /api/v1/prefetch/{})",
+                j.id, j.id
+            )
+        });
         return Ok(());
     }
     let bar = Bar::start(&format!("prefetching {image}"));
     while job.state == JobState::Running {
-        bar.set(job.resolved.then_some((job.bytes_done, job.bytes_total)), &format!("{}/{} blobs", job.blobs_done, job.blobs_total));
+        bar.set(
+            job.resolved.then_some((job.bytes_done, job.bytes_total)),
+            &format!("{}/{} blobs", job.blobs_done, job.blobs_total),
+        );
         tokio::time::sleep(POLL).await;
         job = c.get(&format!("prefetch/{}", job.id)).await?;
     }
     drop(bar);
     if job.state == JobState::Failed {
-        return Err(format!("prefetch of {image} failed: {}", job.error.as_deref().unwrap_or("no reason given")));
+        return Err(format!(
+            "prefetch of {image} failed: {}",
+            job.error.as_deref().unwrap_or("no reason given")
+        ));
     }
     show(c.conn.json, &job, |v| {
         println!(

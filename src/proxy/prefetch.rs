@@ -69,10 +69,14 @@ impl Proxy {
             bytes: 0,
             pinned: pin,
         };
-        let needed = self.resolve_manifests(t, top, &mut report, progress).await?;
+        let needed = self
+            .resolve_manifests(t, top, &mut report, progress)
+            .await?;
         let blob_bytes: u64 = needed.iter().map(|b| b.size).sum();
         progress.blobs_total.store(needed.len() as u64, Relaxed);
-        progress.bytes_total.store(report.bytes + blob_bytes, Relaxed);
+        progress
+            .bytes_total
+            .store(report.bytes + blob_bytes, Relaxed);
         progress.resolved.store(true, Relaxed);
         for b in &needed {
             report.bytes += self.fetch_whole(t, &b.digest, progress).await?;
@@ -103,18 +107,26 @@ impl Proxy {
             report.bytes += m.bytes.len() as u64;
             progress.manifests.fetch_add(1, Relaxed);
             progress.bytes_done.fetch_add(m.bytes.len() as u64, Relaxed);
-            let p = Manifest::parse(&m.bytes, Some(&m.media_type))
-                .map_err(|e| ProxyError::BadManifest { remote: t.remote.name.clone(), message: format!("{}: {e}", m.digest) })?;
+            let p = Manifest::parse(&m.bytes, Some(&m.media_type)).map_err(|e| {
+                ProxyError::BadManifest {
+                    remote: t.remote.name.clone(),
+                    message: format!("{}: {e}", m.digest),
+                }
+            })?;
             for c in p.manifests {
                 if seen.insert(c.digest.clone()) {
                     todo.push(self.manifest(t, &Reference::Digest(c.digest)).await?);
                 }
             }
             for b in p.config.into_iter().chain(p.layers) {
-                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) || !seen.insert(b.digest.clone()) {
+                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) || !seen.insert(b.digest.clone())
+                {
                     continue;
                 }
-                needed.push(Needed { digest: b.digest, size: b.size });
+                needed.push(Needed {
+                    digest: b.digest,
+                    size: b.size,
+                });
             }
         }
         Ok(needed)
@@ -122,7 +134,12 @@ impl Proxy {
 
     /// Make blob `d` cached (fetching it if needed), adding its bytes to
     /// `progress` as they arrive; returns its size.
-    async fn fetch_whole(&self, t: &RemoteTarget, d: &Digest, progress: &PrefetchProgress) -> Result<u64, ProxyError> {
+    async fn fetch_whole(
+        &self,
+        t: &RemoteTarget,
+        d: &Digest,
+        progress: &PrefetchProgress,
+    ) -> Result<u64, ProxyError> {
         let fetch = match self.blob(t, d).await? {
             BlobSource::Local(data) => {
                 progress.bytes_done.fetch_add(data.len(), Relaxed);
@@ -134,7 +151,9 @@ impl Proxy {
         let mut counted = 0u64;
         loop {
             let p = rx.borrow_and_update().clone();
-            progress.bytes_done.fetch_add(p.written.saturating_sub(counted), Relaxed);
+            progress
+                .bytes_done
+                .fetch_add(p.written.saturating_sub(counted), Relaxed);
             counted = counted.max(p.written);
             match p.phase {
                 Phase::Done => return Ok(p.written),
@@ -146,7 +165,9 @@ impl Proxy {
             }
             if rx.changed().await.is_err() {
                 progress.bytes_done.fetch_sub(counted, Relaxed);
-                return Err(ProxyError::Fetch(super::FetchError::Io(format!("fetch of {d} ended unexpectedly"))));
+                return Err(ProxyError::Fetch(super::FetchError::Io(format!(
+                    "fetch of {d} ended unexpectedly"
+                ))));
             }
         }
     }

@@ -77,7 +77,8 @@ impl Job {
             match &end.outcome {
                 Ok(rep) => {
                     v.state = JobState::Done;
-                    (v.manifests, v.blobs_done, v.blobs_total) = (rep.manifests as u64, rep.blobs as u64, rep.blobs as u64);
+                    (v.manifests, v.blobs_done, v.blobs_total) =
+                        (rep.manifests as u64, rep.blobs as u64, rep.blobs as u64);
                     (v.bytes_done, v.bytes_total) = (rep.bytes, rep.bytes);
                     v.repository = Some(rep.repository.clone());
                     v.digest = Some(rep.digest.to_string());
@@ -100,7 +101,10 @@ pub(super) struct Jobs {
 
 impl Jobs {
     pub(super) fn new(max_running: usize) -> Jobs {
-        Jobs { max_running, list: Mutex::new(VecDeque::new()) }
+        Jobs {
+            max_running,
+            list: Mutex::new(VecDeque::new()),
+        }
     }
 
     /// Add a new job unless `max_running` already run; forget the oldest
@@ -155,8 +159,17 @@ impl Registry {
             Ok((job, t, reference))
         };
         let details = |(job, _, _): &(Arc<Job>, _, _)| Some(json!({ "job": job.id }));
-        let (job, t, reference) = self.audited(id, "prefetch.start", &image, start, details).await?;
-        tokio::spawn(run(self.proxy.clone(), self.store.clone(), id.clone(), job.clone(), t, reference));
+        let (job, t, reference) = self
+            .audited(id, "prefetch.start", &image, start, details)
+            .await?;
+        tokio::spawn(run(
+            self.proxy.clone(),
+            self.store.clone(),
+            id.clone(),
+            job.clone(),
+            t,
+            reference,
+        ));
         Ok(job.view())
     }
 
@@ -172,14 +185,21 @@ impl Registry {
     /// Running and recently finished prefetch jobs, newest first (admins).
     pub fn prefetch_jobs(&self, id: &Identity) -> Result<Vec<PrefetchJob>> {
         self.require_admin(id)?;
-        Ok(self.prefetches.newest_first().iter().map(|j| j.view()).collect())
+        Ok(self
+            .prefetches
+            .newest_first()
+            .iter()
+            .map(|j| j.view())
+            .collect())
     }
 
     /// Where the pull-through repository `name` comes from.
     async fn remote_target(&self, name: &RepoName) -> Result<RemoteTarget> {
         match self.resolve(name, None, Intent::PullManifest).await {
             Ok(Target::Remote(t)) => Ok(t),
-            Ok(Target::Local(_)) => Err(RegistryError::BadRequest(format!("{name} is not a pull-through (remote) repository"))),
+            Ok(Target::Local(_)) => Err(RegistryError::BadRequest(format!(
+                "{name} is not a pull-through (remote) repository"
+            ))),
             Err(RegistryError::Policy(e)) => Err(RegistryError::BadRequest(e.to_string())),
             Err(e) => Err(e),
         }
@@ -187,13 +207,32 @@ impl Registry {
 }
 
 /// Run one job to its end and record the outcome.
-async fn run(proxy: Arc<Proxy>, store: Store, by: Identity, job: Arc<Job>, t: RemoteTarget, reference: Reference) {
-    let r = proxy.prefetch(&t, &reference, job.pin, &job.image, &job.progress).await.map_err(RegistryError::from);
-    record(&store, &entry(&by, "prefetch", &job.image, &r, |rep| serde_json::to_value(rep).ok())).await;
+async fn run(
+    proxy: Arc<Proxy>,
+    store: Store,
+    by: Identity,
+    job: Arc<Job>,
+    t: RemoteTarget,
+    reference: Reference,
+) {
+    let r = proxy
+        .prefetch(&t, &reference, job.pin, &job.image, &job.progress)
+        .await
+        .map_err(RegistryError::from);
+    record(
+        &store,
+        &entry(&by, "prefetch", &job.image, &r, |rep| {
+            serde_json::to_value(rep).ok()
+        }),
+    )
+    .await;
     if let Err(e) = &r {
         tracing::warn!(image = %job.image, job = %job.id, error = %e, "prefetch failed");
     }
-    *lock(&job.end) = Some(End { at: unix_now(), outcome: r.map_err(|e| e.to_string()) });
+    *lock(&job.end) = Some(End {
+        at: unix_now(),
+        outcome: r.map_err(|e| e.to_string()),
+    });
 }
 
 #[cfg(test)]
@@ -201,8 +240,18 @@ mod tests {
     use super::*;
 
     fn job(n: usize, done: bool) -> Arc<Job> {
-        let end = done.then(|| End { at: 1, outcome: Err("x".into()) });
-        Arc::new(Job { id: n.to_string(), image: "up/x:1".into(), pin: true, started_at: 1, progress: PrefetchProgress::default(), end: Mutex::new(end) })
+        let end = done.then(|| End {
+            at: 1,
+            outcome: Err("x".into()),
+        });
+        Arc::new(Job {
+            id: n.to_string(),
+            image: "up/x:1".into(),
+            pin: true,
+            started_at: 1,
+            progress: PrefetchProgress::default(),
+            end: Mutex::new(end),
+        })
     }
 
     #[test]
@@ -214,9 +263,15 @@ mod tests {
         jobs.add(job(1000, false)).unwrap();
         jobs.add(job(1001, false)).unwrap();
         let e = jobs.add(job(1002, false)).unwrap_err();
-        assert!(matches!(&e, RegistryError::TooMany(m) if m.contains("limits.max_prefetch_jobs")), "{e:?}");
+        assert!(
+            matches!(&e, RegistryError::TooMany(m) if m.contains("limits.max_prefetch_jobs")),
+            "{e:?}"
+        );
         let kept = jobs.newest_first();
-        assert_eq!(kept.iter().filter(|j| !j.running()).count(), MAX_KEPT_JOBS - 1);
+        assert_eq!(
+            kept.iter().filter(|j| !j.running()).count(),
+            MAX_KEPT_JOBS - 1
+        );
         assert_eq!(kept[0].id, "1001");
         assert!(jobs.get("0").is_none() && jobs.get("1000").is_some());
         assert_eq!(kept.last().unwrap().id, (11).to_string());

@@ -79,7 +79,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         assert_eq!(s.last_run(RunKind::Eviction).await.unwrap(), None);
-        let run = LastRun { at: 1_800_000_000, trigger: "up".into(), images_removed: 2, blobs_removed: 3, bytes_freed: 4, ..LastRun::default() };
+        let run = LastRun {
+            at: 1_800_000_000,
+            trigger: "up".into(),
+            images_removed: 2,
+            blobs_removed: 3,
+            bytes_freed: 4,
+            ..LastRun::default()
+        };
         s.record_run(RunKind::Eviction, &run).await;
         assert_eq!(s.last_run(RunKind::Eviction).await.unwrap(), Some(run));
         assert_eq!(s.last_run(RunKind::Gc).await.unwrap(), None);
