@@ -686,8 +686,17 @@ permissions = {{ a = ["push"], c = ["delete"] }}
             .unwrap()
             .validate(&Default::default())
             .unwrap();
-        let store = Store::open(dir).unwrap();
-        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public))
+        // A dropped authorizer's background save of a robot's last use may
+        // still hold the store for a moment.
+        let mut store = Store::open(dir);
+        for _ in 0..100 {
+            if !matches!(store, Err(StoreError::Locked(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            store = Store::open(dir);
+        }
+        Authorizer::new(&cfg.auth, &cfg.limits, store.unwrap(), Arc::new(Public))
             .await
             .unwrap()
     }
