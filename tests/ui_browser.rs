@@ -285,4 +285,5 @@ fn prefetch_with_progress() {
     b.screenshot("prefetch-done");
     b.goto(&format!("{}/ui/cache", w.url()));
     assert!(b.text("main").contains("Recent prefetches"));
+    b.screenshot("cache-recent-prefetches");
 }
