@@ -251,13 +251,31 @@ fn cache_is_listed_pinned_unpinned_and_purged_and_repos_marks_it() {
 
     let v = json_of(&as_admin(&w, &["prefetch", "up/lib/img:1", "--json"]));
     assert_eq!(
-        (v["pinned"].as_bool(), v["digest"].as_str()),
-        (Some(true), Some(kept.digest.as_str())),
+        (
+            v["state"].as_str(),
+            v["pin"].as_bool(),
+            v["digest"].as_str()
+        ),
+        (Some("done"), Some(true), Some(kept.digest.as_str())),
         "{v}"
     );
     assert!(as_admin(&w, &["prefetch", "up/lib/other:2", "--no-pin"])
         .status
         .success());
+    // A prefetch that fails says why; --no-wait only starts the job.
+    let err = failure(&as_admin(&w, &["prefetch", "up/lib/nosuch:1"]));
+    assert!(
+        err.contains("prefetch of up/lib/nosuch:1 failed") && err.contains("not found"),
+        "{err}"
+    );
+    let started = json_of(&as_admin(
+        &w,
+        &["prefetch", "up/lib/img:1", "--no-wait", "--json"],
+    ));
+    assert!(
+        started["id"].is_string() && started["image"] == "up/lib/img:1",
+        "{started}"
+    );
 
     let list = json_of(&as_admin(&w, &["cache", "list", "--json"]));
     let pinned: Vec<(String, bool)> = list

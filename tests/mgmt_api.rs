@@ -369,3 +369,55 @@ fn management_access_rules() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// A robot's last use is saved in the store (at most once a minute per
+/// robot), so it is still shown after a restart.
+#[test]
+fn robot_last_use_survives_a_restart() {
+    let mut w = Wharf::start_with(Options {
+        config: Some(auth_config()),
+        ..Default::default()
+    });
+    let last_used = |w: &Wharf| -> Value {
+        let list = json_of(&wharf(w, "admin", "adminpw", &["robot", "list", "--json"]));
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "puller")
+            .unwrap()["last_used_at"]
+            .clone()
+    };
+    assert_eq!(last_used(&w), Value::Null, "never used yet");
+    let r = http()
+        .get(format!("{}/v2/", w.url()))
+        .basic_auth("robot$puller", Some("pullertok"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let used = last_used(&w);
+    assert!(used.as_u64().is_some_and(|t| t > 1_700_000_000), "{used}");
+    // Saved in the background: wait for the write, then restart.
+    let doc = w.data_dir.join("auth/robots-used.json");
+    support::wait_until(
+        "the robot's last use to be saved",
+        std::time::Duration::from_secs(10),
+        || std::fs::read_to_string(&doc).is_ok_and(|s| s.contains("puller")),
+    );
+    // A pull storm within the minute does not rewrite it.
+    let before = std::fs::metadata(&doc).unwrap().modified().unwrap();
+    for _ in 0..20 {
+        http()
+            .get(format!("{}/v2/", w.url()))
+            .basic_auth("robot$puller", Some("pullertok"))
+            .send()
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(&doc).unwrap().modified().unwrap(),
+        before,
+        "rewritten within the minute"
+    );
+    w.restart();
+    assert_eq!(last_used(&w), used);
+}

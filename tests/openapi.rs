@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::fake_upstream::FakeUpstream;
 use support::upstream::remote_toml;
-use support::{http, push_image, Options, Wharf};
+use support::{http, push_image, wait_prefetch, Options, Wharf};
 
 struct Spec {
     doc: Value,
@@ -439,30 +439,26 @@ fn every_documented_operation_answers_as_documented() {
         404,
     );
 
-    ok(
-        call(
-            spec,
-            &w,
-            "POST",
-            "/api/v1/prefetch",
-            "/api/v1/prefetch",
-            Some(json!({"image": "up/lib/img:1"})),
-            false,
-        ),
-        200,
+    let (status, a) = call(
+        spec,
+        &w,
+        "POST",
+        "/api/v1/prefetch",
+        "/api/v1/prefetch",
+        Some(json!({"image": "up/lib/img:1"})),
+        false,
     );
-    ok(
-        call(
-            spec,
-            &w,
-            "POST",
-            "/api/v1/prefetch",
-            "/api/v1/prefetch",
-            Some(json!({"image": "up/lib/other:2", "pin": false})),
-            false,
-        ),
-        200,
+    assert_eq!(status, 202);
+    let (status, b) = call(
+        spec,
+        &w,
+        "POST",
+        "/api/v1/prefetch",
+        "/api/v1/prefetch",
+        Some(json!({"image": "up/lib/other:2", "pin": false})),
+        false,
     );
+    assert_eq!(status, 202);
     ok(
         call(
             spec,
@@ -474,6 +470,46 @@ fn every_documented_operation_answers_as_documented() {
             false,
         ),
         400,
+    );
+    for job in [&a, &b] {
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(wait_prefetch(&w, id)["state"], "done");
+        ok(
+            call(
+                spec,
+                &w,
+                "GET",
+                "/api/v1/prefetch/{id}",
+                &format!("/api/v1/prefetch/{id}"),
+                None,
+                false,
+            ),
+            200,
+        );
+    }
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/prefetch/{id}",
+            "/api/v1/prefetch/nosuch",
+            None,
+            false,
+        ),
+        404,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/prefetch",
+            "/api/v1/prefetch",
+            None,
+            false,
+        ),
+        200,
     );
     ok(
         call(

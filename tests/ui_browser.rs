@@ -2,7 +2,8 @@
 //! WebDriver): sign in, open a project, see an artifact with two tags,
 //! delete it through the dialog that lists both, and check through the
 //! registry API that the tags and the manifest are gone; create a robot and
-//! log in with the token shown once; pin a cached image. Each test saves
+//! log in with the token shown once; pin a cached image; prefetch an
+//! image and watch its progress page until it is done. Each test saves
 //! PNG screenshots under target/ui-screenshots/. Without Chromium the tests
 //! print SKIPPED and pass.
 mod support;
@@ -233,4 +234,56 @@ fn pin_a_cached_image() {
     b.goto(&format!("{}/ui/cache", w.url()));
     let text = b.text("main");
     assert!(text.contains("Last upstream error"), "{text}");
+}
+
+#[test]
+fn prefetch_with_progress() {
+    if !available() {
+        return;
+    }
+    let up = support::fake_upstream::FakeUpstream::start();
+    let img = up.add_image_sized("lib/tool", "2", 21, &[2000, 400_000]);
+    // Slow enough that the progress page is seen before the end.
+    up.set_blob_mode(
+        &img.layers[1],
+        support::fake_upstream::BlobMode::Trickle {
+            chunk: 16 * 1024,
+            delay: std::time::Duration::from_millis(80),
+        },
+    );
+    let w = start(&up.remote_toml("up", None, ""));
+
+    let b = Browser::start(&out_dir());
+    sign_in(&b, &w);
+    b.goto(&format!("{}/ui/cache", w.url()));
+    b.type_into("input[name=image]", "up/lib/tool:2");
+    b.click("form[action='/ui/cache/prefetch'] button");
+    b.find("#prefetch-job");
+    assert!(b.url().contains("/ui/cache/prefetch/"), "{}", b.url());
+    b.resize(1180, 560);
+    // Best effort: catch the page (it reloads every second) while blobs arrive.
+    for _ in 0..30 {
+        if b.try_find("#prefetch-job[data-state=running]").is_none()
+            || b.text("#prefetch-job").contains("fetching blobs")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    b.screenshot("prefetch-progress");
+    // The page reloads itself (meta refresh, no script) until the job ends.
+    support::wait_until(
+        "the prefetch to finish in the browser",
+        std::time::Duration::from_secs(60),
+        || b.try_find("#prefetch-job[data-state=done]").is_some(),
+    );
+    let text = b.text("#prefetch-job");
+    assert!(
+        text.contains("done") && text.contains(&img.digest) && text.contains("3 of 3 blob(s)"),
+        "{text}"
+    );
+    b.screenshot("prefetch-done");
+    b.goto(&format!("{}/ui/cache", w.url()));
+    assert!(b.text("main").contains("Recent prefetches"));
+    b.screenshot("cache-recent-prefetches");
 }

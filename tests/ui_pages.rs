@@ -475,3 +475,155 @@ fn index_platforms_and_referrers_under_their_subject() {
         "the signature is listed under its subject"
     );
 }
+
+/// A remote `up` capped at `max_size`, the admin, cache evictions checked
+/// every second.
+fn start_cache(up: &support::fake_upstream::FakeUpstream, max_size: &str) -> Wharf {
+    let remote = up.remote_toml("up", None, &format!("max_size = \"{max_size}\""));
+    let config =
+        format!("[storage]\ngc_grace = \"0s\"\n[cache]\nevict_interval = \"1s\"\n{remote}");
+    Wharf::start_with(Options {
+        config: Some(config),
+        admin: true,
+        ..Options::default()
+    })
+}
+
+/// Post the cache page's prefetch form; returns the job page it redirects to.
+fn prefetch_form(v: &Visitor, image: &str) -> String {
+    let r = support::http()
+        .post(format!("{}/ui/cache/prefetch", v.w.url()))
+        .header("cookie", &v.cookie)
+        .form(&[("csrf", v.csrf.as_str()), ("image", image)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = support::header(&r, "location");
+    assert!(page.starts_with("/ui/cache/prefetch/"), "{page}");
+    page
+}
+
+/// Reload a prefetch job's page until it shows `state`; returns the page.
+fn wait_for_state(v: &Visitor, page: &str, state: &str) -> String {
+    let mut html = String::new();
+    support::wait_until(
+        &format!("{page} to say {state}"),
+        std::time::Duration::from_secs(60),
+        || {
+            html = v.get(page).1;
+            html.contains(&format!("data-state=\"{state}\""))
+        },
+    );
+    html
+}
+
+/// The prefetch form starts a job and shows its progress page, which
+/// reloads itself (no JavaScript needed) until the job ends; the cache
+/// page lists the job; a failure shows its reason.
+#[test]
+fn prefetch_shows_progress_until_done() {
+    let up = support::fake_upstream::FakeUpstream::start();
+    let img = up.add_image_sized("lib/web", "1", 11, &[1000, 200_000]);
+    up.set_blob_mode(
+        &img.layers[1],
+        support::fake_upstream::BlobMode::Trickle {
+            chunk: 16 * 1024,
+            delay: std::time::Duration::from_millis(50),
+        },
+    );
+    let w = start_cache(&up, "100MiB");
+    let v = Visitor::sign_in(&w, "admin", "adminpw");
+    let page = prefetch_form(&v, "up/lib/web:1");
+    let (status, running) = v.get(&page);
+    assert_eq!(status, 200);
+    assert!(
+        running.contains(r#"http-equiv="refresh""#) && running.contains("<progress"),
+        "{running}"
+    );
+    assert!(running.contains(r#"data-state="running""#), "{running}");
+    let done = wait_for_state(&v, &page, "done");
+    assert!(
+        !done.contains("http-equiv"),
+        "a finished job's page still reloads"
+    );
+    assert!(
+        done.contains(&img.digest) && done.contains("(pinned)"),
+        "{done}"
+    );
+    let (_, cache) = v.get("/ui/cache");
+    assert!(
+        cache.contains("Recent prefetches")
+            && cache.contains(&page)
+            && cache.contains("up/lib/web:1"),
+        "{cache}"
+    );
+    // A failing prefetch: the page says why.
+    let failed = prefetch_form(&v, "up/lib/nosuch:1");
+    let text = wait_for_state(&v, &failed, "failed");
+    assert!(text.contains("not found"), "{text}");
+}
+
+/// The storage page (and `GET /api/v1/storage`) shows the last GC and the
+/// last eviction, with what they removed, and both survive a restart.
+#[test]
+fn storage_shows_the_last_gc_and_eviction() {
+    let up = support::fake_upstream::FakeUpstream::start();
+    // ~42 kB each: two do not fit under the cap.
+    up.add_image("lib/a", "1", 1);
+    up.add_image("lib/b", "1", 2);
+    let mut w = start_cache(&up, "60000");
+    let v = Visitor::sign_in(&w, "admin", "adminpw");
+    let (_, html) = v.get("/ui/storage");
+    assert!(
+        html.contains("No GC has run yet") && html.contains("Nothing has been evicted yet"),
+        "{html}"
+    );
+    assert_eq!(support::prefetch(&w, "up/lib/a:1", false)["state"], "done");
+    assert_eq!(support::prefetch(&w, "up/lib/b:1", false)["state"], "done");
+    let storage = |w: &Wharf| -> serde_json::Value {
+        w.req(reqwest::Method::GET, "/api/v1/storage")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    support::wait_until("an eviction", std::time::Duration::from_secs(30), || {
+        !storage(&w)["last_eviction"].is_null()
+    });
+    let ev = storage(&w)["last_eviction"].clone();
+    assert_eq!(
+        (ev["trigger"].as_str(), ev["dry_run"].as_bool()),
+        (Some("up"), Some(false)),
+        "{ev}"
+    );
+    assert!(
+        ev["images_removed"].as_u64() >= Some(1)
+            && ev["blobs_removed"].as_u64() >= Some(1)
+            && ev["bytes_freed"].as_u64() > Some(0),
+        "{ev}"
+    );
+    let (status, _) = v.post("/ui/storage/gc", &[("dry_run", "1")]);
+    assert_eq!(status, 200);
+    let gc = storage(&w)["last_gc"].clone();
+    assert_eq!(
+        (gc["trigger"].as_str(), gc["dry_run"].as_bool()),
+        (Some("api"), Some(true)),
+        "{gc}"
+    );
+    let (_, html) = v.get("/ui/storage");
+    let section = html.split("Cache eviction").nth(1).unwrap();
+    assert!(
+        section.contains("(up)") && section.contains(&format!("{} image(s)", ev["images_removed"])),
+        "{section}"
+    );
+    assert!(
+        html.split("Cache eviction")
+            .next()
+            .unwrap()
+            .contains("<strong>dry run</strong>"),
+        "{html}"
+    );
+    w.restart();
+    assert_eq!(storage(&w)["last_eviction"], ev);
+    assert_eq!(storage(&w)["last_gc"], gc);
+}

@@ -1,7 +1,7 @@
 //! The management API under `/api/v1/` (JSON): projects with usage against
 //! quota, repositories, artifacts grouped by digest, deletion of artifacts
 //! and tags, robot accounts, the pull-through cache (list, pin, purge), GC,
-//! prefetch and the audit trail. Each endpoint parses its path and body,
+//! prefetch jobs and the audit trail. Each endpoint parses its path and body,
 //! calls the registry layer (which applies the permission rules) and
 //! returns the shared view types of [`crate::registry::views`]. The
 //! OpenAPI document describing all of it ([`OPENAPI`]) is public.
@@ -78,6 +78,7 @@ pub enum Endpoint {
     Robot(String),
     Gc,
     Prefetch,
+    PrefetchJob(String),
     Audit,
     Cache,
     CacheRepo(RepoName),
@@ -103,6 +104,7 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["robots", r] => Endpoint::Robot(r.to_string()),
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
+        ["prefetch", job] => Endpoint::PrefetchJob(job.to_string()),
         ["audit"] => Endpoint::Audit,
         ["repositories"] => Endpoint::Repositories,
         ["cache"] => Endpoint::Cache,
@@ -258,8 +260,16 @@ impl Api {
             }
             (Method::POST, Endpoint::Prefetch) => {
                 r.require_admin(&id)?;
-                json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
+                let job = r.start_prefetch(&id, body_json(req, None).await?).await?;
+                let mut resp = json(StatusCode::ACCEPTED, &job)?;
+                if let Ok(v) = http::HeaderValue::from_str(&format!("/api/v1/prefetch/{}", job.id))
+                {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+                Ok(resp)
             }
+            (Method::GET, Endpoint::Prefetch) => json(ok, &r.prefetch_jobs(&id)?),
+            (Method::GET, Endpoint::PrefetchJob(job)) => json(ok, &r.prefetch_job(&id, &job)?),
             (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
             (Method::GET, Endpoint::Storage) => {
                 json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?)

@@ -214,6 +214,7 @@ async fn gc_loop(store: Store, every: Duration, grace: Duration) {
         let opts = crate::store::gc::GcOptions {
             dry_run: false,
             grace,
+            trigger: "schedule",
         };
         if let Err(e) = store.gc(&opts).await {
             tracing::warn!(error = %e, "garbage collection failed");

@@ -14,6 +14,7 @@ pub mod password;
 pub mod robots;
 pub mod session;
 pub mod token;
+mod used;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -230,8 +231,8 @@ pub struct Authorizer {
     guard: guard::Guard,
     /// Dashboard sessions (stateless signed cookies).
     sessions: session::Sessions,
-    /// Robot name → when this process last authenticated it (unix seconds).
-    last_used: moka::sync::Cache<String, u64>,
+    /// Robot name → when it was last authenticated (saved in the store).
+    last_used: used::RobotUse,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -275,6 +276,7 @@ impl Authorizer {
                 robots.push(r);
             }
         }
+        let last_used = used::RobotUse::load(store.clone()).await?;
         Ok(Authorizer {
             cfg: cfg.clone(),
             keys,
@@ -287,7 +289,7 @@ impl Authorizer {
                 .build(),
             guard: guard::Guard::new(limits),
             sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
-            last_used: moka::sync::Cache::new(100_000),
+            last_used,
         })
     }
 
@@ -370,7 +372,7 @@ impl Authorizer {
                 .iter()
                 .any(|r| r.name == name && r.active());
             if active {
-                self.last_used.insert(name.to_string(), unix_now());
+                self.last_used.touch(name);
             }
             return active.then(|| Subject::Robot(name.to_string()));
         }
@@ -432,7 +434,7 @@ impl Authorizer {
             return Err(AuthError::BadCredentials);
         }
         if let Subject::Robot(name) = &subject {
-            self.last_used.insert(name.clone(), unix_now());
+            self.last_used.touch(name);
         }
         self.verified.insert(key, subject.clone());
         Ok(subject)
@@ -554,7 +556,8 @@ impl Authorizer {
             .map(|t| (t, ttl))
     }
 
-    /// When this process last authenticated robot `name` (unix seconds).
+    /// When robot `name` was last authenticated (unix seconds; saved at
+    /// most once a minute, so a restart may lose the newest minute).
     pub fn robot_last_used(&self, name: &str) -> Option<u64> {
         self.last_used.get(name)
     }
@@ -683,8 +686,17 @@ permissions = {{ a = ["push"], c = ["delete"] }}
             .unwrap()
             .validate(&Default::default())
             .unwrap();
-        let store = Store::open(dir).unwrap();
-        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public))
+        // A dropped authorizer's background save of a robot's last use may
+        // still hold the store for a moment.
+        let mut store = Store::open(dir);
+        for _ in 0..100 {
+            if !matches!(store, Err(StoreError::Locked(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            store = Store::open(dir);
+        }
+        Authorizer::new(&cfg.auth, &cfg.limits, store.unwrap(), Arc::new(Public))
             .await
             .unwrap()
     }

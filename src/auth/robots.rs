@@ -1,8 +1,9 @@
 //! Robot accounts created through the management API, persisted in the
 //! store's robots document (token hashes only; the token itself is shown
-//! once at creation).
+//! once at creation), and when each robot (from the API or the config
+//! file) was last used, in a document of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -61,5 +62,31 @@ pub async fn save(store: &Store, robots: &[Robot]) -> Result<(), StoreError> {
     store
         .meta()
         .put(Doc::Robots, bytes::Bytes::from(bytes))
+        .await
+}
+
+/// When each robot was last authenticated (unix seconds), as saved.
+pub async fn load_use(store: &Store) -> Result<HashMap<String, u64>, StoreError> {
+    match store.meta().get(Doc::RobotUse).await? {
+        Some(b) => Ok(serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring an unreadable robots-used document");
+            HashMap::new()
+        })),
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// Merge `used` into the saved last uses (the later time wins, so another
+/// replica's newer record is kept) and save them.
+pub async fn save_use(store: &Store, used: &HashMap<String, u64>) -> Result<(), StoreError> {
+    let mut all = load_use(store).await?;
+    for (name, t) in used {
+        let e = all.entry(name.clone()).or_insert(0);
+        *e = (*e).max(*t);
+    }
+    let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store
+        .meta()
+        .put(Doc::RobotUse, bytes::Bytes::from(bytes))
         .await
 }

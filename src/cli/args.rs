@@ -72,13 +72,18 @@ pub enum Command {
     /// offline on a stopped server's data directory (`--offline`).
     Gc(GcArgs),
     /// Pull an image into the pull-through cache and pin it (asks the
-    /// running server), e.g. `wharf prefetch docker.io/library/alpine:3.20`.
+    /// running server, then shows the job's progress until it ends), e.g.
+    /// `wharf prefetch docker.io/library/alpine:3.20`.
     Prefetch {
         /// <remote>/<repository>[:tag|@digest], e.g. docker.io/library/alpine:3.20.
         image: String,
         /// Fetch without pinning (the image may be evicted later).
         #[arg(long)]
         no_pin: bool,
+        /// Start the prefetch job and print its id instead of waiting for it
+        /// (read it back with `GET /api/v1/prefetch/<id>`).
+        #[arg(long)]
+        no_wait: bool,
         #[command(flatten)]
         conn: Conn,
     },

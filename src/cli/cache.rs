@@ -1,15 +1,16 @@
 //! The pull-through cache and the store from the command line: `cache
-//! list|pin|unpin|purge`, `prefetch`, and `gc` on the running server. The
-//! long calls show a spinner on a terminal.
+//! list|pin|unpin|purge`, `prefetch` (a job followed with a progress bar),
+//! and `gc` on the running server. The long calls show a spinner on a
+//! terminal.
 
 use reqwest::Method;
 
 use super::args::CacheCmd;
 use super::client::Client;
 use super::manage::{resolve_prefix, short};
-use super::output::{human_size, show, table, when, Busy};
+use super::output::{human_size, show, table, when, Bar, Busy};
 use crate::registry::views::{
-    CachedImage, EvictReport, GcReport, GcRequest, PinView, PrefetchReport, PrefetchRequest,
+    CachedImage, EvictReport, GcReport, GcRequest, JobState, PinView, PrefetchJob, PrefetchRequest,
 };
 
 /// An image argument: `repo`, `repo:tag` or `repo@digest-prefix`.
@@ -135,23 +136,51 @@ async fn purge(c: &Client, image: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn prefetch(c: &Client, image: String, pin: bool) -> Result<(), String> {
+/// How often a waiting `wharf prefetch` reads its job back.
+const POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// `wharf prefetch`: start the job, then (unless `!wait`) follow it with a
+/// progress bar until it ends.
+pub async fn prefetch(c: &Client, image: String, pin: bool, wait: bool) -> Result<(), String> {
     let body = PrefetchRequest {
         image: image.clone(),
         pin: Some(pin),
     };
-    let busy = Busy::start(&format!("prefetching {image}"));
-    let v: PrefetchReport = c.call(Method::POST, "prefetch", Some(&body)).await?;
-    drop(busy);
-    show(c.conn.json, &v, |v| {
+    let mut job: PrefetchJob = c.call(Method::POST, "prefetch", Some(&body)).await?;
+    if !wait {
+        show(c.conn.json, &job, |j| {
+            println!(
+                "started prefetch job {} for {image} (GET /api/v1/prefetch/{})",
+                j.id, j.id
+            )
+        });
+        return Ok(());
+    }
+    let bar = Bar::start(&format!("prefetching {image}"));
+    while job.state == JobState::Running {
+        bar.set(
+            job.resolved.then_some((job.bytes_done, job.bytes_total)),
+            &format!("{}/{} blobs", job.blobs_done, job.blobs_total),
+        );
+        tokio::time::sleep(POLL).await;
+        job = c.get(&format!("prefetch/{}", job.id)).await?;
+    }
+    drop(bar);
+    if job.state == JobState::Failed {
+        return Err(format!(
+            "prefetch of {image} failed: {}",
+            job.error.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    show(c.conn.json, &job, |v| {
         println!(
             "{image} -> {} {}: {} manifests, {} blobs, {}{}",
-            v.repository,
-            v.digest,
+            v.repository.as_deref().unwrap_or("-"),
+            v.digest.as_deref().unwrap_or("-"),
             v.manifests,
-            v.blobs,
-            human_size(v.bytes),
-            if v.pinned { ", pinned" } else { "" }
+            v.blobs_total,
+            human_size(v.bytes_total),
+            if v.pin { ", pinned" } else { "" }
         );
     });
     Ok(())

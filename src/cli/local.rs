@@ -78,7 +78,11 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
-    let opts = crate::store::gc::GcOptions { dry_run, grace };
+    let opts = crate::store::gc::GcOptions {
+        dry_run,
+        grace,
+        trigger: "offline",
+    };
     let report = match rt.block_on(store.gc(&opts)) {
         Ok(r) => r,
         Err(e) => {

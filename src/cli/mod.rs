@@ -47,8 +47,11 @@ pub fn main() -> ExitCode {
         Command::Prefetch {
             image,
             no_pin,
+            no_wait,
             conn,
-        } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin))),
+        } => run(conn, |c| {
+            Box::pin(cache::prefetch(c, image, !no_pin, !no_wait))
+        }),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),
         Command::HashPassword => local::hash_password(),
         Command::CheckConfig { config, probe } => match load(&config, &Overrides::default()) {

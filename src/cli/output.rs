@@ -1,7 +1,7 @@
 //! How the CLI prints: aligned tables for people (comfy-table), JSON for
 //! scripts (`--json`, times as RFC 3339 like the tables), and a spinner
-//! with the elapsed time on stderr while a long call runs — only when
-//! stderr is a terminal, so pipes and logs stay clean.
+//! (or a progress bar) with the elapsed time on stderr while a long call
+//! runs — only when stderr is a terminal, so pipes and logs stay clean.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -71,6 +71,47 @@ impl Busy {
 }
 
 impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(pb) = self.0.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// A progress bar on stderr (only on a terminal): bytes of a known total,
+/// or a spinner until the total is known; cleared when dropped.
+pub struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    pub fn start(what: &str) -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(None);
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_prefix(what.to_string());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        Bar(Some(pb))
+    }
+
+    /// `bytes`: done and total, once known; `msg` follows the bar.
+    pub fn set(&self, bytes: Option<(u64, u64)>, msg: &str) {
+        let Some(pb) = &self.0 else { return };
+        let template = match bytes {
+            Some((done, total)) => {
+                pb.set_length(total);
+                pb.set_position(done.min(total));
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ({elapsed})"
+            }
+            None => "{spinner} {prefix}: {msg} ({elapsed})",
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(msg.to_string());
+    }
+}
+
+impl Drop for Bar {
     fn drop(&mut self) {
         if let Some(pb) = self.0.take() {
             pb.finish_and_clear();

@@ -18,6 +18,7 @@ pub(super) struct RawLimits {
     login_queue_timeout: Option<String>,
     max_failed_logins: Option<u32>,
     failed_login_window: Option<String>,
+    max_prefetch_jobs: Option<usize>,
 }
 
 /// Validated `[limits]`.
@@ -41,6 +42,8 @@ pub struct Limits {
     /// `failed_login_window` before further attempts get `429`.
     pub max_failed_logins: u32,
     pub failed_login_window: Duration,
+    /// Prefetch jobs running at once (more are refused with `429`).
+    pub max_prefetch_jobs: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             login_queue_timeout: Duration::from_secs(10),
             max_failed_logins: 10,
             failed_login_window: Duration::from_secs(60),
+            max_prefetch_jobs: 4,
         }
     }
 }
@@ -109,6 +113,11 @@ impl RawLimits {
                 Some(v) => duration("limits.failed_login_window", &v)?,
                 None => d.failed_login_window,
             },
+            max_prefetch_jobs: at_least_1(
+                "limits.max_prefetch_jobs",
+                self.max_prefetch_jobs,
+                d.max_prefetch_jobs,
+            )?,
         })
     }
 }

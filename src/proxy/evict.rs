@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use crate::config::Remote;
 use crate::oci::manifest::Manifest;
 use crate::oci::{Digest, RepoName};
-use crate::store::{Result, Store};
+use crate::store::{LastRun, Result, RunKind, Store};
 
 /// Minimum time between two checks triggered by fetches.
 pub const MIN_GAP: Duration = Duration::from_millis(500);
@@ -99,16 +99,20 @@ impl Evictor {
     /// Evict under `cap` across the cache namespaces `names`; log what went.
     /// `scope` names the cap in the log (a remote, or `cache.max_size`).
     async fn evict_logged(&self, names: &[String], cap: u64, scope: &str) {
+        let started = Instant::now();
         match evict(&self.store, names, cap).await {
-            Ok(rep) if !rep.evicted.is_empty() => tracing::info!(
-                scope,
-                cap,
-                before = rep.usage_before,
-                after = rep.usage_after,
-                images = rep.evicted.len(),
-                bytes_freed = rep.bytes_freed,
-                "cache over its cap: evicted least recently pulled images"
-            ),
+            Ok(rep) if !rep.evicted.is_empty() => {
+                tracing::info!(
+                    scope,
+                    cap,
+                    before = rep.usage_before,
+                    after = rep.usage_after,
+                    images = rep.evicted.len(),
+                    bytes_freed = rep.bytes_freed,
+                    "cache over its cap: evicted least recently pulled images"
+                );
+                record(&self.store, &rep, scope, started).await;
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(scope, error = %e, "cache eviction failed"),
         }
@@ -178,6 +182,7 @@ pub async fn purge(
     name: &RepoName,
     images: Option<&[Digest]>,
 ) -> Result<EvictReport> {
+    let started = Instant::now();
     let _guard = store.gc_write().await;
     let victims: Vec<Digest> = match images {
         Some(d) => d.to_vec(),
@@ -201,7 +206,22 @@ pub async fn purge(
     }
     remove_unreferenced(store, freed, &mut report).await?;
     report.usage_after = store.group_usage(&ns).await?;
+    record(store, &report, "purge", started).await;
     Ok(report)
+}
+
+/// Keep `rep` as the store's last eviction run.
+async fn record(store: &Store, rep: &EvictReport, trigger: &str, started: Instant) {
+    let run = LastRun {
+        at: crate::timefmt::now(),
+        dry_run: false,
+        trigger: trigger.to_string(),
+        images_removed: rep.evicted.len(),
+        blobs_removed: rep.blobs_removed,
+        bytes_freed: rep.bytes_freed,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    store.record_run(RunKind::Eviction, &run).await;
 }
 
 /// Delete the content of `freed` digests that nothing links or references

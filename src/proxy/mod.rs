@@ -26,7 +26,7 @@ use crate::store::{BlobData, Store, StoreError, StoredManifest};
 use crate::upstream::{Retries, Upstream, UpstreamError};
 use inflight::{Fetch, FetchError, Inflight, Phase};
 pub use policy::{PolicyError, RemoteTarget, Route, Router};
-pub use prefetch::PrefetchReport;
+pub use prefetch::{PrefetchProgress, PrefetchReport};
 
 /// How long a tag is trusted after the remote could not be asked.
 const STALE_BACKOFF: Duration = Duration::from_secs(30);

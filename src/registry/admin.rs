@@ -1,5 +1,6 @@
 //! Management operations: what the `/api/v1` endpoints (and the CLI behind
-//! them) do — project views, repositories, artifacts, robots, GC, prefetch.
+//! them) do — project views, repositories, artifacts, robots, GC (prefetch
+//! jobs are [`super::prefetch`]).
 //! Permission rules live here too: admins may do everything; a robot sees
 //! the projects it has a permission on; with no accounts (open mode)
 //! everything is allowed.
@@ -9,10 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::views::{
-    GcRequest, NewProject, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView,
-    RepositoryView, RobotView,
+    GcRequest, NewProject, NewRobot, ProjectUpdate, ProjectView, RepositoryView, RobotView,
 };
-use super::{Intent, Registry, RegistryError, Result, Target};
+use super::{Registry, RegistryError, Result};
 use crate::auth::{Action, Identity, RobotError, Subject};
 use crate::config::{Perms, Project};
 use crate::oci::{Digest, Reference, RepoName, Tag};
@@ -448,6 +448,7 @@ impl Registry {
                 .gc(&GcOptions {
                     dry_run: r.dry_run,
                     grace,
+                    trigger: "api",
                 })
                 .await?)
         };
@@ -457,35 +458,6 @@ impl Registry {
             )
         };
         self.audited(id, action, "store", op, details).await
-    }
-
-    /// Pull an image into the cache ahead of time and pin it (admins).
-    pub async fn prefetch(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
-        let image = r.image.clone();
-        let op = self.fetch_ahead(id, r);
-        self.audited(id, "prefetch", &image, op, |rep| {
-            serde_json::to_value(rep).ok()
-        })
-        .await
-    }
-
-    async fn fetch_ahead(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
-        self.require_admin(id)?;
-        let (name, reference) = split_image(&r.image)?;
-        let t = match self.resolve(&name, None, Intent::PullManifest).await {
-            Ok(Target::Remote(t)) => t,
-            Ok(Target::Local(_)) => {
-                return Err(RegistryError::BadRequest(format!(
-                    "{name} is not a pull-through (remote) repository"
-                )))
-            }
-            Err(RegistryError::Policy(e)) => return Err(RegistryError::BadRequest(e.to_string())),
-            Err(e) => return Err(e),
-        };
-        Ok(self
-            .proxy
-            .prefetch(&t, &reference, r.pin.unwrap_or(true), &r.image)
-            .await?)
     }
 }
 

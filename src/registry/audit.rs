@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Registry, RegistryError, Result};
 use crate::auth::Identity;
-use crate::store::AuditLog;
+use crate::store::{AuditLog, Store};
 
 /// Largest page of `GET /api/v1/audit`.
 pub const MAX_PAGE: usize = 1000;
@@ -67,6 +67,49 @@ fn actor(id: &Identity) -> String {
     }
 }
 
+/// The entry for `action` on `target` by `id`, ended as `r` (`details`
+/// describe a success).
+pub(crate) fn entry<T>(
+    id: &Identity,
+    action: &str,
+    target: &str,
+    r: &Result<T>,
+    details: impl FnOnce(&T) -> Option<serde_json::Value>,
+) -> AuditEntry {
+    let now = SystemTime::now();
+    AuditEntry {
+        id: AuditLog::new_id(now),
+        time: humantime::format_rfc3339_millis(now).to_string(),
+        actor: actor(id),
+        action: action.to_string(),
+        target: target.to_string(),
+        result: result_of(r.as_ref().err()).to_string(),
+        error: r.as_ref().err().map(|e| e.to_string()),
+        details: r.as_ref().ok().and_then(details),
+    }
+}
+
+/// Log `e` and append it to `store`'s audit log (for work that outlives the
+/// request that started it, like a prefetch job).
+pub(crate) async fn record(store: &Store, e: &AuditEntry) {
+    tracing::info!(
+        target: "wharf::audit",
+        actor = %e.actor,
+        action = %e.action,
+        object = %e.target,
+        result = %e.result,
+        error = e.error.as_deref().unwrap_or(""),
+        "audit"
+    );
+    let bytes = match serde_json::to_vec(e) {
+        Ok(b) => b,
+        Err(err) => return tracing::error!(error = %err, "encoding an audit entry"),
+    };
+    if let Err(err) = store.audit().append(&e.id, bytes.into()).await {
+        tracing::error!(error = %err, action = %e.action, "could not store an audit entry (the log line above has it)");
+    }
+}
+
 impl Registry {
     /// Run `op` (a management action of kind `action` on `target`, done by
     /// `id`) and record its outcome; `details` describes a success.
@@ -79,38 +122,8 @@ impl Registry {
         details: impl FnOnce(&T) -> Option<serde_json::Value>,
     ) -> Result<T> {
         let r = op.await;
-        let now = SystemTime::now();
-        let entry = AuditEntry {
-            id: AuditLog::new_id(now),
-            time: humantime::format_rfc3339_millis(now).to_string(),
-            actor: actor(id),
-            action: action.to_string(),
-            target: target.to_string(),
-            result: result_of(r.as_ref().err()).to_string(),
-            error: r.as_ref().err().map(|e| e.to_string()),
-            details: r.as_ref().ok().and_then(details),
-        };
-        self.record(&entry).await;
+        record(&self.store, &entry(id, action, target, &r, details)).await;
         r
-    }
-
-    async fn record(&self, e: &AuditEntry) {
-        tracing::info!(
-            target: "wharf::audit",
-            actor = %e.actor,
-            action = %e.action,
-            object = %e.target,
-            result = %e.result,
-            error = e.error.as_deref().unwrap_or(""),
-            "audit"
-        );
-        let bytes = match serde_json::to_vec(e) {
-            Ok(b) => b,
-            Err(err) => return tracing::error!(error = %err, "encoding an audit entry"),
-        };
-        if let Err(err) = self.store.audit().append(&e.id, bytes.into()).await {
-            tracing::error!(error = %err, action = %e.action, "could not store an audit entry (the log line above has it)");
-        }
     }
 
     /// A page of the audit log, newest first (admins).

@@ -14,6 +14,7 @@ mod cache;
 mod manifests;
 pub mod namespaces;
 mod overview;
+mod prefetch;
 pub mod projects;
 mod quota;
 mod uploads;
@@ -31,6 +32,7 @@ use crate::oci::{Digest, RepoName};
 use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
 use crate::store::{Store, StoreError};
 pub use namespaces::{Intent, Namespaces, Target};
+pub use prefetch::MAX_KEPT_JOBS;
 pub use projects::Projects;
 pub use uploads::Mount;
 
@@ -103,7 +105,8 @@ pub struct Limits {
 /// Everything a request may touch, behind the domain rules.
 pub struct Registry {
     pub store: Store,
-    pub proxy: Proxy,
+    /// Shared with the prefetch jobs it runs in the background.
+    pub proxy: Arc<Proxy>,
     pub auth: Authorizer,
     pub projects: Arc<Projects>,
     pub limits: Limits,
@@ -114,6 +117,8 @@ pub struct Registry {
     mirror: bool,
     /// Per-project locks for the final quota check of a push.
     project_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Prefetches running and recently finished.
+    prefetches: prefetch::Jobs,
 }
 
 impl Registry {
@@ -126,13 +131,13 @@ impl Registry {
             .clone()
             .unwrap_or_else(|| cfg.listen.to_string());
         let notifier = Notifier::start(&cfg.notifications, store.clone(), source);
-        let proxy = Proxy::new(
+        let proxy = Arc::new(Proxy::new(
             store.clone(),
             router.clone(),
             cfg.cache_max_size,
             cfg.max_manifest_size,
             notifier.clone(),
-        )?;
+        )?);
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
         Ok(Registry {
@@ -149,6 +154,7 @@ impl Registry {
             namespaces: Namespaces::new(router, cfg.server.mode == crate::config::Mode::Mirror),
             mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),
+            prefetches: prefetch::Jobs::new(cfg.limits.max_prefetch_jobs),
         })
     }
 

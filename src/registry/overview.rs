@@ -1,7 +1,7 @@
 //! The pull-through cache and the store as operators see them (the
 //! dashboard's cache and storage pages, `GET /api/v1/storage`): remotes
 //! with their counters and cached images, storage totals with the last
-//! garbage collection. Admins only, like GC and prefetch. Changing the
+//! garbage collection and eviction. Admins only, like GC and prefetch. Changing the
 //! cache (pin, purge) is [`super::cache`].
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::views::{CacheView, RemoteView, StorageView};
 use super::{Registry, Result};
 use crate::auth::Identity;
-
-/// How many audit entries the storage view looks through for the last GC.
-const GC_LOOKBACK: usize = 200;
+use crate::store::RunKind;
 
 /// What kind of credentials a source is, without any reference or value.
 fn credential_kind(s: &crate::secrets::CredentialSource) -> String {
@@ -64,23 +62,20 @@ impl Registry {
         })
     }
 
-    /// Storage totals (`scanned`: bytes and blobs from the last scan) and
-    /// the last GC (admins).
+    /// Storage totals (`scanned`: bytes and blobs from the last scan), the
+    /// last GC and the last eviction (admins).
     pub async fn storage_view(
         &self,
         id: &Identity,
         scanned: Option<(u64, u64)>,
     ) -> Result<StorageView> {
         self.require_admin(id)?;
-        let page = self.audit_page(id, None, GC_LOOKBACK).await?;
         Ok(StorageView {
             bytes: scanned.map(|s| s.0),
             blobs: scanned.map(|s| s.1),
             repositories: self.store.all_repositories().await?.len(),
-            last_gc: page
-                .entries
-                .into_iter()
-                .find(|e| e.action.starts_with("gc.")),
+            last_gc: self.store.last_run(RunKind::Gc).await?,
+            last_eviction: self.store.last_run(RunKind::Eviction).await?,
         })
     }
 }

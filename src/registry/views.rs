@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use crate::proxy::evict::EvictReport;
-pub use crate::proxy::PrefetchReport;
 pub use crate::store::gc::GcReport;
-pub use crate::store::Artifact;
+pub use crate::store::{Artifact, LastRun};
 
 /// A project (configured, or a local namespace holding pushed images) with
 /// its usage against its quota.
@@ -86,8 +85,8 @@ pub struct RobotView {
     pub revoked: bool,
     pub active: bool,
     pub from_config: bool,
-    /// When this wharf process last authenticated it (unix seconds; not
-    /// shared between replicas, not kept across restarts).
+    /// When it was last authenticated (kept in the store, saved at most
+    /// once a minute per robot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<u64>,
     /// Only in the answer to creating it: shown once.
@@ -216,6 +215,48 @@ pub struct PrefetchRequest {
     pub pin: Option<bool>,
 }
 
+/// Where a prefetch job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
+    Failed,
+}
+
+/// A prefetch job: `POST /api/v1/prefetch` starts one, `GET
+/// /api/v1/prefetch/{id}` reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrefetchJob {
+    pub id: String,
+    /// As asked for, e.g. `docker.io/library/alpine:3.20`.
+    pub image: String,
+    /// Pinned when done (never evicted).
+    pub pin: bool,
+    pub state: JobState,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub started_at: u64,
+    #[serde(default, with = "crate::timefmt::rfc3339_opt")]
+    pub finished_at: Option<u64>,
+    /// Every manifest is fetched, so the totals are known (before that,
+    /// `blobs_total` and `bytes_total` are 0).
+    pub resolved: bool,
+    pub manifests: u64,
+    pub blobs_done: u64,
+    pub blobs_total: u64,
+    /// Manifests and blobs, counted while they arrive.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Once done: the cache repository and the image's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The pull-through cache: every remote with its counters and cached images.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CacheView {
@@ -251,13 +292,15 @@ pub struct RemoteView {
     pub images: Vec<CachedImage>,
 }
 
-/// Storage totals and the last garbage collection.
+/// Storage totals, the last garbage collection and the last eviction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StorageView {
     /// From the last store scan (absent before the first one finished).
     pub bytes: Option<u64>,
     pub blobs: Option<u64>,
     pub repositories: usize,
-    /// The newest `gc.run` / `gc.dry_run` audit entry.
-    pub last_gc: Option<super::audit::AuditEntry>,
+    /// The last garbage collection (online, scheduled or offline; dry runs too).
+    pub last_gc: Option<LastRun>,
+    /// The last cache eviction (a cap reached, or a purge).
+    pub last_eviction: Option<LastRun>,
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::backend::ObjectMeta;
-use super::{layout, Result, Store};
+use super::{layout, LastRun, Result, RunKind, Store};
 use crate::oci::{Digest, RepoName};
 
 /// Options of one GC run.
@@ -39,6 +39,8 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Blobs modified more recently than this are never collected.
     pub grace: Duration,
+    /// Who asked (`api`, `schedule`, `offline`), for the last-run record.
+    pub trigger: &'static str,
 }
 
 /// One blob collected (or that would be).
@@ -166,6 +168,16 @@ impl Store {
         }
         report.removed.sort_by(|a, b| a.digest.cmp(&b.digest));
         report.duration_ms = started.elapsed().as_millis() as u64;
+        let run = LastRun {
+            at: crate::timefmt::now(),
+            dry_run: opts.dry_run,
+            trigger: opts.trigger.to_string(),
+            images_removed: 0,
+            blobs_removed: report.blobs_removed,
+            bytes_freed: report.bytes_freed,
+            duration_ms: report.duration_ms,
+        };
+        self.record_run(RunKind::Gc, &run).await;
         if !opts.dry_run && report.blobs_removed > 0 {
             tracing::info!(
                 blobs = report.blobs_removed,
@@ -238,6 +250,7 @@ pub(crate) mod tests {
         let opts = GcOptions {
             dry_run: false,
             grace: Duration::ZERO,
+            trigger: "test",
         };
         let r = s.gc(&opts).await.unwrap();
         assert_eq!(r.blobs_removed, 1, "{r:?}");
@@ -260,6 +273,7 @@ pub(crate) mod tests {
             .gc(&GcOptions {
                 dry_run: false,
                 grace: Duration::from_secs(3600),
+                trigger: "test",
             })
             .await
             .unwrap();

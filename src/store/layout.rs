@@ -10,6 +10,8 @@
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
 //! repos/<name>/_pinned/<alg>/<hex>            cached manifest pinned (never evicted)
 //! auth/{robots.json,projects.json,token.key}  accounts and projects made at run time
+//! auth/robots-used.json                       robot name -> last use (unix seconds)
+//! state/{last-gc,last-eviction}.json          the last GC and eviction runs
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! ```
 //!
@@ -38,6 +40,9 @@ pub enum Doc {
     Robots,
     Projects,
     TokenKey,
+    RobotUse,
+    LastGc,
+    LastEviction,
 }
 
 pub fn doc(d: Doc) -> &'static str {
@@ -45,6 +50,9 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::Robots => "auth/robots.json",
         Doc::Projects => "auth/projects.json",
         Doc::TokenKey => "auth/token.key",
+        Doc::RobotUse => "auth/robots-used.json",
+        Doc::LastGc => "state/last-gc.json",
+        Doc::LastEviction => "state/last-eviction.json",
     }
 }
 

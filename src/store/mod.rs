@@ -26,6 +26,7 @@ pub mod layout;
 mod manifest_cache;
 mod meta;
 mod repo;
+mod runs;
 mod uploads;
 mod usage;
 mod writer;
@@ -43,6 +44,7 @@ pub use inventory::Artifact;
 pub use layout::Doc;
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
+pub use runs::{LastRun, RunKind};
 pub use uploads::{OpenSessions, PreparedUpload, UploadStatus, Uploads};
 pub use writer::{BlobWriter, VerifiedBlob};
 

@@ -22,6 +22,16 @@ pub enum Nav {
 
 /// A whole page: `title`, the navigation with `current` marked, `body`.
 pub fn page(ctx: &Ctx, current: Nav, title: &str, body: Markup) -> Markup {
+    shell(ctx, current, title, None, body)
+}
+
+/// A page that reloads itself every `secs` seconds (progress views: works
+/// without JavaScript, and the CSP allows it).
+pub fn page_refreshing(ctx: &Ctx, current: Nav, title: &str, secs: u32, body: Markup) -> Markup {
+    shell(ctx, current, title, Some(secs), body)
+}
+
+fn shell(ctx: &Ctx, current: Nav, title: &str, refresh: Option<u32>, body: Markup) -> Markup {
     let link = |nav: Nav, href: &str, label: &str| {
         html! { a href=(href) class=[(nav == current).then_some("current")] { (label) } }
     };
@@ -31,6 +41,7 @@ pub fn page(ctx: &Ctx, current: Nav, title: &str, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · wharf" }
                 link rel="stylesheet" href="/ui/static/app.css";
                 script src="/ui/static/app.js" defer {}

@@ -92,6 +92,9 @@ async fn get(ctx: &Ctx<'_>, req: &Request<Incoming>, path: &str) -> Reply {
                 )
                 .await;
             }
+            if let Some(job) = rest.strip_prefix("cache/prefetch/") {
+                return ops::prefetch_job(ctx, job).await;
+            }
             if let Some(repo) = rest.strip_prefix("r/") {
                 return artifacts::list(
                     ctx,

@@ -1,17 +1,22 @@
 //! The operator pages (admins): the pull-through cache (remotes with their
 //! counters and credential kinds, never a secret; cached images; pin,
-//! unpin, prefetch) and storage (totals, last GC, GC with a dry run
-//! first). The registry calls behind `/api/v1/cache`, `/api/v1/storage`,
+//! unpin, prefetch with a progress page) and storage (totals, last GC and
+//! eviction, GC with a dry run first). The registry calls behind `/api/v1/cache`, `/api/v1/storage`,
 //! `/api/v1/repositories/.../pins/...`, `/api/v1/prefetch` and
 //! `/api/v1/gc`.
 
 use maud::{html, Markup};
 
-use super::layout::{csrf_field, notice, page, size, time, usage, Nav};
+use super::layout::{csrf_field, enc, notice, page, page_refreshing, size, time, usage, Nav};
 use super::web::{html, redirect, Ctx, Form};
 use crate::api::mgmt::{parse_digest, parse_repo};
 use crate::api::Reply;
-use crate::registry::views::{CachedImage, GcReport, GcRequest, PrefetchRequest, RemoteView};
+use crate::registry::views::{
+    CachedImage, GcReport, GcRequest, JobState, LastRun, PrefetchJob, PrefetchRequest, RemoteView,
+};
+
+/// Prefetch jobs listed on the cache page.
+const RECENT_JOBS: usize = 10;
 
 fn ratio(hits: u64, misses: u64) -> String {
     match hits + misses {
@@ -83,6 +88,7 @@ pub async fn cache(ctx: &Ctx<'_>) -> Reply {
                 button.primary type="submit" { "Prefetch" }
             }
         }
+        (jobs(&ctx.api.registry.prefetch_jobs(&ctx.id)?))
         @if v.remotes.is_empty() { p.muted { "No remotes configured." } }
         @for r in &v.remotes { (remote(ctx, r)) }
     };
@@ -100,27 +106,89 @@ pub async fn pin(ctx: &Ctx<'_>, f: Form, pinned: bool) -> Reply {
     Ok(redirect("/ui/cache"))
 }
 
-/// `POST /ui/cache/prefetch`: waits for the fetch, then reports it.
+/// `POST /ui/cache/prefetch`: starts a job and shows its progress page.
 pub async fn prefetch(ctx: &Ctx<'_>, f: Form) -> Reply {
     let image = f.need("image")?.to_string();
-    let rep = ctx
+    let job = ctx
         .api
         .registry
-        .prefetch(
+        .start_prefetch(
             &ctx.id,
             PrefetchRequest {
-                image: image.clone(),
+                image,
                 pin: Some(true),
             },
         )
         .await?;
-    let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
+    Ok(redirect(&format!("/ui/cache/prefetch/{}", enc(&job.id))))
+}
+
+fn job_state(j: &PrefetchJob) -> Markup {
+    match j.state {
+        JobState::Running if !j.resolved => html! { "fetching manifests" },
+        JobState::Running => html! { "fetching blobs" },
+        JobState::Done => html! { span.state-done { "done" } },
+        JobState::Failed => html! { span.state-failed { "failed" } },
+    }
+}
+
+fn job_progress(j: &PrefetchJob) -> Markup {
+    html! {
+        @if j.resolved {
+            progress max=(j.bytes_total.max(1)) value=(j.bytes_done.min(j.bytes_total)) {}
+            " " (size(j.bytes_done)) " of " (size(j.bytes_total)) ", "
+            (j.blobs_done) " of " (j.blobs_total) " blob(s)"
+        } @else {
+            progress {}
+            " " (j.manifests) " manifest(s) so far"
+        }
+    }
+}
+
+/// `GET /ui/cache/prefetch/{id}`: a job's progress, reloading itself while
+/// it runs.
+pub async fn prefetch_job(ctx: &Ctx<'_>, id: &str) -> Reply {
+    let j = ctx.api.registry.prefetch_job(&ctx.id, id)?;
     let body = html! {
-        (notice("flash", html! { "Prefetched and pinned " code { (image) } }))
-        pre.card.mono { (text) }
+        h1 { "Prefetch " code { (j.image) } }
+        div.card id="prefetch-job" data-state=(format!("{:?}", j.state).to_lowercase()) {
+            div { "State: " (job_state(&j)) }
+            div { (job_progress(&j)) }
+            div.muted { "Started " (time(Some(j.started_at))) @if let Some(t) = j.finished_at { ", ended " (time(Some(t))) } }
+            @if let (Some(repo), Some(d)) = (&j.repository, &j.digest) {
+                div { "Cached as " code { (repo) "@" (d) } @if j.pin { " (pinned)" } }
+            }
+            @if let Some(e) = &j.error { (notice("error", html! { (e) })) }
+        }
+        @if j.state == JobState::Running { p.muted { "This page reloads itself until the prefetch ends." } }
         p { a href="/ui/cache" { "Back to the cache" } }
     };
-    Ok(html(page(ctx, Nav::Cache, "Prefetch", body)))
+    let title = "Prefetch";
+    Ok(html(match j.state {
+        JobState::Running => page_refreshing(ctx, Nav::Cache, title, 1, body),
+        _ => page(ctx, Nav::Cache, title, body),
+    }))
+}
+
+fn jobs(list: &[PrefetchJob]) -> Markup {
+    html! {
+        @if !list.is_empty() {
+            h2 { "Recent prefetches" }
+            table {
+                thead { tr { th { "Image" } th { "State" } th { "Progress" } th { "Started" } } }
+                tbody {
+                    @for j in list.iter().take(RECENT_JOBS) {
+                        tr {
+                            td { a href=(format!("/ui/cache/prefetch/{}", enc(&j.id))) { (j.image) } }
+                            td { (job_state(j)) @if let Some(e) = &j.error { div.muted { (e) } } }
+                            td { (size(j.bytes_done)) " of " (size(j.bytes_total)) ", " (j.blobs_done) "/" (j.blobs_total) " blobs" }
+                            td { (time(Some(j.started_at))) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn gc_report(rep: &GcReport) -> Markup {
@@ -167,15 +235,30 @@ pub async fn storage(ctx: &Ctx<'_>) -> Reply {
             (v.repositories) " repositories"
         }
         h2 { "Garbage collection" }
-        @match &v.last_gc {
-            Some(e) => div.card { "Last: " (e.action) " by " (e.actor) " at " (e.time) ", " (e.result)
-                @if let Some(d) = &e.details { " " code { (d.to_string()) } } },
-            None => p.muted { "No GC recorded in the recent audit log." },
-        }
+        (last_run(v.last_gc.as_ref(), "No GC has run yet.", false))
         p { "Run a dry run first: it shows what a GC would remove." }
         (gc_buttons(ctx))
+        h2 { "Cache eviction" }
+        (last_run(v.last_eviction.as_ref(), "Nothing has been evicted yet (evictions run when a cache cap is exceeded, or on a purge).", true))
     };
     Ok(html(page(ctx, Nav::Storage, "Storage", body)))
+}
+
+/// The last GC or eviction run (`images`: eviction counts images too).
+fn last_run(run: Option<&LastRun>, none: &str, images: bool) -> Markup {
+    let Some(r) = run else {
+        return html! { p.muted { (none) } };
+    };
+    html! {
+        div.card.last-run {
+            "Last: " (time(Some(r.at))) " (" (r.trigger) ")"
+            @if r.dry_run { " " strong { "dry run" } }
+            br;
+            @if images { (r.images_removed) " image(s), " }
+            (r.blobs_removed) " blob(s), " (size(r.bytes_freed)) (if r.dry_run { " would be freed" } else { " freed" })
+            " in " (r.duration_ms) " ms"
+        }
+    }
 }
 
 /// `POST /ui/storage/gc`

@@ -596,3 +596,48 @@ impl Wharf {
         })
     }
 }
+
+/// Start a prefetch job for `image` (with the wharf's credentials): the
+/// answer must be `202` with a `Location` naming the job; returns the job.
+pub fn start_prefetch(w: &Wharf, image: &str, pin: bool) -> serde_json::Value {
+    let body = serde_json::json!({ "image": image, "pin": pin }).to_string();
+    let r = w
+        .req(reqwest::Method::POST, "/api/v1/prefetch")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    let location = header(&r, "location");
+    let job: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        location,
+        format!("/api/v1/prefetch/{}", job["id"].as_str().unwrap())
+    );
+    job
+}
+
+/// Read prefetch job `id` back until it is no longer running; returns it.
+pub fn wait_prefetch(w: &Wharf, id: &str) -> serde_json::Value {
+    let mut job = serde_json::Value::Null;
+    wait_until(
+        &format!("prefetch job {id} to end"),
+        Duration::from_secs(60),
+        || {
+            let r = w
+                .req(reqwest::Method::GET, &format!("/api/v1/prefetch/{id}"))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            job = r.json().unwrap();
+            job["state"] != "running"
+        },
+    );
+    job
+}
+
+/// Prefetch `image` and wait for the job to end; returns the job.
+pub fn prefetch(w: &Wharf, image: &str, pin: bool) -> serde_json::Value {
+    let job = start_prefetch(w, image, pin);
+    wait_prefetch(w, job["id"].as_str().unwrap())
+}
