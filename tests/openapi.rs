@@ -135,6 +135,23 @@ fn every_documented_operation_answers_as_documented() {
     ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci?purge=true", None, false), 204);
     ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false), 404);
 
+    let ret = "/api/v1/projects/{project}/retention";
+    let rules = json!({"rules": [{"tags": "v*", "keep_latest": 1}, {"untagged_older_than": "30d"}]});
+    ok(call(spec, &w, "PUT", ret, "/api/v1/projects/team/retention", Some(rules), false), 200);
+    let both = json!({"rules": [{"keep_latest": 1, "untagged_older_than": "1d"}]});
+    ok(call(spec, &w, "PUT", ret, "/api/v1/projects/team/retention", Some(both), false), 400);
+    ok(call(spec, &w, "GET", ret, "/api/v1/projects/team/retention", None, false), 200);
+    ok(call(spec, &w, "GET", ret, "/api/v1/projects/nosuch/retention", None, false), 404);
+    let run = "/api/v1/projects/{project}/retention/run";
+    ok(call(spec, &w, "POST", run, "/api/v1/projects/team/retention/run?dry_run=true", None, false), 200);
+    ok(call(spec, &w, "POST", run, "/api/v1/projects/team/retention/run", None, false), 200);
+    ok(call(spec, &w, "POST", run, "/api/v1/projects/team/retention/run?dry_run=maybe", None, false), 400);
+    push_image(&w, "team/node", "v1", 3);
+    let pt = "/api/v1/pull-tokens";
+    ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:v1", "uses": 1, "ttl": "1h"})), false), 201);
+    ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:v1", "uses": 0, "ttl": "1h"})), false), 400);
+    ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:nosuch", "uses": 1, "ttl": "1h"})), false), 404);
+
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/img:1"})), false), 200);
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/other:2", "pin": false})), false), 200);
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "team/app:v1"})), false), 400);

@@ -12,6 +12,7 @@ mod cache;
 mod client;
 mod manage;
 mod output;
+mod retention;
 mod robots;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub fn main() -> ExitCode {
         Command::Delete { reference, conn } => run(conn, |c| Box::pin(async move { manage::delete(c, &reference).await })),
         Command::Robot { cmd, conn } => run(conn, |c| Box::pin(robots::robot(c, cmd))),
         Command::Quota { project, size, conn } => run(conn, |c| Box::pin(async move { manage::quota(c, &project, &size).await })),
+        Command::Retention { cmd, conn } => run(conn, |c| Box::pin(retention::retention(c, cmd))),
+        Command::PullToken { cmd, conn } => run(conn, |c| Box::pin(retention::pull_token(c, cmd))),
         Command::Gc(a) => gc(a),
         Command::Prefetch { image, no_pin, conn } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin))),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),

@@ -7,6 +7,7 @@ mod auth;
 mod limits;
 mod raw;
 mod remote;
+mod retention;
 mod server;
 mod warnings;
 
@@ -19,6 +20,7 @@ pub use auth::{valid_project_name, valid_robot_name, Admin, AuthConfig, Perms, P
 pub use limits::Limits;
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
+pub use retention::{glob_match, RetentionRule, RetentionSchedule, Rule};
 pub use server::{Mode, Server, TlsFiles};
 
 /// A configuration problem, always naming the offending key.
@@ -83,6 +85,8 @@ pub struct Config {
     pub projects: Vec<Project>,
     /// `[limits]`: bounds per client and in total.
     pub limits: Limits,
+    /// `[retention]`: the schedule of projects' retention rules.
+    pub retention: RetentionSchedule,
 }
 
 /// Overrides from the command line or environment.

@@ -25,6 +25,8 @@ pub struct RawConfig {
     cache: RawCache,
     #[serde(default)]
     limits: super::limits::RawLimits,
+    #[serde(default)]
+    retention: super::retention::RawRetention,
 }
 
 /// `[cache]`: limits over all remotes' cached content together.
@@ -80,7 +82,9 @@ impl RawConfig {
         let auth = self.auth.validate()?;
         let projects = validate_projects(self.projects, &remotes)?;
         let limits = self.limits.validate()?;
+        let retention = self.retention.validate()?;
         Ok(Config {
+            retention,
             limits,
             auth,
             projects,

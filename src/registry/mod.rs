@@ -15,7 +15,9 @@ mod overview;
 mod manifests;
 pub mod namespaces;
 pub mod projects;
+mod pull_tokens;
 mod quota;
+pub mod retention;
 mod uploads;
 pub mod views;
 
@@ -31,6 +33,7 @@ use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
 use crate::store::{Store, StoreError};
 pub use namespaces::{Intent, Namespaces, Target};
 pub use projects::Projects;
+pub use pull_tokens::PullRequest;
 pub use uploads::Mount;
 
 /// Why a registry operation was refused or failed.
@@ -96,6 +99,8 @@ pub struct Registry {
     pub auth: Authorizer,
     pub projects: Arc<Projects>,
     pub limits: Limits,
+    /// `[retention]`: schedule and whether GC follows a run.
+    pub retention: crate::config::RetentionSchedule,
     namespaces: Namespaces,
     /// `server.mode = "mirror"`: pushes and deletes are refused.
     mirror: bool,
@@ -120,6 +125,7 @@ impl Registry {
                 gc_grace: cfg.gc_grace,
                 bounds: cfg.limits.clone(),
             },
+            retention: cfg.retention.clone(),
             namespaces: Namespaces::new(router, cfg.server.mode == crate::config::Mode::Mirror),
             mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::retention::{RetentionReport, RetentionRules, RetiredArtifact, RetiredTag};
 pub use crate::proxy::evict::EvictReport;
 pub use crate::proxy::PrefetchReport;
 pub use crate::store::gc::GcReport;
@@ -231,4 +232,34 @@ pub struct StorageView {
     pub repositories: usize,
     /// The newest `gc.run` / `gc.dry_run` audit entry.
     pub last_gc: Option<super::audit::AuditEntry>,
+}
+
+/// The body of `POST /api/v1/pull-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPullToken {
+    /// `project/repo:tag` or `project/repo@sha256:...` (a local image).
+    pub image: String,
+    /// Complete pulls allowed (1-1000).
+    pub uses: u32,
+    /// Lifetime, e.g. `1h` (at most 30 days).
+    pub ttl: String,
+}
+
+/// A pull token as issued: the password is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedPullToken {
+    pub id: String,
+    /// `pull$<id>`: the username for `docker login`.
+    pub username: String,
+    /// The secret; never shown again.
+    pub password: String,
+    pub image: String,
+    pub repository: String,
+    /// The image's manifest digest the token pulls.
+    pub digest: String,
+    pub uses: u32,
+    /// Unix seconds (RFC 3339 in JSON).
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub expires_at: u64,
 }

@@ -10,6 +10,7 @@
 //! repos/<name>/_referrers/<alg>/<hex>/<alg>-<hex>   subject -> referrer
 //! repos/<name>/_pinned/<alg>/<hex>            cached manifest pinned (never evicted)
 //! auth/{robots.json,projects.json,token.key}  accounts and projects made at run time
+//! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! ```
 //!
@@ -38,6 +39,7 @@ pub enum Doc {
     Robots,
     Projects,
     TokenKey,
+    PullTokens,
 }
 
 pub fn doc(d: Doc) -> &'static str {
@@ -45,6 +47,7 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::Robots => "auth/robots.json",
         Doc::Projects => "auth/projects.json",
         Doc::TokenKey => "auth/token.key",
+        Doc::PullTokens => "auth/pull-tokens.json",
     }
 }
 
