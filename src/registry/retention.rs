@@ -11,9 +11,9 @@
 //! a manifest that goes, go too.
 //!
 //! **What stays, always.** Every manifest a remaining tag points at, the
-//! child manifests of any manifest that stays, pinned manifests, and tags
-//! that no rule matches. Remote (pull-through cache) namespaces have no
-//! rules. Deletions go through [`Registry::delete_tag_as`] and
+//! child manifests and the referrers of any manifest that stays, pinned
+//! manifests, and tags that no rule matches. Remote (pull-through cache)
+//! namespaces have no rules. Deletions go through [`Registry::delete_tag_as`] and
 //! [`Registry::delete_artifact_as`], so they are permission-checked and
 //! audited like the API's; GC follows a run that deleted something.
 
@@ -161,7 +161,8 @@ pub(crate) fn plan(s: &RepoState, rules: &[Rule], now: SystemTime) -> Plan {
             grew = true;
         }
     }
-    // Whatever stays keeps its children (recursively), and pins stay.
+    // Whatever stays keeps its children (recursively) and its referrers,
+    // and pins stay.
     loop {
         let mut protected: HashSet<&Digest> = HashSet::new();
         let mut todo: Vec<&Digest> = s
@@ -179,6 +180,12 @@ pub(crate) fn plan(s: &RepoState, rules: &[Rule], now: SystemTime) -> Plan {
                 if protected.insert(c) {
                     todo.push(c);
                 }
+            }
+        }
+        let stays = |d: &Digest| s.manifests.contains_key(d) && !doomed.contains_key(d);
+        for (d, n) in &s.manifests {
+            if n.subject.as_ref().is_some_and(stays) {
+                protected.insert(d);
             }
         }
         let before = doomed.len();
@@ -540,6 +547,9 @@ mod tests {
         );
         s.manifests.insert(kept_child.clone(), node(0));
         s.tags.push(("app".into(), d(7), at(0)));
+        // An old untagged signature of the kept image stays with it.
+        let kept_sig = d(8);
+        s.manifests.insert(kept_sig.clone(), Node { subject: Some(d(7)), ..node(0) });
         let (tags, artifacts) = plan(
             &s,
             &[Rule::UntaggedOlderThan(Duration::from_secs(50))],
