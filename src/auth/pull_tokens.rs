@@ -4,8 +4,8 @@
 //! This module owns the records and their use accounting; which requests
 //! belong to the image is the registry's call (`registry::pull_tokens`).
 //! Records live in the store (`auth/pull-tokens.json`), so they survive a
-//! restart, and every change re-reads the document first, so processes
-//! sharing a store see each other's uses (two processes starting a use at
+//! restart, and every request re-reads the document first, so processes
+//! sharing a store see each other's uses and windows (two processes starting a use at
 //! the same instant may both succeed: there is no cross-process lock).
 //!
 //! **One use.** A use starts with a request for the image's manifest by
@@ -13,7 +13,8 @@
 //! pull window is open. It opens a *pull window* (`auth.pull_token_window`,
 //! 10 minutes by default). The child manifests and blobs of the image are
 //! served only while a window is open, each such request extending it to
-//! that long after itself; the root manifest by digest inside a window is
+//! that long after itself (saved in steps of a tenth of the window, at most
+//! a minute, so the end may lag that much); the root manifest by digest inside a window is
 //! part of the same use. Once `uses` uses have started, the next start is
 //! refused; nothing is served after `expires_at`.
 
@@ -33,7 +34,8 @@ pub const PULL_PREFIX: &str = "pull$";
 /// Records expired longer ago than this are dropped when a token is made.
 const KEEP_EXPIRED: u64 = 24 * 3600;
 
-/// A window extension is saved only when it moves the end this much.
+/// A window extension is saved only when it moves the end by a tenth of
+/// the window, at most this much (seconds).
 const SAVE_EXTENSION: u64 = 60;
 
 /// One token. The secret itself is never stored: only its SHA-256 (it is
@@ -220,13 +222,10 @@ impl PullTokens {
     pub async fn use_at(&self, id: &str, how: Use, now: u64) -> Result<Option<Started>, Refusal> {
         let name = format!("{PULL_PREFIX}{id}");
         let _w = self.write.lock().await;
-        // Re-read: another process may have spent a use.
-        let fresh = how != Use::Join;
-        let mut all = if fresh {
-            self.load().await?
-        } else {
-            self.cache.read().unwrap_or_else(|e| e.into_inner()).clone()
-        };
+        // Re-read every time (one small object): another process may have
+        // spent a use or opened the window this request belongs to, and a
+        // save must never overwrite its change with a stale copy.
+        let mut all = self.load().await?;
         let t = all
             .iter_mut()
             .find(|t| t.id == id)
@@ -240,12 +239,11 @@ impl PullTokens {
             Use::Join if !open => return Err(Refusal::NoWindow(name, window)),
             Use::Join | Use::StartOrJoin if open => {
                 let end = now + window;
-                let save = end >= t.window_until + SAVE_EXTENSION;
-                t.window_until = t.window_until.max(end);
-                if !save {
-                    *self.cache.write().unwrap_or_else(|e| e.into_inner()) = all;
+                // Saved in steps, not on every blob request.
+                if end < t.window_until + (window / 10).clamp(1, SAVE_EXTENSION) {
                     return Ok(None);
                 }
+                t.window_until = end;
                 None
             }
             _ => {
