@@ -151,6 +151,11 @@ fn every_documented_operation_answers_as_documented() {
     ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:v1", "uses": 1, "ttl": "1h"})), false), 201);
     ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:v1", "uses": 0, "ttl": "1h"})), false), 400);
     ok(call(spec, &w, "POST", pt, pt, Some(json!({"image": "team/node:nosuch", "uses": 1, "ttl": "1h"})), false), 404);
+    let (_, tokens) = call(spec, &w, "GET", pt, pt, None, false);
+    let token_id = tokens[0]["id"].as_str().unwrap().to_string();
+    let one = "/api/v1/pull-tokens/{id}";
+    ok(call(spec, &w, "DELETE", one, &format!("/api/v1/pull-tokens/{token_id}"), None, false), 204);
+    ok(call(spec, &w, "DELETE", one, &format!("/api/v1/pull-tokens/{token_id}"), None, false), 404);
 
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/img:1"})), false), 200);
     ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/other:2", "pin": false})), false), 200);

@@ -261,6 +261,14 @@ fn token_flow_expiry_and_restart() {
         "DENIED",
         "all 2 of its pulls were spent",
     );
+    // Listed without the secret; revoked, it stops working at once.
+    let other = issue(&w, "fleet/app:v1", 3, "1h");
+    let list: Value = w.req(Method::GET, "/api/v1/pull-tokens").send().unwrap().json().unwrap();
+    assert!(list.as_array().unwrap().iter().any(|t| t["username"] == two.user.as_str() && t["used"] == 2), "{list}");
+    assert!(!list.to_string().contains(&two.pass) && !list.to_string().contains(&other.pass));
+    let id = other.issued["id"].as_str().unwrap();
+    assert_eq!(w.req(Method::DELETE, &format!("/api/v1/pull-tokens/{id}")).send().unwrap().status(), 204);
+    refused(get(&w, &other, Method::GET, "/v2/fleet/app/manifests/v1"), 401, "UNAUTHORIZED", "");
     // A wrong secret is a plain bad login.
     let wrong = Token {
         pass: "nope".into(),
@@ -342,6 +350,8 @@ fn robots_need_issue_tokens_and_the_cli_issues() {
         text.contains("username: pull$") && text.contains("3 uses"),
         "{text}"
     );
+    let listed = cli_stdout(&support::cli::as_admin(&w, &["pull-token", "list"]));
+    assert!(listed.contains("fleet/app@sha256:") && listed.contains("0/3") && listed.contains("robot$issuer"), "{listed}");
 }
 
 #[test]

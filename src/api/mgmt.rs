@@ -73,6 +73,7 @@ pub enum Endpoint {
     Gc,
     Prefetch,
     PullTokens,
+    PullToken(String),
     Audit,
     Cache,
     CacheRepo(RepoName),
@@ -98,6 +99,7 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
         ["pull-tokens"] => Endpoint::PullTokens,
+        ["pull-tokens", id] => Endpoint::PullToken(id.trim_start_matches("pull$").to_string()),
         ["audit"] => Endpoint::Audit,
         ["repositories"] => Endpoint::Repositories,
         ["cache"] => Endpoint::Cache,
@@ -212,6 +214,11 @@ impl Api {
             (Method::POST, Endpoint::Prefetch) => {
                 r.require_admin(&id)?;
                 json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
+            }
+            (Method::GET, Endpoint::PullTokens) => json(ok, &r.pull_tokens(&id).await?),
+            (Method::DELETE, Endpoint::PullToken(t)) => {
+                r.revoke_pull_token(&id, &t).await?;
+                no_content()
             }
             (Method::POST, Endpoint::PullTokens) => json(
                 StatusCode::CREATED,

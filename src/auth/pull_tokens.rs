@@ -177,6 +177,23 @@ impl PullTokens {
             .any(|t| t.id == id)
     }
 
+    /// Every token (from the store).
+    pub async fn all(&self) -> Result<Vec<PullToken>, StoreError> {
+        self.load().await
+    }
+
+    /// Remove token `id`: it stops working at once. Whether it existed.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let _w = self.write.lock().await;
+        let mut all = self.load().await?;
+        let before = all.len();
+        all.retain(|t| t.id != id);
+        if all.len() == before {
+            return Ok(false);
+        }
+        self.save(&all).await.map(|()| true)
+    }
+
     /// Whether token `id` (in this process's cache) is for `repository`.
     pub fn covers(&self, id: &str, repository: &str) -> bool {
         self.cache

@@ -219,6 +219,10 @@ pub enum PullTokenCmd {
         #[arg(long, default_value = "1h")]
         ttl: String,
     },
+    /// List pull tokens with their spent uses (never a secret).
+    List,
+    /// Revoke a pull token at once (its id, or pull$<id>).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,7 +7,7 @@ use super::args::{PullTokenCmd, RetentionCmd};
 use super::client::Client;
 use super::manage::short;
 use super::output::{human_size, show, table, when};
-use crate::registry::views::{IssuedPullToken, NewPullToken, RetentionReport, RetentionRules};
+use crate::registry::views::{IssuedPullToken, NewPullToken, PullTokenView, RetentionReport, RetentionRules};
 
 pub async fn retention(c: &Client, cmd: RetentionCmd) -> Result<(), String> {
     match cmd {
@@ -101,6 +101,26 @@ pub async fn pull_token(c: &Client, cmd: PullTokenCmd) -> Result<(), String> {
                 );
             });
         }
+        PullTokenCmd::List => {
+            let v: Vec<PullTokenView> = c.get("pull-tokens").await?;
+            show(c.conn.json, &v, |v| {
+                let rows = v.iter().map(token_row).collect();
+                table(&["USERNAME", "IMAGE", "USED", "EXPIRES", "BY"], &[], rows);
+            });
+        }
+        PullTokenCmd::Revoke { id } => {
+            let id = id.trim_start_matches("pull$");
+            c.send(Method::DELETE, &format!("pull-tokens/{id}"), None).await?;
+            if !c.conn.json {
+                println!("revoked pull${id}");
+            }
+        }
     }
     Ok(())
+}
+
+fn token_row(t: &PullTokenView) -> Vec<String> {
+    let image = format!("{}@{}", t.repository, short(&t.digest));
+    let used = format!("{}/{}", t.used, t.uses);
+    vec![t.username.clone(), image, used, when(Some(t.expires_at)), t.created_by.clone()]
 }

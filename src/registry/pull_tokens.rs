@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::admin::split_image;
-use super::views::{IssuedPullToken, NewPullToken};
+use super::views::{IssuedPullToken, NewPullToken, PullTokenView};
 use super::{Intent, Registry, RegistryError, Result, Target};
 use crate::auth::pull_tokens::{PullToken, Refusal, Use};
 use crate::auth::Identity;
@@ -120,6 +120,25 @@ impl Registry {
             uses: t.uses,
             expires_at: t.expires_at,
         })
+    }
+
+    /// Every pull token, without secrets (admins).
+    pub async fn pull_tokens(&self, id: &Identity) -> Result<Vec<PullTokenView>> {
+        self.require_admin(id)?;
+        Ok(self.auth.pull_tokens().all().await?.iter().map(PullTokenView::from).collect())
+    }
+
+    /// Revoke pull token `token_id` (admins): it stops working at once.
+    pub async fn revoke_pull_token(&self, id: &Identity, token_id: &str) -> Result<()> {
+        let op = async {
+            self.require_admin(id)?;
+            match self.auth.pull_tokens().remove(token_id).await? {
+                true => Ok(()),
+                false => Err(RegistryError::NotFound(format!("pull token {token_id} not found"))),
+            }
+        };
+        let target = format!("{}{token_id}", crate::auth::pull_tokens::PULL_PREFIX);
+        self.audited(id, "pull_token.revoke", &target, op, |_| None).await
     }
 
     /// Whether pull token `token_id` covers request `what` (HEAD and GET

@@ -263,3 +263,39 @@ pub struct IssuedPullToken {
     #[serde(with = "crate::timefmt::rfc3339")]
     pub expires_at: u64,
 }
+
+/// A pull token as listed (`GET /api/v1/pull-tokens`): never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullTokenView {
+    pub id: String,
+    pub username: String,
+    pub repository: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub uses: u32,
+    /// Uses started so far.
+    pub used: u32,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub created_at: u64,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub expires_at: u64,
+    pub created_by: String,
+}
+
+impl From<&crate::auth::pull_tokens::PullToken> for PullTokenView {
+    fn from(t: &crate::auth::pull_tokens::PullToken) -> PullTokenView {
+        PullTokenView {
+            id: t.id.clone(),
+            username: t.username(),
+            repository: t.repository.clone(),
+            digest: t.digest.clone(),
+            tag: t.tag.clone(),
+            uses: t.uses,
+            used: t.used,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            created_by: t.created_by.clone(),
+        }
+    }
+}
