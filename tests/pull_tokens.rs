@@ -263,12 +263,34 @@ fn token_flow_expiry_and_restart() {
     );
     // Listed without the secret; revoked, it stops working at once.
     let other = issue(&w, "fleet/app:v1", 3, "1h");
-    let list: Value = w.req(Method::GET, "/api/v1/pull-tokens").send().unwrap().json().unwrap();
-    assert!(list.as_array().unwrap().iter().any(|t| t["username"] == two.user.as_str() && t["used"] == 2), "{list}");
+    let list: Value = w
+        .req(Method::GET, "/api/v1/pull-tokens")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["username"] == two.user.as_str() && t["used"] == 2),
+        "{list}"
+    );
     assert!(!list.to_string().contains(&two.pass) && !list.to_string().contains(&other.pass));
     let id = other.issued["id"].as_str().unwrap();
-    assert_eq!(w.req(Method::DELETE, &format!("/api/v1/pull-tokens/{id}")).send().unwrap().status(), 204);
-    refused(get(&w, &other, Method::GET, "/v2/fleet/app/manifests/v1"), 401, "UNAUTHORIZED", "");
+    assert_eq!(
+        w.req(Method::DELETE, &format!("/api/v1/pull-tokens/{id}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    refused(
+        get(&w, &other, Method::GET, "/v2/fleet/app/manifests/v1"),
+        401,
+        "UNAUTHORIZED",
+        "",
+    );
     // A wrong secret is a plain bad login.
     let wrong = Token {
         pass: "nope".into(),
@@ -351,7 +373,12 @@ fn robots_need_issue_tokens_and_the_cli_issues() {
         "{text}"
     );
     let listed = cli_stdout(&support::cli::as_admin(&w, &["pull-token", "list"]));
-    assert!(listed.contains("fleet/app@sha256:") && listed.contains("0/3") && listed.contains("robot$issuer"), "{listed}");
+    assert!(
+        listed.contains("fleet/app@sha256:")
+            && listed.contains("0/3")
+            && listed.contains("robot$issuer"),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -459,4 +486,89 @@ fn docker_login_and_pull_once() {
     );
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("used up"), "docker does not show why: {err}");
+}
+
+#[test]
+fn containerd_pulls_a_multi_platform_index_once() {
+    let Some(ctr) = support::ctr::Ctr::connect_with_skopeo("wharf-pulltoken") else {
+        return;
+    };
+    let w = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = support::image::OciLayout::create(&tmp.path().join("src"));
+    let spec = support::image::ImageSpec::oci(
+        5,
+        vec![
+            support::image::LayerSpec::gzip(20 << 10),
+            support::image::LayerSpec::tar(4096),
+        ],
+    );
+    let multi = src.multi_arch("v1", &spec);
+    let push = skopeo(
+        w.tmp.path(),
+        &[
+            "copy".into(),
+            "--all".into(),
+            "--preserve-digests".into(),
+            "--dest-tls-verify=false".into(),
+            "--dest-creds".into(),
+            format!("{}:{}", ADMIN.0, ADMIN.1),
+            src.transport_ref("v1"),
+            format!("docker://{}/fleet/multi:v1", w.host()),
+        ],
+    );
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let t = issue(&w, "fleet/multi:v1", 1, "1h");
+    assert_eq!(t.issued["digest"], multi.index.digest.as_str());
+
+    // containerd: HEAD by tag, the index by digest, one platform's manifest
+    // and blobs — one use.
+    let reference = format!("{}/fleet/multi:v1", w.host());
+    let creds = format!("{}:{}", t.user, t.pass);
+    let pull = [
+        "images",
+        "pull",
+        "--plain-http",
+        "--user",
+        &creds,
+        "--snapshotter",
+        support::ctr::SNAPSHOTTER,
+        &reference,
+    ];
+    let out = ctr.run_or_explain(&pull, &|| w.logs());
+    assert!(out.contains("unpacking"), "{out}");
+    ctr.run(&["images", "rm", &reference]);
+    ctr.clear();
+    let again = ctr.output(&pull);
+    assert!(
+        !again.status.success(),
+        "a second pull with a one-use token worked"
+    );
+    let page: Value = w
+        .req(Method::GET, "/api/v1/audit?n=100")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let uses: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "pull_token.use")
+        .collect();
+    assert_eq!(
+        uses.iter().filter(|e| e["result"] == "ok").count(),
+        1,
+        "{uses:?}"
+    );
+    assert!(
+        uses.iter()
+            .any(|e| e["result"] == "denied"
+                && e["error"].as_str().unwrap_or("").contains("used up")),
+        "{uses:?}"
+    );
 }

@@ -7,7 +7,9 @@ use super::args::{PullTokenCmd, RetentionCmd};
 use super::client::Client;
 use super::manage::short;
 use super::output::{human_size, show, table, when};
-use crate::registry::views::{IssuedPullToken, NewPullToken, PullTokenView, RetentionReport, RetentionRules};
+use crate::registry::views::{
+    IssuedPullToken, NewPullToken, PullTokenView, RetentionReport, RetentionRules,
+};
 
 pub async fn retention(c: &Client, cmd: RetentionCmd) -> Result<(), String> {
     match cmd {
@@ -110,7 +112,8 @@ pub async fn pull_token(c: &Client, cmd: PullTokenCmd) -> Result<(), String> {
         }
         PullTokenCmd::Revoke { id } => {
             let id = id.trim_start_matches("pull$");
-            c.send(Method::DELETE, &format!("pull-tokens/{id}"), None).await?;
+            c.send(Method::DELETE, &format!("pull-tokens/{id}"), None)
+                .await?;
             if !c.conn.json {
                 println!("revoked pull${id}");
             }
@@ -122,5 +125,11 @@ pub async fn pull_token(c: &Client, cmd: PullTokenCmd) -> Result<(), String> {
 fn token_row(t: &PullTokenView) -> Vec<String> {
     let image = format!("{}@{}", t.repository, short(&t.digest));
     let used = format!("{}/{}", t.used, t.uses);
-    vec![t.username.clone(), image, used, when(Some(t.expires_at)), t.created_by.clone()]
+    vec![
+        t.username.clone(),
+        image,
+        used,
+        when(Some(t.expires_at)),
+        t.created_by.clone(),
+    ]
 }

@@ -125,7 +125,14 @@ impl Registry {
     /// Every pull token, without secrets (admins).
     pub async fn pull_tokens(&self, id: &Identity) -> Result<Vec<PullTokenView>> {
         self.require_admin(id)?;
-        Ok(self.auth.pull_tokens().all().await?.iter().map(PullTokenView::from).collect())
+        Ok(self
+            .auth
+            .pull_tokens()
+            .all()
+            .await?
+            .iter()
+            .map(PullTokenView::from)
+            .collect())
     }
 
     /// Revoke pull token `token_id` (admins): it stops working at once.
@@ -134,11 +141,14 @@ impl Registry {
             self.require_admin(id)?;
             match self.auth.pull_tokens().remove(token_id).await? {
                 true => Ok(()),
-                false => Err(RegistryError::NotFound(format!("pull token {token_id} not found"))),
+                false => Err(RegistryError::NotFound(format!(
+                    "pull token {token_id} not found"
+                ))),
             }
         };
         let target = format!("{}{token_id}", crate::auth::pull_tokens::PULL_PREFIX);
-        self.audited(id, "pull_token.revoke", &target, op, |_| None).await
+        self.audited(id, "pull_token.revoke", &target, op, |_| None)
+            .await
     }
 
     /// Whether pull token `token_id` covers request `what` (HEAD and GET

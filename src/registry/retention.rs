@@ -549,7 +549,13 @@ mod tests {
         s.tags.push(("app".into(), d(7), at(0)));
         // An old untagged signature of the kept image stays with it.
         let kept_sig = d(8);
-        s.manifests.insert(kept_sig.clone(), Node { subject: Some(d(7)), ..node(0) });
+        s.manifests.insert(
+            kept_sig.clone(),
+            Node {
+                subject: Some(d(7)),
+                ..node(0)
+            },
+        );
         let (tags, artifacts) = plan(
             &s,
             &[Rule::UntaggedOlderThan(Duration::from_secs(50))],
