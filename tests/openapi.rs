@@ -459,6 +459,161 @@ fn every_documented_operation_answers_as_documented() {
         false,
     );
     assert_eq!(status, 202);
+    let ret = "/api/v1/projects/{project}/retention";
+    let rules =
+        json!({"rules": [{"tags": "v*", "keep_latest": 1}, {"untagged_older_than": "30d"}]});
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            ret,
+            "/api/v1/projects/team/retention",
+            Some(rules),
+            false,
+        ),
+        200,
+    );
+    let both = json!({"rules": [{"keep_latest": 1, "untagged_older_than": "1d"}]});
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            ret,
+            "/api/v1/projects/team/retention",
+            Some(both),
+            false,
+        ),
+        400,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            ret,
+            "/api/v1/projects/team/retention",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            ret,
+            "/api/v1/projects/nosuch/retention",
+            None,
+            false,
+        ),
+        404,
+    );
+    let run = "/api/v1/projects/{project}/retention/run";
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            run,
+            "/api/v1/projects/team/retention/run?dry_run=true",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            run,
+            "/api/v1/projects/team/retention/run",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            run,
+            "/api/v1/projects/team/retention/run?dry_run=maybe",
+            None,
+            false,
+        ),
+        400,
+    );
+    push_image(&w, "team/node", "v1", 3);
+    let pt = "/api/v1/pull-tokens";
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            pt,
+            pt,
+            Some(json!({"image": "team/node:v1", "uses": 1, "ttl": "1h"})),
+            false,
+        ),
+        201,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            pt,
+            pt,
+            Some(json!({"image": "team/node:v1", "uses": 0, "ttl": "1h"})),
+            false,
+        ),
+        400,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            pt,
+            pt,
+            Some(json!({"image": "team/node:nosuch", "uses": 1, "ttl": "1h"})),
+            false,
+        ),
+        404,
+    );
+    let (_, tokens) = call(spec, &w, "GET", pt, pt, None, false);
+    let token_id = tokens[0]["id"].as_str().unwrap().to_string();
+    let one = "/api/v1/pull-tokens/{id}";
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            one,
+            &format!("/api/v1/pull-tokens/{token_id}"),
+            None,
+            false,
+        ),
+        204,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            one,
+            &format!("/api/v1/pull-tokens/{token_id}"),
+            None,
+            false,
+        ),
+        404,
+    );
+
     ok(
         call(
             spec,

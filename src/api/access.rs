@@ -136,6 +136,12 @@ impl Api {
                     .unwrap_or_else(|| challenge(self, req, None, &e.to_string()))
             })?;
         record_identity(&id);
+        if let Subject::PullToken(token) = &id.subject {
+            self.registry
+                .admit_pull_token(&id, token, pull_request(req.method(), route))
+                .await?;
+            return Ok(id);
+        }
         let Some(action) = required_action(req.method(), route) else {
             // /v2/ and the catalog: any identified client (the catalog is
             // filtered to what the client may pull).
@@ -254,17 +260,35 @@ impl Api {
     }
 }
 
+/// What a request authorized by a pull token asks for.
+fn pull_request<'a>(method: &Method, route: &'a Route) -> crate::registry::PullRequest<'a> {
+    use crate::registry::PullRequest;
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return PullRequest::Other;
+    }
+    match route {
+        Route::Base => PullRequest::Base,
+        Route::Manifest(name, r) => PullRequest::Manifest(name, r),
+        Route::Blob(name, d) => PullRequest::Blob(name, d),
+        _ => PullRequest::Other,
+    }
+}
+
 /// The address of the client (set by the accept loop).
 pub fn client_addr<B>(req: &Request<B>) -> Option<std::net::IpAddr> {
     req.extensions().get::<super::ClientAddr>().map(|a| a.0)
 }
 
 /// A login refused before its credentials were checked: `429` with
-/// `Retry-After`. `None` for plain bad credentials (the caller challenges).
+/// `Retry-After`; a spent pull token: `401` saying so. `None` for plain
+/// bad credentials (the caller challenges).
 pub fn refused_login(e: AuthError) -> Option<ApiError> {
     let retry = match e {
         AuthError::Throttled(d) => d.as_secs().max(1),
         AuthError::Busy => 1,
+        AuthError::PullTokenSpent(m) => {
+            return Some(ApiError::new(ErrorCode::Unauthorized).explain(m))
+        }
         _ => return None,
     };
     Some(

@@ -70,6 +70,8 @@ pub enum Endpoint {
     Projects,
     Project(String),
     ProjectRepos(String),
+    Retention(String),
+    RetentionRun(String),
     Repositories,
     Artifacts(RepoName),
     Artifact(RepoName, Digest),
@@ -79,6 +81,8 @@ pub enum Endpoint {
     Gc,
     Prefetch,
     PrefetchJob(String),
+    PullTokens,
+    PullToken(String),
     Audit,
     Cache,
     CacheRepo(RepoName),
@@ -100,11 +104,15 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["projects"] => Endpoint::Projects,
         ["projects", p] => Endpoint::Project(p.to_string()),
         ["projects", p, "repositories"] => Endpoint::ProjectRepos(p.to_string()),
+        ["projects", p, "retention"] => Endpoint::Retention(p.to_string()),
+        ["projects", p, "retention", "run"] => Endpoint::RetentionRun(p.to_string()),
         ["robots"] => Endpoint::Robots,
         ["robots", r] => Endpoint::Robot(r.to_string()),
         ["gc"] => Endpoint::Gc,
         ["prefetch"] => Endpoint::Prefetch,
         ["prefetch", job] => Endpoint::PrefetchJob(job.to_string()),
+        ["pull-tokens"] => Endpoint::PullTokens,
+        ["pull-tokens", id] => Endpoint::PullToken(id.trim_start_matches("pull$").to_string()),
         ["audit"] => Endpoint::Audit,
         ["repositories"] => Endpoint::Repositories,
         ["cache"] => Endpoint::Cache,
@@ -158,6 +166,10 @@ impl Api {
                 .explain("the management API needs credentials")
                 .header("www-authenticate", "Basic realm=\"wharf\""));
         }
+        if matches!(id.subject, crate::auth::Subject::PullToken(_)) {
+            return Err(ApiError::new(ErrorCode::Denied)
+                .explain("a pull token only pulls its image; it cannot use the management API"));
+        }
         // A token from /token is for the registry API: only one that was
         // granted the management scope may manage.
         if id
@@ -200,6 +212,19 @@ impl Api {
             }
             (Method::GET, Endpoint::ProjectRepos(p)) => {
                 json(ok, &r.project_repositories(&id, &p).await?)
+            }
+            (Method::GET, Endpoint::Retention(p)) => json(ok, &r.retention_rules(&id, &p).await?),
+            (Method::PUT, Endpoint::Retention(p)) => {
+                r.require_admin(&id)?;
+                json(
+                    ok,
+                    &r.set_retention(&id, &p, body_json(req, None).await?)
+                        .await?,
+                )
+            }
+            (Method::POST, Endpoint::RetentionRun(p)) => {
+                let dry_run = flag(&req, "dry_run")?;
+                json(ok, &r.run_retention(&id, &p, dry_run).await?)
             }
             (Method::GET, Endpoint::Artifacts(repo)) => json(ok, &r.artifacts(&id, &repo).await?),
             (Method::DELETE, Endpoint::Artifact(repo, d)) => {
@@ -270,6 +295,15 @@ impl Api {
             }
             (Method::GET, Endpoint::Prefetch) => json(ok, &r.prefetch_jobs(&id)?),
             (Method::GET, Endpoint::PrefetchJob(job)) => json(ok, &r.prefetch_job(&id, &job)?),
+            (Method::GET, Endpoint::PullTokens) => json(ok, &r.pull_tokens(&id).await?),
+            (Method::DELETE, Endpoint::PullToken(t)) => {
+                r.revoke_pull_token(&id, &t).await?;
+                no_content()
+            }
+            (Method::POST, Endpoint::PullTokens) => json(
+                StatusCode::CREATED,
+                &r.issue_pull_token(&id, body_json(req, None).await?).await?,
+            ),
             (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
             (Method::GET, Endpoint::Storage) => {
                 json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?)
@@ -277,6 +311,17 @@ impl Api {
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported)
                 .explain(format!("method {m} is not allowed here"))),
         }
+    }
+}
+
+/// A boolean query parameter (`true`/`false`, absent: false).
+fn flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
+    let q = super::handlers::Query::of(req);
+    match q.get(name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ApiError::new(ErrorCode::BadRequest)
+            .explain(format!("{name} must be true or false, got {v:?}"))),
     }
 }
 

@@ -114,6 +114,9 @@ impl App {
         if let Some(every) = cfg.gc_interval {
             tasks.push(tokio::spawn(gc_loop(store.clone(), every, cfg.gc_grace)));
         }
+        if let Some(every) = cfg.retention.interval {
+            tasks.push(tokio::spawn(retention_loop(self.api.clone(), every)));
+        }
         if let Some(t) = &self.tls {
             tasks.push(tokio::spawn(t.clone().watch(self.metrics.clone())));
         }
@@ -219,5 +222,16 @@ async fn gc_loop(store: Store, every: Duration, grace: Duration) {
         if let Err(e) = store.gc(&opts).await {
             tracing::warn!(error = %e, "garbage collection failed");
         }
+    }
+}
+
+/// Every project's retention rules every `retention.interval` (first run
+/// one interval after start-up).
+async fn retention_loop(api: Arc<Api>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        api.registry.retention_sweep().await;
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod guard;
 pub mod password;
+pub mod pull_tokens;
 pub mod robots;
 pub mod session;
 pub mod token;
@@ -75,6 +76,8 @@ pub enum Subject {
     Anonymous,
     Admin(String),
     Robot(String),
+    /// A one-time pull token (its id): pulls one image only.
+    PullToken(String),
 }
 
 impl Subject {
@@ -83,6 +86,7 @@ impl Subject {
             Subject::Anonymous => String::new(),
             Subject::Admin(u) => u.clone(),
             Subject::Robot(n) => format!("{ROBOT_PREFIX}{n}"),
+            Subject::PullToken(id) => format!("{}{id}", pull_tokens::PULL_PREFIX),
         }
     }
 }
@@ -185,6 +189,9 @@ pub enum AuthError {
     Throttled(Duration),
     #[error("wharf is busy checking other logins; retry in a moment")]
     Busy,
+    /// Valid pull-token credentials that no longer pull anything.
+    #[error("{0}")]
+    PullTokenSpent(String),
 }
 
 impl From<guard::Refusal> for AuthError {
@@ -233,6 +240,8 @@ pub struct Authorizer {
     sessions: session::Sessions,
     /// Robot name → when it was last authenticated (saved in the store).
     last_used: used::RobotUse,
+    /// One-time pull tokens (persisted through the store).
+    pull_tokens: pull_tokens::PullTokens,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -281,7 +290,6 @@ impl Authorizer {
             cfg: cfg.clone(),
             keys,
             robots: RwLock::new(robots),
-            store,
             public,
             verified: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -290,6 +298,9 @@ impl Authorizer {
             guard: guard::Guard::new(limits),
             sessions: session::Sessions::new(&key, cfg.session_ttl, cfg.max_sessions),
             last_used,
+            pull_tokens: pull_tokens::PullTokens::open(store.clone(), cfg.pull_token_window)
+                .await?,
+            store,
         })
     }
 
@@ -352,7 +363,7 @@ impl Authorizer {
         let s = self.sessions.check(cookie)?;
         let subject = self
             .subject_of(&s.sub)
-            .filter(|s| *s != Subject::Anonymous)?;
+            .filter(|s| !matches!(s, Subject::Anonymous | Subject::PullToken(_)))?;
         Some((
             Identity {
                 subject,
@@ -366,6 +377,12 @@ impl Authorizer {
     fn subject_of(&self, sub: &str) -> Option<Subject> {
         if sub.is_empty() {
             return Some(Subject::Anonymous);
+        }
+        if let Some(id) = sub.strip_prefix(pull_tokens::PULL_PREFIX) {
+            return self
+                .pull_tokens
+                .known(id)
+                .then(|| Subject::PullToken(id.to_string()));
         }
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
             let active = read_lock(&self.robots)
@@ -403,6 +420,9 @@ impl Authorizer {
         self.guard
             .precheck(&key, user, addr)
             .map_err(AuthError::from)?;
+        if let Some(id) = user.strip_prefix(pull_tokens::PULL_PREFIX) {
+            return self.check_pull_token(&key, user, id, pass, addr).await;
+        }
         let hash = if let Some(name) = user.strip_prefix(ROBOT_PREFIX) {
             read_lock(&self.robots)
                 .iter()
@@ -440,6 +460,54 @@ impl Authorizer {
         Ok(subject)
     }
 
+    /// Pull-token credentials: a fast hash (the secret is random), failures
+    /// counted like passwords'. Expired tokens are refused with the reason.
+    async fn check_pull_token(
+        &self,
+        key: &[u8; 32],
+        user: &str,
+        id: &str,
+        pass: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<Subject, AuthError> {
+        let found = self
+            .pull_tokens
+            .verify(id, pass)
+            .await
+            .map_err(|_| AuthError::Busy)?;
+        let Some(t) = found else {
+            self.guard.record_failure(key, user, addr);
+            return Err(AuthError::BadCredentials);
+        };
+        if unix_now() >= t.expires_at {
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_secs(t.expires_at),
+            );
+            return Err(AuthError::PullTokenSpent(format!(
+                "pull token {user} expired at {at}; ask for a new one"
+            )));
+        }
+        Ok(Subject::PullToken(id.to_string()))
+    }
+
+    /// One-time pull tokens.
+    pub fn pull_tokens(&self) -> &pull_tokens::PullTokens {
+        &self.pull_tokens
+    }
+
+    /// Whether `subject` may issue pull tokens for project `project`.
+    pub fn may_issue_tokens(&self, subject: &Subject, project: &str) -> bool {
+        match subject {
+            Subject::Admin(_) => true,
+            Subject::Robot(name) => read_lock(&self.robots)
+                .iter()
+                .find(|r| &r.name == name && r.active())
+                .and_then(|r| r.permissions.get(project))
+                .is_some_and(|p| p.issue_tokens),
+            _ => !self.enabled(),
+        }
+    }
+
     /// Whether `subject` may do `action` on repository `repo` (path name).
     /// `remote`: the name is a pull-through namespace.
     pub fn subject_allowed(
@@ -455,6 +523,7 @@ impl Authorizer {
         if remote {
             // Remote namespaces mirror their remote: pull only.
             return action == Action::Pull
+                && !matches!(subject, Subject::PullToken(_))
                 && (self.cfg.remote_pull_anonymous || *subject != Subject::Anonymous);
         }
         let project = repo.split('/').next().unwrap_or("");
@@ -471,6 +540,9 @@ impl Authorizer {
                     || public_pull()
             }
             Subject::Anonymous => public_pull(),
+            // Which manifests and blobs of the repository is the registry's
+            // check (`Registry::admit_pull_token`).
+            Subject::PullToken(id) => action == Action::Pull && self.pull_tokens.covers(id, repo),
         }
     }
 

@@ -68,6 +68,21 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Retention rules of a project: show them, or run them now (asks the
+    /// running server), e.g. `wharf retention run ci --dry-run`.
+    Retention {
+        #[command(subcommand)]
+        cmd: RetentionCmd,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One-time pull credentials for nodes (asks the running server).
+    PullToken {
+        #[command(subcommand)]
+        cmd: PullTokenCmd,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Collect unreferenced blobs: on the running server (default), or
     /// offline on a stopped server's data directory (`--offline`).
     Gc(GcArgs),
@@ -184,6 +199,39 @@ pub enum RobotCmd {
         /// Robot name, without the robot$ prefix.
         name: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// Print the project's retention rules.
+    Show { project: String },
+    /// Apply the project's rules now: list (and, without --dry-run,
+    /// delete) the tags and artifacts they retire, then collect garbage.
+    Run {
+        project: String,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PullTokenCmd {
+    /// Issue a credential that pulls exactly IMAGE (repo:tag or
+    /// repo@digest) N times within the TTL; printed once.
+    Create {
+        image: String,
+        /// Complete pulls allowed.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Lifetime, e.g. 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// List pull tokens with their spent uses (never a secret).
+    List,
+    /// Revoke a pull token at once (its id, or pull$<id>).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]

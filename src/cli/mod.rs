@@ -12,6 +12,7 @@ mod cache;
 mod client;
 mod manage;
 mod output;
+mod retention;
 mod robots;
 
 use std::process::ExitCode;
@@ -43,6 +44,8 @@ pub fn main() -> ExitCode {
         } => run(conn, |c| {
             Box::pin(async move { manage::quota(c, &project, &size).await })
         }),
+        Command::Retention { cmd, conn } => run(conn, |c| Box::pin(retention::retention(c, cmd))),
+        Command::PullToken { cmd, conn } => run(conn, |c| Box::pin(retention::pull_token(c, cmd))),
         Command::Gc(a) => gc(a),
         Command::Prefetch {
             image,

@@ -16,6 +16,7 @@ pub(super) struct RawAuth {
     max_sessions: Option<usize>,
     remote_pull: Option<String>,
     realm: Option<String>,
+    pull_token_window: Option<String>,
     #[serde(default)]
     admins: Vec<RawAdmin>,
     #[serde(default)]
@@ -46,11 +47,13 @@ pub(super) struct RawProject {
     public: bool,
     quota: Option<String>,
     max_image_size: Option<String>,
+    #[serde(default)]
+    retention: Vec<super::RetentionRule>,
 }
 
 /// A permission name that is not `pull`, `push`, `delete` or `*`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission {0:?} (use pull, push, delete)")]
+#[error("unknown permission {0:?} (use pull, push, delete, issue-tokens)")]
 pub struct UnknownPermission(pub String);
 
 /// What an account may do in a project. `push` implies `pull`.
@@ -62,6 +65,10 @@ pub struct Perms {
     pub push: bool,
     #[serde(default)]
     pub delete: bool,
+    /// May issue one-time pull tokens for the project's images (never
+    /// implied by `*`).
+    #[serde(default)]
+    pub issue_tokens: bool,
 }
 
 impl Perms {
@@ -76,11 +83,13 @@ impl Perms {
                     p.pull = true
                 }
                 "delete" => p.delete = true,
+                "issue-tokens" => p.issue_tokens = true,
                 "*" => {
                     p = Perms {
                         pull: true,
                         push: true,
                         delete: true,
+                        ..p
                     }
                 }
                 other => return Err(UnknownPermission(other.to_string())),
@@ -99,6 +108,9 @@ impl Perms {
         }
         if self.delete {
             v.push("delete");
+        }
+        if self.issue_tokens {
+            v.push("issue-tokens");
         }
         v
     }
@@ -130,6 +142,9 @@ pub struct AuthConfig {
     pub remote_pull_anonymous: bool,
     /// Token realm URL; derived from the request's Host when unset.
     pub realm: Option<String>,
+    /// How long a pull token's pull window stays open after its last
+    /// request (see `auth::pull_tokens`).
+    pub pull_token_window: Duration,
     pub admins: Vec<Admin>,
     pub robots: Vec<RobotDef>,
 }
@@ -141,6 +156,9 @@ pub struct Project {
     pub public: bool,
     pub quota: Option<u64>,
     pub max_image_size: Option<u64>,
+    /// Retention rules (see [`super::retention`]); checked when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<super::RetentionRule>,
 }
 
 fn check_hash(key: &str, h: &SecretString) -> Result<(), ConfigError> {
@@ -244,7 +262,20 @@ impl RawAuth {
                 permissions,
             });
         }
+        let pull_token_window = duration(
+            "auth.pull_token_window",
+            self.pull_token_window.as_deref().unwrap_or("10m"),
+        )?;
+        if pull_token_window < Duration::from_secs(1)
+            || pull_token_window > Duration::from_secs(24 * 3600)
+        {
+            return Err(ConfigError::invalid(
+                "auth.pull_token_window",
+                "must be between 1s and 24h",
+            ));
+        }
         Ok(AuthConfig {
+            pull_token_window,
             token_ttl,
             session_ttl,
             max_sessions,
@@ -289,11 +320,13 @@ impl RawProject {
             .as_deref()
             .map(|q| size(&key("max_image_size"), q))
             .transpose()?;
+        super::retention::validate_rules(&key("retention"), &self.retention)?;
         Ok(Project {
             name: self.name,
             public: self.public,
             quota,
             max_image_size,
+            retention: self.retention,
         })
     }
 }

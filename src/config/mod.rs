@@ -8,6 +8,7 @@ mod limits;
 mod notify;
 mod raw;
 mod remote;
+mod retention;
 mod server;
 mod warnings;
 
@@ -24,6 +25,7 @@ pub use limits::Limits;
 pub use notify::{Endpoint as NotifyEndpoint, EventKind};
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
+pub use retention::{glob_match, RetentionRule, RetentionSchedule, Rule};
 pub use server::{Mode, Server, TlsFiles};
 
 /// A configuration problem, always naming the offending key.
@@ -90,6 +92,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[[notifications]]`: webhook endpoints for registry events.
     pub notifications: Vec<NotifyEndpoint>,
+    /// `[retention]`: the schedule of projects' retention rules.
+    pub retention: RetentionSchedule,
 }
 
 /// Overrides from the command line or environment.

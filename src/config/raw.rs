@@ -27,6 +27,7 @@ pub struct RawConfig {
     limits: super::limits::RawLimits,
     #[serde(default)]
     notifications: Vec<super::notify::RawEndpoint>,
+    retention: super::retention::RawRetention,
 }
 
 /// `[cache]`: limits over all remotes' cached content together.
@@ -86,7 +87,9 @@ impl RawConfig {
         let projects = validate_projects(self.projects, &remotes)?;
         let limits = self.limits.validate()?;
         let notifications = super::notify::validate_all(self.notifications)?;
+        let retention = self.retention.validate()?;
         Ok(Config {
+            retention,
             limits,
             notifications,
             auth,

@@ -46,7 +46,7 @@ impl Registry {
     }
 
     /// Whether `id` may do `action` in project `p` (any repository of it).
-    fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
+    pub(super) fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
         self.auth
             .subject_allowed(&id.subject, &format!("{p}/x"), action, false)
     }
@@ -235,7 +235,7 @@ impl Registry {
             && self.store.namespace_exists(name).await?)
     }
 
-    fn unknown_project(name: &str) -> RegistryError {
+    pub(super) fn unknown_project(name: &str) -> RegistryError {
         RegistryError::NotFound(format!(
             "project {name} does not exist; create it first (`wharf projects create {name}`)"
         ))
@@ -259,6 +259,7 @@ impl Registry {
                 public: p.public,
                 quota: p.quota.flatten(),
                 max_image_size: p.max_image_size.flatten(),
+                retention: Vec::new(),
             };
             self.projects.put(new.clone()).await?;
             Ok(new)
@@ -305,6 +306,7 @@ impl Registry {
             public: false,
             quota: None,
             max_image_size: None,
+            retention: Vec::new(),
         });
         if let Some(v) = u.public {
             p.public = v;

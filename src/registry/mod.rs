@@ -16,7 +16,9 @@ pub mod namespaces;
 mod overview;
 mod prefetch;
 pub mod projects;
+mod pull_tokens;
 mod quota;
+pub mod retention;
 mod uploads;
 pub mod views;
 
@@ -34,6 +36,7 @@ use crate::store::{Store, StoreError};
 pub use namespaces::{Intent, Namespaces, Target};
 pub use prefetch::MAX_KEPT_JOBS;
 pub use projects::Projects;
+pub use pull_tokens::PullRequest;
 pub use uploads::Mount;
 
 /// Why a registry operation was refused or failed.
@@ -112,6 +115,8 @@ pub struct Registry {
     pub limits: Limits,
     /// Registry events to the `[[notifications]]` endpoints.
     pub notifier: Notifier,
+    /// `[retention]`: schedule and whether GC follows a run.
+    pub retention: crate::config::RetentionSchedule,
     namespaces: Namespaces,
     /// `server.mode = "mirror"`: pushes and deletes are refused.
     mirror: bool,
@@ -151,6 +156,7 @@ impl Registry {
                 gc_grace: cfg.gc_grace,
                 bounds: cfg.limits.clone(),
             },
+            retention: cfg.retention.clone(),
             namespaces: Namespaces::new(router, cfg.server.mode == crate::config::Mode::Mirror),
             mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),
@@ -244,6 +250,7 @@ mod tests {
     use super::*;
     use crate::auth::{password, Subject};
     use crate::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
+    use crate::oci::Reference;
     use bytes::Bytes;
 
     const CONFIG: &str = r#"
@@ -350,6 +357,67 @@ name = "b"
             Mount::Mounted
         );
         assert!(r.store.repo(&name("a/app")).has_blob(&d).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_pull_token_covers_an_index_its_children_and_blobs_once() {
+        let (r, _d) = registry("").await;
+        let repo = name("b/multi");
+        let cfg = push(&r, "b/multi", b"{}\n").await;
+        let child_ref = Reference::Digest(Digest::sha256_of(&image(&cfg, None)));
+        let child = r
+            .put_manifest(&repo, &child_ref, Some(OCI_MANIFEST), image(&cfg, None))
+            .await
+            .unwrap()
+            .digest;
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": child, "size": image(&cfg, None).len()}]});
+        let index = Bytes::from(serde_json::to_vec(&index).unwrap());
+        let root = r
+            .put_manifest(&repo, &"v1".parse().unwrap(), Some(OCI_INDEX), index)
+            .await
+            .unwrap()
+            .digest;
+        let other = push(&r, "b/multi", b"not in the image").await;
+        let admin = Identity {
+            subject: Subject::Admin("root".into()),
+            token_access: None,
+        };
+        let req = views::NewPullToken {
+            image: "b/multi:v1".into(),
+            uses: 1,
+            ttl: "1h".into(),
+        };
+        let t = r.issue_pull_token(&admin, req).await.unwrap();
+        assert_eq!(t.digest, root.to_string());
+        let id = Identity {
+            subject: Subject::PullToken(t.id.clone()),
+            token_access: None,
+        };
+        let tag = Reference::Tag("v1".parse().unwrap());
+        let admit = |what| r.admit_pull_token(&id, &t.id, what);
+        assert!(
+            matches!(admit(PullRequest::Blob(&repo, &cfg)).await, Err(RegistryError::Denied(m)) if m.contains("no pull in progress"))
+        );
+        admit(PullRequest::Manifest(&repo, &tag)).await.unwrap();
+        let root_ref = Reference::Digest(root.clone());
+        admit(PullRequest::Manifest(&repo, &root_ref))
+            .await
+            .unwrap();
+        admit(PullRequest::Manifest(&repo, &child_ref))
+            .await
+            .unwrap();
+        admit(PullRequest::Blob(&repo, &cfg)).await.unwrap();
+        assert!(
+            matches!(admit(PullRequest::Blob(&repo, &other)).await, Err(RegistryError::Denied(m)) if m.contains("pulls b/multi@"))
+        );
+        assert!(matches!(
+            admit(PullRequest::Other).await,
+            Err(RegistryError::Denied(_))
+        ));
+        assert!(
+            matches!(admit(PullRequest::Manifest(&repo, &tag)).await, Err(RegistryError::Denied(m)) if m.contains("used up"))
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::retention::{RetentionReport, RetentionRules, RetiredArtifact, RetiredTag};
 pub use crate::proxy::evict::EvictReport;
 pub use crate::store::gc::GcReport;
 pub use crate::store::{Artifact, LastRun};
@@ -303,4 +304,70 @@ pub struct StorageView {
     pub last_gc: Option<LastRun>,
     /// The last cache eviction (a cap reached, or a purge).
     pub last_eviction: Option<LastRun>,
+}
+
+/// The body of `POST /api/v1/pull-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPullToken {
+    /// `project/repo:tag` or `project/repo@sha256:...` (a local image).
+    pub image: String,
+    /// Complete pulls allowed (1-1000).
+    pub uses: u32,
+    /// Lifetime, e.g. `1h` (at most 30 days).
+    pub ttl: String,
+}
+
+/// A pull token as issued: the password is shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedPullToken {
+    pub id: String,
+    /// `pull$<id>`: the username for `docker login`.
+    pub username: String,
+    /// The secret; never shown again.
+    pub password: String,
+    pub image: String,
+    pub repository: String,
+    /// The image's manifest digest the token pulls.
+    pub digest: String,
+    pub uses: u32,
+    /// Unix seconds (RFC 3339 in JSON).
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub expires_at: u64,
+}
+
+/// A pull token as listed (`GET /api/v1/pull-tokens`): never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullTokenView {
+    pub id: String,
+    pub username: String,
+    pub repository: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub uses: u32,
+    /// Uses started so far.
+    pub used: u32,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub created_at: u64,
+    #[serde(with = "crate::timefmt::rfc3339")]
+    pub expires_at: u64,
+    pub created_by: String,
+}
+
+impl From<&crate::auth::pull_tokens::PullToken> for PullTokenView {
+    fn from(t: &crate::auth::pull_tokens::PullToken) -> PullTokenView {
+        PullTokenView {
+            id: t.id.clone(),
+            username: t.username(),
+            repository: t.repository.clone(),
+            digest: t.digest.clone(),
+            tag: t.tag.clone(),
+            uses: t.uses,
+            used: t.used,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            created_by: t.created_by.clone(),
+        }
+    }
 }

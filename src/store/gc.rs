@@ -39,7 +39,7 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Blobs modified more recently than this are never collected.
     pub grace: Duration,
-    /// Who asked (`api`, `schedule`, `offline`), for the last-run record.
+    /// Who asked (`api`, `schedule`, `offline`, `retention`), for the last-run record.
     pub trigger: &'static str,
 }
 

@@ -142,6 +142,30 @@ impl Repo<'_> {
         Ok(out)
     }
 
+    /// Every tag with the digest it points at and when it was last set
+    /// (pushed), unsorted; unreadable tags are skipped.
+    pub async fn tag_times(&self) -> Result<Vec<(String, Digest, SystemTime)>> {
+        let all = futures_util::stream::iter(self.all_tags().await?)
+            .map(|t| async move {
+                let Ok(tag) = t.parse::<crate::oci::Tag>() else {
+                    return Ok(None);
+                };
+                let (Some(d), Some(m)) = (
+                    self.tag(&tag).await?,
+                    self.store
+                        .objects()
+                        .stat(&super::layout::tag(self.name(), &tag))
+                        .await?,
+                ) else {
+                    return Ok(None);
+                };
+                Ok::<_, super::StoreError>(Some((t, d, m.modified)))
+            })
+            .buffered(READ_AHEAD);
+        let found: Vec<Option<(String, Digest, SystemTime)>> = all.try_collect().await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     /// The artifacts, grouped by digest with all their tags, newest first.
     pub async fn artifacts(&self) -> Result<Vec<Artifact>> {
         Ok(self.artifacts_page(0, usize::MAX).await?.0)

@@ -12,6 +12,7 @@
 //! auth/{robots.json,projects.json,token.key}  accounts and projects made at run time
 //! auth/robots-used.json                       robot name -> last use (unix seconds)
 //! state/{last-gc,last-eviction}.json          the last GC and eviction runs
+//! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! ```
 //!
@@ -43,6 +44,7 @@ pub enum Doc {
     RobotUse,
     LastGc,
     LastEviction,
+    PullTokens,
 }
 
 pub fn doc(d: Doc) -> &'static str {
@@ -53,6 +55,7 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::RobotUse => "auth/robots-used.json",
         Doc::LastGc => "state/last-gc.json",
         Doc::LastEviction => "state/last-eviction.json",
+        Doc::PullTokens => "auth/pull-tokens.json",
     }
 }
 

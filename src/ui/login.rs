@@ -56,6 +56,11 @@ pub async fn post(ctx: &Ctx<'_>, f: Form) -> Reply {
         .check_basic(f.need("username")?, f.get("password"), ctx.client)
         .await
     {
+        Ok(crate::auth::Subject::PullToken(_)) => show(
+            ctx,
+            StatusCode::FORBIDDEN,
+            Some("A pull token only pulls its image; it cannot sign in."),
+        ),
         Ok(subject) => {
             let (cookie, _) = auth.sessions().start(&subject.username());
             let ttl = auth.sessions().ttl().as_secs();
