@@ -27,6 +27,7 @@ pub struct RawConfig {
     limits: super::limits::RawLimits,
     #[serde(default)]
     notifications: Vec<super::notify::RawEndpoint>,
+    #[serde(default)]
     retention: super::retention::RawRetention,
 }
 
