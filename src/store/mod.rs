@@ -25,6 +25,7 @@ pub mod layout;
 mod manifest_cache;
 mod meta;
 mod repo;
+mod repo_index;
 mod uploads;
 mod usage;
 mod writer;
@@ -41,6 +42,7 @@ pub use inventory::Artifact;
 pub use layout::Doc;
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
+pub use repo_index::PageFrom;
 pub use uploads::{OpenSessions, PreparedUpload, UploadStatus, Uploads};
 pub use writer::{BlobWriter, VerifiedBlob};
 
@@ -104,6 +106,10 @@ struct Inner {
     catalog: catalog::Catalog,
     /// Per-namespace usage (see [`usage`]).
     usage: usage::UsageCache,
+    /// Tags of recently listed repositories (see [`repo_index`]).
+    tag_index: repo_index::Indexed<repo_index::TagIndex>,
+    /// Manifests by push time of recently listed repositories.
+    manifest_index: repo_index::Indexed<repo_index::ManifestIndex>,
     /// Held for writing by a GC sweep, for reading by a manifest `PUT`.
     gc_lock: tokio::sync::RwLock<()>,
     /// Manifests recently read, by repository and digest.
@@ -136,6 +142,8 @@ impl Store {
                 fs,
                 catalog: catalog::Catalog::default(),
                 usage: usage::UsageCache::default(),
+                tag_index: repo_index::Indexed::default(),
+                manifest_index: repo_index::Indexed::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
                 manifests: manifest_cache::ManifestCache::default(),
                 pull_marks: repo::pull_marks(),

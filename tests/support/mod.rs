@@ -9,6 +9,7 @@ pub mod cli;
 pub mod ctr;
 pub mod disk;
 pub mod docker;
+pub mod fill;
 pub mod image;
 pub mod moto;
 pub mod pki;
