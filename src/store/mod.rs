@@ -110,8 +110,12 @@ struct Inner {
     tag_index: repo_index::Indexed<repo_index::TagIndex>,
     /// Manifests by push time of recently listed repositories.
     manifest_index: repo_index::Indexed<repo_index::ManifestIndex>,
-    /// Held for writing by a GC sweep, for reading by a manifest `PUT`.
+    /// Held for writing by a GC sweep batch, for reading by a manifest `PUT`.
     gc_lock: tokio::sync::RwLock<()>,
+    /// Held for a whole GC: one at a time.
+    gc_run: tokio::sync::Mutex<()>,
+    /// While a GC runs: the manifests linked since it started (see [`gc`]).
+    gc_watch: std::sync::Mutex<Option<Vec<(crate::oci::RepoName, Digest)>>>,
     /// Manifests recently read, by repository and digest.
     manifests: manifest_cache::ManifestCache,
     /// Recently recorded pulls (rate-limits pull-time writes).
@@ -145,6 +149,8 @@ impl Store {
                 tag_index: repo_index::Indexed::default(),
                 manifest_index: repo_index::Indexed::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
+                gc_run: tokio::sync::Mutex::new(()),
+                gc_watch: std::sync::Mutex::new(None),
                 manifests: manifest_cache::ManifestCache::default(),
                 pull_marks: repo::pull_marks(),
                 sessions: uploads::SessionLocks::default(),

@@ -132,6 +132,7 @@ impl<'a> Repo<'a> {
         }
         self.store.inner.manifests.invalidate(self.name, d);
         self.changed(Some(LinkChange::Added(d, size)));
+        self.store.gc_saw_manifest(self.name, d);
         let now = super::inventory::secs(std::time::SystemTime::now());
         self.store
             .inner
