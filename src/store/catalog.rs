@@ -177,7 +177,11 @@ async fn walk(store: &Store) -> Result<Vec<RepoName>> {
     while let Some(prefix) = todo.pop() {
         let dir = format!("{}{prefix}", layout::REPOS);
         let entries = objects.list(&dir, None, usize::MAX).await?;
-        if !prefix.is_empty() && entries.iter().any(|e| layout::REPO_MARKERS.contains(&e.as_str())) {
+        if !prefix.is_empty()
+            && entries
+                .iter()
+                .any(|e| layout::REPO_MARKERS.contains(&e.as_str()))
+        {
             if let Ok(n) = prefix.trim_end_matches('/').parse() {
                 out.push(n);
             }

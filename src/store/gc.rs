@@ -139,7 +139,11 @@ impl Store {
     async fn collect(&self, opts: &GcOptions) -> Result<GcReport> {
         let mut marked = self.mark().await?;
         let now = SystemTime::now();
-        let fresh = |t: SystemTime| now.duration_since(t).map(|age| age < opts.grace).unwrap_or(true);
+        let fresh = |t: SystemTime| {
+            now.duration_since(t)
+                .map(|age| age < opts.grace)
+                .unwrap_or(true)
+        };
         // Blobs with a recent `_layers` link are in their grace period too.
         let recently_linked: HashSet<&Digest> = marked
             .layer_links
@@ -171,7 +175,11 @@ impl Store {
             links.entry(d).or_default().push(repo);
         }
         for batch in candidates.chunks(SWEEP_BATCH) {
-            let _guard = if opts.dry_run { None } else { Some(self.gc_write().await) };
+            let _guard = if opts.dry_run {
+                None
+            } else {
+                Some(self.gc_write().await)
+            };
             self.fold_recorded(&mut live).await?;
             for (d, m) in batch {
                 if live.contains(d) {
@@ -180,7 +188,12 @@ impl Store {
                 }
                 if !opts.dry_run {
                     // Re-pushed since the listing: young again.
-                    if self.blobs().stat(d).await?.is_some_and(|now| fresh(now.modified)) {
+                    if self
+                        .blobs()
+                        .stat(d)
+                        .await?
+                        .is_some_and(|now| fresh(now.modified))
+                    {
                         report.blobs_in_grace += 1;
                         continue;
                     }
@@ -190,7 +203,10 @@ impl Store {
                 }
                 report.blobs_removed += 1;
                 report.bytes_freed += m.size;
-                report.removed.push(GcBlob { digest: d.to_string(), size: m.size });
+                report.removed.push(GcBlob {
+                    digest: d.to_string(),
+                    size: m.size,
+                });
                 for repo in links.get(d).into_iter().flatten() {
                     if !opts.dry_run {
                         self.objects().delete(&layout::layer_link(repo, d)).await?;
@@ -205,7 +221,13 @@ impl Store {
     /// Add to `live` everything the manifests linked since the mark
     /// reference.
     async fn fold_recorded(&self, live: &mut HashSet<Digest>) -> Result<()> {
-        let recorded = std::mem::take(self.inner.gc_watch.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Vec::new));
+        let recorded = std::mem::take(
+            self.inner
+                .gc_watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Vec::new),
+        );
         for (repo, d) in recorded {
             live.extend(self.repo(&repo).closure(&d).await?);
         }
@@ -214,7 +236,13 @@ impl Store {
 
     /// Record that `repo` linked manifest `d`, if a GC is running.
     pub(super) fn gc_saw_manifest(&self, repo: &RepoName, d: &Digest) {
-        if let Some(v) = self.inner.gc_watch.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(v) = self
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             v.push((repo.clone(), d.clone()));
         }
     }
@@ -229,14 +257,23 @@ struct Watching<'a>(&'a Store);
 
 impl<'a> Watching<'a> {
     fn start(store: &'a Store) -> Watching<'a> {
-        *store.inner.gc_watch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        *store
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
         Watching(store)
     }
 }
 
 impl Drop for Watching<'_> {
     fn drop(&mut self) {
-        *self.0.inner.gc_watch.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .0
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -249,7 +286,10 @@ pub(crate) mod tests {
 
     pub async fn blob(s: &Store, repo: &RepoName, content: &[u8]) -> Digest {
         let d = Digest::sha256_of(content);
-        s.blobs().put_small(&d, Bytes::copy_from_slice(content)).await.unwrap();
+        s.blobs()
+            .put_small(&d, Bytes::copy_from_slice(content))
+            .await
+            .unwrap();
         s.repo(repo).link_blob(&d).await.unwrap();
         d
     }
@@ -267,7 +307,10 @@ pub(crate) mod tests {
         });
         let bytes = serde_json::to_vec(&m).unwrap();
         let d = Digest::sha256_of(&bytes);
-        s.repo(repo).put_manifest(&d, MT, Bytes::from(bytes), None, None).await.unwrap();
+        s.repo(repo)
+            .put_manifest(&d, MT, Bytes::from(bytes), None, None)
+            .await
+            .unwrap();
         d
     }
 
@@ -291,7 +334,10 @@ pub(crate) mod tests {
         // A dangling `_layers` link to content nothing references.
         let orphan = blob(&s, &b, &[3u8; 300]).await;
         assert_eq!(s.usage("team").await.unwrap(), u1 + 300);
-        let opts = GcOptions { dry_run: false, grace: Duration::ZERO };
+        let opts = GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+        };
         let r = s.gc(&opts).await.unwrap();
         assert_eq!(r.blobs_removed, 1, "{r:?}");
         assert_eq!(r.links_removed, 1);
@@ -303,10 +349,19 @@ pub(crate) mod tests {
         assert_eq!(r.blobs_removed, 2, "{r:?}");
         assert!(!present(&s, &own).await && !present(&s, &m1).await);
         assert!(present(&s, &shared).await && present(&s, &m2).await);
-        assert_eq!(s.usage("team").await.unwrap(), s.namespace_usage("team").await.unwrap());
+        assert_eq!(
+            s.usage("team").await.unwrap(),
+            s.namespace_usage("team").await.unwrap()
+        );
         // The grace period protects young unreferenced blobs.
         blob(&s, &a, &[4u8; 10]).await;
-        let r = s.gc(&GcOptions { dry_run: false, grace: Duration::from_secs(3600) }).await.unwrap();
+        let r = s
+            .gc(&GcOptions {
+                dry_run: false,
+                grace: Duration::from_secs(3600),
+            })
+            .await
+            .unwrap();
         assert_eq!((r.blobs_removed, r.blobs_in_grace), (0, 1));
     }
 }

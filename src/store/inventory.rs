@@ -64,12 +64,23 @@ struct Facts {
 
 fn facts(m: Option<Manifest>) -> Facts {
     let Some(m) = m else {
-        return Facts { platforms: Vec::new(), subject: None, artifact_type: None, annotations: BTreeMap::new() };
+        return Facts {
+            platforms: Vec::new(),
+            subject: None,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        };
     };
     // Plain images are not "artifacts" with a type worth showing.
-    let artifact_type = m.effective_artifact_type().filter(|t| !t.contains("image.config") && !t.contains("container.image"));
+    let artifact_type = m
+        .effective_artifact_type()
+        .filter(|t| !t.contains("image.config") && !t.contains("container.image"));
     Facts {
-        platforms: m.manifests.iter().filter_map(|c| c.platform.as_ref().and_then(platform_name)).collect(),
+        platforms: m
+            .manifests
+            .iter()
+            .filter_map(|c| c.platform.as_ref().and_then(platform_name))
+            .collect(),
         subject: m.subject.map(|s| s.digest),
         artifact_type,
         annotations: m.annotations.unwrap_or_default(),
@@ -77,7 +88,9 @@ fn facts(m: Option<Manifest>) -> Facts {
 }
 
 pub(super) fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Repo<'_> {
@@ -91,8 +104,12 @@ impl Repo<'_> {
             if !out.insert(m.clone()) {
                 continue;
             }
-            let Some(stored) = self.manifest(&m).await? else { continue };
-            let Ok(p) = Manifest::parse(&stored.bytes, Some(&stored.media_type)) else { continue };
+            let Some(stored) = self.manifest(&m).await? else {
+                continue;
+            };
+            let Ok(p) = Manifest::parse(&stored.bytes, Some(&stored.media_type)) else {
+                continue;
+            };
             todo.extend(p.manifests.into_iter().map(|c| c.digest));
             for b in p.config.into_iter().chain(p.layers) {
                 if b.urls.as_ref().is_none_or(|u| u.is_empty()) {
@@ -139,8 +156,15 @@ impl Repo<'_> {
     async fn artifact(&self, d: Digest, pushed_at: u64, tags: Vec<String>) -> Result<Artifact> {
         let last_pulled_at = self.last_pull(&d).await?.map(secs);
         let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
-        let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
-        let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
+        let size = self
+            .store
+            .blobs()
+            .total_size(&self.closure(&d).await?)
+            .await?;
+        let parsed = self
+            .manifest(&d)
+            .await?
+            .and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
         let f = facts(parsed);
         Ok(Artifact {
             digest: d,

@@ -131,7 +131,11 @@ impl Store {
     /// `root`. Only one process may hold a data directory.
     pub fn open(root: &Path) -> Result<Store> {
         let backend = fs::FsBackend::open(root)?;
-        Ok(Store::with_backends(Arc::new(backend.clone()), Arc::new(backend.clone()), Some(backend)))
+        Ok(Store::with_backends(
+            Arc::new(backend.clone()),
+            Arc::new(backend.clone()),
+            Some(backend),
+        ))
     }
 
     fn with_backends(
@@ -201,7 +205,9 @@ impl Store {
     /// removes a probe object.
     pub async fn check_writable(&self) -> Result<()> {
         let key = format!("uploads/.probe-{}", uuid::Uuid::new_v4());
-        self.objects().put(&key, bytes::Bytes::from_static(b"readyz")).await?;
+        self.objects()
+            .put(&key, bytes::Bytes::from_static(b"readyz"))
+            .await?;
         self.objects().delete(&key).await?;
         Ok(())
     }
