@@ -3,6 +3,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::fill::{follow_pages, mount_image, put_variant};
 use support::*;
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
@@ -12,28 +13,10 @@ fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
 /// Follow `Link: <...>; rel="next"` from `path`, collecting `key` of each
 /// page. Returns the pages.
 fn follow(w: &Wharf, path: &str, key: &str) -> Vec<Vec<String>> {
-    let mut pages = Vec::new();
-    let mut next = Some(path.to_string());
-    while let Some(p) = next.take() {
-        let r = get(w, &p);
-        assert_eq!(r.status(), 200, "{p}");
-        next = r.headers().get("link").map(|l| {
-            let l = l.to_str().unwrap();
-            assert!(l.ends_with("rel=\"next\""), "Link {l}");
-            let url = &l[l.find('<').unwrap() + 1..l.find('>').unwrap()];
-            url.strip_prefix(&w.url()).unwrap_or(url).to_string()
-        });
-        let v: Value = r.json().unwrap();
-        let items: Vec<String> = v[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
-        pages.push(items);
-        assert!(pages.len() < 100, "pagination does not end");
-    }
-    pages
+    follow_pages(w, path)
+        .iter()
+        .map(|v| strings(&v[key]))
+        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -342,4 +325,148 @@ fn referrers_of_unknown_digest_is_empty_index() {
         400,
         "DIGEST_INVALID",
     );
+}
+
+fn catalog(w: &Wharf, n: usize) -> Vec<String> {
+    follow(w, &format!("/v2/_catalog?n={n}"), "repositories").concat()
+}
+
+/// How many times wharf rebuilt its repository index by walking the store.
+fn walks(w: &Wharf) -> usize {
+    w.logs()
+        .matches("repository index rebuilt from the store")
+        .count()
+}
+
+#[test]
+fn catalog_pages_hundreds_of_repositories_across_restarts() {
+    let mut w = Wharf::start_registry_only();
+    let img = push_image(&w, "seed/base", "v1", 1);
+    let mut names = vec!["seed/base".to_string()];
+    for i in 0..240 {
+        let r = format!("ns{}/app{i:03}", i % 4);
+        mount_image(&w, "seed/base", &img, &r, "v1");
+        names.push(r);
+    }
+    names.sort();
+    let pages = follow(&w, "/v2/_catalog?n=37", "repositories");
+    assert_eq!(pages.len(), names.len().div_ceil(37));
+    assert_eq!(pages.concat(), names);
+    // A repository is listed as soon as its push is answered.
+    mount_image(&w, "seed/base", &img, "ns0/app-just-pushed", "v1");
+    names.push("ns0/app-just-pushed".into());
+    names.sort();
+    assert_eq!(catalog(&w, 50), names);
+    let r = get(&w, "/v2/_catalog?n=5&last=ns3/app239");
+    assert!(r.headers().get("link").is_none());
+    let v: Value = r.json().unwrap();
+    assert_eq!(strings(&v["repositories"]), ["seed/base"]);
+
+    // A clean stop saves the index; the next start answers from it
+    // without walking the store.
+    let walked = walks(&w);
+    assert!(w.stop());
+    let index = w.data_dir.join("index/catalog.json");
+    assert!(index.is_file(), "a clean stop saves the repository index");
+    w.restart();
+    assert_eq!(catalog(&w, 100), names);
+    assert_eq!(walks(&w), walked, "an index saved at a clean stop is used");
+    assert!(
+        !index.exists(),
+        "the index is removed while wharf runs (a crash must not leave a stale one)"
+    );
+
+    // A crash: no index; the next start walks.
+    mount_image(&w, "seed/base", &img, "late/after-load", "v1");
+    names.push("late/after-load".into());
+    names.sort();
+    w.kill();
+    w.restart();
+    assert_eq!(catalog(&w, 100), names);
+    assert_eq!(walks(&w), walked + 1);
+
+    // Deleted while stopped: rebuilt.
+    assert!(w.stop());
+    std::fs::remove_file(&index).unwrap();
+    w.restart();
+    assert_eq!(catalog(&w, 100), names);
+    assert_eq!(walks(&w), walked + 2);
+
+    // Stale (the store changed by hand while wharf was stopped): a removed
+    // repository disappears, a copied one appears.
+    assert!(w.stop());
+    assert!(index.is_file());
+    let repos = w.data_dir.join("repos");
+    std::fs::remove_dir_all(repos.join("ns1/app001")).unwrap();
+    names.retain(|n| n != "ns1/app001");
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(repos.join("ns2/app002"))
+        .arg(repos.join("ns2/copied"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    names.push("ns2/copied".into());
+    names.sort();
+    w.restart();
+    assert_eq!(catalog(&w, 100), names);
+    assert_eq!(walks(&w), walked + 3, "a stale index is not trusted");
+}
+
+#[test]
+fn tag_pages_follow_pushes_and_deletes() {
+    let w = Wharf::start_registry_only();
+    let img = push_image(&w, "team/many", "t0000", 1);
+    let mut tags = vec!["t0000".to_string()];
+    for i in 1..300 {
+        let t = format!("t{i:04}");
+        // Every tenth tag gets its own manifest, the rest share the first.
+        if i % 10 == 0 {
+            put_variant(&w, &img, "team/many", i, &t);
+        } else {
+            assert_eq!(
+                put_manifest(&w, "team/many", &t, &img.media_type, &img.bytes).status(),
+                201
+            );
+        }
+        tags.push(t);
+    }
+    let pages = follow(&w, "/v2/team/many/tags/list?n=64", "tags");
+    assert_eq!(pages.len(), 5);
+    assert_eq!(pages.concat(), tags);
+
+    // A new tag is listed at once; a deleted one is gone at once.
+    assert_eq!(
+        put_manifest(&w, "team/many", "a-new-tag", &img.media_type, &img.bytes).status(),
+        201
+    );
+    let r = w
+        .req(reqwest::Method::DELETE, "/v2/team/many/manifests/t0150")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{:?}", r.text());
+    tags.retain(|t| t != "t0150");
+    tags.insert(0, "a-new-tag".into());
+    assert_eq!(
+        follow(&w, "/v2/team/many/tags/list?n=64", "tags").concat(),
+        tags
+    );
+
+    // Deleting a manifest removes exactly the tags pointing at it.
+    let d = put_variant(&w, &img, "team/many", 10_000, "t0007");
+    let r = w
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/v2/team/many/manifests/{d}"),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    tags.retain(|t| t != "t0007");
+    assert_eq!(
+        follow(&w, "/v2/team/many/tags/list?n=1000", "tags").concat(),
+        tags
+    );
+    let r = get(&w, "/v2/team/many/manifests/t0008");
+    assert_eq!(r.status(), 200, "tags of other manifests stay");
 }

@@ -209,3 +209,75 @@ fn gc_racing_a_chunked_upload_keeps_it_intact() {
     assert_eq!(rep["blobs_removed"], 0, "{rep}");
     assert!(blob_file(&w.data_dir, &d).exists());
 }
+
+/// Push `layer` and a config to `repo` and a manifest over them; `None`
+/// if a concurrent GC (grace 0) removed a blob before the manifest came.
+fn try_push(w: &Wharf, repo: &str, tag: &str, layer: &[u8]) -> Option<(String, Vec<String>)> {
+    let cfg = format!("{{\"tag\":\"{tag}\"}}").into_bytes();
+    let (c, l) = (push_blob(w, repo, &cfg), push_blob(w, repo, layer));
+    let m = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor(MT_OCI_CONFIG, &c, cfg.len()),
+        vec![descriptor(MT_OCI_LAYER, &l, layer.len())],
+        serde_json::json!({}),
+    );
+    let r = put_manifest(w, repo, tag, MT_OCI_MANIFEST, &m);
+    match r.status().as_u16() {
+        201 => Some((sha256(&m), vec![c, l])),
+        400 => None,
+        s => panic!("manifest PUT during GC answered {s}: {:?}", r.text()),
+    }
+}
+
+#[test]
+fn manifests_pushed_during_online_gcs_keep_their_blobs() {
+    let w = Wharf::start_with(Options {
+        config: Some(CONFIG.into()),
+        admin: true,
+        ..Options::default()
+    });
+    // Work for the GC: repositories to mark, unreferenced blobs to sweep.
+    let img = push_image(&w, "seed/base", "v1", 1);
+    for i in 0..60 {
+        support::fill::mount_image(&w, "seed/base", &img, &format!("bulk/r{i:03}"), "v1");
+    }
+    for i in 0..150 {
+        push_blob(&w, "junk/x", &data(1000 + i, 2000));
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut pushed = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..4 {
+                gc_api(&w, "");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut i = 0u64;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || i < 3 {
+            let layer = data(5000 + i, 3000);
+            if let Some(p) = (0..5).find_map(|_| try_push(&w, "live/app", &format!("t{i}"), &layer))
+            {
+                pushed.push(p);
+            }
+            i += 1;
+        }
+    });
+    assert!(!pushed.is_empty());
+    // One more GC after the last push, then everything pushed is whole.
+    gc_api(&w, "");
+    for (m, blobs) in &pushed {
+        let r = w
+            .req(reqwest::Method::GET, &format!("/v2/live/app/manifests/{m}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "manifest {m}");
+        for b in blobs {
+            let r = w
+                .req(reqwest::Method::HEAD, &format!("/v2/live/app/blobs/{b}"))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200, "blob {b} of manifest {m} was collected");
+        }
+    }
+}

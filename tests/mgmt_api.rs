@@ -7,6 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::accounts::auth_config;
 use support::cli::{as_user as wharf, json_of};
+use support::fill::{follow_pages, mount_image, put_variant, strings_of};
 use support::{http, sha256, Options, Wharf};
 
 /// Push an image with one layer `layer` and a config; returns the manifest digest.
@@ -420,4 +421,129 @@ fn robot_last_use_survives_a_restart() {
     );
     w.restart();
     assert_eq!(last_used(&w), used);
+}
+
+#[test]
+fn listings_are_pages_with_links() {
+    let w = Wharf::start_with(Options {
+        config: Some(support::REGISTRY_ONLY_CONFIG.into()),
+        admin: true,
+        ..Default::default()
+    });
+    let img = support::push_image(&w, "big/app", "v000", 1);
+    let mut digests = vec![img.digest.clone()];
+    for i in 1..=250 {
+        digests.push(put_variant(&w, &img, "big/app", i, &format!("v{i:03}")));
+    }
+    let mut repos: Vec<String> = (0..150).map(|i| format!("many/r{i:03}")).collect();
+    for r in &repos {
+        mount_image(&w, "big/app", &img, r, "latest");
+    }
+
+    // Without n: a page of 100 and a Link to the next.
+    let r = w
+        .req(reqwest::Method::GET, "/api/v1/projects/many/repositories")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let link = support::header(&r, "link");
+    assert!(
+        link.starts_with("</api/v1/projects/many/repositories?n=100&last=many%2Fr099>"),
+        "{link}"
+    );
+    assert_eq!(r.json::<Value>().unwrap().as_array().unwrap().len(), 100);
+    let pages = follow_pages(&w, "/api/v1/projects/many/repositories?n=40");
+    assert_eq!(pages.len(), 4);
+    let listed: Vec<String> = pages
+        .iter()
+        .flat_map(|p| strings_of(p, Some("name")))
+        .collect();
+    assert_eq!(listed, repos);
+    let all: Vec<String> = follow_pages(&w, "/api/v1/repositories?n=33")
+        .iter()
+        .flat_map(|p| strings_of(p, Some("name")))
+        .collect();
+    repos.insert(0, "big/app".into());
+    assert_eq!(all, repos);
+
+    // Artifacts newest first, each once, across pages.
+    let pages = follow_pages(&w, "/api/v1/repositories/big/app/artifacts?n=45");
+    assert_eq!(pages.len(), 6);
+    let arts: Vec<Value> = pages
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().clone())
+        .collect();
+    let mut listed: Vec<String> = arts
+        .iter()
+        .map(|a| a["digest"].as_str().unwrap().to_string())
+        .collect();
+    let times: Vec<&str> = arts
+        .iter()
+        .map(|a| a["pushed_at"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|t| t[0] >= t[1]), "newest first");
+    listed.sort();
+    let mut want = digests.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    let first = arts
+        .iter()
+        .find(|a| a["digest"] == img.digest.as_str())
+        .unwrap();
+    assert_eq!(first["tags"], serde_json::json!(["v000"]));
+
+    // The CLI follows the Links.
+    let cli_arts = json_of(&wharf(
+        &w,
+        "admin",
+        "adminpw",
+        &["artifacts", "big/app", "--json"],
+    ));
+    assert_eq!(cli_arts.as_array().unwrap().len(), 251);
+    let cli_repos = json_of(&wharf(&w, "admin", "adminpw", &["repos", "many", "--json"]));
+    assert_eq!(cli_repos.as_array().unwrap().len(), 150);
+    let projects = json_of(&wharf(&w, "admin", "adminpw", &["projects", "--json"]));
+    let many = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "many")
+        .unwrap()
+        .clone();
+    assert_eq!(many["repositories"], 150);
+
+    // A deleted artifact leaves the pages at once; a cursor naming it is a
+    // clear error.
+    let gone = &digests[100];
+    let r = w
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/repositories/big/app/artifacts/{gone}"),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listed: Vec<String> = follow_pages(&w, "/api/v1/repositories/big/app/artifacts?n=100")
+        .iter()
+        .flat_map(|p| strings_of(p, Some("digest")))
+        .collect();
+    assert_eq!(listed.len(), 250);
+    assert!(!listed.contains(gone));
+    let r = w
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/repositories/big/app/artifacts?last={gone}"),
+        )
+        .send()
+        .unwrap();
+    let e = support::assert_oci_error(r, 400, "UNSUPPORTED");
+    assert!(e.to_string().contains("first page"), "{e}");
+    let r = w
+        .req(
+            reqwest::Method::GET,
+            "/api/v1/repositories/big/app/artifacts?n=x",
+        )
+        .send()
+        .unwrap();
+    support::assert_oci_error(r, 400, "UNSUPPORTED");
 }

@@ -12,9 +12,11 @@ use serde::de::DeserializeOwned;
 
 use super::body;
 use super::error::ApiError;
+use super::handlers::listing::Page;
 use super::{read_limited, Api, Reply};
 use crate::oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 use crate::registry::views::{DeletedArtifact, DeletedTag, GcRequest};
+use crate::store::PageFrom;
 
 /// The OpenAPI 3 document for `/api/v1`, served at `/api/v1/openapi.json`
 /// and checked against real answers by `tests/openapi.rs`.
@@ -201,7 +203,13 @@ impl Api {
                 r.delete_project(&id, &p).await?;
                 no_content()
             }
-            (Method::GET, Endpoint::Repositories) => json(ok, &r.repositories(&id).await?),
+            (Method::GET, Endpoint::Repositories) => {
+                let page = mgmt_page(r, &req)?;
+                let items = r
+                    .repositories_page(&id, page.last.as_deref(), page.fetch())
+                    .await?;
+                paged(&page, items, |v| v.name.clone(), "/api/v1/repositories")
+            }
             (Method::PUT, Endpoint::Project(p)) => {
                 r.require_admin(&id)?;
                 json(
@@ -211,7 +219,30 @@ impl Api {
                 )
             }
             (Method::GET, Endpoint::ProjectRepos(p)) => {
-                json(ok, &r.project_repositories(&id, &p).await?)
+                let page = mgmt_page(r, &req)?;
+                let (items, _) = r
+                    .project_repositories_page(&id, &p, page.last.as_deref(), page.fetch())
+                    .await?;
+                paged(
+                    &page,
+                    items,
+                    |v| v.name.clone(),
+                    &format!("/api/v1/projects/{p}/repositories"),
+                )
+            }
+            (Method::GET, Endpoint::Artifacts(repo)) => {
+                let page = mgmt_page(r, &req)?;
+                let from = match page.last.as_deref() {
+                    Some(l) => PageFrom::After(parse_digest(l)?),
+                    None => PageFrom::Skip(0),
+                };
+                let (items, _) = r.artifacts_page(&id, &repo, &from, page.fetch()).await?;
+                paged(
+                    &page,
+                    items,
+                    |a| a.digest.to_string(),
+                    &format!("/api/v1/repositories/{repo}/artifacts"),
+                )
             }
             (Method::GET, Endpoint::Retention(p)) => json(ok, &r.retention_rules(&id, &p).await?),
             (Method::PUT, Endpoint::Retention(p)) => {
@@ -226,7 +257,6 @@ impl Api {
                 let dry_run = flag(&req, "dry_run")?;
                 json(ok, &r.run_retention(&id, &p, dry_run).await?)
             }
-            (Method::GET, Endpoint::Artifacts(repo)) => json(ok, &r.artifacts(&id, &repo).await?),
             (Method::DELETE, Endpoint::Artifact(repo, d)) => {
                 let deleted_tags = r.delete_artifact_as(&id, &repo, &d).await?;
                 json(
@@ -323,6 +353,30 @@ fn flag(req: &Request<Incoming>, name: &str) -> Result<bool, ApiError> {
         Some(v) => Err(ApiError::new(ErrorCode::BadRequest)
             .explain(format!("{name} must be true or false, got {v:?}"))),
     }
+}
+
+/// Items per page of a management listing when the client gives no `n`.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// `n` and `last` of a management listing (at most `limits.max_page_size`).
+fn mgmt_page(r: &crate::registry::Registry, req: &Request<Incoming>) -> Result<Page, ApiError> {
+    let max = r.limits.bounds.max_page_size;
+    Page::with_default(&super::handlers::Query::of(req), DEFAULT_PAGE.min(max), max)
+}
+
+/// A JSON array of one page, with a `Link` to the next when more follow.
+fn paged<T: serde::Serialize>(
+    page: &Page,
+    items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    path: &str,
+) -> Reply {
+    let (items, link) = page.finish_by(items, key, path);
+    let mut resp = json(StatusCode::OK, &items)?;
+    if let Some(v) = link.and_then(|l| http::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, v);
+    }
+    Ok(resp)
 }
 
 fn no_content() -> Reply {

@@ -153,6 +153,9 @@ impl App {
         for t in background {
             t.abort();
         }
+        if let Err(e) = self.api.registry.store.save_catalog().await {
+            tracing::warn!(error = %e, "could not save the repository index; the next start rebuilds it");
+        }
         res
     }
 }

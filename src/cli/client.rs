@@ -71,7 +71,36 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<String, String> {
-        let url = format!("{}/api/v1/{path}", self.conn.url.trim_end_matches('/'));
+        Ok(self
+            .exchange(method, &format!("/api/v1/{path}"), body)
+            .await?
+            .0)
+    }
+
+    /// Every item of a paginated listing: follows the `Link: <...>;
+    /// rel="next"` headers page after page.
+    pub async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, String> {
+        let mut out = Vec::new();
+        let mut next = Some(format!("/api/v1/{path}"));
+        while let Some(p) = next.take() {
+            let (text, link) = self.exchange(reqwest::Method::GET, &p, None).await?;
+            let page: Vec<T> = serde_json::from_str(&text)
+                .map_err(|e| format!("server sent unexpected JSON: {e}"))?;
+            out.extend(page);
+            next = link.as_deref().and_then(next_link);
+        }
+        Ok(out)
+    }
+
+    /// Send a request to `path` (absolute, from the server's root); the
+    /// body of a 2xx answer with its `Link` header, or the error message.
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(String, Option<String>), String> {
+        let url = format!("{}{path}", self.conn.url.trim_end_matches('/'));
         let mut r = self.http.request(method, &url);
         if let Some(u) = &self.conn.user {
             r = r.basic_auth(u, self.conn.password.as_deref());
@@ -89,11 +118,16 @@ impl Client {
             )
         })?;
         let status = resp.status();
+        let link = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             return Err(format!("{status}: {}", error_text(&text)));
         }
-        Ok(text)
+        Ok((text, link))
     }
 
     /// A JSON call answered with a `T`.
@@ -114,6 +148,18 @@ impl Client {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
         self.call(reqwest::Method::GET, path, None::<&()>).await
     }
+}
+
+/// The target of a `Link: </path?query>; rel="next"` header (a path on
+/// the same server).
+fn next_link(header: &str) -> Option<String> {
+    header
+        .split(',')
+        .find(|l| l.contains("rel=\"next\""))
+        .and_then(|l| {
+            let target = l.trim().strip_prefix('<')?.split_once('>')?.0;
+            target.starts_with('/').then(|| target.to_string())
+        })
 }
 
 /// The message of an OCI error body (`code: message`), or the body itself.
@@ -143,5 +189,24 @@ fn error_text(body: &str) -> String {
             None => format!("{}: {}", e.code, e.message),
         },
         None => body.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_link;
+
+    #[test]
+    fn next_links_are_paths_on_the_same_server() {
+        assert_eq!(
+            next_link("</api/v1/repositories?n=2&last=a%2Fb>; rel=\"next\"").as_deref(),
+            Some("/api/v1/repositories?n=2&last=a%2Fb")
+        );
+        assert_eq!(
+            next_link("<https://elsewhere/x>; rel=\"next\""),
+            None,
+            "never follow to another host"
+        );
+        assert_eq!(next_link("</x>; rel=\"prev\""), None);
     }
 }

@@ -166,7 +166,7 @@ pub async fn repos(c: &Client, project: Option<String>) -> Result<(), String> {
         Some(p) => format!("projects/{p}/repositories"),
         None => "repositories".into(),
     };
-    let all: Vec<RepositoryView> = c.get(&path).await?;
+    let all: Vec<RepositoryView> = c.get_all(&path).await?;
     show(c.conn.json, &all, |all| {
         let rows = all
             .iter()
@@ -189,7 +189,7 @@ pub async fn repos(c: &Client, project: Option<String>) -> Result<(), String> {
 }
 
 pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
-    let v: Vec<Artifact> = c.get(&format!("repositories/{repo}/artifacts")).await?;
+    let v: Vec<Artifact> = c.get_all(&format!("repositories/{repo}/artifacts")).await?;
     show(c.conn.json, &v, |v| {
         let rows = v
             .iter()
@@ -222,7 +222,7 @@ async fn full_digest(c: &Client, repo: &str, prefix: &str) -> Result<String, Str
     if prefix.parse::<crate::oci::Digest>().is_ok() {
         return Ok(prefix.to_string());
     }
-    let arts: Vec<Artifact> = c.get(&format!("repositories/{repo}/artifacts")).await?;
+    let arts: Vec<Artifact> = c.get_all(&format!("repositories/{repo}/artifacts")).await?;
     resolve_prefix(repo, prefix, arts.into_iter().map(|a| a.digest.to_string()))
 }
 

@@ -17,7 +17,7 @@ use crate::auth::{Action, Identity, RobotError, Subject};
 use crate::config::{Perms, Project};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::store::gc::{GcOptions, GcReport};
-use crate::store::Artifact;
+use crate::store::{Artifact, PageFrom};
 
 impl Registry {
     pub fn is_admin(&self, id: &Identity) -> bool {
@@ -70,13 +70,14 @@ impl Registry {
     /// that hold content, with usage against quota.
     pub async fn project_views(&self, id: &Identity) -> Result<Vec<ProjectView>> {
         let usage = self.store.usage_by_namespace().await?;
-        let mut names: Vec<String> = self.projects.all().into_iter().map(|p| p.name).collect();
-        for ns in usage.keys() {
-            if self.namespaces().router().by_name(ns).is_none() && !names.contains(ns) {
-                names.push(ns.clone());
-            }
-        }
-        names.sort();
+        let mut names: std::collections::BTreeSet<String> =
+            self.projects.all().into_iter().map(|p| p.name).collect();
+        names.extend(
+            usage
+                .keys()
+                .filter(|ns| self.namespaces().router().by_name(ns).is_none())
+                .cloned(),
+        );
         let mut out = Vec::new();
         for name in names {
             if !self.is_admin(id) && !self.may_in_project(id, &name, Action::Pull) {
@@ -84,7 +85,7 @@ impl Registry {
             }
             let p = self.projects.get(&name);
             out.push(ProjectView {
-                repositories: self.store.repositories_in(&name).await?.len(),
+                repositories: self.store.count_in(&name).await?,
                 usage: usage.get(&name).copied().unwrap_or(0),
                 configured: p.is_some(),
                 public: p.as_ref().is_some_and(|p| p.public),
@@ -102,19 +103,6 @@ impl Registry {
             .into_iter()
             .find(|v| v.name == name)
             .ok_or_else(|| RegistryError::NotFound(format!("project {name} not found")))
-    }
-
-    /// The repositories of project `p`, or the cached repositories of
-    /// remote `p`; unknown names are an error.
-    pub async fn project_repositories(
-        &self,
-        id: &Identity,
-        p: &str,
-    ) -> Result<Vec<RepositoryView>> {
-        Ok(self
-            .project_repositories_page(id, p, None, usize::MAX)
-            .await?
-            .0)
     }
 
     /// At most `n` repositories of project (or remote) `p` after `after`
@@ -139,29 +127,35 @@ impl Registry {
         {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
-        let names = self.store.repositories_in(p).await?;
-        let mut page = names
-            .into_iter()
-            .filter(|r| after.is_none_or(|a| r.as_str() > a))
-            .peekable();
-        let mut out = Vec::new();
-        while let Some(name) = page.next_if(|_| out.len() < n) {
+        let mut names = self
+            .store
+            .repositories_in_page(p, after, n.saturating_add(1))
+            .await?;
+        let more = names.len() > n;
+        names.truncate(n);
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
             out.push(self.repository_view(&name, remote).await?);
         }
-        Ok((out, page.peek().is_some()))
+        Ok((out, more))
     }
 
-    /// Every repository `id` may pull from, local and cached (marked).
-    pub async fn repositories(&self, id: &Identity) -> Result<Vec<RepositoryView>> {
-        let mut out = Vec::new();
-        for name in self.store.all_repositories().await? {
+    /// At most `n` repositories `id` may pull from after `after` (by
+    /// name), local and cached (marked).
+    pub async fn repositories_page(
+        &self,
+        id: &Identity,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<RepositoryView>> {
+        let names = self
+            .store
+            .repositories_where(after, n, |r| self.subject_may(id, r, Action::Pull))
+            .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
             let remote = self.namespaces().is_cache_repo(&name);
-            if self
-                .auth
-                .subject_allowed(&id.subject, name.as_str(), Action::Pull, remote)
-            {
-                out.push(self.repository_view(&name, remote).await?);
-            }
+            out.push(self.repository_view(&name, remote).await?);
         }
         Ok(out)
     }
@@ -169,8 +163,8 @@ impl Registry {
     async fn repository_view(&self, name: &RepoName, cached: bool) -> Result<RepositoryView> {
         let repo = self.store.repo(name);
         Ok(RepositoryView {
-            tags: repo.all_tags().await?.len(),
-            artifacts: repo.manifest_digests().await?.len(),
+            tags: repo.tag_count().await?,
+            artifacts: repo.manifest_count().await?,
             name: name.to_string(),
             cached,
         })
@@ -178,7 +172,10 @@ impl Registry {
 
     /// The artifacts of `repo`, grouped by digest.
     pub async fn artifacts(&self, id: &Identity, repo: &RepoName) -> Result<Vec<Artifact>> {
-        Ok(self.artifacts_page(id, repo, 0, usize::MAX).await?.0)
+        Ok(self
+            .artifacts_page(id, repo, &PageFrom::Skip(0), usize::MAX)
+            .await?
+            .0)
     }
 
     /// A page of the artifacts of `repo` (newest first) and their total.
@@ -186,7 +183,7 @@ impl Registry {
         &self,
         id: &Identity,
         repo: &RepoName,
-        skip: usize,
+        from: &PageFrom,
         n: usize,
     ) -> Result<(Vec<Artifact>, usize)> {
         self.require(id, repo, Action::Pull)?;
@@ -195,7 +192,9 @@ impl Registry {
                 "repository {repo} not found"
             )));
         }
-        Ok(self.store.repo(repo).artifacts_page(skip, n).await?)
+        self.store.repo(repo).artifacts_page(from, n).await?.ok_or_else(|| {
+            RegistryError::BadRequest(format!("last: that artifact is no longer in {repo} (deleted while paging?); start again from the first page"))
+        })
     }
 
     /// Delete an artifact and its tags, as `id`.

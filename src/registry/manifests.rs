@@ -194,22 +194,12 @@ impl Registry {
         last: Option<&str>,
         n: usize,
     ) -> Result<Vec<String>> {
-        if !self.auth.enabled() {
-            return Ok(self
-                .store
-                .repositories(last, n)
-                .await?
-                .iter()
-                .map(|r| r.to_string())
-                .collect());
-        }
-        let all = self.store.repositories(last, usize::MAX).await?;
-        Ok(all
-            .iter()
-            .filter(|r| self.subject_may(id, r, Action::Pull))
-            .take(n)
-            .map(|r| r.to_string())
-            .collect())
+        let open = !self.auth.enabled();
+        let names = self
+            .store
+            .repositories_where(last, n, |r| open || self.subject_may(id, r, Action::Pull))
+            .await?;
+        Ok(names.iter().map(|r| r.to_string()).collect())
     }
 
     /// The referrers of `subject` in `name` as index descriptors, sorted by

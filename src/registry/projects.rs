@@ -46,7 +46,11 @@ impl Projects {
     }
 
     pub fn get(&self, name: &str) -> Option<Project> {
-        self.read().iter().find(|p| p.name == name).cloned()
+        // The list is kept sorted by name.
+        let list = self.read();
+        list.binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .map(|i| list[i].clone())
     }
 
     /// Every project, sorted by name.
@@ -103,6 +107,6 @@ impl Projects {
 
 impl crate::auth::PublicProjects for Projects {
     fn is_public(&self, name: &str) -> bool {
-        self.read().iter().any(|p| p.name == name && p.public)
+        self.get(name).is_some_and(|p| p.public)
     }
 }

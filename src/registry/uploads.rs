@@ -48,9 +48,13 @@ impl Registry {
 
     /// Whether blob `d` is in some repository `id` may pull.
     async fn readable_copy(&self, id: &Identity, d: &Digest) -> Result<bool> {
-        for name in self.store.all_repositories().await? {
-            if self.may(id, &name, Action::Pull) && self.store.repo(&name).has_blob(d).await? {
-                return Ok(true);
+        // Only repositories that link `d` (from each namespace's usage
+        // index), not a walk of every repository.
+        for ns in self.store.namespaces().await? {
+            for name in self.store.repos_linking(&ns, d).await? {
+                if self.may(id, &name, Action::Pull) && self.store.repo(&name).has_blob(d).await? {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)

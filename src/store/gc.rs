@@ -18,12 +18,20 @@
 //! whose manifest has not arrived yet (and a re-pushed existing blob, whose
 //! time is refreshed on commit).
 //!
-//! **Concurrency.** A GC holds the store's GC lock for writing from mark to
-//! sweep; a manifest `PUT` holds it for reading from its reference check to
-//! the revision link, so no manifest can start referencing a blob that the
-//! sweep is about to remove. Dry runs take no lock and remove nothing.
+//! **Concurrency.** One GC runs at a time. The mark takes no lock: while a
+//! GC runs, every manifest linked ([`Repo::put_manifest`](super::Repo))
+//! is recorded. The sweep removes blobs in batches of [`SWEEP_BATCH`],
+//! each under the store's GC lock held for writing, and first adds to the
+//! live set everything the manifests recorded so far reference. A manifest
+//! `PUT` holds the lock for reading from its reference check to the
+//! revision link, so it either completed before a batch (and was recorded
+//! and folded in) or checks its references after the batch (and finds a
+//! removed blob missing, like any missing blob). A PUT therefore waits for
+//! one batch at most, never for the mark. A candidate refreshed within the
+//! grace period since the mark (re-pushed) is kept. Dry runs take no lock
+//! and remove nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -111,58 +119,9 @@ impl Store {
     /// Collect unreferenced blobs (see the module docs for the rules).
     pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
-        let _guard = if opts.dry_run {
-            None
-        } else {
-            Some(self.gc_write().await)
-        };
-        let marked = self.mark().await?;
-        let now = SystemTime::now();
-        let fresh = |t: SystemTime| {
-            now.duration_since(t)
-                .map(|age| age < opts.grace)
-                .unwrap_or(true)
-        };
-        // Blobs with a recent `_layers` link are in their grace period too.
-        let recently_linked: HashSet<&Digest> = marked
-            .layer_links
-            .iter()
-            .filter(|(_, _, m)| !opts.grace.is_zero() && fresh(m.modified))
-            .map(|(_, d, _)| d)
-            .collect();
-        let all = self.blobs().list().await?;
-        let mut report = GcReport {
-            dry_run: opts.dry_run,
-            repositories: marked.repositories,
-            manifests: marked.manifests,
-            blobs_total: all.len(),
-            ..GcReport::default()
-        };
-        let mut doomed = HashSet::new();
-        for (d, m) in all {
-            if marked.live.contains(&d) {
-                report.blobs_marked += 1;
-            } else if recently_linked.contains(&d) || fresh(m.modified) {
-                report.blobs_in_grace += 1;
-            } else if opts.dry_run || self.blobs().delete(&d).await? {
-                report.blobs_removed += 1;
-                report.bytes_freed += m.size;
-                report.removed.push(GcBlob {
-                    digest: d.to_string(),
-                    size: m.size,
-                });
-                doomed.insert(d);
-            }
-        }
-        for (repo, d, _) in &marked.layer_links {
-            if !doomed.contains(d) {
-                continue;
-            }
-            if !opts.dry_run {
-                self.objects().delete(&layout::layer_link(repo, d)).await?;
-            }
-            report.links_removed += 1;
-        }
+        let _one = self.inner.gc_run.lock().await;
+        let _watch = (!opts.dry_run).then(|| Watching::start(self));
+        let mut report = self.collect(opts).await?;
         if !opts.dry_run {
             self.usage_forget_all();
         }
@@ -187,6 +146,146 @@ impl Store {
             );
         }
         Ok(report)
+    }
+
+    async fn collect(&self, opts: &GcOptions) -> Result<GcReport> {
+        let mut marked = self.mark().await?;
+        let now = SystemTime::now();
+        let fresh = |t: SystemTime| {
+            now.duration_since(t)
+                .map(|age| age < opts.grace)
+                .unwrap_or(true)
+        };
+        // Blobs with a recent `_layers` link are in their grace period too.
+        let recently_linked: HashSet<&Digest> = marked
+            .layer_links
+            .iter()
+            .filter(|(_, _, m)| !opts.grace.is_zero() && fresh(m.modified))
+            .map(|(_, d, _)| d)
+            .collect();
+        let all = self.blobs().list().await?;
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            repositories: marked.repositories,
+            manifests: marked.manifests,
+            blobs_total: all.len(),
+            ..GcReport::default()
+        };
+        let mut live = std::mem::take(&mut marked.live);
+        let mut candidates = Vec::new();
+        for (d, m) in all {
+            if live.contains(&d) {
+                report.blobs_marked += 1;
+            } else if recently_linked.contains(&d) || fresh(m.modified) {
+                report.blobs_in_grace += 1;
+            } else {
+                candidates.push((d, m));
+            }
+        }
+        let mut links: HashMap<&Digest, Vec<&RepoName>> = HashMap::new();
+        for (repo, d, _) in &marked.layer_links {
+            links.entry(d).or_default().push(repo);
+        }
+        for batch in candidates.chunks(SWEEP_BATCH) {
+            let _guard = if opts.dry_run {
+                None
+            } else {
+                Some(self.gc_write().await)
+            };
+            self.fold_recorded(&mut live).await?;
+            for (d, m) in batch {
+                if live.contains(d) {
+                    report.blobs_marked += 1;
+                    continue;
+                }
+                if !opts.dry_run {
+                    // Re-pushed since the listing: young again.
+                    if self
+                        .blobs()
+                        .stat(d)
+                        .await?
+                        .is_some_and(|now| fresh(now.modified))
+                    {
+                        report.blobs_in_grace += 1;
+                        continue;
+                    }
+                    if !self.blobs().delete(d).await? {
+                        continue;
+                    }
+                }
+                report.blobs_removed += 1;
+                report.bytes_freed += m.size;
+                report.removed.push(GcBlob {
+                    digest: d.to_string(),
+                    size: m.size,
+                });
+                for repo in links.get(d).into_iter().flatten() {
+                    if !opts.dry_run {
+                        self.objects().delete(&layout::layer_link(repo, d)).await?;
+                    }
+                    report.links_removed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Add to `live` everything the manifests linked since the mark
+    /// reference.
+    async fn fold_recorded(&self, live: &mut HashSet<Digest>) -> Result<()> {
+        let recorded = std::mem::take(
+            self.inner
+                .gc_watch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(Vec::new),
+        );
+        for (repo, d) in recorded {
+            live.extend(self.repo(&repo).closure(&d).await?);
+        }
+        Ok(())
+    }
+
+    /// Record that `repo` linked manifest `d`, if a GC is running.
+    pub(super) fn gc_saw_manifest(&self, repo: &RepoName, d: &Digest) {
+        if let Some(v) = self
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            v.push((repo.clone(), d.clone()));
+        }
+    }
+}
+
+/// Blobs removed per hold of the GC lock.
+pub const SWEEP_BATCH: usize = 64;
+
+/// Manifests linked are recorded while this lives (one GC's run, also if
+/// the GC fails or is dropped).
+struct Watching<'a>(&'a Store);
+
+impl<'a> Watching<'a> {
+    fn start(store: &'a Store) -> Watching<'a> {
+        *store
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        Watching(store)
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .inner
+            .gc_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

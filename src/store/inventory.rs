@@ -2,19 +2,19 @@
 //! manifest (everything it references) and the artifacts of a repository
 //! grouped by digest with their tags, sizes and times.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
-use futures_util::{StreamExt, TryStreamExt};
-
-use super::{Repo, Result};
-
-/// Small reads in flight at once when listing a repository's artifacts.
-const READ_AHEAD: usize = 16;
+use super::{PageFrom, Repo, Result};
 use crate::oci::manifest::Manifest;
 use crate::oci::Digest;
+
+/// Small reads in flight at once when reading a repository's tags or
+/// manifest times.
+pub(super) const READ_AHEAD: usize = 16;
 
 /// One manifest of a repository and what it references.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,36 +168,35 @@ impl Repo<'_> {
 
     /// The artifacts, grouped by digest with all their tags, newest first.
     pub async fn artifacts(&self) -> Result<Vec<Artifact>> {
-        Ok(self.artifacts_page(0, usize::MAX).await?.0)
+        Ok(self
+            .artifacts_page(&PageFrom::Skip(0), usize::MAX)
+            .await?
+            .map(|p| p.0)
+            .unwrap_or_default())
     }
 
-    /// At most `n` artifacts after skipping `skip`, newest first, and how
-    /// many there are in all. Only the page's sizes and facts are computed
-    /// (the order needs only each manifest's push time).
-    pub async fn artifacts_page(&self, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
-        // Small reads on the blocking pool: a few at a time, not one by one.
-        let times = futures_util::stream::iter(self.manifest_digests().await?)
-            .map(|d| async move {
-                Ok::<_, super::StoreError>((
-                    self.manifest_meta(&d)
-                        .await?
-                        .map(|m| secs(m.modified))
-                        .unwrap_or(0),
-                    d,
-                ))
-            })
-            .buffered(READ_AHEAD);
-        let mut all: Vec<(u64, Digest)> = times.try_collect().await?;
-        all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        let total = all.len();
-        let mut tags_of = self.tags_by_digest().await?;
-        let mut out = Vec::new();
-        for (pushed_at, d) in all.into_iter().skip(skip).take(n) {
+    /// At most `n` artifacts from `from`, newest first, and how many there
+    /// are in all; `None` when `from` names an artifact that is not there.
+    /// The order and the tags come from the repository's indexes, so only
+    /// the page's sizes and facts are read from the store.
+    pub async fn artifacts_page(
+        &self,
+        from: &PageFrom,
+        n: usize,
+    ) -> Result<Option<(Vec<Artifact>, usize)>> {
+        let Some(page) = self.manifests_by_time(from, n).await? else {
+            return Ok(None);
+        };
+        let total = self.manifest_count().await?;
+        let wanted: HashSet<&Digest> = page.iter().map(|(_, d)| d).collect();
+        let mut tags_of = self.tags_of(&wanted).await?;
+        let mut out = Vec::with_capacity(page.len());
+        for (pushed_at, d) in page {
             let mut tags = tags_of.remove(&d).unwrap_or_default();
             tags.sort();
             out.push(self.artifact(d, pushed_at, tags).await?);
         }
-        Ok((out, total))
+        Ok(Some((out, total)))
     }
 
     async fn artifact(&self, d: Digest, pushed_at: u64, tags: Vec<String>) -> Result<Artifact> {

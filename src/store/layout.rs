@@ -14,6 +14,7 @@
 //! state/{last-gc,last-eviction}.json          the last GC and eviction runs
 //! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
+//! index/catalog.json                          repository names saved at a clean stop (see catalog.rs)
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -172,8 +173,17 @@ pub const REPOS: &str = "repos/";
 
 /// `repos/<name>/`
 pub fn repo_dir(name: &RepoName) -> String {
-    format!("repos/{name}/")
+    repo_dir_prefix(name.as_str())
 }
+
+/// `repos/<prefix>/` for the leading components of a repository name.
+pub fn repo_dir_prefix(prefix: &str) -> String {
+    format!("repos/{prefix}/")
+}
+
+/// The repository names saved at a clean stop, outside `repos/` so that
+/// writing it changes no directory it vouches for.
+pub const CATALOG_INDEX: &str = "index/catalog.json";
 
 /// The subdirectories whose presence makes a directory a repository.
 pub const REPO_MARKERS: [&str; 3] = ["_manifests/", "_layers/", "_tags/"];

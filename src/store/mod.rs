@@ -26,6 +26,7 @@ pub mod layout;
 mod manifest_cache;
 mod meta;
 mod repo;
+mod repo_index;
 mod runs;
 mod uploads;
 mod usage;
@@ -44,6 +45,7 @@ pub use inventory::Artifact;
 pub use layout::Doc;
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
+pub use repo_index::PageFrom;
 pub use runs::{LastRun, RunKind};
 pub use uploads::{OpenSessions, PreparedUpload, UploadStatus, Uploads};
 pub use writer::{BlobWriter, VerifiedBlob};
@@ -108,8 +110,16 @@ struct Inner {
     catalog: catalog::Catalog,
     /// Per-namespace usage (see [`usage`]).
     usage: usage::UsageCache,
-    /// Held for writing by a GC sweep, for reading by a manifest `PUT`.
+    /// Tags of recently listed repositories (see [`repo_index`]).
+    tag_index: repo_index::Indexed<repo_index::TagIndex>,
+    /// Manifests by push time of recently listed repositories.
+    manifest_index: repo_index::Indexed<repo_index::ManifestIndex>,
+    /// Held for writing by a GC sweep batch, for reading by a manifest `PUT`.
     gc_lock: tokio::sync::RwLock<()>,
+    /// Held for a whole GC: one at a time.
+    gc_run: tokio::sync::Mutex<()>,
+    /// While a GC runs: the manifests linked since it started (see [`gc`]).
+    gc_watch: std::sync::Mutex<Option<Vec<(crate::oci::RepoName, Digest)>>>,
     /// Manifests recently read, by repository and digest.
     manifests: manifest_cache::ManifestCache,
     /// Recently recorded pulls (rate-limits pull-time writes).
@@ -144,7 +154,11 @@ impl Store {
                 fs,
                 catalog: catalog::Catalog::default(),
                 usage: usage::UsageCache::default(),
+                tag_index: repo_index::Indexed::default(),
+                manifest_index: repo_index::Indexed::default(),
                 gc_lock: tokio::sync::RwLock::new(()),
+                gc_run: tokio::sync::Mutex::new(()),
+                gc_watch: std::sync::Mutex::new(None),
                 manifests: manifest_cache::ManifestCache::default(),
                 pull_marks: repo::pull_marks(),
                 sessions: uploads::SessionLocks::default(),

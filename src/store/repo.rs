@@ -6,11 +6,17 @@
 //! small object holding a digest. Writes go blob → revision link → referrer
 //! link → tag, so a tag never points at a manifest that is not there.
 
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use super::backend::ObjectMeta;
+use super::inventory::{secs, READ_AHEAD};
+use super::repo_index::{ManifestIndex, PageFrom, TagIndex};
 use super::usage::LinkChange;
 use super::{layout, Result, Store, StoreError};
 use crate::oci::manifest::Manifest;
@@ -153,7 +159,28 @@ impl<'a> Repo<'a> {
         }
         self.store.inner.manifests.invalidate(self.name, d);
         self.changed(Some(LinkChange::Added(d, size)));
+        self.store.gc_saw_manifest(self.name, d);
+        let now = super::inventory::secs(std::time::SystemTime::now());
+        self.store
+            .inner
+            .manifest_index
+            .update(self.name, |m| m.insert(d.clone(), now));
+        if let Some(t) = tag {
+            self.tag_changed(t.as_str(), Some(d));
+        }
         Ok(())
+    }
+
+    /// Note that `tag` now points at `d` (`None`: it is gone).
+    fn tag_changed(&self, tag: &str, d: Option<&Digest>) {
+        self.store.inner.tag_index.update(self.name, |t| match d {
+            Some(d) => {
+                t.insert(tag.to_string(), Some(d.clone()));
+            }
+            None => {
+                t.remove(tag);
+            }
+        });
     }
 
     /// The media type of manifest `d` if the repository links it.
@@ -230,7 +257,16 @@ impl<'a> Repo<'a> {
         let objects = self.store.objects();
         let mut removed = Vec::new();
         let want = d.to_string();
-        for tag in self.all_tags().await? {
+        let pointing = self
+            .with_tags(|t| {
+                t.iter()
+                    .filter(|(_, v)| v.as_ref() == Some(d))
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        for tag in pointing {
+            // Checked again on disk: only a tag that still points at `d` goes.
             let key = format!("{}{tag}", layout::tags_dir(self.name));
             if objects
                 .get(&key)
@@ -238,6 +274,7 @@ impl<'a> Repo<'a> {
                 .is_some_and(|b| String::from_utf8_lossy(&b).trim() == want)
             {
                 objects.delete(&key).await?;
+                self.tag_changed(&tag, None);
                 removed.push(tag);
             }
         }
@@ -251,6 +288,10 @@ impl<'a> Repo<'a> {
         objects.delete(&layout::manifest_link(self.name, d)).await?;
         self.store.inner.manifests.invalidate(self.name, d);
         self.changed(Some(LinkChange::Removed(d)));
+        self.store
+            .inner
+            .manifest_index
+            .update(self.name, |m| m.remove(d));
         Ok(Some(removed))
     }
 
@@ -280,37 +321,141 @@ impl<'a> Repo<'a> {
             .put(&layout::tag(self.name, tag), Bytes::from(d.to_string()))
             .await?;
         self.changed(None);
+        self.tag_changed(tag.as_str(), Some(d));
         Ok(())
     }
 
     /// Remove `tag`; returns whether it existed.
     pub async fn untag(&self, tag: &Tag) -> Result<bool> {
-        Ok(self
+        let existed = self
             .store
             .objects()
             .delete(&layout::tag(self.name, tag))
-            .await?)
+            .await?;
+        self.tag_changed(tag.as_str(), None);
+        Ok(existed)
     }
 
     /// Tags after `after` (exclusive), at most `limit`, sorted; `None` if
-    /// the repository does not exist.
+    /// the repository does not exist. A range of the tag index: the page
+    /// costs its size plus a lookup.
     pub async fn tags(&self, after: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
         if !self.exists().await? {
             return Ok(None);
         }
-        let names = self
-            .store
-            .objects()
-            .list(&layout::tags_dir(self.name), after, limit)
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let page = self
+            .with_tags(|t| {
+                t.range::<str, _>((from, Bound::Unbounded))
+                    .take(limit)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
             .await?;
-        Ok(Some(
-            names.into_iter().filter(|n| !n.ends_with('/')).collect(),
-        ))
+        Ok(Some(page))
     }
 
     /// Every tag, sorted (empty if the repository does not exist).
     pub async fn all_tags(&self) -> Result<Vec<String>> {
         Ok(self.tags(None, usize::MAX).await?.unwrap_or_default())
+    }
+
+    /// How many tags the repository has.
+    pub async fn tag_count(&self) -> Result<usize> {
+        self.with_tags(|t| t.len()).await
+    }
+
+    /// The tags pointing at each of `wanted`.
+    pub async fn tags_of(&self, wanted: &HashSet<&Digest>) -> Result<HashMap<Digest, Vec<String>>> {
+        self.with_tags(|t| {
+            let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
+            for (tag, d) in t {
+                if let Some(d) = d.as_ref().filter(|d| wanted.contains(d)) {
+                    out.entry(d.clone()).or_default().push(tag.clone());
+                }
+            }
+            out
+        })
+        .await
+    }
+
+    /// Run `f` on the tag index (built from the tag files on first use).
+    async fn with_tags<T>(&self, f: impl FnOnce(&TagIndex) -> T) -> Result<T> {
+        self.store
+            .inner
+            .tag_index
+            .with(self.name, || self.read_tags(), f)
+            .await
+    }
+
+    /// Every tag with its target, read from the store (a few reads at once).
+    async fn read_tags(&self) -> Result<TagIndex> {
+        let names = self
+            .store
+            .objects()
+            .list(&layout::tags_dir(self.name), None, usize::MAX)
+            .await?;
+        let targets = futures_util::stream::iter(names.into_iter().filter(|n| !n.ends_with('/')))
+            .map(|name| async move {
+                // Gone since the listing: not a tag. Not a digest: listed
+                // without a target, as before the index.
+                let target = match name.parse::<Tag>() {
+                    Ok(t) => match self.tag(&t).await {
+                        Ok(d) => d.map(Some),
+                        Err(StoreError::Corrupt(_)) => Some(None),
+                        Err(e) => return Err(e),
+                    },
+                    Err(_) => Some(None),
+                };
+                Ok((name, target))
+            })
+            .buffered(READ_AHEAD);
+        let all: Vec<(String, Option<Option<Digest>>)> = targets.try_collect().await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(name, t)| Some((name, t?)))
+            .collect())
+    }
+
+    /// How many manifests the repository links.
+    pub async fn manifest_count(&self) -> Result<usize> {
+        self.with_manifests(|m| m.len()).await
+    }
+
+    /// At most `n` manifests from `from`, newest first, with their push
+    /// times (unix seconds); `None` when `from` names a manifest that is
+    /// not linked.
+    pub async fn manifests_by_time(
+        &self,
+        from: &PageFrom,
+        n: usize,
+    ) -> Result<Option<Vec<(u64, Digest)>>> {
+        self.with_manifests(|m| m.page(from, n)).await
+    }
+
+    async fn with_manifests<T>(&self, f: impl FnOnce(&ManifestIndex) -> T) -> Result<T> {
+        self.store
+            .inner
+            .manifest_index
+            .with(self.name, || self.read_manifest_times(), f)
+            .await
+    }
+
+    /// Every linked manifest with its push time, read from the store.
+    async fn read_manifest_times(&self) -> Result<ManifestIndex> {
+        let times = futures_util::stream::iter(self.manifest_digests().await?)
+            .map(|d| async move {
+                Ok::<_, StoreError>((self.manifest_meta(&d).await?.map(|m| secs(m.modified)), d))
+            })
+            .buffered(READ_AHEAD);
+        let all: Vec<(Option<u64>, Digest)> = times.try_collect().await?;
+        let mut idx = ManifestIndex::default();
+        for (t, d) in all {
+            if let Some(t) = t {
+                idx.insert(d, t);
+            }
+        }
+        Ok(idx)
     }
 
     // --- referrers, pins, pulls ---------------------------------------------

@@ -142,6 +142,18 @@ impl Store {
             .await
     }
 
+    /// The repositories of `namespace` that link `d` (as a blob or a
+    /// manifest), from the index.
+    pub async fn repos_linking(&self, namespace: &str, d: &Digest) -> Result<Vec<RepoName>> {
+        self.with_index(namespace, |idx| {
+            idx.links
+                .get(d)
+                .map(|(_, r)| r.iter().cloned().collect())
+                .unwrap_or_default()
+        })
+        .await
+    }
+
     /// Every digest (blobs and manifests) a namespace links, each once.
     pub async fn namespace_digests(&self, namespace: &str) -> Result<BTreeSet<Digest>> {
         self.with_index(namespace, |idx| idx.links.keys().cloned().collect())
@@ -165,12 +177,9 @@ impl Store {
     /// Usage of every top-level namespace.
     pub async fn usage_by_namespace(&self) -> Result<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();
-        for name in self.all_repositories().await? {
-            let ns = name.first();
-            if !out.contains_key(ns) {
-                let u = self.usage(ns).await?;
-                out.insert(ns.to_string(), u);
-            }
+        for ns in self.namespaces().await? {
+            let u = self.usage(&ns).await?;
+            out.insert(ns, u);
         }
         Ok(out)
     }

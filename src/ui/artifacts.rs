@@ -123,7 +123,14 @@ pub async fn list(ctx: &Ctx<'_>, repo: &str, page_no: Option<&str>) -> Reply {
         .unwrap_or(0)
         .min(1_000_000);
     let r = &ctx.api.registry;
-    let (all, total) = r.artifacts_page(&ctx.id, &repo, n * PAGE, PAGE).await?;
+    let (all, total) = r
+        .artifacts_page(
+            &ctx.id,
+            &repo,
+            &crate::store::PageFrom::Skip(n * PAGE),
+            PAGE,
+        )
+        .await?;
     let may_delete = ctx.session.is_some() && r.subject_may(&ctx.id, &repo, Action::Delete);
     let project = repo.first();
     let body = html! {

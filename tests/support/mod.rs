@@ -10,6 +10,7 @@ pub mod ctr;
 pub mod disk;
 pub mod docker;
 pub mod fake_upstream;
+pub mod fill;
 pub mod garage;
 pub mod image;
 pub mod moto;

@@ -20,8 +20,13 @@ pub struct Page {
 
 impl Page {
     pub fn of(q: &Query, max: usize) -> Result<Page, ApiError> {
+        Page::with_default(q, max, max)
+    }
+
+    /// A page of `default` items when the client gives no `n`.
+    pub fn with_default(q: &Query, default: usize, max: usize) -> Result<Page, ApiError> {
         let n = match q.get("n") {
-            None => max,
+            None => default,
             Some(v) => v.parse::<usize>().map_err(|_| {
                 ApiError::new(ErrorCode::BadRequest)
                     .explain(format!("n must be a non-negative integer, got {v:?}"))
@@ -41,7 +46,17 @@ impl Page {
 
     /// Cut `items` (fetched with [`fetch`](Self::fetch)) to the page and
     /// build the `Link` header when more follow.
-    pub fn finish(&self, mut items: Vec<String>, path: &str) -> (Vec<String>, Option<String>) {
+    pub fn finish(&self, items: Vec<String>, path: &str) -> (Vec<String>, Option<String>) {
+        self.finish_by(items, |s| s.clone(), path)
+    }
+
+    /// [`finish`](Self::finish) for any item; `key` gives the `last` value.
+    pub fn finish_by<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> String,
+        path: &str,
+    ) -> (Vec<T>, Option<String>) {
         let n = self.n;
         if items.len() <= n {
             return (items, None);
@@ -50,7 +65,7 @@ impl Page {
         let link = items.last().map(|last| {
             let qs = form_urlencoded::Serializer::new(String::new())
                 .append_pair("n", &n.to_string())
-                .append_pair("last", last)
+                .append_pair("last", &key(last))
                 .finish();
             format!("<{path}?{qs}>; rel=\"next\"")
         });
