@@ -334,6 +334,29 @@ impl Garage {
         )
     }
 
+    /// Options for a wharf that stores in this cluster's bucket through
+    /// node `i` (`[storage] backend = "s3"`, keys from environment
+    /// variables, key prefix `prefix`, multipart parts of `part_size`).
+    /// `config` goes first (top-level keys and other tables; no
+    /// `[storage]`).
+    pub fn wharf_options(&self, i: usize, prefix: &str, part_size: &str, config: &str) -> super::Options {
+        let storage = format!(
+            "\n[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"{}\"\nprefix = \"{prefix}\"\nregion = \"{}\"\nendpoint = \"{}\"\npart_size = \"{part_size}\"\n\
+             credentials = {{ backend = \"env\", username = \"WHARF_TEST_S3_KEY_ID\", password = \"WHARF_TEST_S3_SECRET\" }}\n",
+            self.bucket,
+            self.region,
+            self.s3_url(i)
+        );
+        super::Options {
+            config: Some(format!("{config}{storage}")),
+            env: vec![
+                ("WHARF_TEST_S3_KEY_ID".into(), self.access_key_id.clone()),
+                ("WHARF_TEST_S3_SECRET".into(), self.secret_key.clone()),
+            ],
+            ..Default::default()
+        }
+    }
+
     /// Node `i`'s id (64 hex chars).
     pub fn node_id(&self, i: usize) -> String {
         self.nodes.lock().unwrap()[i].id.clone()
