@@ -490,3 +490,32 @@ fn an_unreachable_bucket_fails_readiness_and_answers_unavailable() {
     assert_eq!(r.status(), 200);
     assert_eq!(sha256(&r.bytes().unwrap()), pushed.layers[0]);
 }
+
+/// Push (one monolithic POST) and pull a 100 MiB blob through a wharf on
+/// S3 and through one on the filesystem; prints the times and wharf's peak
+/// RSS (no timing assertions: a record for the README).
+#[test]
+fn measure_100mib_blob_s3_vs_filesystem() {
+    let Some(g) = Garage::start(1) else { return };
+    let blob = data(77, 100 * MIB);
+    let d = sha256(&blob);
+    let s3 = Wharf::start_with(g.wharf_options(0, PREFIX, "16MiB", "remotes = []\n"));
+    let fs = Wharf::start_with(Options {
+        config: Some("remotes = []\n".into()),
+        ..Options::default()
+    });
+    for (name, w) in [("s3", &s3), ("filesystem", &fs)] {
+        let t = Instant::now();
+        assert_eq!(push_blob(w, "bench/x", &blob), d);
+        let push = t.elapsed();
+        let t = Instant::now();
+        let got = get_blob(w, "bench/x", &d, None).bytes().unwrap();
+        let pull = t.elapsed();
+        assert_eq!(sha256(&got), d);
+        let peak = support::disk::vm_hwm_kib(w.pid().unwrap());
+        eprintln!(
+            "100 MiB blob on {name}: push {push:.2?}, pull {pull:.2?}, wharf peak RSS {} MiB",
+            peak / 1024
+        );
+    }
+}

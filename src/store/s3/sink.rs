@@ -24,7 +24,7 @@ use std::io;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
@@ -62,8 +62,9 @@ pub struct S3Sink {
     /// The upload session, for a session's sink.
     session: Option<String>,
     mp: Multipart,
-    /// Bytes after `mp.uploaded`.
-    buf: BytesMut,
+    /// Bytes after `mp.uploaded` (less than a part; allocated once per
+    /// part, handed to the upload without a copy).
+    buf: Vec<u8>,
     /// The part being uploaded: its ETag when done.
     inflight: Option<JoinHandle<io::Result<String>>>,
     base: Base,
@@ -95,7 +96,7 @@ impl S3Sink {
             }
         };
         Ok(S3Sink {
-            buf: BytesMut::from(&tail[..]),
+            buf: tail.to_vec(),
             base: Base { mp: mp.clone(), tail, offset },
             backend,
             key,
@@ -156,7 +157,7 @@ impl S3Sink {
     /// Complete the multipart upload (with the buffer as its last part).
     async fn complete(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() || self.mp.parts.is_empty() {
-            let last = self.buf.split().freeze();
+            let last = Bytes::from(std::mem::take(&mut self.buf));
             self.start_part(last).await?;
         }
         self.finish_part().await?;
@@ -230,10 +231,19 @@ impl BlobSink for S3Sink {
             s.write(chunk.clone()).await?;
         }
         self.written += chunk.len() as u64;
-        self.buf.extend_from_slice(&chunk);
-        while self.buf.len() >= self.part_size() {
-            let part = self.buf.split_to(self.part_size()).freeze();
-            self.start_part(part).await?;
+        let size = self.part_size();
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            if self.buf.capacity() < size {
+                self.buf.reserve_exact(size - self.buf.len());
+            }
+            let n = (size - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            if self.buf.len() == size {
+                let part = std::mem::replace(&mut self.buf, Vec::with_capacity(size));
+                self.start_part(Bytes::from(part)).await?;
+            }
         }
         Ok(())
     }
@@ -268,7 +278,7 @@ impl BlobSink for S3Sink {
             }
         } else if self.mp.upload_id.is_none() {
             // Smaller than a part: one atomic PUT of verified bytes.
-            b.put_bytes(&blob, self.buf.split().freeze()).await?;
+            b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf))).await?;
         } else {
             self.complete().await?;
             b.copy(&self.key, &blob).await?;
@@ -290,7 +300,7 @@ impl BlobSink for S3Sink {
             s.rollback().await?;
         }
         self.mp = self.base.mp.clone();
-        self.buf = BytesMut::from(&self.base.tail[..]);
+        self.buf = self.base.tail.to_vec();
         self.written = self.base.offset;
         Ok(())
     }
