@@ -519,3 +519,63 @@ fn measure_100mib_blob_s3_vs_filesystem() {
         );
     }
 }
+
+/// What a crashed wharf leaves in the bucket: a multipart upload under
+/// `tmp/` (a pull-through fetch), a session's upload whose session is gone,
+/// a completed temp object. The periodic cleanup removes all three; a live
+/// session's upload stays.
+#[test]
+fn cleanup_aborts_abandoned_multipart_uploads_and_temp_objects() {
+    let Some(g) = Garage::start(1) else { return };
+    let s3 = g.s3(0);
+    let mpu = |key: &str| {
+        let r = s3.request("POST", key, &[("uploads", "")], &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = support::s3::xml_value(&r.text(), "UploadId").unwrap();
+        let r = s3.request(
+            "PUT",
+            key,
+            &[("partNumber", "1"), ("uploadId", &id)],
+            &[],
+            b"part",
+        );
+        assert_eq!(r.status, 200);
+    };
+    mpu(&format!("{PREFIX}tmp/0f0e0d0c-crashed-fetch"));
+    mpu(&format!(
+        "{PREFIX}uploads/6d8a2a0e-9c1e-4f4e-8d7b-000000000001/data"
+    ));
+    assert_eq!(
+        s3.put(&format!("{PREFIX}tmp/completed-not-copied"), b"x")
+            .status,
+        200
+    );
+    assert_eq!(open_multipart(&g).len(), 2);
+    // Age them past temp_max_age.
+    std::thread::sleep(Duration::from_millis(1500));
+    let w = wharf_on(
+        &g,
+        "remotes = []\n[storage]\ntemp_max_age = \"1s\"\ncleanup_interval = \"1s\"\n",
+        false,
+    );
+    // A live session with data in flight is not touched.
+    let loc = start_session(&w, "app/x");
+    let part = data(41, 6 * MIB);
+    patch(&w, &loc, 0, &part);
+    wait_until("the cleanup", Duration::from_secs(30), || {
+        open_multipart(&g)
+            .iter()
+            .all(|k| !k.contains("crashed") && !k.contains("000000000001"))
+            && keys(&g, "tmp/").is_empty()
+    });
+    assert_eq!(
+        open_multipart(&g).len(),
+        1,
+        "the live session's upload: {:?}",
+        open_multipart(&g)
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = finish(&w, &loc, &sha256(&part), b"");
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    assert_no_leftovers(&g);
+}
