@@ -17,9 +17,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cli;
-pub mod app;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

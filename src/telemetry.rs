@@ -23,7 +23,8 @@ use crate::config::{Config, LogFormat};
 
 /// Install the global subscriber (once; later calls are ignored).
 pub fn init(cfg: &Config) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -32,7 +33,12 @@ pub fn init(cfg: &Config) {
     let _ = match cfg.log_format {
         // Span fields (the request id) appear on every line: `span` holds
         // the innermost span, `spans` the whole stack.
-        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => b
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
         LogFormat::Text => b.try_init(),
     };
 }
@@ -77,7 +83,9 @@ pub fn new_request_id() -> String {
 pub fn accept_request_id(v: &[u8]) -> Option<String> {
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='));
+        && v.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        });
     ok.then(|| String::from_utf8_lossy(v).into_owned())
 }
 

@@ -25,7 +25,11 @@ fn parse<E: serde::de::Error>(w: Wire) -> Result<u64, E> {
         Wire::Secs(s) => Ok(s),
         Wire::Text(t) => humantime::parse_rfc3339_weak(&t)
             .map_err(|e| E::custom(format!("time {t:?}: {e}")))
-            .map(|t| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            .map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            }),
     }
 }
 
@@ -70,11 +74,20 @@ mod tests {
 
     #[test]
     fn round_trips_and_reads_old_numbers() {
-        let t = T { at: 1_800_000_000, until: None };
+        let t = T {
+            at: 1_800_000_000,
+            until: None,
+        };
         let s = serde_json::to_string(&t).unwrap();
         assert_eq!(s, r#"{"at":"2027-01-15T08:00:00Z","until":null}"#);
         assert_eq!(serde_json::from_str::<T>(&s).unwrap(), t);
         let old: T = serde_json::from_str(r#"{"at":5,"until":7}"#).unwrap();
-        assert_eq!(old, T { at: 5, until: Some(7) });
+        assert_eq!(
+            old,
+            T {
+                at: 5,
+                until: Some(7)
+            }
+        );
     }
 }

@@ -32,7 +32,12 @@ struct Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
     }
 }
 
@@ -57,15 +62,34 @@ fn load(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, Con
     let cert_pem = std::fs::read(&files.cert_file).map_err(|e| bad(CERT, &files.cert_file, e))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(CERT, &files.cert_file, format!("not a PEM certificate chain ({e})")))?;
+        .map_err(|e| {
+            bad(
+                CERT,
+                &files.cert_file,
+                format!("not a PEM certificate chain ({e})"),
+            )
+        })?;
     if certs.is_empty() {
         return Err(bad(CERT, &files.cert_file, "no CERTIFICATE block found"));
     }
     let key_pem = std::fs::read(&files.key_file).map_err(|e| bad(KEY, &files.key_file, e))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| bad(KEY, &files.key_file, format!("no PEM private key found ({e})")))?;
-    CertifiedKey::from_der(certs, key, provider)
-        .map_err(|e| bad(KEY, &files.key_file, format!("does not fit the certificate in {} ({e})", files.cert_file.display())))
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad(
+            KEY,
+            &files.key_file,
+            format!("no PEM private key found ({e})"),
+        )
+    })?;
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| {
+        bad(
+            KEY,
+            &files.key_file,
+            format!(
+                "does not fit the certificate in {} ({e})",
+                files.cert_file.display()
+            ),
+        )
+    })
 }
 
 fn mtimes(files: &TlsFiles) -> (Option<SystemTime>, Option<SystemTime>) {
@@ -113,7 +137,11 @@ impl Tls {
         }
         match load(&self.files, &self.provider) {
             Ok(key) => {
-                *self.resolver.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+                *self
+                    .resolver
+                    .current
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
                 *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = now;
                 metrics.tls_reloaded(true);
                 tracing::info!(cert_file = %self.files.cert_file.display(), "TLS certificate reloaded");

@@ -4,7 +4,6 @@ mod support;
 
 use support::disk::*;
 
-
 use support::*;
 
 fn blob_url(w: &Wharf, repo: &str, d: &str) -> String {
@@ -12,7 +11,11 @@ fn blob_url(w: &Wharf, repo: &str, d: &str) -> String {
 }
 
 fn get_range(w: &Wharf, repo: &str, d: &str, range: &str) -> reqwest::blocking::Response {
-    http().get(blob_url(w, repo, d)).header("range", range).send().unwrap()
+    http()
+        .get(blob_url(w, repo, d))
+        .header("range", range)
+        .send()
+        .unwrap()
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn get_and_head_blob() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "docker-content-digest"), d);
     assert_eq!(header(&r, "content-length"), bytes.len().to_string());
-    assert_eq!(header(&r, "docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        header(&r, "docker-distribution-api-version"),
+        "registry/2.0"
+    );
     assert!(r.headers().get("content-type").is_some());
     assert_eq!(r.bytes().unwrap().as_ref(), bytes.as_slice());
 
@@ -39,7 +45,10 @@ fn get_and_head_blob() {
 fn empty_blob() {
     let w = Wharf::start();
     let d = push_blob(&w, "e", b"");
-    assert_eq!(d, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert_eq!(
+        d,
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
     let r = http().get(blob_url(&w, "e", &d)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-length"), "0");
@@ -68,22 +77,44 @@ fn range_requests() {
     for (range, start, end) in cases {
         let r = get_range(&w, "rng", &d, range);
         assert_eq!(r.status(), 206, "{range}");
-        assert_eq!(header(&r, "content-range"), format!("bytes {start}-{end}/{len}"), "{range}");
-        assert_eq!(header(&r, "content-length"), (end - start + 1).to_string(), "{range}");
+        assert_eq!(
+            header(&r, "content-range"),
+            format!("bytes {start}-{end}/{len}"),
+            "{range}"
+        );
+        assert_eq!(
+            header(&r, "content-length"),
+            (end - start + 1).to_string(),
+            "{range}"
+        );
         assert_eq!(header(&r, "docker-content-digest"), d);
         assert_eq!(r.bytes().unwrap().as_ref(), &bytes[start..=end], "{range}");
     }
     // HEAD with a range: same headers, no body.
-    let r = http().head(blob_url(&w, "rng", &d)).header("range", "bytes=10-19").send().unwrap();
+    let r = http()
+        .head(blob_url(&w, "rng", &d))
+        .header("range", "bytes=10-19")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(header(&r, "content-range"), format!("bytes 10-19/{len}"));
     assert_eq!(header(&r, "content-length"), "10");
 
     // Unsatisfiable ranges: 416 with `Content-Range: bytes */len`.
-    for range in ["bytes=10000-", "bytes=20000-20010", "bytes=50-10", "bytes=-0", "bytes=abc-def"] {
+    for range in [
+        "bytes=10000-",
+        "bytes=20000-20010",
+        "bytes=50-10",
+        "bytes=-0",
+        "bytes=abc-def",
+    ] {
         let r = get_range(&w, "rng", &d, range);
         assert_eq!(r.status(), 416, "{range}");
-        assert_eq!(header(&r, "content-range"), format!("bytes */{len}"), "{range}");
+        assert_eq!(
+            header(&r, "content-range"),
+            format!("bytes */{len}"),
+            "{range}"
+        );
         let ct = header(&r, "content-type");
         let status = r.status().as_u16();
         let body = r.bytes().unwrap();
@@ -99,12 +130,27 @@ fn unknown_blobs() {
     let w = Wharf::start();
     let d = push_blob(&w, "has", b"content");
     let absent = sha256(b"absent");
-    assert_oci_error(http().get(blob_url(&w, "has", &absent)).send().unwrap(), 404, "BLOB_UNKNOWN");
+    assert_oci_error(
+        http().get(blob_url(&w, "has", &absent)).send().unwrap(),
+        404,
+        "BLOB_UNKNOWN",
+    );
     let r = http().head(blob_url(&w, "has", &absent)).send().unwrap();
     assert_eq!(r.status(), 404);
     // A blob is only served through repositories that link it.
-    assert_oci_error(http().get(blob_url(&w, "other", &d)).send().unwrap(), 404, "BLOB_UNKNOWN");
-    assert_eq!(http().head(blob_url(&w, "other", &d)).send().unwrap().status(), 404);
+    assert_oci_error(
+        http().get(blob_url(&w, "other", &d)).send().unwrap(),
+        404,
+        "BLOB_UNKNOWN",
+    );
+    assert_eq!(
+        http()
+            .head(blob_url(&w, "other", &d))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[test]
@@ -115,19 +161,41 @@ fn delete_blob() {
     push_blob(&w, "two", &bytes);
     let r = http().delete(blob_url(&w, "one", &d)).send().unwrap();
     assert_eq!(r.status(), 202);
-    assert_oci_error(http().get(blob_url(&w, "one", &d)).send().unwrap(), 404, "BLOB_UNKNOWN");
-    assert_eq!(http().head(blob_url(&w, "one", &d)).send().unwrap().status(), 404);
+    assert_oci_error(
+        http().get(blob_url(&w, "one", &d)).send().unwrap(),
+        404,
+        "BLOB_UNKNOWN",
+    );
+    assert_eq!(
+        http()
+            .head(blob_url(&w, "one", &d))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
     // The other repository still has it.
     let r = http().get(blob_url(&w, "two", &d)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), bytes.as_slice());
     // Deleting again, or something never pushed: BLOB_UNKNOWN.
-    assert_oci_error(http().delete(blob_url(&w, "one", &d)).send().unwrap(), 404, "BLOB_UNKNOWN");
+    assert_oci_error(
+        http().delete(blob_url(&w, "one", &d)).send().unwrap(),
+        404,
+        "BLOB_UNKNOWN",
+    );
     let absent = sha256(b"absent");
-    assert_oci_error(http().delete(blob_url(&w, "one", &absent)).send().unwrap(), 404, "BLOB_UNKNOWN");
+    assert_oci_error(
+        http().delete(blob_url(&w, "one", &absent)).send().unwrap(),
+        404,
+        "BLOB_UNKNOWN",
+    );
     // It can be pushed again.
     push_blob(&w, "one", &bytes);
-    assert_eq!(http().get(blob_url(&w, "one", &d)).send().unwrap().status(), 200);
+    assert_eq!(
+        http().get(blob_url(&w, "one", &d)).send().unwrap().status(),
+        200
+    );
 }
 
 #[test]
@@ -137,7 +205,10 @@ fn same_blob_in_many_repos_is_stored_once() {
     let d = push_blob(&w, "first/app", &bytes);
     assert_eq!(push_blob(&w, "second/app", &bytes), d);
     // And through a chunked upload in a third repository.
-    let r = http().post(format!("{}/v2/a/b/c/d/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/a/b/c/d/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = abs_url(&w, &header(&r, "location"));
     let r = http()
@@ -153,14 +224,27 @@ fn same_blob_in_many_repos_is_stored_once() {
     assert_eq!(r.status(), 201);
 
     let hex = d.strip_prefix("sha256:").unwrap();
-    let path = w.data_dir.join("blobs").join("sha256").join(&hex[..2]).join(hex);
+    let path = w
+        .data_dir
+        .join("blobs")
+        .join("sha256")
+        .join(&hex[..2])
+        .join(hex);
     assert!(path.is_file(), "blob not at {}", path.display());
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     let copies: Vec<_> = files_under(&w.data_dir)
         .into_iter()
-        .filter(|p| std::fs::metadata(p).map(|m| m.len() == bytes.len() as u64).unwrap_or(false))
+        .filter(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len() == bytes.len() as u64)
+                .unwrap_or(false)
+        })
         .collect();
-    assert_eq!(copies, vec![path.clone()], "exactly one copy of the content on disk");
+    assert_eq!(
+        copies,
+        vec![path.clone()],
+        "exactly one copy of the content on disk"
+    );
     for repo in ["first/app", "second/app", "a/b/c/d"] {
         let r = http().get(blob_url(&w, repo, &d)).send().unwrap();
         assert_eq!(r.status(), 200, "{repo}");

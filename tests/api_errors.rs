@@ -48,7 +48,10 @@ fn raw(w: &Wharf, method: &str, target: &str, body: &[u8]) -> Raw {
     s.write_all(body).unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
-    let split = buf.windows(4).position(|x| x == b"\r\n\r\n").expect("no header end");
+    let split = buf
+        .windows(4)
+        .position(|x| x == b"\r\n\r\n")
+        .expect("no header end");
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
@@ -64,13 +67,25 @@ fn raw(w: &Wharf, method: &str, target: &str, body: &[u8]) -> Raw {
     if chunked {
         body = dechunk(&body);
     }
-    Raw { status, headers, body }
+    Raw {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|x| x == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..eol])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -87,11 +102,21 @@ fn raw_error(r: &Raw, status: u16, code: &str) {
 
 /// A 4xx with an OCI JSON body (any code).
 fn client_error(r: &Raw, what: &str) {
-    assert!((400..500).contains(&r.status), "{what}: status {} body {}", r.status, r.text());
-    let v: serde_json::Value =
-        serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{what}: body is not JSON: {}", r.text()));
+    assert!(
+        (400..500).contains(&r.status),
+        "{what}: status {} body {}",
+        r.status,
+        r.text()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|_| panic!("{what}: body is not JSON: {}", r.text()));
     assert!(v["errors"][0]["code"].is_string(), "{what}: {v}");
-    assert!(r.header("content-type").unwrap_or("").starts_with("application/json"), "{what}");
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("application/json"),
+        "{what}"
+    );
 }
 
 /// The store must not have grown anything outside `repos/<valid names>`:
@@ -136,7 +161,12 @@ fn bad_repository_names() {
     let r = raw(&w, "PUT", "/v2/Bad/manifests/v1", b"{}");
     raw_error(&r, 400, "NAME_INVALID");
     // The cross-repo mount source is validated too.
-    let r = raw(&w, "POST", &format!("/v2/ok/blobs/uploads/?mount={D}&from=Bad..Name"), b"");
+    let r = raw(
+        &w,
+        "POST",
+        &format!("/v2/ok/blobs/uploads/?mount={D}&from=Bad..Name"),
+        b"",
+    );
     raw_error(&r, 400, "NAME_INVALID");
     // A valid name of 255 characters is fine.
     let name = format!("{}/{}", "a".repeat(127), "b".repeat(127));
@@ -148,7 +178,12 @@ fn bad_repository_names() {
 fn traversal_attempts_are_refused() {
     let w = Wharf::start();
     push_image(&w, "victim", "v1", 1);
-    let manifest = image_manifest(MT_OCI_MANIFEST, descriptor(MT_OCI_CONFIG, D, 0), vec![], serde_json::json!({}));
+    let manifest = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor(MT_OCI_CONFIG, D, 0),
+        vec![],
+        serde_json::json!({}),
+    );
     let targets = [
         "/v2/../manifests/latest",
         "/v2/../../etc/manifests/latest",
@@ -198,13 +233,26 @@ fn traversal_attempts_are_refused() {
     // Upload ids are UUIDs, nothing else.
     let r = raw(&w, "PATCH", "/v2/victim/blobs/uploads/..", b"x");
     client_error(&r, "PATCH uploads/..");
-    let r = raw(&w, "PUT", &format!("/v2/victim/blobs/uploads/%2e%2e%2f%2e%2e?digest={D}"), b"");
+    let r = raw(
+        &w,
+        "PUT",
+        &format!("/v2/victim/blobs/uploads/%2e%2e%2f%2e%2e?digest={D}"),
+        b"",
+    );
     client_error(&r, "PUT encoded traversal upload id");
     // The victim is untouched and nothing was written outside the store.
-    let r = http().get(format!("{}/v2/victim/manifests/v1", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/victim/manifests/v1", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     nothing_escaped(&w);
-    let v: serde_json::Value = http().get(format!("{}/v2/_catalog", w.url())).send().unwrap().json().unwrap();
+    let v: serde_json::Value = http()
+        .get(format!("{}/v2/_catalog", w.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["repositories"], serde_json::json!(["victim"]));
 }
 
@@ -237,21 +285,63 @@ fn malformed_references() {
             }
         }
         for m in ["GET", "DELETE"] {
-            raw_error(&raw(&w, m, &format!("/v2/r/blobs/{d}"), b""), 400, "DIGEST_INVALID");
+            raw_error(
+                &raw(&w, m, &format!("/v2/r/blobs/{d}"), b""),
+                400,
+                "DIGEST_INVALID",
+            );
         }
-        raw_error(&raw(&w, "GET", &format!("/v2/r/referrers/{d}"), b""), 400, "DIGEST_INVALID");
+        raw_error(
+            &raw(&w, "GET", &format!("/v2/r/referrers/{d}"), b""),
+            400,
+            "DIGEST_INVALID",
+        );
         // As query parameters.
-        raw_error(&raw(&w, "POST", &format!("/v2/r/blobs/uploads/?digest={d}"), b"x"), 400, "DIGEST_INVALID");
-        raw_error(&raw(&w, "POST", &format!("/v2/r/blobs/uploads/?mount={d}&from=r"), b""), 400, "DIGEST_INVALID");
+        raw_error(
+            &raw(
+                &w,
+                "POST",
+                &format!("/v2/r/blobs/uploads/?digest={d}"),
+                b"x",
+            ),
+            400,
+            "DIGEST_INVALID",
+        );
+        raw_error(
+            &raw(
+                &w,
+                "POST",
+                &format!("/v2/r/blobs/uploads/?mount={d}&from=r"),
+                b"",
+            ),
+            400,
+            "DIGEST_INVALID",
+        );
     }
     for t in [".bad", "-bad", long_tag.as_str(), "a+b", "a%20b", "tag!"] {
-        raw_error(&raw(&w, "GET", &format!("/v2/r/manifests/{t}"), b""), 404, "MANIFEST_UNKNOWN");
-        assert_eq!(raw(&w, "HEAD", &format!("/v2/r/manifests/{t}"), b"").status, 404, "HEAD manifests/{t}");
-        raw_error(&raw(&w, "PUT", &format!("/v2/r/manifests/{t}"), b"{}"), 400, "TAG_INVALID");
+        raw_error(
+            &raw(&w, "GET", &format!("/v2/r/manifests/{t}"), b""),
+            404,
+            "MANIFEST_UNKNOWN",
+        );
+        assert_eq!(
+            raw(&w, "HEAD", &format!("/v2/r/manifests/{t}"), b"").status,
+            404,
+            "HEAD manifests/{t}"
+        );
+        raw_error(
+            &raw(&w, "PUT", &format!("/v2/r/manifests/{t}"), b"{}"),
+            400,
+            "TAG_INVALID",
+        );
     }
     // A tag of exactly 128 characters is valid (and unknown).
     let t128 = format!("_{}", "x".repeat(127));
-    raw_error(&raw(&w, "GET", &format!("/v2/r/manifests/{t128}"), b""), 404, "MANIFEST_UNKNOWN");
+    raw_error(
+        &raw(&w, "GET", &format!("/v2/r/manifests/{t128}"), b""),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
 }
 
 #[test]
@@ -285,7 +375,15 @@ fn methods_an_endpoint_does_not_have() {
         raw_error(&r, 405, "UNSUPPORTED");
     }
     // Paths that are no endpoint at all.
-    for p in ["/v1/", "/v3/r/tags/list", "/v2/r", "/v2/r/other/x", "/v2/r/tags", "/v2/manifests/latest", "/favicon.ico"] {
+    for p in [
+        "/v1/",
+        "/v3/r/tags/list",
+        "/v2/r",
+        "/v2/r/other/x",
+        "/v2/r/tags",
+        "/v2/manifests/latest",
+        "/favicon.ico",
+    ] {
         let r = raw(&w, "GET", p, b"");
         assert_eq!(r.status, 404, "{p}: {}", r.text());
         client_error(&r, p);
@@ -311,7 +409,14 @@ fn oversized_manifest() {
     let status = r.status().as_u16();
     assert_eq!(status, 413);
     assert_oci_error(r, 413, "SIZE_INVALID");
-    assert_oci_error(http().get(format!("{}/v2/big/manifests/huge", w.url())).send().unwrap(), 404, "MANIFEST_UNKNOWN");
+    assert_oci_error(
+        http()
+            .get(format!("{}/v2/big/manifests/huge", w.url()))
+            .send()
+            .unwrap(),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
     // Just under the default 4 MiB limit is accepted.
     let pad = "x".repeat(4 * 1024 * 1024 - 2000);
     let m = image_manifest(
@@ -321,24 +426,55 @@ fn oversized_manifest() {
         serde_json::json!({"annotations": {"pad": pad}}),
     );
     assert!(m.len() < 4 * 1024 * 1024);
-    assert_eq!(put_manifest(&w, "big", "large", MT_OCI_MANIFEST, &m).status(), 201);
+    assert_eq!(
+        put_manifest(&w, "big", "large", MT_OCI_MANIFEST, &m).status(),
+        201
+    );
 }
 
 #[test]
 fn bad_content_range() {
     let w = Wharf::start();
-    let r = http().post(format!("{}/v2/cr/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/cr/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     let loc = abs_url(&w, &header(&r, "location"));
-    let first = http().patch(&loc).header("content-range", "0-9").body(vec![1u8; 10]).send().unwrap();
+    let first = http()
+        .patch(&loc)
+        .header("content-range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .unwrap();
     assert_eq!(first.status(), 202);
-    for bad in ["garbage", "10", "10-", "-19", "a-b", "19-10", "10-19-20", "bytes=x-y", "99999999999999999999-1"] {
-        let r = http().patch(&loc).header("content-range", bad).body(vec![2u8; 10]).send().unwrap();
+    for bad in [
+        "garbage",
+        "10",
+        "10-",
+        "-19",
+        "a-b",
+        "19-10",
+        "10-19-20",
+        "bytes=x-y",
+        "99999999999999999999-1",
+    ] {
+        let r = http()
+            .patch(&loc)
+            .header("content-range", bad)
+            .body(vec![2u8; 10])
+            .send()
+            .unwrap();
         let st = r.status().as_u16();
         assert!(st == 400 || st == 416, "Content-Range {bad:?}: {st}");
         assert_oci_error(r, st, "BLOB_UPLOAD_INVALID");
     }
     // Content-Range that disagrees with the body's length.
-    let r = http().patch(&loc).header("content-range", "10-29").body(vec![2u8; 10]).send().unwrap();
+    let r = http()
+        .patch(&loc)
+        .header("content-range", "10-29")
+        .body(vec![2u8; 10])
+        .send()
+        .unwrap();
     let st = r.status().as_u16();
     assert!(st == 400 || st == 416, "length mismatch: {st}");
     // None of these changed the session.
@@ -383,10 +519,17 @@ fn bad_query_parameters() {
     let r = raw(&w, "GET", "/v2/q/tags/list?n=1000000", b"");
     assert_eq!(r.status, 200, "{}", r.text());
     // A PUT to an upload without digest.
-    let r = http().post(format!("{}/v2/q/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/q/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     let loc = abs_url(&w, &header(&r, "location"));
     assert_oci_error(http().put(&loc).send().unwrap(), 400, "DIGEST_INVALID");
-    assert_oci_error(http().put(format!("{loc}?digest=")).send().unwrap(), 400, "DIGEST_INVALID");
+    assert_oci_error(
+        http().put(format!("{loc}?digest=")).send().unwrap(),
+        400,
+        "DIGEST_INVALID",
+    );
 }
 
 /// Whatever arrives, the answer is never a 5xx and always OCI JSON on
@@ -398,7 +541,9 @@ fn never_a_server_error() {
     let w = Wharf::start_registry_only();
     push_image(&w, "n", "v1", 4);
     let healthy = push_image(&w, "healthy", "v1", 6);
-    let names = ["n", "N", "..", "%2e%2e", "a%2Fb", "a/b/c/d", "x", "_", "", "%00", "a%ffb", "\u{e9}"];
+    let names = [
+        "n", "N", "..", "%2e%2e", "a%2Fb", "a/b/c/d", "x", "_", "", "%00", "a%ffb", "\u{e9}",
+    ];
     let tails = [
         "manifests/v1".to_string(),
         "manifests/sha256:totallywrong".to_string(),
@@ -415,7 +560,11 @@ fn never_a_server_error() {
     ];
     for n in names {
         for t in &tails {
-            let path = if n.is_empty() { format!("/v2/{t}") } else { format!("/v2/{n}/{t}") };
+            let path = if n.is_empty() {
+                format!("/v2/{t}")
+            } else {
+                format!("/v2/{n}/{t}")
+            };
             for m in ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"] {
                 let r = raw(&w, m, &path, b"garbage");
                 assert!(r.status < 500, "{m} {path}: {} {}", r.status, r.text());
@@ -427,7 +576,10 @@ fn never_a_server_error() {
     }
     nothing_escaped(&w);
     // Still healthy, and repositories not addressed are untouched.
-    let r = http().get(format!("{}/v2/healthy/manifests/v1", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/healthy/manifests/v1", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), healthy.bytes.as_slice());
 }
@@ -441,10 +593,16 @@ fn longest_local_name_with_default_remote() {
     let name = format!("{}/{}", "a".repeat(127), "b".repeat(127));
     assert_eq!(name.len(), 255);
     let img = push_image(&w, &name, "v1", 5);
-    let r = http().get(format!("{}/v2/{name}/manifests/v1", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/{name}/manifests/v1", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text());
     assert_eq!(header(&r, "docker-content-digest"), img.digest);
-    let r = http().get(format!("{}/v2/{name}/tags/list", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/{name}/tags/list", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -453,10 +611,22 @@ fn longest_local_name_with_default_remote() {
 #[test]
 fn truncated_chunk_is_rolled_back() {
     let w = Wharf::start();
-    let r = http().post(format!("{}/v2/trunc/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/trunc/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     let loc = header(&r, "location");
     let full = abs_url(&w, &loc);
-    assert_eq!(http().patch(&full).header("content-range", "0-3").body("abcd").send().unwrap().status(), 202);
+    assert_eq!(
+        http()
+            .patch(&full)
+            .header("content-range", "0-3")
+            .body("abcd")
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
     let mut s = TcpStream::connect(w.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let path = loc.strip_prefix(&w.url()).unwrap_or(&loc).to_string();
@@ -492,6 +662,9 @@ fn truncated_chunk_is_rolled_back() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
-    let r = http().get(format!("{}/v2/trunc/blobs/{d}", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/trunc/blobs/{d}", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.bytes().unwrap().as_ref(), b"abcdefghij");
 }

@@ -24,7 +24,12 @@ fn follow(w: &Wharf, path: &str, key: &str) -> Vec<Vec<String>> {
             url.strip_prefix(&w.url()).unwrap_or(url).to_string()
         });
         let v: Value = r.json().unwrap();
-        let items: Vec<String> = v[key].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let items: Vec<String> = v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
         pages.push(items);
         assert!(pages.len() < 100, "pagination does not end");
     }
@@ -32,7 +37,11 @@ fn follow(w: &Wharf, path: &str, key: &str) -> Vec<Vec<String>> {
 }
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -41,7 +50,10 @@ fn tags_list_and_pagination() {
     let img = push_image(&w, "team/app", "v1", 1);
     let tags = ["v1", "v2", "latest", "1.0", "A_b", "z-last", "0"];
     for t in &tags[1..] {
-        assert_eq!(put_manifest(&w, "team/app", t, MT_OCI_MANIFEST, &img.bytes).status(), 201);
+        assert_eq!(
+            put_manifest(&w, "team/app", t, MT_OCI_MANIFEST, &img.bytes).status(),
+            201
+        );
     }
     let mut sorted: Vec<String> = tags.iter().map(|s| s.to_string()).collect();
     sorted.sort();
@@ -49,7 +61,10 @@ fn tags_list_and_pagination() {
     let r = get(&w, "/v2/team/app/tags/list");
     assert_eq!(r.status(), 200);
     assert!(header(&r, "content-type").starts_with("application/json"));
-    assert!(r.headers().get("link").is_none(), "no Link without more pages");
+    assert!(
+        r.headers().get("link").is_none(),
+        "no Link without more pages"
+    );
     let v: Value = r.json().unwrap();
     assert_eq!(v["name"], "team/app");
     assert_eq!(strings(&v["tags"]), sorted);
@@ -58,7 +73,11 @@ fn tags_list_and_pagination() {
     let r = get(&w, "/v2/team/app/tags/list?n=3");
     assert_eq!(r.status(), 200);
     let link = header(&r, "link");
-    assert!(link.starts_with("</v2/team/app/tags/list?") || link.starts_with(&format!("<{}/v2/team/app/tags/list?", w.url())), "{link}");
+    assert!(
+        link.starts_with("</v2/team/app/tags/list?")
+            || link.starts_with(&format!("<{}/v2/team/app/tags/list?", w.url())),
+        "{link}"
+    );
     assert!(link.contains("n=3"), "{link}");
     assert!(link.contains(&format!("last={}", sorted[2])), "{link}");
     assert!(link.ends_with("rel=\"next\""), "{link}");
@@ -73,9 +92,14 @@ fn tags_list_and_pagination() {
     assert_eq!(pages.len(), sorted.len());
 
     // last alone, and last + n.
-    let v: Value = get(&w, &format!("/v2/team/app/tags/list?last={}", sorted[4])).json().unwrap();
+    let v: Value = get(&w, &format!("/v2/team/app/tags/list?last={}", sorted[4]))
+        .json()
+        .unwrap();
     assert_eq!(strings(&v["tags"]), sorted[5..]);
-    let r = get(&w, &format!("/v2/team/app/tags/list?n=1&last={}", sorted[1]));
+    let r = get(
+        &w,
+        &format!("/v2/team/app/tags/list?n=1&last={}", sorted[1]),
+    );
     assert!(r.headers().get("link").is_some());
     let v: Value = r.json().unwrap();
     assert_eq!(strings(&v["tags"]), sorted[2..3]);
@@ -90,7 +114,10 @@ fn tags_list_and_pagination() {
     assert_eq!(strings(&r.json::<Value>().unwrap()["tags"]), sorted);
     // n=0: an empty list.
     let r = get(&w, "/v2/team/app/tags/list?n=0");
-    assert!(r.headers().get("link").is_none(), "n=0 must not have a Link");
+    assert!(
+        r.headers().get("link").is_none(),
+        "n=0 must not have a Link"
+    );
     let v: Value = r.json().unwrap();
     assert_eq!(v["tags"], json!([]));
 }
@@ -115,7 +142,14 @@ fn tags_list_errors() {
 #[test]
 fn catalog_with_deep_names() {
     let w = Wharf::start();
-    let names = ["a/b/c/d", "a/b", "x", "team/app", "team/app/sub", "z9/y-y/x_x/w.w/v__v"];
+    let names = [
+        "a/b/c/d",
+        "a/b",
+        "x",
+        "team/app",
+        "team/app/sub",
+        "z9/y-y/x_x/w.w/v__v",
+    ];
     for (i, n) in names.iter().enumerate() {
         push_image(&w, n, "v1", 10 + i as u64);
     }
@@ -143,7 +177,9 @@ fn catalog_with_deep_names() {
     // last given as a deep name (encoded or not).
     let v: Value = get(&w, "/v2/_catalog?last=a/b").json().unwrap();
     assert_eq!(strings(&v["repositories"]), sorted[1..]);
-    let v: Value = get(&w, "/v2/_catalog?n=1&last=a%2Fb%2Fc%2Fd").json().unwrap();
+    let v: Value = get(&w, "/v2/_catalog?n=1&last=a%2Fb%2Fc%2Fd")
+        .json()
+        .unwrap();
     assert_eq!(strings(&v["repositories"]), sorted[2..3]);
     let v: Value = get(&w, "/v2/_catalog?n=0").json().unwrap();
     assert_eq!(v["repositories"], json!([]));
@@ -159,7 +195,14 @@ fn catalog_of_empty_registry() {
 }
 
 /// Push an artifact manifest with `subject` to `repo`; returns (digest, bytes).
-fn push_referrer(w: &Wharf, repo: &str, subject: &Pushed, artifact_type: Option<&str>, config_mt: &str, note: &str) -> (String, Vec<u8>) {
+fn push_referrer(
+    w: &Wharf,
+    repo: &str,
+    subject: &Pushed,
+    artifact_type: Option<&str>,
+    config_mt: &str,
+    note: &str,
+) -> (String, Vec<u8>) {
     let cfg = b"{}".to_vec();
     let c = push_blob(w, repo, &cfg);
     let mut extra = json!({
@@ -169,7 +212,12 @@ fn push_referrer(w: &Wharf, repo: &str, subject: &Pushed, artifact_type: Option<
     if let Some(t) = artifact_type {
         extra["artifactType"] = json!(t);
     }
-    let m = image_manifest(MT_OCI_MANIFEST, descriptor(config_mt, &c, cfg.len()), vec![], extra);
+    let m = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor(config_mt, &c, cfg.len()),
+        vec![],
+        extra,
+    );
     let d = sha256(&m);
     let r = put_manifest(w, repo, &d, MT_OCI_MANIFEST, &m);
     assert_eq!(r.status(), 201, "{:?}", r.text());
@@ -183,7 +231,14 @@ fn referrers_with_filter() {
     let img = push_image(&w, "ref/app", "v1", 20);
     let sig_t = "application/vnd.example.signature.v1";
     let sbom_t = "application/vnd.example.sbom.v1";
-    let (sig, sig_bytes) = push_referrer(&w, "ref/app", &img, Some(sig_t), "application/vnd.oci.empty.v1+json", "sig");
+    let (sig, sig_bytes) = push_referrer(
+        &w,
+        "ref/app",
+        &img,
+        Some(sig_t),
+        "application/vnd.oci.empty.v1+json",
+        "sig",
+    );
     // The second one has no artifactType: its config media type counts.
     let (sbom, sbom_bytes) = push_referrer(&w, "ref/app", &img, None, sbom_t, "sbom");
 
@@ -197,8 +252,14 @@ fn referrers_with_filter() {
     assert_eq!(v["mediaType"], MT_OCI_INDEX);
     let ms = v["manifests"].as_array().unwrap();
     assert_eq!(ms.len(), 2, "{v}");
-    for (d, bytes, t, note) in [(&sig, &sig_bytes, sig_t, "sig"), (&sbom, &sbom_bytes, sbom_t, "sbom")] {
-        let m = ms.iter().find(|m| m["digest"] == d.as_str()).unwrap_or_else(|| panic!("{d} missing: {v}"));
+    for (d, bytes, t, note) in [
+        (&sig, &sig_bytes, sig_t, "sig"),
+        (&sbom, &sbom_bytes, sbom_t, "sbom"),
+    ] {
+        let m = ms
+            .iter()
+            .find(|m| m["digest"] == d.as_str())
+            .unwrap_or_else(|| panic!("{d} missing: {v}"));
         assert_eq!(m["mediaType"], MT_OCI_MANIFEST);
         assert_eq!(m["size"], bytes.len());
         assert_eq!(m["artifactType"], t);
@@ -228,7 +289,10 @@ fn referrers_with_filter() {
     assert_eq!(r.json::<Value>().unwrap()["manifests"], json!([]));
 
     // Deleting a referrer removes it from the list.
-    let r = http().delete(format!("{}/v2/ref/app/manifests/{sig}", w.url())).send().unwrap();
+    let r = http()
+        .delete(format!("{}/v2/ref/app/manifests/{sig}", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
     let v: Value = get(&w, &path).json().unwrap();
     let ms = v["manifests"].as_array().unwrap();
@@ -260,9 +324,22 @@ fn referrers_of_unknown_digest_is_empty_index() {
         config: String::new(),
         layers: vec![],
     };
-    let (d, _) = push_referrer(&w, "some", &img, Some("application/vnd.example.early"), MT_OCI_CONFIG, "early");
-    let v: Value = get(&w, &format!("/v2/some/referrers/{absent}")).json().unwrap();
+    let (d, _) = push_referrer(
+        &w,
+        "some",
+        &img,
+        Some("application/vnd.example.early"),
+        MT_OCI_CONFIG,
+        "early",
+    );
+    let v: Value = get(&w, &format!("/v2/some/referrers/{absent}"))
+        .json()
+        .unwrap();
     assert_eq!(v["manifests"][0]["digest"], d.as_str());
     // A malformed digest is a client error.
-    assert_oci_error(get(&w, "/v2/some/referrers/sha256:totallywrong"), 400, "DIGEST_INVALID");
+    assert_oci_error(
+        get(&w, "/v2/some/referrers/sha256:totallywrong"),
+        400,
+        "DIGEST_INVALID",
+    );
 }

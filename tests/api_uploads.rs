@@ -11,7 +11,10 @@ use reqwest::blocking::Response;
 use support::*;
 
 fn start_session(w: &Wharf, repo: &str) -> String {
-    let r = http().post(format!("{}/v2/{repo}/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/{repo}/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202, "{:?}", r.text());
     abs_url(w, &header(&r, "location"))
 }
@@ -37,7 +40,10 @@ fn status(loc: &str) -> Response {
 }
 
 fn blob(w: &Wharf, repo: &str, d: &str) -> Response {
-    http().get(format!("{}/v2/{repo}/blobs/{d}", w.url())).send().unwrap()
+    http()
+        .get(format!("{}/v2/{repo}/blobs/{d}", w.url()))
+        .send()
+        .unwrap()
 }
 
 /// Push `bytes` in chunks of `chunk` with Content-Range; returns the
@@ -58,7 +64,10 @@ fn patch_all(w: &Wharf, mut loc: String, bytes: &[u8], from: usize, chunk: usize
 #[test]
 fn post_opens_a_session() {
     let w = Wharf::start();
-    let r = http().post(format!("{}/v2/a/b/c/d/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/a/b/c/d/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = header(&r, "location");
     let id = header(&r, "docker-upload-uuid");
@@ -67,9 +76,16 @@ fn post_opens_a_session() {
     assert_eq!(header(&r, "range"), "0-0");
     assert_eq!(header(&r, "content-length"), "0");
     // Without the trailing slash too.
-    let r = http().post(format!("{}/v2/a/b/c/d/blobs/uploads", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/a/b/c/d/blobs/uploads", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
-    assert_ne!(header(&r, "docker-upload-uuid"), id, "each POST opens a new session");
+    assert_ne!(
+        header(&r, "docker-upload-uuid"),
+        id,
+        "each POST opens a new session"
+    );
     // Status of the fresh session.
     let r = status(&abs_url(&w, &loc));
     assert_eq!(r.status(), 204);
@@ -108,7 +124,9 @@ fn monolithic_post() {
     assert_oci_error(blob(&w, "mono", &wrong), 404, "BLOB_UNKNOWN");
     assert!(!blob_file(&w.data_dir, &wrong).exists());
     // No upload session is left behind.
-    let left: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads"))
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "leftover upload sessions: {left:?}");
 }
 
@@ -118,7 +136,10 @@ fn cross_repo_mount_with_from() {
     let bytes = data(2, 3000);
     let d = push_blob(&w, "src/app", &bytes);
     let r = http()
-        .post(format!("{}/v2/dst/app/blobs/uploads/?mount={d}&from=src/app", w.url()))
+        .post(format!(
+            "{}/v2/dst/app/blobs/uploads/?mount={d}&from=src/app",
+            w.url()
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
@@ -131,21 +152,31 @@ fn cross_repo_mount_with_from() {
     // `from` does not have it (though it exists elsewhere): fall back to a
     // session (202), which can then be used as a normal upload.
     let r = http()
-        .post(format!("{}/v2/third/blobs/uploads/?mount={d}&from=empty/repo", w.url()))
+        .post(format!(
+            "{}/v2/third/blobs/uploads/?mount={d}&from=empty/repo",
+            w.url()
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(header(&r, "range"), "0-0");
     let loc = abs_url(&w, &header(&r, "location"));
     assert_oci_error(blob(&w, "third", &d), 404, "BLOB_UNKNOWN");
-    let r = http().put(with_digest(&loc, &d)).body(bytes.clone()).send().unwrap();
+    let r = http()
+        .put(with_digest(&loc, &d))
+        .body(bytes.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(blob(&w, "third", &d).status(), 200);
 
     // Absent everywhere: 202 session.
     let absent = sha256(b"absent");
     let r = http()
-        .post(format!("{}/v2/fourth/blobs/uploads/?mount={absent}&from=src/app", w.url()))
+        .post(format!(
+            "{}/v2/fourth/blobs/uploads/?mount={absent}&from=src/app",
+            w.url()
+        ))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
@@ -216,7 +247,10 @@ fn chunked_upload_streamed_without_content_range() {
     }
     let r = http().put(with_digest(&loc, &d)).send().unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(blob(&w, "stream", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "stream", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
 }
 
 #[test]
@@ -235,15 +269,25 @@ fn finish_with_a_last_chunk() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
-    assert_eq!(blob(&w, "last", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "last", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
 
     // The whole blob in the PUT of a fresh session (POST-PUT monolithic).
     let bytes = data(7, 12_345);
     let d = sha256(&bytes);
     let loc = start_session(&w, "last");
-    let r = http().put(with_digest(&loc, &d)).body(bytes.clone()).send().unwrap();
+    let r = http()
+        .put(with_digest(&loc, &d))
+        .body(bytes.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(blob(&w, "last", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "last", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
 
     // A PUT whose last chunk starts at the wrong offset: 416 with the Range.
     let bytes = data(8, 2000);
@@ -298,7 +342,10 @@ fn out_of_order_and_repeated_chunks_get_416() {
     let loc = patch_all(&w, loc, &bytes, 10_000, 10_000);
     let r = http().put(with_digest(&loc, &d)).send().unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(blob(&w, "ooo", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "ooo", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
 }
 
 #[test]
@@ -311,10 +358,23 @@ fn cancel_upload() {
     assert_eq!(r.status(), 204);
     assert_oci_error(status(&loc), 404, "BLOB_UPLOAD_UNKNOWN");
     assert_oci_error(patch(&loc, None, b"more"), 404, "BLOB_UPLOAD_UNKNOWN");
-    assert_oci_error(http().put(with_digest(&loc, &sha256(&bytes))).send().unwrap(), 404, "BLOB_UPLOAD_UNKNOWN");
-    assert_oci_error(http().delete(&loc).send().unwrap(), 404, "BLOB_UPLOAD_UNKNOWN");
+    assert_oci_error(
+        http()
+            .put(with_digest(&loc, &sha256(&bytes)))
+            .send()
+            .unwrap(),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    assert_oci_error(
+        http().delete(&loc).send().unwrap(),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
     assert_oci_error(blob(&w, "cancel", &sha256(&bytes)), 404, "BLOB_UNKNOWN");
-    let left: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads"))
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "cancelled session data left: {left:?}");
 }
 
@@ -324,11 +384,30 @@ fn unknown_sessions() {
     let id = "0b1e3f5c-2f43-4e0b-9a55-3d0ab1a9f3a1";
     let loc = format!("{}/v2/x/blobs/uploads/{id}", w.url());
     assert_oci_error(status(&loc), 404, "BLOB_UPLOAD_UNKNOWN");
-    assert_oci_error(patch(&loc, Some((0, 2)), b"abc"), 404, "BLOB_UPLOAD_UNKNOWN");
-    assert_oci_error(http().put(with_digest(&loc, &sha256(b"abc"))).send().unwrap(), 404, "BLOB_UPLOAD_UNKNOWN");
-    assert_oci_error(http().delete(&loc).send().unwrap(), 404, "BLOB_UPLOAD_UNKNOWN");
+    assert_oci_error(
+        patch(&loc, Some((0, 2)), b"abc"),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    assert_oci_error(
+        http()
+            .put(with_digest(&loc, &sha256(b"abc")))
+            .send()
+            .unwrap(),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
+    assert_oci_error(
+        http().delete(&loc).send().unwrap(),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
     // Not a UUID.
-    assert_oci_error(status(&format!("{}/v2/x/blobs/uploads/nope", w.url())), 404, "BLOB_UPLOAD_UNKNOWN");
+    assert_oci_error(
+        status(&format!("{}/v2/x/blobs/uploads/nope", w.url())),
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    );
     // A session belongs to the repository that opened it.
     let own = start_session(&w, "owner");
     let id = own.rsplit('/').next().unwrap().split('?').next().unwrap();
@@ -357,7 +436,11 @@ fn put_digest_mismatch_stores_nothing() {
     assert_oci_error(r, 400, "DIGEST_INVALID");
     // Malformed digest parameter.
     let loc = start_session(&w, "mm");
-    let r = http().put(with_digest(&loc, "sha256:totallywrong")).body(bytes.clone()).send().unwrap();
+    let r = http()
+        .put(with_digest(&loc, "sha256:totallywrong"))
+        .body(bytes.clone())
+        .send()
+        .unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
 }
 
@@ -390,7 +473,10 @@ fn upload_resumes_after_restart() {
     let r = blob(&w, "resume/app", &d);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), bytes.as_slice());
-    assert_eq!(sha256(&std::fs::read(blob_file(&w.data_dir, &d)).unwrap()), d);
+    assert_eq!(
+        sha256(&std::fs::read(blob_file(&w.data_dir, &d)).unwrap()),
+        d
+    );
 }
 
 #[test]
@@ -403,7 +489,10 @@ fn resume_after_kill_then_wrong_digest_is_refused() {
     w.restart();
     // After a restart the hash is rebuilt from disk: a wrong digest is
     // still detected.
-    let r = http().put(with_digest(&loc, &sha256(b"nope"))).send().unwrap();
+    let r = http()
+        .put(with_digest(&loc, &sha256(b"nope")))
+        .send()
+        .unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
     assert!(!blob_file(&w.data_dir, &sha256(&bytes)).exists());
 }
@@ -434,7 +523,10 @@ fn concurrent_pushes_of_one_blob_and_one_tag() {
                         .unwrap();
                     assert_eq!(r.status(), 201, "thread {i}: {:?}", r.text());
                 } else {
-                    let r = c.post(format!("{url}/v2/conc/blobs/uploads/")).send().unwrap();
+                    let r = c
+                        .post(format!("{url}/v2/conc/blobs/uploads/"))
+                        .send()
+                        .unwrap();
                     assert_eq!(r.status(), 202);
                     let mut loc = r.headers()["location"].to_str().unwrap().to_string();
                     if loc.starts_with('/') {
@@ -444,7 +536,10 @@ fn concurrent_pushes_of_one_blob_and_one_tag() {
                         let start = k * 100_000;
                         let r = c
                             .patch(&loc)
-                            .header("content-range", format!("{start}-{}", start + part.len() - 1))
+                            .header(
+                                "content-range",
+                                format!("{start}-{}", start + part.len() - 1),
+                            )
                             .body(part.to_vec())
                             .send()
                             .unwrap();
@@ -476,31 +571,55 @@ fn concurrent_pushes_of_one_blob_and_one_tag() {
             })
         })
         .collect();
-    let digests: Vec<String> = threads.into_iter().map(|t| t.join().expect("pusher thread")).collect();
+    let digests: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().expect("pusher thread"))
+        .collect();
 
     // The blob is complete and stored once.
     let r = blob(&w, "conc", &bd);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().as_ref(), blob_bytes.as_slice());
-    assert_eq!(std::fs::read(blob_file(&w.data_dir, &bd)).unwrap(), blob_bytes);
+    assert_eq!(
+        std::fs::read(blob_file(&w.data_dir, &bd)).unwrap(),
+        blob_bytes
+    );
     // The tag points at one of the eight manifests, whose bytes match.
-    let r = http().get(format!("{url}/v2/conc/manifests/latest")).send().unwrap();
+    let r = http()
+        .get(format!("{url}/v2/conc/manifests/latest"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let d = header(&r, "docker-content-digest");
-    assert!(digests.contains(&d), "tag points at {d}, not one of the pushed manifests");
+    assert!(
+        digests.contains(&d),
+        "tag points at {d}, not one of the pushed manifests"
+    );
     assert_eq!(sha256(&r.bytes().unwrap()), d);
     // Every manifest is reachable by digest.
     for d in &digests {
-        let r = http().get(format!("{url}/v2/conc/manifests/{d}")).send().unwrap();
+        let r = http()
+            .get(format!("{url}/v2/conc/manifests/{d}"))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(&sha256(&r.bytes().unwrap()), d);
     }
-    let tags: serde_json::Value = http().get(format!("{url}/v2/conc/tags/list")).send().unwrap().json().unwrap();
+    let tags: serde_json::Value = http()
+        .get(format!("{url}/v2/conc/tags/list"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(tags["tags"], serde_json::json!(["latest"]));
     // No temp files or sessions are left behind.
-    let tmp: Vec<_> = std::fs::read_dir(w.data_dir.join("tmp")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    let tmp: Vec<_> = std::fs::read_dir(w.data_dir.join("tmp"))
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
     assert!(tmp.is_empty(), "temp files left: {tmp:?}");
-    let up: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads")).map(|rd| rd.flatten().collect()).unwrap_or_default();
+    let up: Vec<_> = std::fs::read_dir(w.data_dir.join("uploads"))
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
     assert!(up.is_empty(), "upload sessions left: {up:?}");
 }
 
@@ -520,7 +639,8 @@ fn abandoned_uploads_and_stale_temp_files_are_cleaned_up() {
     std::fs::write(&old, b"old").unwrap();
     std::fs::write(&fresh, b"new").unwrap();
     let f = std::fs::File::options().write(true).open(&old).unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600)).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 3600))
+        .unwrap();
     drop(f);
 
     // Keep one session busy with small chunks while the other ages.
@@ -568,14 +688,39 @@ fn sessions_do_not_create_repositories() {
     let w = Wharf::start();
     let loc = start_session(&w, "only/session");
     patch(&loc, Some((0, 2)), b"abc");
-    let r = http().post(format!("{}/v2/mounted/blobs/uploads/?mount={}", w.url(), sha256(b"absent"))).send().unwrap();
+    let r = http()
+        .post(format!(
+            "{}/v2/mounted/blobs/uploads/?mount={}",
+            w.url(),
+            sha256(b"absent")
+        ))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let v: serde_json::Value = http().get(format!("{}/v2/_catalog", w.url())).send().unwrap().json().unwrap();
+    let v: serde_json::Value = http()
+        .get(format!("{}/v2/_catalog", w.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["repositories"], serde_json::json!([]));
     // Monolithic POST with the wrong digest creates nothing either.
-    let r = http().post(format!("{}/v2/failed/blobs/uploads/?digest={}", w.url(), sha256(b"x"))).body("y").send().unwrap();
+    let r = http()
+        .post(format!(
+            "{}/v2/failed/blobs/uploads/?digest={}",
+            w.url(),
+            sha256(b"x")
+        ))
+        .body("y")
+        .send()
+        .unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
-    let v: serde_json::Value = http().get(format!("{}/v2/_catalog", w.url())).send().unwrap().json().unwrap();
+    let v: serde_json::Value = http()
+        .get(format!("{}/v2/_catalog", w.url()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["repositories"], serde_json::json!([]));
 }
 
@@ -584,11 +729,20 @@ fn mount_into_the_same_repository_and_empty_monolithic_body() {
     let w = Wharf::start();
     let bytes = data(17, 1000);
     let d = push_blob(&w, "same", &bytes);
-    let r = http().post(format!("{}/v2/same/blobs/uploads/?mount={d}&from=same", w.url())).send().unwrap();
+    let r = http()
+        .post(format!(
+            "{}/v2/same/blobs/uploads/?mount={d}&from=same",
+            w.url()
+        ))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     // A monolithic POST whose body does not match its digest (empty body).
     let other = sha256(&data(18, 10));
-    let r = http().post(format!("{}/v2/same/blobs/uploads/?digest={other}", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/same/blobs/uploads/?digest={other}", w.url()))
+        .send()
+        .unwrap();
     assert_oci_error(r, 400, "DIGEST_INVALID");
 }
 
@@ -602,7 +756,9 @@ fn chunked_transfer_encoding_bodies() {
     let loc = start_session(&w, "te");
     let r = http()
         .patch(&loc)
-        .body(reqwest::blocking::Body::new(std::io::Cursor::new(bytes[..1_000_000].to_vec())))
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            bytes[..1_000_000].to_vec(),
+        )))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202, "{:?}", r.text());
@@ -610,19 +766,29 @@ fn chunked_transfer_encoding_bodies() {
     let loc = abs_url(&w, &header(&r, "location"));
     let r = http()
         .put(with_digest(&loc, &d))
-        .body(reqwest::blocking::Body::new(std::io::Cursor::new(bytes[1_000_000..].to_vec())))
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            bytes[1_000_000..].to_vec(),
+        )))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
-    assert_eq!(blob(&w, "te", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "te", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
     // Monolithic POST with a streamed body.
     let bytes = data(20, 300_000);
     let d = sha256(&bytes);
     let r = http()
         .post(format!("{}/v2/te/blobs/uploads/?digest={d}", w.url()))
-        .body(reqwest::blocking::Body::new(std::io::Cursor::new(bytes.clone())))
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            bytes.clone(),
+        )))
         .send()
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text());
-    assert_eq!(blob(&w, "te", &d).bytes().unwrap().as_ref(), bytes.as_slice());
+    assert_eq!(
+        blob(&w, "te", &d).bytes().unwrap().as_ref(),
+        bytes.as_slice()
+    );
 }

@@ -14,12 +14,25 @@ fn docker_login_push_pull_with_robot() {
     if !engine_available() {
         return;
     }
-    let w = Wharf::start_with(Options { config: Some(auth_config()), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(auth_config()),
+        ..Default::default()
+    });
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().to_str().unwrap().to_string();
     let login = |user: &str, pass: &str| {
-        let mut c = docker_cmd(&["--config", &cfg, "login", &w.host(), "-u", user, "--password-stdin"]);
-        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut c = docker_cmd(&[
+            "--config",
+            &cfg,
+            "login",
+            &w.host(),
+            "-u",
+            user,
+            "--password-stdin",
+        ]);
+        c.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
         std::io::Write::write_all(&mut child.stdin.take().unwrap(), pass.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
@@ -27,16 +40,30 @@ fn docker_login_push_pull_with_robot() {
     let bad = login("robot$pusher", "wrong-token");
     assert!(!bad.status.success(), "login with a wrong token must fail");
     assert!(
-        String::from_utf8_lossy(&bad.stderr).to_lowercase().contains("unauthorized"),
+        String::from_utf8_lossy(&bad.stderr)
+            .to_lowercase()
+            .contains("unauthorized"),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
     let ok = login("robot$pusher", "pushertok");
-    assert!(ok.status.success(), "login: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "login: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("hello.txt"), format!("hello from {}", w.host())).unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY hello.txt /hello.txt\n").unwrap();
+    std::fs::write(
+        ctx.path().join("hello.txt"),
+        format!("hello from {}", w.host()),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
     let tag = format!("{}/a/app:1", w.host());
     let _images = Images(vec![tag.clone()]);
     build(ctx.path(), &tag);
@@ -44,24 +71,42 @@ fn docker_login_push_pull_with_robot() {
     docker(&["--config", &cfg, "push", &tag]);
     docker(&["rmi", "-f", &tag]);
     docker(&["--config", &cfg, "pull", &tag]);
-    assert_eq!(stdout(&docker(&["image", "inspect", "--format", "{{.Id}}", &tag])), id);
+    assert_eq!(
+        stdout(&docker(&["image", "inspect", "--format", "{{.Id}}", &tag])),
+        id
+    );
 
     // The pusher may not push to project b.
     let other = format!("{}/b/app:1", w.host());
     let _more = Images(vec![other.clone()]);
     docker(&["tag", &tag, &other]);
     let out = run(docker_cmd(&["--config", &cfg, "push", &other]));
-    assert!(!out.status.success(), "push to a project without permission must fail");
+    assert!(
+        !out.status.success(),
+        "push to a project without permission must fail"
+    );
     // Without login, pulling private a/app fails.
     docker(&["rmi", "-f", &tag]);
     let anon = tempfile::tempdir().unwrap();
-    let out = run(docker_cmd(&["--config", anon.path().to_str().unwrap(), "pull", &tag]));
-    assert!(!out.status.success(), "anonymous pull of a private project must fail");
+    let out = run(docker_cmd(&[
+        "--config",
+        anon.path().to_str().unwrap(),
+        "pull",
+        &tag,
+    ]));
+    assert!(
+        !out.status.success(),
+        "anonymous pull of a private project must fail"
+    );
 }
 
 fn skopeo(args: &[&str]) -> std::process::Output {
     let policy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(policy.path(), r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    std::fs::write(
+        policy.path(),
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
     let auth = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(auth.path(), "{}").unwrap();
     let out = Command::new("skopeo")
@@ -71,7 +116,11 @@ fn skopeo(args: &[&str]) -> std::process::Output {
         .env("REGISTRY_AUTH_FILE", auth.path())
         .output()
         .unwrap();
-    eprintln!("skopeo {args:?} -> {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "skopeo {args:?} -> {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -81,20 +130,48 @@ fn skopeo_with_creds() {
         eprintln!("SKIPPED: skopeo not installed");
         return;
     }
-    let w = Wharf::start_with(Options { config: Some(auth_config()), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(auth_config()),
+        ..Default::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(&dir.path().join("src"));
-    layout.image("v1", &ImageSpec::oci(7, vec![LayerSpec::gzip(64 * 1024), LayerSpec::tar(4096)]));
+    layout.image(
+        "v1",
+        &ImageSpec::oci(7, vec![LayerSpec::gzip(64 * 1024), LayerSpec::tar(4096)]),
+    );
     let src = layout.transport_ref("v1");
     let dst = format!("docker://{}/a/app:v1", w.host());
     // Wrong token → refused.
-    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "robot$pusher:nope", &src, &dst]);
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "robot$pusher:nope",
+        &src,
+        &dst,
+    ]);
     assert!(!out.status.success());
     // A robot with pull only cannot push.
-    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "robot$puller:pullertok", &src, &dst]);
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "robot$puller:pullertok",
+        &src,
+        &dst,
+    ]);
     assert!(!out.status.success());
     // The pusher can.
-    let out = skopeo(&["copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", "robot$pusher:pushertok", &src, &dst]);
+    let out = skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "robot$pusher:pushertok",
+        &src,
+        &dst,
+    ]);
     assert!(out.status.success());
     // The puller can read it back; digests identical.
     let back = dir.path().join("back");
@@ -108,8 +185,16 @@ fn skopeo_with_creds() {
         &format!("oci:{}:v1", back.display()),
     ]);
     assert!(out.status.success());
-    assert_eq!(OciLayout::open(&back).resolve("v1").digest, layout.resolve("v1").digest);
+    assert_eq!(
+        OciLayout::open(&back).resolve("v1").digest,
+        layout.resolve("v1").digest
+    );
     // Anonymous inspect of the private project fails; of nothing public it is 401.
-    let out = skopeo(&["inspect", "--tls-verify=false", "--raw", &format!("docker://{}/a/app:v1", w.host())]);
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}/a/app:v1", w.host()),
+    ]);
     assert!(!out.status.success());
 }

@@ -22,7 +22,8 @@ fn pki() -> (String, String, String) {
         .push(DnType::CommonName, "wharf test CA (AWS_CA_BUNDLE)");
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
     let key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
     (ca_cert.pem(), cert.pem(), key.serialize_pem())
@@ -32,13 +33,21 @@ fn pki() -> (String, String, String) {
 /// wharf's (src/secrets/backends.rs), optionally trusting `ca_pem` only.
 /// Returns the error chain (the call cannot succeed against wharf).
 async fn sdk_call(endpoint: &str, ca_pem: Option<&str>) -> String {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
-    let mut b = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
+    use aws_smithy_http_client::tls::{
+        rustls_provider::CryptoMode, Provider, TlsContext, TrustStore,
+    };
+    let mut b =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
     if let Some(pem) = ca_pem {
         let trust = TrustStore::empty()
             .with_native_roots(false)
             .with_pem_certificate(pem.as_bytes());
-        b = b.tls_context(TlsContext::builder().with_trust_store(trust).build().unwrap());
+        b = b.tls_context(
+            TlsContext::builder()
+                .with_trust_store(trust)
+                .build()
+                .unwrap(),
+        );
     }
     let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(b.build_https())
@@ -104,14 +113,20 @@ fn aws_ca_bundle_is_ignored_by_the_rust_sdk() {
     std::env::set_var("AWS_CA_BUNDLE", &ca_path);
     let e = rt.block_on(sdk_call(&endpoint, None));
     eprintln!("AWS_CA_BUNDLE={} -> {e}", ca_path.display());
-    assert!(is_tls_trust_error(&e), "expected a TLS trust error, got: {e}");
+    assert!(
+        is_tls_trust_error(&e),
+        "expected a TLS trust error, got: {e}"
+    );
 
     // 2. AWS_CA_BUNDLE names a missing file: no failure at load, no panic;
     //    the same TLS error as before.
     std::env::set_var("AWS_CA_BUNDLE", "/nonexistent/aws-ca-bundle.pem");
     let e = rt.block_on(sdk_call(&endpoint, None));
     eprintln!("AWS_CA_BUNDLE=/nonexistent/aws-ca-bundle.pem -> {e}");
-    assert!(is_tls_trust_error(&e), "expected a TLS trust error, got: {e}");
+    assert!(
+        is_tls_trust_error(&e),
+        "expected a TLS trust error, got: {e}"
+    );
 
     // 3. The same CA given through TrustStore: TLS passes and the error is
     //    wharf answering HTTP (it is no Secrets Manager).
@@ -125,7 +140,10 @@ fn aws_ca_bundle_is_ignored_by_the_rust_sdk() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     let mentions: Vec<&str> = log
         .lines()
-        .filter(|l| l.to_ascii_lowercase().contains("ca_bundle") || l.to_ascii_lowercase().contains("ca bundle"))
+        .filter(|l| {
+            l.to_ascii_lowercase().contains("ca_bundle")
+                || l.to_ascii_lowercase().contains("ca bundle")
+        })
         .collect();
     let warnings: Vec<&str> = log
         .lines()
@@ -135,5 +153,8 @@ fn aws_ca_bundle_is_ignored_by_the_rust_sdk() {
         "SDK log lines: {}; mentioning a CA bundle: {mentions:?}; WARN/ERROR: {warnings:#?}",
         log.lines().count()
     );
-    assert!(mentions.is_empty(), "the SDK mentioned AWS_CA_BUNDLE: {mentions:?}");
+    assert!(
+        mentions.is_empty(),
+        "the SDK mentioned AWS_CA_BUNDLE: {mentions:?}"
+    );
 }

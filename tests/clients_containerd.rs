@@ -18,17 +18,34 @@ use support::*;
 
 fn skopeo_push(layout: &OciLayout, tag: &str, dest: &str) {
     let out = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
         .arg(layout.transport_ref(tag))
         .arg(format!("docker://{dest}"))
         .output()
         .expect("run skopeo");
-    assert!(out.status.success(), "skopeo copy to {dest}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo copy to {dest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `<dir>/<host>/hosts.toml` naming wharf (plain HTTP) as the server.
 fn hosts_dir(dir: &Path, w: &Wharf) -> PathBuf {
-    write_hosts_toml(dir, &w.host(), &w.url(), &w.url(), &["pull", "resolve", "push"], None)
+    write_hosts_toml(
+        dir,
+        &w.host(),
+        &w.url(),
+        &w.url(),
+        &["pull", "resolve", "push"],
+        None,
+    )
 }
 
 /// `ctr images ls` line for `reference`: (media type, digest).
@@ -44,30 +61,58 @@ fn image_row(ctr: &Ctr, reference: &str) -> (String, String) {
 
 #[test]
 fn ctr_pull_plain_http_and_unpack() {
-    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else { return };
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let src = OciLayout::create(&tmp.path().join("src"));
     let img = src.image(
         "v1",
-        &ImageSpec::oci(21, vec![LayerSpec::gzip(100 << 10), LayerSpec::tar(2 << 20), LayerSpec::gzip(5000)]),
+        &ImageSpec::oci(
+            21,
+            vec![
+                LayerSpec::gzip(100 << 10),
+                LayerSpec::tar(2 << 20),
+                LayerSpec::gzip(5000),
+            ],
+        ),
     );
     let w = Wharf::start();
     skopeo_push(&src, "v1", &format!("{}/team/app:1", w.host()));
 
     let reference = format!("{}/team/app:1", w.host());
-    let out = ctr.run(&["images", "pull", "--plain-http", "--snapshotter", SNAPSHOTTER, &reference]);
-    assert!(out.contains("unpacking linux/amd64"), "ctr did not unpack:\n{out}");
+    let out = ctr.run(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--snapshotter",
+        SNAPSHOTTER,
+        &reference,
+    ]);
+    assert!(
+        out.contains("unpacking linux/amd64"),
+        "ctr did not unpack:\n{out}"
+    );
     let (mt, digest) = image_row(&ctr, &reference);
     assert_eq!(mt, MT_OCI_MANIFEST);
     assert_eq!(digest, img.manifest.digest);
     let content = ctr.list(&["content", "ls", "-q"]);
     for d in std::iter::once(img.manifest.digest.clone()).chain(img.blob_digests()) {
-        assert!(content.contains(&d), "{d} not in containerd's content store: {content:?}");
+        assert!(
+            content.contains(&d),
+            "{d} not in containerd's content store: {content:?}"
+        );
     }
     let check = ctr.run(&["images", "check", "--snapshotter", SNAPSHOTTER]);
-    let line = check.lines().find(|l| l.starts_with(&reference)).unwrap_or_else(|| panic!("{check}"));
+    let line = check
+        .lines()
+        .find(|l| l.starts_with(&reference))
+        .unwrap_or_else(|| panic!("{check}"));
     assert!(line.contains("complete"), "image not complete: {line}");
-    assert!(line.contains("unpacked") || line.contains("true"), "image not unpacked: {line}");
+    assert!(
+        line.contains("unpacked") || line.contains("true"),
+        "image not unpacked: {line}"
+    );
 
     // The unpacked filesystem: one snapshot per layer (chain IDs derived from
     // the config's diff_ids, which containerd verified while unpacking).
@@ -77,7 +122,10 @@ fn ctr_pull_plain_http_and_unpack() {
     for l in &img.layers[1..] {
         chain = sha256(format!("{chain} {}", l.diff_id).as_bytes());
     }
-    assert!(snaps.iter().any(|s| s.starts_with(&chain)), "top chain ID {chain} not among {snaps:?}");
+    assert!(
+        snaps.iter().any(|s| s.starts_with(&chain)),
+        "top chain ID {chain} not among {snaps:?}"
+    );
     // Read the files back through a view of the top snapshot (native
     // snapshots are plain directories; `mounts` prints the bind source).
     let view = format!("wharf-view-{}", ctr.ns);
@@ -89,7 +137,15 @@ fn ctr_pull_plain_http_and_unpack() {
     let mut last = String::new();
     for _attempt in 0..4 {
         let _ = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
-        let out = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "view", "--mounts", &view, &chain]);
+        let out = ctr.output(&[
+            "snapshots",
+            "--snapshotter",
+            SNAPSHOTTER,
+            "view",
+            "--mounts",
+            &view,
+            &chain,
+        ]);
         let mounts = String::from_utf8_lossy(&out.stdout).into_owned();
         last = format!("{}{}", mounts, String::from_utf8_lossy(&out.stderr));
         // JSON like [{"type":"bind","source":"/var/lib/.../snapshots/7",...}]
@@ -105,28 +161,48 @@ fn ctr_pull_plain_http_and_unpack() {
             let data = root.join(format!("layer-{seed}/data.bin"));
             match std::fs::metadata(&data) {
                 Ok(m) => {
-                    assert_eq!(sha256_file(&data), noise_digest(seed, m.len()), "content of {}", data.display());
+                    assert_eq!(
+                        sha256_file(&data),
+                        noise_digest(seed, m.len()),
+                        "content of {}",
+                        data.display()
+                    );
                     sizes.push(m.len());
                 }
                 Err(_) => ok = false,
             }
         }
         if ok {
-            assert_eq!(sizes, [100u64 << 10, 2 << 20, 5000], "sizes of the unpacked files");
+            assert_eq!(
+                sizes,
+                [100u64 << 10, 2 << 20, 5000],
+                "sizes of the unpacked files"
+            );
             verified = true;
             break;
         }
     }
-    assert!(verified, "could not read the unpacked snapshot back; last view output: {last}");
+    assert!(
+        verified,
+        "could not read the unpacked snapshot back; last view output: {last}"
+    );
     let _ = ctr.output(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &view]);
 }
 
 #[test]
 fn ctr_pull_multi_arch_with_hosts_toml() {
-    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else { return };
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-test") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let src = OciLayout::create(&tmp.path().join("src"));
-    let idx = src.multi_arch("multi", &ImageSpec::oci(22, vec![LayerSpec::gzip(30 << 10), LayerSpec::tar(40 << 10)]));
+    let idx = src.multi_arch(
+        "multi",
+        &ImageSpec::oci(
+            22,
+            vec![LayerSpec::gzip(30 << 10), LayerSpec::tar(40 << 10)],
+        ),
+    );
     let w = Wharf::start();
     skopeo_push(&src, "multi", &format!("{}/team/multi:1", w.host()));
     let hosts = hosts_dir(&tmp.path().join("certs.d"), &w);
@@ -134,22 +210,50 @@ fn ctr_pull_multi_arch_with_hosts_toml() {
 
     // hosts.toml says http://, so no --plain-http here.
     let reference = format!("{}/team/multi:1", w.host());
-    let out = ctr.run(&["images", "pull", "--hosts-dir", hosts, "--platform", "linux/arm64", "--snapshotter", SNAPSHOTTER, &reference]);
-    assert!(out.contains("unpacking linux/arm64"), "ctr did not unpack arm64:\n{out}");
+    let out = ctr.run(&[
+        "images",
+        "pull",
+        "--hosts-dir",
+        hosts,
+        "--platform",
+        "linux/arm64",
+        "--snapshotter",
+        SNAPSHOTTER,
+        &reference,
+    ]);
+    assert!(
+        out.contains("unpacking linux/arm64"),
+        "ctr did not unpack arm64:\n{out}"
+    );
     let (mt, digest) = image_row(&ctr, &reference);
     assert_eq!(mt, MT_OCI_INDEX);
     assert_eq!(digest, idx.index.digest);
     let content = ctr.list(&["content", "ls", "-q"]);
-    for d in std::iter::once(idx.images[1].manifest.digest.clone()).chain(idx.images[1].blob_digests()) {
-        assert!(content.contains(&d), "arm64 blob {d} not fetched: {content:?}");
+    for d in
+        std::iter::once(idx.images[1].manifest.digest.clone()).chain(idx.images[1].blob_digests())
+    {
+        assert!(
+            content.contains(&d),
+            "arm64 blob {d} not fetched: {content:?}"
+        );
     }
 
     // Every platform, by digest.
     let by_digest = format!("{}/team/multi@{}", w.host(), idx.index.digest);
-    ctr.run(&["images", "pull", "--hosts-dir", hosts, "--all-platforms", &by_digest]);
+    ctr.run(&[
+        "images",
+        "pull",
+        "--hosts-dir",
+        hosts,
+        "--all-platforms",
+        &by_digest,
+    ]);
     let content = ctr.list(&["content", "ls", "-q"]);
     for d in idx.all_digests() {
-        assert!(content.contains(&d), "{d} not fetched with --all-platforms: {content:?}");
+        assert!(
+            content.contains(&d),
+            "{d} not fetched with --all-platforms: {content:?}"
+        );
     }
     let check = ctr.run(&["images", "check", "--snapshotter", SNAPSHOTTER]);
     for line in check.lines().skip(1) {

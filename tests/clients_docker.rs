@@ -13,15 +13,18 @@ mod support;
 use std::process::Command;
 use std::time::Instant;
 
-use support::image::*;
 use support::docker::*;
+use support::image::*;
 use support::*;
 
 /// The manifest digest wharf serves for `repo:tag`.
 fn wharf_digest(w: &Wharf, repo: &str, tag: &str) -> String {
     let r = http()
         .head(format!("{}/v2/{repo}/manifests/{tag}", w.url()))
-        .header("accept", format!("{MT_DOCKER_MANIFEST}, {MT_DOCKER_LIST}, {MT_OCI_MANIFEST}, {MT_OCI_INDEX}"))
+        .header(
+            "accept",
+            format!("{MT_DOCKER_MANIFEST}, {MT_DOCKER_LIST}, {MT_OCI_MANIFEST}, {MT_OCI_INDEX}"),
+        )
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "HEAD manifest {repo}:{tag}");
@@ -40,7 +43,11 @@ fn docker_build_push_rmi_pull_same_image_id() {
 
     // A unique file, so the image ID is this run's own.
     let ctx = tempfile::tempdir().unwrap();
-    let unique = format!("wharf docker test {} {:?}\n", std::process::id(), std::time::SystemTime::now());
+    let unique = format!(
+        "wharf docker test {} {:?}\n",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
     std::fs::write(ctx.path().join("hello.txt"), &unique).unwrap();
     std::fs::write(ctx.path().join("noise.bin"), noise_vec(42, 256 << 10)).unwrap();
     std::fs::write(
@@ -61,14 +68,24 @@ fn docker_build_push_rmi_pull_same_image_id() {
         .nth(1)
         .unwrap_or_else(|| panic!("no digest in docker push output:\n{pushed}"))
         .to_string();
-    assert_eq!(wharf_digest(&w, "team/app", "1"), digest, "wharf serves another manifest than docker pushed");
+    assert_eq!(
+        wharf_digest(&w, "team/app", "1"),
+        digest,
+        "wharf serves another manifest than docker pushed"
+    );
 
     docker(&["rmi", &tag]);
     assert!(!image_exists(&tag), "image still present after docker rmi");
 
     docker(&["pull", &tag]);
     assert_eq!(image_id(&tag), id, "image ID changed after push + pull");
-    let repo_digests = stdout(&docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &tag]));
+    let repo_digests = stdout(&docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &tag,
+    ]));
     assert!(
         repo_digests.contains(&format!("{}/team/app@{digest}", w.host())),
         "RepoDigests {repo_digests} do not name {digest}"
@@ -95,17 +112,36 @@ fn docker_pulls_oci_images_pushed_by_skopeo() {
     let tmp = tempfile::tempdir().unwrap();
     let src = OciLayout::create(tmp.path());
     let salt = std::process::id() as u64 * 10;
-    let img = src.image("one", &ImageSpec::oci(salt + 1, vec![LayerSpec::gzip(100 << 10), LayerSpec::tar(300 << 10)]));
-    let idx = src.multi_arch("multi", &ImageSpec::oci(salt + 2, vec![LayerSpec::gzip(50 << 10)]));
+    let img = src.image(
+        "one",
+        &ImageSpec::oci(
+            salt + 1,
+            vec![LayerSpec::gzip(100 << 10), LayerSpec::tar(300 << 10)],
+        ),
+    );
+    let idx = src.multi_arch(
+        "multi",
+        &ImageSpec::oci(salt + 2, vec![LayerSpec::gzip(50 << 10)]),
+    );
     let w = Wharf::start();
     for (tag, repo) in [("one", "team/oci:1"), ("multi", "team/multi:1")] {
         let out = Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
             .arg(src.transport_ref(tag))
             .arg(format!("docker://{}/{repo}", w.host()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let one = format!("{}/team/oci:1", w.host());
@@ -115,7 +151,20 @@ fn docker_pulls_oci_images_pushed_by_skopeo() {
     // Docker's image ID is the config digest.
     assert_eq!(image_id(&one), img.config.digest);
     docker(&["pull", "--platform", "linux/amd64", &multi]);
-    assert_eq!(image_id(&multi), idx.images[0].config.digest, "docker picked the wrong platform");
-    let repo_digests = stdout(&docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &multi]));
-    assert!(repo_digests.contains(&idx.index.digest), "RepoDigests {repo_digests} do not name the index");
+    assert_eq!(
+        image_id(&multi),
+        idx.images[0].config.digest,
+        "docker picked the wrong platform"
+    );
+    let repo_digests = stdout(&docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &multi,
+    ]));
+    assert!(
+        repo_digests.contains(&idx.index.digest),
+        "RepoDigests {repo_digests} do not name the index"
+    );
 }

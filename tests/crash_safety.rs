@@ -29,7 +29,10 @@ const MIB: u64 = 1 << 20;
 const MAX_HWM_KIB: u64 = 150 * 1024;
 
 fn big_size() -> u64 {
-    std::env::var("WHARF_TEST_BIG_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30)
+    std::env::var("WHARF_TEST_BIG_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30)
 }
 
 /// A client for long streamed requests (no overall timeout to trip on a
@@ -59,13 +62,22 @@ impl<R: Read> Read for Counting<R> {
 
 /// `POST /v2/<repo>/blobs/uploads/` → absolute upload URL.
 fn start_upload(w: &Wharf, repo: &str) -> String {
-    let r = http().post(format!("{}/v2/{repo}/blobs/uploads/", w.url())).send().unwrap();
+    let r = http()
+        .post(format!("{}/v2/{repo}/blobs/uploads/", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202, "start upload: {:?}", r.text());
     abs_url(w, &header(&r, "location"))
 }
 
 fn upload_id(url: &str) -> String {
-    url.split('?').next().unwrap().rsplit('/').next().unwrap().to_string()
+    url.split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn with_query(url: &str, kv: &str) -> String {
@@ -77,8 +89,14 @@ fn with_query(url: &str, kv: &str) -> String {
 }
 
 /// Stream `body` as one chunked `PATCH`; returns the next upload URL.
-fn patch_stream(url: &str, body: impl Read + Send + 'static, content_range: Option<(u64, u64)>) -> reqwest::Result<reqwest::blocking::Response> {
-    let mut req = long_client().patch(url).header("content-type", "application/octet-stream");
+fn patch_stream(
+    url: &str,
+    body: impl Read + Send + 'static,
+    content_range: Option<(u64, u64)>,
+) -> reqwest::Result<reqwest::blocking::Response> {
+    let mut req = long_client()
+        .patch(url)
+        .header("content-type", "application/octet-stream");
     let body = match content_range {
         Some((start, len)) => {
             req = req.header("content-range", format!("{start}-{}", start + len - 1));
@@ -118,8 +136,15 @@ fn push_streamed(w: &Wharf, repo: &str, seed: u64, len: u64, digest: &str) {
 }
 
 fn blob_status(w: &Wharf, repo: &str, digest: &str) -> (u16, Option<u64>) {
-    let r = http().head(format!("{}/v2/{repo}/blobs/{digest}", w.url())).send().unwrap();
-    let len = r.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let r = http()
+        .head(format!("{}/v2/{repo}/blobs/{digest}", w.url()))
+        .send()
+        .unwrap();
+    let len = r
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     (r.status().as_u16(), len)
 }
 
@@ -129,13 +154,26 @@ fn assert_store_consistent(data: &Path) -> usize {
     let files = files_under(&data.join("blobs/sha256"));
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let parent = f.parent().unwrap().file_name().unwrap().to_string_lossy().to_string();
+        let parent = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         assert!(
-            name.len() == 64 && name.starts_with(&parent) && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            name.len() == 64
+                && name.starts_with(&parent)
+                && name.bytes().all(|b| b.is_ascii_hexdigit()),
             "unexpected file in the blob store: {}",
             f.display()
         );
-        assert_eq!(fast_sha256_file(f), format!("sha256:{name}"), "blob file {} does not match its name", f.display());
+        assert_eq!(
+            fast_sha256_file(f),
+            format!("sha256:{name}"),
+            "blob file {} does not match its name",
+            f.display()
+        );
     }
     files.len()
 }
@@ -159,19 +197,35 @@ fn file_len(p: &Path) -> u64 {
 fn kill_mid_patch(w: &mut Wharf, url: &str, seed: u64, len: u64, at: u64) -> u64 {
     let data_file = w.data_dir.join("uploads").join(upload_id(url)).join("data");
     let sent = Arc::new(AtomicU64::new(0));
-    let body = Counting { inner: Noise::new(seed, len), n: sent.clone() };
+    let body = Counting {
+        inner: Noise::new(seed, len),
+        n: sent.clone(),
+    };
     let u = url.to_string();
-    let pusher = std::thread::spawn(move || patch_stream(&u, body, None).map(|r| r.status().as_u16()));
-    wait_until("the upload to reach the kill point", Duration::from_secs(600), || {
-        assert!(!pusher.is_finished(), "the push ended before the kill point");
-        file_len(&data_file) >= at
-    });
+    let pusher =
+        std::thread::spawn(move || patch_stream(&u, body, None).map(|r| r.status().as_u16()));
+    wait_until(
+        "the upload to reach the kill point",
+        Duration::from_secs(600),
+        || {
+            assert!(
+                !pusher.is_finished(),
+                "the push ended before the kill point"
+            );
+            file_len(&data_file) >= at
+        },
+    );
     let on_disk = file_len(&data_file);
     w.kill();
     let res = pusher.join().unwrap();
     let sent = sent.load(Ordering::Relaxed);
-    eprintln!("killed wharf with {on_disk} bytes of the upload on disk, {sent} sent; client saw {res:?}");
-    assert!(!matches!(res, Ok(s) if (200..300).contains(&s)), "the interrupted PATCH reported success");
+    eprintln!(
+        "killed wharf with {on_disk} bytes of the upload on disk, {sent} sent; client saw {res:?}"
+    );
+    assert!(
+        !matches!(res, Ok(s) if (200..300).contains(&s)),
+        "the interrupted PATCH reported success"
+    );
     assert!(sent < len, "everything was sent before the kill");
     sent
 }
@@ -194,13 +248,26 @@ fn kill_9_mid_push_then_retry() {
     eprintln!("crashed mid-push after {:.1?}", t0.elapsed());
 
     // The half-written blob is nowhere.
-    assert_eq!(blob_status(&w, "team/big", &digest).0, 404, "half-written blob visible after restart");
+    assert_eq!(
+        blob_status(&w, "team/big", &digest).0,
+        404,
+        "half-written blob visible after restart"
+    );
     assert_eq!(blob_status(&w, "other/repo", &digest).0, 404);
-    let r = http().get(format!("{}/v2/team/big/blobs/{digest}", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/team/big/blobs/{digest}", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(!blob_file(&w.data_dir, &digest).exists(), "half-written blob in the blob store");
+    assert!(
+        !blob_file(&w.data_dir, &digest).exists(),
+        "half-written blob in the blob store"
+    );
     let tmp_files = files_under(&w.data_dir.join("tmp"));
-    assert!(tmp_files.is_empty(), "temp files survived the restart: {tmp_files:?}");
+    assert!(
+        tmp_files.is_empty(),
+        "temp files survived the restart: {tmp_files:?}"
+    );
     assert_eq!(blob_status(&w, "team/big", &small), (200, Some(3 * MIB)));
     assert_store_consistent(&w.data_dir);
 
@@ -210,7 +277,10 @@ fn kill_9_mid_push_then_retry() {
         204 => {
             let range = header(&r, "range");
             let end: u64 = range.rsplit('-').next().unwrap().parse().unwrap();
-            assert!(end < sent, "session claims {range} but only {sent} bytes were sent");
+            assert!(
+                end < sent,
+                "session claims {range} but only {sent} bytes were sent"
+            );
             let r = http().delete(&url).send().unwrap();
             assert_eq!(r.status(), 204, "cancel the interrupted upload");
         }
@@ -250,12 +320,20 @@ fn kill_9_mid_push_then_resume_session() {
     assert_eq!(r.status(), 204, "upload session lost in the crash");
     let range = header(&r, "range");
     let offset: u64 = range.rsplit('-').next().unwrap().parse::<u64>().unwrap() + 1;
-    assert!(offset <= sent, "session claims {range} but only {sent} bytes were sent");
+    assert!(
+        offset <= sent,
+        "session claims {range} but only {sent} bytes were sent"
+    );
     let next = abs_url(&w, &header(&r, "location"));
     let mut rest = Noise::new(seed, size);
     std::io::copy(&mut (&mut rest).take(offset), &mut std::io::sink()).unwrap();
     let r = patch_stream(&next, rest, Some((offset, size - offset))).unwrap();
-    assert_eq!(r.status(), 202, "resume PATCH from {offset}: {:?}", r.text());
+    assert_eq!(
+        r.status(),
+        202,
+        "resume PATCH from {offset}: {:?}",
+        r.text()
+    );
     let next = abs_url(&w, &header(&r, "location"));
     let r = finish_upload(&w, &next, &digest);
     assert_eq!(r.status(), 201, "finish resumed upload: {:?}", r.text());
@@ -292,9 +370,16 @@ fn kill_9_at_arbitrary_moments_store_stays_consistent() {
                         .unwrap_or(false)
                 } else {
                     (|| -> Option<bool> {
-                        let r = c.post(format!("{base}/v2/team/crash/blobs/uploads/")).send().ok()?;
+                        let r = c
+                            .post(format!("{base}/v2/team/crash/blobs/uploads/"))
+                            .send()
+                            .ok()?;
                         let loc = r.headers().get("location")?.to_str().ok()?.to_string();
-                        let loc = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
+                        let loc = if loc.starts_with("http") {
+                            loc
+                        } else {
+                            format!("{base}{loc}")
+                        };
                         let half = bytes.len() / 2;
                         let r = c
                             .patch(&loc)
@@ -303,8 +388,16 @@ fn kill_9_at_arbitrary_moments_store_stays_consistent() {
                             .send()
                             .ok()?;
                         let loc = r.headers().get("location")?.to_str().ok()?.to_string();
-                        let loc = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
-                        let r = c.put(with_query(&loc, &format!("digest={d}"))).body(bytes[half..].to_vec()).send().ok()?;
+                        let loc = if loc.starts_with("http") {
+                            loc
+                        } else {
+                            format!("{base}{loc}")
+                        };
+                        let r = c
+                            .put(with_query(&loc, &format!("digest={d}")))
+                            .body(bytes[half..].to_vec())
+                            .send()
+                            .ok()?;
                         Some(r.status() == 201)
                     })()
                     .unwrap_or(false)
@@ -326,10 +419,17 @@ fn kill_9_at_arbitrary_moments_store_stays_consistent() {
         acknowledged.extend(acked);
         w.restart();
         for (d, len) in &acknowledged {
-            assert_eq!(blob_status(&w, "team/crash", d), (200, Some(*len)), "acknowledged blob {d} lost (round {round})");
+            assert_eq!(
+                blob_status(&w, "team/crash", d),
+                (200, Some(*len)),
+                "acknowledged blob {d} lost (round {round})"
+            );
         }
         let n = assert_store_consistent(&w.data_dir);
-        eprintln!("round {round}: {} acknowledged, {n} blob files, all consistent", acknowledged.len());
+        eprintln!(
+            "round {round}: {} acknowledged, {n} blob files, all consistent",
+            acknowledged.len()
+        );
     }
     assert!(!acknowledged.is_empty(), "no push ever completed");
 }
@@ -358,7 +458,10 @@ fn memory_stays_flat_pushing_and_pulling_1gib() {
     assert_eq!(r.status(), 201, "PUT ?digest=: {:?}", r.text());
     let push_hwm = vm_hwm_kib(pid);
     eprintln!("pushed {size} bytes in {:.1?}; VmHWM {start_hwm} KiB at start, {push_hwm} KiB after the push", t0.elapsed());
-    assert!(push_hwm < MAX_HWM_KIB, "wharf peaked at {push_hwm} KiB pushing {size} bytes (bound {MAX_HWM_KIB} KiB)");
+    assert!(
+        push_hwm < MAX_HWM_KIB,
+        "wharf peaked at {push_hwm} KiB pushing {size} bytes (bound {MAX_HWM_KIB} KiB)"
+    );
 
     // Pull: one client hashes everything, three more read concurrently.
     let t1 = Instant::now();
@@ -393,10 +496,19 @@ fn memory_stays_flat_pushing_and_pulling_1gib() {
     let mut n = Noise::new(seed, size);
     std::io::copy(&mut (&mut n).take(size - MIB), &mut std::io::sink()).unwrap();
     n.read_to_end(&mut expect).unwrap();
-    assert!(tail.as_ref() == expect.as_slice(), "range of the last MiB differs");
+    assert!(
+        tail.as_ref() == expect.as_slice(),
+        "range of the last MiB differs"
+    );
 
     let pull_hwm = vm_hwm_kib(pid);
-    eprintln!("pulled 4 x {size} bytes in {:.1?}; VmHWM {pull_hwm} KiB", t1.elapsed());
+    eprintln!(
+        "pulled 4 x {size} bytes in {:.1?}; VmHWM {pull_hwm} KiB",
+        t1.elapsed()
+    );
     assert!(pull_hwm < MAX_HWM_KIB, "wharf peaked at {pull_hwm} KiB serving {size} bytes to 4 clients (bound {MAX_HWM_KIB} KiB)");
-    eprintln!("memory_stays_flat_pushing_and_pulling_1gib: {:.1?}", t0.elapsed());
+    eprintln!(
+        "memory_stays_flat_pushing_and_pulling_1gib: {:.1?}",
+        t0.elapsed()
+    );
 }

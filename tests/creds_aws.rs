@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use support::fake_upstream::{parse_basic, FakeUpstream};
 use support::image::{ImageSpec, LayerSpec};
-use support::upstream::{htpasswd_line, skopeo_pull, Upstream};
 use support::moto::*;
+use support::upstream::{htpasswd_line, skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -28,7 +28,10 @@ fn aws_env() -> Vec<(String, String)> {
         ("AWS_REGION", REGION),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -36,13 +39,23 @@ fn aws_env() -> Vec<(String, String)> {
 }
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
-    support::http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().unwrap()
+    support::http()
+        .get(format!("{}{path}", w.url()))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
 }
 
 /// Manifest and every blob of `img` through wharf.
 fn pull_http(w: &Wharf, remote: &str, repo: &str, tag: &str, img: &support::image::Image) {
     let r = get(w, &format!("/v2/{remote}/{repo}/manifests/{tag}"));
-    assert_eq!(r.status(), 200, "{}\nwharf log:\n{}", r.text().unwrap_or_default(), w.logs());
+    assert_eq!(
+        r.status(),
+        200,
+        "{}\nwharf log:\n{}",
+        r.text().unwrap_or_default(),
+        w.logs()
+    );
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest_bytes);
     for d in img.blob_digests() {
         let r = get(w, &format!("/v2/{remote}/{repo}/blobs/{d}"));
@@ -60,7 +73,11 @@ fn secretsmanager_pull_refresh_failure_and_rotation() {
     let v1 = up.push_image(repo, "v1", &spec(41));
     let v2 = up.push_image(repo, "v2", &spec(42));
     let v3 = up.push_image(repo, "v3", &spec(43));
-    moto.put_secret("wharf/corp", r#"{"username":"alice","password":"pw-one-4f1e"}"#, true);
+    moto.put_secret(
+        "wharf/corp",
+        r#"{"username":"alice","password":"pw-one-4f1e"}"#,
+        true,
+    );
 
     let cfg = format!(
         "[[remotes]]\nname = \"corp\"\nurl = \"{}\"\ncredentials_ttl = \"2s\"\n\
@@ -68,7 +85,11 @@ fn secretsmanager_pull_refresh_failure_and_rotation() {
         up.url(),
         moto.url
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        env: aws_env(),
+        ..Default::default()
+    });
 
     // A real client pulls through wharf.
     let tmp = tempfile::tempdir().unwrap();
@@ -84,15 +105,24 @@ fn secretsmanager_pull_refresh_failure_and_rotation() {
     pull_http(&w, "corp", repo, "v2", &v2);
     let logs = w.logs();
     assert!(
-        logs.contains("keeping the last good value") && logs.contains("aws-secretsmanager:wharf/corp"),
+        logs.contains("keeping the last good value")
+            && logs.contains("aws-secretsmanager:wharf/corp"),
         "{logs}"
     );
 
     // Rotation: new password in Secrets Manager and in the registry's
     // htpasswd (Distribution reads it at start-up, so restart it). Wharf
     // picks it up after the cache time, without a restart.
-    moto.put_secret("wharf/corp", r#"{"username":"alice","password":"pw-two-9c2d"}"#, false);
-    std::fs::write(up.tmp.path().join("htpasswd"), htpasswd_line("alice", "pw-two-9c2d")).unwrap();
+    moto.put_secret(
+        "wharf/corp",
+        r#"{"username":"alice","password":"pw-two-9c2d"}"#,
+        false,
+    );
+    std::fs::write(
+        up.tmp.path().join("htpasswd"),
+        htpasswd_line("alice", "pw-two-9c2d"),
+    )
+    .unwrap();
     up.stop();
     up.start();
     std::thread::sleep(Duration::from_millis(2200));
@@ -115,11 +145,21 @@ fn secretsmanager_missing_secret_is_denied_with_reference_logged() {
         up.url(),
         moto.url
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), env: aws_env(), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        env: aws_env(),
+        ..Default::default()
+    });
     let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("corp"), "{v}");
+    assert!(
+        v["errors"][0]["detail"].as_str().unwrap().contains("corp"),
+        "{v}"
+    );
     let logs = w.logs();
-    assert!(logs.contains("aws-secretsmanager:does/not/exist") && logs.contains("ResourceNotFound"), "{logs}");
+    assert!(
+        logs.contains("aws-secretsmanager:does/not/exist") && logs.contains("ResourceNotFound"),
+        "{logs}"
+    );
     // Nothing reached the upstream without credentials.
     assert_eq!(up.count("GET", "/v2/a/b/manifests/v1"), 0);
 }
@@ -138,7 +178,11 @@ fn ecr_authorization_token_used_as_basic() {
     up.require_basic(user, pass);
     let img = up.add_image("team/svc", "v1", 7);
     // AWS keys for the ECR call from Secrets Manager on a second remote.
-    moto.put_secret("ecr-keys", r#"{"aws_access_key_id":"AKIATESTKEY","aws_secret_access_key":"ecr-key-secret-5a"}"#, true);
+    moto.put_secret(
+        "ecr-keys",
+        r#"{"aws_access_key_id":"AKIATESTKEY","aws_secret_access_key":"ecr-key-secret-5a"}"#,
+        true,
+    );
     let cfg = format!(
         "[[remotes]]\nname = \"ecr\"\nurl = \"{url}\"\ncredentials = {{ ecr = {{ region = \"{REGION}\", endpoint = \"{m}\" }} }}\n\
          [[remotes]]\nname = \"ecr2\"\nurl = \"{url}\"\n\
@@ -148,10 +192,20 @@ fn ecr_authorization_token_used_as_basic() {
     );
     let mut env = aws_env();
     env.push(("RUST_LOG".into(), "info,wharf=debug".into()));
-    let w = Wharf::start_with(Options { config: Some(cfg), env, ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        env,
+        ..Default::default()
+    });
     for remote in ["ecr", "ecr2"] {
         let r = get(&w, &format!("/v2/{remote}/team/svc/manifests/v1"));
-        assert_eq!(r.status(), 200, "{remote}: {}\n{}", r.text().unwrap_or_default(), w.logs());
+        assert_eq!(
+            r.status(),
+            200,
+            "{remote}: {}\n{}",
+            r.text().unwrap_or_default(),
+            w.logs()
+        );
         assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
     }
     let authed: Vec<(String, String)> = up
@@ -160,21 +214,43 @@ fn ecr_authorization_token_used_as_basic() {
         .filter_map(|r| r.header("authorization").and_then(parse_basic))
         .collect();
     assert!(!authed.is_empty());
-    assert!(authed.iter().all(|(u, p)| u == "AWS" && p == pass), "{authed:?}");
+    assert!(
+        authed.iter().all(|(u, p)| u == "AWS" && p == pass),
+        "{authed:?}"
+    );
 
     // A 401 with the token makes wharf call GetAuthorizationToken again,
     // once (moto hands out the same token, so the request is then refused).
     let loads = |w: &Wharf| {
-        w.logs().lines().filter(|l| l.contains("credentials loaded") && l.contains("remotes.ecr.credentials[0]")).count()
+        w.logs()
+            .lines()
+            .filter(|l| {
+                l.contains("credentials loaded") && l.contains("remotes.ecr.credentials[0]")
+            })
+            .count()
     };
     assert_eq!(loads(&w), 1, "{}", w.logs());
     std::thread::sleep(Duration::from_millis(2100));
     up.require_basic("AWS", "some-other-token");
     up.add_image("team/svc2", "v1", 8);
-    let v = support::assert_oci_error(get(&w, "/v2/ecr/team/svc2/manifests/v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote ecr"), "{v}");
+    let v = support::assert_oci_error(
+        get(&w, "/v2/ecr/team/svc2/manifests/v1"),
+        424,
+        "UNAUTHORIZED",
+    );
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote ecr"),
+        "{v}"
+    );
     assert_eq!(loads(&w), 2, "{}", w.logs());
-    assert!(w.logs().contains("ecr:GetAuthorizationToken"), "{}", w.logs());
+    assert!(
+        w.logs().contains("ecr:GetAuthorizationToken"),
+        "{}",
+        w.logs()
+    );
 
     // check-config resolves the ECR token too.
     let cfg_path = w.tmp.path().join("check.toml");
@@ -194,9 +270,19 @@ fn ecr_authorization_token_used_as_basic() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("from ecr") && text.contains("readable (basic credentials)"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("from ecr") && text.contains("readable (basic credentials)"),
+        "{text}"
+    );
     assert!(!text.contains(pass));
     let logs = w.logs();
-    assert!(!logs.contains(pass) && !logs.contains("ecr-key-secret-5a"), "{logs}");
+    assert!(
+        !logs.contains(pass) && !logs.contains("ecr-key-secret-5a"),
+        "{logs}"
+    );
 }

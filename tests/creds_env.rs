@@ -10,11 +10,18 @@ use support::{Options, Wharf};
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
-    support::http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().unwrap()
+    support::http()
+        .get(format!("{}{path}", w.url()))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
 }
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -60,10 +67,17 @@ fn env_password_with_entry_username_through_token_flow() {
     let r = get(&w, "/v2/quay/org/tool/manifests/1.0");
     assert_eq!(r.status(), 200, "{}", w.logs());
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
-    let granted: Vec<_> = up.token_requests().into_iter().filter(|t| t.granted).collect();
+    let granted: Vec<_> = up
+        .token_requests()
+        .into_iter()
+        .filter(|t| t.granted)
+        .collect();
     assert_eq!(granted.len(), 1, "{granted:?}");
     assert_eq!(granted[0].user.as_deref(), Some("robot$ci"));
-    assert_eq!(granted[0].scopes, vec!["repository:org/tool:pull".to_string()]);
+    assert_eq!(
+        granted[0].scopes,
+        vec!["repository:org/tool:pull".to_string()]
+    );
 }
 
 #[test]
@@ -76,10 +90,22 @@ fn missing_variable_is_denied_and_named_in_the_log() {
          credentials = {{ secret = {{ backend = \"env\", username = \"NOPE_USER\", password = \"NOPE_PASS\" }} }}\n",
         up.url()
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Default::default()
+    });
     let v = support::assert_oci_error(get(&w, "/v2/corp/a/b/manifests/v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote corp"),
+        "{v}"
+    );
     let logs = w.logs();
-    assert!(logs.contains("env:NOPE_USER,NOPE_PASS") && logs.contains("NOPE_PASS is not set"), "{logs}");
+    assert!(
+        logs.contains("env:NOPE_USER,NOPE_PASS") && logs.contains("NOPE_PASS is not set"),
+        "{logs}"
+    );
     assert_eq!(up.count("GET", "/v2/a/b/manifests/v1"), 0);
 }

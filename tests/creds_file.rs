@@ -22,7 +22,10 @@ fn write_secret(path: &Path, text: &str, mode: u32) {
 }
 
 fn remote(up: &FakeUpstream, creds: &str) -> String {
-    format!("[[remotes]]\nname = \"corp\"\nurl = \"{}\"\ncredentials = {creds}\n", up.url())
+    format!(
+        "[[remotes]]\nname = \"corp\"\nurl = \"{}\"\ncredentials = {creds}\n",
+        up.url()
+    )
 }
 
 fn get_manifest(w: &Wharf, repo: &str, tag: &str) -> reqwest::blocking::Response {
@@ -36,10 +39,19 @@ fn get_manifest(w: &Wharf, repo: &str, tag: &str) -> reqwest::blocking::Response
 fn assert_pulls(w: &Wharf, up: &FakeUpstream, repo: &str, seed: u64) {
     let img = up.add_image(repo, "v1", seed);
     let r = get_manifest(w, repo, "v1");
-    assert_eq!(r.status(), 200, "{}\nwharf log:\n{}", r.text().unwrap_or_default(), w.logs());
+    assert_eq!(
+        r.status(),
+        200,
+        "{}\nwharf log:\n{}",
+        r.text().unwrap_or_default(),
+        w.logs()
+    );
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
     for b in img.blobs() {
-        let r = support::http().get(format!("{}/v2/corp/{repo}/blobs/{b}", w.url())).send().unwrap();
+        let r = support::http()
+            .get(format!("{}/v2/corp/{repo}/blobs/{b}", w.url()))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(support::sha256(&r.bytes().unwrap()), b);
     }
@@ -51,9 +63,19 @@ fn json_and_toml_files() {
     up.require_basic("robot", "s3cret:json");
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("creds.json");
-    write_secret(&json, r#"{"username":"robot","password":"s3cret:json"}"#, 0o600);
+    write_secret(
+        &json,
+        r#"{"username":"robot","password":"s3cret:json"}"#,
+        0o600,
+    );
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", json.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                json.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "team/app", 1);
@@ -61,9 +83,19 @@ fn json_and_toml_files() {
 
     up.require_basic("robot", "s3cret toml");
     let toml = tmp.path().join("creds.toml");
-    write_secret(&toml, "username = \"robot\"\npassword = \"s3cret toml\"\n", 0o400);
+    write_secret(
+        &toml,
+        "username = \"robot\"\npassword = \"s3cret toml\"\n",
+        0o400,
+    );
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", toml.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                toml.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "team/app2", 2);
@@ -85,7 +117,13 @@ fn docker_config_json_auths_entry() {
     });
     write_secret(&path, &doc.to_string(), 0o600);
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                path.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "lib/app", 3);
@@ -101,7 +139,13 @@ fn kubernetes_secret_directory() {
     write_secret(&dir.join("username"), "k8s-bot\n", 0o400);
     write_secret(&dir.join("password"), "mounted-pass\n", 0o400);
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", dir.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                dir.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "k/app", 4);
@@ -131,7 +175,11 @@ fn run_wharf(args: &[&str]) -> (i32, String) {
         std::thread::sleep(Duration::from_millis(30));
     }
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -140,9 +188,23 @@ fn group_readable_file_is_refused_at_start_up() {
     let up = FakeUpstream::start();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("creds.json");
-    write_secret(&path, r#"{"username":"u","password":"too-open-secret"}"#, 0o640);
+    write_secret(
+        &path,
+        r#"{"username":"u","password":"too-open-secret"}"#,
+        0o640,
+    );
     let cfg = tmp.path().join("wharf.toml");
-    std::fs::write(&cfg, remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))).unwrap();
+    std::fs::write(
+        &cfg,
+        remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                path.display()
+            ),
+        ),
+    )
+    .unwrap();
     let port = support::free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
     let data = tmp.path().join("data");
@@ -168,7 +230,12 @@ fn group_readable_file_is_refused_at_start_up() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, out) = run_wharf(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("  corp ") && out.contains("credentials[0]") && out.contains("readable (basic credentials)"), "{out}");
+    assert!(
+        out.contains("  corp ")
+            && out.contains("credentials[0]")
+            && out.contains("readable (basic credentials)"),
+        "{out}"
+    );
     assert!(!out.contains("too-open-secret"), "{out}");
 }
 
@@ -178,7 +245,11 @@ fn check_config_reports_each_reference() {
     let good = tmp.path().join("good.json");
     write_secret(&good, r#"{"token":"tok-value-123"}"#, 0o600);
     let bad = tmp.path().join("bad.json");
-    write_secret(&bad, r#"{"username": "u", "password": "half-a-secret"#, 0o600);
+    write_secret(
+        &bad,
+        r#"{"username": "u", "password": "half-a-secret"#,
+        0o600,
+    );
     let cfg = tmp.path().join("wharf.toml");
     std::fs::write(
         &cfg,
@@ -192,10 +263,23 @@ fn check_config_reports_each_reference() {
     .unwrap();
     let (code, out) = run_wharf(&["check-config", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("credentials[0] for \"x/*\" from file") && out.contains("readable (token credentials)"), "{out}");
-    assert!(out.contains("credentials[1]") && out.contains("CANNOT BE READ: malformed secret"), "{out}");
-    assert!(out.contains("credentials[2]") && out.contains("no such file"), "{out}");
-    assert!(out.contains("  b http://127.0.0.1:9/\n    credentials: none (anonymous)"), "{out}");
+    assert!(
+        out.contains("credentials[0] for \"x/*\" from file")
+            && out.contains("readable (token credentials)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("credentials[1]") && out.contains("CANNOT BE READ: malformed secret"),
+        "{out}"
+    );
+    assert!(
+        out.contains("credentials[2]") && out.contains("no such file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  b http://127.0.0.1:9/\n    credentials: none (anonymous)"),
+        "{out}"
+    );
     for s in ["tok-value-123", "half-a-secret"] {
         assert!(!out.contains(s), "check-config printed a secret:\n{out}");
     }
@@ -214,7 +298,13 @@ fn missing_and_malformed_secret_then_fixed() {
     let w = Wharf::start_with(Options {
         config: Some(format!(
             "{}credentials_ttl = \"1s\"\n",
-            remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))
+            remote(
+                &up,
+                &format!(
+                    "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                    path.display()
+                )
+            )
         )),
         ..Default::default()
     });
@@ -223,15 +313,26 @@ fn missing_and_malformed_secret_then_fixed() {
     let detail = v["errors"][0]["detail"].as_str().unwrap_or("").to_string();
     assert!(detail.contains("corp"), "{detail}");
     let logs = w.logs();
-    assert!(logs.contains(&format!("file:{}", path.display())), "log does not name the secret reference:\n{logs}");
+    assert!(
+        logs.contains(&format!("file:{}", path.display())),
+        "log does not name the secret reference:\n{logs}"
+    );
 
-    write_secret(&path, "{\"username\": \"robot\", \"password\": \"fixed-pass\"", 0o600);
+    write_secret(
+        &path,
+        "{\"username\": \"robot\", \"password\": \"fixed-pass\"",
+        0o600,
+    );
     let r = get_manifest(&w, "team/app", "v1");
     support::assert_oci_error(r, 424, "UNAUTHORIZED");
     assert!(w.logs().contains("malformed secret"), "{}", w.logs());
     assert!(!w.logs().contains("fixed-pass"));
 
-    write_secret(&path, r#"{"username": "robot", "password": "fixed-pass"}"#, 0o600);
+    write_secret(
+        &path,
+        r#"{"username": "robot", "password": "fixed-pass"}"#,
+        0o600,
+    );
     let r = get_manifest(&w, "team/app", "v1");
     assert_eq!(r.status(), 200, "{}", w.logs());
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
@@ -246,20 +347,44 @@ fn rejected_then_rotated_file() {
     let img = up.add_image("team/app", "v1", 10);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("creds.json");
-    write_secret(&path, r#"{"username":"robot","password":"old-pass"}"#, 0o600);
+    write_secret(
+        &path,
+        r#"{"username":"robot","password":"old-pass"}"#,
+        0o600,
+    );
     let w = Wharf::start_with(Options {
         config: Some(format!(
             "{}credentials_ttl = \"1s\"\n",
-            remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))
+            remote(
+                &up,
+                &format!(
+                    "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                    path.display()
+                )
+            )
         )),
         ..Default::default()
     });
     let v = support::assert_oci_error(get_manifest(&w, "team/app", "v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote corp"),
+        "{v}"
+    );
     let logs = w.logs();
-    assert!(logs.contains("rejected wharf's credentials") && logs.contains(&format!("file:{}", path.display())), "{logs}");
+    assert!(
+        logs.contains("rejected wharf's credentials")
+            && logs.contains(&format!("file:{}", path.display())),
+        "{logs}"
+    );
 
-    write_secret(&path, r#"{"username":"robot","password":"new-pass"}"#, 0o600);
+    write_secret(
+        &path,
+        r#"{"username":"robot","password":"new-pass"}"#,
+        0o600,
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let r = get_manifest(&w, "team/app", "v1");
     assert_eq!(r.status(), 200, "{}", w.logs());
@@ -279,37 +404,67 @@ fn refresh_token_is_exchanged_cached_and_refreshed_on_401() {
     up.require_oauth_refresh(refresh);
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("oauth.json");
-    write_secret(&path, &format!(r#"{{"username":"robot","refresh_token":"{refresh}"}}"#), 0o600);
+    write_secret(
+        &path,
+        &format!(r#"{{"username":"robot","refresh_token":"{refresh}"}}"#),
+        0o600,
+    );
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                path.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "team/app", 11);
 
     let grants = up.token_requests();
-    assert!(!grants.is_empty() && grants.iter().all(|g| g.granted), "{grants:#?}");
+    assert!(
+        !grants.is_empty() && grants.iter().all(|g| g.granted),
+        "{grants:#?}"
+    );
     for g in &grants {
         assert_eq!(g.method, "POST", "{g:?}");
         assert_eq!(g.grant_type.as_deref(), Some("refresh_token"));
         assert_eq!(g.client_id.as_deref(), Some("wharf"));
-        assert_eq!(g.scopes, vec!["repository:team/app:pull".to_string()], "{g:?}");
+        assert_eq!(
+            g.scopes,
+            vec!["repository:team/app:pull".to_string()],
+            "{g:?}"
+        );
     }
-    assert!(up.requests().iter().all(|r| !r.target.contains(refresh)), "the refresh token went into a URL");
+    assert!(
+        up.requests().iter().all(|r| !r.target.contains(refresh)),
+        "the refresh token went into a URL"
+    );
 
     // Cached: another upstream request (a tag wharf has not seen) asks
     // the token service nothing.
     let issued = up.tokens_issued();
     up.add_image("team/app", "v2", 14);
     assert_eq!(get_manifest(&w, "team/app", "v2").status(), 200);
-    assert_eq!(up.tokens_issued(), issued, "a cached access token was not reused");
+    assert_eq!(
+        up.tokens_issued(),
+        issued,
+        "a cached access token was not reused"
+    );
 
     // The registry forgets its tokens: wharf refreshes on the 401.
     up.revoke_tokens();
     up.add_image("team/app", "v3", 15);
     let r = get_manifest(&w, "team/app", "v3");
     assert_eq!(r.status(), 200, "{}", w.logs());
-    assert!(up.tokens_issued() > issued, "no new access token after the 401");
-    assert!(!w.logs().contains(refresh), "the refresh token is in wharf's log");
+    assert!(
+        up.tokens_issued() > issued,
+        "no new access token after the 401"
+    );
+    assert!(
+        !w.logs().contains(refresh),
+        "the refresh token is in wharf's log"
+    );
 }
 
 /// A Docker config with an `identitytoken` uses it as a refresh token; a
@@ -326,7 +481,13 @@ fn docker_identitytoken_and_a_refused_refresh_token() {
     });
     write_secret(&path, &doc.to_string(), 0o600);
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                path.display()
+            ),
+        )),
         ..Default::default()
     });
     assert_pulls(&w, &up, "lib/tool", 12);
@@ -335,7 +496,13 @@ fn docker_identitytoken_and_a_refused_refresh_token() {
     up.require_oauth_refresh("rt-rotated-elsewhere");
     up.revoke_tokens();
     let w = Wharf::start_with(Options {
-        config: Some(remote(&up, &format!("{{ secret = {{ backend = \"file\", path = \"{}\" }} }}", path.display()))),
+        config: Some(remote(
+            &up,
+            &format!(
+                "{{ secret = {{ backend = \"file\", path = \"{}\" }} }}",
+                path.display()
+            ),
+        )),
         ..Default::default()
     });
     up.add_image("lib/other", "v1", 13);

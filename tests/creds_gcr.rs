@@ -36,7 +36,11 @@ fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
-    support::http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().unwrap()
+    support::http()
+        .get(format!("{}{path}", w.url()))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
 }
 
 #[test]
@@ -53,7 +57,10 @@ fn json_key_through_distribution_token_auth() {
         up.url(),
         path.display()
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Default::default()
+    });
     let dest = tmp.path().join("pulled");
     let layout = skopeo_pull(&w, &format!("gcr/{repo}:v1"), &dest, "v1");
     assert_eq!(layout.resolve("v1").digest, img.manifest.digest);
@@ -61,7 +68,11 @@ fn json_key_through_distribution_token_auth() {
     assert!(!reqs.is_empty());
     for r in &reqs {
         assert_eq!(r.user.as_deref(), Some("_json_key"), "{r:?}");
-        assert_eq!(r.password.as_deref(), Some(key.as_str()), "the key must be the password, verbatim");
+        assert_eq!(
+            r.password.as_deref(),
+            Some(key.as_str()),
+            "the key must be the password, verbatim"
+        );
         assert!(r.granted);
         assert_eq!(r.scopes, vec![format!("repository:{repo}:pull")]);
     }
@@ -82,11 +93,18 @@ fn json_key_base64() {
         up.url(),
         path.display()
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Default::default()
+    });
     let r = get(&w, "/v2/ar/proj/repo/app/manifests/v1");
     assert_eq!(r.status(), 200, "{}", w.logs());
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
-    let granted: Vec<_> = up.token_requests().into_iter().filter(|t| t.granted).collect();
+    let granted: Vec<_> = up
+        .token_requests()
+        .into_iter()
+        .filter(|t| t.granted)
+        .collect();
     assert_eq!(granted.len(), 1);
     assert_eq!(granted[0].password.as_deref(), Some(b64.as_str()));
 }
@@ -109,7 +127,10 @@ fn pat_through_token_flow_and_rejection() {
         up.url(),
         p.display()
     );
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Default::default()
+    });
     let r = get(&w, "/v2/ghcr.io/octo/app/manifests/v1");
     assert_eq!(r.status(), 200, "{}", w.logs());
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
@@ -117,8 +138,16 @@ fn pat_through_token_flow_and_rejection() {
         let r = get(&w, &format!("/v2/ghcr.io/octo/app/blobs/{d}"));
         assert_eq!(r.status(), 200);
     }
-    let granted: Vec<_> = up.token_requests().into_iter().filter(|t| t.granted).collect();
-    assert_eq!(granted.len(), 1, "one token for the scope, reused: {granted:?}");
+    let granted: Vec<_> = up
+        .token_requests()
+        .into_iter()
+        .filter(|t| t.granted)
+        .collect();
+    assert_eq!(
+        granted.len(),
+        1,
+        "one token for the scope, reused: {granted:?}"
+    );
     assert_eq!(granted[0].user.as_deref(), Some("octocat"));
     assert_eq!(granted[0].password.as_deref(), Some("ghp_pat_value_0123"));
 
@@ -126,8 +155,18 @@ fn pat_through_token_flow_and_rejection() {
     up.require_bearer(Some(("octocat", "ghp_rotated")));
     up.revoke_tokens();
     up.add_image("octo/other", "v1", 34);
-    let v = support::assert_oci_error(get(&w, "/v2/ghcr.io/octo/other/manifests/v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote ghcr.io"), "{v}");
+    let v = support::assert_oci_error(
+        get(&w, "/v2/ghcr.io/octo/other/manifests/v1"),
+        424,
+        "UNAUTHORIZED",
+    );
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote ghcr.io"),
+        "{v}"
+    );
     let logs = w.logs();
     assert!(logs.contains(&format!("file:{}", p.display())), "{logs}");
     assert!(!logs.contains("ghp_pat_value_0123"));

@@ -9,8 +9,8 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
-use support::upstream::{skopeo_pull, Upstream};
 use support::moto::*;
+use support::upstream::{skopeo_pull, Upstream};
 use support::{Options, Wharf};
 
 #[test]
@@ -23,11 +23,19 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
     tok.push_small("sec/app", "v1", 61);
     basic.push_small("sec/app", "v1", 62);
     let moto = Moto::start();
-    moto.put_secret("wharf/basic", &format!(r#"{{"username":"basicuser","password":"{basic_pass}"}}"#), true);
+    moto.put_secret(
+        "wharf/basic",
+        &format!(r#"{{"username":"basicuser","password":"{basic_pass}"}}"#),
+        true,
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("tok.json");
-    std::fs::write(&file, format!(r#"{{"username":"tokuser","password":"{token_pass}"}}"#)).unwrap();
+    std::fs::write(
+        &file,
+        format!(r#"{{"username":"tokuser","password":"{token_pass}"}}"#),
+    )
+    .unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let cfg = format!(
         "[[remotes]]\nname = \"tok\"\nurl = \"{}\"\ncredentials = [\n\
@@ -49,16 +57,26 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
         ("AWS_REGION", "us-east-1"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials"),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        ),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let w = Wharf::start_with(Options { config: Some(cfg), env, ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        env,
+        ..Default::default()
+    });
 
     skopeo_pull(&w, "tok/sec/app:v1", &tmp.path().join("a"), "x");
     skopeo_pull(&w, "basic/sec/app:v1", &tmp.path().join("b"), "x");
-    let r = support::http().get(format!("{}/v2/tok/denied/app/manifests/v1", w.url())).send().unwrap();
+    let r = support::http()
+        .get(format!("{}/v2/tok/denied/app/manifests/v1", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 424);
     let body = r.text().unwrap();
 
@@ -76,10 +94,19 @@ fn debug_logs_of_authenticated_pulls_hold_no_secret() {
     ];
     // Every bearer token the issuer signed is a JWT starting with the
     // base64url of `{"typ":"JWT"...`; none may be logged.
-    secrets.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT""#)[..16].to_string());
+    secrets.push(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT""#)[..16]
+            .to_string(),
+    );
     assert!(tok.issuer().requests().iter().any(|r| r.granted));
     for s in &secrets {
-        assert!(!logs.contains(s.as_str()), "wharf's output contains a secret ({s}):\n{logs}");
-        assert!(!body.contains(s.as_str()), "error body contains a secret: {body}");
+        assert!(
+            !logs.contains(s.as_str()),
+            "wharf's output contains a secret ({s}):\n{logs}"
+        );
+        assert!(
+            !body.contains(s.as_str()),
+            "error body contains a secret: {body}"
+        );
     }
 }

@@ -11,12 +11,22 @@ use support::{Options, Wharf};
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
-    support::http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().unwrap()
+    support::http()
+        .get(format!("{}{path}", w.url()))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
 }
 
 fn pull(w: &Wharf, repo: &str, img: &support::image::Image) {
     let r = get(w, &format!("/v2/corp/{repo}/manifests/v1"));
-    assert_eq!(r.status(), 200, "{repo}: {}\n{}", r.text().unwrap_or_default(), w.logs());
+    assert_eq!(
+        r.status(),
+        200,
+        "{repo}: {}\n{}",
+        r.text().unwrap_or_default(),
+        w.logs()
+    );
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest_bytes);
     for d in img.blob_digests() {
         let r = get(w, &format!("/v2/corp/{repo}/blobs/{d}"));
@@ -60,7 +70,10 @@ fn first_matching_pattern_picks_the_account() {
     ];
     let w = Wharf::start_with(Options {
         config: Some(cfg),
-        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..Default::default()
     });
     pull(&w, "team-a/app", &a);
@@ -70,21 +83,46 @@ fn first_matching_pattern_picks_the_account() {
     let reqs = iss.requests();
     let users_for = |repo: &str| -> Vec<String> {
         reqs.iter()
-            .filter(|r| r.scopes.iter().any(|s| s == &format!("repository:{repo}:pull")))
+            .filter(|r| {
+                r.scopes
+                    .iter()
+                    .any(|s| s == &format!("repository:{repo}:pull"))
+            })
             .map(|r| r.user.clone().unwrap_or_default())
             .collect()
     };
-    for (repo, user) in [("team-a/app", "team-a-bot"), ("team-a/special/app", "team-a-deep"), ("other/app", "fallback-bot")] {
+    for (repo, user) in [
+        ("team-a/app", "team-a-bot"),
+        ("team-a/special/app", "team-a-deep"),
+        ("other/app", "fallback-bot"),
+    ] {
         let users = users_for(repo);
         assert!(!users.is_empty(), "no token request for {repo}: {reqs:?}");
-        assert!(users.iter().all(|u| u == user), "{repo} used {users:?}, want {user}");
+        assert!(
+            users.iter().all(|u| u == user),
+            "{repo} used {users:?}, want {user}"
+        );
     }
 
     // team-b's account is wrong: only team-b is refused, naming the remote;
     // the log names team-b's entry, and other repositories still work.
-    let v = support::assert_oci_error(get(&w, "/v2/corp/team-b/app/manifests/v1"), 424, "UNAUTHORIZED");
-    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("remote corp"), "{v}");
-    assert!(w.logs().contains("credentials[2] (env:B_U,B_P)"), "{}", w.logs());
+    let v = support::assert_oci_error(
+        get(&w, "/v2/corp/team-b/app/manifests/v1"),
+        424,
+        "UNAUTHORIZED",
+    );
+    assert!(
+        v["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote corp"),
+        "{v}"
+    );
+    assert!(
+        w.logs().contains("credentials[2] (env:B_U,B_P)"),
+        "{}",
+        w.logs()
+    );
     let _ = b;
     let r = get(&w, "/v2/corp/other/app/manifests/v1");
     assert_eq!(r.status(), 200);

@@ -29,7 +29,11 @@ fn files(exts: &[&str]) -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)) {
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| exts.contains(&x))
+            {
                 out.push(p);
             }
         }
@@ -53,8 +57,15 @@ fn check_config(text: &str, what: &str) -> String {
         .env("DOCKERHUB_TOKEN", "deploy-test-token")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} fails `wharf check-config`:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} fails `wharf check-config`:\n{text}"
+    );
     text
 }
 
@@ -63,11 +74,13 @@ fn every_recipe_parses() {
     let mut n = 0;
     for p in files(&["toml", "conf"]) {
         let text = std::fs::read_to_string(&p).unwrap();
-        text.parse::<toml::Table>().unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        text.parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     for p in files(&["json"]) {
-        serde_json::from_str::<Json>(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        serde_json::from_str::<Json>(&std::fs::read_to_string(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         n += 1;
     }
     for p in files(&["yaml", "yml"]) {
@@ -89,25 +102,48 @@ fn yaml_docs(text: &str) -> Vec<Json> {
 #[test]
 fn wharf_configs_pass_check_config_and_never_open_push() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let cm = docs.iter().find(|d| d["kind"] == "ConfigMap").expect("a ConfigMap");
-    let cfg = cm["data"]["config.toml"].as_str().expect("ConfigMap data config.toml").to_string();
-    for (what, text) in [("systemd/config.toml", read("systemd/config.toml")), ("container/config.toml", read("container/config.toml")), ("the ConfigMap", cfg)] {
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("a ConfigMap");
+    let cfg = cm["data"]["config.toml"]
+        .as_str()
+        .expect("ConfigMap data config.toml")
+        .to_string();
+    for (what, text) in [
+        ("systemd/config.toml", read("systemd/config.toml")),
+        ("container/config.toml", read("container/config.toml")),
+        ("the ConfigMap", cfg),
+    ] {
         let out = check_config(&text, what);
         // Every recipe listens beyond loopback: it must be a mirror or
         // have accounts, never push for anyone on the network.
         assert!(out.contains("listen      0.0.0.0:"), "{what}:\n{out}");
         assert!(!out.contains("can push"), "{what} allows open push:\n{out}");
-        assert!(out.contains("mode        mirror") || !out.contains("auth        open"), "{what}:\n{out}");
-        assert!(!out.contains("CANNOT BE READ"), "{what} needs a secret to pull at all:\n{out}");
+        assert!(
+            out.contains("mode        mirror") || !out.contains("auth        open"),
+            "{what}:\n{out}"
+        );
+        assert!(
+            !out.contains("CANNOT BE READ"),
+            "{what} needs a secret to pull at all:\n{out}"
+        );
     }
 }
 
 #[test]
 fn kubernetes_manifests() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("no {k} in wharf.yaml"));
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
+    };
     for d in &docs {
-        assert!(d["apiVersion"].is_string() && d["metadata"]["name"].is_string(), "{d}");
+        assert!(
+            d["apiVersion"].is_string() && d["metadata"]["name"].is_string(),
+            "{d}"
+        );
     }
     let sts = kind("StatefulSet");
     let spec = &sts["spec"]["template"]["spec"];
@@ -127,50 +163,117 @@ fn kubernetes_manifests() {
     assert_eq!(cport["containerPort"].as_u64(), Some(port));
     let svc = kind("Service");
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], cport["name"]);
-    assert_eq!(svc["spec"]["selector"], sts["spec"]["selector"]["matchLabels"]);
+    assert_eq!(
+        svc["spec"]["selector"],
+        sts["spec"]["selector"]["matchLabels"]
+    );
 
     // The data directory is the PVC mount; the config is the ConfigMap mount.
     let data_dir = cfg["storage"]["data_dir"].as_str().unwrap();
     let mounts = c["volumeMounts"].as_array().unwrap();
-    let data_mount = mounts.iter().find(|m| m["mountPath"] == data_dir).expect("a mount at storage.data_dir");
-    let claims = sts["spec"]["volumeClaimTemplates"].as_array().expect("volumeClaimTemplates");
-    assert!(claims.iter().any(|t| t["metadata"]["name"] == data_mount["name"]), "data mount is not the PVC");
-    let args: Vec<&str> = c["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
-    let cfg_path = args.iter().skip_while(|a| **a != "--config").nth(1).expect("--config in args");
+    let data_mount = mounts
+        .iter()
+        .find(|m| m["mountPath"] == data_dir)
+        .expect("a mount at storage.data_dir");
+    let claims = sts["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert!(
+        claims
+            .iter()
+            .any(|t| t["metadata"]["name"] == data_mount["name"]),
+        "data mount is not the PVC"
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let cfg_path = args
+        .iter()
+        .skip_while(|a| **a != "--config")
+        .nth(1)
+        .expect("--config in args");
     let cfg_mount = mounts
         .iter()
         .find(|m| cfg_path.starts_with(m["mountPath"].as_str().unwrap()))
         .expect("config file on a mount");
-    let vol = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == cfg_mount["name"]).unwrap();
+    let vol = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == cfg_mount["name"])
+        .unwrap();
     assert_eq!(vol["configMap"]["name"], cm["metadata"]["name"]);
 
     // No placeholder secret: Docker Hub is anonymous unless an operator
     // supplies an account (the config then names env variables that a
     // Secret they create provides).
-    assert!(docs.iter().all(|d| d["kind"] != "Secret"), "a placeholder Secret makes every pull fail");
+    assert!(
+        docs.iter().all(|d| d["kind"] != "Secret"),
+        "a placeholder Secret makes every pull fail"
+    );
     let config_text = cm["data"]["config.toml"].as_str().unwrap();
-    assert!(!config_text.lines().any(|l| l.trim_start().starts_with("credentials")), "{config_text}");
+    assert!(
+        !config_text
+            .lines()
+            .any(|l| l.trim_start().starts_with("credentials")),
+        "{config_text}"
+    );
     for p in files(&["yaml", "toml", "conf", "json", "md"]) {
-        assert!(!std::fs::read_to_string(&p).unwrap().contains("change-me"), "{}: a placeholder credential", p.display());
+        assert!(
+            !std::fs::read_to_string(&p).unwrap().contains("change-me"),
+            "{}: a placeholder credential",
+            p.display()
+        );
     }
     // The drain fits in the pod's termination grace period.
-    let grace = cfg["server"]["shutdown_grace"].as_str().unwrap().trim_end_matches('s').parse::<u64>().unwrap();
+    let grace = cfg["server"]["shutdown_grace"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse::<u64>()
+        .unwrap();
     assert!(spec["terminationGracePeriodSeconds"].as_u64().unwrap() > grace);
 }
 
 #[test]
 fn kubernetes_serves_the_tls_the_clients_expect_where_nodes_reach_it() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("no {k} in wharf.yaml"));
-    let cfg: toml::Table = kind("ConfigMap")["data"]["config.toml"].as_str().unwrap().parse().unwrap();
-    let tls = cfg["server"]["tls"].as_table().expect("[server.tls]: the client configs speak https");
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
+    };
+    let cfg: toml::Table = kind("ConfigMap")["data"]["config.toml"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tls = cfg["server"]["tls"]
+        .as_table()
+        .expect("[server.tls]: the client configs speak https");
     let spec = &kind("StatefulSet")["spec"]["template"]["spec"];
     let c = &spec["containers"][0];
     for key in ["cert_file", "key_file"] {
         let path = tls[key].as_str().unwrap();
-        let m = c["volumeMounts"].as_array().unwrap().iter().find(|m| path.starts_with(m["mountPath"].as_str().unwrap())).expect("TLS files on a mount");
-        let vol = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == m["name"]).unwrap();
-        assert!(vol["secret"]["secretName"].is_string(), "{key} is not from a Secret: {vol}");
+        let m = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| path.starts_with(m["mountPath"].as_str().unwrap()))
+            .expect("TLS files on a mount");
+        let vol = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        assert!(
+            vol["secret"]["secretName"].is_string(),
+            "{key} is not from a Secret: {vol}"
+        );
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
@@ -179,49 +282,102 @@ fn kubernetes_serves_the_tls_the_clients_expect_where_nodes_reach_it() {
     // config in deploy/kubernetes uses it over https.
     let svc = kind("Service");
     assert_eq!(svc["spec"]["type"], "NodePort");
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("a fixed nodePort");
-    let hosts: toml::Table = read("kubernetes/certs.d/docker.io/hosts.toml").parse().unwrap();
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("a fixed nodePort");
+    let hosts: toml::Table = read("kubernetes/certs.d/docker.io/hosts.toml")
+        .parse()
+        .unwrap();
     let (url, h) = hosts["host"].as_table().unwrap().iter().next().unwrap();
-    assert!(url.starts_with("https://") && url.ends_with(&format!(":{node_port}")), "{url}");
+    assert!(
+        url.starts_with("https://") && url.ends_with(&format!(":{node_port}")),
+        "{url}"
+    );
     assert!(h["ca"].is_str(), "a private CA for wharf's certificate");
     // Every client recipe speaks https too (plain HTTP is a commented option).
-    for p in files(&["toml"]).into_iter().filter(|p| p.ends_with("hosts.toml")) {
+    for p in files(&["toml"])
+        .into_iter()
+        .filter(|p| p.ends_with("hosts.toml"))
+    {
         let t: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
-        assert!(t["host"].as_table().unwrap().keys().all(|u| u.starts_with("https://")), "{}", p.display());
+        assert!(
+            t["host"]
+                .as_table()
+                .unwrap()
+                .keys()
+                .all(|u| u.starts_with("https://")),
+            "{}",
+            p.display()
+        );
     }
     let dj: Json = serde_json::from_str(&read("clients/docker/daemon.json")).unwrap();
-    assert!(dj["registry-mirrors"].as_array().unwrap().iter().all(|m| m.as_str().unwrap().starts_with("https://")));
+    assert!(dj["registry-mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m.as_str().unwrap().starts_with("https://")));
 }
 
 #[test]
 fn kubernetes_disruption_budget_and_service_monitor() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| docs.iter().find(|d| d["kind"] == k).unwrap_or_else(|| panic!("no {k} in wharf.yaml"));
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
+    };
     let labels = &kind("StatefulSet")["spec"]["template"]["metadata"]["labels"];
     let pdb = kind("PodDisruptionBudget");
     assert_eq!(pdb["apiVersion"], "policy/v1");
     assert_eq!(&pdb["spec"]["selector"]["matchLabels"], labels);
-    assert!(pdb["spec"]["maxUnavailable"].is_number() || pdb["spec"]["minAvailable"].is_number(), "{pdb}");
+    assert!(
+        pdb["spec"]["maxUnavailable"].is_number() || pdb["spec"]["minAvailable"].is_number(),
+        "{pdb}"
+    );
     let svc = kind("Service");
     let sm = yaml_docs(&read("kubernetes/servicemonitor.yaml"));
-    let sm = sm.iter().find(|d| d["kind"] == "ServiceMonitor").expect("a ServiceMonitor");
+    let sm = sm
+        .iter()
+        .find(|d| d["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
     assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
-    assert_eq!(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]);
+    assert_eq!(
+        sm["spec"]["selector"]["matchLabels"],
+        svc["metadata"]["labels"]
+    );
     let ep = &sm["spec"]["endpoints"][0];
     assert_eq!(ep["port"], svc["spec"]["ports"][0]["name"]);
-    assert_eq!((ep["path"].as_str(), ep["scheme"].as_str()), (Some("/metrics"), Some("https")));
+    assert_eq!(
+        (ep["path"].as_str(), ep["scheme"].as_str()),
+        (Some("/metrics"), Some("https"))
+    );
 }
 
 #[test]
 fn release_build_is_stripped_and_the_build_context_small() {
-    let cargo: toml::Table = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap().parse().unwrap();
+    let cargo: toml::Table =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
     let release = &cargo["profile"]["release"];
-    assert!(matches!(release.get("strip").and_then(|s| s.as_str()), Some("debuginfo" | "symbols")) || release.get("strip").and_then(|s| s.as_bool()) == Some(true), "{release}");
+    assert!(
+        matches!(
+            release.get("strip").and_then(|s| s.as_str()),
+            Some("debuginfo" | "symbols")
+        ) || release.get("strip").and_then(|s| s.as_bool()) == Some(true),
+        "{release}"
+    );
     let profiling = &cargo["profile"]["profiling"];
     assert_eq!(profiling["inherits"].as_str(), Some("release"));
     assert_eq!(profiling["debug"].as_bool(), Some(true));
-    let ignore = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dockerignore")).expect(".dockerignore at the repository root");
-    let lines: Vec<&str> = ignore.lines().map(|l| l.trim().trim_end_matches('/')).collect();
+    let ignore =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".dockerignore"))
+            .expect(".dockerignore at the repository root");
+    let lines: Vec<&str> = ignore
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/'))
+        .collect();
     for want in ["target", ".git", "fuzz/target"] {
         assert!(lines.contains(&want), ".dockerignore lacks {want}");
     }
@@ -231,29 +387,58 @@ fn release_build_is_stripped_and_the_build_context_small() {
 fn client_configs() {
     // containerd hosts.toml: a wharf host that can pull and resolve.
     let mut n = 0;
-    for p in files(&["toml"]).into_iter().filter(|p| p.ends_with("hosts.toml")) {
+    for p in files(&["toml"])
+        .into_iter()
+        .filter(|p| p.ends_with("hosts.toml"))
+    {
         let t: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
-        let hosts = t["host"].as_table().unwrap_or_else(|| panic!("{}: no [host.\"...\"]", p.display()));
+        let hosts = t["host"]
+            .as_table()
+            .unwrap_or_else(|| panic!("{}: no [host.\"...\"]", p.display()));
         for (url, h) in hosts {
-            assert!(url.starts_with("https://") || url.starts_with("http://"), "{url}");
-            let caps: Vec<&str> = h["capabilities"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
-            assert!(caps.contains(&"pull") && caps.contains(&"resolve"), "{}: {caps:?}", p.display());
+            assert!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "{url}"
+            );
+            let caps: Vec<&str> = h["capabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c.as_str())
+                .collect();
+            assert!(
+                caps.contains(&"pull") && caps.contains(&"resolve"),
+                "{}: {caps:?}",
+                p.display()
+            );
         }
         n += 1;
     }
     assert!(n >= 2, "containerd hosts.toml recipes missing");
-    let dh: toml::Table = read("clients/containerd/docker.io/hosts.toml").parse().unwrap();
+    let dh: toml::Table = read("clients/containerd/docker.io/hosts.toml")
+        .parse()
+        .unwrap();
     assert_eq!(dh["server"].as_str(), Some("https://registry-1.docker.io"));
 
     // CRI-O registries.conf: docker.io mirrored under wharf's remote name.
     let crio: toml::Table = read("clients/crio/registries.conf").parse().unwrap();
     let regs = crio["registry"].as_array().unwrap();
-    let docker = regs.iter().find(|r| r["prefix"].as_str() == Some("docker.io")).expect("docker.io registry");
-    let mirror = docker["mirror"].as_array().unwrap()[0]["location"].as_str().unwrap();
+    let docker = regs
+        .iter()
+        .find(|r| r["prefix"].as_str() == Some("docker.io"))
+        .expect("docker.io registry");
+    let mirror = docker["mirror"].as_array().unwrap()[0]["location"]
+        .as_str()
+        .unwrap();
     assert!(mirror.ends_with("/docker.io"), "{mirror}");
     for r in regs {
-        let m = r["mirror"].as_array().unwrap()[0]["location"].as_str().unwrap();
-        assert!(m.ends_with(&format!("/{}", r["prefix"].as_str().unwrap())), "{m}");
+        let m = r["mirror"].as_array().unwrap()[0]["location"]
+            .as_str()
+            .unwrap();
+        assert!(
+            m.ends_with(&format!("/{}", r["prefix"].as_str().unwrap())),
+            "{m}"
+        );
     }
 
     // Docker daemon.json.
@@ -278,7 +463,9 @@ fn unit(text: &str) -> Vec<(String, String, String)> {
             section = l[1..l.len() - 1].to_string();
             continue;
         }
-        let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("bad unit line {l:?}"));
+        let (k, v) = l
+            .split_once('=')
+            .unwrap_or_else(|| panic!("bad unit line {l:?}"));
         out.push((section.clone(), k.to_string(), v.to_string()));
     }
     out
@@ -288,9 +475,16 @@ fn unit(text: &str) -> Vec<(String, String, String)> {
 fn systemd_unit_is_sandboxed() {
     let text = read("systemd/wharf.service");
     let u = unit(&text);
-    let get = |s: &str, k: &str| u.iter().find(|(ss, kk, _)| ss == s && kk == k).map(|(_, _, v)| v.as_str());
+    let get = |s: &str, k: &str| {
+        u.iter()
+            .find(|(ss, kk, _)| ss == s && kk == k)
+            .map(|(_, _, v)| v.as_str())
+    };
     let exec = get("Service", "ExecStart").expect("ExecStart");
-    assert!(exec.contains("wharf serve") && exec.contains("--config /etc/wharf/config.toml"), "{exec}");
+    assert!(
+        exec.contains("wharf serve") && exec.contains("--config /etc/wharf/config.toml"),
+        "{exec}"
+    );
     assert!(get("Service", "ExecReload").unwrap().contains("-HUP"));
     for (k, v) in [
         ("NoNewPrivileges", "yes"),
@@ -307,8 +501,17 @@ fn systemd_unit_is_sandboxed() {
     // systemd waits longer than wharf's drain.
     let cfg: toml::Table = read("systemd/config.toml").parse().unwrap();
     assert_eq!(cfg["storage"]["data_dir"].as_str(), Some("/var/lib/wharf"));
-    let grace: u64 = cfg["server"]["shutdown_grace"].as_str().unwrap().trim_end_matches('s').parse().unwrap();
-    let stop: u64 = get("Service", "TimeoutStopSec").unwrap().trim_end_matches('s').parse().unwrap();
+    let grace: u64 = cfg["server"]["shutdown_grace"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    let stop: u64 = get("Service", "TimeoutStopSec")
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
     assert!(stop > grace);
     assert!(get("Install", "WantedBy").is_some());
     // systemd's own checker, where present.
@@ -323,7 +526,11 @@ fn systemd_unit_is_sandboxed() {
         // (unknown keys, bad values) is a real problem.
         let real: Vec<&str> = err
             .lines()
-            .filter(|l| !l.contains("/usr/local/bin/wharf") && !l.trim().is_empty() && !l.contains("Failed to prepare filename"))
+            .filter(|l| {
+                !l.contains("/usr/local/bin/wharf")
+                    && !l.trim().is_empty()
+                    && !l.contains("Failed to prepare filename")
+            })
             .filter(|l| l.contains("wharf.service"))
             .collect();
         assert!(real.is_empty(), "systemd-analyze verify:\n{err}");
@@ -333,19 +540,36 @@ fn systemd_unit_is_sandboxed() {
 #[test]
 fn container_recipe_is_multi_stage_distroless_non_root() {
     let text = read("container/Containerfile");
-    let froms: Vec<&str> = text.lines().filter(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM ")).collect();
+    let froms: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .collect();
     assert!(froms.len() >= 2, "not multi-stage: {froms:?}");
     assert!(froms[0].contains(" AS build"), "{froms:?}");
     let last = froms.last().unwrap();
-    assert!(last.contains("distroless") || last.contains("scratch"), "runtime base {last}");
-    let user = text.lines().rfind(|l| l.starts_with("USER ")).expect("USER");
+    assert!(
+        last.contains("distroless") || last.contains("scratch"),
+        "runtime base {last}"
+    );
+    let user = text
+        .lines()
+        .rfind(|l| l.starts_with("USER "))
+        .expect("USER");
     let uid = user[5..].split(':').next().unwrap().trim();
     assert!(uid != "0" && uid != "root", "{user}");
     assert!(text.contains("COPY --from=build"));
     // The config it bakes in and the paths it uses agree.
     let cfg: toml::Table = read("container/config.toml").parse().unwrap();
     let data_dir = cfg["storage"]["data_dir"].as_str().unwrap();
-    assert!(text.contains(&format!("VOLUME [\"{data_dir}\"]")), "VOLUME is not storage.data_dir");
-    let port = cfg["server"]["listen"].as_str().unwrap().rsplit(':').next().unwrap();
+    assert!(
+        text.contains(&format!("VOLUME [\"{data_dir}\"]")),
+        "VOLUME is not storage.data_dir"
+    );
+    let port = cfg["server"]["listen"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap();
     assert!(text.contains(&format!("EXPOSE {port}")));
 }

@@ -14,13 +14,21 @@ use support::upstream::{remote_toml_with, skopeo, Upstream};
 use support::*;
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `skopeo copy` a generated image with one `layer`-byte layer to
 /// `wharf/<dest>`; returns the output (which may be a failure).
 fn skopeo_push(w: &Wharf, dest: &str, layer: u64) -> Output {
-    let layout = OciLayout::create(&w.tmp.path().join(format!("layout-{}", dest.replace(['/', ':'], "-"))));
+    let layout = OciLayout::create(
+        &w.tmp
+            .path()
+            .join(format!("layout-{}", dest.replace(['/', ':'], "-"))),
+    );
     layout.image("v1", &ImageSpec::oci(7, vec![LayerSpec::gzip(layer)]));
     let args = vec![
         "copy".to_string(),
@@ -54,7 +62,10 @@ fn docker_pull(image: &str) -> Option<Output> {
 
 /// The docker-login hint that sends users the wrong way.
 fn assert_no_login_hint(out: &str) {
-    assert!(!out.contains("docker login"), "the error sends the user to `docker login`:\n{out}");
+    assert!(
+        !out.contains("docker login"),
+        "the error sends the user to `docker login`:\n{out}"
+    );
 }
 
 #[test]
@@ -66,40 +77,74 @@ fn a_push_over_quota_says_so_in_skopeo_and_docker() {
     let out = skopeo_push(&w, "team/app:v1", 200 << 10);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("project team is over its quota") && t.contains("of 10 KiB") && t.contains("this push needs"), "{t}");
+    assert!(
+        t.contains("project team is over its quota")
+            && t.contains("of 10 KiB")
+            && t.contains("this push needs"),
+        "{t}"
+    );
     if !engine_available() {
         return;
     }
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("big.bin"), noise_vec(3, 300 << 10)).unwrap();
-    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY big.bin /big.bin\n").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY big.bin /big.bin\n",
+    )
+    .unwrap();
     let tag = format!("{}/team/docker:v1", w.host());
     let _cleanup = Images(vec![tag.clone()]);
     support::docker::build(ctx.path(), &tag);
     let out = run(docker_cmd(&["push", &tag]));
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("project team is over its quota") && t.contains("this push needs"), "docker push shows no quota sentence:\n{t}");
-    assert!(w.logs().contains("over the project's quota"), "quota refusals are logged at warn");
+    assert!(
+        t.contains("project team is over its quota") && t.contains("this push needs"),
+        "docker push shows no quota sentence:\n{t}"
+    );
+    assert!(
+        w.logs().contains("over the project's quota"),
+        "quota refusals are logged at warn"
+    );
 }
 
 #[test]
 fn an_unreachable_remote_is_named_with_the_cause() {
     let dead = free_port();
-    let cfg = remote_toml_with("gone", &format!("http://127.0.0.1:{dead}"), None, "max_retries = 0");
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Options::default() });
+    let cfg = remote_toml_with(
+        "gone",
+        &format!("http://127.0.0.1:{dead}"),
+        None,
+        "max_retries = 0",
+    );
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Options::default()
+    });
     let out = skopeo_inspect(&w, "gone/team/app:v1");
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("remote gone is unreachable") && t.contains(&format!("127.0.0.1:{dead}")) && t.contains("connection refused"), "{t}");
+    assert!(
+        t.contains("remote gone is unreachable")
+            && t.contains(&format!("127.0.0.1:{dead}"))
+            && t.contains("connection refused"),
+        "{t}"
+    );
     assert!(!t.contains("503"), "{t}");
     // The log has the upstream cause of the manifest failure at warn.
     let logs = w.logs();
-    assert!(logs.contains("upstream manifest fetch failed") && logs.contains("connection refused"), "{logs}");
+    assert!(
+        logs.contains("upstream manifest fetch failed") && logs.contains("connection refused"),
+        "{logs}"
+    );
     if let Some(out) = docker_pull(&format!("{}/gone/team/app:v1", w.host())) {
         let t = text(&out);
         assert!(!out.status.success(), "{t}");
-        assert!(t.contains("remote gone is unreachable") && t.contains("connection refused"), "docker pull hides the cause:\n{t}");
+        assert!(
+            t.contains("remote gone is unreachable") && t.contains("connection refused"),
+            "docker pull hides the cause:\n{t}"
+        );
         assert_no_login_hint(&t);
     }
 }
@@ -115,18 +160,28 @@ fn a_remote_refusing_wharfs_credentials_points_at_the_secret() {
     );
     let w = Wharf::start_with(Options {
         config: Some(cfg),
-        env: vec![("UP_USER".into(), "puller".into()), ("UP_PASS".into(), "wrong-password".into())],
+        env: vec![
+            ("UP_USER".into(), "puller".into()),
+            ("UP_PASS".into(), "wrong-password".into()),
+        ],
         ..Options::default()
     });
     let out = skopeo_inspect(&w, "corp/team/app:v1");
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("remote corp refused wharf's credentials for team/app") && t.contains("check the secret remotes.corp.credentials[0]"), "{t}");
+    assert!(
+        t.contains("remote corp refused wharf's credentials for team/app")
+            && t.contains("check the secret remotes.corp.credentials[0]"),
+        "{t}"
+    );
     assert!(!t.contains("wrong-password"), "{t}");
     if let Some(out) = docker_pull(&format!("{}/corp/team/app:v1", w.host())) {
         let t = text(&out);
         assert!(!out.status.success(), "{t}");
-        assert!(t.contains("refused wharf's credentials") && t.contains("check the secret"), "docker pull:\n{t}");
+        assert!(
+            t.contains("refused wharf's credentials") && t.contains("check the secret"),
+            "docker pull:\n{t}"
+        );
         assert_no_login_hint(&t);
     }
     // Anonymous (no credentials entry): the sentence says wharf has none.
@@ -135,7 +190,11 @@ fn a_remote_refusing_wharfs_credentials_points_at_the_secret() {
         ..Options::default()
     });
     let t = text(&skopeo_inspect(&w2, "corp/team/app:v1"));
-    assert!(t.contains("refused wharf's anonymous request for team/app") && t.contains("add a credentials entry"), "{t}");
+    assert!(
+        t.contains("refused wharf's anonymous request for team/app")
+            && t.contains("add a credentials entry"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -143,8 +202,14 @@ fn a_mirror_refuses_pushes_and_serves_pulls() {
     let mut up = Upstream::anonymous();
     up.start();
     let img = up.push_small("team/app", "v1", 2);
-    let cfg = format!("[server]\nmode = \"mirror\"\n{}", remote_toml_with("up", &up.url(), None, "default = true"));
-    let w = Wharf::start_with(Options { config: Some(cfg), ..Options::default() });
+    let cfg = format!(
+        "[server]\nmode = \"mirror\"\n{}",
+        remote_toml_with("up", &up.url(), None, "default = true")
+    );
+    let w = Wharf::start_with(Options {
+        config: Some(cfg),
+        ..Options::default()
+    });
     let out = skopeo_push(&w, "mine/app:v1", 1000);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -153,7 +218,13 @@ fn a_mirror_refuses_pushes_and_serves_pulls() {
     let out = skopeo_inspect(&w, "team/app:v1");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(sha256(&out.stdout), img.manifest.digest);
-    let r = w.req(reqwest::Method::DELETE, &format!("/v2/team/app/manifests/{}", img.manifest.digest)).send().unwrap();
+    let r = w
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/v2/team/app/manifests/{}", img.manifest.digest),
+        )
+        .send()
+        .unwrap();
     let v = assert_oci_error(r, 403, "DENIED");
     assert!(v.to_string().contains("read-only mirror"), "{v}");
 }
@@ -167,6 +238,13 @@ fn without_a_default_remote_an_unprefixed_pull_says_why() {
     let out = skopeo_inspect(&w, "library/alpine:3");
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("no default remote") && t.contains("default = true"), "{t}");
-    assert!(w.logs().contains("no remote has default = true"), "serve warns at start-up:\n{}", w.logs());
+    assert!(
+        t.contains("no default remote") && t.contains("default = true"),
+        "{t}"
+    );
+    assert!(
+        w.logs().contains("no remote has default = true"),
+        "serve warns at start-up:\n{}",
+        w.logs()
+    );
 }

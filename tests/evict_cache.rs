@@ -13,20 +13,34 @@ use support::fake_upstream::{FakeImage, FakeUpstream};
 use support::*;
 
 fn manifest_link(w: &Wharf, repo: &str, d: &str) -> PathBuf {
-    w.data_dir.join("repos").join(repo).join("_manifests/sha256").join(&d[7..])
+    w.data_dir
+        .join("repos")
+        .join(repo)
+        .join("_manifests/sha256")
+        .join(&d[7..])
 }
 
 /// A full pull through wharf: manifest by tag, then every blob (verified).
 fn pull(w: &Wharf, img: &FakeImage) {
     let r = http()
-        .get(format!("{}/v2/up/{}/manifests/{}", w.url(), img.repo, img.tag))
+        .get(format!(
+            "{}/v2/up/{}/manifests/{}",
+            w.url(),
+            img.repo,
+            img.tag
+        ))
         .header("accept", MT_OCI_MANIFEST)
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "{}:{}", img.repo, img.tag);
     assert_eq!(sha256(&r.bytes().unwrap()), img.digest);
     for d in img.blobs() {
-        let b = http().get(format!("{}/v2/up/{}/blobs/{d}", w.url(), img.repo)).send().unwrap().bytes().unwrap();
+        let b = http()
+            .get(format!("{}/v2/up/{}/blobs/{d}", w.url(), img.repo))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
         assert_eq!(sha256(&b), d);
     }
 }
@@ -52,17 +66,40 @@ fn least_recently_pulled_is_evicted_pinned_is_not() {
 
     // Prefetch + pin through the CLI (it calls the running server's API).
     let out = Command::new(bin())
-        .args(["prefetch", "up/lib/pinned:v1", "--url", &w.url(), "--user", ADMIN.0, "--password", ADMIN.1])
+        .args([
+            "prefetch",
+            "up/lib/pinned:v1",
+            "--url",
+            &w.url(),
+            "--user",
+            ADMIN.0,
+            "--password",
+            ADMIN.1,
+        ])
         .env_remove("WHARF_URL")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&pinned.digest) && stdout.contains("pinned"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&pinned.digest) && stdout.contains("pinned"),
+        "{stdout}"
+    );
     for d in pinned.blobs() {
-        assert!(blob_file(&w.data_dir, &d).exists(), "prefetch did not cache {d}");
+        assert!(
+            blob_file(&w.data_dir, &d).exists(),
+            "prefetch did not cache {d}"
+        );
     }
-    assert!(w.data_dir.join("repos/up/lib/pinned/_pinned/sha256").join(&pinned.digest[7..]).exists());
+    assert!(w
+        .data_dir
+        .join("repos/up/lib/pinned/_pinned/sha256")
+        .join(&pinned.digest[7..])
+        .exists());
     // Cached: the upstream is not asked again for its blobs.
     up.clear_requests();
     pull(&w, &pinned);
@@ -86,10 +123,20 @@ fn least_recently_pulled_is_evicted_pinned_is_not() {
     });
     std::thread::sleep(Duration::from_millis(300));
     for d in a.blobs() {
-        assert!(!blob_file(&w.data_dir, &d).exists(), "{d} of the evicted image is still on disk");
+        assert!(
+            !blob_file(&w.data_dir, &d).exists(),
+            "{d} of the evicted image is still on disk"
+        );
     }
-    for (repo, img) in [("up/lib/pinned", &pinned), ("up/lib/b", &b), ("up/lib/c", &c)] {
-        assert!(manifest_link(&w, repo, &img.digest).exists(), "{repo} was evicted");
+    for (repo, img) in [
+        ("up/lib/pinned", &pinned),
+        ("up/lib/b", &b),
+        ("up/lib/c", &c),
+    ] {
+        assert!(
+            manifest_link(&w, repo, &img.digest).exists(),
+            "{repo} was evicted"
+        );
         for d in img.blobs() {
             assert!(blob_file(&w.data_dir, &d).exists(), "{d} of {repo} removed");
         }

@@ -69,7 +69,10 @@ fn du(dir: &Path) -> u64 {
 
 fn create_mpu(s3: &S3, key: &str, headers: &[(&str, &str)]) -> String {
     let r = s3.request("POST", key, &[("uploads", "")], headers, b"");
-    show(&format!("POST /{}/{key}?uploads {headers:?}", s3.bucket), &r);
+    show(
+        &format!("POST /{}/{key}?uploads {headers:?}", s3.bucket),
+        &r,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     xml_value(&r.text(), "UploadId").expect("UploadId")
 }
@@ -87,14 +90,28 @@ fn upload_part(s3: &S3, key: &str, upload_id: &str, n: u32, body: &[u8]) -> S3Re
 fn complete_xml(parts: &[(u32, String)]) -> Vec<u8> {
     let mut x = String::from("<CompleteMultipartUpload>");
     for (n, etag) in parts {
-        x.push_str(&format!("<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"));
+        x.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
+        ));
     }
     x.push_str("</CompleteMultipartUpload>");
     x.into_bytes()
 }
 
-fn complete(s3: &S3, key: &str, upload_id: &str, parts: &[(u32, String)], headers: &[(&str, &str)]) -> S3Response {
-    s3.request("POST", key, &[("uploadId", upload_id)], headers, &complete_xml(parts))
+fn complete(
+    s3: &S3,
+    key: &str,
+    upload_id: &str,
+    parts: &[(u32, String)],
+    headers: &[(&str, &str)],
+) -> S3Response {
+    s3.request(
+        "POST",
+        key,
+        &[("uploadId", upload_id)],
+        headers,
+        &complete_xml(parts),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -137,9 +154,19 @@ fn conditional_put_headers_are_ignored() {
     let id = create_mpu(&s3, "k", &[]);
     let p = upload_part(&s3, "k", &id, 1, b"v4");
     let r = complete(&s3, "k", &id, &[(1, p.etag())], &[("if-none-match", "*")]);
-    show("POST /wharf-test/k?uploadId=... If-None-Match: * (1 part, v4)", &r);
-    assert_eq!(r.status, 200, "If-None-Match is ignored on CompleteMultipartUpload");
-    assert_eq!(s3.get("k").body, b"v4", "the multipart upload replaced the object");
+    show(
+        "POST /wharf-test/k?uploadId=... If-None-Match: * (1 part, v4)",
+        &r,
+    );
+    assert_eq!(
+        r.status, 200,
+        "If-None-Match is ignored on CompleteMultipartUpload"
+    );
+    assert_eq!(
+        s3.get("k").body,
+        b"v4",
+        "the multipart upload replaced the object"
+    );
 
     // For contrast: conditional GETs are honoured.
     let etag_v4 = s3.head("k").etag();
@@ -172,9 +199,18 @@ fn copy_object_is_metadata_only_for_a_plain_put() {
     );
 
     let t = Instant::now();
-    let r = s3.request("PUT", "big-copy", &[], &[("x-amz-copy-source", "/wharf-test/big")], b"");
+    let r = s3.request(
+        "PUT",
+        "big-copy",
+        &[],
+        &[("x-amz-copy-source", "/wharf-test/big")],
+        b"",
+    );
     let copy_time = t.elapsed();
-    show("PUT /wharf-test/big-copy x-amz-copy-source: /wharf-test/big", &r);
+    show(
+        "PUT /wharf-test/big-copy x-amz-copy-source: /wharf-test/big",
+        &r,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let after = du(&data_dir);
     eprintln!("CopyObject 100 MiB: {copy_time:?}; data dir {before} -> {after} bytes");
@@ -187,7 +223,10 @@ fn copy_object_is_metadata_only_for_a_plain_put() {
         "copy ({copy_time:?}) much cheaper than the PUT ({put_time:?})"
     );
     let r = s3.get("big-copy");
-    assert!(r.status == 200 && r.body == big, "copy reads back identical");
+    assert!(
+        r.status == 200 && r.body == big,
+        "copy reads back identical"
+    );
 
     // UploadPartCopy: two 5 MiB ranges of `big` assembled into a new object.
     let id = create_mpu(&s3, "assembled", &[]);
@@ -209,14 +248,23 @@ fn copy_object_is_metadata_only_for_a_plain_put() {
             &r,
         );
         assert_eq!(r.status, 200, "{}", r.text());
-        parts.push((n, xml_value(&r.text(), "ETag").expect("CopyPartResult ETag")));
+        parts.push((
+            n,
+            xml_value(&r.text(), "ETag").expect("CopyPartResult ETag"),
+        ));
     }
     let r = complete(&s3, "assembled", &id, &parts, &[]);
-    show("POST /wharf-test/assembled?uploadId=... (2 copied parts)", &r);
+    show(
+        "POST /wharf-test/assembled?uploadId=... (2 copied parts)",
+        &r,
+    );
     assert_eq!(r.status, 200);
     eprintln!("UploadPartCopy of 2 x 5 MiB + complete: {:?}", t.elapsed());
     let r = s3.get("assembled");
-    assert!(r.body == big[..10 * MIB], "assembled object is the first 10 MiB of big");
+    assert!(
+        r.body == big[..10 * MIB],
+        "assembled object is the first 10 MiB of big"
+    );
 
     // UploadPartCopy from a small (inline) object is refused.
     s3.put("tiny", b"tiny");
@@ -267,9 +315,18 @@ fn copy_object_rewrites_a_multipart_object_with_a_checksum() {
     let before = du(&data_dir);
 
     let t = Instant::now();
-    let r = s3.request("PUT", "mp-copy", &[], &[("x-amz-copy-source", "/wharf-test/mp")], b"");
+    let r = s3.request(
+        "PUT",
+        "mp-copy",
+        &[],
+        &[("x-amz-copy-source", "/wharf-test/mp")],
+        b"",
+    );
     let copy_time = t.elapsed();
-    show("PUT /wharf-test/mp-copy x-amz-copy-source: /wharf-test/mp", &r);
+    show(
+        "PUT /wharf-test/mp-copy x-amz-copy-source: /wharf-test/mp",
+        &r,
+    );
     assert_eq!(r.status, 200);
     let after = du(&data_dir);
     eprintln!("CopyObject of a 100 MiB multipart+SHA256 object: {copy_time:?}; data dir {before} -> {after} bytes");
@@ -313,7 +370,9 @@ fn copy_object_rewrites_a_multipart_object_with_a_checksum() {
 fn list_objects_v2_order_and_pagination() {
     let Some(g) = Garage::start(1) else { return };
     let s3 = s3_of(&g, 0);
-    let keys = ["b", "a/c/d", "A", "a.b", "~", "a", "é", "a/b", "a-b", "a0", "Z"];
+    let keys = [
+        "b", "a/c/d", "A", "a.b", "~", "a", "é", "a/b", "a-b", "a0", "Z",
+    ];
     for k in keys {
         assert_eq!(s3.put(k, k.as_bytes()).status, 200);
     }
@@ -346,7 +405,9 @@ fn list_objects_v2_order_and_pagination() {
         let t = r.text();
         all.extend(xml_values(&t, "Key"));
         match xml_value(&t, "IsTruncated").as_deref() {
-            Some("true") => token = Some(xml_value(&t, "NextContinuationToken").expect("NextContinuationToken")),
+            Some("true") => {
+                token = Some(xml_value(&t, "NextContinuationToken").expect("NextContinuationToken"))
+            }
             _ => break,
         }
     }
@@ -382,7 +443,10 @@ fn list_objects_v2_order_and_pagination() {
     let r = s3.list(&[("delimiter", "/"), ("max-keys", "5")]);
     show("GET /wharf-test?list-type=2&delimiter=/&max-keys=5", &r);
     let t = r.text();
-    assert_eq!(xml_values(&t, "Key").len() + xml_values(&t, "Prefix").len() - 1, 5);
+    assert_eq!(
+        xml_values(&t, "Key").len() + xml_values(&t, "Prefix").len() - 1,
+        5
+    );
 
     // max-keys is clamped to 1..=1000: 0 still returns one key.
     let r = s3.list(&[("max-keys", "0")]);
@@ -422,7 +486,10 @@ fn read_after_write_across_nodes() {
     let mut stale_lists = Vec::new();
     let list_entry = |key: &str| -> Vec<(String, String)> {
         let t = r2.list(&[("prefix", key)]).text();
-        xml_values(&t, "Key").into_iter().zip(xml_values(&t, "ETag")).collect()
+        xml_values(&t, "Key")
+            .into_iter()
+            .zip(xml_values(&t, "ETag"))
+            .collect()
     };
     for i in 0..n {
         let key = format!("raw/{i:03}");
@@ -435,7 +502,9 @@ fn read_after_write_across_nodes() {
         let want = vec![(key.clone(), etag.clone())];
         if list_entry(&key) != want {
             let lag = converges(|| list_entry(&key) == want);
-            stale_lists.push(format!("{key}: new key missing from node 2's listing, for {lag:?}"));
+            stale_lists.push(format!(
+                "{key}: new key missing from node 2's listing, for {lag:?}"
+            ));
         }
         if i % 3 != 0 {
             continue;
@@ -449,7 +518,9 @@ fn read_after_write_across_nodes() {
         let before = list_entry(&key);
         if before != want {
             let lag = converges(|| list_entry(&key) == want);
-            stale_lists.push(format!("{key}: overwrite listed as {before:?} on node 2, for {lag:?}"));
+            stale_lists.push(format!(
+                "{key}: overwrite listed as {before:?} on node 2, for {lag:?}"
+            ));
         }
         assert_eq!(w.delete(&key).status, 204);
         for (name, r) in [("node 1", &r1), ("node 2", &r2)] {
@@ -508,7 +579,10 @@ fn presigned_get_and_ranges() {
     std::thread::sleep(Duration::from_millis(2100));
     let r = s3.get_url(&short, &[]);
     show("GET <presigned, X-Amz-Expires=1, 2.1 s later>", &r);
-    assert_eq!(r.status, 400, "expired: 400 InvalidRequest (AWS says 403 AccessDenied)");
+    assert_eq!(
+        r.status, 400,
+        "expired: 400 InvalidRequest (AWS says 403 AccessDenied)"
+    );
 
     for (range, status, want) in [
         ("bytes=0-9", 206, Some(&body[0..10])),
@@ -538,8 +612,17 @@ fn multipart_limits_and_leftover_uploads() {
     let id = create_mpu(&s3, "small-parts", &[]);
     let p1 = upload_part(&s3, "small-parts", &id, 1, &support::data(1, MIB));
     let p2 = upload_part(&s3, "small-parts", &id, 2, &support::data(2, 1000));
-    let r = complete(&s3, "small-parts", &id, &[(1, p1.etag()), (2, p2.etag())], &[]);
-    show("POST /wharf-test/small-parts?uploadId=... (1 MiB + 1000 B parts)", &r);
+    let r = complete(
+        &s3,
+        "small-parts",
+        &id,
+        &[(1, p1.etag()), (2, p2.etag())],
+        &[],
+    );
+    show(
+        "POST /wharf-test/small-parts?uploadId=... (1 MiB + 1000 B parts)",
+        &r,
+    );
     assert_eq!(r.status, 200, "no minimum part size: {}", r.text());
     assert_eq!(
         s3.head("small-parts").header("content-length").as_deref(),
@@ -551,7 +634,10 @@ fn multipart_limits_and_leftover_uploads() {
     let id = create_mpu(&s3, "numbers", &[]);
     for n in [0u32, 1, 10000, 10001] {
         let r = upload_part(&s3, "numbers", &id, n, b"x");
-        show(&format!("PUT /wharf-test/numbers?partNumber={n}&uploadId=..."), &r);
+        show(
+            &format!("PUT /wharf-test/numbers?partNumber={n}&uploadId=..."),
+            &r,
+        );
         assert_eq!(r.status, 200, "part number {n}");
     }
 
@@ -565,8 +651,15 @@ fn multipart_limits_and_leftover_uploads() {
     let r = s3.request("GET", "left/over", &[("uploadId", &id)], &[], b"");
     show("GET /wharf-test/left/over?uploadId=... (ListParts)", &r);
     assert_eq!(xml_values(&r.text(), "PartNumber"), ["1"]);
-    assert_eq!(s3.head("left/over").status, 404, "an unfinished upload is no object");
-    assert!(s3.list_keys(&[("prefix", "left/")]).is_empty(), "nor is it listed");
+    assert_eq!(
+        s3.head("left/over").status,
+        404,
+        "an unfinished upload is no object"
+    );
+    assert!(
+        s3.list_keys(&[("prefix", "left/")]).is_empty(),
+        "nor is it listed"
+    );
     let r = s3.request("DELETE", "left/over", &[("uploadId", &id)], &[], b"");
     show("DELETE /wharf-test/left/over?uploadId=...", &r);
     assert_eq!(r.status, 204);
@@ -594,7 +687,10 @@ fn multipart_limits_and_leftover_uploads() {
     );
     eprintln!("$ garage bucket cleanup-incomplete-uploads --older-than 1s wharf-test\n{out}");
     let r = s3.request("GET", "", &[("uploads", "")], &[], b"");
-    show("GET /wharf-test?uploads (after cleanup-incomplete-uploads)", &r);
+    show(
+        "GET /wharf-test?uploads (after cleanup-incomplete-uploads)",
+        &r,
+    );
     assert!(xml_values(&r.text(), "UploadId").is_empty());
 }
 
@@ -622,8 +718,15 @@ fn requests_right_after_a_node_dies() {
             let r = s3_of(&g, i).get(key);
             let took = t.elapsed();
             slowest = slowest.max(took);
-            eprintln!("node 2 down: GET {key} on node {i}: {} in {took:?}", r.status);
-            assert_eq!((r.status, r.body == body), (200, true), "GET {key} on node {i}");
+            eprintln!(
+                "node 2 down: GET {key} on node {i}: {} in {took:?}",
+                r.status
+            );
+            assert_eq!(
+                (r.status, r.body == body),
+                (200, true),
+                "GET {key} on node {i}"
+            );
         }
         let t = Instant::now();
         let r = s3_of(&g, i).put(&format!("new-{i}"), &big);
@@ -635,7 +738,10 @@ fn requests_right_after_a_node_dies() {
         assert_eq!(r.status, 200);
         let t = Instant::now();
         let keys = s3_of(&g, i).list_keys(&[]);
-        eprintln!("node 2 down: LIST on node {i}: {keys:?} in {:?}", t.elapsed());
+        eprintln!(
+            "node 2 down: LIST on node {i}: {keys:?} in {:?}",
+            t.elapsed()
+        );
     }
     eprintln!("slowest GET right after the kill: {slowest:?}");
     assert!(slowest < Duration::from_secs(30), "{slowest:?}");

@@ -17,7 +17,11 @@ fn put_get(s3: &S3, key: &str, body: &[u8]) {
     let etag = r.etag();
     let r = s3.get(key);
     assert_eq!(r.status, 200, "GET {key} on {}: {}", s3.endpoint, r.text());
-    assert_eq!(r.body, body, "GET {key} on {} returns what was PUT", s3.endpoint);
+    assert_eq!(
+        r.body, body,
+        "GET {key} on {} returns what was PUT",
+        s3.endpoint
+    );
     assert_eq!(r.etag(), etag, "same ETag on GET as on PUT");
 }
 
@@ -36,9 +40,16 @@ fn report(g: &Garage) {
         );
     }
     let rss: Vec<String> = (0..g.len())
-        .map(|i| g.rss_kib(i).map_or("?".into(), |k| format!("{} MiB", k / 1024)))
+        .map(|i| {
+            g.rss_kib(i)
+                .map_or("?".into(), |k| format!("{} MiB", k / 1024))
+        })
         .collect();
-    let steps: Vec<String> = g.startup_steps.iter().map(|(s, d)| format!("{s} {d:.0?}")).collect();
+    let steps: Vec<String> = g
+        .startup_steps
+        .iter()
+        .map(|(s, d)| format!("{s} {d:.0?}"))
+        .collect();
     eprintln!(
         "garage: {} node(s) up, healthy, bucket and key ready in {:.0?} ({}); RSS {}",
         g.len(),
@@ -94,14 +105,21 @@ fn three_nodes_survive_one_node_down() {
     assert_eq!(g.replication_factor, 3);
     let urls = g.s3_urls();
     assert_eq!(urls.len(), 3);
-    assert!(urls.iter().all(|u| u.starts_with("http://127.0.0.1:")), "{urls:?}");
+    assert!(
+        urls.iter().all(|u| u.starts_with("http://127.0.0.1:")),
+        "{urls:?}"
+    );
 
     // Written through node 0, readable and listed through every node.
     let body = support::data(2, 300_000);
     put_get(&g.s3(0), "k/one", &body);
     for i in 0..3 {
         let r = g.s3(i).get("k/one");
-        assert_eq!((r.status, r.body == body), (200, true), "GET k/one on node {i}");
+        assert_eq!(
+            (r.status, r.body == body),
+            (200, true),
+            "GET k/one on node {i}"
+        );
         assert_eq!(g.s3(i).list_keys(&[]), ["k/one"], "LIST on node {i}");
     }
 
@@ -125,12 +143,19 @@ fn three_nodes_survive_one_node_down() {
     );
     assert_eq!(g.s3(0).list_keys(&[]), ["k/one", "k/two"]);
     let h = g.health(0).expect("node 0 health");
-    assert_eq!(h["status"], "degraded", "node 0 sees the cluster degraded: {h}");
+    assert_eq!(
+        h["status"], "degraded",
+        "node 0 sees the cluster degraded: {h}"
+    );
 
     // Back up: the cluster heals and node 2 serves the object written
     // while it was away.
     g.restart_node(2);
     let r = g.s3(2).get("k/two");
-    assert_eq!((r.status, r.body == two), (200, true), "GET k/two on restarted node 2");
+    assert_eq!(
+        (r.status, r.body == two),
+        (200, true),
+        "GET k/two on restarted node 2"
+    );
     assert_eq!(g.s3(2).list_keys(&[]), ["k/one", "k/two"]);
 }

@@ -27,7 +27,10 @@ impl Spec {
         let op = &self.doc["paths"][template][method.to_lowercase()];
         assert!(op.is_object(), "{method} {template} is not documented");
         let mut r = op["responses"][status.to_string()].clone();
-        assert!(r.is_object(), "{method} {template} answered {status}, which is not documented");
+        assert!(
+            r.is_object(),
+            "{method} {template} answered {status}, which is not documented"
+        );
         if let Some(p) = r["$ref"].as_str() {
             r = self.doc.pointer(p.trim_start_matches('#')).unwrap().clone();
         }
@@ -39,36 +42,68 @@ impl Spec {
     fn validate(&self, what: &str, schema: &Value, body: &Value) {
         let mut root = schema.clone();
         root["components"] = self.doc["components"].clone();
-        let v = jsonschema::options().should_validate_formats(true).build(&root).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
-        let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        assert!(errors.is_empty(), "{what}: the answer does not match the document:\n{}\n{body:#}", errors.join("\n"));
+        let v = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: the answer does not match the document:\n{}\n{body:#}",
+            errors.join("\n")
+        );
     }
 }
 
 /// Call `method path` (as the admin unless `anonymous`), check the answer
 /// against `template`'s documentation and return (status, body).
-fn call(spec: &mut Spec, w: &Wharf, method: &str, template: &str, path: &str, body: Option<Value>, anonymous: bool) -> (u16, Value) {
+fn call(
+    spec: &mut Spec,
+    w: &Wharf,
+    method: &str,
+    template: &str,
+    path: &str,
+    body: Option<Value>,
+    anonymous: bool,
+) -> (u16, Value) {
     let url = format!("{}{path}", w.url());
     let m: Method = method.parse().unwrap();
-    let mut req = if anonymous { http().request(m, &url) } else { w.req_url(m, &url) };
+    let mut req = if anonymous {
+        http().request(m, &url)
+    } else {
+        w.req_url(m, &url)
+    };
     if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
     }
     let r = req.send().unwrap();
     let status = r.status().as_u16();
-    let ctype = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
     let text = r.text().unwrap();
     let what = format!("{method} {path} -> {status}");
-    spec.covered.insert((method.to_lowercase(), template.to_string()));
+    spec.covered
+        .insert((method.to_lowercase(), template.to_string()));
     let value = match spec.response_schema(method, template, status) {
         Some(schema) => {
             assert_eq!(ctype.as_deref(), Some("application/json"), "{what}");
-            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
+            let v: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {text}"));
             spec.validate(&what, &schema, &v);
             v
         }
         None => {
-            assert!(text.is_empty(), "{what}: a body where none is documented: {text}");
+            assert!(
+                text.is_empty(),
+                "{what}: a body where none is documented: {text}"
+            );
             Value::Null
         }
     };
@@ -81,7 +116,10 @@ fn every_documented_operation_answers_as_documented() {
     up.add_image("lib/img", "1", 1);
     up.add_image("lib/other", "2", 2);
     let w = Wharf::start_with(Options {
-        config: Some(format!("{}[[projects]]\nname = \"team\"\n", remote_toml("up", &up.url(), None))),
+        config: Some(format!(
+            "{}[[projects]]\nname = \"team\"\n",
+            remote_toml("up", &up.url(), None)
+        )),
         admin: true,
         ..Options::default()
     });
@@ -89,76 +127,523 @@ fn every_documented_operation_answers_as_documented() {
     push_image(&w, "team/app", "v2", 2);
 
     // Public, and exactly the embedded document.
-    let r = http().get(format!("{}/api/v1/openapi.json", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/api/v1/openapi.json", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     let doc: Value = r.json().unwrap();
     let embedded: Value = serde_json::from_str(include_str!("../src/api/openapi.json")).unwrap();
     assert_eq!(doc, embedded);
     assert_eq!(doc["openapi"], "3.1.0");
-    let mut s = Spec { doc, covered: BTreeSet::new() };
+    let mut s = Spec {
+        doc,
+        covered: BTreeSet::new(),
+    };
     let spec = &mut s;
 
     let ok = |(status, _): (u16, Value), want: u16| assert_eq!(status, want);
-    ok(call(spec, &w, "GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, true), 200);
-    ok(call(spec, &w, "GET", "/api/v1/projects", "/api/v1/projects", None, true), 401);
-    ok(call(spec, &w, "GET", "/api/v1/projects", "/api/v1/projects", None, false), 200);
-    ok(call(spec, &w, "POST", "/api/v1/projects", "/api/v1/projects", Some(json!({"name": "made", "quota": "1GiB"})), false), 201);
-    ok(call(spec, &w, "POST", "/api/v1/projects", "/api/v1/projects", Some(json!({"name": "made"})), false), 409);
-    ok(call(spec, &w, "POST", "/api/v1/projects", "/api/v1/projects", Some(json!({"name": "x", "colour": 1})), false), 400);
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json",
+            None,
+            true,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/projects",
+            "/api/v1/projects",
+            None,
+            true,
+        ),
+        401,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/projects",
+            "/api/v1/projects",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/projects",
+            "/api/v1/projects",
+            Some(json!({"name": "made", "quota": "1GiB"})),
+            false,
+        ),
+        201,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/projects",
+            "/api/v1/projects",
+            Some(json!({"name": "made"})),
+            false,
+        ),
+        409,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/projects",
+            "/api/v1/projects",
+            Some(json!({"name": "x", "colour": 1})),
+            false,
+        ),
+        400,
+    );
     let p = "/api/v1/projects/{project}";
-    ok(call(spec, &w, "GET", p, "/api/v1/projects/team", None, false), 200);
-    ok(call(spec, &w, "GET", p, "/api/v1/projects/nosuch", None, false), 404);
-    ok(call(spec, &w, "PUT", p, "/api/v1/projects/team", Some(json!({"public": true, "max_image_size": 1_000_000})), false), 200);
-    ok(call(spec, &w, "PUT", p, "/api/v1/projects/nosuch", Some(json!({"public": true})), false), 404);
-    ok(call(spec, &w, "DELETE", p, "/api/v1/projects/made", None, false), 204);
-    ok(call(spec, &w, "DELETE", p, "/api/v1/projects/team", None, false), 409);
+    ok(
+        call(spec, &w, "GET", p, "/api/v1/projects/team", None, false),
+        200,
+    );
+    ok(
+        call(spec, &w, "GET", p, "/api/v1/projects/nosuch", None, false),
+        404,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            p,
+            "/api/v1/projects/team",
+            Some(json!({"public": true, "max_image_size": 1_000_000})),
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            p,
+            "/api/v1/projects/nosuch",
+            Some(json!({"public": true})),
+            false,
+        ),
+        404,
+    );
+    ok(
+        call(spec, &w, "DELETE", p, "/api/v1/projects/made", None, false),
+        204,
+    );
+    ok(
+        call(spec, &w, "DELETE", p, "/api/v1/projects/team", None, false),
+        409,
+    );
     let pr = "/api/v1/projects/{project}/repositories";
-    ok(call(spec, &w, "GET", pr, "/api/v1/projects/team/repositories", None, false), 200);
-    ok(call(spec, &w, "GET", pr, "/api/v1/projects/nosuch/repositories", None, false), 404);
-    ok(call(spec, &w, "GET", "/api/v1/repositories", "/api/v1/repositories", None, false), 200);
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            pr,
+            "/api/v1/projects/team/repositories",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            pr,
+            "/api/v1/projects/nosuch/repositories",
+            None,
+            false,
+        ),
+        404,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/repositories",
+            "/api/v1/repositories",
+            None,
+            false,
+        ),
+        200,
+    );
     let arts = "/api/v1/repositories/{repository}/artifacts";
-    ok(call(spec, &w, "GET", arts, "/api/v1/repositories/team/app/artifacts", None, false), 200);
-    ok(call(spec, &w, "GET", arts, "/api/v1/repositories/team/none/artifacts", None, false), 404);
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            arts,
+            "/api/v1/repositories/team/app/artifacts",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            arts,
+            "/api/v1/repositories/team/none/artifacts",
+            None,
+            false,
+        ),
+        404,
+    );
     let tag = "/api/v1/repositories/{repository}/tags/{tag}";
-    ok(call(spec, &w, "DELETE", tag, "/api/v1/repositories/team/app/tags/v2", None, false), 200);
-    ok(call(spec, &w, "DELETE", tag, "/api/v1/repositories/team/app/tags/v2", None, false), 404);
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            tag,
+            "/api/v1/repositories/team/app/tags/v2",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            tag,
+            "/api/v1/repositories/team/app/tags/v2",
+            None,
+            false,
+        ),
+        404,
+    );
     let art = "/api/v1/repositories/{repository}/artifacts/{digest}";
-    ok(call(spec, &w, "DELETE", art, &format!("/api/v1/repositories/team/app/artifacts/{}", app.digest), None, false), 200);
-    ok(call(spec, &w, "DELETE", art, "/api/v1/repositories/team/app/artifacts/sha256:nope", None, false), 400);
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            art,
+            &format!("/api/v1/repositories/team/app/artifacts/{}", app.digest),
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            art,
+            "/api/v1/repositories/team/app/artifacts/sha256:nope",
+            None,
+            false,
+        ),
+        400,
+    );
 
-    ok(call(spec, &w, "POST", "/api/v1/robots", "/api/v1/robots", Some(json!({"name": "ci", "permissions": {"team": ["pull"]}, "expires_in": "1d"})), false), 201);
-    ok(call(spec, &w, "POST", "/api/v1/robots", "/api/v1/robots", Some(json!({"name": "ci"})), false), 409);
-    ok(call(spec, &w, "POST", "/api/v1/robots", "/api/v1/robots", Some(json!({"name": "x", "permissions": {"nosuch": ["pull"]}})), false), 404);
-    ok(call(spec, &w, "GET", "/api/v1/robots", "/api/v1/robots", None, false), 200);
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/robots",
+            "/api/v1/robots",
+            Some(json!({"name": "ci", "permissions": {"team": ["pull"]}, "expires_in": "1d"})),
+            false,
+        ),
+        201,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/robots",
+            "/api/v1/robots",
+            Some(json!({"name": "ci"})),
+            false,
+        ),
+        409,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/robots",
+            "/api/v1/robots",
+            Some(json!({"name": "x", "permissions": {"nosuch": ["pull"]}})),
+            false,
+        ),
+        404,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/robots",
+            "/api/v1/robots",
+            None,
+            false,
+        ),
+        200,
+    );
     let robot = "/api/v1/robots/{name}";
-    ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false), 204);
-    ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci?purge=true", None, false), 204);
-    ok(call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false), 404);
+    ok(
+        call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false),
+        204,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            robot,
+            "/api/v1/robots/ci?purge=true",
+            None,
+            false,
+        ),
+        204,
+    );
+    ok(
+        call(spec, &w, "DELETE", robot, "/api/v1/robots/ci", None, false),
+        404,
+    );
 
-    ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/img:1"})), false), 200);
-    ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "up/lib/other:2", "pin": false})), false), 200);
-    ok(call(spec, &w, "POST", "/api/v1/prefetch", "/api/v1/prefetch", Some(json!({"image": "team/app:v1"})), false), 400);
-    ok(call(spec, &w, "GET", "/api/v1/cache", "/api/v1/cache", None, false), 200);
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/prefetch",
+            "/api/v1/prefetch",
+            Some(json!({"image": "up/lib/img:1"})),
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/prefetch",
+            "/api/v1/prefetch",
+            Some(json!({"image": "up/lib/other:2", "pin": false})),
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/prefetch",
+            "/api/v1/prefetch",
+            Some(json!({"image": "team/app:v1"})),
+            false,
+        ),
+        400,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/cache",
+            "/api/v1/cache",
+            None,
+            false,
+        ),
+        200,
+    );
     let pin = "/api/v1/cache/{repository}/pins/{reference}";
-    ok(call(spec, &w, "DELETE", pin, "/api/v1/cache/up/lib/img/pins/1", None, false), 200);
-    ok(call(spec, &w, "PUT", pin, "/api/v1/cache/up/lib/other/pins/2", None, false), 200);
-    ok(call(spec, &w, "PUT", pin, "/api/v1/cache/up/lib/img/pins/nosuch", None, false), 404);
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            pin,
+            "/api/v1/cache/up/lib/img/pins/1",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            pin,
+            "/api/v1/cache/up/lib/other/pins/2",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "PUT",
+            pin,
+            "/api/v1/cache/up/lib/img/pins/nosuch",
+            None,
+            false,
+        ),
+        404,
+    );
     let image = "/api/v1/cache/{repository}/images/{reference}";
-    ok(call(spec, &w, "DELETE", image, "/api/v1/cache/up/lib/other/images/2", None, false), 409);
-    ok(call(spec, &w, "DELETE", image, "/api/v1/cache/up/lib/img/images/1", None, false), 200);
-    ok(call(spec, &w, "DELETE", "/api/v1/cache/{repository}", "/api/v1/cache/up/lib/other", None, false), 200);
-    ok(call(spec, &w, "DELETE", "/api/v1/cache/{repository}", "/api/v1/cache/team/app", None, false), 400);
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            image,
+            "/api/v1/cache/up/lib/other/images/2",
+            None,
+            false,
+        ),
+        409,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            image,
+            "/api/v1/cache/up/lib/img/images/1",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            "/api/v1/cache/{repository}",
+            "/api/v1/cache/up/lib/other",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "DELETE",
+            "/api/v1/cache/{repository}",
+            "/api/v1/cache/team/app",
+            None,
+            false,
+        ),
+        400,
+    );
 
-    ok(call(spec, &w, "POST", "/api/v1/gc", "/api/v1/gc", Some(json!({"dry_run": true, "grace": "0s"})), false), 200);
-    ok(call(spec, &w, "POST", "/api/v1/gc", "/api/v1/gc", Some(json!({"grace": "forever"})), false), 400);
-    ok(call(spec, &w, "GET", "/api/v1/audit", "/api/v1/audit?n=3", None, false), 200);
-    ok(call(spec, &w, "GET", "/api/v1/storage", "/api/v1/storage", None, false), 200);
-    ok(call(spec, &w, "GET", "/api/v1/audit", "/api/v1/audit?n=x", None, false), 400);
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/gc",
+            "/api/v1/gc",
+            Some(json!({"dry_run": true, "grace": "0s"})),
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "POST",
+            "/api/v1/gc",
+            "/api/v1/gc",
+            Some(json!({"grace": "forever"})),
+            false,
+        ),
+        400,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/audit",
+            "/api/v1/audit?n=3",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/storage",
+            "/api/v1/storage",
+            None,
+            false,
+        ),
+        200,
+    );
+    ok(
+        call(
+            spec,
+            &w,
+            "GET",
+            "/api/v1/audit",
+            "/api/v1/audit?n=x",
+            None,
+            false,
+        ),
+        400,
+    );
 
     // Every documented operation was called.
     let mut documented = BTreeSet::new();
     for (path, item) in s.doc["paths"].as_object().unwrap() {
-        for m in item.as_object().unwrap().keys().filter(|k| *k != "parameters") {
+        for m in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "parameters")
+        {
             documented.insert((m.clone(), path.clone()));
         }
     }

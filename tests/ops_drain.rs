@@ -13,13 +13,20 @@ use support::{Options, Wharf};
 
 fn wharf(up: &FakeUpstream, server: &str) -> Wharf {
     Wharf::start_with(Options {
-        config: Some(format!("[server]\n{server}\n{}", up.remote_toml("up", None, ""))),
+        config: Some(format!(
+            "[server]\n{server}\n{}",
+            up.remote_toml("up", None, "")
+        )),
         ..Default::default()
     })
 }
 
 fn sigterm(w: &Wharf) {
-    let ok = Command::new("kill").arg("-TERM").arg(w.pid().unwrap().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(w.pid().unwrap().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -41,7 +48,13 @@ fn download_in_flight_completes_after_sigterm() {
     let img = up.add_image_sized("team/slow", "v1", 61, &[1_000_000]);
     let layer = img.layers[0].clone();
     // ~2.5 s upstream: 40 chunks of 25 kB, 60 ms apart.
-    up.set_blob_mode(&layer, BlobMode::Trickle { chunk: 25_000, delay: Duration::from_millis(60) });
+    up.set_blob_mode(
+        &layer,
+        BlobMode::Trickle {
+            chunk: 25_000,
+            delay: Duration::from_millis(60),
+        },
+    );
     let mut w = wharf(&up, "shutdown_grace = \"20s\"");
     let url = format!("{}/v2/up/team/slow/blobs/{layer}", w.url());
 
@@ -60,13 +73,30 @@ fn download_in_flight_completes_after_sigterm() {
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
     sigterm(&w);
-    assert!(wait_refused(&w, Duration::from_secs(2)), "new connections still accepted after SIGTERM");
-    assert!(!dl.is_finished(), "download ended before the drain could be observed");
+    assert!(
+        wait_refused(&w, Duration::from_secs(2)),
+        "new connections still accepted after SIGTERM"
+    );
+    assert!(
+        !dl.is_finished(),
+        "download ended before the drain could be observed"
+    );
 
-    let body = dl.join().unwrap().expect("download interrupted by shutdown");
-    assert_eq!(support::sha256(&body), layer, "drained download is not the blob");
+    let body = dl
+        .join()
+        .unwrap()
+        .expect("download interrupted by shutdown");
+    assert_eq!(
+        support::sha256(&body),
+        layer,
+        "drained download is not the blob"
+    );
     assert!(t0.elapsed() < Duration::from_secs(15));
-    assert!(w.stop(), "wharf did not exit 0 after draining:\n{}", w.logs());
+    assert!(
+        w.stop(),
+        "wharf did not exit 0 after draining:\n{}",
+        w.logs()
+    );
     let logs = w.logs();
     assert!(logs.contains("draining in-flight requests"), "{logs}");
     assert!(logs.contains("drained"), "{logs}");
@@ -97,9 +127,16 @@ fn grace_period_bounds_the_drain() {
     sigterm(&w);
     assert!(wait_refused(&w, Duration::from_secs(2)));
     // `stop` sends another SIGTERM (ignored while draining) and waits.
-    assert!(w.stop(), "wharf did not exit 0 after the grace period:\n{}", w.logs());
+    assert!(
+        w.stop(),
+        "wharf did not exit 0 after the grace period:\n{}",
+        w.logs()
+    );
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(8), "exit took {took:?} with a 1s grace");
+    assert!(
+        took < Duration::from_secs(8),
+        "exit took {took:?} with a 1s grace"
+    );
     assert!(w.logs().contains("grace period over"), "{}", w.logs());
     let _ = dl.join();
 }
@@ -142,7 +179,10 @@ fn upload_in_flight_completes_after_sigterm() {
     assert!(w.stop(), "{}", w.logs());
     // The blob is in the store after a restart.
     w.restart();
-    let r = support::http().get(format!("{}/v2/team/up/blobs/{digest}", w.url())).send().unwrap();
+    let r = support::http()
+        .get(format!("{}/v2/team/up/blobs/{digest}", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(support::sha256(&r.bytes().unwrap()), digest);
 }
@@ -155,7 +195,10 @@ struct IterReader<I> {
 
 impl<I> IterReader<I> {
     fn new(it: I) -> Self {
-        IterReader { it, cur: std::io::Cursor::new(Vec::new()) }
+        IterReader {
+            it,
+            cur: std::io::Cursor::new(Vec::new()),
+        }
     }
 }
 

@@ -78,8 +78,15 @@ fn client(ca_pem: &str) -> reqwest::blocking::Client {
 }
 
 fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("curl").args(["-sS", "--noproxy", "*", "-o", "/dev/null", "-v"]).args(args).output().expect("run curl");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-o", "/dev/null", "-v"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -96,7 +103,10 @@ fn http2_and_http11_by_alpn_on_one_port() {
     let url = format!("{}/v2/", https(&w));
     let (ok, err) = curl(&["--http2", "--cacert", ca.to_str().unwrap(), &url]);
     assert!(ok, "curl --http2 failed:\n{err}\n{}", w.logs());
-    assert!(err.contains("< HTTP/2 200"), "HTTP/2 was not negotiated:\n{err}");
+    assert!(
+        err.contains("< HTTP/2 200"),
+        "HTTP/2 was not negotiated:\n{err}"
+    );
     assert!(err.contains("ALPN") && err.contains("h2"), "{err}");
     let (ok, err) = curl(&["--http1.1", "--cacert", ca.to_str().unwrap(), &url]);
     assert!(ok, "curl --http1.1 failed:\n{err}");
@@ -106,11 +116,23 @@ fn http2_and_http11_by_alpn_on_one_port() {
     assert!(!ok, "plain HTTP answered on the TLS port");
     // Health endpoints over TLS too.
     let c = client(&p.ca_pem);
-    assert_eq!(c.get(format!("{}/healthz", https(&w))).send().unwrap().status(), 200);
+    assert_eq!(
+        c.get(format!("{}/healthz", https(&w)))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 /// Push an image over HTTPS with reqwest; returns (manifest digest, blobs).
-fn push_https(c: &reqwest::blocking::Client, base: &str, repo: &str, tag: &str, seed: u64) -> (String, Vec<String>) {
+fn push_https(
+    c: &reqwest::blocking::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+) -> (String, Vec<String>) {
     let cfg = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}},\"seed\":{seed}}}")
         .into_bytes();
     let layer = support::data(seed, 200_000);
@@ -129,7 +151,11 @@ fn push_https(c: &reqwest::blocking::Client, base: &str, repo: &str, tag: &str, 
     let m = support::image_manifest(
         support::MT_OCI_MANIFEST,
         support::descriptor(support::MT_OCI_CONFIG, &digests[0], cfg.len()),
-        vec![support::descriptor(support::MT_OCI_LAYER, &digests[1], layer.len())],
+        vec![support::descriptor(
+            support::MT_OCI_LAYER,
+            &digests[1],
+            layer.len(),
+        )],
         serde_json::json!({}),
     );
     let r = c
@@ -157,7 +183,12 @@ fn skopeo_pulls_over_https_with_the_test_ca() {
 
     let out_dir = f.dir.path().join("pulled");
     let out = Command::new("skopeo")
-        .args(["--insecure-policy", "copy", "--preserve-digests", "--src-no-creds"])
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--preserve-digests",
+            "--src-no-creds",
+        ])
         .arg(format!("--src-cert-dir={}", ca_dir.display()))
         .arg(format!("docker://{}/team/tls:v1", w.host()))
         .arg(format!("oci:{}:v1", out_dir.display()))
@@ -170,7 +201,8 @@ fn skopeo_pulls_over_https_with_the_test_ca() {
         String::from_utf8_lossy(&out.stderr),
         w.logs()
     );
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], digest.as_str());
     for d in blobs {
         let hex = d.trim_start_matches("sha256:");
@@ -181,7 +213,10 @@ fn skopeo_pulls_over_https_with_the_test_ca() {
     // Without the CA, skopeo refuses the certificate.
     let out = Command::new("skopeo")
         .args(["--insecure-policy", "inspect", "--raw", "--no-creds"])
-        .arg(format!("--cert-dir={}", f.dir.path().join("empty").display()))
+        .arg(format!(
+            "--cert-dir={}",
+            f.dir.path().join("empty").display()
+        ))
         .arg(format!("docker://{}/team/tls:v1", w.host()))
         .output()
         .unwrap();
@@ -190,7 +225,9 @@ fn skopeo_pulls_over_https_with_the_test_ca() {
 
 #[test]
 fn containerd_pulls_over_https_with_ca_in_hosts_toml() {
-    let Some(ctr) = Ctr::connect("wharf-ops-tls") else { return };
+    let Some(ctr) = Ctr::connect("wharf-ops-tls") else {
+        return;
+    };
     let f = Files::new();
     let p = pki("a");
     f.install(&p);
@@ -200,12 +237,31 @@ fn containerd_pulls_over_https_with_ca_in_hosts_toml() {
 
     // hosts.toml naming wharf over HTTPS with the test CA.
     let hosts = f.dir.path().join("certs.d");
-    write_hosts_toml(&hosts, &w.host(), &https(&w), &https(&w), &["pull", "resolve"], Some(&ca));
+    write_hosts_toml(
+        &hosts,
+        &w.host(),
+        &https(&w),
+        &https(&w),
+        &["pull", "resolve"],
+        Some(&ca),
+    );
     let reference = format!("{}/team/ctr:v1", w.host());
-    ctr.run_or_explain(&["content", "fetch", "--hosts-dir", hosts.to_str().unwrap(), &reference], &|| w.logs());
+    ctr.run_or_explain(
+        &[
+            "content",
+            "fetch",
+            "--hosts-dir",
+            hosts.to_str().unwrap(),
+            &reference,
+        ],
+        &|| w.logs(),
+    );
     let listed = ctr.content();
     for d in std::iter::once(&digest).chain(&blobs) {
-        assert!(listed.contains(d), "{d} not fetched by containerd: {listed:?}");
+        assert!(
+            listed.contains(d),
+            "{d} not fetched by containerd: {listed:?}"
+        );
     }
 }
 
@@ -221,14 +277,27 @@ fn certificate_rotation_while_serving() {
     // A client with a kept-alive connection made under certificate A.
     let old = client(&a.ca_pem);
     assert_eq!(old.get(&url).send().unwrap().status(), 200);
-    assert!(client(&b.ca_pem).get(&url).send().is_err(), "B's CA trusted A's certificate?");
+    assert!(
+        client(&b.ca_pem).get(&url).send().is_err(),
+        "B's CA trusted A's certificate?"
+    );
 
     f.install(&b);
-    wait_until("the new certificate to be served", Duration::from_secs(10), || {
-        client(&b.ca_pem).get(&url).send().is_ok_and(|r| r.status() == 200)
-    });
+    wait_until(
+        "the new certificate to be served",
+        Duration::from_secs(10),
+        || {
+            client(&b.ca_pem)
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+        },
+    );
     // New connections get B: A's CA no longer verifies them.
-    assert!(client(&a.ca_pem).get(&url).send().is_err(), "still serving the old certificate");
+    assert!(
+        client(&a.ca_pem).get(&url).send().is_err(),
+        "still serving the old certificate"
+    );
     // The connection established under A still works.
     for _ in 0..3 {
         assert_eq!(old.get(&url).send().unwrap().status(), 200);
@@ -237,18 +306,37 @@ fn certificate_rotation_while_serving() {
     // A broken replacement is refused; B stays in use.
     let failures = || w.logs().matches("TLS certificate reload failed").count();
     let before = failures();
-    std::fs::write(f.cert(), "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
-    wait_until("the reload failure to be logged", Duration::from_secs(10), || failures() > before);
+    std::fs::write(
+        f.cert(),
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    wait_until(
+        "the reload failure to be logged",
+        Duration::from_secs(10),
+        || failures() > before,
+    );
     assert_eq!(client(&b.ca_pem).get(&url).send().unwrap().status(), 200);
 
     // SIGHUP reloads at once (after the files are good again).
     let c = pki("c");
     f.install(&c);
-    let _ = Command::new("kill").arg("-HUP").arg(w.pid().unwrap().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(w.pid().unwrap().to_string())
+        .status();
     wait_until("SIGHUP reload", Duration::from_secs(10), || {
-        client(&c.ca_pem).get(&url).send().is_ok_and(|r| r.status() == 200)
+        client(&c.ca_pem)
+            .get(&url)
+            .send()
+            .is_ok_and(|r| r.status() == 200)
     });
-    let m = client(&c.ca_pem).get(format!("{}/metrics", https(&w))).send().unwrap().text().unwrap();
+    let m = client(&c.ca_pem)
+        .get(format!("{}/metrics", https(&w)))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(m.contains("wharf_tls_reloads_total{result=\"ok\"}"), "{m}");
     // At least the broken file (a poll between the key's and the
     // certificate's rename may add one more).
@@ -264,7 +352,11 @@ fn start_fails(config: &str, dir: &Path) -> String {
     let cfg = dir.join("bad.toml");
     std::fs::write(&cfg, config).unwrap();
     let out = Command::new(support::bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", support::free_port())])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", support::free_port()),
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--config")
@@ -272,7 +364,10 @@ fn start_fails(config: &str, dir: &Path) -> String {
         .env_remove("WHARF_CONFIG")
         .output()
         .unwrap();
-    assert!(!out.status.success(), "wharf started with a bad certificate");
+    assert!(
+        !out.status.success(),
+        "wharf started with a bad certificate"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

@@ -32,7 +32,10 @@ use support::upstream::Upstream;
 use support::{have, Options, Wharf};
 
 fn wharf_with(config: &str) -> Wharf {
-    Wharf::start_with(Options { config: Some(config.to_string()), ..Default::default() })
+    Wharf::start_with(Options {
+        config: Some(config.to_string()),
+        ..Default::default()
+    })
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -70,24 +73,52 @@ fn upstream_user_agents(up: &Upstream) -> Vec<String> {
 fn ctr_pull_and_check(ctr: &Ctr, hosts: &Path, reference: &str, img: &Image, w: &Wharf) {
     let hosts = hosts.to_str().unwrap();
     let ctx = || format!("wharf log (tail):\n{}", tail(&plain_logs(w), 30));
-    let out = ctr.run_or_explain(&["images", "pull", "--hosts-dir", hosts, "--snapshotter", SNAPSHOTTER, reference], &ctx);
-    assert!(out.contains("unpacking linux/amd64"), "ctr did not unpack {reference}:\n{out}");
+    let out = ctr.run_or_explain(
+        &[
+            "images",
+            "pull",
+            "--hosts-dir",
+            hosts,
+            "--snapshotter",
+            SNAPSHOTTER,
+            reference,
+        ],
+        &ctx,
+    );
+    assert!(
+        out.contains("unpacking linux/amd64"),
+        "ctr did not unpack {reference}:\n{out}"
+    );
     let ls = ctr.run_or_explain(&["images", "ls"], &ctx);
     let row = ls
         .lines()
         .find(|l| l.split_whitespace().next() == Some(reference))
         .unwrap_or_else(|| panic!("{reference} not in ctr images ls:\n{ls}"));
-    assert_eq!(row.split_whitespace().nth(2), Some(img.manifest.digest.as_str()), "{row}");
+    assert_eq!(
+        row.split_whitespace().nth(2),
+        Some(img.manifest.digest.as_str()),
+        "{row}"
+    );
     let content = ctr.content();
     for d in std::iter::once(img.manifest.digest.clone()).chain(img.blob_digests()) {
-        assert!(content.contains(&d), "{d} not in containerd's content store: {content:?}");
+        assert!(
+            content.contains(&d),
+            "{d} not in containerd's content store: {content:?}"
+        );
     }
     let check = ctr.run_or_explain(&["images", "check", "--snapshotter", SNAPSHOTTER], &ctx);
-    let line = check.lines().find(|l| l.starts_with(reference)).unwrap_or_else(|| panic!("{check}"));
+    let line = check
+        .lines()
+        .find(|l| l.starts_with(reference))
+        .unwrap_or_else(|| panic!("{check}"));
     assert!(line.contains("complete"), "image not complete: {line}");
     // Unpacked: one snapshot per layer.
     let snaps = ctr.list(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
-    assert_eq!(snaps.len().saturating_sub(1), img.layers.len(), "snapshots after unpacking: {snaps:?}");
+    assert_eq!(
+        snaps.len().saturating_sub(1),
+        img.layers.len(),
+        "snapshots after unpacking: {snaps:?}"
+    );
 }
 
 /// Status of a plain GET of a manifest path through wharf.
@@ -104,9 +135,10 @@ fn no_ns_status(w: &Wharf, path_and_query: &str) -> u16 {
 /// wharf logged a `request` line for `path` (the query, e.g. `ns=`, is not
 /// part of the logged path).
 fn wharf_logged(w: &Wharf, path: &str) -> bool {
-    plain_logs(w)
-        .lines()
-        .any(|l| l.contains("request") && (l.contains(&format!("target={path} ")) || l.contains(&format!("target={path}?"))))
+    plain_logs(w).lines().any(|l| {
+        l.contains("request")
+            && (l.contains(&format!("target={path} ")) || l.contains(&format!("target={path}?")))
+    })
 }
 
 /// wharf's log without terminal colour codes.
@@ -116,7 +148,9 @@ fn plain_logs(w: &Wharf) -> String {
 
 #[test]
 fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
-    let Some(ctr) = Ctr::connect_with_skopeo("wharf-proxy") else { return };
+    let Some(ctr) = Ctr::connect_with_skopeo("wharf-proxy") else {
+        return;
+    };
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let mut up = Upstream::anonymous();
@@ -125,12 +159,22 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
         &tmp.path().join("src"),
         "team/app",
         "1",
-        &ImageSpec::oci(501, vec![LayerSpec::gzip(200 << 10), LayerSpec::gzip(1 << 20)]),
+        &ImageSpec::oci(
+            501,
+            vec![LayerSpec::gzip(200 << 10), LayerSpec::gzip(1 << 20)],
+        ),
     );
     let pushed_requests = upstream_user_agents(&up).len();
     let w = wharf_with(&up.remote_toml("up", "tag_ttl = \"1s\""));
     let hosts = tmp.path().join("certs.d");
-    write_hosts_toml(&hosts, &up.host(), &up.url(), &w.url(), &["pull", "resolve"], None);
+    write_hosts_toml(
+        &hosts,
+        &up.host(),
+        &up.url(),
+        &w.url(),
+        &["pull", "resolve"],
+        None,
+    );
     let reference = format!("{}/team/app:1", up.host());
 
     ctr_pull_and_check(&ctr, &hosts, &reference, &img, &w);
@@ -142,15 +186,31 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
         "/v2/team/app/manifests/1".to_string(),
         format!("/v2/team/app/blobs/{}", img.layers[1].desc.digest),
     ] {
-        assert!(wharf_logged(&w, &p), "wharf did not log {p}:\n{}", tail(&plain_logs(&w), 30));
+        assert!(
+            wharf_logged(&w, &p),
+            "wharf did not log {p}:\n{}",
+            tail(&plain_logs(&w), 30)
+        );
     }
     // The bare path names no remote (and there is no default remote), so
     // wharf only found the image because containerd sent `?ns=`.
     assert_eq!(no_ns_status(&w, "/v2/team/app/manifests/1"), 404);
-    assert_eq!(no_ns_status(&w, &format!("/v2/team/app/manifests/1?ns={}", up.host())), 200);
-    assert!(plain_logs(&w).contains("remote=up"), "no remote=up in wharf's log:\n{}", tail(&plain_logs(&w), 30));
+    assert_eq!(
+        no_ns_status(&w, &format!("/v2/team/app/manifests/1?ns={}", up.host())),
+        200
+    );
+    assert!(
+        plain_logs(&w).contains("remote=up"),
+        "no remote=up in wharf's log:\n{}",
+        tail(&plain_logs(&w), 30)
+    );
     for d in img.blob_digests() {
-        assert_eq!(up.blob_gets("team/app", &d), 1, "upstream GETs of {d}: {:#?}", up.access_log());
+        assert_eq!(
+            up.blob_gets("team/app", &d),
+            1,
+            "upstream GETs of {d}: {:#?}",
+            up.access_log()
+        );
     }
     let agents = upstream_user_agents(&up).split_off(pushed_requests);
     assert!(
@@ -162,7 +222,11 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
     // the pull is served from wharf's cache (past the tag TTL, so wharf also
     // tries, and fails, to revalidate the tag).
     ctr.clear();
-    let left: Vec<String> = ctr.content().into_iter().filter(|d| img.blob_digests().contains(d)).collect();
+    let left: Vec<String> = ctr
+        .content()
+        .into_iter()
+        .filter(|d| img.blob_digests().contains(d))
+        .collect();
     assert!(left.is_empty(), "containerd still holds {left:?}");
     up.stop();
     std::thread::sleep(std::time::Duration::from_millis(1200));
@@ -172,7 +236,9 @@ fn containerd_mirror_mode_via_hosts_dir_then_cached_with_upstream_stopped() {
 
 #[test]
 fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
-    let Some(mut ctr) = Ctr::connect_with_skopeo("wharf-proxy") else { return };
+    let Some(mut ctr) = Ctr::connect_with_skopeo("wharf-proxy") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let up = Upstream::anonymous();
     let img = push(
@@ -194,18 +260,44 @@ fn containerd_docker_io_names_via_hosts_alias_never_leave_loopback() {
     // A remote serving Docker Hub names from the local upstream.
     let w = wharf_with(&up.remote_toml("hub", "hosts = [\"docker.io\", \"index.docker.io\"]"));
     let hosts = tmp.path().join("certs.d");
-    write_hosts_toml(&hosts, "docker.io", &server_trap.url(), &w.url(), &["pull", "resolve"], None);
+    write_hosts_toml(
+        &hosts,
+        "docker.io",
+        &server_trap.url(),
+        &w.url(),
+        &["pull", "resolve"],
+        None,
+    );
 
     let reference = "docker.io/library/wharftest:1";
     ctr_pull_and_check(&ctr, &hosts, reference, &img, &w);
-    assert!(wharf_logged(&w, "/v2/library/wharftest/manifests/1"), "{}", tail(&plain_logs(&w), 30));
+    assert!(
+        wharf_logged(&w, "/v2/library/wharftest/manifests/1"),
+        "{}",
+        tail(&plain_logs(&w), 30)
+    );
     assert_eq!(no_ns_status(&w, "/v2/library/wharftest/manifests/1"), 404);
-    assert_eq!(no_ns_status(&w, "/v2/library/wharftest/manifests/1?ns=docker.io"), 200);
+    assert_eq!(
+        no_ns_status(&w, "/v2/library/wharftest/manifests/1?ns=docker.io"),
+        200
+    );
     for d in img.blob_digests() {
-        assert_eq!(up.blob_gets("library/wharftest", &d), 1, "upstream GETs of {d}");
+        assert_eq!(
+            up.blob_gets("library/wharftest", &d),
+            1,
+            "upstream GETs of {d}"
+        );
     }
-    assert!(server_trap.requests().is_empty(), "ctr fell back to the server: {:#?}", server_trap.requests());
-    assert!(proxy_trap.requests().is_empty(), "something tried to leave 127.0.0.1: {:#?}", proxy_trap.requests());
+    assert!(
+        server_trap.requests().is_empty(),
+        "ctr fell back to the server: {:#?}",
+        server_trap.requests()
+    );
+    assert!(
+        proxy_trap.requests().is_empty(),
+        "something tried to leave 127.0.0.1: {:#?}",
+        proxy_trap.requests()
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -243,7 +335,10 @@ fn docker_pull_through_wharf_prefix_then_from_cache() {
         &tmp.path().join("src"),
         "team/app",
         "1",
-        &ImageSpec::oci(seed, vec![LayerSpec::gzip(100 << 10), LayerSpec::gzip(300 << 10)]),
+        &ImageSpec::oci(
+            seed,
+            vec![LayerSpec::gzip(100 << 10), LayerSpec::gzip(300 << 10)],
+        ),
     );
     let w = wharf_with(&up.remote_toml("up", ""));
     let reference = format!("{}/up/team/app:1", w.host());
@@ -253,9 +348,21 @@ fn docker_pull_through_wharf_prefix_then_from_cache() {
 
     docker_ok(&["pull", &reference], &ctx);
     // The image ID of an image pulled from a registry is its config digest.
-    let id = docker_ok(&["image", "inspect", "--format", "{{.Id}}", &reference], &ctx);
+    let id = docker_ok(
+        &["image", "inspect", "--format", "{{.Id}}", &reference],
+        &ctx,
+    );
     assert_eq!(id, img.config.digest, "docker's image ID");
-    let digests = docker_ok(&["image", "inspect", "--format", "{{json .RepoDigests}}", &reference], &ctx);
+    let digests = docker_ok(
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &reference,
+        ],
+        &ctx,
+    );
     assert!(
         digests.contains(&format!("{}/up/team/app@{}", w.host(), img.manifest.digest)),
         "RepoDigests {digests} do not name the pushed manifest {}",
@@ -264,11 +371,21 @@ fn docker_pull_through_wharf_prefix_then_from_cache() {
     for d in img.blob_digests() {
         assert_eq!(up.blob_gets("team/app", &d), 1, "upstream GETs of {d}");
     }
-    assert!(wharf_logged(&w, "/v2/up/team/app/manifests/1"), "{}", tail(&plain_logs(&w), 30));
+    assert!(
+        wharf_logged(&w, "/v2/up/team/app/manifests/1"),
+        "{}",
+        tail(&plain_logs(&w), 30)
+    );
 
     // Again from wharf's cache, with the upstream stopped.
     docker_ok(&["rmi", &reference], &ctx);
     up.stop();
     docker_ok(&["pull", &by_digest], &ctx);
-    assert_eq!(docker_ok(&["image", "inspect", "--format", "{{.Id}}", &by_digest], &ctx), img.config.digest);
+    assert_eq!(
+        docker_ok(
+            &["image", "inspect", "--format", "{{.Id}}", &by_digest],
+            &ctx
+        ),
+        img.config.digest
+    );
 }

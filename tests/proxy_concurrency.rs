@@ -41,7 +41,10 @@ struct Outcome {
 
 /// GET `url`, hashing the body as it streams (never holding it in memory).
 fn fetch_and_hash(url: &str, t0: Instant) -> Result<Outcome, String> {
-    let mut r = support::http().get(url).send().map_err(|e| format!("send: {e:?}"))?;
+    let mut r = support::http()
+        .get(url)
+        .send()
+        .map_err(|e| format!("send: {e:?}"))?;
     let headers_at = t0.elapsed();
     let status = r.status().as_u16();
     if status != 200 {
@@ -51,7 +54,9 @@ fn fetch_and_hash(url: &str, t0: Instant) -> Result<Outcome, String> {
     let mut buf = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
     loop {
-        let n = r.read(&mut buf).map_err(|e| format!("body after {bytes} bytes: {e:?}"))?;
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("body after {bytes} bytes: {e:?}"))?;
         if n == 0 {
             break;
         }
@@ -74,12 +79,23 @@ fn thirty_two_cold_clients_one_upstream_get_bounded_memory() {
     let repo = "perf/big";
     let layout_dir = tempfile::tempdir().unwrap();
     let layout = OciLayout::create(layout_dir.path());
-    let img = layout.image("v1", &ImageSpec::oci(301, vec![LayerSpec::gzip(LAYER_BYTES)]));
+    let img = layout.image(
+        "v1",
+        &ImageSpec::oci(301, vec![LayerSpec::gzip(LAYER_BYTES)]),
+    );
     up.push_layout(&layout, "v1", repo, "v1");
     let layer = img.layers[0].desc.clone();
     assert!(layer.size > LAYER_BYTES, "layer is {} bytes", layer.size);
-    eprintln!("generated and pushed a {} MiB layer in {:.1?}", layer.size >> 20, t_setup.elapsed());
-    assert_eq!(up.blob_gets(repo, &layer.digest), 0, "the push itself GET the blob");
+    eprintln!(
+        "generated and pushed a {} MiB layer in {:.1?}",
+        layer.size >> 20,
+        t_setup.elapsed()
+    );
+    assert_eq!(
+        up.blob_gets(repo, &layer.digest),
+        0,
+        "the push itself GET the blob"
+    );
 
     let w = Wharf::start_with(Options {
         config: Some(up.remote_toml("up", "")),
@@ -100,7 +116,10 @@ fn thirty_two_cold_clients_one_upstream_get_bounded_memory() {
             })
         })
         .collect();
-    let results: Vec<Result<Outcome, String>> = handles.into_iter().map(|h| h.join().expect("client thread")).collect();
+    let results: Vec<Result<Outcome, String>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect();
     let elapsed = t0.elapsed();
     let hwm = vm_hwm_kib(pid);
     let gets = up.blob_gets(repo, &layer.digest);
@@ -121,7 +140,10 @@ fn thirty_two_cold_clients_one_upstream_get_bounded_memory() {
         gets,
         1,
         "upstream GETs of the blob for {CLIENTS} concurrent cold clients; upstream log:\n{:#?}",
-        up.access_log().iter().filter(|e| e.path.contains("/blobs/")).collect::<Vec<_>>()
+        up.access_log()
+            .iter()
+            .filter(|e| e.path.contains("/blobs/"))
+            .collect::<Vec<_>>()
     );
 
     let ok: Vec<&Outcome> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -162,15 +184,27 @@ fn thirty_two_cold_clients_one_upstream_get_bounded_memory() {
         .header("Range", format!("bytes={start}-"))
         .send()
         .expect("range GET");
-    assert_eq!(r.status(), 206, "cached range with the upstream stopped; log:\n{}", tail(&w.logs(), 20));
+    assert_eq!(
+        r.status(),
+        206,
+        "cached range with the upstream stopped; log:\n{}",
+        tail(&w.logs(), 20)
+    );
     let got = r.bytes().unwrap();
     let mut f = std::fs::File::open(layout.blob_path(&layer.digest)).unwrap();
     let mut want = Vec::new();
     std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start)).unwrap();
     f.read_to_end(&mut want).unwrap();
-    assert!(got.as_ref() == want.as_slice(), "cached range differs from the pushed layer");
+    assert!(
+        got.as_ref() == want.as_slice(),
+        "cached range differs from the pushed layer"
+    );
     let hwm_end = vm_hwm_kib(pid);
-    assert!(hwm_end < MAX_HWM_KIB, "wharf's peak RSS reached {} MiB", hwm_end >> 10);
+    assert!(
+        hwm_end < MAX_HWM_KIB,
+        "wharf's peak RSS reached {} MiB",
+        hwm_end >> 10
+    );
     eprintln!("total test time {:.1?}", t_setup.elapsed());
 }
 

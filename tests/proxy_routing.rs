@@ -40,21 +40,36 @@ fn setup(extra_b: &str) -> Setup {
     let config = format!(
         "{}\n{}",
         a.remote_toml("a", None, "default = true"),
-        b.remote_toml("b", None, &format!("hosts = [\"registry.b.test:5000\"]\n{extra_b}"))
+        b.remote_toml(
+            "b",
+            None,
+            &format!("hosts = [\"registry.b.test:5000\"]\n{extra_b}")
+        )
     );
-    let w = Wharf::start_with(Options { config: Some(config), ..Default::default() });
+    let w = Wharf::start_with(Options {
+        config: Some(config),
+        ..Default::default()
+    });
     Setup { a, b, w }
 }
 
 fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
-    http().get(format!("{}{path}", w.url())).header("Accept", ACCEPT).send().expect("GET through wharf")
+    http()
+        .get(format!("{}{path}", w.url()))
+        .header("Accept", ACCEPT)
+        .send()
+        .expect("GET through wharf")
 }
 
 /// GET a manifest through wharf and check it is `img`'s.
 fn assert_manifest(w: &Wharf, path: &str, img: &FakeImage) {
     let r = get(w, path);
     assert_eq!(r.status(), 200, "GET {path}; wharf log:\n{}", w.logs());
-    assert_eq!(header(&r, "docker-content-digest"), img.digest, "GET {path}");
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        img.digest,
+        "GET {path}"
+    );
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest, "GET {path}");
 }
 
@@ -66,7 +81,10 @@ fn assert_blob(w: &Wharf, path: &str, digest: &str) {
 
 /// Requests the fake received whose path starts with `prefix`.
 fn hits(f: &FakeUpstream, prefix: &str) -> usize {
-    f.requests().iter().filter(|r| r.path.starts_with(prefix)).count()
+    f.requests()
+        .iter()
+        .filter(|r| r.path.starts_with(prefix))
+        .count()
 }
 
 #[test]
@@ -76,14 +94,30 @@ fn prefix_routes_to_the_named_remote() {
     let in_b = s.b.add_image("team/app", "v1", 402);
 
     assert_manifest(&s.w, "/v2/b/team/app/manifests/v1", &in_b);
-    assert_manifest(&s.w, &format!("/v2/b/team/app/manifests/{}", in_b.digest), &in_b);
-    assert_blob(&s.w, &format!("/v2/b/team/app/blobs/{}", in_b.layers[0]), &in_b.layers[0]);
+    assert_manifest(
+        &s.w,
+        &format!("/v2/b/team/app/manifests/{}", in_b.digest),
+        &in_b,
+    );
+    assert_blob(
+        &s.w,
+        &format!("/v2/b/team/app/blobs/{}", in_b.layers[0]),
+        &in_b.layers[0],
+    );
     assert_manifest(&s.w, "/v2/a/team/app/manifests/v1", &in_a);
-    assert_eq!(s.b.count("GET", "/v2/team/app/manifests/v1"), 1, "{:#?}", s.b.requests());
+    assert_eq!(
+        s.b.count("GET", "/v2/team/app/manifests/v1"),
+        1,
+        "{:#?}",
+        s.b.requests()
+    );
     assert_eq!(s.b.blob_gets("team/app", &in_b.layers[0]), 1);
     assert_eq!(s.a.count("GET", "/v2/team/app/manifests/v1"), 1);
     // The remote never sees the prefix.
-    assert_eq!(hits(&s.a, "/v2/a/") + hits(&s.b, "/v2/b/") + hits(&s.a, "/v2/b/") + hits(&s.b, "/v2/a/"), 0);
+    assert_eq!(
+        hits(&s.a, "/v2/a/") + hits(&s.b, "/v2/b/") + hits(&s.a, "/v2/b/") + hits(&s.b, "/v2/a/"),
+        0
+    );
 
     // Deep names keep every segment after the prefix.
     let deep = s.b.add_image("org/group/sub/img", "1.0", 403);
@@ -93,7 +127,11 @@ fn prefix_routes_to_the_named_remote() {
     // A remote's name alone is not a repository on it.
     assert_oci_error(get(&s.w, "/v2/b/manifests/v1"), 400, "NAME_INVALID");
     // An unknown repository on a remote is the remote's 404.
-    assert_oci_error(get(&s.w, "/v2/b/nope/manifests/v1"), 404, "MANIFEST_UNKNOWN");
+    assert_oci_error(
+        get(&s.w, "/v2/b/nope/manifests/v1"),
+        404,
+        "MANIFEST_UNKNOWN",
+    );
 }
 
 #[test]
@@ -103,8 +141,17 @@ fn unmatched_names_go_to_the_default_remote() {
     s.b.add_image("team/svc", "v2", 405);
 
     assert_manifest(&s.w, "/v2/team/svc/manifests/v2", &img);
-    assert_eq!(s.a.count("GET", "/v2/team/svc/manifests/v2"), 1, "{:#?}", s.a.requests());
-    assert_eq!(hits(&s.b, "/v2/team/"), 0, "the non-default remote was asked");
+    assert_eq!(
+        s.a.count("GET", "/v2/team/svc/manifests/v2"),
+        1,
+        "{:#?}",
+        s.a.requests()
+    );
+    assert_eq!(
+        hits(&s.b, "/v2/team/"),
+        0,
+        "the non-default remote was asked"
+    );
     // Blobs of that repository follow once it is being pulled through wharf.
     for d in img.blobs() {
         assert_blob(&s.w, &format!("/v2/team/svc/blobs/{d}"), &d);
@@ -112,8 +159,16 @@ fn unmatched_names_go_to_the_default_remote() {
     // Cached under the default remote's prefix too: same content, no new fetch.
     let before = s.a.requests().len();
     assert_manifest(&s.w, "/v2/a/team/svc/manifests/v2", &img);
-    assert_blob(&s.w, &format!("/v2/a/team/svc/blobs/{}", img.layers[1]), &img.layers[1]);
-    assert_eq!(s.a.requests().len(), before, "the prefixed name did not share the default's cache");
+    assert_blob(
+        &s.w,
+        &format!("/v2/a/team/svc/blobs/{}", img.layers[1]),
+        &img.layers[1],
+    );
+    assert_eq!(
+        s.a.requests().len(),
+        before,
+        "the prefixed name did not share the default's cache"
+    );
 
     // Single-segment names on a remote that is not Docker Hub: no library/.
     let solo = s.a.add_image("solo", "latest", 406);
@@ -130,19 +185,51 @@ fn ns_selects_remote_by_host_and_alias() {
     let in_a_prefixlike = s.a.add_image("b/x", "v1", 409);
 
     // The remote's own host:port (from its url)...
-    assert_manifest(&s.w, &format!("/v2/team/app/manifests/v1?ns={}", s.b.host()), &in_b);
-    assert_blob(&s.w, &format!("/v2/team/app/blobs/{}?ns={}", in_b.layers[0], s.b.host()), &in_b.layers[0]);
+    assert_manifest(
+        &s.w,
+        &format!("/v2/team/app/manifests/v1?ns={}", s.b.host()),
+        &in_b,
+    );
+    assert_blob(
+        &s.w,
+        &format!("/v2/team/app/blobs/{}?ns={}", in_b.layers[0], s.b.host()),
+        &in_b.layers[0],
+    );
     // ...and a configured alias.
-    assert_manifest(&s.w, &format!("/v2/team/app/manifests/{}?ns=registry.b.test:5000", in_b.digest), &in_b);
-    assert_manifest(&s.w, &format!("/v2/team/app/manifests/v1?ns={}", s.a.host()), &in_a);
-    assert_eq!(s.b.count("GET", "/v2/team/app/manifests/v1"), 1, "{:#?}", s.b.requests());
+    assert_manifest(
+        &s.w,
+        &format!(
+            "/v2/team/app/manifests/{}?ns=registry.b.test:5000",
+            in_b.digest
+        ),
+        &in_b,
+    );
+    assert_manifest(
+        &s.w,
+        &format!("/v2/team/app/manifests/v1?ns={}", s.a.host()),
+        &in_a,
+    );
+    assert_eq!(
+        s.b.count("GET", "/v2/team/app/manifests/v1"),
+        1,
+        "{:#?}",
+        s.b.requests()
+    );
     assert_eq!(s.b.blob_gets("team/app", &in_b.layers[0]), 1);
     assert_eq!(s.a.count("GET", "/v2/team/app/manifests/v1"), 1);
     // The upstream sees the plain path, not the ns parameter.
-    assert!(s.b.requests().iter().all(|r| !r.target.contains("ns=")), "{:#?}", s.b.requests());
+    assert!(
+        s.b.requests().iter().all(|r| !r.target.contains("ns=")),
+        "{:#?}",
+        s.b.requests()
+    );
 
     // ns wins over a first segment that names a remote: `b/x` on remote a.
-    assert_manifest(&s.w, &format!("/v2/b/x/manifests/v1?ns={}", s.a.host()), &in_a_prefixlike);
+    assert_manifest(
+        &s.w,
+        &format!("/v2/b/x/manifests/v1?ns={}", s.a.host()),
+        &in_a_prefixlike,
+    );
     assert_eq!(s.a.count("GET", "/v2/b/x/manifests/v1"), 1);
 }
 
@@ -161,28 +248,56 @@ fn unknown_ns_is_denied_without_dialing_it() {
         "/v2/team/app/tags/list".to_string(),
     ];
     for p in &paths {
-        let v = assert_oci_error(get(&s.w, &format!("{p}?ns={}", stranger.host())), 403, "DENIED");
+        let v = assert_oci_error(
+            get(&s.w, &format!("{p}?ns={}", stranger.host())),
+            403,
+            "DENIED",
+        );
         let detail = v.to_string();
-        assert!(detail.contains(&stranger.host()), "the error should name the refused host: {detail}");
-        let r = http().head(format!("{}{p}?ns={}", s.w.url(), stranger.host())).send().unwrap();
+        assert!(
+            detail.contains(&stranger.host()),
+            "the error should name the refused host: {detail}"
+        );
+        let r = http()
+            .head(format!("{}{p}?ns={}", s.w.url(), stranger.host()))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 403, "HEAD {p}");
     }
     // Writes with an unknown ns are refused the same way.
-    let r = http().post(format!("{}/v2/team/app/blobs/uploads/?ns={}", s.w.url(), stranger.host())).send().unwrap();
+    let r = http()
+        .post(format!(
+            "{}/v2/team/app/blobs/uploads/?ns={}",
+            s.w.url(),
+            stranger.host()
+        ))
+        .send()
+        .unwrap();
     assert_oci_error(r, 403, "DENIED");
     // Hosts that only look like configured ones.
     // The configured IP with a port no remote uses.
-    let other_port = (1..).map(|i| s.a.addr.port().wrapping_add(i)).find(|p| *p != s.b.addr.port()).unwrap();
+    let other_port = (1..)
+        .map(|i| s.a.addr.port().wrapping_add(i))
+        .find(|p| *p != s.b.addr.port())
+        .unwrap();
     for ns in [
         "registry.b.test".to_string(), // alias without its port
         format!("127.0.0.1:{other_port}"),
         "docker.io".to_string(), // Docker Hub is not configured here
         "evil.example".to_string(),
     ] {
-        assert_oci_error(get(&s.w, &format!("/v2/team/app/manifests/v1?ns={ns}")), 403, "DENIED");
+        assert_oci_error(
+            get(&s.w, &format!("/v2/team/app/manifests/v1?ns={ns}")),
+            403,
+            "DENIED",
+        );
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert!(stranger.requests().is_empty(), "wharf dialed an unconfigured host: {:#?}", stranger.requests());
+    assert!(
+        stranger.requests().is_empty(),
+        "wharf dialed an unconfigured host: {:#?}",
+        stranger.requests()
+    );
     assert_eq!(hits(&s.a, "/v2/team/"), 0, "{:#?}", s.a.requests());
     assert_eq!(hits(&s.b, "/v2/team/"), 0, "{:#?}", s.b.requests());
 }
@@ -201,9 +316,21 @@ fn writes_to_remote_namespaces_are_denied_local_pushes_work() {
         let v = assert_oci_error(r, 403, "DENIED");
         eprintln!("{what}: {}", v["errors"][0]["detail"]);
     };
-    for (prefix, q) in [("/v2/b/team/app", String::new()), ("/v2/team/app", format!("?ns={}", s.b.host()))] {
-        let q2 = if q.is_empty() { "?".to_string() } else { format!("{q}&") };
-        denied("POST upload", c.post(url(&format!("{prefix}/blobs/uploads/{q}"))).send().unwrap());
+    for (prefix, q) in [
+        ("/v2/b/team/app", String::new()),
+        ("/v2/team/app", format!("?ns={}", s.b.host())),
+    ] {
+        let q2 = if q.is_empty() {
+            "?".to_string()
+        } else {
+            format!("{q}&")
+        };
+        denied(
+            "POST upload",
+            c.post(url(&format!("{prefix}/blobs/uploads/{q}")))
+                .send()
+                .unwrap(),
+        );
         denied(
             "POST monolithic",
             c.post(url(&format!("{prefix}/blobs/uploads/{q2}digest={bd}")))
@@ -214,12 +341,30 @@ fn writes_to_remote_namespaces_are_denied_local_pushes_work() {
         );
         denied(
             "POST mount",
-            c.post(url(&format!("{prefix}/blobs/uploads/{q2}mount={}&from=mine/app", img.layers[0])))
-                .send()
-                .unwrap(),
+            c.post(url(&format!(
+                "{prefix}/blobs/uploads/{q2}mount={}&from=mine/app",
+                img.layers[0]
+            )))
+            .send()
+            .unwrap(),
         );
-        denied("PATCH upload", c.patch(url(&format!("{prefix}/blobs/uploads/3f0a7c2e-8b1d-4c5e-9f6a-1b2c3d4e5f60{q}"))).body(blob.clone()).send().unwrap());
-        denied("PUT upload", c.put(url(&format!("{prefix}/blobs/uploads/3f0a7c2e-8b1d-4c5e-9f6a-1b2c3d4e5f60{q2}digest={bd}"))).send().unwrap());
+        denied(
+            "PATCH upload",
+            c.patch(url(&format!(
+                "{prefix}/blobs/uploads/3f0a7c2e-8b1d-4c5e-9f6a-1b2c3d4e5f60{q}"
+            )))
+            .body(blob.clone())
+            .send()
+            .unwrap(),
+        );
+        denied(
+            "PUT upload",
+            c.put(url(&format!(
+                "{prefix}/blobs/uploads/3f0a7c2e-8b1d-4c5e-9f6a-1b2c3d4e5f60{q2}digest={bd}"
+            )))
+            .send()
+            .unwrap(),
+        );
         denied(
             "PUT manifest",
             c.put(url(&format!("{prefix}/manifests/v2{q}")))
@@ -228,11 +373,30 @@ fn writes_to_remote_namespaces_are_denied_local_pushes_work() {
                 .send()
                 .unwrap(),
         );
-        denied("DELETE manifest", c.delete(url(&format!("{prefix}/manifests/{}{q}", img.digest))).send().unwrap());
-        denied("DELETE tag", c.delete(url(&format!("{prefix}/manifests/v1{q}"))).send().unwrap());
-        denied("DELETE blob", c.delete(url(&format!("{prefix}/blobs/{}{q}", img.layers[0]))).send().unwrap());
+        denied(
+            "DELETE manifest",
+            c.delete(url(&format!("{prefix}/manifests/{}{q}", img.digest)))
+                .send()
+                .unwrap(),
+        );
+        denied(
+            "DELETE tag",
+            c.delete(url(&format!("{prefix}/manifests/v1{q}")))
+                .send()
+                .unwrap(),
+        );
+        denied(
+            "DELETE blob",
+            c.delete(url(&format!("{prefix}/blobs/{}{q}", img.layers[0])))
+                .send()
+                .unwrap(),
+        );
     }
-    let writes: Vec<_> = s.b.requests().into_iter().filter(|r| r.method != "GET" && r.method != "HEAD").collect();
+    let writes: Vec<_> =
+        s.b.requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && r.method != "HEAD")
+            .collect();
     assert!(writes.is_empty(), "a write reached the remote: {writes:#?}");
 
     // Pushes to local names work next to the remotes (with a default remote
@@ -246,11 +410,23 @@ fn writes_to_remote_namespaces_are_denied_local_pushes_work() {
         assert_blob(&s.w, &format!("/v2/mine/app/blobs/{d}"), d);
     }
     let r = http()
-        .delete(format!("{}/v2/mine/app/manifests/{}", s.w.url(), pushed.digest))
+        .delete(format!(
+            "{}/v2/mine/app/manifests/{}",
+            s.w.url(),
+            pushed.digest
+        ))
         .send()
         .unwrap();
-    assert!(r.status() == 202 || r.status() == 405, "DELETE of a local manifest: {}", r.status());
-    assert_eq!(hits(&s.a, "/v2/mine/") + hits(&s.b, "/v2/mine/"), 0, "a local push/pull reached a remote");
+    assert!(
+        r.status() == 202 || r.status() == 405,
+        "DELETE of a local manifest: {}",
+        r.status()
+    );
+    assert_eq!(
+        hits(&s.a, "/v2/mine/") + hits(&s.b, "/v2/mine/"),
+        0,
+        "a local push/pull reached a remote"
+    );
 
     // Nothing got into the remote namespace by the refused writes.
     let r = get(&s.w, &format!("/v2/b/team/app/blobs/{bd}"));
@@ -265,7 +441,11 @@ fn upstream_404_is_cached_for_negative_ttl() {
 
     assert_oci_error(get(&s.w, path), 404, "MANIFEST_UNKNOWN");
     let first = s.b.count("GET", up_path) + s.b.count("HEAD", up_path);
-    assert!(first >= 1, "wharf did not ask the upstream: {:#?}", s.b.requests());
+    assert!(
+        first >= 1,
+        "wharf did not ask the upstream: {:#?}",
+        s.b.requests()
+    );
 
     // The image appears upstream, but within negative_ttl wharf keeps
     // answering 404 without asking again.
@@ -273,7 +453,11 @@ fn upstream_404_is_cached_for_negative_ttl() {
     for _ in 0..3 {
         assert_oci_error(get(&s.w, path), 404, "MANIFEST_UNKNOWN");
     }
-    assert_eq!(s.b.count("GET", up_path) + s.b.count("HEAD", up_path), first, "negative cache not used");
+    assert_eq!(
+        s.b.count("GET", up_path) + s.b.count("HEAD", up_path),
+        first,
+        "negative cache not used"
+    );
 
     // By digest too.
     let missing = support::sha256(b"no such manifest");
@@ -283,7 +467,11 @@ fn upstream_404_is_cached_for_negative_ttl() {
     let dfirst = s.b.count("GET", &up_dpath);
     assert!(dfirst >= 1);
     assert_oci_error(get(&s.w, &dpath), 404, "MANIFEST_UNKNOWN");
-    assert_eq!(s.b.count("GET", &up_dpath), dfirst, "negative cache not used for a digest");
+    assert_eq!(
+        s.b.count("GET", &up_dpath),
+        dfirst,
+        "negative cache not used for a digest"
+    );
 
     // After negative_ttl the upstream is asked again and the image is found.
     std::thread::sleep(Duration::from_millis(2300));

@@ -5,7 +5,6 @@ mod support;
 
 use support::disk::*;
 
-
 use support::*;
 
 const BASE_LAYER: usize = 2000;
@@ -26,11 +25,14 @@ fn start(project: &str) -> Wharf {
 
 /// Upload a blob (monolithic); returns the response.
 fn try_push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> reqwest::blocking::Response {
-    w.req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(bytes)))
-        .header("content-type", "application/octet-stream")
-        .body(bytes.to_vec())
-        .send()
-        .unwrap()
+    w.req(
+        reqwest::Method::POST,
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(bytes)),
+    )
+    .header("content-type", "application/octet-stream")
+    .body(bytes.to_vec())
+    .send()
+    .unwrap()
 }
 
 /// An image: a shared base layer, its own layer, a config.
@@ -41,7 +43,8 @@ struct Img {
 }
 
 fn img(seed: u64) -> Img {
-    let cfg = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let cfg =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
     let base = data(424242, BASE_LAYER);
     let own = data(1000 + seed, OWN_LAYER);
     let manifest = image_manifest(
@@ -55,7 +58,11 @@ fn img(seed: u64) -> Img {
     );
     Img {
         digest: sha256(&manifest),
-        blobs: vec![(sha256(&cfg), cfg), (sha256(&base), base), (sha256(&own), own)],
+        blobs: vec![
+            (sha256(&cfg), cfg),
+            (sha256(&base), base),
+            (sha256(&own), own),
+        ],
         manifest,
     }
 }
@@ -89,12 +96,15 @@ fn usage(w: &Wharf, project: &str) -> u64 {
         .unwrap()
         .json()
         .unwrap();
-    v["usage"].as_u64().unwrap_or_else(|| panic!("no usage in {v}"))
+    v["usage"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no usage in {v}"))
 }
 
 /// Pull an image back by tag and verify every digest.
 fn pull_verify(w: &Wharf, repo: &str, tag: &str, i: &Img) {
-    let r = w.req(reqwest::Method::GET, &format!("/v2/{repo}/manifests/{tag}"))
+    let r = w
+        .req(reqwest::Method::GET, &format!("/v2/{repo}/manifests/{tag}"))
         .header("accept", MT_OCI_MANIFEST)
         .send()
         .unwrap();
@@ -102,7 +112,10 @@ fn pull_verify(w: &Wharf, repo: &str, tag: &str, i: &Img) {
     let body = r.bytes().unwrap();
     assert_eq!(sha256(&body), i.digest);
     for (d, _) in &i.blobs {
-        let r = w.req(reqwest::Method::GET, &format!("/v2/{repo}/blobs/{d}")).send().unwrap();
+        let r = w
+            .req(reqwest::Method::GET, &format!("/v2/{repo}/blobs/{d}"))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200, "blob {d} of {repo}:{tag}");
         assert_eq!(&sha256(&r.bytes().unwrap()), d);
     }
@@ -113,7 +126,9 @@ fn quota_refuses_then_delete_and_gc_bring_usage_down() {
     // Room for the base layer, four images and half of a fifth's own layer.
     let per = (OWN_LAYER + img(0).blobs[0].1.len() + img(0).manifest.len()) as u64;
     let quota = BASE_LAYER as u64 + 4 * per + OWN_LAYER as u64 / 2;
-    let w = start(&format!("[[projects]]\nname = \"team\"\nquota = \"{quota}\"\n"));
+    let w = start(&format!(
+        "[[projects]]\nname = \"team\"\nquota = \"{quota}\"\n"
+    ));
     assert_eq!(usage(&w, "team"), 0);
     let mut pushed = Vec::new();
     let refused = loop {
@@ -129,7 +144,9 @@ fn quota_refuses_then_delete_and_gc_bring_usage_down() {
                 assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
                 let text = body.to_string();
                 assert!(
-                    text.contains(&format!("quota {quota} bytes")) && text.contains(&format!("usage {before} bytes")) && text.contains(&format!("{OWN_LAYER} bytes")),
+                    text.contains(&format!("quota {quota} bytes"))
+                        && text.contains(&format!("usage {before} bytes"))
+                        && text.contains(&format!("{OWN_LAYER} bytes")),
                     "{text}"
                 );
                 // The refused push left nothing counted.
@@ -142,14 +159,20 @@ fn quota_refuses_then_delete_and_gc_bring_usage_down() {
     assert_eq!(pushed.len(), 4, "images that fit");
     // The blob that did not fit is not in the repository.
     let own = &refused.blobs[2].0;
-    let r = w.req(reqwest::Method::HEAD, &format!("/v2/team/app/blobs/{own}")).send().unwrap();
+    let r = w
+        .req(reqwest::Method::HEAD, &format!("/v2/team/app/blobs/{own}"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 404);
 
     // Delete the first image and collect.
     let full = usage(&w, "team");
     let first = &pushed[0];
     let r = w
-        .req(reqwest::Method::DELETE, &format!("/v2/team/app/manifests/{}", first.digest))
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/v2/team/app/manifests/{}", first.digest),
+        )
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
@@ -186,7 +209,8 @@ fn same_image_under_two_tags_and_two_repositories_counts_once() {
     let i = img(7);
     try_push(&w, "team/one", "v1", &i).unwrap();
     let once = usage(&w, "team");
-    let expected: u64 = i.blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>() + i.manifest.len() as u64;
+    let expected: u64 =
+        i.blobs.iter().map(|(_, b)| b.len() as u64).sum::<u64>() + i.manifest.len() as u64;
     assert_eq!(once, expected);
     try_push(&w, "team/one", "latest", &i).unwrap();
     try_push(&w, "team/two", "v1", &i).unwrap();
@@ -194,7 +218,9 @@ fn same_image_under_two_tags_and_two_repositories_counts_once() {
     assert_eq!(usage(&w, "team"), once);
     // Dedup also holds at the quota edge: a project exactly full may push
     // content it already has.
-    let w2 = start(&format!("[[projects]]\nname = \"team\"\nquota = \"{expected}\"\n"));
+    let w2 = start(&format!(
+        "[[projects]]\nname = \"team\"\nquota = \"{expected}\"\n"
+    ));
     try_push(&w2, "team/one", "v1", &i).unwrap();
     try_push(&w2, "team/two", "v2", &i).expect("re-push of stored content is free");
     assert_eq!(usage(&w2, "team"), expected);
@@ -208,14 +234,21 @@ fn max_image_size_and_chunk_precheck() {
     let i = img(1);
     let (status, body, _) = try_push(&w, "small/app", "v1", &i).unwrap_err();
     assert_eq!(status, 403);
-    assert!(body.to_string().contains("max image size of 4000"), "{body}");
+    assert!(
+        body.to_string().contains("max image size of 4000"),
+        "{body}"
+    );
     // A chunk announced bigger than the quota is refused before its bytes
     // are stored, and the session is gone.
-    let r = w.req(reqwest::Method::POST, "/v2/tiny/app/blobs/uploads/").send().unwrap();
+    let r = w
+        .req(reqwest::Method::POST, "/v2/tiny/app/blobs/uploads/")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = abs_url(&w, &header(&r, "location"));
     let chunk = data(5, 1500);
-    let r = w.req_url(reqwest::Method::PATCH, &loc)
+    let r = w
+        .req_url(reqwest::Method::PATCH, &loc)
         .header("content-type", "application/octet-stream")
         .header("content-range", "0-1499")
         .body(chunk)
@@ -225,5 +258,10 @@ fn max_image_size_and_chunk_precheck() {
     assert!(body.to_string().contains("quota 1000"), "{body}");
     let r = w.req_url(reqwest::Method::GET, &loc).send().unwrap();
     assert_eq!(r.status(), 404, "the refused session was cancelled");
-    assert_eq!(std::fs::read_dir(w.data_dir.join("uploads")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(w.data_dir.join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

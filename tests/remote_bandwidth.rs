@@ -22,7 +22,10 @@ fn capped_wharf(up: &FakeUpstream, cap: &str) -> Wharf {
 
 /// GET a blob through wharf; its bytes must hash to `digest`.
 fn fetch(w: &Wharf, repo: &str, digest: &str) {
-    let r = http().get(format!("{}/v2/up/{repo}/blobs/{digest}", w.url())).send().unwrap();
+    let r = http()
+        .get(format!("{}/v2/up/{repo}/blobs/{digest}", w.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(sha256(&r.bytes().unwrap()), digest);
 }
@@ -39,10 +42,16 @@ fn a_cold_fetch_keeps_under_the_cap() {
     let took = t.elapsed();
     eprintln!("10 MiB at 2 MiB/s: {took:.2?}");
     // 10 MiB at 2 MiB/s is 5 s; the burst allowance is a quarter second.
-    assert!(took >= Duration::from_secs(4), "10 MiB arrived in {took:.2?}, faster than 2 MiB/s allows");
+    assert!(
+        took >= Duration::from_secs(4),
+        "10 MiB arrived in {took:.2?}, faster than 2 MiB/s allows"
+    );
 
     let m = w.metrics();
-    assert_eq!(m["wharf_upstream_bandwidth_limit_bytes{remote=\"up\"}"], (2 * MIB) as f64);
+    assert_eq!(
+        m["wharf_upstream_bandwidth_limit_bytes{remote=\"up\"}"],
+        (2 * MIB) as f64
+    );
     let held = m["wharf_upstream_throttled_seconds_total{remote=\"up\"}"];
     assert!(held >= 3.0, "held back only {held} s");
 
@@ -67,7 +76,10 @@ fn concurrent_fetches_share_one_cap() {
     eprintln!("2 × 4 MiB at a shared 2 MiB/s: {took:.2?}");
     // 8 MiB together at 2 MiB/s is 4 s; each alone at the full cap would
     // take 2 s.
-    assert!(took >= Duration::from_secs(3), "8 MiB arrived in {took:.2?}: the cap was not shared");
+    assert!(
+        took >= Duration::from_secs(3),
+        "8 MiB arrived in {took:.2?}: the cap was not shared"
+    );
 }
 
 #[test]
@@ -79,8 +91,17 @@ fn a_cap_too_low_for_the_speed_floor_is_refused_with_the_reason() {
         "[[remotes]]\nname = \"up\"\nurl = \"http://127.0.0.1:9\"\nmax_bandwidth = \"4KiB/s\"\n",
     )
     .unwrap();
-    let out = Command::new(bin()).arg("check-config").arg("--config").arg(&path).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("remotes[0].max_bandwidth"), "{text}");
     assert!(text.contains("min_speed"), "{text}");

@@ -13,13 +13,20 @@ use support::webdriver::{available, Browser};
 use support::{put_manifest, Options, Wharf, MT_OCI_MANIFEST};
 
 fn out_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("ui-screenshots")
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("ui-screenshots")
 }
 
 /// wharf with the test admin and a project `team`, plus `extra` config.
 fn start(extra: &str) -> Wharf {
     let config = format!("{extra}\n[[projects]]\nname = \"team\"\n");
-    Wharf::start_with(Options { config: Some(config), admin: true, ..Options::default() })
+    Wharf::start_with(Options {
+        config: Some(config),
+        admin: true,
+        ..Options::default()
+    })
 }
 
 fn sign_in(b: &Browser, w: &Wharf) {
@@ -46,7 +53,10 @@ fn delete_an_artifact_through_the_dialog() {
     }
     let w = start("remotes = []");
     let img = support::push_image(&w, "team/app", "v1", 1);
-    assert_eq!(put_manifest(&w, "team/app", "stable", MT_OCI_MANIFEST, &img.bytes).status(), 201);
+    assert_eq!(
+        put_manifest(&w, "team/app", "stable", MT_OCI_MANIFEST, &img.bytes).status(),
+        201
+    );
     support::push_image(&w, "team/app", "v0", 2);
 
     let b = Browser::start(&out_dir());
@@ -56,14 +66,24 @@ fn delete_an_artifact_through_the_dialog() {
     b.click("a[href='/ui/r/team/app']");
     let row = format!("#a-{}", img.digest.trim_start_matches("sha256:"));
     let text = b.text(&row);
-    assert!(text.contains("v1") && text.contains("stable"), "the artifact row shows both tags: {text}");
+    assert!(
+        text.contains("v1") && text.contains("stable"),
+        "the artifact row shows both tags: {text}"
+    );
     b.resize(1180, 760);
     b.screenshot("artifacts");
 
     b.click(&format!("{row} a[data-dialog]"));
-    assert_eq!(b.run("return document.querySelector('dialog[open]') !== null"), true, "the dialog did not open");
+    assert_eq!(
+        b.run("return document.querySelector('dialog[open]') !== null"),
+        true,
+        "the dialog did not open"
+    );
     let listed = b.text("dialog[open] ul.deleted-tags");
-    assert!(listed.contains("v1") && listed.contains("stable"), "the dialog lists both tags: {listed}");
+    assert!(
+        listed.contains("v1") && listed.contains("stable"),
+        "the dialog lists both tags: {listed}"
+    );
     b.screenshot("delete-dialog");
     b.click("dialog[open] #confirm-delete");
     let done = b.text("main .flash");
@@ -71,9 +91,17 @@ fn delete_an_artifact_through_the_dialog() {
     b.screenshot("deleted");
 
     for r in ["v1", "stable", img.digest.as_str()] {
-        assert_eq!(status(&w, &format!("/v2/team/app/manifests/{r}")), 404, "{r} is still there");
+        assert_eq!(
+            status(&w, &format!("/v2/team/app/manifests/{r}")),
+            404,
+            "{r} is still there"
+        );
     }
-    assert_eq!(status(&w, "/v2/team/app/manifests/v0"), 200, "the other artifact went too");
+    assert_eq!(
+        status(&w, "/v2/team/app/manifests/v0"),
+        200,
+        "the other artifact went too"
+    );
 }
 
 #[test]
@@ -92,8 +120,14 @@ fn create_a_robot_and_log_in_with_its_token() {
     let token = b.text(".secret .copy-row code");
     assert!(token.len() >= 20, "no token shown: {token:?}");
     let login = b.text(".secret .copy-row:nth-of-type(2) code");
-    assert!(login.contains("docker login") && login.contains("robot$ci-ui"), "{login}");
-    assert!(b.try_find(".secret button[data-copy]").is_some(), "no copy button");
+    assert!(
+        login.contains("docker login") && login.contains("robot$ci-ui"),
+        "{login}"
+    );
+    assert!(
+        b.try_find(".secret button[data-copy]").is_some(),
+        "no copy button"
+    );
     b.screenshot("robot-created");
     // Shown once: the list page does not have it.
     b.goto(&format!("{}/ui/robots", w.url()));
@@ -101,20 +135,55 @@ fn create_a_robot_and_log_in_with_its_token() {
 
     if support::docker::engine_available() {
         let cfg = tempfile::tempdir().unwrap();
-        let mut c = support::docker::docker_cmd(&["login", &w.host(), "-u", "robot$ci-ui", "--password-stdin"]);
-        c.env("DOCKER_CONFIG", cfg.path()).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut c = support::docker::docker_cmd(&[
+            "login",
+            &w.host(),
+            "-u",
+            "robot$ci-ui",
+            "--password-stdin",
+        ]);
+        c.env("DOCKER_CONFIG", cfg.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = c.spawn().unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(token.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "docker login: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // The registry API with Basic credentials, always.
-    let r = support::http().get(format!("{}/v2/team/app/tags/list", w.url())).basic_auth("robot$ci-ui", Some(&token)).send().unwrap();
+    let r = support::http()
+        .get(format!("{}/v2/team/app/tags/list", w.url()))
+        .basic_auth("robot$ci-ui", Some(&token))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200, "the new robot's token does not work");
-    let robots: serde_json::Value = w.req(reqwest::Method::GET, "/api/v1/robots").send().unwrap().json().unwrap();
-    let ci = robots.as_array().unwrap().iter().find(|r| r["name"] == "ci-ui").unwrap();
-    assert!(ci["last_used_at"].as_u64().is_some(), "last use not recorded: {ci}");
+    let robots: serde_json::Value = w
+        .req(reqwest::Method::GET, "/api/v1/robots")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let ci = robots
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "ci-ui")
+        .unwrap();
+    assert!(
+        ci["last_used_at"].as_u64().is_some(),
+        "last use not recorded: {ci}"
+    );
     b.goto(&format!("{}/ui/robots", w.url()));
     b.screenshot("robots");
 }
@@ -137,13 +206,26 @@ fn pin_a_cached_image() {
     sign_in(&b, &w);
     b.goto(&format!("{}/ui/cache", w.url()));
     let page = b.source();
-    assert!(page.contains("up/lib/img") && !page.contains("password"), "{page}");
+    assert!(
+        page.contains("up/lib/img") && !page.contains("password"),
+        "{page}"
+    );
     b.click("form[action='/ui/cache/pin'] button");
     b.find("form[action='/ui/cache/unpin'] button");
     b.screenshot("cache");
-    let v: serde_json::Value = w.req(reqwest::Method::GET, "/api/v1/cache").send().unwrap().json().unwrap();
+    let v: serde_json::Value = w
+        .req(reqwest::Method::GET, "/api/v1/cache")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     let images = v.as_array().unwrap();
-    assert!(images.iter().any(|i| i["repository"] == "up/lib/img" && i["pinned"] == true), "{v}");
+    assert!(
+        images
+            .iter()
+            .any(|i| i["repository"] == "up/lib/img" && i["pinned"] == true),
+        "{v}"
+    );
 
     // With the remote down, the page shows the last upstream error.
     up.stop();

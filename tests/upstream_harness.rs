@@ -5,24 +5,35 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::fake_upstream::{basic_header, BlobMode, Fault, FakeUpstream};
+use support::fake_upstream::{basic_header, BlobMode, FakeUpstream, Fault};
 use support::upstream::{parse_access_line, parse_challenge, registry_get, Upstream};
 
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 fn header(r: &reqwest::blocking::Response, name: &str) -> String {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 /// Fetch manifest and every blob of `img` from `up` and check them
 /// byte for byte.
 fn check_image(up: &Upstream, repo: &str, tag: &str, img: &support::image::Image) {
     let creds = up.creds();
-    let r = registry_get(&format!("{}/v2/{repo}/manifests/{tag}", up.url()), creds, ACCEPT);
+    let r = registry_get(
+        &format!("{}/v2/{repo}/manifests/{tag}", up.url()),
+        creds,
+        ACCEPT,
+    );
     assert_eq!(r.status(), 200, "manifest: {:?}", r.text());
     assert_eq!(header(&r, "docker-content-digest"), img.manifest.digest);
-    assert_eq!(r.bytes().unwrap().to_vec(), img.manifest_bytes, "manifest bytes identical");
+    assert_eq!(
+        r.bytes().unwrap().to_vec(),
+        img.manifest_bytes,
+        "manifest bytes identical"
+    );
     for d in img.blob_digests() {
         let r = registry_get(&format!("{}/v2/{repo}/blobs/{d}", up.url()), creds, "*/*");
         assert_eq!(r.status(), 200, "blob {d}");
@@ -41,7 +52,12 @@ fn distribution_anonymous_push_fetch_and_count() {
 
     // Each blob fetched once by check_image, the manifest by tag once.
     for d in img.blob_digests() {
-        assert_eq!(up.blob_gets("team/app", &d), 1, "{d}: {:?}", up.access_log());
+        assert_eq!(
+            up.blob_gets("team/app", &d),
+            1,
+            "{d}: {:?}",
+            up.access_log()
+        );
     }
     assert_eq!(up.manifest_gets("team/app", "v1"), 1);
     assert_eq!(up.manifest_gets("team/app", &img.manifest.digest), 0);
@@ -53,7 +69,11 @@ fn distribution_anonymous_push_fetch_and_count() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    registry_get(&format!("{}/v2/team/app/manifests/{}", up.url(), img.manifest.digest), None, ACCEPT);
+    registry_get(
+        &format!("{}/v2/team/app/manifests/{}", up.url(), img.manifest.digest),
+        None,
+        ACCEPT,
+    );
     assert_eq!(up.count("HEAD", "/v2/team/app/manifests/v1"), 1);
     assert_eq!(up.manifest_gets("team/app", "v1"), 1);
     assert_eq!(up.manifest_gets("team/app", &img.manifest.digest), 1);
@@ -68,12 +88,22 @@ fn distribution_htpasswd() {
     check_image(&up, "corp/tool", "1.0", &img);
 
     let url = format!("{}/v2/corp/tool/manifests/1.0", up.url());
-    let r = support::http().get(&url).header("Accept", ACCEPT).send().unwrap();
+    let r = support::http()
+        .get(&url)
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 401);
     let (scheme, _) = parse_challenge(&header(&r, "www-authenticate"));
     assert_eq!(scheme, "Basic");
-    assert_eq!(registry_get(&url, Some(("alice", "wrong")), ACCEPT).status(), 401);
-    assert_eq!(registry_get(&url, Some(("bob", "s3cret pass")), ACCEPT).status(), 401);
+    assert_eq!(
+        registry_get(&url, Some(("alice", "wrong")), ACCEPT).status(),
+        401
+    );
+    assert_eq!(
+        registry_get(&url, Some(("bob", "s3cret pass")), ACCEPT).status(),
+        401
+    );
 }
 
 #[test]
@@ -111,22 +141,42 @@ fn distribution_token_auth() {
 
     // No credentials / wrong credentials: the issuer refuses.
     assert_eq!(registry_get(&url, None, ACCEPT).status(), 401);
-    assert_eq!(registry_get(&url, Some(("robot", "nope")), ACCEPT).status(), 401);
+    assert_eq!(
+        registry_get(&url, Some(("robot", "nope")), ACCEPT).status(),
+        401
+    );
     // Anonymous pull when allowed.
     up.issuer().set_anonymous_pull(true);
     assert_eq!(registry_get(&url, None, ACCEPT).status(), 200);
     up.issuer().set_anonymous_pull(false);
     // Reject switch.
     up.issuer().set_reject_all(true);
-    assert_eq!(registry_get(&url, Some(("robot", "pat-123")), ACCEPT).status(), 401);
+    assert_eq!(
+        registry_get(&url, Some(("robot", "pat-123")), ACCEPT).status(),
+        401
+    );
     up.issuer().set_reject_all(false);
 
     // A token is good for exactly its scope.
     let other = up.issuer().mint("robot", &["repository:other/repo:pull"]);
-    let r = support::http().get(&url).header("Accept", ACCEPT).bearer_auth(&other).send().unwrap();
-    assert_eq!(r.status(), 401, "token for another repository must not work");
+    let r = support::http()
+        .get(&url)
+        .header("Accept", ACCEPT)
+        .bearer_auth(&other)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "token for another repository must not work"
+    );
     let right = up.issuer().mint("robot", &["repository:org/svc:pull"]);
-    let r = support::http().get(&url).header("Accept", ACCEPT).bearer_auth(&right).send().unwrap();
+    let r = support::http()
+        .get(&url)
+        .header("Accept", ACCEPT)
+        .bearer_auth(&right)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest_bytes);
 }
@@ -138,7 +188,10 @@ fn distribution_stop_and_start_keep_storage() {
     let url = format!("{}/v2/a/b/manifests/t", up.url());
     up.stop();
     assert!(!up.is_running());
-    assert!(support::http().get(&url).send().is_err(), "stopped upstream refuses connections");
+    assert!(
+        support::http().get(&url).send().is_err(),
+        "stopped upstream refuses connections"
+    );
     up.start();
     let r = registry_get(&url, None, ACCEPT);
     assert_eq!(r.status(), 200);
@@ -153,7 +206,10 @@ fn access_log_line_parsing() {
         r#"127.0.0.1 - - [01/Jan/2024:00:00:00 +0000] "GET /v2/x/y/blobs/sha256:ab?ns=z HTTP/1.1" 200 1234 "" "skopeo/1.9""#,
     )
     .unwrap();
-    assert_eq!((e.method.as_str(), e.path.as_str(), e.status, e.bytes), ("GET", "/v2/x/y/blobs/sha256:ab", 200, 1234));
+    assert_eq!(
+        (e.method.as_str(), e.path.as_str(), e.status, e.bytes),
+        ("GET", "/v2/x/y/blobs/sha256:ab", 200, 1234)
+    );
     assert_eq!(e.target, "/v2/x/y/blobs/sha256:ab?ns=z");
     assert!(parse_access_line("time=\"...\" level=info msg=\"listening\"").is_none());
 }
@@ -185,12 +241,18 @@ fn fake_serves_image_and_records() {
     assert_eq!(header(&r, "docker-content-digest"), img.digest);
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
     for d in img.blobs() {
-        let r = support::http().get(format!("{}/v2/lib/x/blobs/{d}", f.url())).send().unwrap();
+        let r = support::http()
+            .get(format!("{}/v2/lib/x/blobs/{d}", f.url()))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(support::sha256(&r.bytes().unwrap()), d);
     }
     // HEAD, by digest, Range, 404.
-    let r = support::http().head(format!("{}/v2/lib/x/manifests/{}", f.url(), img.digest)).send().unwrap();
+    let r = support::http()
+        .head(format!("{}/v2/lib/x/manifests/{}", f.url(), img.digest))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-length"), img.manifest.len().to_string());
     let l = &img.layers[1];
@@ -200,8 +262,14 @@ fn fake_serves_image_and_records() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 206);
-    assert_eq!(r.bytes().unwrap().to_vec(), f.blob(l).unwrap()[10..20].to_vec());
-    let r = support::http().get(format!("{}/v2/lib/x/manifests/nope", f.url())).send().unwrap();
+    assert_eq!(
+        r.bytes().unwrap().to_vec(),
+        f.blob(l).unwrap()[10..20].to_vec()
+    );
+    let r = support::http()
+        .get(format!("{}/v2/lib/x/manifests/nope", f.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 404);
 
     assert_eq!(f.count("GET", "/v2/lib/x/manifests/v1"), 1);
@@ -218,14 +286,26 @@ fn fake_wrong_bytes_same_length() {
     let img = f.add_image("w/x", "v1", 8);
     let d = img.layers[0].clone();
     f.set_blob_mode(&d, BlobMode::WrongBytes);
-    let r = support::http().get(format!("{}/v2/w/x/blobs/{d}", f.url())).send().unwrap();
+    let r = support::http()
+        .get(format!("{}/v2/w/x/blobs/{d}", f.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "docker-content-digest"), d, "claims the right digest");
+    assert_eq!(
+        header(&r, "docker-content-digest"),
+        d,
+        "claims the right digest"
+    );
     let body = r.bytes().unwrap();
     assert_eq!(body.len(), f.blob(&d).unwrap().len());
     assert_ne!(support::sha256(&body), d);
     f.heal();
-    let body = support::http().get(format!("{}/v2/w/x/blobs/{d}", f.url())).send().unwrap().bytes().unwrap();
+    let body = support::http()
+        .get(format!("{}/v2/w/x/blobs/{d}", f.url()))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
     assert_eq!(support::sha256(&body), d);
 }
 
@@ -234,14 +314,20 @@ fn fake_reset_and_stall_mid_blob() {
     let f = FakeUpstream::start();
     let d = f.add_blob(support::data(9, 300_000));
     f.set_blob_mode(&d, BlobMode::ResetAfter(100_000));
-    let r = support::http().get(format!("{}/v2/any/blobs/{d}", f.url())).send().unwrap();
+    let r = support::http()
+        .get(format!("{}/v2/any/blobs/{d}", f.url()))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-length"), "300000");
     let err = r.bytes().expect_err("body must fail mid-way");
     eprintln!("reset error: {err:?}");
 
     f.set_blob_mode(&d, BlobMode::StallAfter(1000));
-    let r = client(Duration::from_millis(800)).get(format!("{}/v2/any/blobs/{d}", f.url())).send().unwrap();
+    let r = client(Duration::from_millis(800))
+        .get(format!("{}/v2/any/blobs/{d}", f.url()))
+        .send()
+        .unwrap();
     let t = Instant::now();
     assert!(r.bytes().is_err(), "stalled body times out");
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -271,7 +357,14 @@ fn fake_status_faults_and_retry_after() {
     // Path-scoped: only manifests fail.
     f.fail_where(Some("/manifests/"), None, Fault::unavailable());
     assert_eq!(support::http().get(&url).send().unwrap().status(), 503);
-    assert_eq!(support::http().get(format!("{}/v2/", f.url())).send().unwrap().status(), 200);
+    assert_eq!(
+        support::http()
+            .get(format!("{}/v2/", f.url()))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(f.count("GET", "/v2/r/x/manifests/v1"), 8);
 }
 
@@ -282,7 +375,10 @@ fn fake_hang_and_reset_faults() {
     let url = format!("{}/v2/h/x/manifests/v1", f.url());
     f.fail_next(1, Fault::Hang);
     let t = Instant::now();
-    let e = client(Duration::from_millis(500)).get(&url).send().expect_err("hang");
+    let e = client(Duration::from_millis(500))
+        .get(&url)
+        .send()
+        .expect_err("hang");
     assert!(e.is_timeout(), "{e:?}");
     assert!(t.elapsed() < Duration::from_secs(3));
     f.fail_next(1, Fault::Reset);
@@ -304,11 +400,26 @@ fn fake_hang_and_reset_faults() {
 fn fake_trickle() {
     let f = FakeUpstream::start();
     let d = f.add_blob(support::data(12, 10_000));
-    f.set_blob_mode(&d, BlobMode::Trickle { chunk: 1000, delay: Duration::from_millis(50) });
+    f.set_blob_mode(
+        &d,
+        BlobMode::Trickle {
+            chunk: 1000,
+            delay: Duration::from_millis(50),
+        },
+    );
     let t = Instant::now();
-    let body = support::http().get(format!("{}/v2/t/blobs/{d}", f.url())).send().unwrap().bytes().unwrap();
+    let body = support::http()
+        .get(format!("{}/v2/t/blobs/{d}", f.url()))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
     assert_eq!(support::sha256(&body), d);
-    assert!(t.elapsed() >= Duration::from_millis(400), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -320,10 +431,19 @@ fn fake_basic_auth_records_credentials() {
     let r = support::http().get(&url).send().unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(parse_challenge(&header(&r, "www-authenticate")).0, "Basic");
-    assert_eq!(registry_get(&url, Some(("AWS", "bad")), ACCEPT).status(), 401);
-    assert_eq!(registry_get(&url, Some(("AWS", "ecr-token==")), ACCEPT).status(), 200);
+    assert_eq!(
+        registry_get(&url, Some(("AWS", "bad")), ACCEPT).status(),
+        401
+    );
+    assert_eq!(
+        registry_get(&url, Some(("AWS", "ecr-token==")), ACCEPT).status(),
+        200
+    );
     let last = f.requests().pop().unwrap();
-    assert_eq!(last.header("authorization"), Some(basic_header("AWS", "ecr-token==").as_str()));
+    assert_eq!(
+        last.header("authorization"),
+        Some(basic_header("AWS", "ecr-token==").as_str())
+    );
 }
 
 #[test]
@@ -340,7 +460,10 @@ fn fake_bearer_flow_with_json_key() {
     assert_eq!(p["realm"], format!("{}/token", f.url()));
     assert_eq!(p["scope"], "repository:proj/img:pull");
 
-    assert_eq!(registry_get(&url, Some(("_json_key", "{}")), ACCEPT).status(), 401);
+    assert_eq!(
+        registry_get(&url, Some(("_json_key", "{}")), ACCEPT).status(),
+        401
+    );
     let r = registry_get(&url, Some(("_json_key", key)), ACCEPT);
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().to_vec(), img.manifest);
@@ -349,16 +472,38 @@ fn fake_bearer_flow_with_json_key() {
     assert!(!trs[0].granted);
     assert!(trs[1].granted);
     assert_eq!(trs[1].user.as_deref(), Some("_json_key"));
-    assert_eq!(trs[1].password.as_deref(), Some(key), "JSON key arrives intact");
+    assert_eq!(
+        trs[1].password.as_deref(),
+        Some(key),
+        "JSON key arrives intact"
+    );
     assert_eq!(trs[1].scopes, vec!["repository:proj/img:pull".to_string()]);
 
     // Tokens are bound to their scope; revoked tokens get a fresh challenge.
     let other = format!("{}/v2/other/repo/manifests/v1", f.url());
-    let tok = f.requests().last().unwrap().header("authorization").unwrap().to_string();
-    let r = support::http().get(&other).header("Authorization", &tok).send().unwrap();
+    let tok = f
+        .requests()
+        .last()
+        .unwrap()
+        .header("authorization")
+        .unwrap()
+        .to_string();
+    let r = support::http()
+        .get(&other)
+        .header("Authorization", &tok)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 401);
     f.revoke_tokens();
-    assert_eq!(support::http().get(&url).header("Authorization", &tok).send().unwrap().status(), 401);
+    assert_eq!(
+        support::http()
+            .get(&url)
+            .header("Authorization", &tok)
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
 
     // OAuth2 POST form works too.
     let r = support::http()
@@ -404,7 +549,10 @@ fn fake_redirect_does_not_need_authorization() {
         .unwrap();
     assert_eq!(r.status(), 307);
     let loc = header(&r, "location");
-    assert!(loc.starts_with(&format!("{}/storage/{d}", storage.url())), "{loc}");
+    assert!(
+        loc.starts_with(&format!("{}/storage/{d}", storage.url())),
+        "{loc}"
+    );
     // A well-behaved client follows without Authorization.
     let body = support::http().get(&loc).send().unwrap().bytes().unwrap();
     assert_eq!(support::sha256(&body), *d);
@@ -415,7 +563,10 @@ fn fake_redirect_does_not_need_authorization() {
 
     // reqwest's own redirect following strips Authorization across hosts
     // (the assertion a wharf test would make against `storage`).
-    let follow = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let follow = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     let body = follow
         .get(format!("{}/v2/rd/x/blobs/{d}", f.url()))
         .header("Authorization", basic_header("u", "p"))

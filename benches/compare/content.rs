@@ -11,7 +11,6 @@ use crate::Res;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
-
 pub struct BlobFile {
     pub path: PathBuf,
     pub size: u64,
@@ -103,7 +102,6 @@ pub fn sha256_file(p: &Path) -> Res<String> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-
 /// The sha256 digest string of `bytes`.
 pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -111,10 +109,12 @@ pub fn digest_of(bytes: &[u8]) -> String {
 
 /// An OCI image manifest with `config` and `layers`; `annotation`, when
 /// given, makes otherwise identical manifests distinct (one per tag).
-pub fn image_manifest(config: &BlobFile, layers: &[&BlobFile], annotation: Option<&str>) -> Vec<u8> {
-    let layer = |b: &BlobFile| {
-        serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": b.digest, "size": b.size})
-    };
+pub fn image_manifest(
+    config: &BlobFile,
+    layers: &[&BlobFile],
+    annotation: Option<&str>,
+) -> Vec<u8> {
+    let layer = |b: &BlobFile| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": b.digest, "size": b.size});
     let mut m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

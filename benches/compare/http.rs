@@ -14,7 +14,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::Res;
 
-
 pub enum Body<'a> {
     None,
     Bytes(&'a [u8]),
@@ -98,7 +97,10 @@ pub fn exchange(
             hs.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let head = Head { status, headers: hs };
+    let head = Head {
+        status,
+        headers: hs,
+    };
     if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok((head, 0));
     }
@@ -137,13 +139,18 @@ pub fn exchange(
             line.clear();
             r.read_line(&mut line)?;
         }
-    } else if let Some(len) = head.get("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    } else if let Some(len) = head
+        .get("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         let mut left = len;
         while left > 0 {
             let want = left.min(buf.len() as u64) as usize;
             let n = r.read(&mut buf[..want])?;
             if n == 0 {
-                return Err(format!("body ended after {total} of {len} bytes from {addr}{target}").into());
+                return Err(
+                    format!("body ended after {total} of {len} bytes from {addr}{target}").into(),
+                );
             }
             sink(&buf[..n]);
             total += n as u64;
@@ -163,9 +170,17 @@ pub fn exchange(
 }
 
 /// A request whose response body is kept.
-pub fn http(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: Body) -> Res<(Head, Vec<u8>)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Res<(Head, Vec<u8>)> {
     let mut out = Vec::new();
-    let (h, _) = exchange(addr, method, target, headers, body, &mut |b| out.extend_from_slice(b))?;
+    let (h, _) = exchange(addr, method, target, headers, body, &mut |b| {
+        out.extend_from_slice(b)
+    })?;
     Ok((h, out))
 }
 
@@ -181,7 +196,10 @@ pub fn download(addr: SocketAddr, target: &str, hash: bool) -> Res<(u64, Option<
     if head.status != 200 {
         return Err(format!("GET {addr}{target}: status {}", head.status).into());
     }
-    Ok((n, hash.then(|| format!("sha256:{}", hex::encode(h.finalize())))))
+    Ok((
+        n,
+        hash.then(|| format!("sha256:{}", hex::encode(h.finalize()))),
+    ))
 }
 
 /// The path-and-query of a `Location` that may be absolute.
@@ -189,12 +207,13 @@ pub fn location_target(loc: &str) -> String {
     match loc.find("://") {
         Some(i) => {
             let rest = &loc[i + 3..];
-            rest.find('/').map(|j| rest[j..].to_string()).unwrap_or_else(|| "/".into())
+            rest.find('/')
+                .map(|j| rest[j..].to_string())
+                .unwrap_or_else(|| "/".into())
         }
         None => loc.to_string(),
     }
 }
-
 
 // ---------------------------------------------------------------------------
 // The OCI distribution API over this client
@@ -223,7 +242,13 @@ impl Endpoint {
     }
 
     /// One request; the body of the answer is returned whole.
-    pub fn request(&self, method: &str, target: &str, headers: &[(&str, &str)], body: Body) -> Res<(Head, Vec<u8>)> {
+    pub fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Res<(Head, Vec<u8>)> {
         let mut hs: Vec<(&str, &str)> = headers.to_vec();
         if let Some(a) = &self.auth {
             hs.push(("Authorization", a));
@@ -233,7 +258,12 @@ impl Endpoint {
 
     /// Upload `b` into `repo` (POST, then a monolithic PUT).
     pub fn push_blob(&self, repo: &str, b: &crate::content::BlobFile) -> Res<()> {
-        let (h, _) = self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], Body::Bytes(b""))?;
+        let (h, _) = self.request(
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            Body::Bytes(b""),
+        )?;
         if h.status != 202 {
             return Err(format!("upload start in {repo}: status {}", h.status).into());
         }
@@ -247,7 +277,13 @@ impl Endpoint {
             Body::File(&b.path, b.size),
         )?;
         if h.status != 201 {
-            return Err(format!("upload of {}: status {}: {}", b.digest, h.status, String::from_utf8_lossy(&body)).into());
+            return Err(format!(
+                "upload of {}: status {}: {}",
+                b.digest,
+                h.status,
+                String::from_utf8_lossy(&body)
+            )
+            .into());
         }
         Ok(())
     }
@@ -258,7 +294,12 @@ impl Endpoint {
         let target = format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}");
         let (h, body) = self.request("POST", &target, &[], Body::Bytes(b""))?;
         if h.status != 201 {
-            return Err(format!("mount of {digest} into {repo}: status {}: {}", h.status, String::from_utf8_lossy(&body)).into());
+            return Err(format!(
+                "mount of {digest} into {repo}: status {}: {}",
+                h.status,
+                String::from_utf8_lossy(&body)
+            )
+            .into());
         }
         Ok(())
     }
@@ -272,7 +313,12 @@ impl Endpoint {
             Body::Bytes(bytes),
         )?;
         if h.status != 201 {
-            return Err(format!("manifest PUT {repo}:{reference}: status {}: {}", h.status, String::from_utf8_lossy(&body)).into());
+            return Err(format!(
+                "manifest PUT {repo}:{reference}: status {}: {}",
+                h.status,
+                String::from_utf8_lossy(&body)
+            )
+            .into());
         }
         Ok(())
     }

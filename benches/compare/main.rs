@@ -51,7 +51,8 @@ use report::{human, MIB};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+const ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                       application/vnd.docker.distribution.manifest.v2+json, \
                       application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -96,7 +97,11 @@ impl Settings {
         let stages = match std::env::var("BENCH_STORE_STAGES") {
             Ok(v) => v
                 .split(',')
-                .map(|n| n.trim().parse::<usize>().map_err(|e| format!("BENCH_STORE_STAGES {v:?}: {e}")))
+                .map(|n| {
+                    n.trim()
+                        .parse::<usize>()
+                        .map_err(|e| format!("BENCH_STORE_STAGES {v:?}: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             Err(_) if quick => vec![100, 500],
             Err(_) => vec![1000, 5000],
@@ -123,7 +128,9 @@ impl Settings {
             fill_threads: 8,
         };
         if !(s.serving || s.store || s.soak) {
-            return Err(format!("BENCH_PHASES={phases:?} names no phase (serving, store, soak)").into());
+            return Err(
+                format!("BENCH_PHASES={phases:?} names no phase (serving, store, soak)").into(),
+            );
         }
         Ok(s)
     }
@@ -137,7 +144,10 @@ impl Settings {
             p.push(format!("store at {:?} repositories", self.stages));
         }
         if self.soak {
-            p.push(format!("soak: {} clients × {} s", self.soak_clients, self.soak_secs));
+            p.push(format!(
+                "soak: {} clients × {} s",
+                self.soak_clients, self.soak_secs
+            ));
         }
         p.join(", ")
     }
@@ -172,7 +182,10 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(key) {
-        Ok(v) => v.trim().parse().map_err(|e| format!("{key}={v:?}: {e}").into()),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| format!("{key}={v:?}: {e}").into()),
         Err(_) => Ok(default),
     }
 }
@@ -207,23 +220,40 @@ fn run() -> Res<()> {
     let load_start = loadavg();
     if s.serving {
         let t = std::time::Instant::now();
-        serving::run(&s, &w.join("serving"), &target_dir.join("bench-data"), &mut rep)?;
-        rep.detail(format!("Serving phase took {:.0} s.", t.elapsed().as_secs_f64()));
+        serving::run(
+            &s,
+            &w.join("serving"),
+            &target_dir.join("bench-data"),
+            &mut rep,
+        )?;
+        rep.detail(format!(
+            "Serving phase took {:.0} s.",
+            t.elapsed().as_secs_f64()
+        ));
         let _ = std::fs::remove_dir_all(w.join("serving"));
     }
     if s.store {
         let t = std::time::Instant::now();
         std::fs::create_dir_all(w.join("store"))?;
         scale::run(&s, &w.join("store"), &mut rep)?;
-        rep.detail(format!("Store phase took {:.0} s.", t.elapsed().as_secs_f64()));
+        rep.detail(format!(
+            "Store phase took {:.0} s.",
+            t.elapsed().as_secs_f64()
+        ));
     }
     if s.soak {
         let t = std::time::Instant::now();
         std::fs::create_dir_all(w.join("soak"))?;
         soak::run(&s, &w.join("soak"), &mut rep)?;
-        rep.detail(format!("Soak phase took {:.0} s.", t.elapsed().as_secs_f64()));
+        rep.detail(format!(
+            "Soak phase took {:.0} s.",
+            t.elapsed().as_secs_f64()
+        ));
     }
-    rep.detail(format!("Whole run: {:.0} s.", started.elapsed().as_secs_f64()));
+    rep.detail(format!(
+        "Whole run: {:.0} s.",
+        started.elapsed().as_secs_f64()
+    ));
     let mut method = s.method();
     method.push(format!(
         "machine load (`/proc/loadavg`, 1/5/15 min) at start: {load_start}; at end: {}; the CPUs are shared with other work",

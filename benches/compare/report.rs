@@ -28,7 +28,15 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn row(&mut self, name: &str, wharf: String, reference: String, ratio: String, target: &str, pass: Option<bool>) {
+    pub fn row(
+        &mut self,
+        name: &str,
+        wharf: String,
+        reference: String,
+        ratio: String,
+        target: &str,
+        pass: Option<bool>,
+    ) {
         self.rows.push(Row {
             name: name.into(),
             wharf,
@@ -50,8 +58,20 @@ impl Report {
     /// The whole report: header (date, machine, method), table, details.
     pub fn markdown(&self, quick: bool, phases: &str, method: &[String]) -> String {
         let mut md = String::new();
-        let _ = writeln!(md, "## wharf benchmark{}\n", if quick { " (BENCH_QUICK: small sizes, not a result)" } else { "" });
-        let _ = writeln!(md, "- date: {}", cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+        let _ = writeln!(
+            md,
+            "## wharf benchmark{}\n",
+            if quick {
+                " (BENCH_QUICK: small sizes, not a result)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            md,
+            "- date: {}",
+            cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        );
         let _ = writeln!(
             md,
             "- machine: {} CPUs (`nproc`), {}, Linux {}, {} memory",
@@ -65,9 +85,15 @@ impl Report {
             "- references: {} (Distribution), {}, {}, {}, {}",
             cmd_out(crate::servers::REGISTRY_BIN, &["--version"]),
             cmd_out(crate::servers::NGINX_BIN, &["-v"]),
-            first_line(&cmd_out("curl", &["--version"])).split(" (").next().unwrap_or("curl"),
+            first_line(&cmd_out("curl", &["--version"]))
+                .split(" (")
+                .next()
+                .unwrap_or("curl"),
             cmd_out("skopeo", &["--version"]),
-            first_line(&cmd_out("wrk", &["--version"])).split(" [").next().unwrap_or("wrk"),
+            first_line(&cmd_out("wrk", &["--version"]))
+                .split(" [")
+                .next()
+                .unwrap_or("wrk"),
         );
         let _ = writeln!(
             md,
@@ -78,7 +104,10 @@ impl Report {
             let _ = writeln!(md, "- {m}");
         }
         let _ = writeln!(md);
-        let _ = writeln!(md, "| Measurement | wharf | reference | ratio | target | result |");
+        let _ = writeln!(
+            md,
+            "| Measurement | wharf | reference | ratio | target | result |"
+        );
         let _ = writeln!(md, "|---|---:|---:|---:|---|---|");
         for r in &self.rows {
             let res = match r.pass {
@@ -86,7 +115,11 @@ impl Report {
                 Some(false) => "MISS",
                 None => "info",
             };
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} | {} |", r.name, r.wharf, r.reference, r.ratio, r.target, res);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.name, r.wharf, r.reference, r.ratio, r.target, res
+            );
         }
         let _ = writeln!(md);
         for d in &self.details {
@@ -118,7 +151,13 @@ fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
-            let kb: f64 = m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+            let kb: f64 = m
+                .lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
             Some(format!("{:.0} GiB", kb / 1024.0 / 1024.0))
         })
         .unwrap_or_else(|| "?".into())

@@ -126,7 +126,9 @@ fn stage_label(n: usize) -> String {
 /// Push the seed image (config + one small layer) to both registries.
 fn push_seed(work: &Path, pair: &Pair) -> Res<Seed> {
     let config = small_blob(work, "seed-config.json", CONFIG_JSON)?;
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let layer = small_blob(work, "seed-layer.bin", &bytes)?;
     let manifest = image_manifest(&config, &[&layer], None);
     for e in [&pair.we, &pair.de] {
@@ -134,12 +136,20 @@ fn push_seed(work: &Path, pair: &Pair) -> Res<Seed> {
         e.push_blob(SEED, &layer)?;
         e.put_manifest(SEED, "v1", &manifest)?;
     }
-    Ok(Seed { config, layer, manifest })
+    Ok(Seed {
+        config,
+        layer,
+        manifest,
+    })
 }
 
 /// Run `f(i)` for every `i` in `range` on `threads` threads; stops at the
 /// first error. Returns the wall time.
-fn pool(threads: usize, range: std::ops::Range<usize>, f: impl Fn(usize) -> Res<()> + Sync) -> Res<f64> {
+fn pool(
+    threads: usize,
+    range: std::ops::Range<usize>,
+    f: impl Fn(usize) -> Res<()> + Sync,
+) -> Res<f64> {
     let next = AtomicUsize::new(range.start);
     let failed = AtomicBool::new(false);
     let first_err: Mutex<Option<String>> = Mutex::new(None);
@@ -230,8 +240,8 @@ fn get_json(work: &Path, url: &str, user: Option<&str>) -> Res<Page> {
     }
     let out = c.run()?;
     check(&out, 200, None, url)?;
-    let body: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&body_p)?).map_err(|e| format!("{url}: body is not JSON: {e}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&std::fs::read(&body_p)?)
+        .map_err(|e| format!("{url}: body is not JSON: {e}"))?;
     let heads = std::fs::read_to_string(&head_p)?;
     let next = heads.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -274,14 +284,30 @@ fn count(v: &serde_json::Value, key: &str) -> usize {
 // Rows
 
 /// `_catalog?n=100`, first page, both registries. Returns the medians.
-fn catalog_row(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Report) -> Res<(f64, f64)> {
+fn catalog_row(
+    s: &Settings,
+    work: &Path,
+    pair: &Pair,
+    label: &str,
+    rep: &mut Report,
+) -> Res<(f64, f64)> {
     let user = admin_user();
     let path = format!("/v2/_catalog?n={PAGE}");
-    let (w, wp) = timed_json(s, work, &format!("{}{path}", base(pair.wharf.addr)), Some(&user))?;
+    let (w, wp) = timed_json(
+        s,
+        work,
+        &format!("{}{path}", base(pair.wharf.addr)),
+        Some(&user),
+    )?;
     let (d, dp) = timed_json(s, work, &format!("{}{path}", base(pair.dist.addr)), None)?;
     for (who, p) in [("wharf", &wp), ("Distribution", &dp)] {
         if count(&p.body, "repositories") != PAGE || p.next.is_none() {
-            return Err(format!("{who}: _catalog?n={PAGE} gave {} entries, next {:?}", count(&p.body, "repositories"), p.next).into());
+            return Err(format!(
+                "{who}: _catalog?n={PAGE} gave {} entries, next {:?}",
+                count(&p.body, "repositories"),
+                p.next
+            )
+            .into());
         }
     }
     rep.row(
@@ -300,7 +326,10 @@ fn catalog_row(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Re
 /// flatness row after the catalog rows; carry details and notes over.
 fn merge_stages(per_stage: Vec<Report>, catalog: &[(usize, f64, f64)], rep: &mut Report) {
     let n = per_stage.iter().map(|r| r.rows.len()).max().unwrap_or(0);
-    let mut stages: Vec<_> = per_stage.into_iter().map(|r| (r.rows.into_iter(), r.details, r.notes)).collect();
+    let mut stages: Vec<_> = per_stage
+        .into_iter()
+        .map(|r| (r.rows.into_iter(), r.details, r.notes))
+        .collect();
     for i in 0..n {
         for (rows, _, _) in stages.iter_mut() {
             if let Some(r) = rows.next() {
@@ -319,7 +348,9 @@ fn merge_stages(per_stage: Vec<Report>, catalog: &[(usize, f64, f64)], rep: &mut
 
 /// Whether the catalog stayed flat from the first stage to the last.
 fn flatness_row(catalog: &[(usize, f64, f64)], rep: &mut Report) {
-    let (Some(first), Some(last)) = (catalog.first(), catalog.last()) else { return };
+    let (Some(first), Some(last)) = (catalog.first(), catalog.last()) else {
+        return;
+    };
     if first.0 == last.0 {
         return;
     }
@@ -352,7 +383,12 @@ fn mgmt_rows(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Repo
         "≤ 50 ms",
         Some(t <= 0.050),
     );
-    let (t, p) = timed_json(s, work, &format!("{b}/api/v1/projects/ns03/repositories"), Some(&user))?;
+    let (t, p) = timed_json(
+        s,
+        work,
+        &format!("{b}/api/v1/projects/ns03/repositories"),
+        Some(&user),
+    )?;
     let n = p.body.as_array().map(|a| a.len()).unwrap_or(0);
     rep.row(
         &format!("B3. `GET /api/v1/projects/ns03/repositories` ({n} repositories), {label} [curl] (wharf only)"),
@@ -370,7 +406,12 @@ fn mgmt_rows(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Repo
 fn artifacts_row(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Report) -> Res<()> {
     let user = admin_user();
     let b = base(pair.wharf.addr);
-    let (t, p) = timed_json(s, work, &format!("{b}/api/v1/repositories/{TAGS_REPO}/artifacts"), Some(&user))?;
+    let (t, p) = timed_json(
+        s,
+        work,
+        &format!("{b}/api/v1/repositories/{TAGS_REPO}/artifacts"),
+        Some(&user),
+    )?;
     let n = p.body.as_array().map(|a| a.len()).unwrap_or(0);
     rep.row(
         &format!("B6. `GET /api/v1/repositories/{TAGS_REPO}/artifacts`, whole call (no pagination yet; {n} artifacts), {label} [curl] (wharf only)"),
@@ -385,7 +426,13 @@ fn artifacts_row(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut 
 
 /// Follow `Link: rel="next"` from `first` until the last page (bounded).
 /// Returns (sum of curl's time_total, pages, tags seen).
-fn walk(work: &Path, addr: SocketAddr, first: &str, user: Option<&str>, max_pages: usize) -> Res<(f64, usize, usize)> {
+fn walk(
+    work: &Path,
+    addr: SocketAddr,
+    first: &str,
+    user: Option<&str>,
+    max_pages: usize,
+) -> Res<(f64, usize, usize)> {
     let mut target = first.to_string();
     let (mut total, mut pages, mut tags) = (0.0, 0, 0);
     loop {
@@ -407,9 +454,19 @@ fn tags_rows(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Repo
     let user = admin_user();
     let first = format!("/v2/{TAGS_REPO}/tags/list?n={PAGE}");
     let small = format!("/v2/{SMALL_TAGS_REPO}/tags/list?n={PAGE}");
-    let (w, wp) = timed_json(s, work, &format!("{}{first}", base(pair.wharf.addr)), Some(&user))?;
+    let (w, wp) = timed_json(
+        s,
+        work,
+        &format!("{}{first}", base(pair.wharf.addr)),
+        Some(&user),
+    )?;
     let (d, dp) = timed_json(s, work, &format!("{}{first}", base(pair.dist.addr)), None)?;
-    let (ws, _) = timed_json(s, work, &format!("{}{small}", base(pair.wharf.addr)), Some(&user))?;
+    let (ws, _) = timed_json(
+        s,
+        work,
+        &format!("{}{small}", base(pair.wharf.addr)),
+        Some(&user),
+    )?;
     let (dn, wn) = (count(&dp.body, "tags"), count(&wp.body, "tags"));
     if wn != PAGE {
         return Err(format!("wharf: tags/list?n={PAGE} gave {wn} tags").into());
@@ -444,7 +501,11 @@ fn tags_rows(s: &Settings, work: &Path, pair: &Pair, label: &str, rep: &mut Repo
     for _ in 0..s.runs {
         let (t, pages, tags) = walk(work, pair.wharf.addr, &first, Some(&user), max_pages)?;
         if tags != s.tags {
-            return Err(format!("wharf: walking tags/list gave {tags} tags in {pages} pages, want {}", s.tags).into());
+            return Err(format!(
+                "wharf: walking tags/list gave {tags} tags in {pages} pages, want {}",
+                s.tags
+            )
+            .into());
         }
         ww.push(t);
         wpages = pages;
@@ -487,7 +548,14 @@ fn put_once(work: &Path, addr: SocketAddr, user: Option<&str>, seed: &Seed, k: u
 
 /// Manifest PUT latency: idle on both, then on wharf while `POST
 /// /api/v1/gc` runs (PUTs one after another until the GC answers).
-fn gc_rows(s: &Settings, work: &Path, pair: &Pair, seed: &Seed, label: &str, rep: &mut Report) -> Res<()> {
+fn gc_rows(
+    s: &Settings,
+    work: &Path,
+    pair: &Pair,
+    seed: &Seed,
+    label: &str,
+    rep: &mut Report,
+) -> Res<()> {
     let user = admin_user();
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let k = || NEXT.fetch_add(1, Ordering::Relaxed);

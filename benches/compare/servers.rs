@@ -58,10 +58,18 @@ impl Registry {
         let err = File::create(&app_log)?;
         let mut proc = Proc::spawn(
             "docker-registry",
-            Command::new(REGISTRY_BIN).arg("serve").arg(&cfg).stdout(out).stderr(err),
+            Command::new(REGISTRY_BIN)
+                .arg("serve")
+                .arg(&cfg)
+                .stdout(out)
+                .stderr(err),
         )?;
         proc.wait_listening(addr, &app_log)?;
-        Ok(Registry { proc, addr, access_log })
+        Ok(Registry {
+            proc,
+            addr,
+            access_log,
+        })
     }
 
     pub fn endpoint(&self) -> Endpoint {
@@ -71,7 +79,11 @@ impl Registry {
     /// Wait until the access log stops growing (it is written after the
     /// response), bounded to 3 s.
     fn settle(&self) {
-        let len = || std::fs::metadata(&self.access_log).map(|m| m.len()).unwrap_or(0);
+        let len = || {
+            std::fs::metadata(&self.access_log)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut last = len();
         let mut since = Instant::now();
@@ -158,13 +170,22 @@ impl Wharf {
                 .stderr(err),
         )?;
         proc.wait_listening(addr, &log)?;
-        Ok(Wharf { proc, addr, data, log })
+        Ok(Wharf {
+            proc,
+            addr,
+            data,
+            log,
+        })
     }
 
     /// Where wharf keeps a blob (the file nginx serves for comparison).
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.data.join("blobs").join("sha256").join(&hex[..2]).join(hex)
+        self.data
+            .join("blobs")
+            .join("sha256")
+            .join(&hex[..2])
+            .join(hex)
     }
 }
 

@@ -72,7 +72,11 @@ pub fn run(s: &Settings, work: &Path, data_dir: &Path, rep: &mut Report) -> Res<
     }
     ep.put_manifest(REPO, "v1", &img.manifest)?;
     // Warm U's page cache and check that skopeo can pull the image.
-    skopeo_pull(work, &format!("{}/{REPO}:v1", up.addr), &pull_dest(work, "check"))?;
+    skopeo_pull(
+        work,
+        &format!("{}/{REPO}:v1", up.addr),
+        &pull_dest(work, "check"),
+    )?;
 
     let (mut sides, cold) = cold_runs(s, work, up, &img)?;
     cold_rows(s, rep, &img, &cold);
@@ -82,8 +86,12 @@ pub fn run(s: &Settings, work: &Path, data_dir: &Path, rep: &mut Report) -> Res<
     streams(s, work, &sides, &img, rep)?;
     cold_fan(s, work, &sides.up, &img, rep)?;
     manifest_wrk(s, &sides, &img, rep)?;
-    let lines = std::fs::read_to_string(&sides.wharf.log).map(|l| l.lines().count()).unwrap_or(0);
-    rep.detail(format!("wharf (serving phase, last instance) wrote {lines} log lines at level info."));
+    let lines = std::fs::read_to_string(&sides.wharf.log)
+        .map(|l| l.lines().count())
+        .unwrap_or(0);
+    rep.detail(format!(
+        "wharf (serving phase, last instance) wrote {lines} log lines at level info."
+    ));
     sides.wharf.proc.stop();
     sides.proxy.proc.stop();
     sides.up.proc.stop();
@@ -141,7 +149,11 @@ struct Cold {
 fn cold_runs(s: &Settings, work: &Path, up: Registry, img: &Image) -> Res<(Sides, Cold)> {
     let mut c = Cold::default();
     let mut last: Option<(Wharf, Registry)> = None;
-    let image_gets = |up: &Registry| -> usize { img.blobs().map(|b| up.gets(&format!("/v2/{REPO}/blobs/{}", b.digest))).sum() };
+    let image_gets = |up: &Registry| -> usize {
+        img.blobs()
+            .map(|b| up.gets(&format!("/v2/{REPO}/blobs/{}", b.digest)))
+            .sum()
+    };
     let mid_get = Curl::get(&blob_url(up.addr, REPO, &img.mid.digest));
     for i in 0..s.runs {
         eprintln!("[serving] cold run {} of {}...", i + 1, s.runs);
@@ -152,12 +164,23 @@ fn cold_runs(s: &Settings, work: &Path, up: Registry, img: &Image) -> Res<(Sides
         let p = Registry::start(&work.join(format!("proxy-cold-{i}")), Some(up.addr))?;
 
         sync_disks();
-        c.pull_direct.push(skopeo_pull(work, &format!("{}/{REPO}:v1", up.addr), &pull_dest(work, "direct"))?.as_secs_f64());
+        c.pull_direct.push(
+            skopeo_pull(
+                work,
+                &format!("{}/{REPO}:v1", up.addr),
+                &pull_dest(work, "direct"),
+            )?
+            .as_secs_f64(),
+        );
 
         sync_disks();
         let before = image_gets(&up);
         let (w0, u0) = (cpu_secs(w.proc.pid()), cpu_secs(up.proc.pid()));
-        let t = skopeo_pull(work, &format!("{}/{}:v1", w.addr, wharf_repo()), &pull_dest(work, "wharf"))?;
+        let t = skopeo_pull(
+            work,
+            &format!("{}/{}:v1", w.addr, wharf_repo()),
+            &pull_dest(work, "wharf"),
+        )?;
         c.pull_wharf.push(t.as_secs_f64());
         // The commit (fsync, rename) may still run after the last byte.
         std::thread::sleep(Duration::from_millis(300));
@@ -166,14 +189,34 @@ fn cold_runs(s: &Settings, work: &Path, up: Registry, img: &Image) -> Res<(Sides
         c.upstream_gets.push(image_gets(&up) - before);
 
         sync_disks();
-        c.pull_proxy.push(skopeo_pull(work, &format!("{}/{REPO}:v1", p.addr), &pull_dest(work, "proxy"))?.as_secs_f64());
+        c.pull_proxy.push(
+            skopeo_pull(
+                work,
+                &format!("{}/{REPO}:v1", p.addr),
+                &pull_dest(work, "proxy"),
+            )?
+            .as_secs_f64(),
+        );
 
         sync_disks();
-        c.get_direct.push(mid_get.expect(200, Some(img.mid.size))?.time_total.as_secs_f64());
+        c.get_direct.push(
+            mid_get
+                .expect(200, Some(img.mid.size))?
+                .time_total
+                .as_secs_f64(),
+        );
         let wget = Curl::get(&blob_url(w.addr, &wharf_repo(), &img.mid.digest));
-        c.get_wharf.push(wget.expect(200, Some(img.mid.size))?.time_total.as_secs_f64());
+        c.get_wharf.push(
+            wget.expect(200, Some(img.mid.size))?
+                .time_total
+                .as_secs_f64(),
+        );
         let pget = Curl::get(&blob_url(p.addr, REPO, &img.mid.digest));
-        c.get_proxy.push(pget.expect(200, Some(img.mid.size))?.time_total.as_secs_f64());
+        c.get_proxy.push(
+            pget.expect(200, Some(img.mid.size))?
+                .time_total
+                .as_secs_f64(),
+        );
         last = Some((w, p));
     }
     let (wharf, proxy) = last.ok_or("no cold run (runs = 0)")?;
@@ -181,7 +224,11 @@ fn cold_runs(s: &Settings, work: &Path, up: Registry, img: &Image) -> Res<(Sides
 }
 
 fn cold_rows(s: &Settings, rep: &mut Report, img: &Image, c: &Cold) {
-    let (w, d, p) = (median(c.pull_wharf.clone()), median(c.pull_direct.clone()), median(c.pull_proxy.clone()));
+    let (w, d, p) = (
+        median(c.pull_wharf.clone()),
+        median(c.pull_direct.clone()),
+        median(c.pull_proxy.clone()),
+    );
     let layers = format!("10 MiB + 50 MiB + {}", human(s.big));
     rep.row(
         &format!("A1. Cold pull [skopeo copy], {layers} layers: wharf pull-through vs direct from upstream"),
@@ -209,9 +256,16 @@ fn cold_rows(s: &Settings, rep: &mut Report, img: &Image, c: &Cold) {
         "exactly 1 per blob",
         Some(ok),
     );
-    let (gw, gd, gp) = (median(c.get_wharf.clone()), median(c.get_direct.clone()), median(c.get_proxy.clone()));
+    let (gw, gd, gp) = (
+        median(c.get_wharf.clone()),
+        median(c.get_direct.clone()),
+        median(c.get_proxy.clone()),
+    );
     rep.row(
-        &format!("A2. One cold {} blob GET [curl]: wharf vs direct from upstream", human(s.mid)),
+        &format!(
+            "A2. One cold {} blob GET [curl]: wharf vs direct from upstream",
+            human(s.mid)
+        ),
         secs(gw),
         secs(gd),
         ratio(gw, gd),
@@ -258,15 +312,40 @@ fn verify_cache(w: &Wharf, img: &Image) -> Res<()> {
 
 fn warm_runs(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Report) -> Res<()> {
     let (mut d, mut w, mut p) = (Vec::new(), Vec::new(), Vec::new());
-    let image_gets = || -> usize { img.blobs().map(|b| sides.up.gets(&format!("/v2/{REPO}/blobs/{}", b.digest))).sum() };
+    let image_gets = || -> usize {
+        img.blobs()
+            .map(|b| sides.up.gets(&format!("/v2/{REPO}/blobs/{}", b.digest)))
+            .sum()
+    };
     let mut wharf_upstream_gets = 0;
     for i in 0..s.runs {
         eprintln!("[serving] warm pull {} of {}...", i + 1, s.runs);
-        d.push(skopeo_pull(work, &format!("{}/{REPO}:v1", sides.up.addr), &pull_dest(work, "direct"))?.as_secs_f64());
+        d.push(
+            skopeo_pull(
+                work,
+                &format!("{}/{REPO}:v1", sides.up.addr),
+                &pull_dest(work, "direct"),
+            )?
+            .as_secs_f64(),
+        );
         let before = image_gets();
-        w.push(skopeo_pull(work, &format!("{}/{}:v1", sides.wharf.addr, wharf_repo()), &pull_dest(work, "wharf"))?.as_secs_f64());
+        w.push(
+            skopeo_pull(
+                work,
+                &format!("{}/{}:v1", sides.wharf.addr, wharf_repo()),
+                &pull_dest(work, "wharf"),
+            )?
+            .as_secs_f64(),
+        );
         wharf_upstream_gets += image_gets() - before;
-        p.push(skopeo_pull(work, &format!("{}/{REPO}:v1", sides.proxy.addr), &pull_dest(work, "proxy"))?.as_secs_f64());
+        p.push(
+            skopeo_pull(
+                work,
+                &format!("{}/{REPO}:v1", sides.proxy.addr),
+                &pull_dest(work, "proxy"),
+            )?
+            .as_secs_f64(),
+        );
     }
     let (mw, md, mp) = (median(w.clone()), median(d.clone()), median(p.clone()));
     rep.row(
@@ -292,7 +371,9 @@ fn warm_runs(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Re
         round(&p)
     ));
     if wharf_upstream_gets != 0 {
-        rep.note(format!("warm pulls through wharf caused {wharf_upstream_gets} upstream blob GETs (expected 0)"));
+        rep.note(format!(
+            "warm pulls through wharf caused {wharf_upstream_gets} upstream blob GETs (expected 0)"
+        ));
     }
     Ok(())
 }
@@ -304,15 +385,25 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
     let big = img.big();
     let file = sides.wharf.blob_file(&big.digest);
     let nginx = Nginx::start(&work.join("nginx"), file.parent().ok_or("blob path")?)?;
-    let nginx_url = format!("http://{}/{}", nginx.addr, big.digest.trim_start_matches("sha256:"));
+    let nginx_url = format!(
+        "http://{}/{}",
+        nginx.addr,
+        big.digest.trim_start_matches("sha256:")
+    );
     let wharf_url = blob_url(sides.wharf.addr, &wharf_repo(), &big.digest);
     let size = human(s.big);
 
     eprintln!("[serving] 1 curl stream of {size}: wharf vs nginx...");
     let (mut one_w, mut one_n) = (Vec::new(), Vec::new());
     for _ in 0..s.runs {
-        one_n.push(gbps(s.big, Curl::get(&nginx_url).expect(200, Some(s.big))?.time_total));
-        one_w.push(gbps(s.big, Curl::get(&wharf_url).expect(200, Some(s.big))?.time_total));
+        one_n.push(gbps(
+            s.big,
+            Curl::get(&nginx_url).expect(200, Some(s.big))?.time_total,
+        ));
+        one_w.push(gbps(
+            s.big,
+            Curl::get(&wharf_url).expect(200, Some(s.big))?.time_total,
+        ));
     }
     let (w1, n1) = (median(one_w.clone()), median(one_n.clone()));
     rep.row(
@@ -324,7 +415,10 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
         Some(w1 / n1 >= 0.95),
     );
 
-    eprintln!("[serving] {} curl processes × {size}: wharf vs nginx...", s.fan);
+    eprintln!(
+        "[serving] {} curl processes × {size}: wharf vs nginx...",
+        s.fan
+    );
     let total = s.fan as u64 * s.big;
     let (mut fan_w, mut fan_n) = (Vec::new(), Vec::new());
     let hwm_ok = reset_hwm(sides.wharf.proc.pid());
@@ -340,7 +434,10 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
     let hwm_fan = vm_hwm(sides.wharf.proc.pid()).unwrap_or(0);
     let (wf, nf) = (median(fan_w.clone()), median(fan_n.clone()));
     rep.row(
-        &format!("A5. {size} blob, {} concurrent curl processes, aggregate: wharf vs nginx sendfile", s.fan),
+        &format!(
+            "A5. {size} blob, {} concurrent curl processes, aggregate: wharf vs nginx sendfile",
+            s.fan
+        ),
         format!("{wf:.2} GB/s"),
         format!("{nf:.2} GB/s"),
         ratio(wf, nf),
@@ -348,13 +445,22 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
         Some(wf / nf >= 0.95),
     );
 
-    eprintln!("[serving] {} in-process client threads × {size} (old method)...", s.fan);
+    eprintln!(
+        "[serving] {} in-process client threads × {size} (old method)...",
+        s.fan
+    );
     let (mut old_w, mut old_n) = (Vec::new(), Vec::new());
     let nginx_target = format!("/{}", big.digest.trim_start_matches("sha256:"));
     let wharf_target = format!("/v2/{}/blobs/{}", wharf_repo(), big.digest);
     for _ in 0..s.fan_runs {
-        old_n.push(gbps(total, fan_out(nginx.addr, &nginx_target, s.fan, s.big)?));
-        old_w.push(gbps(total, fan_out(sides.wharf.addr, &wharf_target, s.fan, s.big)?));
+        old_n.push(gbps(
+            total,
+            fan_out(nginx.addr, &nginx_target, s.fan, s.big)?,
+        ));
+        old_w.push(gbps(
+            total,
+            fan_out(sides.wharf.addr, &wharf_target, s.fan, s.big)?,
+        ));
     }
     drop(nginx);
     let (wo, no) = (median(old_w.clone()), median(old_n.clone()));
@@ -367,7 +473,10 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
         None,
     );
 
-    eprintln!("[serving] {} curl processes × {size} from Distribution (RSS reference)...", s.fan);
+    eprintln!(
+        "[serving] {} curl processes × {size} from Distribution (RSS reference)...",
+        s.fan
+    );
     let up_url = blob_url(sides.up.addr, REPO, &big.digest);
     let up_hwm_ok = reset_hwm(sides.up.proc.pid());
     let up_t = curl_fan(&up_url, s.fan, s.big)?;
@@ -415,7 +524,9 @@ fn fan_out(addr: SocketAddr, target: &str, n: usize, want_len: u64) -> Res<Durat
         let t = target.to_string();
         handles.push(std::thread::spawn(move || -> Result<u64, String> {
             b.wait();
-            download(addr, &t, false).map(|(len, _)| len).map_err(|e| e.to_string())
+            download(addr, &t, false)
+                .map(|(len, _)| len)
+                .map_err(|e| e.to_string())
         }));
     }
     barrier.wait();
@@ -483,7 +594,9 @@ fn cold_fan(s: &Settings, work: &Path, up: &Registry, img: &Image, rep: &mut Rep
         Some(gets_w == 1),
     );
     rep.row(
-        &format!("A7c. … wall time until all {n} have the whole blob (wharf vs Distribution proxy)"),
+        &format!(
+            "A7c. … wall time until all {n} have the whole blob (wharf vs Distribution proxy)"
+        ),
         secs(tw.as_secs_f64()),
         secs(tp.as_secs_f64()),
         ratio(tw.as_secs_f64(), tp.as_secs_f64()),
@@ -500,9 +613,20 @@ fn cold_fan(s: &Settings, work: &Path, up: &Registry, img: &Image, rep: &mut Rep
 // Manifest GETs with wrk
 
 fn manifest_wrk(s: &Settings, sides: &Sides, img: &Image, rep: &mut Report) -> Res<()> {
-    eprintln!("[serving] manifest GETs by digest with wrk -t2 -c16 ({} s each)...", s.wrk_secs);
-    let wharf_url = format!("http://{}/v2/{}/manifests/{}", sides.wharf.addr, wharf_repo(), img.manifest_digest);
-    let up_url = format!("http://{}/v2/{REPO}/manifests/{}", sides.up.addr, img.manifest_digest);
+    eprintln!(
+        "[serving] manifest GETs by digest with wrk -t2 -c16 ({} s each)...",
+        s.wrk_secs
+    );
+    let wharf_url = format!(
+        "http://{}/v2/{}/manifests/{}",
+        sides.wharf.addr,
+        wharf_repo(),
+        img.manifest_digest
+    );
+    let up_url = format!(
+        "http://{}/v2/{REPO}/manifests/{}",
+        sides.up.addr, img.manifest_digest
+    );
     // Warm-up, then the measured runs.
     wrk(&wharf_url, 2, 16, 1, ACCEPT)?;
     wrk(&up_url, 2, 16, 1, ACCEPT)?;
@@ -526,8 +650,10 @@ fn manifest_wrk(s: &Settings, sides: &Sides, img: &Image, rep: &mut Report) -> R
         Some(w.p99 <= Duration::from_millis(2)),
     );
     if w.errors + r.errors > 0 {
-        rep.note(format!("wrk reported errors or non-2xx responses: wharf {}, Distribution {}", w.errors, r.errors));
+        rep.note(format!(
+            "wrk reported errors or non-2xx responses: wharf {}, Distribution {}",
+            w.errors, r.errors
+        ));
     }
     Ok(())
 }
-

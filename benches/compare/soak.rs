@@ -72,25 +72,51 @@ type Fallible<T> = Result<T, String>;
 
 impl Ctx {
     /// One request to `base`; counts it against wharf or the upstream.
-    async fn send(&self, rb: reqwest::RequestBuilder, want: u16, what: &str) -> Fallible<reqwest::Response> {
-        let counter = if what.starts_with("upstream") { &self.stats.upstream_requests } else { &self.stats.requests };
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        want: u16,
+        what: &str,
+    ) -> Fallible<reqwest::Response> {
+        let counter = if what.starts_with("upstream") {
+            &self.stats.upstream_requests
+        } else {
+            &self.stats.requests
+        };
         counter.fetch_add(1, Relaxed);
         let r = rb.send().await.map_err(|e| format!("{what}: {e}"))?;
         if r.status().as_u16() != want {
             let status = r.status();
-            let body: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+            let body: String = r
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
             return Err(format!("{what}: status {status} (wanted {want}): {body}"));
         }
         Ok(r)
     }
 
     /// GET a body whole, checking its digest when given.
-    async fn fetch(&self, url: &str, accept: Option<&str>, digest: Option<&str>, what: &str) -> Fallible<bytes::Bytes> {
+    async fn fetch(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        digest: Option<&str>,
+        what: &str,
+    ) -> Fallible<bytes::Bytes> {
         let mut rb = self.http.get(url);
         if let Some(a) = accept {
             rb = rb.header("accept", a);
         }
-        let body = self.send(rb, 200, what).await?.bytes().await.map_err(|e| format!("{what}: body: {e}"))?;
+        let body = self
+            .send(rb, 200, what)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| format!("{what}: body: {e}"))?;
         self.stats.bytes.fetch_add(body.len() as u64, Relaxed);
         if let Some(d) = digest {
             let got = digest_of(&body);
@@ -104,13 +130,19 @@ impl Ctx {
     /// Pull `repo:tag` from wharf: the manifest, then each blob, verified.
     async fn pull(&self, repo: &str, tag: &str) -> Fallible<()> {
         let url = format!("{}/v2/{repo}/manifests/{tag}", self.wharf);
-        let m = self.fetch(&url, Some(ACCEPT), None, &format!("manifest {repo}:{tag}")).await?;
-        let m: serde_json::Value = serde_json::from_slice(&m).map_err(|e| format!("manifest {repo}:{tag}: {e}"))?;
+        let m = self
+            .fetch(&url, Some(ACCEPT), None, &format!("manifest {repo}:{tag}"))
+            .await?;
+        let m: serde_json::Value =
+            serde_json::from_slice(&m).map_err(|e| format!("manifest {repo}:{tag}: {e}"))?;
         let layers = m["layers"].as_array().cloned().unwrap_or_default();
         for d in std::iter::once(&m["config"]).chain(layers.iter()) {
-            let digest = d["digest"].as_str().ok_or_else(|| format!("manifest {repo}:{tag}: a descriptor without digest"))?;
+            let digest = d["digest"]
+                .as_str()
+                .ok_or_else(|| format!("manifest {repo}:{tag}: a descriptor without digest"))?;
             let url = format!("{}/v2/{repo}/blobs/{digest}", self.wharf);
-            self.fetch(&url, None, Some(digest), &format!("blob {repo}@{digest}")).await?;
+            self.fetch(&url, None, Some(digest), &format!("blob {repo}@{digest}"))
+                .await?;
         }
         Ok(())
     }
@@ -118,7 +150,9 @@ impl Ctx {
     /// Push one blob to `base` (POST a session, then a monolithic PUT).
     async fn push_blob(&self, base: &str, repo: &str, bytes: &[u8], what: &str) -> Fallible<()> {
         let start = self.http.post(format!("{base}/v2/{repo}/blobs/uploads/"));
-        let r = self.send(start, 202, &format!("{what} upload start")).await?;
+        let r = self
+            .send(start, 202, &format!("{what} upload start"))
+            .await?;
         let loc = r
             .headers()
             .get("location")
@@ -127,23 +161,43 @@ impl Ctx {
         let mut url = reqwest::Url::parse(base)
             .and_then(|b| b.join(loc))
             .map_err(|e| format!("{what}: Location {loc:?}: {e}"))?;
-        url.query_pairs_mut().append_pair("digest", &digest_of(bytes));
-        let put = self.http.put(url).header("content-type", "application/octet-stream").body(bytes.to_vec());
-        self.send(put, 201, &format!("{what} upload")).await.map(drop)
+        url.query_pairs_mut()
+            .append_pair("digest", &digest_of(bytes));
+        let put = self
+            .http
+            .put(url)
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec());
+        self.send(put, 201, &format!("{what} upload"))
+            .await
+            .map(drop)
     }
 
     /// Push an image (config, one layer, manifest) as `repo:tag` to `base`.
-    async fn push_image(&self, base: &str, repo: &str, tag: &str, layer: &[u8], what: &str) -> Fallible<()> {
+    async fn push_image(
+        &self,
+        base: &str,
+        repo: &str,
+        tag: &str,
+        layer: &[u8],
+        what: &str,
+    ) -> Fallible<()> {
         self.push_blob(base, repo, CONFIG_JSON, what).await?;
         self.push_blob(base, repo, layer, what).await?;
-        let blob = |b: &[u8]| BlobFile { path: Default::default(), size: b.len() as u64, digest: digest_of(b) };
+        let blob = |b: &[u8]| BlobFile {
+            path: Default::default(),
+            size: b.len() as u64,
+            digest: digest_of(b),
+        };
         let manifest = image_manifest(&blob(CONFIG_JSON), &[&blob(layer)], None);
         let put = self
             .http
             .put(format!("{base}/v2/{repo}/manifests/{tag}"))
             .header("content-type", OCI_MANIFEST)
             .body(manifest);
-        self.send(put, 201, &format!("{what} manifest")).await.map(drop)
+        self.send(put, 201, &format!("{what} manifest"))
+            .await
+            .map(drop)
     }
 }
 
@@ -161,21 +215,32 @@ impl Mix {
     fn of(clients: usize) -> Mix {
         let cold = clients * 12 / 100;
         let push = (clients * 8 / 100).min(45);
-        Mix { warm: clients - cold - push, cold, push }
+        Mix {
+            warm: clients - cold - push,
+            cold,
+            push,
+        }
     }
 }
 
 /// The warm images: `soak/warm<j>` on wharf and `up/soak/warm<j>` (pulled
 /// through once during set-up), layers from 4 KiB to 1 MiB.
 fn warm_image(j: usize) -> (String, Vec<u8>) {
-    (format!("soak/warm{j}"), Noise::bytes(1000 + j as u64, 4096 << (j % 9)))
+    (
+        format!("soak/warm{j}"),
+        Noise::bytes(1000 + j as u64, 4096 << (j % 9)),
+    )
 }
 
 async fn warm_client(ctx: Arc<Ctx>, i: usize) {
     let mut k = i;
     while Instant::now() < ctx.deadline {
         let (repo, _) = warm_image(k % WARM_IMAGES);
-        let repo = if k.is_multiple_of(2) { repo } else { format!("{REMOTE}/{repo}") };
+        let repo = if k.is_multiple_of(2) {
+            repo
+        } else {
+            format!("{REMOTE}/{repo}")
+        };
         k += 1;
         tally(&ctx, &ctx.stats.warm, ctx.pull(&repo, "v1").await).await;
     }
@@ -189,7 +254,8 @@ async fn cold_client(ctx: Arc<Ctx>, i: usize) {
         let tag = format!("t{k}");
         k += 1;
         let r = async {
-            ctx.push_image(&ctx.upstream, &repo, &tag, &layer, "upstream push").await?;
+            ctx.push_image(&ctx.upstream, &repo, &tag, &layer, "upstream push")
+                .await?;
             ctx.pull(&format!("{REMOTE}/{repo}"), &tag).await
         };
         tally(&ctx, &ctx.stats.cold, r.await).await;
@@ -201,7 +267,9 @@ async fn push_client(ctx: Arc<Ctx>, i: usize) {
     let mut k = 0u64;
     while Instant::now() < ctx.deadline {
         let layer = Noise::bytes(((i as u64 + 1_000_000) << 32) | k, 64 * 1024);
-        let r = ctx.push_image(&ctx.wharf, &repo, &format!("t{k}"), &layer, "push").await;
+        let r = ctx
+            .push_image(&ctx.wharf, &repo, &format!("t{k}"), &layer, "push")
+            .await;
         k += 1;
         tally(&ctx, &ctx.stats.pushes, r).await;
     }
@@ -235,7 +303,11 @@ fn sampler(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Sampl
         let t0 = Instant::now();
         let mut out = Vec::new();
         while !stop.load(Relaxed) {
-            out.push(Sample { at: t0.elapsed().as_secs_f64(), rss: vm_rss(pid).unwrap_or(0), fds: fd_count(pid).0 });
+            out.push(Sample {
+                at: t0.elapsed().as_secs_f64(),
+                rss: vm_rss(pid).unwrap_or(0),
+                fds: fd_count(pid).0,
+            });
             std::thread::sleep(Duration::from_secs(1));
         }
         out
@@ -259,8 +331,10 @@ fn settle_fds(pid: u32, idle: usize, limit: Duration) -> (usize, f64) {
 async fn seed(ctx: &Ctx) -> Fallible<()> {
     for j in 0..WARM_IMAGES {
         let (repo, layer) = warm_image(j);
-        ctx.push_image(&ctx.wharf, &repo, "v1", &layer, "seed push").await?;
-        ctx.push_image(&ctx.upstream, &repo, "v1", &layer, "upstream seed push").await?;
+        ctx.push_image(&ctx.wharf, &repo, "v1", &layer, "seed push")
+            .await?;
+        ctx.push_image(&ctx.upstream, &repo, "v1", &layer, "upstream seed push")
+            .await?;
         ctx.pull(&format!("{REMOTE}/{repo}"), "v1").await?;
     }
     Ok(())
@@ -273,8 +347,12 @@ pub fn run(s: &crate::Settings, work: &Path, rep: &mut Report) -> Res<()> {
     let up = Registry::start(&work.join("upstream"), None)?;
     let wharf = Wharf::pull_through(&work.join("wharf"), up.addr)?;
     let pid = wharf.proc.pid();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
     let mut ctx = Ctx {
         http,
         wharf: format!("http://{}", wharf.addr),
@@ -282,9 +360,12 @@ pub fn run(s: &crate::Settings, work: &Path, rep: &mut Report) -> Res<()> {
         stats: Stats::default(),
         deadline: Instant::now(),
     };
-    rt.block_on(seed(&ctx)).map_err(|e| format!("soak set-up: {e}"))?;
+    rt.block_on(seed(&ctx))
+        .map_err(|e| format!("soak set-up: {e}"))?;
     // Idle: set-up connections closed, nothing in flight, counters reset.
-    ctx.http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    ctx.http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
     ctx.stats = Stats::default();
     std::thread::sleep(Duration::from_secs(2));
     let (fds_idle, sockets_idle) = fd_count(pid);
@@ -373,7 +454,12 @@ impl Figures {
         (0..n)
             .map(|w| {
                 let (a, b) = ((w as u64 * WINDOW) as f64, ((w as u64 + 1) * WINDOW) as f64);
-                self.samples.iter().filter(|s| s.at >= a && s.at < b).map(|s| s.rss).max().unwrap_or(0)
+                self.samples
+                    .iter()
+                    .filter(|s| s.at >= a && s.at < b)
+                    .map(|s| s.rss)
+                    .max()
+                    .unwrap_or(0)
             })
             .collect()
     }
@@ -382,15 +468,31 @@ impl Figures {
         let st = &self.stats;
         let (req, errors) = (st.requests.load(Relaxed), st.errors.load(Relaxed));
         let windows = self.windows();
-        let peak_fds = self.samples.iter().take_while(|s| s.at <= self.elapsed).map(|s| s.fds).max().unwrap_or(0);
+        let peak_fds = self
+            .samples
+            .iter()
+            .take_while(|s| s.at <= self.elapsed)
+            .map(|s| s.fds)
+            .max()
+            .unwrap_or(0);
         // Flat: no window after the first 20 s above the early peak by more
         // than a quarter (and 16 MiB of slack for small figures).
         let early = windows.iter().take(2).copied().max().unwrap_or(0);
         let late = windows.iter().skip(2).copied().max().unwrap_or(0);
         let flat = late <= early + early / 4 + 16 * MIB;
         let series: Vec<String> = windows.iter().map(|&b| human(b)).collect();
-        let name = format!("S1. Soak: {} clients × {:.0} s (warm pulls, cold pull-through, pushes)", self.clients, self.elapsed);
-        rep.row(&name, format!("{req} requests, {errors} errors"), "—".into(), format!("{:.0} req/s", req as f64 / self.elapsed), "0 errors", Some(errors == 0));
+        let name = format!(
+            "S1. Soak: {} clients × {:.0} s (warm pulls, cold pull-through, pushes)",
+            self.clients, self.elapsed
+        );
+        rep.row(
+            &name,
+            format!("{req} requests, {errors} errors"),
+            "—".into(),
+            format!("{:.0} req/s", req as f64 / self.elapsed),
+            "0 errors",
+            Some(errors == 0),
+        );
         rep.row(
             "S2. … wharf RSS, peak per 10 s window",
             series.join(", "),

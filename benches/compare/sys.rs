@@ -39,7 +39,11 @@ impl Proc {
                 if let Some(status) = c.try_wait()? {
                     self.child = None;
                     let logs = std::fs::read_to_string(log).unwrap_or_default();
-                    return Err(format!("{} exited during start-up ({status}):\n{logs}", self.name).into());
+                    return Err(format!(
+                        "{} exited during start-up ({status}):\n{logs}",
+                        self.name
+                    )
+                    .into());
                 }
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
@@ -60,8 +64,13 @@ impl Proc {
     /// SIGTERM, wait up to 10 s, then SIGKILL. For nginx: its master stops
     /// the workers on SIGTERM, while a SIGKILLed master leaves them running.
     pub fn terminate(&mut self) {
-        let Some(mut c) = self.child.take() else { return };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = c.try_wait() {
@@ -110,7 +119,9 @@ pub fn vm_rss(pid: u32) -> Option<u64> {
 
 /// Open file descriptors of `pid`: (all, of them sockets).
 pub fn fd_count(pid: u32) -> (usize, usize) {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
     let (mut all, mut sockets) = (0, 0);
     for e in rd.flatten() {
         all += 1;
@@ -123,12 +134,17 @@ pub fn fd_count(pid: u32) -> (usize, usize) {
 
 /// CPU time (user + system) `pid` has used, in seconds.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     // Fields after the command name (which may contain spaces).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
-    let ticks: f64 = [11usize, 12].iter().filter_map(|&i| f.get(i)?.parse::<f64>().ok()).sum();
+    let ticks: f64 = [11usize, 12]
+        .iter()
+        .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+        .sum();
     ticks / clock_ticks()
 }
 
@@ -142,10 +158,19 @@ pub fn cpu_tree(pid: u32) -> f64 {
     let mut total = cpu_secs(pid);
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+                continue;
+            };
             let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            if rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok())
+                == Some(pid)
+            {
                 total += cpu_secs(child);
             }
         }
@@ -176,7 +201,11 @@ pub fn cmd_out(cmd: &str, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .map(|o| {
-            let s = if o.stdout.is_empty() { o.stderr } else { o.stdout };
+            let s = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
             String::from_utf8_lossy(&s).trim().to_string()
         })
         .unwrap_or_else(|_| "?".into())

@@ -117,7 +117,12 @@ impl Curl {
     /// Run, and require `status` and (when given) the body length.
     pub fn expect(&self, status: u16, bytes: Option<u64>) -> Res<CurlOut> {
         let out = self.run()?;
-        check(&out, status, bytes, self.args.last().map(String::as_str).unwrap_or(""))?;
+        check(
+            &out,
+            status,
+            bytes,
+            self.args.last().map(String::as_str).unwrap_or(""),
+        )?;
         Ok(out)
     }
 }
@@ -205,7 +210,10 @@ pub fn curl_fan(url: &str, n: usize, want: u64) -> Res<Duration> {
 pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
     let policy = work.join("skopeo-policy.json");
     if !policy.exists() {
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)?;
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )?;
     }
     let authfile = work.join("skopeo-auth.json");
     if !authfile.exists() {
@@ -232,7 +240,12 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
     let took = start.elapsed();
     let _ = std::fs::remove_dir_all(dest);
     if !out.status.success() {
-        return Err(format!("skopeo copy {image}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "skopeo copy {image}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     Ok(took)
 }
@@ -289,7 +302,10 @@ fn parse_wrk(text: &str) -> Res<WrkResult> {
         .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    if let Some(l) = text.lines().find(|l| l.trim().starts_with("Socket errors:")) {
+    if let Some(l) = text
+        .lines()
+        .find(|l| l.trim().starts_with("Socket errors:"))
+    {
         errors += l
             .split(|c: char| !c.is_ascii_digit())
             .filter_map(|n| n.parse::<u64>().ok())

@@ -44,7 +44,12 @@ pub fn valid_authority(s: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (s, None),
     };
-    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()) {
+    if port.is_some_and(|p| {
+        p.is_empty()
+            || p.len() > 5
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || p.parse::<u16>().is_err()
+    }) {
         return false;
     }
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -52,7 +57,11 @@ pub fn valid_authority(s: &str) -> bool {
     }
     !host.is_empty()
         && host.len() <= 253
-        && host.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// How clients reach this server: `server.external_url`, else the scheme
@@ -68,7 +77,8 @@ pub fn base_url(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> Result<Strin
         .unwrap_or("localhost");
     if !valid_authority(host) {
         let shown: String = host.chars().take(100).collect();
-        return Err(ApiError::new(ErrorCode::BadRequest).explain(format!("the Host header {shown:?} is not a host[:port]")));
+        return Err(ApiError::new(ErrorCode::BadRequest)
+            .explain(format!("the Host header {shown:?} is not a host[:port]")));
     }
     let scheme = if api.tls { "https" } else { "http" };
     Ok(format!("{scheme}://{host}"))
@@ -84,21 +94,36 @@ fn realm(api: &Api, headers: &HeaderMap, uri: &http::Uri) -> Result<String, ApiE
 
 /// 401 with a Bearer challenge for `scope` (400 if the request's Host is
 /// not usable in a realm).
-pub fn challenge(api: &Api, req: &Request<Incoming>, scope: Option<String>, detail: &str) -> ApiError {
+pub fn challenge(
+    api: &Api,
+    req: &Request<Incoming>,
+    scope: Option<String>,
+    detail: &str,
+) -> ApiError {
     let realm = match realm(api, req.headers(), req.uri()) {
         Ok(r) => r,
         Err(e) => return e,
     };
-    let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", crate::auth::token::SERVICE);
+    let mut v = format!(
+        "Bearer realm=\"{realm}\",service=\"{}\"",
+        crate::auth::token::SERVICE
+    );
     if let Some(s) = scope {
         v.push_str(&format!(",scope=\"{s}\""));
     }
-    ApiError::new(ErrorCode::Unauthorized).detail(detail).header("www-authenticate", v)
+    ApiError::new(ErrorCode::Unauthorized)
+        .detail(detail)
+        .header("www-authenticate", v)
 }
 
 impl Api {
     /// Authenticate the request and check it may do what `route` does.
-    pub(super) async fn authorize(&self, req: &Request<Incoming>, route: &Route, remote: bool) -> Result<Identity, ApiError> {
+    pub(super) async fn authorize(
+        &self,
+        req: &Request<Incoming>,
+        route: &Route,
+        remote: bool,
+    ) -> Result<Identity, ApiError> {
         let auth = &self.registry.auth;
         if !auth.enabled() {
             return Ok(Identity::anonymous());
@@ -106,25 +131,34 @@ impl Api {
         let id = auth
             .authenticate(req.headers(), client_addr(req))
             .await
-            .map_err(|e| refused_login(e.clone()).unwrap_or_else(|| challenge(self, req, None, &e.to_string())))?;
+            .map_err(|e| {
+                refused_login(e.clone())
+                    .unwrap_or_else(|| challenge(self, req, None, &e.to_string()))
+            })?;
         record_identity(&id);
         let Some(action) = required_action(req.method(), route) else {
             // /v2/ and the catalog: any identified client (the catalog is
             // filtered to what the client may pull).
             if id.is_anonymous() && id.token_access.is_none() {
-                let scope = matches!(route, Route::Catalog).then(|| "registry:catalog:*".to_string());
+                let scope =
+                    matches!(route, Route::Catalog).then(|| "registry:catalog:*".to_string());
                 return Err(challenge(self, req, scope, "authentication required"));
             }
             return Ok(id);
         };
-        let Some(repo) = route.repo() else { return Ok(id) };
+        let Some(repo) = route.repo() else {
+            return Ok(id);
+        };
         if auth.allowed(&id, repo.as_str(), action, remote) {
             return Ok(id);
         }
         let scope = format!("repository:{repo}:{}", scope_actions(action));
         // Anonymous, or a token that lacks a scope its subject could have:
         // send the client (back) to the token service.
-        if id.is_anonymous() || (id.token_access.is_some() && auth.subject_allowed(&id.subject, repo.as_str(), action, remote)) {
+        if id.is_anonymous()
+            || (id.token_access.is_some()
+                && auth.subject_allowed(&id.subject, repo.as_str(), action, remote))
+        {
             return Err(challenge(self, req, Some(scope), "authentication required"));
         }
         Err(ApiError::new(ErrorCode::Denied).explain(format!(
@@ -145,7 +179,10 @@ impl Api {
             let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
                 .collect()
                 .await
-                .map_err(|_| ApiError::new(ErrorCode::BadRequest).explain("the token request body is too large or unreadable"))?
+                .map_err(|_| {
+                    ApiError::new(ErrorCode::BadRequest)
+                        .explain("the token request body is too large or unreadable")
+                })?
                 .to_bytes();
             let (mut user, mut pass, mut grant) = (None, None, None);
             for (k, v) in form_urlencoded::parse(&body) {
@@ -158,8 +195,9 @@ impl Api {
                 }
             }
             if grant.as_deref() != Some("password") {
-                return Err(ApiError::new(ErrorCode::BadRequest)
-                    .explain("only grant_type=password is supported; use GET /token with Basic credentials"));
+                return Err(ApiError::new(ErrorCode::BadRequest).explain(
+                    "only grant_type=password is supported; use GET /token with Basic credentials",
+                ));
             }
             form_creds = user.zip(pass);
         } else {
@@ -177,7 +215,11 @@ impl Api {
                 scopes.len()
             )));
         }
-        let bad = |e: AuthError| refused_login(e).unwrap_or_else(|| ApiError::new(ErrorCode::Unauthorized).explain("invalid username or password"));
+        let bad = |e: AuthError| {
+            refused_login(e).unwrap_or_else(|| {
+                ApiError::new(ErrorCode::Unauthorized).explain("invalid username or password")
+            })
+        };
         let auth = &self.registry.auth;
         let subject = match form_creds {
             Some((u, p)) => auth.check_basic(&u, &p, addr).await.map_err(bad)?,
@@ -191,7 +233,9 @@ impl Api {
                 access.push(a);
             }
         }
-        let (token, ttl) = auth.issue_token(&subject, access).map_err(|e| ApiError::internal("signing token", e))?;
+        let (token, ttl) = auth
+            .issue_token(&subject, access)
+            .map_err(|e| ApiError::internal("signing token", e))?;
         let json = serde_json::json!({
             "token": token,
             "access_token": token,
@@ -223,12 +267,19 @@ pub fn refused_login(e: AuthError) -> Option<ApiError> {
         AuthError::Busy => 1,
         _ => return None,
     };
-    Some(ApiError::new(ErrorCode::TooManyRequests).explain(e.to_string()).header("retry-after", retry.to_string()))
+    Some(
+        ApiError::new(ErrorCode::TooManyRequests)
+            .explain(e.to_string())
+            .header("retry-after", retry.to_string()),
+    )
 }
 
 /// The identity attached to a request by `authorize` (anonymous if none).
 pub fn identity<B>(req: &Request<B>) -> Identity {
-    req.extensions().get::<Identity>().cloned().unwrap_or_else(Identity::anonymous)
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_else(Identity::anonymous)
 }
 
 /// Put who made the request into its span (and so into its log line).
@@ -244,10 +295,31 @@ mod tests {
 
     #[test]
     fn authorities() {
-        for ok in ["wharf.example", "wharf.example:5000", "127.0.0.1:5000", "[::1]:5000", "[fe80::1]", "localhost"] {
+        for ok in [
+            "wharf.example",
+            "wharf.example:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "[fe80::1]",
+            "localhost",
+        ] {
             assert!(valid_authority(ok), "{ok}");
         }
-        for bad in ["evil.example:443/x?", "a\"b", "a b", "", "host:", "host:99999", "host:80:80", "::1", "a..b", "x/y", "h:1x", "[::1", "user@host"] {
+        for bad in [
+            "evil.example:443/x?",
+            "a\"b",
+            "a b",
+            "",
+            "host:",
+            "host:99999",
+            "host:80:80",
+            "::1",
+            "a..b",
+            "x/y",
+            "h:1x",
+            "[::1",
+            "user@host",
+        ] {
             assert!(!valid_authority(bad), "{bad}");
         }
     }

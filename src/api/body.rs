@@ -26,7 +26,9 @@ pub fn empty() -> Body {
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Stream `len` bytes of `file` starting at `start`.
@@ -54,7 +56,9 @@ pub fn stream(s: crate::store::backend::ByteStream, len: u64) -> Body {
     let mut left = len;
     let checked = s.map(move |item| {
         let b = item?;
-        left = left.checked_sub(b.len() as u64).ok_or_else(|| io::Error::other("stored object longer than its size"))?;
+        left = left
+            .checked_sub(b.len() as u64)
+            .ok_or_else(|| io::Error::other("stored object longer than its size"))?;
         Ok(Frame::data(b))
     });
     http_body_util::StreamBody::new(checked).boxed_unsync()
@@ -84,7 +88,10 @@ impl http_body::Body for FileBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         if this.pending.is_none() {
             if this.next >= this.end {
@@ -92,7 +99,9 @@ impl http_body::Body for FileBody {
             }
             this.start_next();
         }
-        let Some(p) = this.pending.as_mut() else { return Poll::Ready(None) };
+        let Some(p) = this.pending.as_mut() else {
+            return Poll::Ready(None);
+        };
         let r = std::task::ready!(Pin::new(p).poll(cx));
         this.pending = None;
         match r {
@@ -167,8 +176,19 @@ pin_project_lite::pin_project! {
 impl Logged {
     /// Log the response to `method target` when it is dropped. A response
     /// without a body (HEAD, 204, 304, empty) is complete from the start.
-    pub fn new(inner: Body, method: http::Method, target: String, status: u16, start: Instant, expected: Option<u64>) -> Logged {
-        let bodiless = method == http::Method::HEAD || status == 204 || status == 304 || http_body::Body::is_end_stream(&inner) || expected == Some(0);
+    pub fn new(
+        inner: Body,
+        method: http::Method,
+        target: String,
+        status: u16,
+        start: Instant,
+        expected: Option<u64>,
+    ) -> Logged {
+        let bodiless = method == http::Method::HEAD
+            || status == 204
+            || status == 304
+            || http_body::Body::is_end_stream(&inner)
+            || expected == Some(0);
         Logged {
             inner,
             method,
@@ -186,7 +206,10 @@ impl http_body::Body for Logged {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let mut this = self.project();
         let r = this.inner.as_mut().poll_frame(cx);
         match &r {

@@ -60,7 +60,8 @@ impl ApiError {
     }
 
     pub fn status_code(&self) -> http::StatusCode {
-        http::StatusCode::from_u16(self.code.status()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+        http::StatusCode::from_u16(self.code.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The extra headers the response will carry (`Retry-After`...).
@@ -96,7 +97,8 @@ impl ApiError {
         for (k, v) in self.headers {
             b = b.header(k, v);
         }
-        b.body(body::full(bytes)).unwrap_or_else(|_| Response::new(body::empty()))
+        b.body(body::full(bytes))
+            .unwrap_or_else(|_| Response::new(body::empty()))
     }
 }
 
@@ -107,9 +109,15 @@ impl From<StoreError> for ApiError {
             StoreError::RangeMismatch { offset } => ApiError::new(ErrorCode::RangeInvalid)
                 .detail(format!("chunk must start at byte {offset}"))
                 .header("range", body::range_header(offset)),
-            e @ StoreError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()),
-            e @ StoreError::SizeMismatch { .. } => ApiError::new(ErrorCode::SizeInvalid).explain(e.to_string()),
-            StoreError::Body(e) => ApiError::new(ErrorCode::BlobUploadInvalid).detail(format!("request body: {e}")),
+            e @ StoreError::DigestMismatch { .. } => {
+                ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string())
+            }
+            e @ StoreError::SizeMismatch { .. } => {
+                ApiError::new(ErrorCode::SizeInvalid).explain(e.to_string())
+            }
+            StoreError::Body(e) => {
+                ApiError::new(ErrorCode::BlobUploadInvalid).detail(format!("request body: {e}"))
+            }
             StoreError::Full => {
                 tracing::error!("the store's disk is full");
                 ApiError::new(ErrorCode::StorageFull).explain("wharf's storage is full: free space on its data volume (or run a GC), then retry")
@@ -118,7 +126,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "storage unavailable");
                 ApiError::new(ErrorCode::Unavailable).explain("wharf's storage is unavailable (the object store does not answer): retry later")
             }
-            e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => ApiError::internal("storage error", e),
+            e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => {
+                ApiError::internal("storage error", e)
+            }
         }
     }
 }
@@ -136,22 +146,37 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsUnavailable { .. } => {
                 ApiError::new(ErrorCode::UpstreamRefused).explain(sentence)
             }
-            UpstreamError::Status { status: 429, retry_after, remote, .. } => {
-                let wait = retry_after.map(|s| format!("; retry in {s} s")).unwrap_or_default();
+            UpstreamError::Status {
+                status: 429,
+                retry_after,
+                remote,
+                ..
+            } => {
+                let wait = retry_after
+                    .map(|s| format!("; retry in {s} s"))
+                    .unwrap_or_default();
                 let mut err = ApiError::new(ErrorCode::TooManyRequests)
-                    .explain(format!("remote {remote} is rate-limiting wharf (HTTP 429){wait}"))
+                    .explain(format!(
+                        "remote {remote} is rate-limiting wharf (HTTP 429){wait}"
+                    ))
                     .detail(format!("{e}: {}", e.body()));
                 if let Some(s) = retry_after {
                     err = err.header("retry-after", s.to_string());
                 }
                 err
             }
-            UpstreamError::Status { status: 404, .. } => ApiError::new(ErrorCode::NameUnknown).explain(sentence).detail(format!("{e}: {}", e.body())),
-            UpstreamError::Status { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(sentence).detail(format!("{e}: {}", e.body())),
+            UpstreamError::Status { status: 404, .. } => ApiError::new(ErrorCode::NameUnknown)
+                .explain(sentence)
+                .detail(format!("{e}: {}", e.body())),
+            UpstreamError::Status { .. } => ApiError::new(ErrorCode::UpstreamFailed)
+                .explain(sentence)
+                .detail(format!("{e}: {}", e.body())),
             UpstreamError::Unreachable { .. }
             | UpstreamError::Protocol { .. }
             | UpstreamError::Refused { .. }
-            | UpstreamError::TooLarge { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(sentence),
+            | UpstreamError::TooLarge { .. } => {
+                ApiError::new(ErrorCode::UpstreamFailed).explain(sentence)
+            }
         }
     }
 }
@@ -180,7 +205,9 @@ impl From<ProxyError> for ApiError {
             }
             ProxyError::Upstream(u) => u.into(),
             ProxyError::Fetch(f) => f.into(),
-            e @ ProxyError::BadManifest { .. } => ApiError::new(ErrorCode::UpstreamFailed).explain(e.to_string()),
+            e @ ProxyError::BadManifest { .. } => {
+                ApiError::new(ErrorCode::UpstreamFailed).explain(e.to_string())
+            }
             ProxyError::Store(s) => s.into(),
         }
     }
@@ -203,21 +230,52 @@ impl From<RegistryError> for ApiError {
             RegistryError::Store(s) => s.into(),
             RegistryError::Proxy(p) => p.into(),
             RegistryError::Policy(p) => p.into(),
-            RegistryError::QuotaExceeded { ref project, quota, usage, size } => {
-                tracing::warn!(project, quota, usage, size, "push refused: over the project's quota");
+            RegistryError::QuotaExceeded {
+                ref project,
+                quota,
+                usage,
+                size,
+            } => {
+                tracing::warn!(
+                    project,
+                    quota,
+                    usage,
+                    size,
+                    "push refused: over the project's quota"
+                );
                 let sentence = format!(
                     "project {project} is over its quota: {} used of {}, this push needs {}",
                     format_size(usage),
                     format_size(quota),
                     format_size(size)
                 );
-                ApiError::new(ErrorCode::Denied).explain(sentence).detail(e.to_string())
+                ApiError::new(ErrorCode::Denied)
+                    .explain(sentence)
+                    .detail(e.to_string())
             }
-            RegistryError::ImageTooLarge { ref project, ref digest, size, max } => {
-                tracing::warn!(project, size, max, "push refused: over the project's max image size");
-                let what = digest.as_ref().map_or("this push".to_string(), |d| format!("image {d}"));
-                let sentence = format!("{what} is {}, more than project {project}'s max image size of {}", format_size(size), format_size(max));
-                ApiError::new(ErrorCode::Denied).explain(sentence).detail(e.to_string())
+            RegistryError::ImageTooLarge {
+                ref project,
+                ref digest,
+                size,
+                max,
+            } => {
+                tracing::warn!(
+                    project,
+                    size,
+                    max,
+                    "push refused: over the project's max image size"
+                );
+                let what = digest
+                    .as_ref()
+                    .map_or("this push".to_string(), |d| format!("image {d}"));
+                let sentence = format!(
+                    "{what} is {}, more than project {project}'s max image size of {}",
+                    format_size(size),
+                    format_size(max)
+                );
+                ApiError::new(ErrorCode::Denied)
+                    .explain(sentence)
+                    .detail(e.to_string())
             }
             e => ApiError::new(domain_code(&e)).explain(e.to_string()),
         }

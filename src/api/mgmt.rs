@@ -33,27 +33,35 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> Reply {
 }
 
 /// Read a JSON body; an empty body is `if_empty` when given.
-async fn body_json<T: DeserializeOwned>(req: Request<Incoming>, if_empty: Option<T>) -> Result<T, ApiError> {
+async fn body_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+    if_empty: Option<T>,
+) -> Result<T, ApiError> {
     let bytes = read_limited(req, MAX_BODY).await?;
     if let Some(v) = if_empty.filter(|_| bytes.iter().all(|b| b.is_ascii_whitespace())) {
         return Ok(v);
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::new(ErrorCode::BadRequest).explain(format!("invalid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest).explain(format!("invalid JSON: {e}")))
 }
 
 fn parse_reference(s: &str) -> Result<Reference, ApiError> {
-    s.parse()
-        .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::BadRequest).explain(format!("{s:?} is neither a tag nor a digest: {e}")))
+    s.parse().map_err(|e: crate::oci::NameError| {
+        ApiError::new(ErrorCode::BadRequest)
+            .explain(format!("{s:?} is neither a tag nor a digest: {e}"))
+    })
 }
 
 pub(crate) fn parse_repo(s: &str) -> Result<RepoName, ApiError> {
-    s.parse()
-        .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).explain(e.to_string()))
+    s.parse().map_err(|e: crate::oci::NameError| {
+        ApiError::new(ErrorCode::NameInvalid).explain(e.to_string())
+    })
 }
 
 pub(crate) fn parse_digest(s: &str) -> Result<Digest, ApiError> {
-    s.parse()
-        .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string()))
+    s.parse().map_err(|e: crate::oci::DigestError| {
+        ApiError::new(ErrorCode::DigestInvalid).explain(e.to_string())
+    })
 }
 
 /// A management endpoint, parsed from the path.
@@ -80,7 +88,10 @@ pub enum Endpoint {
 
 /// Parse the path of a `/api/v1/...` request.
 pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
-    let rest = path.strip_prefix("/api/v1/").unwrap_or("").trim_end_matches('/');
+    let rest = path
+        .strip_prefix("/api/v1/")
+        .unwrap_or("")
+        .trim_end_matches('/');
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
     let repo = |to: usize| parse_repo(&segs[1..to].join("/"));
@@ -95,33 +106,50 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["audit"] => Endpoint::Audit,
         ["repositories"] => Endpoint::Repositories,
         ["cache"] => Endpoint::Cache,
-        ["cache", ..] if n >= 4 && segs[n - 2] == "pins" => Endpoint::CachePin(repo(n - 2)?, parse_reference(segs[n - 1])?),
-        ["cache", ..] if n >= 4 && segs[n - 2] == "images" => Endpoint::CacheImage(repo(n - 2)?, parse_reference(segs[n - 1])?),
+        ["cache", ..] if n >= 4 && segs[n - 2] == "pins" => {
+            Endpoint::CachePin(repo(n - 2)?, parse_reference(segs[n - 1])?)
+        }
+        ["cache", ..] if n >= 4 && segs[n - 2] == "images" => {
+            Endpoint::CacheImage(repo(n - 2)?, parse_reference(segs[n - 1])?)
+        }
         ["cache", ..] if n >= 3 => Endpoint::CacheRepo(repo(n)?),
         ["storage"] => Endpoint::Storage,
-        ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => Endpoint::Artifacts(repo(n - 1)?),
-        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => Endpoint::Artifact(repo(n - 2)?, parse_digest(segs[n - 1])?),
+        ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => {
+            Endpoint::Artifacts(repo(n - 1)?)
+        }
+        ["repositories", ..] if n >= 4 && segs[n - 2] == "artifacts" => {
+            Endpoint::Artifact(repo(n - 2)?, parse_digest(segs[n - 1])?)
+        }
         ["repositories", ..] if n >= 4 && segs[n - 2] == "tags" => {
-            let t = segs[n - 1]
-                .parse()
-                .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::TagInvalid).explain(e.to_string()))?;
+            let t = segs[n - 1].parse().map_err(|e: crate::oci::NameError| {
+                ApiError::new(ErrorCode::TagInvalid).explain(e.to_string())
+            })?;
             Endpoint::RepoTag(repo(n - 2)?, t)
         }
-        _ => return Err(ApiError::new(ErrorCode::NoEndpoint).explain(format!("no management endpoint at {path}"))),
+        _ => {
+            return Err(ApiError::new(ErrorCode::NoEndpoint)
+                .explain(format!("no management endpoint at {path}")))
+        }
     })
 }
 
 impl Api {
     /// Serve `/api/v1/...`.
     pub(super) async fn management(&self, req: Request<Incoming>) -> Reply {
-        if req.uri().path() == "/api/v1/openapi.json" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        if req.uri().path() == "/api/v1/openapi.json"
+            && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
             return openapi(req.method() == Method::HEAD);
         }
         let auth = &self.registry.auth;
         let id = auth
             .authenticate(req.headers(), super::access::client_addr(&req))
             .await
-            .map_err(|e| super::access::refused_login(e.clone()).unwrap_or_else(|| ApiError::new(ErrorCode::Unauthorized).explain(e.to_string())))?;
+            .map_err(|e| {
+                super::access::refused_login(e.clone()).unwrap_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthorized).explain(e.to_string())
+                })
+            })?;
         super::access::record_identity(&id);
         if auth.enabled() && id.is_anonymous() {
             return Err(ApiError::new(ErrorCode::Unauthorized)
@@ -130,7 +158,11 @@ impl Api {
         }
         // A token from /token is for the registry API: only one that was
         // granted the management scope may manage.
-        if id.token_access.as_ref().is_some_and(|a| !crate::auth::grants_management(a)) {
+        if id
+            .token_access
+            .as_ref()
+            .is_some_and(|a| !crate::auth::grants_management(a))
+        {
             return Err(ApiError::new(ErrorCode::Denied).explain(format!(
                 "this token is for pulling and pushing; use Basic credentials or a token with scope {}",
                 crate::auth::MANAGEMENT_SCOPE
@@ -145,7 +177,10 @@ impl Api {
             (Method::GET, Endpoint::Projects) => json(ok, &r.project_views(&id).await?),
             (Method::POST, Endpoint::Projects) => {
                 r.require_admin(&id)?;
-                json(StatusCode::CREATED, &r.create_project(&id, body_json(req, None).await?).await?)
+                json(
+                    StatusCode::CREATED,
+                    &r.create_project(&id, body_json(req, None).await?).await?,
+                )
             }
             (Method::GET, Endpoint::Project(p)) => json(ok, &r.project_view(&id, &p).await?),
             (Method::DELETE, Endpoint::Project(p)) => {
@@ -155,22 +190,44 @@ impl Api {
             (Method::GET, Endpoint::Repositories) => json(ok, &r.repositories(&id).await?),
             (Method::PUT, Endpoint::Project(p)) => {
                 r.require_admin(&id)?;
-                json(ok, &r.update_project(&id, &p, body_json(req, None).await?).await?)
+                json(
+                    ok,
+                    &r.update_project(&id, &p, body_json(req, None).await?)
+                        .await?,
+                )
             }
-            (Method::GET, Endpoint::ProjectRepos(p)) => json(ok, &r.project_repositories(&id, &p).await?),
+            (Method::GET, Endpoint::ProjectRepos(p)) => {
+                json(ok, &r.project_repositories(&id, &p).await?)
+            }
             (Method::GET, Endpoint::Artifacts(repo)) => json(ok, &r.artifacts(&id, &repo).await?),
             (Method::DELETE, Endpoint::Artifact(repo, d)) => {
                 let deleted_tags = r.delete_artifact_as(&id, &repo, &d).await?;
-                json(ok, &DeletedArtifact { repository: repo.to_string(), digest: d.to_string(), deleted_tags })
+                json(
+                    ok,
+                    &DeletedArtifact {
+                        repository: repo.to_string(),
+                        digest: d.to_string(),
+                        deleted_tags,
+                    },
+                )
             }
             (Method::DELETE, Endpoint::RepoTag(repo, t)) => {
                 r.delete_tag_as(&id, &repo, &t).await?;
-                json(ok, &DeletedTag { repository: repo.to_string(), deleted_tag: t.to_string() })
+                json(
+                    ok,
+                    &DeletedTag {
+                        repository: repo.to_string(),
+                        deleted_tag: t.to_string(),
+                    },
+                )
             }
             (Method::GET, Endpoint::Robots) => json(ok, &r.robots(&id)?),
             (Method::POST, Endpoint::Robots) => {
                 r.require_admin(&id)?;
-                json(StatusCode::CREATED, &r.create_robot(&id, body_json(req, None).await?).await?)
+                json(
+                    StatusCode::CREATED,
+                    &r.create_robot(&id, body_json(req, None).await?).await?,
+                )
             }
             (Method::DELETE, Endpoint::Robot(name)) => {
                 if super::handlers::Query::of(&req).get("purge") == Some("true") {
@@ -181,28 +238,42 @@ impl Api {
                 no_content()
             }
             (Method::GET, Endpoint::Cache) => json(ok, &r.cached_images(&id).await?),
-            (m @ (Method::PUT | Method::DELETE), Endpoint::CachePin(repo, reference)) => {
-                json(ok, &r.set_pin(&id, &repo, &reference, m == Method::PUT).await?)
+            (m @ (Method::PUT | Method::DELETE), Endpoint::CachePin(repo, reference)) => json(
+                ok,
+                &r.set_pin(&id, &repo, &reference, m == Method::PUT).await?,
+            ),
+            (Method::DELETE, Endpoint::CacheImage(repo, reference)) => {
+                json(ok, &r.purge(&id, &repo, Some(&reference)).await?)
             }
-            (Method::DELETE, Endpoint::CacheImage(repo, reference)) => json(ok, &r.purge(&id, &repo, Some(&reference)).await?),
-            (Method::DELETE, Endpoint::CacheRepo(repo)) => json(ok, &r.purge(&id, &repo, None).await?),
+            (Method::DELETE, Endpoint::CacheRepo(repo)) => {
+                json(ok, &r.purge(&id, &repo, None).await?)
+            }
             (Method::POST, Endpoint::Gc) => {
                 r.require_admin(&id)?;
-                json(ok, &r.gc(&id, body_json(req, Some(GcRequest::default())).await?).await?)
+                json(
+                    ok,
+                    &r.gc(&id, body_json(req, Some(GcRequest::default())).await?)
+                        .await?,
+                )
             }
             (Method::POST, Endpoint::Prefetch) => {
                 r.require_admin(&id)?;
                 json(ok, &r.prefetch(&id, body_json(req, None).await?).await?)
             }
             (Method::GET, Endpoint::Audit) => audit(r, &id, &req).await,
-            (Method::GET, Endpoint::Storage) => json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?),
-            (m, _) => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
+            (Method::GET, Endpoint::Storage) => {
+                json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?)
+            }
+            (m, _) => Err(ApiError::new(ErrorCode::Unsupported)
+                .explain(format!("method {m} is not allowed here"))),
         }
     }
 }
 
 fn no_content() -> Reply {
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty())?)
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(body::empty())?)
 }
 
 /// `GET /api/v1/openapi.json`: public, so tools can read it before login.
@@ -210,22 +281,34 @@ fn openapi(head: bool) -> Reply {
     let b = Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, OPENAPI.len());
-    Ok(b.body(if head { body::empty() } else { body::full(OPENAPI.as_bytes().to_vec()) })?)
+    Ok(b.body(if head {
+        body::empty()
+    } else {
+        body::full(OPENAPI.as_bytes().to_vec())
+    })?)
 }
 
 /// `GET /api/v1/audit?n=&last=`: newest first, with a `Link` to the next page.
-async fn audit(r: &crate::registry::Registry, id: &crate::auth::Identity, req: &Request<Incoming>) -> Reply {
+async fn audit(
+    r: &crate::registry::Registry,
+    id: &crate::auth::Identity,
+    req: &Request<Incoming>,
+) -> Reply {
     let q = super::handlers::Query::of(req);
     let n = match q.get("n") {
         None => 100,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(ErrorCode::BadRequest).explain(format!("n must be a positive integer, got {v:?}")))?,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::new(ErrorCode::BadRequest)
+                .explain(format!("n must be a positive integer, got {v:?}"))
+        })?,
     };
     let page = r.audit_page(id, q.get("last"), n).await?;
     let mut resp = json(StatusCode::OK, &page)?;
     if let Some(next) = &page.next {
-        let qs = form_urlencoded::Serializer::new(String::new()).append_pair("n", &n.to_string()).append_pair("last", next).finish();
+        let qs = form_urlencoded::Serializer::new(String::new())
+            .append_pair("n", &n.to_string())
+            .append_pair("last", next)
+            .finish();
         if let Ok(v) = http::HeaderValue::from_str(&format!("</api/v1/audit?{qs}>; rel=\"next\"")) {
             resp.headers_mut().insert(header::LINK, v);
         }

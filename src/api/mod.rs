@@ -78,10 +78,16 @@ impl Api {
     }
 
     /// Serve one request. Never fails: every error becomes an OCI response.
-    pub async fn serve(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<body::Logged>, Infallible> {
+    pub async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<body::Logged>, Infallible> {
         let start = Instant::now();
         let method = req.method().clone();
-        let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string());
+        let target = req.uri().path_and_query().map_or_else(
+            || req.uri().path().to_string(),
+            |pq| pq.as_str().to_string(),
+        );
         let mut resp = match self.dispatch(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -121,7 +127,11 @@ impl Api {
         let target = match route.repo() {
             Some(name) => {
                 let ns = handlers::Query::of(&req).get("ns").map(str::to_string);
-                Some(self.registry.resolve(name, ns.as_deref(), intent(req.method(), &route)).await?)
+                Some(
+                    self.registry
+                        .resolve(name, ns.as_deref(), intent(req.method(), &route))
+                        .await?,
+                )
             }
             None => None,
         };
@@ -145,7 +155,9 @@ impl Api {
             (&Method::GET, Catalog) => listing::catalog(self, &req).await,
             (&Method::GET, Tags(n)) => listing::tags(self, &req, &n).await,
             (&Method::GET, Referrers(n, d)) => listing::referrers(self, &req, &n, &d).await,
-            (&Method::GET | &Method::HEAD, Manifest(n, r)) => manifests::get(self, &req, &n, &r).await,
+            (&Method::GET | &Method::HEAD, Manifest(n, r)) => {
+                manifests::get(self, &req, &n, &r).await
+            }
             (&Method::PUT, Manifest(n, r)) => manifests::put(self, req, &n, &r).await,
             (&Method::DELETE, Manifest(n, r)) => manifests::delete(self, &req, &n, &r).await,
             (&Method::GET | &Method::HEAD, Blob(n, d)) => blobs::get(self, &req, &n, &d).await,
@@ -155,7 +167,8 @@ impl Api {
             (&Method::PATCH, Upload(n, id)) => uploads::patch(self, req, &n, &id).await,
             (&Method::PUT, Upload(n, id)) => uploads::finish(self, req, &n, &id).await,
             (&Method::DELETE, Upload(n, id)) => uploads::cancel(self, &n, &id).await,
-            (m, _) => Err(ApiError::new(ErrorCode::Unsupported).detail(format!("method {m} is not allowed here"))),
+            (m, _) => Err(ApiError::new(ErrorCode::Unsupported)
+                .detail(format!("method {m} is not allowed here"))),
         }
     }
 }
@@ -166,13 +179,21 @@ pub(crate) fn body_stream(req: Request<Incoming>) -> http_body_util::BodyDataStr
 }
 
 /// Read a small request body, refusing more than `limit` bytes.
-pub(crate) async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<bytes::Bytes, ApiError> {
+pub(crate) async fn read_limited(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let limited = http_body_util::Limited::new(req.into_body(), limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::new(ErrorCode::TooLarge).explain(format!("the request body is larger than the limit of {limit} bytes")))
+            Err(ApiError::new(ErrorCode::TooLarge).explain(format!(
+                "the request body is larger than the limit of {limit} bytes"
+            )))
         }
-        Err(e) => Err(ApiError::new(ErrorCode::ManifestInvalid).detail(format!("reading request body: {e}"))),
+        Err(e) => {
+            Err(ApiError::new(ErrorCode::ManifestInvalid)
+                .detail(format!("reading request body: {e}")))
+        }
     }
 }

@@ -23,7 +23,9 @@ pub async fn handle<B>(api: &Api, req: &Request<B>) -> Option<Reply> {
             let mut r = text(StatusCode::OK, out);
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
@@ -33,10 +35,14 @@ pub async fn handle<B>(api: &Api, req: &Request<B>) -> Option<Reply> {
 fn text(status: StatusCode, s: String) -> Response<body::Body> {
     let mut r = Response::new(body::full(s));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     r
 }
 
@@ -45,10 +51,16 @@ fn text(status: StatusCode, s: String) -> Response<body::Body> {
 /// started, so a serving process has one.
 async fn ready(api: &Api) -> Response<body::Body> {
     match api.registry.store.check_writable().await {
-        Ok(()) => text(StatusCode::OK, "ready: store writable, config loaded\n".into()),
+        Ok(()) => text(
+            StatusCode::OK,
+            "ready: store writable, config loaded\n".into(),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: store not writable");
-            text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: store not writable: {e}\n"))
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: store not writable: {e}\n"),
+            )
         }
     }
 }

@@ -41,8 +41,12 @@ impl Route {
     /// error.
     pub fn parse(method: &Method, path: &str) -> Result<Route, ApiError> {
         match Self::parse_path(path) {
-            Err(e) if matches!(*method, Method::GET | Method::HEAD) && Self::is_manifest_path(path) => {
-                Err(ApiError::new(ErrorCode::ManifestUnknown).explain(format!("no such manifest: {}", e.message())))
+            Err(e)
+                if matches!(*method, Method::GET | Method::HEAD)
+                    && Self::is_manifest_path(path) =>
+            {
+                Err(ApiError::new(ErrorCode::ManifestUnknown)
+                    .explain(format!("no such manifest: {}", e.message())))
             }
             r => r,
         }
@@ -68,16 +72,21 @@ impl Route {
         let n = segs.len();
         let name_of = |k: usize| -> Result<RepoName, ApiError> {
             if k == 0 {
-                return Err(ApiError::new(ErrorCode::NameInvalid).detail("repository name is missing"));
+                return Err(
+                    ApiError::new(ErrorCode::NameInvalid).detail("repository name is missing")
+                );
             }
             segs[..k]
                 .join("/")
                 .parse()
-                .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).detail(e.to_string()))
+                .map_err(|e: crate::oci::NameError| {
+                    ApiError::new(ErrorCode::NameInvalid).detail(e.to_string())
+                })
         };
         let digest_of = |s: &str| -> Result<Digest, ApiError> {
-            s.parse()
-                .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string()))
+            s.parse().map_err(|e: crate::oci::DigestError| {
+                ApiError::new(ErrorCode::DigestInvalid).detail(e.to_string())
+            })
         };
         // `.../tags/list`
         if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
@@ -92,19 +101,21 @@ impl Route {
             if id.is_empty() {
                 return Ok(Route::UploadStart(name_of(n - 3)?));
             }
-            let id = uuid::Uuid::parse_str(id)
-                .map_err(|_| ApiError::new(ErrorCode::BlobUploadUnknown).detail("upload id is not a UUID"))?;
+            let id = uuid::Uuid::parse_str(id).map_err(|_| {
+                ApiError::new(ErrorCode::BlobUploadUnknown).detail("upload id is not a UUID")
+            })?;
             return Ok(Route::Upload(name_of(n - 3)?, id.hyphenated().to_string()));
         }
         if n >= 3 && segs[n - 2] == "manifests" {
             let name = name_of(n - 2)?;
-            let reference: Reference = segs[n - 1].parse().map_err(|e: crate::oci::NameError| {
-                let code = match e {
-                    crate::oci::NameError::BadDigest(_) => ErrorCode::DigestInvalid,
-                    _ => ErrorCode::TagInvalid,
-                };
-                ApiError::new(code).detail(e.to_string())
-            })?;
+            let reference: Reference =
+                segs[n - 1].parse().map_err(|e: crate::oci::NameError| {
+                    let code = match e {
+                        crate::oci::NameError::BadDigest(_) => ErrorCode::DigestInvalid,
+                        _ => ErrorCode::TagInvalid,
+                    };
+                    ApiError::new(code).detail(e.to_string())
+                })?;
             return Ok(Route::Manifest(name, reference));
         }
         if n >= 3 && segs[n - 2] == "blobs" {
@@ -183,8 +194,14 @@ mod tests {
             }
             r => panic!("{r:?}"),
         }
-        assert!(matches!(parse("/v2/a/b/tags/list").unwrap(), Route::Tags(_)));
-        assert!(matches!(parse(&format!("/v2/a/referrers/{D}")).unwrap(), Route::Referrers(..)));
+        assert!(matches!(
+            parse("/v2/a/b/tags/list").unwrap(),
+            Route::Tags(_)
+        ));
+        assert!(matches!(
+            parse(&format!("/v2/a/referrers/{D}")).unwrap(),
+            Route::Referrers(..)
+        ));
         let id = "0b1e3f5c-2f43-4e0b-9a55-3d0ab1a9f3a1";
         assert_eq!(
             parse(&format!("/v2/a/b/blobs/uploads/{id}")).unwrap(),
@@ -204,12 +221,18 @@ mod tests {
         assert_eq!(code("/v2/a/_layers/tags/list"), "NAME_INVALID");
         assert_eq!(code("/v2/manifests/latest"), "UNSUPPORTED");
         assert_eq!(code("/v2/a/blobs/uploads/../../x"), "UNSUPPORTED");
-        assert_eq!(code("/v2/a/blobs/uploads/not-a-uuid"), "BLOB_UPLOAD_UNKNOWN");
+        assert_eq!(
+            code("/v2/a/blobs/uploads/not-a-uuid"),
+            "BLOB_UPLOAD_UNKNOWN"
+        );
     }
 
     #[test]
     fn bad_references() {
-        assert_eq!(code("/v2/a/manifests/sha256:totallywrong"), "DIGEST_INVALID");
+        assert_eq!(
+            code("/v2/a/manifests/sha256:totallywrong"),
+            "DIGEST_INVALID"
+        );
         assert_eq!(code("/v2/a/blobs/sha256:totallywrong"), "DIGEST_INVALID");
         assert_eq!(code("/v2/a/manifests/.bad"), "TAG_INVALID");
         assert_eq!(code("/v2/a/manifests/"), "TAG_INVALID");
@@ -221,12 +244,32 @@ mod tests {
     #[test]
     fn reading_an_invalid_reference_is_not_found() {
         for m in [Method::GET, Method::HEAD] {
-            for p in ["/v2/a/manifests/.INVALID_MANIFEST_NAME", "/v2/a/b/manifests/sha256:totallywrong", "/v2/a/manifests/"] {
-                assert_eq!(Route::parse(&m, p).unwrap_err().code.as_str(), "MANIFEST_UNKNOWN", "{m} {p}");
+            for p in [
+                "/v2/a/manifests/.INVALID_MANIFEST_NAME",
+                "/v2/a/b/manifests/sha256:totallywrong",
+                "/v2/a/manifests/",
+            ] {
+                assert_eq!(
+                    Route::parse(&m, p).unwrap_err().code.as_str(),
+                    "MANIFEST_UNKNOWN",
+                    "{m} {p}"
+                );
             }
         }
         // Not for bad names, and not for writes.
-        assert_eq!(Route::parse(&Method::GET, "/v2/A/manifests/.bad").unwrap_err().code.as_str(), "NAME_INVALID");
-        assert_eq!(Route::parse(&Method::DELETE, "/v2/a/manifests/.bad").unwrap_err().code.as_str(), "TAG_INVALID");
+        assert_eq!(
+            Route::parse(&Method::GET, "/v2/A/manifests/.bad")
+                .unwrap_err()
+                .code
+                .as_str(),
+            "NAME_INVALID"
+        );
+        assert_eq!(
+            Route::parse(&Method::DELETE, "/v2/a/manifests/.bad")
+                .unwrap_err()
+                .code
+                .as_str(),
+            "TAG_INVALID"
+        );
     }
 }

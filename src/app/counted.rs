@@ -27,7 +27,14 @@ pub struct Counted {
 impl Counted {
     /// Count `inner` (the response to a request of route family `route`
     /// that started at `start`) and log its end inside `span`.
-    pub fn new(inner: body::Logged, metrics: Arc<Metrics>, route: &'static str, status: u16, start: Instant, span: tracing::Span) -> Counted {
+    pub fn new(
+        inner: body::Logged,
+        metrics: Arc<Metrics>,
+        route: &'static str,
+        status: u16,
+        start: Instant,
+        span: tracing::Span,
+    ) -> Counted {
         Counted {
             inner: Some(Box::pin(inner)),
             metrics,
@@ -53,8 +60,13 @@ impl http_body::Body for Counted {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
-        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
         let r = inner.as_mut().poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
@@ -69,7 +81,9 @@ impl http_body::Body for Counted {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+        self.inner
+            .as_ref()
+            .map(|b| b.size_hint())
+            .unwrap_or_default()
     }
 }
-

@@ -40,7 +40,9 @@ impl<T> Idle<T> {
                 self.last = tokio::time::Instant::now();
                 Poll::Ready(r)
             }
-            Poll::Pending if idle_expired(self.sleep.as_mut(), self.last, self.timeout, cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending if idle_expired(self.sleep.as_mut(), self.last, self.timeout, cx) => {
+                Poll::Ready(Err(timed_out()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -48,7 +50,12 @@ impl<T> Idle<T> {
 
 /// On `Pending`: whether the idle deadline has passed (re-arming the timer
 /// when there was activity since it was set).
-fn idle_expired(mut sleep: Pin<&mut tokio::time::Sleep>, last: tokio::time::Instant, timeout: Duration, cx: &mut Context<'_>) -> bool {
+fn idle_expired(
+    mut sleep: Pin<&mut tokio::time::Sleep>,
+    last: tokio::time::Instant,
+    timeout: Duration,
+    cx: &mut Context<'_>,
+) -> bool {
     loop {
         if sleep.as_mut().poll(cx).is_pending() {
             return false;
@@ -66,7 +73,11 @@ fn timed_out() -> io::Error {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         this.activity(r, cx)
@@ -74,13 +85,21 @@ impl<T: AsyncRead + Unpin> AsyncRead for Idle<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.io).poll_write(cx, buf);
         this.activity(r, cx)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.activity(r, cx)
@@ -93,7 +112,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending if idle_expired(this.sleep.as_mut(), this.last, this.timeout, cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending if idle_expired(this.sleep.as_mut(), this.last, this.timeout, cx) => {
+                Poll::Ready(Err(timed_out()))
+            }
             r => r,
         }
     }
@@ -102,4 +123,3 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
-

@@ -29,13 +29,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -63,7 +64,9 @@ impl App {
             None => None,
         };
         let store = open_store(&cfg).await?;
-        let registry = Registry::open(&cfg, store).await.context("loading accounts and projects")?;
+        let registry = Registry::open(&cfg, store)
+            .await
+            .context("loading accounts and projects")?;
         for r in &cfg.remotes {
             tracing::info!(remote = %r.name, url = %r.url, default = r.default, "remote configured");
         }
@@ -77,7 +80,12 @@ impl App {
             external_url: cfg.server.external_url.clone(),
             metrics: metrics.clone(),
         });
-        Ok(App { cfg, api, metrics, tls })
+        Ok(App {
+            cfg,
+            api,
+            metrics,
+            tls,
+        })
     }
 
     /// Start the background tasks (stopped when the returned handles drop
@@ -88,8 +96,19 @@ impl App {
         let mut tasks = vec![
             tokio::spawn(check_secrets(cfg.clone())),
             tokio::spawn(cleanup_loop(store.clone(), cfg.clone())),
-            tokio::spawn(metrics::store_scan_loop(self.metrics.clone(), store.clone(), STORE_SCAN_INTERVAL)),
-            tokio::spawn(self.api.registry.proxy.evictor().clone().run(cfg.evict_interval)),
+            tokio::spawn(metrics::store_scan_loop(
+                self.metrics.clone(),
+                store.clone(),
+                STORE_SCAN_INTERVAL,
+            )),
+            tokio::spawn(
+                self.api
+                    .registry
+                    .proxy
+                    .evictor()
+                    .clone()
+                    .run(cfg.evict_interval),
+            ),
         ];
         if let Some(every) = cfg.gc_interval {
             tasks.push(tokio::spawn(gc_loop(store.clone(), every, cfg.gc_grace)));
@@ -101,14 +120,30 @@ impl App {
     }
 
     /// Serve on `listener` until `shutdown` resolves, then drain.
-    pub async fn serve(self, listener: TcpListener, shutdown: Pin<Box<dyn Future<Output = ()> + Send>>) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, data_dir = %self.cfg.data_dir.display(), "wharf listening");
         let background = self.background();
         let s = &self.cfg.server;
-        let conns = Arc::new(serve::Conns::new(self.api.clone(), self.metrics.clone(), self.tls.clone(), s));
-        let res = serve::serve(listener, conns, s.max_connections, s.shutdown_grace, shutdown).await;
+        let conns = Arc::new(serve::Conns::new(
+            self.api.clone(),
+            self.metrics.clone(),
+            self.tls.clone(),
+            s,
+        ));
+        let res = serve::serve(
+            listener,
+            conns,
+            s.max_connections,
+            s.shutdown_grace,
+            shutdown,
+        )
+        .await;
         for t in background {
             t.abort();
         }
@@ -122,7 +157,8 @@ impl App {
 async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let s3 = match &cfg.storage {
         crate::config::StorageBackend::Filesystem => {
-            return Store::open(&cfg.data_dir).with_context(|| format!("opening data directory {}", cfg.data_dir.display()))
+            return Store::open(&cfg.data_dir)
+                .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))
         }
         crate::config::StorageBackend::S3(s3) => s3,
     };
@@ -131,19 +167,32 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         Some(r) => Some(
             crate::secrets::aws_keys("storage.s3.credentials", r)
                 .await
-                .with_context(|| format!("storage.s3.credentials ({}) for {}", r.describe(), s3.describe()))?,
+                .with_context(|| {
+                    format!(
+                        "storage.s3.credentials ({}) for {}",
+                        r.describe(),
+                        s3.describe()
+                    )
+                })?,
         ),
     };
-    let store = Store::open_s3(&cfg.data_dir, s3, keys).await.context("opening the S3 store")?;
+    let store = Store::open_s3(&cfg.data_dir, s3, keys)
+        .await
+        .context("opening the S3 store")?;
     tracing::info!(target = %s3.describe(), prefix = %s3.prefix, part_size = s3.part_size, "storage: S3");
     Ok(store)
 }
 
 /// Build the app from `cfg`, bind its address and serve until `shutdown`.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listen = cfg.listen;
     let app = App::build(cfg).await?;
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     app.serve(listener, Box::pin(shutdown)).await
 }
 
@@ -167,7 +216,11 @@ async fn cleanup_loop(store: Store, cfg: Config) {
         tick.tick().await;
         match store.cleanup(cfg.upload_max_age, cfg.temp_max_age).await {
             Ok(r) if r.uploads + r.temp_files > 0 => {
-                tracing::info!(uploads = r.uploads, temp_files = r.temp_files, "removed abandoned uploads and temp files")
+                tracing::info!(
+                    uploads = r.uploads,
+                    temp_files = r.temp_files,
+                    "removed abandoned uploads and temp files"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cleanup failed"),
@@ -187,7 +240,10 @@ async fn gc_loop(store: Store, every: Duration, grace: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let opts = crate::store::gc::GcOptions { dry_run: false, grace };
+        let opts = crate::store::gc::GcOptions {
+            dry_run: false,
+            grace,
+        };
         if let Err(e) = store.gc(&opts).await {
             tracing::warn!(error = %e, "garbage collection failed");
         }

@@ -94,14 +94,21 @@ impl Conns {
     {
         let this = self.clone();
         let svc = service_fn(move |req| this.clone().request(req, peer));
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned();
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
 
     /// One request: id, span, API, then count it when its body is done.
-    async fn request(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Counted>, Infallible> {
+    async fn request(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Counted>, Infallible> {
         let start = Instant::now();
         req.extensions_mut().insert(ClientAddr(peer.ip()));
         let route = metrics::route_family(req.uri().path());
@@ -114,9 +121,12 @@ impl Conns {
         let id: Arc<str> = id.into();
         // Boxed as a trait object: keeps this future's type (and the
         // compiler's Send check of the connection task) shallow.
-        let serve: Pin<Box<dyn Future<Output = Result<Response<body::Logged>, Infallible>> + Send>> =
-            Box::pin(self.api.clone().serve(req));
-        let Ok(mut resp) = crate::telemetry::with_request_id(id.clone(), serve).instrument(span.clone()).await;
+        let serve: Pin<
+            Box<dyn Future<Output = Result<Response<body::Logged>, Infallible>> + Send>,
+        > = Box::pin(self.api.clone().serve(req));
+        let Ok(mut resp) = crate::telemetry::with_request_id(id.clone(), serve)
+            .instrument(span.clone())
+            .await;
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("x-request-id", v);
         }
@@ -166,7 +176,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!(?grace, "shutting down: listener closed, draining in-flight requests");
+    tracing::info!(
+        ?grace,
+        "shutting down: listener closed, draining in-flight requests"
+    );
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),

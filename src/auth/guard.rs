@@ -60,8 +60,14 @@ impl Guard {
             slots: Arc::new(Semaphore::new(limits.login_concurrency.max(1))),
             buffers: std::sync::Mutex::new(Vec::new()),
             queue_timeout: limits.login_queue_timeout,
-            failed: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build(),
-            failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(window).build(),
+            failed: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(window)
+                .build(),
             max_failures: limits.max_failed_logins,
             window: limits.failed_login_window,
         }
@@ -78,14 +84,28 @@ impl Guard {
     }
 
     fn counters(user: &str, addr: Option<IpAddr>) -> impl Iterator<Item = String> {
-        [Some(format!("user {user}")), addr.map(|a| format!("address {a}"))].into_iter().flatten()
+        [
+            Some(format!("user {user}")),
+            addr.map(|a| format!("address {a}")),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// Refuse before hashing when the account or address is throttled, or
     /// these credentials just failed.
-    pub fn precheck(&self, key: &[u8; 32], user: &str, addr: Option<IpAddr>) -> Result<(), Refusal> {
+    pub fn precheck(
+        &self,
+        key: &[u8; 32],
+        user: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
         for c in Self::counters(user, addr) {
-            if self.failures.get(&c).is_some_and(|n| n.load(Ordering::Relaxed) >= self.max_failures) {
+            if self
+                .failures
+                .get(&c)
+                .is_some_and(|n| n.load(Ordering::Relaxed) >= self.max_failures)
+            {
                 return Err(Refusal::Throttled(self.window));
             }
         }
@@ -108,7 +128,12 @@ impl Guard {
     /// buffer. The caller holds a [`slot`](Self::slot), so at most that many
     /// buffers exist.
     pub async fn verify(&self, secret: String, phc: String) -> bool {
-        let mut blocks = self.buffers.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        let mut blocks = self
+            .buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
         let res = tokio::task::spawn_blocking(move || {
             let ok = super::password::verify_in(&secret, &phc, &mut blocks);
             (ok, blocks)
@@ -116,7 +141,10 @@ impl Guard {
         .await;
         match res {
             Ok((ok, blocks)) => {
-                self.buffers.lock().unwrap_or_else(|e| e.into_inner()).push(blocks);
+                self.buffers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(blocks);
                 ok
             }
             Err(_) => false,
@@ -157,18 +185,30 @@ mod tests {
             g.record_failure(&k, "bob", Some(ip));
         }
         let k = g.credential_key("bob", "right");
-        assert_eq!(g.precheck(&k, "bob", None), Err(Refusal::Throttled(Duration::from_secs(60))));
+        assert_eq!(
+            g.precheck(&k, "bob", None),
+            Err(Refusal::Throttled(Duration::from_secs(60)))
+        );
         // The address is throttled for every account.
         let k = g.credential_key("alice", "x");
-        assert!(matches!(g.precheck(&k, "alice", Some(ip)), Err(Refusal::Throttled(_))));
-        assert!(g.precheck(&k, "alice", Some("192.0.2.2".parse().unwrap())).is_ok());
+        assert!(matches!(
+            g.precheck(&k, "alice", Some(ip)),
+            Err(Refusal::Throttled(_))
+        ));
+        assert!(g
+            .precheck(&k, "alice", Some("192.0.2.2".parse().unwrap()))
+            .is_ok());
     }
 
     #[test]
     fn keys_are_keyed_and_known_bad_credentials_are_refused_without_hashing() {
         let g = Guard::new(&limits());
         let k = g.credential_key("u", "p");
-        assert_ne!(k, Guard::new(&limits()).credential_key("u", "p"), "the key must be per process");
+        assert_ne!(
+            k,
+            Guard::new(&limits()).credential_key("u", "p"),
+            "the key must be per process"
+        );
         assert_ne!(g.credential_key("u:", "p"), g.credential_key("u", ":p"));
         g.record_failure(&k, "u", None);
         assert_eq!(g.precheck(&k, "u", None), Err(Refusal::KnownBad));

@@ -37,7 +37,9 @@ pub const MANAGEMENT_SCOPE: &str = "registry:management:*";
 
 /// Whether a token's access includes the management scope.
 pub fn grants_management(access: &[Access]) -> bool {
-    access.iter().any(|a| a.kind == "registry" && a.name == "management")
+    access
+        .iter()
+        .any(|a| a.kind == "registry" && a.name == "management")
 }
 
 /// What a request wants to do to a repository.
@@ -243,8 +245,16 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Authorizer {
     /// Build from the config; robots created through the API and the token
     /// signing key live in the store.
-    pub async fn new(cfg: &AuthConfig, limits: &Limits, store: Store, public: Arc<dyn PublicProjects>) -> Result<Authorizer, StoreError> {
-        let key = store.meta().get_or_create(Doc::TokenKey, token::new_key()).await?;
+    pub async fn new(
+        cfg: &AuthConfig,
+        limits: &Limits,
+        store: Store,
+        public: Arc<dyn PublicProjects>,
+    ) -> Result<Authorizer, StoreError> {
+        let key = store
+            .meta()
+            .get_or_create(Doc::TokenKey, token::new_key())
+            .await?;
         let keys = TokenKeys::from_secret(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut robots: Vec<Robot> = cfg
             .robots
@@ -291,7 +301,11 @@ impl Authorizer {
     }
 
     /// Identify the sender of `headers` (coming from `addr`).
-    pub async fn authenticate(&self, headers: &HeaderMap, addr: Option<IpAddr>) -> Result<Identity, AuthError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        addr: Option<IpAddr>,
+    ) -> Result<Identity, AuthError> {
         let Some(v) = headers.get(http::header::AUTHORIZATION) else {
             return Ok(Identity::anonymous());
         };
@@ -309,9 +323,14 @@ impl Authorizer {
                 // A robot deleted and created again under the same name is a
                 // new account: tokens issued to the old one do not count.
                 let reborn = c.sub.strip_prefix(ROBOT_PREFIX).is_some_and(|name| {
-                    read_lock(&self.robots).iter().any(|r| r.name == name && r.id != c.rid)
+                    read_lock(&self.robots)
+                        .iter()
+                        .any(|r| r.name == name && r.id != c.rid)
                 });
-                let subject = self.subject_of(&c.sub).filter(|_| !reborn).ok_or(AuthError::BadToken)?;
+                let subject = self
+                    .subject_of(&c.sub)
+                    .filter(|_| !reborn)
+                    .ok_or(AuthError::BadToken)?;
                 Ok(Identity {
                     subject,
                     token_access: Some(c.access),
@@ -329,8 +348,16 @@ impl Authorizer {
     /// and its subject still exists and is active.
     pub fn session_identity(&self, cookie: &str) -> Option<(Identity, session::Session)> {
         let s = self.sessions.check(cookie)?;
-        let subject = self.subject_of(&s.sub).filter(|s| *s != Subject::Anonymous)?;
-        Some((Identity { subject, token_access: None }, s))
+        let subject = self
+            .subject_of(&s.sub)
+            .filter(|s| *s != Subject::Anonymous)?;
+        Some((
+            Identity {
+                subject,
+                token_access: None,
+            },
+            s,
+        ))
     }
 
     /// The subject a token's `sub` names, if it still exists and is active.
@@ -339,18 +366,29 @@ impl Authorizer {
             return Some(Subject::Anonymous);
         }
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
-            let active = read_lock(&self.robots).iter().any(|r| r.name == name && r.active());
+            let active = read_lock(&self.robots)
+                .iter()
+                .any(|r| r.name == name && r.active());
             if active {
                 self.last_used.insert(name.to_string(), unix_now());
             }
             return active.then(|| Subject::Robot(name.to_string()));
         }
-        self.cfg.admins.iter().any(|a| a.username == sub).then(|| Subject::Admin(sub.to_string()))
+        self.cfg
+            .admins
+            .iter()
+            .any(|a| a.username == sub)
+            .then(|| Subject::Admin(sub.to_string()))
     }
 
     /// Check a username and password (or robot token) sent from `addr`,
     /// under the login defences of [`guard`].
-    pub async fn check_basic(&self, user: &str, pass: &str, addr: Option<IpAddr>) -> Result<Subject, AuthError> {
+    pub async fn check_basic(
+        &self,
+        user: &str,
+        pass: &str,
+        addr: Option<IpAddr>,
+    ) -> Result<Subject, AuthError> {
         let key = self.guard.credential_key(user, pass);
         if let Some(s) = self.verified.get(&key) {
             // Still active? (revocation must take effect at once)
@@ -360,7 +398,9 @@ impl Authorizer {
             self.verified.invalidate(&key);
             return Err(AuthError::BadCredentials);
         }
-        self.guard.precheck(&key, user, addr).map_err(AuthError::from)?;
+        self.guard
+            .precheck(&key, user, addr)
+            .map_err(AuthError::from)?;
         let hash = if let Some(name) = user.strip_prefix(ROBOT_PREFIX) {
             read_lock(&self.robots)
                 .iter()
@@ -371,13 +411,20 @@ impl Authorizer {
                 .admins
                 .iter()
                 .find(|a| a.username == user)
-                .map(|a| (a.password_hash.expose().to_string(), Subject::Admin(user.to_string())))
+                .map(|a| {
+                    (
+                        a.password_hash.expose().to_string(),
+                        Subject::Admin(user.to_string()),
+                    )
+                })
         };
         // Unknown users still cost a hash, so timing does not reveal names.
         let (phc, subject) = hash.unwrap_or_else(|| (DUMMY_HASH.to_string(), Subject::Anonymous));
         let slot = self.guard.slot().await.map_err(AuthError::from)?;
         // Failures recorded while this one queued may throttle it now.
-        self.guard.precheck(&key, user, addr).map_err(AuthError::from)?;
+        self.guard
+            .precheck(&key, user, addr)
+            .map_err(AuthError::from)?;
         let ok = self.guard.verify(pass.to_string(), phc).await;
         drop(slot);
         if !ok || subject == Subject::Anonymous {
@@ -393,7 +440,13 @@ impl Authorizer {
 
     /// Whether `subject` may do `action` on repository `repo` (path name).
     /// `remote`: the name is a pull-through namespace.
-    pub fn subject_allowed(&self, subject: &Subject, repo: &str, action: Action, remote: bool) -> bool {
+    pub fn subject_allowed(
+        &self,
+        subject: &Subject,
+        repo: &str,
+        action: Action,
+        remote: bool,
+    ) -> bool {
         if !self.enabled() {
             return true;
         }
@@ -429,7 +482,9 @@ impl Authorizer {
             let covered = access.iter().any(|a| {
                 a.kind == "repository"
                     && a.name == repo
-                    && a.actions.iter().any(|x| x == action.as_str() || x == "*" || (action == Action::Pull && x == "push"))
+                    && a.actions.iter().any(|x| {
+                        x == action.as_str() || x == "*" || (action == Action::Pull && x == "push")
+                    })
             });
             if !covered {
                 return false;
@@ -441,7 +496,12 @@ impl Authorizer {
     /// The subset of a requested scope (`repository:<name>:<actions>`) that
     /// `subject` is granted. `remote` tells whether `<name>` is a
     /// pull-through name.
-    pub fn grant(&self, subject: &Subject, scope: &str, remote: impl Fn(&str) -> bool) -> Option<Access> {
+    pub fn grant(
+        &self,
+        subject: &Subject,
+        scope: &str,
+        remote: impl Fn(&str) -> bool,
+    ) -> Option<Access> {
         let asked = Scope::parse(scope)?;
         let (kind, name) = (asked.kind, asked.name);
         match kind {
@@ -449,7 +509,9 @@ impl Authorizer {
                 let r = remote(name);
                 let mut granted: Vec<String> = Vec::new();
                 for act in asked.wanted() {
-                    if self.subject_allowed(subject, name, act, r) && !granted.iter().any(|g| g == act.as_str()) {
+                    if self.subject_allowed(subject, name, act, r)
+                        && !granted.iter().any(|g| g == act.as_str())
+                    {
                         granted.push(act.as_str().to_string());
                     }
                 }
@@ -459,23 +521,37 @@ impl Authorizer {
                     actions: granted,
                 })
             }
-            "registry" if matches!(name, "catalog" | "management") && *subject != Subject::Anonymous => Some(Access {
-                kind: kind.into(),
-                name: name.into(),
-                actions: vec!["*".into()],
-            }),
+            "registry"
+                if matches!(name, "catalog" | "management") && *subject != Subject::Anonymous =>
+            {
+                Some(Access {
+                    kind: kind.into(),
+                    name: name.into(),
+                    actions: vec!["*".into()],
+                })
+            }
             _ => None,
         }
     }
 
     /// Sign a token for `subject` with `access`.
-    pub fn issue_token(&self, subject: &Subject, access: Vec<Access>) -> Result<(String, Duration), token::TokenError> {
+    pub fn issue_token(
+        &self,
+        subject: &Subject,
+        access: Vec<Access>,
+    ) -> Result<(String, Duration), token::TokenError> {
         let ttl = self.cfg.token_ttl;
         let rid = match subject {
-            Subject::Robot(name) => read_lock(&self.robots).iter().find(|r| &r.name == name).map(|r| r.id.clone()).unwrap_or_default(),
+            Subject::Robot(name) => read_lock(&self.robots)
+                .iter()
+                .find(|r| &r.name == name)
+                .map(|r| r.id.clone())
+                .unwrap_or_default(),
             _ => String::new(),
         };
-        self.keys.issue(&subject.username(), &rid, access, ttl).map(|t| (t, ttl))
+        self.keys
+            .issue(&subject.username(), &rid, access, ttl)
+            .map(|t| (t, ttl))
     }
 
     /// When this process last authenticated robot `name` (unix seconds).
@@ -529,7 +605,10 @@ impl Authorizer {
     pub async fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
         let all = {
             let mut all = write_lock(&self.robots);
-            let r = all.iter_mut().find(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
+            let r = all
+                .iter_mut()
+                .find(|r| r.name == name)
+                .ok_or_else(|| RobotError::NotFound(name.into()))?;
             if r.from_config {
                 return Err(RobotError::FromConfig(name.into()));
             }
@@ -546,7 +625,10 @@ impl Authorizer {
     pub async fn delete_robot(&self, name: &str) -> Result<(), RobotError> {
         let (all, removed) = {
             let mut all = write_lock(&self.robots);
-            let i = all.iter().position(|r| r.name == name).ok_or_else(|| RobotError::NotFound(name.into()))?;
+            let i = all
+                .iter()
+                .position(|r| r.name == name)
+                .ok_or_else(|| RobotError::NotFound(name.into()))?;
             if all[i].from_config {
                 return Err(RobotError::FromConfig(name.into()));
             }
@@ -565,7 +647,8 @@ impl Authorizer {
 }
 
 /// A valid argon2 hash of a random string, verified against unknown users.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3dDSk8Aiv8aFz7CkEMk2mxdH0dGVb+OTo8Pi3BD1K9k";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3dDSk8Aiv8aFz7CkEMk2mxdH0dGVb+OTo8Pi3BD1K9k";
 
 #[cfg(test)]
 mod tests {
@@ -596,9 +679,14 @@ token_hash = "{robot}"
 permissions = {{ a = ["push"], c = ["delete"] }}
 "#
         );
-        let cfg = RawConfig::parse(&toml).unwrap().validate(&Default::default()).unwrap();
+        let cfg = RawConfig::parse(&toml)
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
         let store = Store::open(dir).unwrap();
-        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public)).await.unwrap()
+        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public))
+            .await
+            .unwrap()
     }
 
     async fn authz() -> (Authorizer, tempfile::TempDir) {
@@ -633,16 +721,29 @@ permissions = {{ a = ["push"], c = ["delete"] }}
     async fn tokens_carry_granted_subset() {
         let (a, _d) = authz().await;
         let ci = Subject::Robot("ci".into());
-        let g = a.grant(&ci, "repository:a/app:pull,push,delete", |_| false).unwrap();
+        let g = a
+            .grant(&ci, "repository:a/app:pull,push,delete", |_| false)
+            .unwrap();
         assert_eq!(g.actions, ["pull", "push"]);
         let g = a.grant(&ci, "repository:b/app:pull", |_| false).unwrap();
         assert!(g.actions.is_empty());
-        let (t, _) = a.issue_token(&ci, vec![a.grant(&ci, "repository:a/app:pull", |_| false).unwrap()]).unwrap();
+        let (t, _) = a
+            .issue_token(
+                &ci,
+                vec![a.grant(&ci, "repository:a/app:pull", |_| false).unwrap()],
+            )
+            .unwrap();
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
         let id = a.authenticate(&h, None).await.unwrap();
         assert!(a.allowed(&id, "a/app", Action::Pull, false));
-        assert!(!a.allowed(&id, "a/app", Action::Push, false), "token did not grant push");
+        assert!(
+            !a.allowed(&id, "a/app", Action::Push, false),
+            "token did not grant push"
+        );
         assert!(!a.allowed(&id, "a/other", Action::Pull, false));
     }
 
@@ -653,11 +754,20 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         perms.insert("a".to_string(), Perms::parse(&["pull".into()]).unwrap());
         let (_, tok) = a.create_robot("node-1", perms.clone(), None).await.unwrap();
         assert!(a.check_basic("robot$node-1", &tok, None).await.is_ok());
-        assert!(matches!(a.create_robot("node-1", perms.clone(), None).await, Err(RobotError::Exists(_))));
-        assert!(matches!(a.create_robot("Bad Name", perms, None).await, Err(RobotError::Invalid(_))));
+        assert!(matches!(
+            a.create_robot("node-1", perms.clone(), None).await,
+            Err(RobotError::Exists(_))
+        ));
+        assert!(matches!(
+            a.create_robot("Bad Name", perms, None).await,
+            Err(RobotError::Invalid(_))
+        ));
         a.revoke_robot("node-1").await.unwrap();
         assert!(a.check_basic("robot$node-1", &tok, None).await.is_err());
-        assert!(matches!(a.revoke_robot("ci").await, Err(RobotError::FromConfig(_))));
+        assert!(matches!(
+            a.revoke_robot("ci").await,
+            Err(RobotError::FromConfig(_))
+        ));
         // Persisted: a new authorizer on the same store sees the revoked robot.
         drop(a);
         let b = authz_in(d.path()).await;
@@ -668,7 +778,14 @@ permissions = {{ a = ["push"], c = ["delete"] }}
     async fn open_without_accounts() {
         let cfg = crate::config::Config::load(None, &Default::default()).unwrap();
         let d = tempfile::tempdir().unwrap();
-        let a = Authorizer::new(&cfg.auth, &cfg.limits, Store::open(d.path()).unwrap(), Arc::new(Public)).await.unwrap();
+        let a = Authorizer::new(
+            &cfg.auth,
+            &cfg.limits,
+            Store::open(d.path()).unwrap(),
+            Arc::new(Public),
+        )
+        .await
+        .unwrap();
         assert!(!a.enabled());
         assert!(a.subject_allowed(&Subject::Anonymous, "x/y", Action::Delete, false));
     }

@@ -1,6 +1,8 @@
 //! Password and robot-token hashing (argon2id, PHC strings).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Hashing failed (argon2 refused its input or parameters).
@@ -20,7 +22,9 @@ pub fn hash(secret: &str) -> Result<String, HashError> {
 /// Whether `secret` matches the PHC string `phc` (false on a malformed hash).
 pub fn verify(secret: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default().verify_password(secret.as_bytes(), &h).is_ok(),
+        Ok(h) => Argon2::default()
+            .verify_password(secret.as_bytes(), &h)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -49,7 +53,13 @@ pub fn verify_in(secret: &str, phc: &str, blocks: &mut Blocks) -> bool {
         if stored.m_cost() > MAX_MEMORY_KIB {
             return None;
         }
-        let params = argon2::Params::new(stored.m_cost(), stored.t_cost(), stored.p_cost(), Some(expected.len())).ok()?;
+        let params = argon2::Params::new(
+            stored.m_cost(),
+            stored.t_cost(),
+            stored.p_cost(),
+            Some(expected.len()),
+        )
+        .ok()?;
         let mut salt = [0u8; 64];
         let salt = hash.salt?.decode_b64(&mut salt).ok()?;
         let need = params.block_count();
@@ -94,7 +104,10 @@ mod tests {
         assert_eq!(blocks.len(), len, "the buffer is reused, not grown");
         assert!(!verify_in("s3cret", "not a hash", &mut blocks));
         let greedy = h.replace("m=19456", "m=4194304");
-        assert!(!verify_in("s3cret", &greedy, &mut blocks), "a hash asking for 4 GiB was run");
+        assert!(
+            !verify_in("s3cret", &greedy, &mut blocks),
+            "a hash asking for 4 GiB was run"
+        );
         assert_ne!(new_token(), new_token());
     }
 }

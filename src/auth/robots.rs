@@ -32,7 +32,10 @@ pub struct Robot {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Robot {
@@ -44,7 +47,8 @@ impl Robot {
 /// The robots saved in the store (created through the API).
 pub async fn load(store: &Store) -> Result<Vec<Robot>, StoreError> {
     match store.meta().get(Doc::Robots).await? {
-        Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("robots document: {e}"))),
+        Some(b) => serde_json::from_slice(&b)
+            .map_err(|e| StoreError::Corrupt(format!("robots document: {e}"))),
         None => Ok(Vec::new()),
     }
 }
@@ -52,6 +56,10 @@ pub async fn load(store: &Store) -> Result<Vec<Robot>, StoreError> {
 /// Save the robots that are not from the config file.
 pub async fn save(store: &Store, robots: &[Robot]) -> Result<(), StoreError> {
     let persisted: Vec<&Robot> = robots.iter().filter(|r| !r.from_config).collect();
-    let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    store.meta().put(Doc::Robots, bytes::Bytes::from(bytes)).await
+    let bytes =
+        serde_json::to_vec_pretty(&persisted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    store
+        .meta()
+        .put(Doc::Robots, bytes::Bytes::from(bytes))
+        .await
 }

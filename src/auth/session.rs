@@ -40,7 +40,10 @@ pub struct Sessions {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn random_id() -> String {
@@ -58,7 +61,10 @@ impl Sessions {
         Sessions {
             key: m.finalize().into_bytes().into(),
             ttl,
-            signed_out: moka::sync::Cache::builder().max_capacity(max_signed_out as u64).time_to_live(ttl).build(),
+            signed_out: moka::sync::Cache::builder()
+                .max_capacity(max_signed_out as u64)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -76,9 +82,17 @@ impl Sessions {
 
     /// A new session for `username`: the cookie value and the session.
     pub fn start(&self, username: &str) -> (String, Session) {
-        let s = Session { sub: username.to_string(), sid: random_id(), exp: now() + self.ttl.as_secs() };
+        let s = Session {
+            sub: username.to_string(),
+            sid: random_id(),
+            exp: now() + self.ttl.as_secs(),
+        };
         let body = B64.encode(serde_json::to_vec(&s).unwrap_or_default());
-        let sig = B64.encode(self.mac(b"session", body.as_bytes()).finalize().into_bytes());
+        let sig = B64.encode(
+            self.mac(b"session", body.as_bytes())
+                .finalize()
+                .into_bytes(),
+        );
         (format!("{body}.{sig}"), s)
     }
 
@@ -87,7 +101,9 @@ impl Sessions {
     pub fn check(&self, cookie: &str) -> Option<Session> {
         let (body, sig) = cookie.split_once('.')?;
         let sig = B64.decode(sig).ok()?;
-        self.mac(b"session", body.as_bytes()).verify_slice(&sig).ok()?;
+        self.mac(b"session", body.as_bytes())
+            .verify_slice(&sig)
+            .ok()?;
         let s: Session = serde_json::from_slice(&B64.decode(body).ok()?).ok()?;
         (s.exp > now() && !self.signed_out.contains_key(&s.sid)).then_some(s)
     }
@@ -109,7 +125,8 @@ impl Sessions {
 
     /// Whether `token` is the CSRF token of `id` (constant time).
     pub fn csrf_ok(&self, id: &str, token: &str) -> bool {
-        B64.decode(token).is_ok_and(|t| self.mac(b"csrf", id.as_bytes()).verify_slice(&t).is_ok())
+        B64.decode(token)
+            .is_ok_and(|t| self.mac(b"csrf", id.as_bytes()).verify_slice(&t).is_ok())
     }
 }
 
@@ -119,16 +136,30 @@ mod tests {
 
     #[test]
     fn sign_check_expire_and_sign_out() {
-        let s = Sessions::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60), 10);
+        let s = Sessions::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(60),
+            10,
+        );
         let (cookie, sess) = s.start("robot$ci");
         assert_eq!(s.check(&cookie), Some(sess.clone()));
         // Tampered body or signature, another key.
         let (body, sig) = cookie.split_once('.').unwrap();
-        let forged = B64.encode(serde_json::to_vec(&Session { sub: "admin".into(), ..sess.clone() }).unwrap());
+        let forged = B64.encode(
+            serde_json::to_vec(&Session {
+                sub: "admin".into(),
+                ..sess.clone()
+            })
+            .unwrap(),
+        );
         assert!(s.check(&format!("{forged}.{sig}")).is_none());
         assert!(s.check(&format!("{body}.x{sig}")).is_none());
         assert!(s.check("garbage").is_none());
-        let other = Sessions::new(b"another key, another key, another", Duration::from_secs(60), 10);
+        let other = Sessions::new(
+            b"another key, another key, another",
+            Duration::from_secs(60),
+            10,
+        );
         assert!(other.check(&cookie).is_none());
         // CSRF bound to the session id.
         let t = s.csrf(&sess.sid);

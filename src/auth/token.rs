@@ -56,7 +56,10 @@ pub fn new_key() -> bytes::Bytes {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl TokenKeys {
@@ -72,7 +75,13 @@ impl TokenKeys {
     }
 
     /// A token for `sub` (and robot account id `rid`; empty: none).
-    pub fn issue(&self, sub: &str, rid: &str, access: Vec<Access>, ttl: Duration) -> Result<String, TokenError> {
+    pub fn issue(
+        &self,
+        sub: &str,
+        rid: &str,
+        access: Vec<Access>,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
         let t = now();
         let claims = Claims {
             iss: ISSUER.into(),
@@ -93,7 +102,9 @@ impl TokenKeys {
         v.set_issuer(&[ISSUER]);
         v.set_audience(&[SERVICE]);
         v.leeway = 5;
-        decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
+        decode::<Claims>(token, &self.dec, &v)
+            .ok()
+            .map(|d| d.claims)
     }
 }
 
@@ -110,7 +121,9 @@ mod tests {
             name: "team/app".into(),
             actions: vec!["pull".into()],
         }];
-        let t = k.issue("robot$ci", "", a.clone(), Duration::from_secs(60)).unwrap();
+        let t = k
+            .issue("robot$ci", "", a.clone(), Duration::from_secs(60))
+            .unwrap();
         let c = k.verify(&t).unwrap();
         assert_eq!(c.sub, "robot$ci");
         assert_eq!(c.access, a);

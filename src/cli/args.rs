@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 pub use super::client::Conn;
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "Pull-through caching proxy and private OCI registry")]
+#[command(
+    name = "wharf",
+    version,
+    about = "Pull-through caching proxy and private OCI registry"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

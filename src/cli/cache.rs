@@ -8,7 +8,9 @@ use super::args::CacheCmd;
 use super::client::Client;
 use super::manage::{resolve_prefix, short};
 use super::output::{human_size, show, table, when, Busy};
-use crate::registry::views::{CachedImage, EvictReport, GcReport, GcRequest, PinView, PrefetchReport, PrefetchRequest};
+use crate::registry::views::{
+    CachedImage, EvictReport, GcReport, GcRequest, PinView, PrefetchReport, PrefetchRequest,
+};
 
 /// An image argument: `repo`, `repo:tag` or `repo@digest-prefix`.
 enum ImageArg<'a> {
@@ -31,10 +33,15 @@ fn parse_image(s: &str) -> ImageArg<'_> {
 async fn reference(c: &Client, image: &str) -> Result<(String, String), String> {
     match parse_image(image) {
         ImageArg::Tag(repo, tag) => Ok((repo.into(), tag.into())),
-        ImageArg::Digest(repo, d) if d.parse::<crate::oci::Digest>().is_ok() => Ok((repo.into(), d.into())),
+        ImageArg::Digest(repo, d) if d.parse::<crate::oci::Digest>().is_ok() => {
+            Ok((repo.into(), d.into()))
+        }
         ImageArg::Digest(repo, prefix) => {
             let all: Vec<CachedImage> = c.get("cache").await?;
-            let ds = all.into_iter().filter(|i| i.repository == repo).map(|i| i.artifact.digest.to_string());
+            let ds = all
+                .into_iter()
+                .filter(|i| i.repository == repo)
+                .map(|i| i.artifact.digest.to_string());
             Ok((repo.into(), resolve_prefix(repo, prefix, ds)?))
         }
         ImageArg::Repo(_) => Err(format!("give {image}:<tag> or {image}@<digest>")),
@@ -61,7 +68,11 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
                 vec![
                     i.repository.clone(),
                     short(&a.digest.to_string()),
-                    if a.tags.is_empty() { "-".into() } else { a.tags.join(",") },
+                    if a.tags.is_empty() {
+                        "-".into()
+                    } else {
+                        a.tags.join(",")
+                    },
                     human_size(a.size),
                     when(Some(a.pushed_at)),
                     when(a.last_pulled_at),
@@ -69,7 +80,19 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
                 ]
             })
             .collect();
-        table(&["REPOSITORY", "DIGEST", "TAGS", "SIZE", "CACHED", "LAST PULLED", "PIN"], &["SIZE"], rows);
+        table(
+            &[
+                "REPOSITORY",
+                "DIGEST",
+                "TAGS",
+                "SIZE",
+                "CACHED",
+                "LAST PULLED",
+                "PIN",
+            ],
+            &["SIZE"],
+            rows,
+        );
     });
     Ok(())
 }
@@ -77,7 +100,9 @@ async fn list(c: &Client, prefix: Option<&str>) -> Result<(), String> {
 async fn pin(c: &Client, image: &str, on: bool) -> Result<(), String> {
     let (repo, r) = reference(c, image).await?;
     let method = if on { Method::PUT } else { Method::DELETE };
-    let v: PinView = c.call(method, &format!("cache/{repo}/pins/{r}"), None::<&()>).await?;
+    let v: PinView = c
+        .call(method, &format!("cache/{repo}/pins/{r}"), None::<&()>)
+        .await?;
     show(c.conn.json, &v, |v| {
         let what = if v.pinned { "pinned" } else { "unpinned" };
         println!("{what} {}@{}", v.repository, v.digest);
@@ -100,13 +125,21 @@ async fn purge(c: &Client, image: &str) -> Result<(), String> {
         for e in &v.evicted {
             println!("purged {e}");
         }
-        println!("{} image(s) purged, {} blob(s) removed, {} freed", v.evicted.len(), v.blobs_removed, human_size(v.bytes_freed));
+        println!(
+            "{} image(s) purged, {} blob(s) removed, {} freed",
+            v.evicted.len(),
+            v.blobs_removed,
+            human_size(v.bytes_freed)
+        );
     });
     Ok(())
 }
 
 pub async fn prefetch(c: &Client, image: String, pin: bool) -> Result<(), String> {
-    let body = PrefetchRequest { image: image.clone(), pin: Some(pin) };
+    let body = PrefetchRequest {
+        image: image.clone(),
+        pin: Some(pin),
+    };
     let busy = Busy::start(&format!("prefetching {image}"));
     let v: PrefetchReport = c.call(Method::POST, "prefetch", Some(&body)).await?;
     drop(busy);

@@ -18,7 +18,9 @@ use crate::upstream::{Upstream, UpstreamError};
 
 /// Run the check; exit 1 when a secret cannot be read or a probe failed.
 pub fn check_config(cfg: &Config, probe: bool) -> ExitCode {
-    let Some(rt) = super::local::runtime() else { return ExitCode::FAILURE };
+    let Some(rt) = super::local::runtime() else {
+        return ExitCode::FAILURE;
+    };
     print_settings(cfg);
     let mut problems = 0usize;
     println!("remotes");
@@ -36,14 +38,22 @@ pub fn check_config(cfg: &Config, probe: bool) -> ExitCode {
         println!("config valid, but {problems} problem(s) above");
         return ExitCode::from(1);
     }
-    let how = if probe { "every remote answered" } else { "not probed: run with --probe to contact the remotes" };
+    let how = if probe {
+        "every remote answered"
+    } else {
+        "not probed: run with --probe to contact the remotes"
+    };
     println!("config OK ({how})");
     ExitCode::SUCCESS
 }
 
 fn print_settings(cfg: &Config) {
     let tls = match &cfg.server.tls {
-        Some(t) => format!("HTTPS (cert {}, key {})", t.cert_file.display(), t.key_file.display()),
+        Some(t) => format!(
+            "HTTPS (cert {}, key {})",
+            t.cert_file.display(),
+            t.key_file.display()
+        ),
         None => "plain HTTP".to_string(),
     };
     println!("listen      {} ({tls})", cfg.listen);
@@ -53,13 +63,17 @@ fn print_settings(cfg: &Config) {
     };
     println!("mode        {mode}");
     match &cfg.storage {
-        crate::config::StorageBackend::Filesystem => println!("storage     filesystem {}", cfg.data_dir.display()),
+        crate::config::StorageBackend::Filesystem => {
+            println!("storage     filesystem {}", cfg.data_dir.display())
+        }
         crate::config::StorageBackend::S3(s3) => println!(
             "storage     s3 {}, prefix {:?}, parts of {}, credentials {} (spool files in {})",
             s3.describe(),
             s3.prefix,
             crate::config::format_size(s3.part_size),
-            s3.credentials.as_ref().map_or("from the AWS default chain".to_string(), |r| r.describe()),
+            s3.credentials
+                .as_ref()
+                .map_or("from the AWS default chain".to_string(), |r| r.describe()),
             cfg.data_dir.display()
         ),
     }
@@ -68,8 +82,12 @@ fn print_settings(cfg: &Config) {
         println!("projects    none configured (pushes create namespaces on first use)");
     }
     for p in &cfg.projects {
-        let quota = p.quota.map_or("no quota".to_string(), |q| format!("quota {}", format_size(q)));
-        let max = p.max_image_size.map_or(String::new(), |m| format!(", max image {}", format_size(m)));
+        let quota = p.quota.map_or("no quota".to_string(), |q| {
+            format!("quota {}", format_size(q))
+        });
+        let max = p
+            .max_image_size
+            .map_or(String::new(), |m| format!(", max image {}", format_size(m)));
         let vis = if p.public { "public" } else { "private" };
         println!("project     {} ({vis}, {quota}{max})", p.name);
     }
@@ -79,7 +97,9 @@ fn auth_summary(cfg: &Config) -> String {
     let a = &cfg.auth;
     if a.admins.is_empty() && a.robots.is_empty() {
         return match cfg.server.mode {
-            Mode::Registry => "open: no accounts, anyone who reaches wharf may pull, push and delete".to_string(),
+            Mode::Registry => {
+                "open: no accounts, anyone who reaches wharf may pull, push and delete".to_string()
+            }
             Mode::Mirror => "open: no accounts, anyone who reaches wharf may pull".to_string(),
         };
     }
@@ -104,7 +124,13 @@ async fn check_remote(r: &Remote, probe: bool, max_manifest_size: usize) -> usiz
         println!("    credentials: none (anonymous)");
     }
     for e in creds.entries() {
-        let what = format!("credentials[{}] for \"{}\" from {} [{}]", e.index(), e.repository(), e.backend(), e.describe());
+        let what = format!(
+            "credentials[{}] for \"{}\" from {} [{}]",
+            e.index(),
+            e.repository(),
+            e.backend(),
+            e.describe()
+        );
         match e.resolve_now().await {
             Ok(c) => println!("    {what}: readable ({} credentials)", c.kind()),
             Err(err) => {
@@ -116,7 +142,10 @@ async fn check_remote(r: &Remote, probe: bool, max_manifest_size: usize) -> usiz
     if probe {
         let repo = probe_repo(creds.entries().first().map(|e| e.repository()));
         match probe_remote(r, &repo, max_manifest_size).await {
-            Ok(()) => println!("    probe: ok ({} answered /v2/ with wharf's credentials for {repo})", r.name),
+            Ok(()) => println!(
+                "    probe: ok ({} answered /v2/ with wharf's credentials for {repo})",
+                r.name
+            ),
             Err(line) => {
                 problems += 1;
                 println!("    probe: {line}");
@@ -127,9 +156,12 @@ async fn check_remote(r: &Remote, probe: bool, max_manifest_size: usize) -> usiz
 }
 
 async fn probe_remote(r: &Remote, repo: &RepoName, max_manifest_size: usize) -> Result<(), String> {
-    let up = Upstream::new(std::sync::Arc::new(r.clone()), max_manifest_size).map_err(|e| format!("FAILED: {e}"))?;
+    let up = Upstream::new(std::sync::Arc::new(r.clone()), max_manifest_size)
+        .map_err(|e| format!("FAILED: {e}"))?;
     up.probe(repo).await.map_err(|e| match &e {
-        UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsUnavailable { .. } => format!("CREDENTIALS REFUSED: {e}"),
+        UpstreamError::Unauthorized { .. } | UpstreamError::CredentialsUnavailable { .. } => {
+            format!("CREDENTIALS REFUSED: {e}")
+        }
         UpstreamError::Unreachable { .. } => format!("UNREACHABLE: {e}"),
         _ => format!("FAILED: {e}"),
     })
@@ -138,9 +170,17 @@ async fn probe_remote(r: &Remote, repo: &RepoName, max_manifest_size: usize) -> 
 /// A repository name inside a credentials entry's pattern (`team/*` →
 /// `team/wharf-probe`), for the token scope of the probe.
 fn probe_repo(pattern: Option<&str>) -> RepoName {
-    let concrete = pattern.unwrap_or("*").replace("**", "wharf-probe").replace('*', "wharf-probe");
-    let name = if concrete.contains('/') { concrete } else { format!("{concrete}/wharf-probe") };
-    name.parse().unwrap_or_else(|_| "library/wharf-probe".parse().expect("a valid name"))
+    let concrete = pattern
+        .unwrap_or("*")
+        .replace("**", "wharf-probe")
+        .replace('*', "wharf-probe");
+    let name = if concrete.contains('/') {
+        concrete
+    } else {
+        format!("{concrete}/wharf-probe")
+    };
+    name.parse()
+        .unwrap_or_else(|_| "library/wharf-probe".parse().expect("a valid name"))
 }
 
 #[cfg(test)]

@@ -8,13 +8,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// What to do about a server certificate from an unknown authority.
-const CA_HINT: &str = "pass the server's CA certificate with --ca-file, or --insecure for a test setup";
+const CA_HINT: &str =
+    "pass the server's CA certificate with --ca-file, or --insecure for a test setup";
 
 /// Where the server is and who we are.
 #[derive(Args, Clone, Debug)]
 pub struct Conn {
     /// Base URL of the wharf server.
-    #[arg(long, env = "WHARF_URL", default_value = "http://127.0.0.1:5000", global = true)]
+    #[arg(
+        long,
+        env = "WHARF_URL",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
     pub url: String,
     /// Username (an admin, or robot$<name>).
     #[arg(long, env = "WHARF_USER", global = true)]
@@ -44,7 +50,8 @@ impl Client {
         let mut b = reqwest::Client::builder().no_proxy();
         if let Some(ca) = &conn.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
             b = b.add_root_certificate(cert);
         }
         if conn.insecure {
@@ -58,19 +65,29 @@ impl Client {
 
     /// Send a request; returns the body of a 2xx answer, or the server's
     /// error message.
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Vec<u8>>) -> Result<String, String> {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<String, String> {
         let url = format!("{}/api/v1/{path}", self.conn.url.trim_end_matches('/'));
         let mut r = self.http.request(method, &url);
         if let Some(u) = &self.conn.user {
             r = r.basic_auth(u, self.conn.password.as_deref());
         }
         if let Some(b) = body {
-            r = r.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
+            r = r
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
         }
-        let resp = r
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {}", self.conn.url, crate::upstream::cause::describe_with(&e, CA_HINT)))?;
+        let resp = r.send().await.map_err(|e| {
+            format!(
+                "cannot reach {}: {}",
+                self.conn.url,
+                crate::upstream::cause::describe_with(&e, CA_HINT)
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -80,8 +97,16 @@ impl Client {
     }
 
     /// A JSON call answered with a `T`.
-    pub async fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<&impl Serialize>) -> Result<T, String> {
-        let body = body.map(|b| serde_json::to_vec(b)).transpose().map_err(|e| e.to_string())?;
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, String> {
+        let body = body
+            .map(|b| serde_json::to_vec(b))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let text = self.send(method, path, body).await?;
         serde_json::from_str(&text).map_err(|e| format!("server sent unexpected JSON: {e}"))
     }
@@ -105,8 +130,15 @@ fn error_text(body: &str) -> String {
         #[serde(default)]
         detail: serde_json::Value,
     }
-    match serde_json::from_str::<Errors>(body).ok().and_then(|e| e.errors.into_iter().next()) {
-        Some(e) => match e.detail.as_str().filter(|d| !d.is_empty() && *d != e.message) {
+    match serde_json::from_str::<Errors>(body)
+        .ok()
+        .and_then(|e| e.errors.into_iter().next())
+    {
+        Some(e) => match e
+            .detail
+            .as_str()
+            .filter(|d| !d.is_empty() && *d != e.message)
+        {
             Some(d) => format!("{}: {} ({d})", e.code, e.message),
             None => format!("{}: {}", e.code, e.message),
         },

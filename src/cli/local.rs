@@ -8,7 +8,10 @@ use crate::store::gc::GcReport;
 
 /// A current-thread runtime for one command.
 pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("wharf: cannot start the async runtime: {e}");
@@ -20,7 +23,9 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
 /// `wharf hash-password`: read one line from stdin, print its argon2 hash.
 pub fn hash_password() -> ExitCode {
     let mut line = String::new();
-    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
         eprintln!("wharf: give the password on standard input");
         return ExitCode::from(2);
     }
@@ -54,7 +59,10 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
         return ExitCode::from(2);
     }
     if !cfg.data_dir.is_dir() {
-        eprintln!("wharf: data directory {} does not exist", cfg.data_dir.display());
+        eprintln!(
+            "wharf: data directory {} does not exist",
+            cfg.data_dir.display()
+        );
         return ExitCode::from(2);
     }
     let store = match crate::store::Store::open(&cfg.data_dir) {
@@ -68,11 +76,16 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("wharf: cannot open data directory {}: {e}", cfg.data_dir.display());
+            eprintln!(
+                "wharf: cannot open data directory {}: {e}",
+                cfg.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
-    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
     let opts = crate::store::gc::GcOptions { dry_run, grace };
     let report = match rt.block_on(store.gc(&opts)) {
         Ok(r) => r,
@@ -87,7 +100,11 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
 
 /// A GC report for people (offline or from the server).
 pub fn print_gc(report: &GcReport) {
-    let verb = if report.dry_run { "would remove" } else { "removed" };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     for b in &report.removed {
         println!("{verb} {} ({} bytes)", b.digest, b.size);
     }

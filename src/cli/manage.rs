@@ -7,7 +7,9 @@ use super::args::{ProjectCmd, ProjectLimits};
 use super::client::Client;
 use super::output::{human_size, show, table, when};
 use crate::config::Project;
-use crate::registry::views::{Artifact, DeletedArtifact, DeletedTag, NewProject, ProjectUpdate, ProjectView, RepositoryView};
+use crate::registry::views::{
+    Artifact, DeletedArtifact, DeletedTag, NewProject, ProjectUpdate, ProjectView, RepositoryView,
+};
 
 /// How many characters of a digest the tables print (`sha256:` + 12 hex).
 pub const SHORT_DIGEST: usize = 19;
@@ -19,18 +21,35 @@ pub fn short(d: &str) -> String {
 
 /// The one digest of `candidates` that starts with `prefix` (with or
 /// without `sha256:`); none or several is an error naming them.
-pub fn resolve_prefix(what: &str, prefix: &str, candidates: impl IntoIterator<Item = String>) -> Result<String, String> {
-    if prefix.split_once(':').map_or(prefix, |(_, hex)| hex).is_empty() {
+pub fn resolve_prefix(
+    what: &str,
+    prefix: &str,
+    candidates: impl IntoIterator<Item = String>,
+) -> Result<String, String> {
+    if prefix
+        .split_once(':')
+        .map_or(prefix, |(_, hex)| hex)
+        .is_empty()
+    {
         return Err(format!("give a digest (or a prefix of one) after {what}@"));
     }
-    let matches = |d: &str| d.starts_with(prefix) || d.split_once(':').is_some_and(|(_, hex)| hex.starts_with(prefix));
+    let matches = |d: &str| {
+        d.starts_with(prefix)
+            || d.split_once(':')
+                .is_some_and(|(_, hex)| hex.starts_with(prefix))
+    };
     let mut found: Vec<String> = candidates.into_iter().filter(|d| matches(d)).collect();
     found.sort();
     found.dedup();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(format!("no artifact of {what} has a digest starting with {prefix}")),
-        _ => Err(format!("{prefix} is ambiguous in {what}: it starts {}; give more characters", found.join(", "))),
+        0 => Err(format!(
+            "no artifact of {what} has a digest starting with {prefix}"
+        )),
+        _ => Err(format!(
+            "{prefix} is ambiguous in {what}: it starts {}; give more characters",
+            found.join(", ")
+        )),
     }
 }
 
@@ -38,7 +57,9 @@ pub fn resolve_prefix(what: &str, prefix: &str, candidates: impl IntoIterator<It
 fn size_arg(s: &str) -> Result<Option<u64>, String> {
     match s {
         "none" => Ok(None),
-        s => crate::config::parse_size(s).map(Some).map_err(|e| format!("size {s:?}: {e}")),
+        s => crate::config::parse_size(s)
+            .map(Some)
+            .map_err(|e| format!("size {s:?}: {e}")),
     }
 }
 
@@ -55,33 +76,61 @@ fn print_project(json: bool, verb: &str, p: &Project) {
     show(json, p, |p| {
         let or_none = |v: Option<u64>| v.map(human_size).unwrap_or_else(|| "none".into());
         let vis = if p.public { "public" } else { "private" };
-        println!("project {} {verb}: {vis}, quota {}, max image size {}", p.name, or_none(p.quota), or_none(p.max_image_size));
+        println!(
+            "project {} {verb}: {vis}, quota {}, max image size {}",
+            p.name,
+            or_none(p.quota),
+            or_none(p.max_image_size)
+        );
     });
 }
 
 pub async fn projects(c: &Client, cmd: Option<ProjectCmd>) -> Result<(), String> {
     match cmd.unwrap_or(ProjectCmd::List) {
         ProjectCmd::List => list_projects(c).await,
-        ProjectCmd::Create { name, limits: l, public } => {
+        ProjectCmd::Create {
+            name,
+            limits: l,
+            public,
+        } => {
             let u = limits(&l)?;
-            let body = NewProject { name, public, quota: u.quota, max_image_size: u.max_image_size };
+            let body = NewProject {
+                name,
+                public,
+                quota: u.quota,
+                max_image_size: u.max_image_size,
+            };
             let p: Project = c.call(Method::POST, "projects", Some(&body)).await?;
             print_project(c.conn.json, "created", &p);
             Ok(())
         }
         ProjectCmd::Delete { name } => {
-            c.send(Method::DELETE, &format!("projects/{name}"), None).await?;
+            c.send(Method::DELETE, &format!("projects/{name}"), None)
+                .await?;
             if !c.conn.json {
                 println!("project {name} deleted");
             }
             Ok(())
         }
-        ProjectCmd::Set { name, limits: l, public, private } => {
-            let body = ProjectUpdate { public: (public || private).then_some(public), ..limits(&l)? };
+        ProjectCmd::Set {
+            name,
+            limits: l,
+            public,
+            private,
+        } => {
+            let body = ProjectUpdate {
+                public: (public || private).then_some(public),
+                ..limits(&l)?
+            };
             if body.public.is_none() && body.quota.is_none() && body.max_image_size.is_none() {
-                return Err("nothing to change: give --public, --private, --quota or --max-image-size".into());
+                return Err(
+                    "nothing to change: give --public, --private, --quota or --max-image-size"
+                        .into(),
+                );
             }
-            let p: Project = c.call(Method::PUT, &format!("projects/{name}"), Some(&body)).await?;
+            let p: Project = c
+                .call(Method::PUT, &format!("projects/{name}"), Some(&body))
+                .await?;
             print_project(c.conn.json, "changed", &p);
             Ok(())
         }
@@ -103,7 +152,11 @@ async fn list_projects(c: &Client) -> Result<(), String> {
                 ]
             })
             .collect();
-        table(&["PROJECT", "VISIBILITY", "REPOS", "USAGE", "QUOTA"], &["REPOS", "USAGE", "QUOTA"], rows);
+        table(
+            &["PROJECT", "VISIBILITY", "REPOS", "USAGE", "QUOTA"],
+            &["REPOS", "USAGE", "QUOTA"],
+            rows,
+        );
     });
     Ok(())
 }
@@ -117,9 +170,20 @@ pub async fn repos(c: &Client, project: Option<String>) -> Result<(), String> {
     show(c.conn.json, &all, |all| {
         let rows = all
             .iter()
-            .map(|r| vec![r.name.clone(), if r.cached { "cached" } else { "pushed" }.into(), r.artifacts.to_string(), r.tags.to_string()])
+            .map(|r| {
+                vec![
+                    r.name.clone(),
+                    if r.cached { "cached" } else { "pushed" }.into(),
+                    r.artifacts.to_string(),
+                    r.tags.to_string(),
+                ]
+            })
             .collect();
-        table(&["REPOSITORY", "KIND", "ARTIFACTS", "TAGS"], &["ARTIFACTS", "TAGS"], rows);
+        table(
+            &["REPOSITORY", "KIND", "ARTIFACTS", "TAGS"],
+            &["ARTIFACTS", "TAGS"],
+            rows,
+        );
     });
     Ok(())
 }
@@ -132,7 +196,11 @@ pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
             .map(|a| {
                 vec![
                     short(&a.digest.to_string()),
-                    if a.tags.is_empty() { "<untagged>".into() } else { a.tags.join(",") },
+                    if a.tags.is_empty() {
+                        "<untagged>".into()
+                    } else {
+                        a.tags.join(",")
+                    },
                     human_size(a.size),
                     a.media_type.rsplit('.').nth(1).unwrap_or("").to_string(),
                     when(Some(a.pushed_at)),
@@ -140,7 +208,11 @@ pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
                 ]
             })
             .collect();
-        table(&["DIGEST", "TAGS", "SIZE", "TYPE", "PUSHED", "LAST PULLED"], &["SIZE"], rows);
+        table(
+            &["DIGEST", "TAGS", "SIZE", "TYPE", "PUSHED", "LAST PULLED"],
+            &["SIZE"],
+            rows,
+        );
     });
     Ok(())
 }
@@ -157,13 +229,32 @@ async fn full_digest(c: &Client, repo: &str, prefix: &str) -> Result<String, Str
 pub async fn delete(c: &Client, reference: &str) -> Result<(), String> {
     if let Some((repo, prefix)) = reference.split_once('@') {
         let digest = full_digest(c, repo, prefix).await?;
-        let v: DeletedArtifact = c.call(Method::DELETE, &format!("repositories/{repo}/artifacts/{digest}"), None::<&()>).await?;
+        let v: DeletedArtifact = c
+            .call(
+                Method::DELETE,
+                &format!("repositories/{repo}/artifacts/{digest}"),
+                None::<&()>,
+            )
+            .await?;
         show(c.conn.json, &v, |v| {
-            let tags = if v.deleted_tags.is_empty() { "none".into() } else { v.deleted_tags.join(", ") };
+            let tags = if v.deleted_tags.is_empty() {
+                "none".into()
+            } else {
+                v.deleted_tags.join(", ")
+            };
             println!("deleted {repo}@{digest} (tags removed: {tags})");
         });
-    } else if let Some((repo, tag)) = reference.rsplit_once(':').filter(|(r, t)| !r.is_empty() && !t.contains('/')) {
-        let v: DeletedTag = c.call(Method::DELETE, &format!("repositories/{repo}/tags/{tag}"), None::<&()>).await?;
+    } else if let Some((repo, tag)) = reference
+        .rsplit_once(':')
+        .filter(|(r, t)| !r.is_empty() && !t.contains('/'))
+    {
+        let v: DeletedTag = c
+            .call(
+                Method::DELETE,
+                &format!("repositories/{repo}/tags/{tag}"),
+                None::<&()>,
+            )
+            .await?;
         show(c.conn.json, &v, |_| println!("deleted tag {reference}"));
     } else {
         return Err("give <repo>@<digest> (artifact and all its tags; a unique digest prefix is enough) or <repo>:<tag> (one tag)".into());
@@ -172,10 +263,18 @@ pub async fn delete(c: &Client, reference: &str) -> Result<(), String> {
 }
 
 pub async fn quota(c: &Client, project: &str, size: &str) -> Result<(), String> {
-    let body = ProjectUpdate { quota: Some(size_arg(size)?), ..ProjectUpdate::default() };
-    let p: Project = c.call(Method::PUT, &format!("projects/{project}"), Some(&body)).await?;
+    let body = ProjectUpdate {
+        quota: Some(size_arg(size)?),
+        ..ProjectUpdate::default()
+    };
+    let p: Project = c
+        .call(Method::PUT, &format!("projects/{project}"), Some(&body))
+        .await?;
     show(c.conn.json, &p, |p| {
-        println!("project {project}: quota {}", p.quota.map(human_size).unwrap_or_else(|| "none".into()));
+        println!(
+            "project {project}: quota {}",
+            p.quota.map(human_size).unwrap_or_else(|| "none".into())
+        );
     });
     Ok(())
 }
@@ -185,20 +284,35 @@ mod tests {
     use super::resolve_prefix;
 
     fn ds() -> Vec<String> {
-        vec!["sha256:aa11".into(), "sha256:aa22".into(), "sha256:bb33".into()]
+        vec![
+            "sha256:aa11".into(),
+            "sha256:aa22".into(),
+            "sha256:bb33".into(),
+        ]
     }
 
     #[test]
     fn unique_prefixes_resolve_with_or_without_the_algorithm() {
-        assert_eq!(resolve_prefix("r", "sha256:bb", ds()).unwrap(), "sha256:bb33");
+        assert_eq!(
+            resolve_prefix("r", "sha256:bb", ds()).unwrap(),
+            "sha256:bb33"
+        );
         assert_eq!(resolve_prefix("r", "aa2", ds()).unwrap(), "sha256:aa22");
     }
 
     #[test]
     fn ambiguous_and_unknown_prefixes_are_errors_naming_the_candidates() {
         let e = resolve_prefix("r", "sha256:aa", ds()).unwrap_err();
-        assert!(e.contains("ambiguous") && e.contains("sha256:aa11") && e.contains("sha256:aa22"), "{e}");
-        assert!(resolve_prefix("r", "cc", ds()).unwrap_err().contains("no artifact of r"));
-        assert!(resolve_prefix("r", "sha256:", vec!["sha256:aa11".into()]).is_err(), "an empty prefix names nothing");
+        assert!(
+            e.contains("ambiguous") && e.contains("sha256:aa11") && e.contains("sha256:aa22"),
+            "{e}"
+        );
+        assert!(resolve_prefix("r", "cc", ds())
+            .unwrap_err()
+            .contains("no artifact of r"));
+        assert!(
+            resolve_prefix("r", "sha256:", vec!["sha256:aa11".into()]).is_err(),
+            "an empty prefix names nothing"
+        );
     }
 }

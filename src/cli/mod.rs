@@ -29,12 +29,26 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve(a),
         Command::Projects { cmd, conn } => run(conn, |c| Box::pin(manage::projects(c, cmd))),
         Command::Repos { project, conn } => run(conn, |c| Box::pin(manage::repos(c, project))),
-        Command::Artifacts { repository, conn } => run(conn, |c| Box::pin(async move { manage::artifacts(c, &repository).await })),
-        Command::Delete { reference, conn } => run(conn, |c| Box::pin(async move { manage::delete(c, &reference).await })),
+        Command::Artifacts { repository, conn } => run(conn, |c| {
+            Box::pin(async move { manage::artifacts(c, &repository).await })
+        }),
+        Command::Delete { reference, conn } => run(conn, |c| {
+            Box::pin(async move { manage::delete(c, &reference).await })
+        }),
         Command::Robot { cmd, conn } => run(conn, |c| Box::pin(robots::robot(c, cmd))),
-        Command::Quota { project, size, conn } => run(conn, |c| Box::pin(async move { manage::quota(c, &project, &size).await })),
+        Command::Quota {
+            project,
+            size,
+            conn,
+        } => run(conn, |c| {
+            Box::pin(async move { manage::quota(c, &project, &size).await })
+        }),
         Command::Gc(a) => gc(a),
-        Command::Prefetch { image, no_pin, conn } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin))),
+        Command::Prefetch {
+            image,
+            no_pin,
+            conn,
+        } => run(conn, |c| Box::pin(cache::prefetch(c, image, !no_pin))),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),
         Command::HashPassword => local::hash_password(),
         Command::CheckConfig { config, probe } => match load(&config, &Overrides::default()) {
@@ -56,13 +70,19 @@ fn load(c: &ConfigArg, o: &Overrides) -> Result<Config, ExitCode> {
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
-    let o = Overrides { listen: a.listen, data_dir: a.data_dir };
+    let o = Overrides {
+        listen: a.listen,
+        data_dir: a.data_dir,
+    };
     let cfg = match load(&a.config, &o) {
         Ok(c) => c,
         Err(code) => return code,
     };
     crate::telemetry::init(&cfg);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wharf: cannot start the async runtime: {e}");
@@ -85,7 +105,10 @@ fn gc(a: GcArgs) -> ExitCode {
         let (dry_run, grace) = (a.dry_run, a.grace);
         return run(a.conn, move |c| Box::pin(cache::gc(c, dry_run, grace)));
     }
-    let o = Overrides { listen: None, data_dir: a.data_dir };
+    let o = Overrides {
+        listen: None,
+        data_dir: a.data_dir,
+    };
     match load(&a.config, &o) {
         Ok(cfg) => local::gc(&cfg, a.dry_run, a.grace.as_deref(), a.conn.json),
         Err(code) => code,
@@ -96,7 +119,9 @@ type CallFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<
 
 /// Run a client call and turn failures into a message + exit code 1.
 fn run(conn: Conn, call: impl for<'a> FnOnce(&'a client::Client) -> CallFuture<'a>) -> ExitCode {
-    let Some(rt) = local::runtime() else { return ExitCode::FAILURE };
+    let Some(rt) = local::runtime() else {
+        return ExitCode::FAILURE;
+    };
     let res = rt.block_on(async {
         let c = client::Client::new(conn)?;
         call(&c).await

@@ -82,7 +82,14 @@ impl Drop for Busy {
 mod tests {
     #[test]
     fn tables_align_without_borders_or_trailing_space() {
-        let out = super::render(&["NAME", "SIZE"], &["SIZE"], vec![vec!["a".into(), "1 KiB".into()], vec!["long-name".into(), "10 MiB".into()]]);
+        let out = super::render(
+            &["NAME", "SIZE"],
+            &["SIZE"],
+            vec![
+                vec!["a".into(), "1 KiB".into()],
+                vec!["long-name".into(), "10 MiB".into()],
+            ],
+        );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "NAME         SIZE");
         assert_eq!(lines[1], "a           1 KiB");

@@ -76,7 +76,13 @@ impl Perms {
                     p.pull = true
                 }
                 "delete" => p.delete = true,
-                "*" => p = Perms { pull: true, push: true, delete: true },
+                "*" => {
+                    p = Perms {
+                        pull: true,
+                        push: true,
+                        delete: true,
+                    }
+                }
                 other => return Err(UnknownPermission(other.to_string())),
             }
         }
@@ -151,15 +157,28 @@ impl RawAuth {
     pub(super) fn validate(self) -> Result<AuthConfig, ConfigError> {
         let token_ttl = duration("auth.token_ttl", self.token_ttl.as_deref().unwrap_or("5m"))?;
         if token_ttl < Duration::from_secs(10) || token_ttl > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::invalid("auth.token_ttl", "must be between 10s and 24h"));
+            return Err(ConfigError::invalid(
+                "auth.token_ttl",
+                "must be between 10s and 24h",
+            ));
         }
-        let session_ttl = duration("auth.session_ttl", self.session_ttl.as_deref().unwrap_or("8h"))?;
-        if session_ttl < Duration::from_secs(60) || session_ttl > Duration::from_secs(7 * 24 * 3600) {
-            return Err(ConfigError::invalid("auth.session_ttl", "must be between 1m and 7d"));
+        let session_ttl = duration(
+            "auth.session_ttl",
+            self.session_ttl.as_deref().unwrap_or("8h"),
+        )?;
+        if session_ttl < Duration::from_secs(60) || session_ttl > Duration::from_secs(7 * 24 * 3600)
+        {
+            return Err(ConfigError::invalid(
+                "auth.session_ttl",
+                "must be between 1m and 7d",
+            ));
         }
         let max_sessions = self.max_sessions.unwrap_or(10_000);
         if !(1..=1_000_000).contains(&max_sessions) {
-            return Err(ConfigError::invalid("auth.max_sessions", "must be between 1 and 1000000"));
+            return Err(ConfigError::invalid(
+                "auth.max_sessions",
+                "must be between 1 and 1000000",
+            ));
         }
         let remote_pull_anonymous = match self.remote_pull.as_deref().unwrap_or("anonymous") {
             "anonymous" => true,
@@ -173,13 +192,17 @@ impl RawAuth {
         };
         if let Some(r) = &self.realm {
             if reqwest::Url::parse(r).is_err() {
-                return Err(ConfigError::invalid("auth.realm", format!("{r:?} is not a URL")));
+                return Err(ConfigError::invalid(
+                    "auth.realm",
+                    format!("{r:?} is not a URL"),
+                ));
             }
         }
         let mut admins = Vec::new();
         for (i, a) in self.admins.into_iter().enumerate() {
             check_hash(&format!("auth.admins[{i}].password_hash"), &a.password_hash)?;
-            if a.username.is_empty() || a.username.contains(':') || a.username.starts_with("robot$") {
+            if a.username.is_empty() || a.username.contains(':') || a.username.starts_with("robot$")
+            {
                 return Err(ConfigError::invalid(
                     &format!("auth.admins[{i}].username"),
                     "must be non-empty, without ':' and not start with robot$",
@@ -194,15 +217,25 @@ impl RawAuth {
         for (i, r) in self.robots.into_iter().enumerate() {
             check_hash(&format!("auth.robots[{i}].token_hash"), &r.token_hash)?;
             if !valid_robot_name(&r.name) {
-                return Err(ConfigError::invalid(&format!("auth.robots[{i}].name"), ROBOT_NAME_RULE));
+                return Err(ConfigError::invalid(
+                    &format!("auth.robots[{i}].name"),
+                    ROBOT_NAME_RULE,
+                ));
             }
             let mut permissions = BTreeMap::new();
             for (project, actions) in r.permissions {
                 if !valid_project_name(&project) {
-                    return Err(ConfigError::invalid(&format!("auth.robots[{i}].permissions"), format!("{project:?} is not a project name")));
+                    return Err(ConfigError::invalid(
+                        &format!("auth.robots[{i}].permissions"),
+                        format!("{project:?} is not a project name"),
+                    ));
                 }
-                let p = Perms::parse(&actions)
-                    .map_err(|e| ConfigError::invalid(&format!("auth.robots[{i}].permissions.{project}"), e.to_string()))?;
+                let p = Perms::parse(&actions).map_err(|e| {
+                    ConfigError::invalid(
+                        &format!("auth.robots[{i}].permissions.{project}"),
+                        e.to_string(),
+                    )
+                })?;
                 permissions.insert(project, p);
             }
             robots.push(RobotDef {
@@ -233,16 +266,24 @@ pub const ROBOT_NAME_RULE: &str = "robot names are 1-64 characters of a-z, 0-9, 
 pub fn valid_robot_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 impl RawProject {
     pub(super) fn validate(self, i: usize) -> Result<Project, ConfigError> {
         let key = |k: &str| format!("projects[{i}].{k}");
         if !valid_project_name(&self.name) {
-            return Err(ConfigError::invalid(&key("name"), format!("{:?} must be one repository-name component", self.name)));
+            return Err(ConfigError::invalid(
+                &key("name"),
+                format!("{:?} must be one repository-name component", self.name),
+            ));
         }
-        let quota = self.quota.as_deref().map(|q| size(&key("quota"), q)).transpose()?;
+        let quota = self
+            .quota
+            .as_deref()
+            .map(|q| size(&key("quota"), q))
+            .transpose()?;
         let max_image_size = self
             .max_image_size
             .as_deref()

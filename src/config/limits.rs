@@ -50,7 +50,10 @@ impl Default for Limits {
             max_upload_sessions_per_client: 50,
             max_token_scopes: 32,
             max_page_size: 10_000,
-            login_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8),
+            login_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(8),
             login_queue_timeout: Duration::from_secs(10),
             max_failed_logins: 10,
             failed_login_window: Duration::from_secs(60),
@@ -71,17 +74,30 @@ impl RawLimits {
             Some(n) => n,
         };
         let max_failed_logins = match self.max_failed_logins {
-            Some(0) => return Err(ConfigError::invalid("limits.max_failed_logins", "must be at least 1")),
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    "limits.max_failed_logins",
+                    "must be at least 1",
+                ))
+            }
             v => v.unwrap_or(d.max_failed_logins),
         };
         Ok(Limits {
-            max_upload_sessions: at_least_1("limits.max_upload_sessions", self.max_upload_sessions, d.max_upload_sessions)?,
+            max_upload_sessions: at_least_1(
+                "limits.max_upload_sessions",
+                self.max_upload_sessions,
+                d.max_upload_sessions,
+            )?,
             max_upload_sessions_per_client: at_least_1(
                 "limits.max_upload_sessions_per_client",
                 self.max_upload_sessions_per_client,
                 d.max_upload_sessions_per_client,
             )?,
-            max_token_scopes: at_least_1("limits.max_token_scopes", self.max_token_scopes, d.max_token_scopes)?,
+            max_token_scopes: at_least_1(
+                "limits.max_token_scopes",
+                self.max_token_scopes,
+                d.max_token_scopes,
+            )?,
             max_page_size: at_least_1("limits.max_page_size", self.max_page_size, d.max_page_size)?,
             login_concurrency,
             login_queue_timeout: match self.login_queue_timeout {

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use auth::{valid_project_name, valid_robot_name, Admin, AuthConfig, Perms, Project, RobotDef, ROBOT_NAME_RULE};
+pub use auth::{
+    valid_project_name, valid_robot_name, Admin, AuthConfig, Perms, Project, RobotDef,
+    ROBOT_NAME_RULE,
+};
 pub use limits::Limits;
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
@@ -139,7 +142,8 @@ pub enum DurationError {
 
 /// Parse a duration such as `90s`, `10m`, `30d`, at most [`MAX_DURATION`].
 pub fn parse_duration(v: &str) -> Result<Duration, DurationError> {
-    let d = humantime::parse_duration(v.trim()).map_err(|e| DurationError::Malformed(v.chars().take(64).collect(), e.to_string()))?;
+    let d = humantime::parse_duration(v.trim())
+        .map_err(|e| DurationError::Malformed(v.chars().take(64).collect(), e.to_string()))?;
     if d > MAX_DURATION {
         return Err(DurationError::TooLong(v.chars().take(64).collect()));
     }
@@ -162,7 +166,9 @@ pub fn parse_size(v: &str) -> Result<u64, SizeError> {
     let t = v.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| SizeError::NotASize(v.to_string()))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| SizeError::NotASize(v.to_string()))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -175,7 +181,8 @@ pub fn parse_size(v: &str) -> Result<u64, SizeError> {
         "ti" | "tib" => 1 << 40,
         _ => return Err(SizeError::UnknownUnit(v.to_string(), unit.to_string())),
     };
-    n.checked_mul(mult).ok_or_else(|| SizeError::TooLarge(v.to_string()))
+    n.checked_mul(mult)
+        .ok_or_else(|| SizeError::TooLarge(v.to_string()))
 }
 
 /// A byte count for people: `512 B`, `10 KiB`, `1.5 GiB` (one decimal
@@ -221,7 +228,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = RawConfig::parse("[storage]\ndata_dri = \"x\"\n").unwrap_err().to_string();
+        let e = RawConfig::parse("[storage]\ndata_dri = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("data_dri"), "{e}");
         let e = RawConfig::parse("lisen = 1\n").unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");

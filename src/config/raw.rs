@@ -72,7 +72,10 @@ impl RawConfig {
             .or(self.server.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:5000".to_string());
         let listen = listen_s.parse().map_err(|_| {
-            ConfigError::invalid("server.listen", format!("{listen_s:?} is not an address like 127.0.0.1:5000"))
+            ConfigError::invalid(
+                "server.listen",
+                format!("{listen_s:?} is not an address like 127.0.0.1:5000"),
+            )
         })?;
         let storage = self.storage.validate(o)?;
         let (cache_max_size, evict_interval) = self.cache.validate()?;
@@ -132,13 +135,26 @@ fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
 
 impl RawStorage {
     fn validate(self, o: &Overrides) -> Result<Storage, ConfigError> {
-        let data_dir = o.data_dir.clone().or(self.data_dir).unwrap_or_else(|| PathBuf::from("./wharf-data"));
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(self.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./wharf-data"));
         if data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("storage.data_dir", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "storage.data_dir",
+                "must not be empty",
+            ));
         }
-        let max_manifest_size = size("storage.max_manifest_size", self.max_manifest_size.as_deref().unwrap_or("4MiB"))?;
+        let max_manifest_size = size(
+            "storage.max_manifest_size",
+            self.max_manifest_size.as_deref().unwrap_or("4MiB"),
+        )?;
         if max_manifest_size == 0 || max_manifest_size > (64 << 20) {
-            return Err(ConfigError::invalid("storage.max_manifest_size", "must be between 1 byte and 64MiB"));
+            return Err(ConfigError::invalid(
+                "storage.max_manifest_size",
+                "must be between 1 byte and 64MiB",
+            ));
         }
         let gc_interval = match self.gc_interval.as_deref() {
             None | Some("off") | Some("never") => None,
@@ -149,11 +165,17 @@ impl RawStorage {
             data_dir,
             upload_max_age: dur("storage.upload_max_age", self.upload_max_age, "24h")?,
             temp_max_age: dur("storage.temp_max_age", self.temp_max_age, "1h")?,
-            cleanup_interval: positive("storage.cleanup_interval", dur("storage.cleanup_interval", self.cleanup_interval, "10m")?)?,
+            cleanup_interval: positive(
+                "storage.cleanup_interval",
+                dur("storage.cleanup_interval", self.cleanup_interval, "10m")?,
+            )?,
             max_manifest_size: max_manifest_size as usize,
             gc_grace: dur("storage.gc_grace", self.gc_grace, "1h")?,
             gc_interval,
-            audit_retention: positive("storage.audit_retention", dur("storage.audit_retention", self.audit_retention, "365d")?)?,
+            audit_retention: positive(
+                "storage.audit_retention",
+                dur("storage.audit_retention", self.audit_retention, "365d")?,
+            )?,
         })
     }
 }
@@ -161,8 +183,15 @@ impl RawStorage {
 impl RawCache {
     /// (`max_size`, `evict_interval`)
     fn validate(self) -> Result<(Option<u64>, Duration), ConfigError> {
-        let max_size = self.max_size.as_deref().map(|v| size("cache.max_size", v)).transpose()?;
-        let every = positive("cache.evict_interval", dur("cache.evict_interval", self.evict_interval, "1m")?)?;
+        let max_size = self
+            .max_size
+            .as_deref()
+            .map(|v| size("cache.max_size", v))
+            .transpose()?;
+        let every = positive(
+            "cache.evict_interval",
+            dur("cache.evict_interval", self.evict_interval, "1m")?,
+        )?;
         Ok((max_size, every))
     }
 }
@@ -172,19 +201,30 @@ impl RawLog {
     fn validate(self) -> Result<(String, LogFormat), ConfigError> {
         let level = self.level.unwrap_or_else(|| "info".to_string());
         if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            return Err(ConfigError::invalid("log.level", format!("{level:?} is not a level or filter like \"info\" or \"wharf=debug\"")));
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("{level:?} is not a level or filter like \"info\" or \"wharf=debug\""),
+            ));
         }
         let format = match self.format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(ConfigError::invalid("log.format", format!("{other:?}: use \"text\" or \"json\""))),
+            other => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("{other:?}: use \"text\" or \"json\""),
+                ))
+            }
         };
         Ok((level, format))
     }
 }
 
 /// `[[projects]]`: each valid, no name twice, none named like a remote.
-fn validate_projects(raw: Vec<super::auth::RawProject>, remotes: &[std::sync::Arc<super::Remote>]) -> Result<Vec<super::auth::Project>, ConfigError> {
+fn validate_projects(
+    raw: Vec<super::auth::RawProject>,
+    remotes: &[std::sync::Arc<super::Remote>],
+) -> Result<Vec<super::auth::Project>, ConfigError> {
     let mut projects: Vec<super::auth::Project> = Vec::new();
     for (i, p) in raw.into_iter().enumerate() {
         let p = p.validate(i)?;

@@ -48,7 +48,6 @@ pub(super) struct RawRemote {
     redirect_hosts: Vec<String>,
 }
 
-
 /// A validated remote registry.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -147,32 +146,62 @@ impl RawRemote {
         if !valid_remote_name(&self.name) {
             return Err(ConfigError::invalid(
                 &key("name"),
-                format!("{:?} must be one repository-name component, like \"docker.io\" or \"corp\"", self.name),
+                format!(
+                    "{:?} must be one repository-name component, like \"docker.io\" or \"corp\"",
+                    self.name
+                ),
             ));
         }
         let url = reqwest::Url::parse(self.url.trim_end_matches('/'))
             .map_err(|e| ConfigError::invalid(&key("url"), format!("{:?}: {e}", self.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(ConfigError::invalid(&key("url"), format!("{:?} must be an http(s) URL with a host", self.url)));
+            return Err(ConfigError::invalid(
+                &key("url"),
+                format!("{:?} must be an http(s) URL with a host", self.url),
+            ));
         }
         let tag_ttl = duration(&key("tag_ttl"), self.tag_ttl.as_deref().unwrap_or("5m"))?;
-        let negative_ttl = duration(&key("negative_ttl"), self.negative_ttl.as_deref().unwrap_or("30s"))?;
-        let connect_timeout = duration(&key("connect_timeout"), self.connect_timeout.as_deref().unwrap_or("5s"))?;
-        let read_timeout = duration(&key("read_timeout"), self.read_timeout.as_deref().unwrap_or("30s"))?;
+        let negative_ttl = duration(
+            &key("negative_ttl"),
+            self.negative_ttl.as_deref().unwrap_or("30s"),
+        )?;
+        let connect_timeout = duration(
+            &key("connect_timeout"),
+            self.connect_timeout.as_deref().unwrap_or("5s"),
+        )?;
+        let read_timeout = duration(
+            &key("read_timeout"),
+            self.read_timeout.as_deref().unwrap_or("30s"),
+        )?;
         if connect_timeout.is_zero() || read_timeout.is_zero() {
-            return Err(ConfigError::invalid(&key("read_timeout"), "timeouts must be more than zero"));
+            return Err(ConfigError::invalid(
+                &key("read_timeout"),
+                "timeouts must be more than zero",
+            ));
         }
-        let request_timeout = duration(&key("request_timeout"), self.request_timeout.as_deref().unwrap_or("60s"))?;
+        let request_timeout = duration(
+            &key("request_timeout"),
+            self.request_timeout.as_deref().unwrap_or("60s"),
+        )?;
         if request_timeout.is_zero() {
-            return Err(ConfigError::invalid(&key("request_timeout"), "must be more than zero"));
+            return Err(ConfigError::invalid(
+                &key("request_timeout"),
+                "must be more than zero",
+            ));
         }
         let min_speed = match self.min_speed.as_deref() {
             None => 1024,
             Some(v) => super::size(&key("min_speed"), v.trim().trim_end_matches("/s"))?,
         };
-        let min_speed_window = duration(&key("min_speed_window"), self.min_speed_window.as_deref().unwrap_or("60s"))?;
+        let min_speed_window = duration(
+            &key("min_speed_window"),
+            self.min_speed_window.as_deref().unwrap_or("60s"),
+        )?;
         if min_speed_window.is_zero() {
-            return Err(ConfigError::invalid(&key("min_speed_window"), "must be more than zero"));
+            return Err(ConfigError::invalid(
+                &key("min_speed_window"),
+                "must be more than zero",
+            ));
         }
         let credentials = credential_entries(self.credentials, &key("credentials"))?;
         let credentials_ttl = match self.credentials_ttl.as_deref() {
@@ -180,11 +209,17 @@ impl RawRemote {
             None => DEFAULT_CREDENTIALS_TTL,
         };
         if credentials_ttl.is_zero() {
-            return Err(ConfigError::invalid(&key("credentials_ttl"), "must be more than zero"));
+            return Err(ConfigError::invalid(
+                &key("credentials_ttl"),
+                "must be more than zero",
+            ));
         }
         if let Some(ca) = &self.ca_file {
             if !ca.is_file() {
-                return Err(ConfigError::invalid(&key("ca_file"), format!("{} is not a readable file", ca.display())));
+                return Err(ConfigError::invalid(
+                    &key("ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                ));
             }
         }
         // The host clients know the remote by, plus configured aliases.
@@ -194,18 +229,31 @@ impl RawRemote {
         }
         for h in self.hosts {
             if h.is_empty() || h.contains('/') {
-                return Err(ConfigError::invalid(&key("hosts"), format!("{h:?} must be a host or host:port")));
+                return Err(ConfigError::invalid(
+                    &key("hosts"),
+                    format!("{h:?} must be a host or host:port"),
+                ));
             }
             hosts.push(h.to_ascii_lowercase());
         }
         hosts.dedup();
         let max_concurrent_fetches = match self.max_concurrent_fetches {
-            Some(0) => return Err(ConfigError::invalid(&key("max_concurrent_fetches"), "must be at least 1")),
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    &key("max_concurrent_fetches"),
+                    "must be at least 1",
+                ))
+            }
             n => n.unwrap_or(16),
         };
         let max_bandwidth = match self.max_bandwidth.as_deref() {
             None => None,
-            Some(v) => Some(bandwidth(&key("max_bandwidth"), v, min_speed, max_concurrent_fetches)?),
+            Some(v) => Some(bandwidth(
+                &key("max_bandwidth"),
+                v,
+                min_speed,
+                max_concurrent_fetches,
+            )?),
         };
         Ok(Arc::new(Remote {
             name: self.name,
@@ -226,7 +274,11 @@ impl RawRemote {
             max_retries: self.max_retries.unwrap_or(2).min(10),
             max_concurrent_fetches,
             max_bandwidth,
-            max_size: self.max_size.as_deref().map(|v| super::size(&key("max_size"), v)).transpose()?,
+            max_size: self
+                .max_size
+                .as_deref()
+                .map(|v| super::size(&key("max_size"), v))
+                .transpose()?,
             redirect_hosts: redirect_hosts(self.redirect_hosts, &key("redirect_hosts"))?,
         }))
     }
@@ -255,11 +307,16 @@ fn redirect_hosts(v: Vec<String>, key: &str) -> Result<Vec<String>, ConfigError>
     v.into_iter()
         .map(|h| {
             let h = h.trim().to_ascii_lowercase();
-            let ok = !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.*:[]".contains(c));
+            let ok = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.*:[]".contains(c));
             if ok {
                 Ok(h)
             } else {
-                Err(ConfigError::invalid(key, format!("{h:?} must be a host name pattern like \"*.s3.amazonaws.com\"")))
+                Err(ConfigError::invalid(
+                    key,
+                    format!("{h:?} must be a host name pattern like \"*.s3.amazonaws.com\""),
+                ))
             }
         })
         .collect()
@@ -270,7 +327,10 @@ pub const DEFAULT_CREDENTIALS_TTL: Duration = Duration::from_secs(300);
 
 /// `credentials`: one table or a list of tables (each with an optional
 /// `repository` pattern).
-fn credential_entries(v: Option<toml::Value>, key: &str) -> Result<Vec<CredentialEntry>, ConfigError> {
+fn credential_entries(
+    v: Option<toml::Value>,
+    key: &str,
+) -> Result<Vec<CredentialEntry>, ConfigError> {
     let parse = |v: toml::Value, key: &str| -> Result<CredentialEntry, ConfigError> {
         // Only the message: toml's Display may quote the config text.
         let raw: RawCredentialEntry = v.try_into().map_err(|e: toml::de::Error| {
@@ -286,7 +346,10 @@ fn credential_entries(v: Option<toml::Value>, key: &str) -> Result<Vec<Credentia
             .enumerate()
             .map(|(j, t)| parse(t, &format!("{key}[{j}]")))
             .collect(),
-        Some(_) => Err(ConfigError::invalid(key, "must be a table or a list of tables")),
+        Some(_) => Err(ConfigError::invalid(
+            key,
+            "must be a table or a list of tables",
+        )),
     }
 }
 
@@ -309,12 +372,18 @@ pub(super) fn validate_all(raw: Option<Vec<RawRemote>>) -> Result<Vec<Arc<Remote
     for (i, r) in raw.into_iter().enumerate() {
         let r = r.validate(i)?;
         if out.iter().any(|o| o.name == r.name) {
-            return Err(ConfigError::invalid(&format!("remotes[{i}].name"), format!("{:?} is used twice", r.name)));
+            return Err(ConfigError::invalid(
+                &format!("remotes[{i}].name"),
+                format!("{:?} is used twice", r.name),
+            ));
         }
         out.push(r);
     }
     if out.iter().filter(|r| r.default).count() > 1 {
-        return Err(ConfigError::invalid("remotes", "at most one remote may have default = true"));
+        return Err(ConfigError::invalid(
+            "remotes",
+            "at most one remote may have default = true",
+        ));
     }
     Ok(out)
 }
@@ -326,7 +395,9 @@ mod credential_tests {
 
     fn remotes(toml: &str) -> Result<Vec<std::sync::Arc<super::Remote>>, String> {
         let raw = RawConfig::parse(toml).map_err(|e| e.to_string())?;
-        raw.validate(&Overrides::default()).map(|c| c.remotes).map_err(|e| e.to_string())
+        raw.validate(&Overrides::default())
+            .map(|c| c.remotes)
+            .map_err(|e| e.to_string())
     }
 
     /// Every commented-out `[[remotes]]` example in config.example.toml
@@ -352,7 +423,12 @@ mod credential_tests {
             .into_iter()
             .filter(|b| b.starts_with("[[remotes]]"))
             // ca_file must exist; the example's does not.
-            .map(|b| b.lines().filter(|l| !l.starts_with("ca_file")).collect::<Vec<_>>().join("\n"))
+            .map(|b| {
+                b.lines()
+                    .filter(|l| !l.starts_with("ca_file"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .collect();
         assert!(blocks.len() >= 4, "{blocks:#?}");
         for b in &blocks {
@@ -367,7 +443,10 @@ mod credential_tests {
             "[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[remotes.credentials]\nusername = \"u\"\npassword = \"p\"\n",
         )
         .unwrap();
-        assert!(matches!(r[0].credentials[0].source, CredentialSource::Inline(_)));
+        assert!(matches!(
+            r[0].credentials[0].source,
+            CredentialSource::Inline(_)
+        ));
         assert_eq!(r[0].credentials_ttl, super::DEFAULT_CREDENTIALS_TTL);
         let r = remotes(
             "[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials_ttl = \"3s\"\ncredentials = [\n  { repository = \"x/*\", secret = { backend = \"env\", token = \"T\" } },\n  { secret = { backend = \"env\", username = \"U\", password = \"P\" } },\n]\n",
@@ -377,7 +456,10 @@ mod credential_tests {
         assert_eq!(r[0].credentials[1].repository.as_str(), "*");
         assert_eq!(r[0].credentials_ttl.as_secs(), 3);
         let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = [{ secret = { backend = \"env\", pasword = \"P\" } }]\n").unwrap_err();
-        assert!(e.contains("remotes[0].credentials[0]") && e.contains("pasword"), "{e}");
+        assert!(
+            e.contains("remotes[0].credentials[0]") && e.contains("pasword"),
+            "{e}"
+        );
         let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = { username = \"u\" }\n").unwrap_err();
         assert!(e.contains("remotes[0].credentials"), "{e}");
         let e = remotes("[[remotes]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ncredentials = { secret = { backend = \"vault\" } }\n").unwrap_err();

@@ -113,15 +113,29 @@ impl RawServer {
                 Ok(v)
             }
         };
-        let shutdown_grace = dur("server.shutdown_grace", self.shutdown_grace, d.shutdown_grace)?;
+        let shutdown_grace = dur(
+            "server.shutdown_grace",
+            self.shutdown_grace,
+            d.shutdown_grace,
+        )?;
         let header_read_timeout = positive(
             "server.header_read_timeout",
-            dur("server.header_read_timeout", self.header_read_timeout, d.header_read_timeout)?,
+            dur(
+                "server.header_read_timeout",
+                self.header_read_timeout,
+                d.header_read_timeout,
+            )?,
         )?;
-        let idle_timeout = positive("server.idle_timeout", dur("server.idle_timeout", self.idle_timeout, d.idle_timeout)?)?;
+        let idle_timeout = positive(
+            "server.idle_timeout",
+            dur("server.idle_timeout", self.idle_timeout, d.idle_timeout)?,
+        )?;
         let max_connections = self.max_connections.unwrap_or(d.max_connections);
         if max_connections == 0 {
-            return Err(ConfigError::invalid("server.max_connections", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "server.max_connections",
+                "must be at least 1",
+            ));
         }
         let max_header_size = match self.max_header_size {
             None => d.max_header_size,
@@ -129,19 +143,37 @@ impl RawServer {
         };
         // hyper's HTTP/1 buffer cannot be smaller than 8 KiB.
         if !(8192..=(16 << 20)).contains(&max_header_size) {
-            return Err(ConfigError::invalid("server.max_header_size", "must be between 8KiB and 16MiB"));
+            return Err(ConfigError::invalid(
+                "server.max_header_size",
+                "must be between 8KiB and 16MiB",
+            ));
         }
         let max_headers = self.max_headers.unwrap_or(d.max_headers);
         if max_headers == 0 || max_headers > 10_000 {
-            return Err(ConfigError::invalid("server.max_headers", "must be between 1 and 10000"));
+            return Err(ConfigError::invalid(
+                "server.max_headers",
+                "must be between 1 and 10000",
+            ));
         }
         let tls = match self.tls {
             None => None,
-            Some(RawTls { cert_file: None, key_file: None, .. }) => None,
-            Some(RawTls { cert_file: Some(c), key_file: Some(k), reload_interval }) => {
+            Some(RawTls {
+                cert_file: None,
+                key_file: None,
+                ..
+            }) => None,
+            Some(RawTls {
+                cert_file: Some(c),
+                key_file: Some(k),
+                reload_interval,
+            }) => {
                 let reload_interval = positive(
                     "server.tls.reload_interval",
-                    dur("server.tls.reload_interval", reload_interval, Duration::from_secs(5))?,
+                    dur(
+                        "server.tls.reload_interval",
+                        reload_interval,
+                        Duration::from_secs(5),
+                    )?,
                 )?;
                 Some(TlsFiles {
                     cert_file: c,
@@ -149,19 +181,30 @@ impl RawServer {
                     reload_interval,
                 })
             }
-            Some(RawTls { cert_file: None, .. }) => {
-                return Err(ConfigError::invalid("server.tls.cert_file", "is required when server.tls.key_file is set"))
+            Some(RawTls {
+                cert_file: None, ..
+            }) => {
+                return Err(ConfigError::invalid(
+                    "server.tls.cert_file",
+                    "is required when server.tls.key_file is set",
+                ))
             }
             Some(RawTls { key_file: None, .. }) => {
-                return Err(ConfigError::invalid("server.tls.key_file", "is required when server.tls.cert_file is set"))
+                return Err(ConfigError::invalid(
+                    "server.tls.key_file",
+                    "is required when server.tls.cert_file is set",
+                ))
             }
         };
         let external_url = match self.external_url {
             None => None,
             Some(u) => {
-                let parsed = reqwest::Url::parse(&u)
-                    .ok()
-                    .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some() && p.query().is_none() && p.fragment().is_none());
+                let parsed = reqwest::Url::parse(&u).ok().filter(|p| {
+                    matches!(p.scheme(), "http" | "https")
+                        && p.host_str().is_some()
+                        && p.query().is_none()
+                        && p.fragment().is_none()
+                });
                 match parsed {
                     Some(_) => Some(u.trim_end_matches('/').to_string()),
                     None => return Err(ConfigError::invalid("server.external_url", format!("{u:?} must be an http(s) URL like \"https://wharf.example\" (no query)"))),
@@ -213,6 +256,8 @@ mod tests {
         let e = parse("max_connections = 0\n").unwrap_err();
         assert!(e.contains("server.max_connections"), "{e}");
         assert_eq!(parse("mode = \"mirror\"\n").unwrap().mode, Mode::Mirror);
-        assert!(parse("mode = \"cache\"\n").unwrap_err().contains("server.mode"));
+        assert!(parse("mode = \"cache\"\n")
+            .unwrap_err()
+            .contains("server.mode"));
     }
 }

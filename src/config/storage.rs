@@ -75,7 +75,10 @@ pub(super) struct RawS3 {
 }
 
 /// `storage.backend` and `[storage.s3]` together.
-pub(super) fn validate(backend: Option<&str>, s3: Option<RawS3>) -> Result<StorageBackend, ConfigError> {
+pub(super) fn validate(
+    backend: Option<&str>,
+    s3: Option<RawS3>,
+) -> Result<StorageBackend, ConfigError> {
     match backend.unwrap_or("filesystem") {
         "filesystem" => match s3 {
             Some(_) => Err(ConfigError::invalid(
@@ -97,23 +100,31 @@ pub(super) fn validate(backend: Option<&str>, s3: Option<RawS3>) -> Result<Stora
 fn valid_bucket(b: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     (3..=63).contains(&b.len())
-        && b.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && edge(b.chars().next())
         && edge(b.chars().last())
 }
 
 impl RawS3 {
     fn validate(self) -> Result<S3Storage, ConfigError> {
-        let bucket = self.bucket.ok_or_else(|| ConfigError::invalid("storage.s3.bucket", "is required"))?;
+        let bucket = self
+            .bucket
+            .ok_or_else(|| ConfigError::invalid("storage.s3.bucket", "is required"))?;
         if !valid_bucket(&bucket) {
             return Err(ConfigError::invalid(
                 "storage.s3.bucket",
-                format!("{bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-' or '.')"),
+                format!(
+                    "{bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-' or '.')"
+                ),
             ));
         }
         let prefix = match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
             None | Some("") => String::new(),
-            Some(p) if p.split('/').any(|c| c.is_empty() || c == "." || c == "..") || p.contains('\\') => {
+            Some(p)
+                if p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                    || p.contains('\\') =>
+            {
                 return Err(ConfigError::invalid(
                     "storage.s3.prefix",
                     format!("{p:?}: use path components like \"registry/prod\""),
@@ -122,7 +133,11 @@ impl RawS3 {
             Some(p) => format!("{p}/"),
         };
         if let Some(e) = &self.endpoint {
-            let ok = reqwest::Url::parse(e).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none());
+            let ok = reqwest::Url::parse(e).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+            });
             if !ok {
                 return Err(ConfigError::invalid(
                     "storage.s3.endpoint",
@@ -137,7 +152,8 @@ impl RawS3 {
             ));
         }
         if let Some(c) = &self.credentials {
-            c.validate(false).map_err(|e| ConfigError::invalid("storage.s3.credentials", e.0))?;
+            c.validate(false)
+                .map_err(|e| ConfigError::invalid("storage.s3.credentials", e.0))?;
         }
         let part_size = match &self.part_size {
             None => DEFAULT_PART_SIZE,
@@ -151,7 +167,10 @@ impl RawS3 {
         }
         if let Some(p) = &self.ca_file {
             if !p.is_file() {
-                return Err(ConfigError::invalid("storage.s3.ca_file", format!("{} is not a readable file", p.display())));
+                return Err(ConfigError::invalid(
+                    "storage.s3.ca_file",
+                    format!("{} is not a readable file", p.display()),
+                ));
             }
         }
         Ok(S3Storage {
@@ -172,7 +191,9 @@ mod tests {
     use super::*;
 
     fn parse(backend: Option<&str>, t: Option<&str>) -> Result<StorageBackend, String> {
-        let s3 = t.map(|t| toml::from_str::<RawS3>(t).map_err(|e| e.to_string())).transpose()?;
+        let s3 = t
+            .map(|t| toml::from_str::<RawS3>(t).map_err(|e| e.to_string()))
+            .transpose()?;
         validate(backend, s3).map_err(|e| e.to_string())
     }
 
@@ -186,23 +207,46 @@ mod tests {
         .unwrap() else {
             panic!()
         };
-        assert_eq!((s.prefix.as_str(), s.path_style, s.part_size), ("reg/prod/", true, DEFAULT_PART_SIZE));
+        assert_eq!(
+            (s.prefix.as_str(), s.path_style, s.part_size),
+            ("reg/prod/", true, DEFAULT_PART_SIZE)
+        );
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
         for (backend, t, key) in [
             (Some("s4"), None, "storage.backend"),
             (Some("s3"), None, "storage.s3"),
             (None, Some("bucket = \"b12\""), "storage.s3"),
             (Some("s3"), Some(""), "storage.s3.bucket"),
-            (Some("s3"), Some("bucket = \"Bad_Name\""), "storage.s3.bucket"),
-            (Some("s3"), Some("bucket = \"wharf\"\npart_size = \"1MiB\""), "storage.s3.part_size"),
-            (Some("s3"), Some("bucket = \"wharf\"\nendpoint = \"garage:3900\""), "storage.s3.endpoint"),
-            (Some("s3"), Some("bucket = \"wharf\"\nprefix = \"a/../b\""), "storage.s3.prefix"),
+            (
+                Some("s3"),
+                Some("bucket = \"Bad_Name\""),
+                "storage.s3.bucket",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\npart_size = \"1MiB\""),
+                "storage.s3.part_size",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nendpoint = \"garage:3900\""),
+                "storage.s3.endpoint",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nprefix = \"a/../b\""),
+                "storage.s3.prefix",
+            ),
             (
                 Some("s3"),
                 Some("bucket = \"wharf\"\ncredentials = { backend = \"env\" }"),
                 "storage.s3.credentials",
             ),
-            (Some("s3"), Some("bucket = \"wharf\"\nca_file = \"/nonexistent/ca.pem\""), "storage.s3.ca_file"),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nca_file = \"/nonexistent/ca.pem\""),
+                "storage.s3.ca_file",
+            ),
         ] {
             let e = parse(backend, t).unwrap_err();
             assert!(e.contains(key), "{t:?}: {e}");

@@ -8,7 +8,9 @@ impl Config {
     /// Whether anyone who reaches wharf may push: no accounts at all, in
     /// registry mode.
     pub fn open_push(&self) -> bool {
-        self.auth.admins.is_empty() && self.auth.robots.is_empty() && self.server.mode == Mode::Registry
+        self.auth.admins.is_empty()
+            && self.auth.robots.is_empty()
+            && self.server.mode == Mode::Registry
     }
 
     /// One sentence per risky or surprising setting.
@@ -22,7 +24,10 @@ impl Config {
                 self.listen
             ));
         }
-        if exposed && self.server.tls.is_none() && !(self.auth.admins.is_empty() && self.auth.robots.is_empty()) {
+        if exposed
+            && self.server.tls.is_none()
+            && !(self.auth.admins.is_empty() && self.auth.robots.is_empty())
+        {
             w.push(format!(
                 "wharf listens on {} over plain HTTP with accounts: passwords and tokens cross the network in clear text \
                  (set [server.tls] or terminate TLS in front of wharf)",
@@ -46,8 +51,15 @@ mod tests {
     use crate::config::{Overrides, RawConfig};
 
     fn warnings(toml: &str, listen: &str) -> Vec<String> {
-        let o = Overrides { listen: Some(listen.to_string()), data_dir: None };
-        RawConfig::parse(toml).unwrap().validate(&o).unwrap().warnings()
+        let o = Overrides {
+            listen: Some(listen.to_string()),
+            data_dir: None,
+        };
+        RawConfig::parse(toml)
+            .unwrap()
+            .validate(&o)
+            .unwrap()
+            .warnings()
     }
 
     #[test]
@@ -58,13 +70,24 @@ mod tests {
     #[test]
     fn open_push_on_the_network_is_called_out() {
         let w = warnings("", "0.0.0.0:5000");
-        assert!(w.iter().any(|s| s.contains("anyone who reaches it can push")), "{w:?}");
+        assert!(
+            w.iter()
+                .any(|s| s.contains("anyone who reaches it can push")),
+            "{w:?}"
+        );
         assert!(warnings("[server]\nmode = \"mirror\"\n", "0.0.0.0:5000").is_empty());
     }
 
     #[test]
     fn a_remote_list_without_default_is_called_out() {
-        let w = warnings("[[remotes]]\nname = \"corp\"\nurl = \"https://corp.example\"\n", "127.0.0.1:5000");
-        assert!(w.iter().any(|s| s.contains("no remote has default = true") && s.contains("corp/<path>")), "{w:?}");
+        let w = warnings(
+            "[[remotes]]\nname = \"corp\"\nurl = \"https://corp.example\"\n",
+            "127.0.0.1:5000",
+        );
+        assert!(
+            w.iter()
+                .any(|s| s.contains("no remote has default = true") && s.contains("corp/<path>")),
+            "{w:?}"
+        );
     }
 }

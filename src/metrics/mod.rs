@@ -138,9 +138,17 @@ impl Metrics {
             request_seconds.clone(),
         );
         let connections_open = Gauge::default();
-        registry.register("connections_open", "Client connections open now", connections_open.clone());
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
         let connections_total = Counter::default();
-        registry.register("connections", "Client connections accepted", connections_total.clone());
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
         let tls_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "tls_reloads",
@@ -163,12 +171,16 @@ impl Metrics {
 
     /// One finished request (called when its response body ends or drops).
     pub fn request_done(&self, route: &'static str, status: u16, bytes: u64, elapsed: Duration) {
-        self.requests.get_or_create(&RouteStatus { route, status }).inc();
+        self.requests
+            .get_or_create(&RouteStatus { route, status })
+            .inc();
         let l = RouteLabel { route };
         if bytes > 0 {
             self.response_bytes.get_or_create(&l).inc_by(bytes);
         }
-        self.request_seconds.get_or_create(&l).observe(elapsed.as_secs_f64());
+        self.request_seconds
+            .get_or_create(&l)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// A connection opened; the guard counts it closed when dropped.
@@ -180,7 +192,9 @@ impl Metrics {
 
     pub fn tls_reloaded(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
-        self.tls_reloads.get_or_create(&ResultLabel { result }).inc();
+        self.tls_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
     }
 
     /// Record a store scan's result.
@@ -192,7 +206,12 @@ impl Metrics {
 
     /// (bytes, blobs) from the last store scan, once one finished.
     pub fn store_totals(&self) -> Option<(u64, u64)> {
-        (self.store_scanned.load(Relaxed) == 1).then(|| (self.store_bytes.load(Relaxed), self.store_blobs.load(Relaxed)))
+        (self.store_scanned.load(Relaxed) == 1).then(|| {
+            (
+                self.store_bytes.load(Relaxed),
+                self.store_blobs.load(Relaxed),
+            )
+        })
     }
 
     /// The exposition text: live series, then those read from `proxy` now.
@@ -285,17 +304,28 @@ impl Snapshot {
             fetches: inf.stats.fetches.load(Relaxed),
             coalesced: inf.stats.coalesced.load(Relaxed),
             spools: inf.len() as u64,
-            store: (m.store_scanned.load(Relaxed) == 1).then(|| (m.store_bytes.load(Relaxed), m.store_blobs.load(Relaxed))),
+            store: (m.store_scanned.load(Relaxed) == 1)
+                .then(|| (m.store_bytes.load(Relaxed), m.store_blobs.load(Relaxed))),
         }
     }
 }
 
-fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
+fn counter(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: u64,
+) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(v);
     c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
-fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> Result<(), std::fmt::Error> {
+fn gauge(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: i64,
+) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(v);
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
 }
@@ -316,23 +346,49 @@ impl Collector for Snapshot {
                     ("blob", "hit", r.blob_hits),
                     ("blob", "miss", r.blob_misses),
                 ] {
-                    let l = CacheLabels { remote: r.name.clone(), kind, result };
+                    let l = CacheLabels {
+                        remote: r.name.clone(),
+                        kind,
+                        result,
+                    };
                     ConstCounter::new(v).encode(e.encode_family(&l)?)?;
                 }
             }
         }
         type Field = fn(&RemoteSnapshot) -> u64;
         let per_remote: [(&str, &str, Field); 5] = [
-            ("cache_stale_served", "Cached manifests or tag lists served because the remote failed", |r| r.stale),
-            ("cache_revalidations", "Tag revalidations (HEAD) after the tag TTL", |r| r.revalidations),
-            ("upstream_requests", "HTTP requests sent to the remote", |r| r.up_requests),
-            ("upstream_errors", "Remote requests that failed to connect or answered 429/5xx", |r| r.up_errors),
-            ("upstream_bytes", "Body bytes received from the remote", |r| r.up_bytes),
+            (
+                "cache_stale_served",
+                "Cached manifests or tag lists served because the remote failed",
+                |r| r.stale,
+            ),
+            (
+                "cache_revalidations",
+                "Tag revalidations (HEAD) after the tag TTL",
+                |r| r.revalidations,
+            ),
+            (
+                "upstream_requests",
+                "HTTP requests sent to the remote",
+                |r| r.up_requests,
+            ),
+            (
+                "upstream_errors",
+                "Remote requests that failed to connect or answered 429/5xx",
+                |r| r.up_errors,
+            ),
+            (
+                "upstream_bytes",
+                "Body bytes received from the remote",
+                |r| r.up_bytes,
+            ),
         ];
         for (name, help, f) in per_remote {
             let mut e = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for r in &self.remotes {
-                let l = RemoteLabel { remote: r.name.clone() };
+                let l = RemoteLabel {
+                    remote: r.name.clone(),
+                };
                 ConstCounter::new(f(r)).encode(e.encode_family(&l)?)?;
             }
         }
@@ -344,7 +400,9 @@ impl Collector for Snapshot {
                 MetricType::Counter,
             )?;
             for r in self.remotes.iter().filter(|r| r.bandwidth_limit > 0) {
-                let l = RemoteLabel { remote: r.name.clone() };
+                let l = RemoteLabel {
+                    remote: r.name.clone(),
+                };
                 ConstCounter::new(r.throttled_us as f64 / 1e6).encode(e.encode_family(&l)?)?;
             }
         }
@@ -356,7 +414,9 @@ impl Collector for Snapshot {
                 MetricType::Gauge,
             )?;
             for r in self.remotes.iter().filter(|r| r.bandwidth_limit > 0) {
-                let l = RemoteLabel { remote: r.name.clone() };
+                let l = RemoteLabel {
+                    remote: r.name.clone(),
+                };
                 ConstGauge::new(r.bandwidth_limit as i64).encode(e.encode_family(&l)?)?;
             }
         }
@@ -368,28 +428,56 @@ impl Collector for Snapshot {
                 MetricType::Histogram,
             )?;
             for r in &self.remotes {
-                let l = RemoteLabel { remote: r.name.clone() };
+                let l = RemoteLabel {
+                    remote: r.name.clone(),
+                };
                 let (sum, count, buckets) = &r.latency;
-                e.encode_family(&l)?.encode_histogram::<Vec<(String, String)>>(*sum, *count, buckets, None)?;
+                e.encode_family(&l)?
+                    .encode_histogram::<Vec<(String, String)>>(*sum, *count, buckets, None)?;
             }
         }
-        counter(&mut enc, "blob_fetches", "Upstream blob fetches started (leaders)", self.fetches)?;
+        counter(
+            &mut enc,
+            "blob_fetches",
+            "Upstream blob fetches started (leaders)",
+            self.fetches,
+        )?;
         counter(
             &mut enc,
             "coalesced_followers",
             "Blob requests that joined a fetch already in flight instead of starting one",
             self.coalesced,
         )?;
-        gauge(&mut enc, "spool_files", "Upstream blob fetches (spool files) in flight now", self.spools as i64)?;
+        gauge(
+            &mut enc,
+            "spool_files",
+            "Upstream blob fetches (spool files) in flight now",
+            self.spools as i64,
+        )?;
         if let Some((bytes, blobs)) = self.store {
-            gauge(&mut enc, "store_bytes", "Bytes of content (blobs and manifests) in the store (scanned after changes)", bytes as i64)?;
+            gauge(
+                &mut enc,
+                "store_bytes",
+                "Bytes of content (blobs and manifests) in the store (scanned after changes)",
+                bytes as i64,
+            )?;
             gauge(&mut enc, "store_blobs", "Content-addressed files (blobs and manifests) in the store (scanned after changes)", blobs as i64)?;
         }
         // Garbage collection and eviction do not exist yet: registered so
         // dashboards and alerts can be written now.
         counter(&mut enc, "gc_runs", "Garbage collection runs", 0)?;
-        counter(&mut enc, "gc_deleted_blobs", "Blobs deleted by garbage collection", 0)?;
-        counter(&mut enc, "evictions", "Cached blobs evicted to stay under the size limit", 0)?;
+        counter(
+            &mut enc,
+            "gc_deleted_blobs",
+            "Blobs deleted by garbage collection",
+            0,
+        )?;
+        counter(
+            &mut enc,
+            "evictions",
+            "Cached blobs evicted to stay under the size limit",
+            0,
+        )?;
         Ok(())
     }
 }
@@ -425,7 +513,12 @@ struct BuildLabels {
 #[derive(Debug)]
 struct ProcessSnapshot(Option<ProcessStats>);
 
-fn gauge_f64(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Result<(), std::fmt::Error> {
+fn gauge_f64(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    v: f64,
+) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(v);
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
 }
@@ -433,24 +526,68 @@ fn gauge_f64(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> Res
 impl Collector for ProcessSnapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         {
-            let mut e = enc.encode_descriptor("wharf_build_info", "The running wharf's version (value 1)", None, MetricType::Gauge)?;
+            let mut e = enc.encode_descriptor(
+                "wharf_build_info",
+                "The running wharf's version (value 1)",
+                None,
+                MetricType::Gauge,
+            )?;
             let l = BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
-                profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+                profile: if cfg!(debug_assertions) {
+                    "debug"
+                } else {
+                    "release"
+                },
             };
             ConstGauge::new(1i64).encode(e.encode_family(&l)?)?;
         }
         let Some(p) = &self.0 else { return Ok(()) };
         let c = ConstCounter::new(p.cpu_seconds);
-        c.encode(enc.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, c.metric_type())?)?;
-        gauge(&mut enc, "process_resident_memory_bytes", "Resident memory size in bytes", p.resident_bytes as i64)?;
-        gauge(&mut enc, "process_virtual_memory_bytes", "Virtual memory size in bytes", p.virtual_bytes as i64)?;
-        gauge(&mut enc, "process_open_fds", "Number of open file descriptors", p.open_fds as i64)?;
+        c.encode(enc.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            c.metric_type(),
+        )?)?;
+        gauge(
+            &mut enc,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            p.resident_bytes as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            p.virtual_bytes as i64,
+        )?;
+        gauge(
+            &mut enc,
+            "process_open_fds",
+            "Number of open file descriptors",
+            p.open_fds as i64,
+        )?;
         if let Some(m) = p.max_fds {
-            gauge(&mut enc, "process_max_fds", "Maximum number of open file descriptors", m.min(i64::MAX as u64) as i64)?;
+            gauge(
+                &mut enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                m.min(i64::MAX as u64) as i64,
+            )?;
         }
-        gauge(&mut enc, "process_threads", "Number of OS threads", p.threads as i64)?;
-        gauge_f64(&mut enc, "process_start_time_seconds", "Start time of the process since unix epoch in seconds", p.start_time_seconds)
+        gauge(
+            &mut enc,
+            "process_threads",
+            "Number of OS threads",
+            p.threads as i64,
+        )?;
+        gauge_f64(
+            &mut enc,
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            p.start_time_seconds,
+        )
     }
 }
 
@@ -489,7 +626,9 @@ pub fn check_exposition(text: &str) -> Result<usize, ExpositionError> {
         if line.starts_with('#') || line.is_empty() {
             return Err(ExpositionError(format!("line {n}: unexpected {line:?}")));
         }
-        let (series, value) = line.rsplit_once(' ').ok_or_else(|| ExpositionError(format!("line {n}: no value")))?;
+        let (series, value) = line
+            .rsplit_once(' ')
+            .ok_or_else(|| ExpositionError(format!("line {n}: no value")))?;
         let v = value.trim();
         if v.parse::<f64>().is_err() && !matches!(v, "+Inf" | "-Inf" | "NaN") {
             return Err(ExpositionError(format!("line {n}: bad value {v:?}")));
@@ -503,15 +642,23 @@ pub fn check_exposition(text: &str) -> Result<usize, ExpositionError> {
             }
             None => series,
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
-            return Err(ExpositionError(format!("line {n}: bad metric name {name:?}")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(ExpositionError(format!(
+                "line {n}: bad metric name {name:?}"
+            )));
         }
         let family = ["_total", "_bucket", "_sum", "_count", "_created"]
             .iter()
             .find_map(|s| name.strip_suffix(s).filter(|f| types.contains_key(*f)))
             .unwrap_or(name);
         if !types.contains_key(family) {
-            return Err(ExpositionError(format!("line {n}: sample {name} without # TYPE")));
+            return Err(ExpositionError(format!(
+                "line {n}: sample {name} without # TYPE"
+            )));
         }
         samples += 1;
     }
@@ -544,7 +691,10 @@ mod tests {
         m.request_done("blob", 200, 10, Duration::from_millis(2));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
-        assert!(out.contains("wharf_http_requests_total{route=\"blob\",status=\"200\"} 1"), "{out}");
+        assert!(
+            out.contains("wharf_http_requests_total{route=\"blob\",status=\"200\"} 1"),
+            "{out}"
+        );
         check_exposition(&out).unwrap();
         assert!(check_exposition("foo 1\n# EOF\n").is_err());
     }

@@ -24,10 +24,16 @@ impl ProcessStats {
     /// `/proc` is not mounted.
     pub fn read() -> Option<ProcessStats> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| boot_time(&s));
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| boot_time(&s));
         let mut p = parse_stat(&stat, boot?)?;
-        p.open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
-        p.max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| max_open_files(&s));
+        p.open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+        p.max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|s| max_open_files(&s));
         Some(p)
     }
 }
@@ -53,12 +59,19 @@ fn parse_stat(stat: &str, boot_time: u64) -> Option<ProcessStats> {
 }
 
 fn boot_time(proc_stat: &str) -> Option<u64> {
-    proc_stat.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn max_open_files(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -79,14 +92,20 @@ mod tests {
     #[test]
     fn reads_limits_and_boot_time() {
         assert_eq!(max_open_files("Limit  Soft Limit Hard Limit Units\nMax open files            1024                 524288               files\n"), Some(1024));
-        assert_eq!(boot_time("cpu 1 2 3\nbtime 1700000000\n"), Some(1_700_000_000));
+        assert_eq!(
+            boot_time("cpu 1 2 3\nbtime 1700000000\n"),
+            Some(1_700_000_000)
+        );
     }
 
     #[test]
     #[cfg(target_os = "linux")]
     fn reads_this_process() {
         let p = ProcessStats::read().unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
         assert!(p.resident_bytes > 0 && p.open_fds > 0 && p.start_time_seconds <= now + 1.0);
     }
 }

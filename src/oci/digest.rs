@@ -93,7 +93,9 @@ impl FromStr for Digest {
             other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
         };
         if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !enc
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::BadEncoding {
                 algorithm: algorithm.as_str(),
@@ -297,7 +299,12 @@ impl ResumableSha256 {
         if filled >= 64 || len % 64 != filled as u64 {
             return None;
         }
-        Some(ResumableSha256 { state, block, filled, len })
+        Some(ResumableSha256 {
+            state,
+            block,
+            filled,
+            len,
+        })
     }
 }
 

@@ -67,15 +67,31 @@ impl ErrorCode {
         let (code, status, message) = match self {
             BlobUnknown => ("BLOB_UNKNOWN", 404, "blob unknown to registry"),
             BlobUploadInvalid => ("BLOB_UPLOAD_INVALID", 400, "blob upload invalid"),
-            BlobUploadUnknown => ("BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"),
-            DigestInvalid => ("DIGEST_INVALID", 400, "provided digest did not match uploaded content"),
+            BlobUploadUnknown => (
+                "BLOB_UPLOAD_UNKNOWN",
+                404,
+                "blob upload unknown to registry",
+            ),
+            DigestInvalid => (
+                "DIGEST_INVALID",
+                400,
+                "provided digest did not match uploaded content",
+            ),
             // 400 as Distribution answers (the spec ties no status to it).
-            ManifestBlobUnknown => ("MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"),
+            ManifestBlobUnknown => (
+                "MANIFEST_BLOB_UNKNOWN",
+                400,
+                "manifest references a manifest or blob unknown to registry",
+            ),
             ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
             ManifestUnknown => ("MANIFEST_UNKNOWN", 404, "manifest unknown to registry"),
             NameInvalid => ("NAME_INVALID", 400, "invalid repository name"),
             NameUnknown => ("NAME_UNKNOWN", 404, "repository name not known to registry"),
-            SizeInvalid => ("SIZE_INVALID", 400, "provided length did not match content length"),
+            SizeInvalid => (
+                "SIZE_INVALID",
+                400,
+                "provided length did not match content length",
+            ),
             TooLarge => ("SIZE_INVALID", 413, "request body too large"),
             TagInvalid => ("TAG_INVALID", 400, "invalid tag"),
             Unauthorized => ("UNAUTHORIZED", 401, "authentication required"),
@@ -85,7 +101,11 @@ impl ErrorCode {
             NoEndpoint => ("UNSUPPORTED", 404, "no such endpoint"),
             BadRequest => ("UNSUPPORTED", 400, "malformed request"),
             TooManyRequests => ("TOOMANYREQUESTS", 429, "too many requests"),
-            RangeInvalid => ("BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable"),
+            RangeInvalid => (
+                "BLOB_UPLOAD_INVALID",
+                416,
+                "requested range not satisfiable",
+            ),
             Unavailable => ("UNAVAILABLE", 503, "service unavailable"),
             // 424, not 502/503: Docker Engine and containers/image (podman,
             // skopeo) print the error `message` only for 4xx answers and
@@ -95,11 +115,19 @@ impl ErrorCode {
             // Docker prefixes with a misleading "may require 'docker
             // login'".
             UpstreamFailed => ("UNAVAILABLE", 424, "the remote registry failed"),
-            UpstreamRefused => ("UNAUTHORIZED", 424, "the remote registry refused wharf's credentials"),
+            UpstreamRefused => (
+                "UNAUTHORIZED",
+                424,
+                "the remote registry refused wharf's credentials",
+            ),
             StorageFull => ("UNAVAILABLE", 507, "the registry's storage is full"),
             Internal => ("UNKNOWN", 500, "internal error"),
         };
-        Descriptor { code, status, message }
+        Descriptor {
+            code,
+            status,
+            message,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -125,14 +153,38 @@ mod tests {
     fn every_code_has_a_sane_descriptor() {
         use ErrorCode::*;
         for c in [
-            BlobUnknown, BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, ManifestBlobUnknown,
-            ManifestInvalid, ManifestUnknown, NameInvalid, NameUnknown, SizeInvalid, TooLarge, TagInvalid,
-            Unauthorized, Denied, Conflict, Unsupported, NoEndpoint, BadRequest, TooManyRequests,
-            RangeInvalid, Unavailable, UpstreamFailed, UpstreamRefused, StorageFull, Internal,
+            BlobUnknown,
+            BlobUploadInvalid,
+            BlobUploadUnknown,
+            DigestInvalid,
+            ManifestBlobUnknown,
+            ManifestInvalid,
+            ManifestUnknown,
+            NameInvalid,
+            NameUnknown,
+            SizeInvalid,
+            TooLarge,
+            TagInvalid,
+            Unauthorized,
+            Denied,
+            Conflict,
+            Unsupported,
+            NoEndpoint,
+            BadRequest,
+            TooManyRequests,
+            RangeInvalid,
+            Unavailable,
+            UpstreamFailed,
+            UpstreamRefused,
+            StorageFull,
+            Internal,
         ] {
             let d = c.descriptor();
             assert!((400..600).contains(&d.status), "{c:?}");
-            assert!(d.code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'), "{c:?}");
+            assert!(
+                d.code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{c:?}"
+            );
             assert!(!d.message.is_empty());
         }
     }

@@ -21,8 +21,12 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 
 /// Every manifest type wharf stores and serves, in the order wharf offers
 /// them upstream in `Accept`.
-pub const ALL_MANIFEST_TYPES: [&str; 4] =
-    [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+pub const ALL_MANIFEST_TYPES: [&str; 4] = [
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+];
 
 /// Whether `media_type` is an image index / manifest list.
 pub fn is_index(media_type: &str) -> bool {
@@ -166,7 +170,9 @@ mod tests {
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     fn image(mt: Option<&str>) -> String {
-        let mt = mt.map(|m| format!(r#""mediaType":"{m}","#)).unwrap_or_default();
+        let mt = mt
+            .map(|m| format!(r#""mediaType":"{m}","#))
+            .unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{D}","size":0}},"layers":[{{"mediaType":"x","digest":"{D}","size":0,"extra":1}}],"unknown":true}}"#
         )

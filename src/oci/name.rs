@@ -269,7 +269,10 @@ mod tests {
 
     #[test]
     fn references() {
-        assert!(matches!("latest".parse::<Reference>(), Ok(Reference::Tag(_))));
+        assert!(matches!(
+            "latest".parse::<Reference>(),
+            Ok(Reference::Tag(_))
+        ));
         assert!(matches!(
             "sha256:totallywrong".parse::<Reference>(),
             Err(NameError::BadDigest(_))

@@ -86,7 +86,8 @@ impl Evictor {
     pub async fn check(&self) {
         for r in &self.remotes {
             if let Some(cap) = r.max_size {
-                self.evict_logged(std::slice::from_ref(&r.name), cap, &r.name).await;
+                self.evict_logged(std::slice::from_ref(&r.name), cap, &r.name)
+                    .await;
             }
         }
         if let Some(cap) = self.global {
@@ -172,14 +173,25 @@ pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<Evi
 /// `images`, or (when `None`) every unpinned image. Pinned images are
 /// never removed by the whole-repository form. The caller checked that
 /// `name` is a cache repository and that `images` are its manifests.
-pub async fn purge(store: &Store, name: &RepoName, images: Option<&[Digest]>) -> Result<EvictReport> {
+pub async fn purge(
+    store: &Store,
+    name: &RepoName,
+    images: Option<&[Digest]>,
+) -> Result<EvictReport> {
     let _guard = store.gc_write().await;
     let victims: Vec<Digest> = match images {
         Some(d) => d.to_vec(),
-        None => repo_candidates(store, name).await?.into_iter().map(|c| c.digest).collect(),
+        None => repo_candidates(store, name)
+            .await?
+            .into_iter()
+            .map(|c| c.digest)
+            .collect(),
     };
     let ns = [name.first().to_string()];
-    let mut report = EvictReport { usage_before: store.group_usage(&ns).await?, ..EvictReport::default() };
+    let mut report = EvictReport {
+        usage_before: store.group_usage(&ns).await?,
+        ..EvictReport::default()
+    };
     let mut freed = HashSet::new();
     for d in victims {
         freed.extend(evict_image(store, name, &d).await?);
@@ -194,7 +206,11 @@ pub async fn purge(store: &Store, name: &RepoName, images: Option<&[Digest]>) ->
 
 /// Delete the content of `freed` digests that nothing links or references
 /// any more (the caller holds the GC lock).
-async fn remove_unreferenced(store: &Store, freed: HashSet<Digest>, report: &mut EvictReport) -> Result<()> {
+async fn remove_unreferenced(
+    store: &Store,
+    freed: HashSet<Digest>,
+    report: &mut EvictReport,
+) -> Result<()> {
     if freed.is_empty() {
         return Ok(());
     }
@@ -244,7 +260,11 @@ async fn repo_candidates(store: &Store, name: &RepoName) -> Result<Vec<Candidate
             continue;
         }
         let cached = repo.manifest_meta(&d).await?.map(|m| m.modified);
-        let last_used = repo.last_pull(&d).await?.or(cached).unwrap_or(SystemTime::UNIX_EPOCH);
+        let last_used = repo
+            .last_pull(&d)
+            .await?
+            .or(cached)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         out.push(Candidate {
             repo: name.clone(),
             digest: d,

@@ -57,7 +57,11 @@ pub enum FetchError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("remote {remote} sent content with digest {actual} for {expected}")]
-    DigestMismatch { remote: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        remote: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("remote {remote} ended the blob after {got} of {want} bytes")]
     Truncated { remote: String, got: u64, want: u64 },
     #[error("remote {remote} sent more than its Content-Length of {want} bytes")]
@@ -122,12 +126,16 @@ impl Fetch {
     /// Wait until the first bytes are in the spool (or the blob is empty and
     /// verified, or the fetch ended).
     pub async fn first_bytes(&self) -> Progress {
-        self.wait_for(|p| p.written > 0 || p.verified || matches!(p.phase, Phase::Done | Phase::Failed(_))).await
+        self.wait_for(|p| {
+            p.written > 0 || p.verified || matches!(p.phase, Phase::Done | Phase::Failed(_))
+        })
+        .await
     }
 
     /// Wait until the fetch is done or failed.
     pub async fn finished(&self) -> Progress {
-        self.wait_for(|p| matches!(p.phase, Phase::Done | Phase::Failed(_))).await
+        self.wait_for(|p| matches!(p.phase, Phase::Done | Phase::Failed(_)))
+            .await
     }
 
     /// Tell followers how the fetch ended.
@@ -195,7 +203,14 @@ impl Inflight {
 
     /// Join the running fetch for `digest`, or start one that fetches it
     /// from `upstream` (repository `repo`) and links it into `cache_repo`.
-    pub fn join_or_start(self: &Arc<Self>, store: &Store, upstream: Arc<Upstream>, repo: RepoName, cache_repo: RepoName, digest: &Digest) -> Arc<Fetch> {
+    pub fn join_or_start(
+        self: &Arc<Self>,
+        store: &Store,
+        upstream: Arc<Upstream>,
+        repo: RepoName,
+        cache_repo: RepoName,
+        digest: &Digest,
+    ) -> Arc<Fetch> {
         let mut map = self.table();
         if let Some(f) = map.get(digest) {
             self.stats.coalesced.fetch_add(1, Relaxed);
@@ -250,7 +265,12 @@ impl Inflight {
 }
 
 /// The leader: fetch from the remote, then spool, verify and commit.
-async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Arc<Fetch>) -> Result<(), FetchError> {
+async fn run(
+    upstream: &Upstream,
+    repo: &RepoName,
+    cache_repo: &RepoName,
+    f: &Arc<Fetch>,
+) -> Result<(), FetchError> {
     // A fetch that finished just before this one started: nothing to do.
     if let Some(size) = f.store.blobs().size(&f.digest).await? {
         link(&f.store, cache_repo, &f.digest).await;
@@ -266,7 +286,10 @@ async fn run(upstream: &Upstream, repo: &RepoName, cache_repo: &RepoName, f: &Ar
     let _slot = upstream.fetch_slot().await;
     let body = upstream.blob(repo, &f.digest).await?;
     let r = upstream.remote();
-    let speed = MinSpeed { bytes_per_sec: r.min_speed, window: r.min_speed_window };
+    let speed = MinSpeed {
+        bytes_per_sec: r.min_speed,
+        window: r.min_speed_window,
+    };
     spool(f, body, &r.name, &upstream.stats.bytes, cache_repo, speed).await
 }
 
@@ -287,7 +310,11 @@ struct SpeedCheck {
 
 impl SpeedCheck {
     fn new(min: MinSpeed) -> SpeedCheck {
-        SpeedCheck { min, started: std::time::Instant::now(), bytes: 0 }
+        SpeedCheck {
+            min,
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
     }
 
     /// Count `n` bytes; `Err(bytes/s)` when a whole window went by slower
@@ -309,7 +336,14 @@ impl SpeedCheck {
 
 /// Stream `body` into a writer (hashing, spooling) while followers read
 /// the spool, verify the digest, then link and commit.
-async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &AtomicU64, cache_repo: &RepoName, speed: MinSpeed) -> Result<(), FetchError> {
+async fn spool(
+    f: &Arc<Fetch>,
+    mut body: BlobStream,
+    remote: &str,
+    counter: &AtomicU64,
+    cache_repo: &RepoName,
+    speed: MinSpeed,
+) -> Result<(), FetchError> {
     let total = body.content_length;
     if let Some(len) = total {
         f.store.blobs().ensure_room(len).await?;
@@ -324,11 +358,19 @@ async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &Ato
     });
     let received = receive(&mut body, &mut w, remote, counter, speed).await?;
     if let Some(want) = total.filter(|t| *t != received) {
-        return Err(FetchError::Truncated { remote: remote.to_string(), got: received, want });
+        return Err(FetchError::Truncated {
+            remote: remote.to_string(),
+            got: received,
+            want,
+        });
     }
     let actual = w.digest();
     if actual != f.digest {
-        return Err(FetchError::DigestMismatch { remote: remote.to_string(), expected: f.digest.clone(), actual });
+        return Err(FetchError::DigestMismatch {
+            remote: remote.to_string(),
+            expected: f.digest.clone(),
+            actual,
+        });
     }
     // Verified and all in the spool: followers may send the last byte now.
     w.flush().await?;
@@ -348,7 +390,13 @@ async fn spool(f: &Arc<Fetch>, mut body: BlobStream, remote: &str, counter: &Ato
 }
 
 /// Copy the upstream body into the writer; returns the bytes received.
-async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counter: &AtomicU64, speed: MinSpeed) -> Result<u64, FetchError> {
+async fn receive(
+    body: &mut BlobStream,
+    w: &mut BlobWriter,
+    remote: &str,
+    counter: &AtomicU64,
+    speed: MinSpeed,
+) -> Result<u64, FetchError> {
     let total = body.content_length;
     let mut received = 0u64;
     let mut check = SpeedCheck::new(speed);
@@ -372,7 +420,10 @@ async fn receive(body: &mut BlobStream, w: &mut BlobWriter, remote: &str, counte
             }));
         }
         if let Some(want) = total.filter(|t| received > *t) {
-            return Err(FetchError::TooLong { remote: remote.to_string(), want });
+            return Err(FetchError::TooLong {
+                remote: remote.to_string(),
+                want,
+            });
         }
         w.write(chunk).await?;
     }
@@ -417,7 +468,14 @@ impl Follower {
         };
         let file = match from_spool {
             Some(f) => f,
-            None => match self.fetch.store.blobs().open(&self.fetch.digest).await.map_err(io::Error::other)? {
+            None => match self
+                .fetch
+                .store
+                .blobs()
+                .open(&self.fetch.digest)
+                .await
+                .map_err(io::Error::other)?
+            {
                 Some(BlobData::File { file, .. }) => file,
                 // Committed to object storage: the whole blob is there.
                 Some(BlobData::Remote { source, len }) => {
@@ -425,7 +483,12 @@ impl Follower {
                     self.file = Some(Source::Remote(s));
                     return Ok(());
                 }
-                None => return Err(io::Error::new(io::ErrorKind::NotFound, "blob vanished while being fetched")),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "blob vanished while being fetched",
+                    ))
+                }
             },
         };
         // Positional reads: no seek needed. One recycled buffer: a follower
@@ -480,11 +543,20 @@ impl Follower {
         if self.file.is_none() {
             self.open().await?;
         }
-        let reader = match self.file.as_mut().ok_or_else(|| io::Error::other("spool not open"))? {
+        let reader = match self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool not open"))?
+        {
             Source::Spool(r) => r,
             Source::Remote(s) => {
                 use futures_util::StreamExt;
-                let b = s.next().await.unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stored blob shorter than its size")))?;
+                let b = s.next().await.unwrap_or_else(|| {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "stored blob shorter than its size",
+                    ))
+                })?;
                 self.pos += b.len() as u64;
                 return Ok(b);
             }
@@ -495,14 +567,20 @@ impl Follower {
                 self.pos += b.len() as u64;
                 Ok(b)
             }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool shorter than reported")),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool shorter than reported",
+            )),
             Err(e) => Err(e),
         }
     }
 
     /// As a `Stream` of byte chunks.
     pub fn into_stream(self) -> impl futures_util::Stream<Item = io::Result<Bytes>> + Send {
-        futures_util::stream::unfold(self, |mut f| async move { f.next_chunk().await.map(|c| (c, f)) })
+        futures_util::stream::unfold(
+            self,
+            |mut f| async move { f.next_chunk().await.map(|c| (c, f)) },
+        )
     }
 }
 
@@ -513,13 +591,26 @@ mod tests {
     const REMOTE: &str = "up";
 
     fn fetch(store: &Store, d: &Digest) -> Arc<Fetch> {
-        let (tx, _) = watch::channel(Progress { phase: Phase::Starting, total: None, written: 0, verified: false });
-        Arc::new(Fetch { digest: d.clone(), store: store.clone(), spool: OnceLock::new(), progress: tx })
+        let (tx, _) = watch::channel(Progress {
+            phase: Phase::Starting,
+            total: None,
+            written: 0,
+            verified: false,
+        });
+        Arc::new(Fetch {
+            digest: d.clone(),
+            store: store.clone(),
+            spool: OnceLock::new(),
+            progress: tx,
+        })
     }
 
     /// `data` as an upstream body of 64 KiB chunks.
     fn body(data: &[u8], content_length: Option<u64>) -> BlobStream {
-        let chunks: Vec<Result<Bytes, UpstreamError>> = data.chunks(64 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let chunks: Vec<Result<Bytes, UpstreamError>> = data
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         BlobStream::new(content_length, futures_util::stream::iter(chunks))
     }
 
@@ -531,12 +622,21 @@ mod tests {
 
     /// Run the leader on `upstream` with three followers; returns what each
     /// follower read.
-    async fn run_fetch(store: &Store, d: &Digest, upstream: BlobStream) -> (Result<(), FetchError>, Vec<io::Result<Vec<u8>>>) {
+    async fn run_fetch(
+        store: &Store,
+        d: &Digest,
+        upstream: BlobStream,
+    ) -> (Result<(), FetchError>, Vec<io::Result<Vec<u8>>>) {
         let f = fetch(store, d);
-        let followers: Vec<_> = (0..3).map(|_| tokio::spawn(read_all(f.follow(0, None)))).collect();
+        let followers: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(read_all(f.follow(0, None))))
+            .collect();
         let cache: RepoName = "up/app".parse().unwrap();
         let counter = AtomicU64::new(0);
-        let speed = MinSpeed { bytes_per_sec: 1, window: std::time::Duration::from_secs(60) };
+        let speed = MinSpeed {
+            bytes_per_sec: 1,
+            window: std::time::Duration::from_secs(60),
+        };
         let res = spool(&f, upstream, REMOTE, &counter, &cache, speed).await;
         f.conclude(res.clone());
         let mut got = Vec::new();
@@ -557,8 +657,15 @@ mod tests {
         for g in got {
             assert!(g.unwrap() == data, "a follower read different bytes");
         }
-        assert_eq!(store.blobs().size(&d).await.unwrap(), Some(data.len() as u64));
-        assert!(store.repo(&"up/app".parse().unwrap()).has_blob(&d).await.unwrap());
+        assert_eq!(
+            store.blobs().size(&d).await.unwrap(),
+            Some(data.len() as u64)
+        );
+        assert!(store
+            .repo(&"up/app".parse().unwrap())
+            .has_blob(&d)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
@@ -568,9 +675,15 @@ mod tests {
         let data = vec![7u8; 1_000_000];
         let d = Digest::sha256_of(b"what the remote should have sent");
         let (res, got) = run_fetch(&store, &d, body(&data, Some(data.len() as u64))).await;
-        assert!(matches!(res, Err(FetchError::DigestMismatch { .. })), "{res:?}");
+        assert!(
+            matches!(res, Err(FetchError::DigestMismatch { .. })),
+            "{res:?}"
+        );
         for g in got {
-            assert!(g.is_err(), "a follower completed a blob whose digest did not match");
+            assert!(
+                g.is_err(),
+                "a follower completed a blob whose digest did not match"
+            );
         }
         assert_eq!(store.blobs().size(&d).await.unwrap(), None);
         let tmp: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
@@ -584,7 +697,10 @@ mod tests {
         let data = vec![1u8; 200_000];
         let d = Digest::sha256_of(&data);
         let (res, got) = run_fetch(&store, &d, body(&data, Some(300_000))).await;
-        assert!(matches!(res, Err(FetchError::Truncated { got: 200_000, .. })), "{res:?}");
+        assert!(
+            matches!(res, Err(FetchError::Truncated { got: 200_000, .. })),
+            "{res:?}"
+        );
         assert!(got.iter().all(|g| g.is_err()));
         let (res, _) = run_fetch(&store, &d, body(&data, Some(100_000))).await;
         assert!(matches!(res, Err(FetchError::TooLong { .. })), "{res:?}");

@@ -25,8 +25,8 @@ use crate::oci::{Algorithm, Digest, Reference, Tag};
 use crate::store::{BlobData, Store, StoreError, StoredManifest};
 use crate::upstream::{Retries, Upstream, UpstreamError};
 use inflight::{Fetch, FetchError, Inflight, Phase};
-pub use prefetch::PrefetchReport;
 pub use policy::{PolicyError, RemoteTarget, Route, Router};
+pub use prefetch::PrefetchReport;
 
 /// How long a tag is trusted after the remote could not be asked.
 const STALE_BACKOFF: Duration = Duration::from_secs(30);
@@ -43,7 +43,11 @@ pub enum Missing {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("{what} not found on remote {remote}")]
-    NotFound { kind: Missing, what: String, remote: String },
+    NotFound {
+        kind: Missing,
+        what: String,
+        remote: String,
+    },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
@@ -100,10 +104,19 @@ pub struct Proxy {
 impl Proxy {
     /// The proxy for `router`'s remotes, caching in `store`, evicting above
     /// each remote's `max_size` and `global_cap` over all remotes.
-    pub fn new(store: Store, router: Router, global_cap: Option<u64>, max_manifest_size: usize) -> Result<Proxy, RemoteSetupError> {
+    pub fn new(
+        store: Store,
+        router: Router,
+        global_cap: Option<u64>,
+        max_manifest_size: usize,
+    ) -> Result<Proxy, RemoteSetupError> {
         let mut upstreams = HashMap::new();
         for r in router.remotes() {
-            let up = Upstream::new(r.clone(), max_manifest_size).map_err(|source| RemoteSetupError { remote: r.name.clone(), source })?;
+            let up =
+                Upstream::new(r.clone(), max_manifest_size).map_err(|source| RemoteSetupError {
+                    remote: r.name.clone(),
+                    source,
+                })?;
             upstreams.insert(r.name.clone(), Arc::new(up));
         }
         let cache = || {
@@ -112,8 +125,16 @@ impl Proxy {
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build()
         };
-        let stats = router.remotes().iter().map(|r| (r.name.clone(), ProxyStats::default())).collect();
-        let evictor = Arc::new(evict::Evictor::new(store.clone(), router.remotes().to_vec(), global_cap));
+        let stats = router
+            .remotes()
+            .iter()
+            .map(|r| (r.name.clone(), ProxyStats::default()))
+            .collect();
+        let evictor = Arc::new(evict::Evictor::new(
+            store.clone(),
+            router.remotes().to_vec(),
+            global_cap,
+        ));
         Ok(Proxy {
             store,
             router,
@@ -144,13 +165,21 @@ impl Proxy {
         self.router
             .remotes()
             .iter()
-            .filter_map(|r| Some((r.name.as_str(), self.stats.get(&r.name)?, &self.upstreams.get(&r.name)?.stats)))
+            .filter_map(|r| {
+                Some((
+                    r.name.as_str(),
+                    self.stats.get(&r.name)?,
+                    &self.upstreams.get(&r.name)?.stats,
+                ))
+            })
             .collect()
     }
 
     fn stats(&self, t: &RemoteTarget) -> &ProxyStats {
         static NONE: std::sync::OnceLock<ProxyStats> = std::sync::OnceLock::new();
-        self.stats.get(&t.remote.name).unwrap_or_else(|| NONE.get_or_init(ProxyStats::default))
+        self.stats
+            .get(&t.remote.name)
+            .unwrap_or_else(|| NONE.get_or_init(ProxyStats::default))
     }
 
     fn upstream(&self, t: &RemoteTarget) -> &Arc<Upstream> {
@@ -159,7 +188,10 @@ impl Proxy {
     }
 
     async fn is_negative(&self, key: &str) -> bool {
-        self.negative.get(key).await.is_some_and(|until| Instant::now() < until)
+        self.negative
+            .get(key)
+            .await
+            .is_some_and(|until| Instant::now() < until)
     }
 
     fn not_found(t: &RemoteTarget, kind: Missing, what: impl std::fmt::Display) -> ProxyError {
@@ -171,14 +203,22 @@ impl Proxy {
     }
 
     /// A manifest of a remote repository, from the cache when allowed.
-    pub async fn manifest(&self, t: &RemoteTarget, r: &Reference) -> Result<StoredManifest, ProxyError> {
+    pub async fn manifest(
+        &self,
+        t: &RemoteTarget,
+        r: &Reference,
+    ) -> Result<StoredManifest, ProxyError> {
         match r {
             Reference::Digest(d) => self.manifest_by_digest(t, d).await,
             Reference::Tag(tag) => self.manifest_by_tag(t, tag).await,
         }
     }
 
-    async fn manifest_by_digest(&self, t: &RemoteTarget, d: &Digest) -> Result<StoredManifest, ProxyError> {
+    async fn manifest_by_digest(
+        &self,
+        t: &RemoteTarget,
+        d: &Digest,
+    ) -> Result<StoredManifest, ProxyError> {
         if let Some(m) = self.store.repo(&t.cache_repo).manifest(d).await? {
             self.stats(t).manifest_hits.fetch_add(1, Relaxed);
             return Ok(m);
@@ -188,16 +228,25 @@ impl Proxy {
             return Err(Self::not_found(t, Missing::Manifest, d));
         }
         self.stats(t).manifest_misses.fetch_add(1, Relaxed);
-        match self.fetch_manifest(t, &d.to_string(), Some(d), None, Retries::Default).await {
+        match self
+            .fetch_manifest(t, &d.to_string(), Some(d), None, Retries::Default)
+            .await
+        {
             Err(ProxyError::NotFound { kind, what, remote }) => {
-                self.negative.insert(neg, Instant::now() + t.remote.negative_ttl).await;
+                self.negative
+                    .insert(neg, Instant::now() + t.remote.negative_ttl)
+                    .await;
                 Err(ProxyError::NotFound { kind, what, remote })
             }
             other => other,
         }
     }
 
-    async fn manifest_by_tag(&self, t: &RemoteTarget, tag: &Tag) -> Result<StoredManifest, ProxyError> {
+    async fn manifest_by_tag(
+        &self,
+        t: &RemoteTarget,
+        tag: &Tag,
+    ) -> Result<StoredManifest, ProxyError> {
         let key = format!("{}:{tag}", t.cache_repo);
         let repo = self.store.repo(&t.cache_repo);
         let cached = match repo.tag(tag).await? {
@@ -205,7 +254,12 @@ impl Proxy {
             None => None,
         };
         if let Some(m) = &cached {
-            if self.fresh.get(&key).await.is_some_and(|until| Instant::now() < until) {
+            if self
+                .fresh
+                .get(&key)
+                .await
+                .is_some_and(|until| Instant::now() < until)
+            {
                 self.stats(t).manifest_hits.fetch_add(1, Relaxed);
                 return Ok(m.clone());
             }
@@ -216,13 +270,18 @@ impl Proxy {
         let Some(m) = cached else {
             // Never seen: fetch it (with retries: there is nothing to fall back on).
             self.stats(t).manifest_misses.fetch_add(1, Relaxed);
-            return match self.fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::Default).await {
+            return match self
+                .fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::Default)
+                .await
+            {
                 Ok(m) => {
                     self.mark_fresh(&key, t.remote.tag_ttl).await;
                     Ok(m)
                 }
                 Err(e @ ProxyError::NotFound { .. }) => {
-                    self.negative.insert(key, Instant::now() + t.remote.negative_ttl).await;
+                    self.negative
+                        .insert(key, Instant::now() + t.remote.negative_ttl)
+                        .await;
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -231,7 +290,10 @@ impl Proxy {
         // Cached but past its TTL: revalidate with a HEAD (Docker Hub does
         // not count HEADs against the pull limit).
         self.stats(t).revalidations.fetch_add(1, Relaxed);
-        match up.manifest(&t.upstream_repo, tag.as_str(), true, Retries::None).await {
+        match up
+            .manifest(&t.upstream_repo, tag.as_str(), true, Retries::None)
+            .await
+        {
             Ok(head) if head.digest.as_ref() == Some(&m.digest) => {
                 self.mark_fresh(&key, t.remote.tag_ttl).await;
                 self.stats(t).manifest_hits.fetch_add(1, Relaxed);
@@ -239,7 +301,10 @@ impl Proxy {
             }
             Ok(_) => {
                 // Moved (or the remote sent no digest): fetch the new one.
-                match self.fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::None).await {
+                match self
+                    .fetch_manifest(t, tag.as_str(), None, Some(tag), Retries::None)
+                    .await
+                {
                     Ok(new) => {
                         self.mark_fresh(&key, t.remote.tag_ttl).await;
                         Ok(new)
@@ -249,23 +314,37 @@ impl Proxy {
                 }
             }
             Err(e) if e.is_not_found() => {
-                self.negative.insert(key, Instant::now() + t.remote.negative_ttl).await;
+                self.negative
+                    .insert(key, Instant::now() + t.remote.negative_ttl)
+                    .await;
                 Err(Self::not_found(t, Missing::Manifest, tag))
             }
-            Err(e) if e.is_transient() => Ok(self.serve_stale(t, tag, &key, m, &ProxyError::Upstream(e)).await),
+            Err(e) if e.is_transient() => Ok(self
+                .serve_stale(t, tag, &key, m, &ProxyError::Upstream(e))
+                .await),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn serve_stale(&self, t: &RemoteTarget, tag: &Tag, key: &str, m: StoredManifest, e: &ProxyError) -> StoredManifest {
+    async fn serve_stale(
+        &self,
+        t: &RemoteTarget,
+        tag: &Tag,
+        key: &str,
+        m: StoredManifest,
+        e: &ProxyError,
+    ) -> StoredManifest {
         self.stats(t).stale_served.fetch_add(1, Relaxed);
         tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, %tag, error = %e, "remote unavailable; serving cached manifest");
-        self.mark_fresh(key, t.remote.tag_ttl.min(STALE_BACKOFF)).await;
+        self.mark_fresh(key, t.remote.tag_ttl.min(STALE_BACKOFF))
+            .await;
         m
     }
 
     async fn mark_fresh(&self, key: &str, ttl: Duration) {
-        self.fresh.insert(key.to_string(), Instant::now() + ttl).await;
+        self.fresh
+            .insert(key.to_string(), Instant::now() + ttl)
+            .await;
     }
 
     /// GET a manifest from the remote, verify it, and cache it.
@@ -278,9 +357,14 @@ impl Proxy {
         retries: Retries,
     ) -> Result<StoredManifest, ProxyError> {
         let up = self.upstream(t);
-        let rm = match up.manifest(&t.upstream_repo, reference, false, retries).await {
+        let rm = match up
+            .manifest(&t.upstream_repo, reference, false, retries)
+            .await
+        {
             Ok(rm) => rm,
-            Err(e) if e.is_not_found() => return Err(Self::not_found(t, Missing::Manifest, reference)),
+            Err(e) if e.is_not_found() => {
+                return Err(Self::not_found(t, Missing::Manifest, reference))
+            }
             Err(e) => {
                 tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, reference, error = %e, "upstream manifest fetch failed");
                 return Err(e.into());
@@ -304,7 +388,8 @@ impl Proxy {
                 return Err(bad(format!("content has digest {digest}, expected {want}")));
             }
         }
-        let parsed = Manifest::parse(&bytes, Some(&rm.media_type)).map_err(|e| bad(e.to_string()))?;
+        let parsed =
+            Manifest::parse(&bytes, Some(&rm.media_type)).map_err(|e| bad(e.to_string()))?;
         let subject = parsed.subject.as_ref().map(|s| &s.digest);
         self.store
             .repo(&t.cache_repo)
@@ -353,13 +438,19 @@ impl Proxy {
         // error response instead of a body cut after its headers.
         let p = fetch.first_bytes().await;
         match p.phase {
-            Phase::Failed(FetchError::Upstream(e)) if e.is_not_found() => Err(Self::not_found(t, Missing::Blob, d)),
+            Phase::Failed(FetchError::Upstream(e)) if e.is_not_found() => {
+                Err(Self::not_found(t, Missing::Blob, d))
+            }
             Phase::Failed(e) => Err(ProxyError::Fetch(e)),
             _ => Ok(BlobSource::Fetching(fetch, p.total)),
         }
     }
 
-    async fn remote_blob_size(&self, t: &RemoteTarget, d: &Digest) -> Result<Option<u64>, ProxyError> {
+    async fn remote_blob_size(
+        &self,
+        t: &RemoteTarget,
+        d: &Digest,
+    ) -> Result<Option<u64>, ProxyError> {
         match self.upstream(t).blob_size(&t.upstream_repo, d).await {
             Ok(n) => Ok(n),
             Err(e) if e.is_not_found() => Err(Self::not_found(t, Missing::Blob, d)),
@@ -389,18 +480,30 @@ impl Proxy {
     }
 
     /// The remote's tags (one page); the local cache's when unreachable.
-    pub async fn tags(&self, t: &RemoteTarget, query: Option<&str>) -> Result<(Bytes, Option<String>), ProxyError> {
+    pub async fn tags(
+        &self,
+        t: &RemoteTarget,
+        query: Option<&str>,
+    ) -> Result<(Bytes, Option<String>), ProxyError> {
         match self.upstream(t).tags(&t.upstream_repo, query).await {
             Ok(r) => Ok(r),
             Err(e) if e.is_not_found() => Err(Self::not_found(t, Missing::Repository, "tags")),
             Err(e) if e.is_transient() => {
-                let Some(tags) = self.store.repo(&t.cache_repo).tags(None, usize::MAX).await? else {
+                let Some(tags) = self
+                    .store
+                    .repo(&t.cache_repo)
+                    .tags(None, usize::MAX)
+                    .await?
+                else {
                     return Err(e.into());
                 };
                 self.stats(t).stale_served.fetch_add(1, Relaxed);
                 tracing::warn!(remote = %t.remote.name, repo = %t.upstream_repo, error = %e, "remote unavailable; serving cached tag list");
                 let body = serde_json::json!({ "name": t.upstream_repo.as_str(), "tags": tags });
-                Ok((Bytes::from(serde_json::to_vec(&body).unwrap_or_default()), None))
+                Ok((
+                    Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+                    None,
+                ))
             }
             Err(e) => Err(e.into()),
         }

@@ -77,7 +77,9 @@ impl Router {
         let host = host.trim().to_ascii_lowercase();
         // `docker.io:443` and `docker.io` are the same registry.
         let bare = host.strip_suffix(":443").unwrap_or(&host);
-        self.remotes.iter().find(|r| r.hosts.iter().any(|h| h == &host || h == bare))
+        self.remotes
+            .iter()
+            .find(|r| r.hosts.iter().any(|h| h == &host || h == bare))
     }
 
     fn target(remote: &Arc<Remote>, repo: &RepoName) -> Result<RemoteTarget, PolicyError> {
@@ -113,7 +115,9 @@ impl Router {
             return Ok(Route::Remote(Self::target(remote, &rest)?));
         }
         // A name too long to cache under the remote's prefix is simply local.
-        let default = self.default_remote().and_then(|r| Self::target(r, name).ok());
+        let default = self
+            .default_remote()
+            .and_then(|r| Self::target(r, name).ok());
         Ok(Route::LocalOrDefault(name.clone(), default))
     }
 }
@@ -124,7 +128,10 @@ mod tests {
     use crate::config::RawConfig;
 
     fn router(toml: &str) -> Router {
-        let cfg = RawConfig::parse(toml).unwrap().validate(&Default::default()).unwrap();
+        let cfg = RawConfig::parse(toml)
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
         Router::new(cfg.remotes)
     }
 
@@ -134,7 +141,11 @@ mod tests {
 
     fn remote_of(r: Route) -> (String, String, String) {
         match r {
-            Route::Remote(t) => (t.remote.name.clone(), t.upstream_repo.to_string(), t.cache_repo.to_string()),
+            Route::Remote(t) => (
+                t.remote.name.clone(),
+                t.upstream_repo.to_string(),
+                t.cache_repo.to_string(),
+            ),
             other => panic!("expected remote, got {other:?}"),
         }
     }
@@ -161,14 +172,25 @@ url = "https://ghcr.io"
         );
         assert_eq!(
             remote_of(r.route(&n("ghcr.io/owner/img"), None).unwrap()),
-            ("ghcr.io".into(), "owner/img".into(), "ghcr.io/owner/img".into())
+            (
+                "ghcr.io".into(),
+                "owner/img".into(),
+                "ghcr.io/owner/img".into()
+            )
         );
         // Docker Hub via its prefix gets library/ for single names.
         assert_eq!(
             remote_of(r.route(&n("docker.io/nginx"), None).unwrap()),
-            ("docker.io".into(), "library/nginx".into(), "docker.io/library/nginx".into())
+            (
+                "docker.io".into(),
+                "library/nginx".into(),
+                "docker.io/library/nginx".into()
+            )
         );
-        assert!(matches!(r.route(&n("corp"), None), Err(PolicyError::MissingPath(..))));
+        assert!(matches!(
+            r.route(&n("corp"), None),
+            Err(PolicyError::MissingPath(..))
+        ));
     }
 
     #[test]
@@ -188,25 +210,48 @@ url = "https://ghcr.io"
         }
         // Without a default remote, unmatched names are purely local.
         let r = router("[[remotes]]\nname = \"corp\"\nurl = \"http://127.0.0.1:9\"\n");
-        assert!(matches!(r.route(&n("team/app"), None).unwrap(), Route::LocalOrDefault(_, None)));
+        assert!(matches!(
+            r.route(&n("team/app"), None).unwrap(),
+            Route::LocalOrDefault(_, None)
+        ));
     }
 
     #[test]
     fn ns_allow_list() {
         let r = router(CFG);
-        for host in ["docker.io", "index.docker.io", "registry-1.docker.io", "DOCKER.IO", "docker.io:443"] {
+        for host in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "DOCKER.IO",
+            "docker.io:443",
+        ] {
             assert_eq!(
                 remote_of(r.route(&n("nginx"), Some(host)).unwrap()),
-                ("docker.io".into(), "library/nginx".into(), "docker.io/library/nginx".into()),
+                (
+                    "docker.io".into(),
+                    "library/nginx".into(),
+                    "docker.io/library/nginx".into()
+                ),
                 "{host}"
             );
         }
-        assert_eq!(remote_of(r.route(&n("team/app"), Some("registry.example.com:6000")).unwrap()).0, "corp");
+        assert_eq!(
+            remote_of(
+                r.route(&n("team/app"), Some("registry.example.com:6000"))
+                    .unwrap()
+            )
+            .0,
+            "corp"
+        );
         assert!(matches!(
             r.route(&n("team/app"), Some("registry.example.com")),
             Err(PolicyError::UnknownNamespace(_))
         ));
-        assert!(matches!(r.route(&n("x/y"), Some("evil.example")), Err(PolicyError::UnknownNamespace(_))));
+        assert!(matches!(
+            r.route(&n("x/y"), Some("evil.example")),
+            Err(PolicyError::UnknownNamespace(_))
+        ));
         // ns wins over a prefix-looking name.
         assert_eq!(
             remote_of(r.route(&n("corp/x"), Some("ghcr.io")).unwrap()),

@@ -26,7 +26,13 @@ pub struct PrefetchReport {
 impl Proxy {
     /// Fetch `reference` of `t` with everything it references; pin it when
     /// `pin`. `image` is how the caller named it (for the report).
-    pub async fn prefetch(&self, t: &RemoteTarget, reference: &Reference, pin: bool, image: &str) -> Result<PrefetchReport, ProxyError> {
+    pub async fn prefetch(
+        &self,
+        t: &RemoteTarget,
+        reference: &Reference,
+        pin: bool,
+        image: &str,
+    ) -> Result<PrefetchReport, ProxyError> {
         let top = self.manifest(t, reference).await?;
         let mut report = PrefetchReport {
             image: image.to_string(),
@@ -41,9 +47,11 @@ impl Proxy {
         let mut seen = HashSet::new();
         while let Some(m) = todo.pop() {
             report.manifests += 1;
-            let p = Manifest::parse(&m.bytes, Some(&m.media_type)).map_err(|e| ProxyError::BadManifest {
-                remote: t.remote.name.clone(),
-                message: format!("{}: {e}", m.digest),
+            let p = Manifest::parse(&m.bytes, Some(&m.media_type)).map_err(|e| {
+                ProxyError::BadManifest {
+                    remote: t.remote.name.clone(),
+                    message: format!("{}: {e}", m.digest),
+                }
             })?;
             for c in p.manifests {
                 if seen.insert(c.digest.clone()) {
@@ -53,7 +61,8 @@ impl Proxy {
                 }
             }
             for b in p.config.into_iter().chain(p.layers) {
-                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) || !seen.insert(b.digest.clone()) {
+                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) || !seen.insert(b.digest.clone())
+                {
                     continue;
                 }
                 report.bytes += self.fetch_whole(t, &b.digest).await?;
@@ -76,7 +85,9 @@ impl Proxy {
                 match done.phase {
                     Phase::Done => Ok(done.written),
                     Phase::Failed(e) => Err(ProxyError::Fetch(e)),
-                    _ => Err(ProxyError::Fetch(super::FetchError::Io(format!("fetch of {d} ended unexpectedly")))),
+                    _ => Err(ProxyError::Fetch(super::FetchError::Io(format!(
+                        "fetch of {d} ended unexpectedly"
+                    )))),
                 }
             }
         }

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::views::{GcRequest, NewProject, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView, RepositoryView, RobotView};
+use super::views::{
+    GcRequest, NewProject, NewRobot, PrefetchReport, PrefetchRequest, ProjectUpdate, ProjectView,
+    RepositoryView, RobotView,
+};
 use super::{Intent, Registry, RegistryError, Result, Target};
 use crate::auth::{Action, Identity, RobotError, Subject};
 use crate::config::{Perms, Project};
@@ -44,14 +47,22 @@ impl Registry {
 
     /// Whether `id` may do `action` in project `p` (any repository of it).
     fn may_in_project(&self, id: &Identity, p: &str, action: Action) -> bool {
-        self.auth.subject_allowed(&id.subject, &format!("{p}/x"), action, false)
+        self.auth
+            .subject_allowed(&id.subject, &format!("{p}/x"), action, false)
     }
 
     fn require(&self, id: &Identity, repo: &RepoName, action: Action) -> Result<()> {
-        if self.auth.subject_allowed(&id.subject, repo.as_str(), action, false) {
+        if self
+            .auth
+            .subject_allowed(&id.subject, repo.as_str(), action, false)
+        {
             return Ok(());
         }
-        let what = if action == Action::Delete { "no delete permission on" } else { "no access to" };
+        let what = if action == Action::Delete {
+            "no delete permission on"
+        } else {
+            "no access to"
+        };
         Err(RegistryError::Denied(format!("{what} {repo}")))
     }
 
@@ -95,23 +106,44 @@ impl Registry {
 
     /// The repositories of project `p`, or the cached repositories of
     /// remote `p`; unknown names are an error.
-    pub async fn project_repositories(&self, id: &Identity, p: &str) -> Result<Vec<RepositoryView>> {
-        Ok(self.project_repositories_page(id, p, None, usize::MAX).await?.0)
+    pub async fn project_repositories(
+        &self,
+        id: &Identity,
+        p: &str,
+    ) -> Result<Vec<RepositoryView>> {
+        Ok(self
+            .project_repositories_page(id, p, None, usize::MAX)
+            .await?
+            .0)
     }
 
     /// At most `n` repositories of project (or remote) `p` after `after`
     /// (by name), and whether more follow. Only the page's repositories
     /// are counted.
-    pub async fn project_repositories_page(&self, id: &Identity, p: &str, after: Option<&str>, n: usize) -> Result<(Vec<RepositoryView>, bool)> {
+    pub async fn project_repositories_page(
+        &self,
+        id: &Identity,
+        p: &str,
+        after: Option<&str>,
+        n: usize,
+    ) -> Result<(Vec<RepositoryView>, bool)> {
         let remote = self.namespaces().router().by_name(p).is_some();
         if !remote && !self.project_exists(p).await? {
-            return Err(RegistryError::NotFound(format!("no project or remote named {p}")));
+            return Err(RegistryError::NotFound(format!(
+                "no project or remote named {p}"
+            )));
         }
-        if !self.auth.subject_allowed(&id.subject, &format!("{p}/x"), Action::Pull, remote) {
+        if !self
+            .auth
+            .subject_allowed(&id.subject, &format!("{p}/x"), Action::Pull, remote)
+        {
             return Err(RegistryError::Denied(format!("no access to project {p}")));
         }
         let names = self.store.repositories_in(p).await?;
-        let mut page = names.into_iter().filter(|r| after.is_none_or(|a| r.as_str() > a)).peekable();
+        let mut page = names
+            .into_iter()
+            .filter(|r| after.is_none_or(|a| r.as_str() > a))
+            .peekable();
         let mut out = Vec::new();
         while let Some(name) = page.next_if(|_| out.len() < n) {
             out.push(self.repository_view(&name, remote).await?);
@@ -124,7 +156,10 @@ impl Registry {
         let mut out = Vec::new();
         for name in self.store.all_repositories().await? {
             let remote = self.namespaces().is_cache_repo(&name);
-            if self.auth.subject_allowed(&id.subject, name.as_str(), Action::Pull, remote) {
+            if self
+                .auth
+                .subject_allowed(&id.subject, name.as_str(), Action::Pull, remote)
+            {
                 out.push(self.repository_view(&name, remote).await?);
             }
         }
@@ -147,22 +182,37 @@ impl Registry {
     }
 
     /// A page of the artifacts of `repo` (newest first) and their total.
-    pub async fn artifacts_page(&self, id: &Identity, repo: &RepoName, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
+    pub async fn artifacts_page(
+        &self,
+        id: &Identity,
+        repo: &RepoName,
+        skip: usize,
+        n: usize,
+    ) -> Result<(Vec<Artifact>, usize)> {
         self.require(id, repo, Action::Pull)?;
         if !self.store.repo_exists(repo).await? {
-            return Err(RegistryError::NotFound(format!("repository {repo} not found")));
+            return Err(RegistryError::NotFound(format!(
+                "repository {repo} not found"
+            )));
         }
         Ok(self.store.repo(repo).artifacts_page(skip, n).await?)
     }
 
     /// Delete an artifact and its tags, as `id`.
-    pub async fn delete_artifact_as(&self, id: &Identity, repo: &RepoName, d: &Digest) -> Result<Vec<String>> {
+    pub async fn delete_artifact_as(
+        &self,
+        id: &Identity,
+        repo: &RepoName,
+        d: &Digest,
+    ) -> Result<Vec<String>> {
         let op = async {
             self.require(id, repo, Action::Delete)?;
             self.delete_artifact(repo, d).await
         };
-        self.audited(id, "artifact.delete", &format!("{repo}@{d}"), op, |tags| Some(json!({ "deleted_tags": tags })))
-            .await
+        self.audited(id, "artifact.delete", &format!("{repo}@{d}"), op, |tags| {
+            Some(json!({ "deleted_tags": tags }))
+        })
+        .await
     }
 
     /// Delete one tag, as `id`.
@@ -171,7 +221,8 @@ impl Registry {
             self.require(id, repo, Action::Delete)?;
             self.delete_tag(repo, t).await
         };
-        self.audited(id, "tag.delete", &format!("{repo}:{t}"), op, |_| None).await
+        self.audited(id, "tag.delete", &format!("{repo}:{t}"), op, |_| None)
+            .await
     }
 
     /// Whether project `name` exists: configured (file or API), or a local
@@ -180,11 +231,14 @@ impl Registry {
         if self.projects.get(name).is_some() {
             return Ok(true);
         }
-        Ok(self.namespaces().router().by_name(name).is_none() && self.store.namespace_exists(name).await?)
+        Ok(self.namespaces().router().by_name(name).is_none()
+            && self.store.namespace_exists(name).await?)
     }
 
     fn unknown_project(name: &str) -> RegistryError {
-        RegistryError::NotFound(format!("project {name} does not exist; create it first (`wharf projects create {name}`)"))
+        RegistryError::NotFound(format!(
+            "project {name} does not exist; create it first (`wharf projects create {name}`)"
+        ))
     }
 
     /// Create project `name` (admins); refused if it exists.
@@ -195,7 +249,10 @@ impl Registry {
             self.require_admin(id)?;
             self.check_project_name(&p.name)?;
             if self.project_exists(&p.name).await? {
-                return Err(RegistryError::Conflict(format!("project {} already exists", p.name)));
+                return Err(RegistryError::Conflict(format!(
+                    "project {} already exists",
+                    p.name
+                )));
             }
             let new = Project {
                 name: p.name,
@@ -206,22 +263,33 @@ impl Registry {
             self.projects.put(new.clone()).await?;
             Ok(new)
         };
-        self.audited(id, "project.create", &name, op, |_| Some(change)).await
+        self.audited(id, "project.create", &name, op, |_| Some(change))
+            .await
     }
 
     /// Change project `name` (admins); refused if it does not exist.
-    pub async fn update_project(&self, id: &Identity, name: &str, u: ProjectUpdate) -> Result<Project> {
+    pub async fn update_project(
+        &self,
+        id: &Identity,
+        name: &str,
+        u: ProjectUpdate,
+    ) -> Result<Project> {
         let change = json!(u);
         let op = self.change_project(id, name, u);
-        self.audited(id, "project.update", name, op, |_| Some(change)).await
+        self.audited(id, "project.update", name, op, |_| Some(change))
+            .await
     }
 
     fn check_project_name(&self, name: &str) -> Result<()> {
         if !crate::config::valid_project_name(name) {
-            return Err(RegistryError::NameInvalid(format!("{name:?} is not a valid project name")));
+            return Err(RegistryError::NameInvalid(format!(
+                "{name:?} is not a valid project name"
+            )));
         }
         if self.namespaces().router().by_name(name).is_some() {
-            return Err(RegistryError::BadRequest(format!("{name} is a remote, not a project")));
+            return Err(RegistryError::BadRequest(format!(
+                "{name} is a remote, not a project"
+            )));
         }
         Ok(())
     }
@@ -257,7 +325,9 @@ impl Registry {
         let op = async {
             self.require_admin(id)?;
             if self.projects.in_config(name) {
-                return Err(RegistryError::Conflict(format!("project {name} is defined in the config file; remove it there")));
+                return Err(RegistryError::Conflict(format!(
+                    "project {name} is defined in the config file; remove it there"
+                )));
             }
             if self.projects.get(name).is_none() && !self.project_exists(name).await? {
                 return Err(Self::unknown_project(name));
@@ -277,7 +347,10 @@ impl Registry {
 
     pub fn robots(&self, id: &Identity) -> Result<Vec<RobotView>> {
         self.require_admin(id)?;
-        let view = |r: &crate::auth::robots::Robot| RobotView { last_used_at: self.auth.robot_last_used(&r.name), ..RobotView::from(r) };
+        let view = |r: &crate::auth::robots::Robot| RobotView {
+            last_used_at: self.auth.robot_last_used(&r.name),
+            ..RobotView::from(r)
+        };
         Ok(self.auth.robots().iter().map(view).collect())
     }
 
@@ -286,7 +359,9 @@ impl Registry {
         let target = format!("{}{}", crate::auth::ROBOT_PREFIX, r.name);
         let op = self.add_robot(id, r);
         // Never the token: only what the robot may do.
-        let details = |v: &RobotView| Some(json!({ "permissions": v.permissions, "expires_at": v.expires_at }));
+        let details = |v: &RobotView| {
+            Some(json!({ "permissions": v.permissions, "expires_at": v.expires_at }))
+        };
         self.audited(id, "robot.create", &target, op, details).await
     }
 
@@ -302,14 +377,24 @@ impl Registry {
                     "permissions: project {project} does not exist; create it first (`wharf projects create {project}`)"
                 )));
             }
-            perms.insert(project.clone(), Perms::parse(actions).map_err(|e| RegistryError::BadRequest(e.to_string()))?);
+            perms.insert(
+                project.clone(),
+                Perms::parse(actions).map_err(|e| RegistryError::BadRequest(e.to_string()))?,
+            );
         }
         let expires = r
             .expires_in
             .as_deref()
-            .map(|s| crate::config::parse_duration(s).map_err(|e| RegistryError::BadRequest(format!("expires_in: {e}"))))
+            .map(|s| {
+                crate::config::parse_duration(s)
+                    .map_err(|e| RegistryError::BadRequest(format!("expires_in: {e}")))
+            })
             .transpose()?;
-        let (robot, token) = self.auth.create_robot(&r.name, perms, expires).await.map_err(robot_error)?;
+        let (robot, token) = self
+            .auth
+            .create_robot(&r.name, perms, expires)
+            .await
+            .map_err(robot_error)?;
         let mut v = RobotView::from(&robot);
         v.token = Some(token);
         Ok(v)
@@ -321,7 +406,14 @@ impl Registry {
             self.require_admin(id)?;
             self.auth.revoke_robot(name).await.map_err(robot_error)
         };
-        self.audited(id, "robot.revoke", &format!("{}{name}", crate::auth::ROBOT_PREFIX), op, |_| None).await
+        self.audited(
+            id,
+            "robot.revoke",
+            &format!("{}{name}", crate::auth::ROBOT_PREFIX),
+            op,
+            |_| None,
+        )
+        .await
     }
 
     /// Delete a robot record (admins), so its name can be used again: it
@@ -331,7 +423,14 @@ impl Registry {
             self.require_admin(id)?;
             self.auth.delete_robot(name).await.map_err(robot_error)
         };
-        self.audited(id, "robot.delete", &format!("{}{name}", crate::auth::ROBOT_PREFIX), op, |_| None).await
+        self.audited(
+            id,
+            "robot.delete",
+            &format!("{}{name}", crate::auth::ROBOT_PREFIX),
+            op,
+            |_| None,
+        )
+        .await
     }
 
     /// Online garbage collection (admins).
@@ -340,13 +439,22 @@ impl Registry {
         let op = async {
             self.require_admin(id)?;
             let grace = match r.grace.as_deref() {
-                Some(g) => crate::config::parse_duration(g).map_err(|e| RegistryError::BadRequest(format!("grace: {e}")))?,
+                Some(g) => crate::config::parse_duration(g)
+                    .map_err(|e| RegistryError::BadRequest(format!("grace: {e}")))?,
                 None => self.limits.gc_grace,
             };
-            Ok(self.store.gc(&GcOptions { dry_run: r.dry_run, grace }).await?)
+            Ok(self
+                .store
+                .gc(&GcOptions {
+                    dry_run: r.dry_run,
+                    grace,
+                })
+                .await?)
         };
         let details = |rep: &GcReport| {
-            Some(json!({ "blobs_removed": rep.blobs_removed, "bytes_freed": rep.bytes_freed, "blobs_in_grace": rep.blobs_in_grace }))
+            Some(
+                json!({ "blobs_removed": rep.blobs_removed, "bytes_freed": rep.bytes_freed, "blobs_in_grace": rep.blobs_in_grace }),
+            )
         };
         self.audited(id, action, "store", op, details).await
     }
@@ -355,7 +463,10 @@ impl Registry {
     pub async fn prefetch(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
         let image = r.image.clone();
         let op = self.fetch_ahead(id, r);
-        self.audited(id, "prefetch", &image, op, |rep| serde_json::to_value(rep).ok()).await
+        self.audited(id, "prefetch", &image, op, |rep| {
+            serde_json::to_value(rep).ok()
+        })
+        .await
     }
 
     async fn fetch_ahead(&self, id: &Identity, r: PrefetchRequest) -> Result<PrefetchReport> {
@@ -363,11 +474,18 @@ impl Registry {
         let (name, reference) = split_image(&r.image)?;
         let t = match self.resolve(&name, None, Intent::PullManifest).await {
             Ok(Target::Remote(t)) => t,
-            Ok(Target::Local(_)) => return Err(RegistryError::BadRequest(format!("{name} is not a pull-through (remote) repository"))),
+            Ok(Target::Local(_)) => {
+                return Err(RegistryError::BadRequest(format!(
+                    "{name} is not a pull-through (remote) repository"
+                )))
+            }
             Err(RegistryError::Policy(e)) => return Err(RegistryError::BadRequest(e.to_string())),
             Err(e) => return Err(e),
         };
-        Ok(self.proxy.prefetch(&t, &reference, r.pin.unwrap_or(true), &r.image).await?)
+        Ok(self
+            .proxy
+            .prefetch(&t, &reference, r.pin.unwrap_or(true), &r.image)
+            .await?)
     }
 }
 
@@ -384,14 +502,30 @@ fn robot_error(e: RobotError) -> RegistryError {
 pub fn split_image(image: &str) -> Result<(RepoName, Reference)> {
     let bad = |e: String| RegistryError::BadRequest(format!("image {image:?}: {e}"));
     let (name, reference) = if let Some((n, d)) = image.split_once('@') {
-        (n, Reference::Digest(d.parse().map_err(|e: crate::oci::DigestError| bad(e.to_string()))?))
+        (
+            n,
+            Reference::Digest(
+                d.parse()
+                    .map_err(|e: crate::oci::DigestError| bad(e.to_string()))?,
+            ),
+        )
     } else {
         let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
         let (n, t) = match image[slash..].rfind(':') {
             Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
             None => (image, "latest"),
         };
-        (n, Reference::Tag(t.parse().map_err(|e: crate::oci::NameError| bad(e.to_string()))?))
+        (
+            n,
+            Reference::Tag(
+                t.parse()
+                    .map_err(|e: crate::oci::NameError| bad(e.to_string()))?,
+            ),
+        )
     };
-    Ok((name.parse().map_err(|e: crate::oci::NameError| bad(e.to_string()))?, reference))
+    Ok((
+        name.parse()
+            .map_err(|e: crate::oci::NameError| bad(e.to_string()))?,
+        reference,
+    ))
 }

@@ -114,14 +114,25 @@ impl Registry {
     }
 
     /// A page of the audit log, newest first (admins).
-    pub async fn audit_page(&self, id: &Identity, last: Option<&str>, n: usize) -> Result<AuditPage> {
+    pub async fn audit_page(
+        &self,
+        id: &Identity,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<AuditPage> {
         self.require_admin(id)?;
         if last.is_some_and(|l| crate::store::layout::audit_day(l).is_none()) {
-            return Err(RegistryError::BadRequest("last: not an audit entry id from an earlier page".into()));
+            return Err(RegistryError::BadRequest(
+                "last: not an audit entry id from an earlier page".into(),
+            ));
         }
         let n = n.clamp(1, MAX_PAGE);
         let raw = self.store.audit().page(last, n).await?;
-        let next = if raw.len() == n { raw.last().map(|(id, _)| id.clone()) } else { None };
+        let next = if raw.len() == n {
+            raw.last().map(|(id, _)| id.clone())
+        } else {
+            None
+        };
         let entries: Vec<AuditEntry> = raw
             .into_iter()
             .filter_map(|(id, b)| match serde_json::from_slice(&b) {
@@ -143,8 +154,14 @@ mod tests {
     #[test]
     fn results_read_as_words() {
         assert_eq!(result_of(None), "ok");
-        assert_eq!(result_of(Some(&RegistryError::Denied("x".into()))), "denied");
-        assert_eq!(result_of(Some(&RegistryError::BadRequest("x".into()))), "failed");
+        assert_eq!(
+            result_of(Some(&RegistryError::Denied("x".into()))),
+            "denied"
+        );
+        assert_eq!(
+            result_of(Some(&RegistryError::BadRequest("x".into()))),
+            "failed"
+        );
     }
 
     #[test]

@@ -44,7 +44,13 @@ impl Registry {
     }
 
     /// Pin (`pin`) or unpin an image of cache repository `repo`.
-    pub async fn set_pin(&self, id: &Identity, repo: &RepoName, reference: &Reference, pin: bool) -> Result<PinView> {
+    pub async fn set_pin(
+        &self,
+        id: &Identity,
+        repo: &RepoName,
+        reference: &Reference,
+        pin: bool,
+    ) -> Result<PinView> {
         let op = async {
             self.require_admin(id)?;
             let d = self.cached_manifest(repo, reference).await?;
@@ -54,15 +60,27 @@ impl Registry {
             } else {
                 r.unpin(&d).await?;
             }
-            Ok(PinView { repository: repo.to_string(), digest: d, pinned: pin })
+            Ok(PinView {
+                repository: repo.to_string(),
+                digest: d,
+                pinned: pin,
+            })
         };
         let action = if pin { "cache.pin" } else { "cache.unpin" };
-        self.audited(id, action, &format!("{repo}{}", at(reference)), op, |v| Some(json!({ "digest": v.digest }))).await
+        self.audited(id, action, &format!("{repo}{}", at(reference)), op, |v| {
+            Some(json!({ "digest": v.digest }))
+        })
+        .await
     }
 
     /// Remove one image (`Some`) or every unpinned image (`None`) of cache
     /// repository `repo` now, with the blobs only they needed.
-    pub async fn purge(&self, id: &Identity, repo: &RepoName, reference: Option<&Reference>) -> Result<EvictReport> {
+    pub async fn purge(
+        &self,
+        id: &Identity,
+        repo: &RepoName,
+        reference: Option<&Reference>,
+    ) -> Result<EvictReport> {
         let op = async {
             self.require_admin(id)?;
             let images = match reference {
@@ -83,7 +101,9 @@ impl Registry {
             Ok(evict::purge(&self.store, repo, images.as_deref()).await?)
         };
         let target = format!("{repo}{}", reference.map(at).unwrap_or_default());
-        let details = |r: &EvictReport| Some(json!({ "evicted": r.evicted.len(), "bytes_freed": r.bytes_freed }));
+        let details = |r: &EvictReport| {
+            Some(json!({ "evicted": r.evicted.len(), "bytes_freed": r.bytes_freed }))
+        };
         self.audited(id, "cache.purge", &target, op, details).await
     }
 
@@ -101,11 +121,15 @@ impl Registry {
         self.cache_repo(repo)?;
         let r = self.store.repo(repo);
         let d = match reference {
-            Reference::Tag(t) => r.tag(t).await?.ok_or_else(|| RegistryError::ManifestUnknown(format!("{repo}:{t} is not cached")))?,
+            Reference::Tag(t) => r.tag(t).await?.ok_or_else(|| {
+                RegistryError::ManifestUnknown(format!("{repo}:{t} is not cached"))
+            })?,
             Reference::Digest(d) => d.clone(),
         };
         if r.manifest_meta(&d).await?.is_none() {
-            return Err(RegistryError::ManifestUnknown(format!("{repo}@{d} is not cached")));
+            return Err(RegistryError::ManifestUnknown(format!(
+                "{repo}@{d} is not cached"
+            )));
         }
         Ok(d)
     }

@@ -27,8 +27,14 @@ impl Registry {
             Reference::Digest(d) => d.clone(),
             Reference::Tag(t) => match repo.tag(t).await? {
                 Some(d) => d,
-                None if !repo.exists().await? => return Err(RegistryError::NameUnknown(name.clone())),
-                None => return Err(RegistryError::ManifestUnknown(format!("tag {t} not found in {name}"))),
+                None if !repo.exists().await? => {
+                    return Err(RegistryError::NameUnknown(name.clone()))
+                }
+                None => {
+                    return Err(RegistryError::ManifestUnknown(format!(
+                        "tag {t} not found in {name}"
+                    )))
+                }
             },
         };
         repo.manifest(&d)
@@ -39,35 +45,50 @@ impl Registry {
     /// Accept manifest `bytes` for `name` under reference `r` (a tag, or
     /// the digest the bytes must have). Everything it references must be in
     /// the repository, and the project's limits must hold.
-    pub async fn put_manifest(&self, name: &RepoName, r: &Reference, content_type: Option<&str>, bytes: Bytes) -> Result<Accepted> {
+    pub async fn put_manifest(
+        &self,
+        name: &RepoName,
+        r: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<Accepted> {
         let digest = match r {
             Reference::Digest(want) => {
                 let got = Digest::of(want.algorithm(), &bytes);
                 if &got != want {
-                    return Err(RegistryError::DigestInvalid(format!("manifest content has digest {got}, not {want}")));
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest content has digest {got}, not {want}"
+                    )));
                 }
                 got
             }
             Reference::Tag(_) => Digest::sha256_of(&bytes),
         };
-        let m = Manifest::parse(&bytes, content_type).map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
+        let m = Manifest::parse(&bytes, content_type)
+            .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
         // Held until the revision is linked: no GC sweep in between.
         let _gc = self.store.gc_read().await;
         self.check_references(name, &m).await?;
-        self.check_manifest_quota(name, &digest, &m, bytes.len() as u64).await?;
+        self.check_manifest_quota(name, &digest, &m, bytes.len() as u64)
+            .await?;
         let tag = match r {
             Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
         let subject = m.subject.as_ref().map(|s| s.digest.clone());
-        self.store.repo(name).put_manifest(&digest, &m.media_type, bytes, tag, subject.as_ref()).await?;
+        self.store
+            .repo(name)
+            .put_manifest(&digest, &m.media_type, bytes, tag, subject.as_ref())
+            .await?;
         Ok(Accepted { digest, subject })
     }
 
     /// Check that everything `m` references is present in `name`.
     async fn check_references(&self, name: &RepoName, m: &Manifest) -> Result<()> {
         let repo = self.store.repo(name);
-        let missing = |d: &Digest, what: &str| RegistryError::ManifestBlobUnknown(format!("{what} {d} is not in {name}"));
+        let missing = |d: &Digest, what: &str| {
+            RegistryError::ManifestBlobUnknown(format!("{what} {d} is not in {name}"))
+        };
         if manifest::is_index(&m.media_type) {
             for child in &m.manifests {
                 if repo.manifest_media_type(&child.digest).await?.is_none() {
@@ -97,12 +118,35 @@ impl Registry {
     /// digest deletes the manifest with its tags.
     /// `DELETE /v2/<name>/manifests/<reference>` by `id` (authorized at
     /// the edge), audited like the management API's deletions.
-    pub async fn delete_reference(&self, id: &Identity, name: &RepoName, r: &Reference) -> Result<()> {
+    pub async fn delete_reference(
+        &self,
+        id: &Identity,
+        name: &RepoName,
+        r: &Reference,
+    ) -> Result<()> {
         match r {
-            Reference::Tag(t) => self.audited(id, "tag.delete", &format!("{name}:{t}"), self.delete_tag(name, t), |_| None).await,
+            Reference::Tag(t) => {
+                self.audited(
+                    id,
+                    "tag.delete",
+                    &format!("{name}:{t}"),
+                    self.delete_tag(name, t),
+                    |_| None,
+                )
+                .await
+            }
             Reference::Digest(d) => {
-                let details = |tags: &Vec<String>| Some(serde_json::json!({ "deleted_tags": tags }));
-                self.audited(id, "artifact.delete", &format!("{name}@{d}"), self.delete_artifact(name, d), details).await.map(|_| ())
+                let details =
+                    |tags: &Vec<String>| Some(serde_json::json!({ "deleted_tags": tags }));
+                self.audited(
+                    id,
+                    "artifact.delete",
+                    &format!("{name}@{d}"),
+                    self.delete_artifact(name, d),
+                    details,
+                )
+                .await
+                .map(|_| ())
             }
         }
     }
@@ -119,7 +163,9 @@ impl Registry {
     /// Remove one tag.
     pub async fn delete_tag(&self, name: &RepoName, t: &Tag) -> Result<()> {
         if !self.store.repo(name).untag(t).await? {
-            return Err(RegistryError::ManifestUnknown(format!("tag {t} not found in {name}")));
+            return Err(RegistryError::ManifestUnknown(format!(
+                "tag {t} not found in {name}"
+            )));
         }
         Ok(())
     }
@@ -142,9 +188,20 @@ impl Registry {
     }
 
     /// A page of the catalogue: with accounts, only what `id` may pull.
-    pub async fn catalog(&self, id: &Identity, last: Option<&str>, n: usize) -> Result<Vec<String>> {
+    pub async fn catalog(
+        &self,
+        id: &Identity,
+        last: Option<&str>,
+        n: usize,
+    ) -> Result<Vec<String>> {
         if !self.auth.enabled() {
-            return Ok(self.store.repositories(last, n).await?.iter().map(|r| r.to_string()).collect());
+            return Ok(self
+                .store
+                .repositories(last, n)
+                .await?
+                .iter()
+                .map(|r| r.to_string())
+                .collect());
         }
         let all = self.store.repositories(last, usize::MAX).await?;
         Ok(all
@@ -158,7 +215,14 @@ impl Registry {
     /// The referrers of `subject` in `name` as index descriptors, sorted by
     /// digest: those after `after`, at most `limit`, optionally only those
     /// of `artifact_type`.
-    pub async fn referrers(&self, name: &RepoName, subject: &Digest, artifact_type: Option<&str>, after: Option<&str>, limit: usize) -> Result<Vec<Descriptor>> {
+    pub async fn referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Descriptor>> {
         let repo = self.store.repo(name);
         let mut out = Vec::new();
         for d in repo.referrers(subject).await? {
@@ -168,8 +232,12 @@ impl Registry {
             if after.is_some_and(|a| d.to_string().as_str() <= a) {
                 continue;
             }
-            let Some(m) = repo.manifest(&d).await? else { continue };
-            let Ok(parsed) = Manifest::parse(&m.bytes, Some(&m.media_type)) else { continue };
+            let Some(m) = repo.manifest(&d).await? else {
+                continue;
+            };
+            let Ok(parsed) = Manifest::parse(&m.bytes, Some(&m.media_type)) else {
+                continue;
+            };
             let at = parsed.effective_artifact_type();
             if artifact_type.is_some_and(|f| at.as_deref() != Some(f)) {
                 continue;

@@ -11,9 +11,9 @@
 mod admin;
 pub mod audit;
 mod cache;
-mod overview;
 mod manifests;
 pub mod namespaces;
+mod overview;
 pub mod projects;
 mod quota;
 mod uploads;
@@ -57,9 +57,19 @@ pub enum RegistryError {
     #[error("{0}")]
     DigestInvalid(String),
     #[error("project {project} is over its quota: quota {quota} bytes, usage {usage} bytes, this push {size} bytes")]
-    QuotaExceeded { project: String, quota: u64, usage: u64, size: u64 },
+    QuotaExceeded {
+        project: String,
+        quota: u64,
+        usage: u64,
+        size: u64,
+    },
     #[error("{} is {size} bytes, more than project {project}'s max image size of {max} bytes", match digest { Some(d) => format!("image {d}"), None => "this push".to_string() })]
-    ImageTooLarge { project: String, digest: Option<Digest>, size: u64, max: u64 },
+    ImageTooLarge {
+        project: String,
+        digest: Option<Digest>,
+        size: u64,
+        max: u64,
+    },
     #[error("{0}")]
     Denied(String),
     /// Credentials are needed (none exist, or none were sent).
@@ -107,7 +117,12 @@ impl Registry {
     /// Wire the registry over `store` as `cfg` says.
     pub async fn open(cfg: &Config, store: Store) -> anyhow::Result<Registry> {
         let router = Router::new(cfg.remotes.clone());
-        let proxy = Proxy::new(store.clone(), router.clone(), cfg.cache_max_size, cfg.max_manifest_size)?;
+        let proxy = Proxy::new(
+            store.clone(),
+            router.clone(),
+            cfg.cache_max_size,
+            cfg.max_manifest_size,
+        )?;
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
         Ok(Registry {
@@ -131,33 +146,55 @@ impl Registry {
     }
 
     /// Where `name` lives for `intent` (see [`namespaces`]).
-    pub async fn resolve(&self, name: &RepoName, ns: Option<&str>, intent: Intent) -> Result<Target> {
+    pub async fn resolve(
+        &self,
+        name: &RepoName,
+        ns: Option<&str>,
+        intent: Intent,
+    ) -> Result<Target> {
         if self.mirror && intent == Intent::Write {
             return Err(RegistryError::Denied(
                 "this wharf is a read-only mirror (server.mode = \"mirror\"): pushes and deletes are refused".into(),
             ));
         }
-        let locals = Locals { store: &self.store, projects: &self.projects };
+        let locals = Locals {
+            store: &self.store,
+            projects: &self.projects,
+        };
         Ok(self.namespaces.resolve(name, ns, intent, &locals).await?)
     }
 
     /// Whether `name` would be served from a remote (token grants).
     pub async fn is_remote(&self, name: &str) -> bool {
-        let Ok(n) = name.parse::<RepoName>() else { return false };
-        self.resolve(&n, None, Intent::PullManifest).await.is_ok_and(|t| t.is_remote())
+        let Ok(n) = name.parse::<RepoName>() else {
+            return false;
+        };
+        self.resolve(&n, None, Intent::PullManifest)
+            .await
+            .is_ok_and(|t| t.is_remote())
     }
 
     /// Whether `id` (its subject, and its token's scopes) may do `action`
     /// on the stored repository `name` (a cache repository counts as
     /// remote).
     pub fn may(&self, id: &Identity, name: &RepoName, action: Action) -> bool {
-        self.auth.allowed(id, name.as_str(), action, self.namespaces.is_cache_repo(name))
+        self.auth.allowed(
+            id,
+            name.as_str(),
+            action,
+            self.namespaces.is_cache_repo(name),
+        )
     }
 
     /// Whether `id`'s subject may do `action` on `name`, whatever its
     /// token's scopes (listings show what the account could pull).
     pub fn subject_may(&self, id: &Identity, name: &RepoName, action: Action) -> bool {
-        self.auth.subject_allowed(&id.subject, name.as_str(), action, self.namespaces.is_cache_repo(name))
+        self.auth.subject_allowed(
+            &id.subject,
+            name.as_str(),
+            action,
+            self.namespaces.is_cache_repo(name),
+        )
     }
 }
 
@@ -174,7 +211,10 @@ impl namespaces::LocalNames for Locals<'_> {
     }
 
     async fn has_content(&self, namespace: &str) -> bool {
-        self.store.namespace_exists(namespace).await.unwrap_or(false)
+        self.store
+            .namespace_exists(namespace)
+            .await
+            .unwrap_or(false)
     }
 
     async fn repo_exists(&self, name: &RepoName) -> bool {
@@ -186,7 +226,7 @@ impl namespaces::LocalNames for Locals<'_> {
 mod tests {
     use super::*;
     use crate::auth::{password, Subject};
-    use crate::oci::manifest::{OCI_MANIFEST, OCI_INDEX};
+    use crate::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
     use bytes::Bytes;
 
     const CONFIG: &str = r#"
@@ -200,7 +240,10 @@ name = "b"
 
     async fn registry(extra: &str) -> (Registry, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = crate::config::RawConfig::parse(&format!("{CONFIG}{extra}")).unwrap().validate(&Default::default()).unwrap();
+        let cfg = crate::config::RawConfig::parse(&format!("{CONFIG}{extra}"))
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
         let store = Store::open(dir.path()).unwrap();
         (Registry::open(&cfg, store).await.unwrap(), dir)
     }
@@ -211,8 +254,11 @@ name = "b"
 
     async fn push(r: &Registry, repo: &str, bytes: &[u8]) -> Digest {
         let d = Digest::sha256_of(bytes);
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
-        r.put_blob(&name(repo), &d, Some(bytes.len() as u64), body).await.unwrap();
+        let body =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
+        r.put_blob(&name(repo), &d, Some(bytes.len() as u64), body)
+            .await
+            .unwrap();
         d
     }
 
@@ -237,12 +283,19 @@ name = "b"
         let b = vec![2u8; 600];
         let d = Digest::sha256_of(&b);
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(b.clone()))]);
-        let e = r.put_blob(&name("team/app"), &d, Some(600), body).await.unwrap_err();
+        let e = r
+            .put_blob(&name("team/app"), &d, Some(600), body)
+            .await
+            .unwrap_err();
         assert!(
             matches!(e, RegistryError::QuotaExceeded { ref project, quota: 1000, usage: 600, size: 600 } if project == "team"),
             "{e:?}"
         );
-        assert_eq!(r.store.blobs().size(&d).await.unwrap(), None, "a refused blob was stored");
+        assert_eq!(
+            r.store.blobs().size(&d).await.unwrap(),
+            None,
+            "a refused blob was stored"
+        );
         // The same bytes again, in another repository of the project: free.
         push(&r, "team/other", &a).await;
         assert_eq!(r.store.usage("team").await.unwrap(), 600);
@@ -254,12 +307,31 @@ name = "b"
         let auth = format!("[[auth.robots]]\nname = \"ci\"\ntoken_hash = \"{robot}\"\npermissions = {{ a = [\"push\"] }}\n");
         let (r, _d) = registry(&auth).await;
         let d = push(&r, "b/app", b"layer").await;
-        let ci = Identity { subject: Subject::Robot("ci".into()), token_access: None };
-        let admin = Identity { subject: Subject::Admin("root".into()), token_access: None };
-        assert_eq!(r.mount(&ci, &name("a/app"), &d, None).await.unwrap(), Mount::NotMounted);
-        assert_eq!(r.mount(&ci, &name("a/app"), &d, Some(&name("b/app"))).await.unwrap(), Mount::NotMounted);
+        let ci = Identity {
+            subject: Subject::Robot("ci".into()),
+            token_access: None,
+        };
+        let admin = Identity {
+            subject: Subject::Admin("root".into()),
+            token_access: None,
+        };
+        assert_eq!(
+            r.mount(&ci, &name("a/app"), &d, None).await.unwrap(),
+            Mount::NotMounted
+        );
+        assert_eq!(
+            r.mount(&ci, &name("a/app"), &d, Some(&name("b/app")))
+                .await
+                .unwrap(),
+            Mount::NotMounted
+        );
         assert!(!r.store.repo(&name("a/app")).has_blob(&d).await.unwrap());
-        assert_eq!(r.mount(&admin, &name("a/app"), &d, Some(&name("b/app"))).await.unwrap(), Mount::Mounted);
+        assert_eq!(
+            r.mount(&admin, &name("a/app"), &d, Some(&name("b/app")))
+                .await
+                .unwrap(),
+            Mount::Mounted
+        );
         assert!(r.store.repo(&name("a/app")).has_blob(&d).await.unwrap());
     }
 
@@ -268,18 +340,54 @@ name = "b"
         let (r, _d) = registry("").await;
         let repo = name("b/app");
         let cfg = push(&r, "b/app", b"{}\n").await;
-        let subject = r.put_manifest(&repo, &"v1".parse().unwrap(), Some(OCI_MANIFEST), image(&cfg, None)).await.unwrap();
+        let subject = r
+            .put_manifest(
+                &repo,
+                &"v1".parse().unwrap(),
+                Some(OCI_MANIFEST),
+                image(&cfg, None),
+            )
+            .await
+            .unwrap();
         let sig = image(&cfg, Some(&subject.digest));
         let sig_d = Digest::sha256_of(&sig);
-        let accepted = r.put_manifest(&repo, &crate::oci::Reference::Digest(sig_d.clone()), Some(OCI_MANIFEST), sig).await.unwrap();
+        let accepted = r
+            .put_manifest(
+                &repo,
+                &crate::oci::Reference::Digest(sig_d.clone()),
+                Some(OCI_MANIFEST),
+                sig,
+            )
+            .await
+            .unwrap();
         assert_eq!(accepted.subject.as_ref(), Some(&subject.digest));
-        let listed = r.referrers(&repo, &subject.digest, None, None, 100).await.unwrap();
-        assert_eq!(listed.iter().map(|x| &x.digest).collect::<Vec<_>>(), vec![&sig_d]);
-        assert!(r.referrers(&repo, &subject.digest, Some("other/type"), None, 100).await.unwrap().is_empty());
+        let listed = r
+            .referrers(&repo, &subject.digest, None, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.iter().map(|x| &x.digest).collect::<Vec<_>>(),
+            vec![&sig_d]
+        );
+        assert!(r
+            .referrers(&repo, &subject.digest, Some("other/type"), None, 100)
+            .await
+            .unwrap()
+            .is_empty());
         r.delete_artifact(&repo, &sig_d).await.unwrap();
-        assert!(r.referrers(&repo, &subject.digest, None, None, 100).await.unwrap().is_empty());
+        assert!(r
+            .referrers(&repo, &subject.digest, None, None, 100)
+            .await
+            .unwrap()
+            .is_empty());
         // Deleting by digest takes the tags with it.
-        assert_eq!(r.delete_artifact(&repo, &subject.digest).await.unwrap(), vec!["v1".to_string()]);
-        assert!(matches!(r.manifest(&repo, &"v1".parse().unwrap()).await, Err(RegistryError::ManifestUnknown(_))));
+        assert_eq!(
+            r.delete_artifact(&repo, &subject.digest).await.unwrap(),
+            vec!["v1".to_string()]
+        );
+        assert!(matches!(
+            r.manifest(&repo, &"v1".parse().unwrap()).await,
+            Err(RegistryError::ManifestUnknown(_))
+        ));
     }
 }

@@ -75,7 +75,13 @@ impl Namespaces {
 
     /// Where `name` (as in the request path, with containerd's `ns`) lives
     /// for `intent`.
-    pub async fn resolve(&self, name: &RepoName, ns: Option<&str>, intent: Intent, local: &dyn LocalNames) -> Result<Target, PolicyError> {
+    pub async fn resolve(
+        &self,
+        name: &RepoName,
+        ns: Option<&str>,
+        intent: Intent,
+        local: &dyn LocalNames,
+    ) -> Result<Target, PolicyError> {
         let (name, default) = match self.router.route(name, ns)? {
             Route::Remote(t) => return Ok(Target::Remote(t)),
             Route::LocalOrDefault(n, d) => (n, d),
@@ -84,7 +90,11 @@ impl Namespaces {
         let Some(t) = default else {
             // Without a default remote an unprefixed read is local, unless
             // nothing local could answer: then say why nothing mirrors it.
-            if self.mirror || (intent != Intent::Write && !local.is_project(first) && !local.has_content(first).await) {
+            if self.mirror
+                || (intent != Intent::Write
+                    && !local.is_project(first)
+                    && !local.has_content(first).await)
+            {
                 return Err(PolicyError::NoDefaultRemote(name.to_string()));
             }
             return Ok(Target::Local(name));
@@ -131,7 +141,10 @@ mod tests {
     }
 
     fn namespaces(toml: &str) -> Namespaces {
-        let cfg = RawConfig::parse(toml).unwrap().validate(&Default::default()).unwrap();
+        let cfg = RawConfig::parse(toml)
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
         Namespaces::new(Router::new(cfg.remotes), false)
     }
 
@@ -151,36 +164,75 @@ mod tests {
         use Intent::*;
         let n = namespaces(CFG);
         // A remote prefix.
-        assert_eq!(where_(&n, "corp/team/app", None, PullContent).await, "remote corp team/app");
-        assert_eq!(where_(&n, "docker.io/nginx", None, PullManifest).await, "remote docker.io library/nginx");
-        assert!(where_(&n, "corp", None, PullManifest).await.starts_with("error"));
+        assert_eq!(
+            where_(&n, "corp/team/app", None, PullContent).await,
+            "remote corp team/app"
+        );
+        assert_eq!(
+            where_(&n, "docker.io/nginx", None, PullManifest).await,
+            "remote docker.io library/nginx"
+        );
+        assert!(where_(&n, "corp", None, PullManifest)
+            .await
+            .starts_with("error"));
         // ?ns= selects by host; unknown hosts are refused.
-        assert_eq!(where_(&n, "nginx", Some("docker.io"), PullManifest).await, "remote docker.io library/nginx");
-        assert!(where_(&n, "x/y", Some("evil.example"), PullManifest).await.starts_with("error"));
+        assert_eq!(
+            where_(&n, "nginx", Some("docker.io"), PullManifest).await,
+            "remote docker.io library/nginx"
+        );
+        assert!(where_(&n, "x/y", Some("evil.example"), PullManifest)
+            .await
+            .starts_with("error"));
         // Projects and namespaces with pushed content are local.
-        assert_eq!(where_(&n, "team/app", None, PullManifest).await, "local team/app");
-        assert_eq!(where_(&n, "pushed/app", None, PullManifest).await, "local pushed/app");
+        assert_eq!(
+            where_(&n, "team/app", None, PullManifest).await,
+            "local team/app"
+        );
+        assert_eq!(
+            where_(&n, "pushed/app", None, PullManifest).await,
+            "local pushed/app"
+        );
         // Other reads: manifests go to the default remote ...
-        assert_eq!(where_(&n, "nginx", None, PullManifest).await, "remote docker.io library/nginx");
+        assert_eq!(
+            where_(&n, "nginx", None, PullManifest).await,
+            "remote docker.io library/nginx"
+        );
         // ... content only once that repository was pulled through wharf.
         assert_eq!(where_(&n, "nginx", None, PullContent).await, "local nginx");
-        assert_eq!(where_(&n, "cached", None, PullContent).await, "remote docker.io library/cached");
+        assert_eq!(
+            where_(&n, "cached", None, PullContent).await,
+            "remote docker.io library/cached"
+        );
         // Writes are local (a remote prefix stays remote: writes there are refused later).
         assert_eq!(where_(&n, "newapp", None, Write).await, "local newapp");
         assert_eq!(where_(&n, "corp/x", None, Write).await, "remote corp x");
         // Without a default remote, unprefixed names are local; a read of
         // one that nothing local holds says there is no default remote.
         let n = namespaces("[[remotes]]\nname = \"corp\"\nurl = \"http://127.0.0.1:9\"\n");
-        assert!(where_(&n, "nginx", None, PullManifest).await.contains("no default remote"));
-        assert_eq!(where_(&n, "team/app", None, PullManifest).await, "local team/app");
+        assert!(where_(&n, "nginx", None, PullManifest)
+            .await
+            .contains("no default remote"));
+        assert_eq!(
+            where_(&n, "team/app", None, PullManifest).await,
+            "local team/app"
+        );
         assert_eq!(where_(&n, "nginx", None, Write).await, "local nginx");
     }
 
     #[tokio::test]
     async fn a_mirror_has_no_local_names() {
-        let cfg = RawConfig::parse(CFG).unwrap().validate(&Default::default()).unwrap();
+        let cfg = RawConfig::parse(CFG)
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
         let n = Namespaces::new(Router::new(cfg.remotes), true);
-        assert_eq!(where_(&n, "team/app", None, Intent::PullManifest).await, "remote docker.io team/app");
-        assert_eq!(where_(&n, "pushed/app", None, Intent::PullContent).await, "remote docker.io pushed/app");
+        assert_eq!(
+            where_(&n, "team/app", None, Intent::PullManifest).await,
+            "remote docker.io team/app"
+        );
+        assert_eq!(
+            where_(&n, "pushed/app", None, Intent::PullContent).await,
+            "remote docker.io pushed/app"
+        );
     }
 }

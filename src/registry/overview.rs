@@ -6,7 +6,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-
 use super::views::{CacheView, RemoteView, StorageView};
 use super::{Registry, Result};
 use crate::auth::Identity;
@@ -27,8 +26,14 @@ impl Registry {
         let mut remotes = Vec::new();
         let stats = self.proxy.remote_stats();
         for r in self.proxy.router().remotes() {
-            let Some((_, p, u)) = stats.iter().find(|(n, _, _)| *n == r.name) else { continue };
-            let mut credentials: Vec<String> = r.credentials.iter().map(|c| credential_kind(&c.source)).collect();
+            let Some((_, p, u)) = stats.iter().find(|(n, _, _)| *n == r.name) else {
+                continue;
+            };
+            let mut credentials: Vec<String> = r
+                .credentials
+                .iter()
+                .map(|c| credential_kind(&c.source))
+                .collect();
             if credentials.is_empty() {
                 credentials.push("anonymous".into());
             }
@@ -61,14 +66,21 @@ impl Registry {
 
     /// Storage totals (`scanned`: bytes and blobs from the last scan) and
     /// the last GC (admins).
-    pub async fn storage_view(&self, id: &Identity, scanned: Option<(u64, u64)>) -> Result<StorageView> {
+    pub async fn storage_view(
+        &self,
+        id: &Identity,
+        scanned: Option<(u64, u64)>,
+    ) -> Result<StorageView> {
         self.require_admin(id)?;
         let page = self.audit_page(id, None, GC_LOOKBACK).await?;
         Ok(StorageView {
             bytes: scanned.map(|s| s.0),
             blobs: scanned.map(|s| s.1),
             repositories: self.store.all_repositories().await?.len(),
-            last_gc: page.entries.into_iter().find(|e| e.action.starts_with("gc.")),
+            last_gc: page
+                .entries
+                .into_iter()
+                .find(|e| e.action.starts_with("gc.")),
         })
     }
 }
@@ -80,7 +92,10 @@ mod tests {
     #[test]
     fn credential_kinds_never_name_the_secret() {
         use crate::secrets::{CredentialSource, Credentials, SecretString};
-        let inline = CredentialSource::Inline(Credentials::Basic { username: "u".into(), password: SecretString::new("hunter2") });
+        let inline = CredentialSource::Inline(Credentials::Basic {
+            username: "u".into(),
+            password: SecretString::new("hunter2"),
+        });
         assert_eq!(credential_kind(&inline), "inline");
     }
 }

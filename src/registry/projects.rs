@@ -23,8 +23,8 @@ impl Projects {
     pub async fn load(store: Store, configured: &[Project]) -> Result<Projects, StoreError> {
         let mut list = configured.to_vec();
         if let Some(b) = store.meta().get(Doc::Projects).await? {
-            let saved: Vec<Project> =
-                serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
+            let saved: Vec<Project> = serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
             for p in saved {
                 match list.iter_mut().find(|q| q.name == p.name) {
                     Some(q) => *q = p,
@@ -34,7 +34,11 @@ impl Projects {
         }
         list.sort_by(|a, b| a.name.cmp(&b.name));
         let configured = configured.iter().map(|p| p.name.clone()).collect();
-        Ok(Projects { store, list: RwLock::new(list), configured })
+        Ok(Projects {
+            store,
+            list: RwLock::new(list),
+            configured,
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Project>> {
@@ -88,8 +92,12 @@ impl Projects {
     /// Persist every project (on the next start the saved document wins
     /// over the config for a project in both).
     async fn save(&self, all: &[Project]) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec_pretty(all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store.meta().put(Doc::Projects, Bytes::from(bytes)).await
+        let bytes =
+            serde_json::to_vec_pretty(all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store
+            .meta()
+            .put(Doc::Projects, Bytes::from(bytes))
+            .await
     }
 }
 

@@ -42,14 +42,20 @@ pub(super) struct Cut {
 impl Cut {
     /// `Some(bytes seen)` when the body was cut.
     pub(super) fn at(&self) -> Option<u64> {
-        self.over.load(Ordering::SeqCst).then(|| self.seen.load(Ordering::SeqCst))
+        self.over
+            .load(Ordering::SeqCst)
+            .then(|| self.seen.load(Ordering::SeqCst))
     }
 }
 
 impl<S> Budgeted<S> {
     /// `body` with at most `budget` bytes (`None`: unlimited).
     pub(super) fn new(inner: S, budget: Option<u64>) -> Budgeted<S> {
-        Budgeted { inner, left: budget, cut: Arc::default() }
+        Budgeted {
+            inner,
+            left: budget,
+            cut: Arc::default(),
+        }
     }
 
     pub(super) fn cut(&self) -> Arc<Cut> {
@@ -73,7 +79,9 @@ where
                 if let Some(left) = &mut this.left {
                     if n > *left {
                         this.cut.over.store(true, Ordering::SeqCst);
-                        return Poll::Ready(Some(Err("the push is over its project's quota or image size limit".into())));
+                        return Poll::Ready(Some(Err(
+                            "the push is over its project's quota or image size limit".into(),
+                        )));
                     }
                     *left -= n;
                 }
@@ -103,8 +111,15 @@ impl Registry {
     /// Refuse adding `size` bytes (blob `d` when known) to `repo`'s project
     /// if that would exceed its quota. A blob the project already links is
     /// free.
-    pub(super) async fn check_blob_quota(&self, repo: &RepoName, d: Option<&Digest>, size: u64) -> Result<()> {
-        let Some(quota) = self.quota_of(repo) else { return Ok(()) };
+    pub(super) async fn check_blob_quota(
+        &self,
+        repo: &RepoName,
+        d: Option<&Digest>,
+        size: u64,
+    ) -> Result<()> {
+        let Some(quota) = self.quota_of(repo) else {
+            return Ok(());
+        };
         let ns = repo.first();
         if let Some(d) = d {
             if self.store.namespace_links(ns, d).await? {
@@ -122,8 +137,15 @@ impl Registry {
     /// project after `already` bytes of it: `None` when nothing limits it
     /// (no quota and no image size limit, or the project already holds the
     /// blob). A single blob never exceeds `max_image_size`.
-    pub(super) async fn blob_budget(&self, repo: &RepoName, d: Option<&Digest>, already: u64) -> Result<Option<u64>> {
-        let Some(p) = self.projects.get(repo.first()) else { return Ok(None) };
+    pub(super) async fn blob_budget(
+        &self,
+        repo: &RepoName,
+        d: Option<&Digest>,
+        already: u64,
+    ) -> Result<Option<u64>> {
+        let Some(p) = self.projects.get(repo.first()) else {
+            return Ok(None);
+        };
         if p.quota.is_none() && p.max_image_size.is_none() {
             return Ok(None);
         }
@@ -136,7 +158,11 @@ impl Registry {
             Some(q) => Some(q.saturating_sub(self.store.usage(repo.first()).await?)),
             None => None,
         };
-        let budget = [by_quota, p.max_image_size].into_iter().flatten().min().map(|b| b.saturating_sub(already));
+        let budget = [by_quota, p.max_image_size]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|b| b.saturating_sub(already));
         Ok(budget)
     }
 
@@ -146,7 +172,9 @@ impl Registry {
         let p = self.projects.get(repo.first());
         let usage = self.store.usage(repo.first()).await.unwrap_or(0);
         match p.as_ref().and_then(|p| p.quota) {
-            Some(quota) if usage.saturating_add(size) > quota => self.over_quota(repo, quota, usage, size),
+            Some(quota) if usage.saturating_add(size) > quota => {
+                self.over_quota(repo, quota, usage, size)
+            }
             _ => RegistryError::ImageTooLarge {
                 project: repo.first().to_string(),
                 digest: None,
@@ -171,7 +199,9 @@ impl Registry {
     /// visible: refuse it if it does not fit (a blob the project holds is
     /// free).
     pub(super) async fn check_fits(&self, repo: &RepoName, d: &Digest, size: u64) -> Result<()> {
-        let Some(quota) = self.quota_of(repo) else { return Ok(()) };
+        let Some(quota) = self.quota_of(repo) else {
+            return Ok(());
+        };
         if self.store.namespace_links(repo.first(), d).await? {
             return Ok(());
         }
@@ -185,8 +215,16 @@ impl Registry {
     /// At manifest `PUT`: the image's size (manifest + unique referenced
     /// blobs, for an index its children's) against `max_image_size`, and the
     /// manifest's own bytes against the quota.
-    pub(super) async fn check_manifest_quota(&self, repo: &RepoName, d: &Digest, m: &Manifest, len: u64) -> Result<()> {
-        let Some(p) = self.projects.get(repo.first()) else { return Ok(()) };
+    pub(super) async fn check_manifest_quota(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        m: &Manifest,
+        len: u64,
+    ) -> Result<()> {
+        let Some(p) = self.projects.get(repo.first()) else {
+            return Ok(());
+        };
         if let Some(max) = p.max_image_size {
             let mut blobs = BTreeSet::new();
             if manifest::is_index(&m.media_type) {

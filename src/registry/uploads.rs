@@ -24,7 +24,13 @@ impl Registry {
     /// it: from `from` when named (the client must be allowed to pull it),
     /// else from any repository the client may pull (with accounts; without,
     /// anywhere in the store — knowing a digest is not enough otherwise).
-    pub async fn mount(&self, id: &Identity, repo: &RepoName, d: &Digest, from: Option<&RepoName>) -> Result<Mount> {
+    pub async fn mount(
+        &self,
+        id: &Identity,
+        repo: &RepoName,
+        d: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<Mount> {
         let present = match from {
             Some(src) if !self.may(id, src, Action::Pull) => false,
             Some(src) => self.store.repo(src).has_blob(d).await?,
@@ -53,22 +59,31 @@ impl Registry {
     /// A whole blob in one request (`POST ?digest=`). Nothing is stored
     /// unless the bytes match `d` and fit the project's limits; a body that
     /// passes them is cut off and its bytes dropped.
-    pub async fn put_blob<S, E>(&self, repo: &RepoName, d: &Digest, declared_len: Option<u64>, body: S) -> Result<()>
+    pub async fn put_blob<S, E>(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        declared_len: Option<u64>,
+        body: S,
+    ) -> Result<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.check_blob_quota(repo, Some(d), declared_len.unwrap_or(0)).await?;
+        self.check_blob_quota(repo, Some(d), declared_len.unwrap_or(0))
+            .await?;
         if let Some(len) = declared_len {
             self.store.blobs().ensure_room(len).await?;
         }
         let body = Budgeted::new(body, self.blob_budget(repo, Some(d), 0).await?);
         let cut = body.cut();
         let blob = match self.write_blob(d, declared_len, body).await {
-            Err(e) => return Err(match cut.at() {
-                Some(seen) => self.over_budget(repo, seen).await,
-                None => e,
-            }),
+            Err(e) => {
+                return Err(match cut.at() {
+                    Some(seen) => self.over_budget(repo, seen).await,
+                    None => e,
+                })
+            }
             Ok(b) => b,
         };
         let _project = self.project_lock(repo).await;
@@ -79,7 +94,12 @@ impl Registry {
     }
 
     /// Stream `body` into a new blob and verify it is `d`.
-    async fn write_blob<S, E>(&self, d: &Digest, declared_len: Option<u64>, mut body: S) -> Result<VerifiedBlob>
+    async fn write_blob<S, E>(
+        &self,
+        d: &Digest,
+        declared_len: Option<u64>,
+        mut body: S,
+    ) -> Result<VerifiedBlob>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -90,7 +110,11 @@ impl Registry {
             w.write(chunk).await?;
         }
         if let Some(declared) = declared_len.filter(|n| *n != w.written()) {
-            return Err(StoreError::SizeMismatch { declared, actual: w.written() }.into());
+            return Err(StoreError::SizeMismatch {
+                declared,
+                actual: w.written(),
+            }
+            .into());
         }
         Ok(w.verify(d)?)
     }
@@ -122,7 +146,14 @@ impl Registry {
     /// Append a chunk. A chunk that would take the project past its limits
     /// (known from its length, or found while it streams) cancels the
     /// upload: its session and data are deleted at once.
-    pub async fn append_upload<S, E>(&self, repo: &RepoName, id: &str, start: Option<u64>, len: Option<u64>, body: S) -> Result<UploadStatus>
+    pub async fn append_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -134,7 +165,12 @@ impl Registry {
         }
         let body = Budgeted::new(body, self.blob_budget(repo, None, offset).await?);
         let cut = body.cut();
-        match self.store.uploads().append(repo, id, start, len, body).await {
+        match self
+            .store
+            .uploads()
+            .append(repo, id, start, len, body)
+            .await
+        {
             Err(e) => Err(match cut.at() {
                 Some(seen) => self.refuse_session(repo, id, offset + seen).await,
                 None => e.into(),
@@ -145,7 +181,15 @@ impl Registry {
 
     /// Finish an upload with its last chunk: verify `d`, and under the
     /// project's lock check its limits, then commit and link.
-    pub async fn finish_upload<S, E>(&self, repo: &RepoName, id: &str, d: &Digest, start: Option<u64>, len: Option<u64>, body: S) -> Result<()>
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        d: &Digest,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -154,14 +198,17 @@ impl Registry {
         if start.is_some_and(|st| st != offset) {
             return Err(StoreError::RangeMismatch { offset }.into());
         }
-        self.refuse_over_quota(repo, id, Some(d), offset + len.unwrap_or(0)).await?;
+        self.refuse_over_quota(repo, id, Some(d), offset + len.unwrap_or(0))
+            .await?;
         let body = Budgeted::new(body, self.blob_budget(repo, Some(d), offset).await?);
         let cut = body.cut();
         let prepared = match self.store.uploads().prepare(repo, id, d, len, body).await {
-            Err(e) => return Err(match cut.at() {
-                Some(seen) => self.refuse_session(repo, id, offset + seen).await,
-                None => e.into(),
-            }),
+            Err(e) => {
+                return Err(match cut.at() {
+                    Some(seen) => self.refuse_session(repo, id, offset + seen).await,
+                    None => e.into(),
+                })
+            }
             Ok(p) => p,
         };
         let _project = self.project_lock(repo).await;
@@ -174,7 +221,13 @@ impl Registry {
     }
 
     /// Cancel upload `id` if adding `size` bytes would pass the quota.
-    async fn refuse_over_quota(&self, repo: &RepoName, id: &str, d: Option<&Digest>, size: u64) -> Result<()> {
+    async fn refuse_over_quota(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        d: Option<&Digest>,
+        size: u64,
+    ) -> Result<()> {
         if let Err(e) = self.check_blob_quota(repo, d, size).await {
             let _ = self.store.uploads().cancel(repo, id).await;
             return Err(e);

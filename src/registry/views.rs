@@ -100,7 +100,16 @@ impl From<&crate::auth::robots::Robot> for RobotView {
         RobotView {
             name: r.name.clone(),
             username: format!("{}{}", crate::auth::ROBOT_PREFIX, r.name),
-            permissions: r.permissions.iter().map(|(k, v)| (k.clone(), v.actions().iter().map(|a| a.to_string()).collect())).collect(),
+            permissions: r
+                .permissions
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.actions().iter().map(|a| a.to_string()).collect(),
+                    )
+                })
+                .collect(),
             created_at: r.created_at,
             expires_at: r.expires_at,
             revoked: r.revoked,
@@ -132,9 +141,17 @@ pub struct NewProject {
     #[serde(default)]
     pub public: bool,
     /// Bytes, or a size like "10GiB"; absent or null: no quota.
-    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quota: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_image_size: Option<Option<u64>>,
 }
 
@@ -145,9 +162,17 @@ pub struct ProjectUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<bool>,
     /// Bytes, or a size like "10GiB"; null removes the quota.
-    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub quota: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "size_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "size_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_image_size: Option<Option<u64>>,
 }
 
@@ -160,8 +185,12 @@ fn size_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>
             .as_u64()
             .map(|x| Some(Some(x)))
             .ok_or_else(|| serde::de::Error::custom("size must be a non-negative integer")),
-        serde_json::Value::String(s) => crate::config::parse_size(&s).map(|x| Some(Some(x))).map_err(serde::de::Error::custom),
-        _ => Err(serde::de::Error::custom("size must be a number of bytes or a string like \"10GiB\"")),
+        serde_json::Value::String(s) => crate::config::parse_size(&s)
+            .map(|x| Some(Some(x)))
+            .map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom(
+            "size must be a number of bytes or a string like \"10GiB\"",
+        )),
     }
 }
 

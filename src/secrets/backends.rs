@@ -21,10 +21,12 @@ pub(super) fn check_permissions(path: &Path) -> Result<(), SecretError> {
         use std::os::unix::fs::PermissionsExt;
         let check = |p: &Path| -> Result<(), SecretError> {
             match std::fs::metadata(p) {
-                Ok(m) if m.is_file() && m.permissions().mode() & 0o044 != 0 => Err(SecretError::TooOpen {
-                    path: p.display().to_string(),
-                    mode: m.permissions().mode() & 0o777,
-                }),
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o044 != 0 => {
+                    Err(SecretError::TooOpen {
+                        path: p.display().to_string(),
+                        mode: m.permissions().mode() & 0o777,
+                    })
+                }
                 _ => Ok(()),
             }
         };
@@ -56,7 +58,8 @@ pub(super) fn from_env(
     password: Option<&str>,
     token: Option<&str>,
 ) -> Result<Credentials, SecretError> {
-    let var = |name: &str| std::env::var(name).map_err(|_| SecretError::EnvMissing(name.to_string()));
+    let var =
+        |name: &str| std::env::var(name).map_err(|_| SecretError::EnvMissing(name.to_string()));
     if let Some(t) = token {
         return Ok(Credentials::Token(SecretString::new(var(t)?)));
     }
@@ -93,7 +96,9 @@ pub(super) fn from_file(
             return Ok(Credentials::Basic { username, password });
         }
         if p("token").is_file() {
-            return Ok(Credentials::Token(SecretString::new(trim_newline(read_file(&p("token"))?))));
+            return Ok(Credentials::Token(SecretString::new(trim_newline(
+                read_file(&p("token"))?,
+            ))));
         }
         return Err(SecretError::Malformed(format!(
             "directory {} has none of the files username + password, token, .dockerconfigjson",
@@ -106,11 +111,10 @@ pub(super) fn from_file(
             reason: "no such file".into(),
         });
     }
-    parse_document(&read_file(path)?, registry, hosts, raw_ok)
-        .map_err(|e| match e {
-            SecretError::Malformed(m) => SecretError::Malformed(format!("{}: {m}", path.display())),
-            e => e,
-        })
+    parse_document(&read_file(path)?, registry, hosts, raw_ok).map_err(|e| match e {
+        SecretError::Malformed(m) => SecretError::Malformed(format!("{}: {m}", path.display())),
+        e => e,
+    })
 }
 
 fn trim_newline(mut s: String) -> String {
@@ -133,15 +137,22 @@ pub(super) fn parse_document(
         Ok(Value::Object(m)) => return from_object(&m, t, registry, hosts),
         Ok(Value::String(s)) if raw_ok => return Ok(basic("", s)),
         Ok(_) if raw_ok => return Ok(basic("", t.to_string())),
-        Ok(_) => return Err(SecretError::Malformed("JSON document is not an object".into())),
+        Ok(_) => {
+            return Err(SecretError::Malformed(
+                "JSON document is not an object".into(),
+            ))
+        }
         Err(e) => format!("not JSON (line {}, column {})", e.line(), e.column()),
     };
     match toml::from_str::<toml::Table>(t) {
         Ok(table) if !table.is_empty() => {
-            let v = serde_json::to_value(table).map_err(|_| SecretError::Malformed("TOML document".into()))?;
+            let v = serde_json::to_value(table)
+                .map_err(|_| SecretError::Malformed("TOML document".into()))?;
             match v {
                 Value::Object(m) => from_object(&m, t, registry, hosts),
-                _ => Err(SecretError::Malformed("TOML document is not a table".into())),
+                _ => Err(SecretError::Malformed(
+                    "TOML document is not a table".into(),
+                )),
             }
         }
         _ if raw_ok && !t.is_empty() && !t.contains('\n') => Ok(basic("", t.to_string())),
@@ -174,19 +185,33 @@ fn from_object(
     if let Some(Value::Object(auths)) = m.get("auths") {
         return docker_config(auths, registry, hosts);
     }
-    if str_field(m, &["type"]) == Some("service_account") || (m.contains_key("private_key") && m.contains_key("client_email")) {
+    if str_field(m, &["type"]) == Some("service_account")
+        || (m.contains_key("private_key") && m.contains_key("client_email"))
+    {
         // A Google service-account key: the whole JSON is the password.
         return Ok(basic("_json_key", raw.to_string()));
     }
     if let (Some(id), Some(key)) = (
         str_field(m, &["aws_access_key_id", "AccessKeyId", "access_key_id"]),
-        str_field(m, &["aws_secret_access_key", "SecretAccessKey", "secret_access_key"]),
+        str_field(
+            m,
+            &[
+                "aws_secret_access_key",
+                "SecretAccessKey",
+                "secret_access_key",
+            ],
+        ),
     ) {
         return Ok(basic(id, key.to_string()));
     }
     if let Some(t) = str_field(m, &["refresh_token", "identitytoken", "identity_token"]) {
-        let username = str_field(m, &["username", "user"]).unwrap_or("").to_string();
-        return Ok(Credentials::Refresh { username, token: SecretString::new(t) });
+        let username = str_field(m, &["username", "user"])
+            .unwrap_or("")
+            .to_string();
+        return Ok(Credentials::Refresh {
+            username,
+            token: SecretString::new(t),
+        });
     }
     if let Some(p) = str_field(m, &["password"]) {
         let u = str_field(m, &["username", "user"]).unwrap_or("");
@@ -221,14 +246,26 @@ fn docker_config(
         }
         None => auths
             .iter()
-            .find(|(k, _)| hosts.iter().any(|h| h.eq_ignore_ascii_case(&auths_key_host(k))))
-            .or_else(|| if auths.len() == 1 { auths.iter().next() } else { None }),
+            .find(|(k, _)| {
+                hosts
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(&auths_key_host(k)))
+            })
+            .or_else(|| {
+                if auths.len() == 1 {
+                    auths.iter().next()
+                } else {
+                    None
+                }
+            }),
     };
     let Some((key, Value::Object(e))) = entry else {
         let keys: Vec<&str> = auths.keys().map(String::as_str).collect();
         return Err(SecretError::Malformed(format!(
             "Docker config `auths` has no entry for {} (entries: [{}])",
-            registry.map(str::to_string).unwrap_or_else(|| hosts.join(", ")),
+            registry
+                .map(str::to_string)
+                .unwrap_or_else(|| hosts.join(", ")),
             keys.join(", ")
         )));
     };
@@ -236,20 +273,29 @@ fn docker_config(
     // placeholder `auth`; the token is what counts.
     if let Some(t) = str_field(e, &["identitytoken"]).filter(|t| !t.is_empty()) {
         let username = str_field(e, &["username"]).unwrap_or("").to_string();
-        return Ok(Credentials::Refresh { username, token: SecretString::new(t) });
+        return Ok(Credentials::Refresh {
+            username,
+            token: SecretString::new(t),
+        });
     }
     if let Some(a) = str_field(e, &["auth"]).filter(|a| !a.is_empty()) {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(a.trim())
             .map_err(|_| SecretError::Malformed(format!("auths[{key}].auth is not base64")))?;
-        let s = String::from_utf8(raw).map_err(|_| SecretError::Malformed(format!("auths[{key}].auth is not UTF-8")))?;
+        let s = String::from_utf8(raw)
+            .map_err(|_| SecretError::Malformed(format!("auths[{key}].auth is not UTF-8")))?;
         let Some((u, p)) = s.split_once(':') else {
-            return Err(SecretError::Malformed(format!("auths[{key}].auth is not base64(user:password)")));
+            return Err(SecretError::Malformed(format!(
+                "auths[{key}].auth is not base64(user:password)"
+            )));
         };
         return Ok(basic(u, p.to_string()));
     }
     if let Some(p) = str_field(e, &["password"]) {
-        return Ok(basic(str_field(e, &["username"]).unwrap_or(""), p.to_string()));
+        return Ok(basic(
+            str_field(e, &["username"]).unwrap_or(""),
+            p.to_string(),
+        ));
     }
     if let Some(t) = str_field(e, &["registrytoken"]) {
         return Ok(Credentials::Token(SecretString::new(t)));
@@ -282,7 +328,13 @@ pub(super) async fn aws_config(
         l = l.endpoint_url(e);
     }
     if let Some((id, secret)) = keys {
-        l = l.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(id, secret.expose(), None, None, "wharf-secret"));
+        l = l.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            id,
+            secret.expose(),
+            None,
+            None,
+            "wharf-secret",
+        ));
     }
     l.load().await
 }
@@ -312,10 +364,13 @@ pub(super) async fn secretsmanager(
         return Ok(s.to_string());
     }
     if let Some(b) = out.secret_binary() {
-        return String::from_utf8(b.as_ref().to_vec())
-            .map_err(|_| SecretError::Malformed(format!("Secrets Manager secret {id} is binary, not UTF-8")));
+        return String::from_utf8(b.as_ref().to_vec()).map_err(|_| {
+            SecretError::Malformed(format!("Secrets Manager secret {id} is binary, not UTF-8"))
+        });
     }
-    Err(SecretError::Malformed(format!("Secrets Manager secret {id} has no value")))
+    Err(SecretError::Malformed(format!(
+        "Secrets Manager secret {id} has no value"
+    )))
 }
 
 /// `<account>.dkr.ecr.<region>.amazonaws.com[.cn]` → (account, region).
@@ -344,26 +399,33 @@ pub(super) async fn ecr_token(
     keys: Option<(String, SecretString)>,
 ) -> Result<(Credentials, Option<SystemTime>), SecretError> {
     let from_host = host.and_then(ecr_host_parts);
-    let region = e.region.clone().or_else(|| from_host.as_ref().map(|(_, r)| r.clone()));
+    let region = e
+        .region
+        .clone()
+        .or_else(|| from_host.as_ref().map(|(_, r)| r.clone()));
     let cfg = aws_config(region.as_deref(), e.endpoint.as_deref(), keys).await;
     let client = aws_sdk_ecr::Client::new(&cfg);
     // No registry ids: the token works for every registry the principal
     // may access (the parameter is deprecated).
-    let out = client.get_authorization_token().send().await.map_err(|err| aws_err("ECR", err))?;
-    let data = out
-        .authorization_data()
-        .first()
-        .ok_or_else(|| SecretError::Malformed("ECR GetAuthorizationToken returned no authorization data".into()))?;
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|err| aws_err("ECR", err))?;
+    let data = out.authorization_data().first().ok_or_else(|| {
+        SecretError::Malformed("ECR GetAuthorizationToken returned no authorization data".into())
+    })?;
     let token = data
         .authorization_token()
         .ok_or_else(|| SecretError::Malformed("ECR authorization data has no token".into()))?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .map_err(|_| SecretError::Malformed("ECR authorization token is not base64".into()))?;
-    let s = String::from_utf8(raw).map_err(|_| SecretError::Malformed("ECR authorization token is not UTF-8".into()))?;
-    let (user, pass) = s
-        .split_once(':')
-        .ok_or_else(|| SecretError::Malformed("ECR authorization token is not user:password".into()))?;
+    let s = String::from_utf8(raw)
+        .map_err(|_| SecretError::Malformed("ECR authorization token is not UTF-8".into()))?;
+    let (user, pass) = s.split_once(':').ok_or_else(|| {
+        SecretError::Malformed("ECR authorization token is not user:password".into())
+    })?;
     let expires = data.expires_at().and_then(|t| {
         let secs = t.secs();
         (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64))
@@ -379,10 +441,18 @@ pub(super) fn resolve_local(
     raw_ok: bool,
 ) -> Option<Result<Credentials, SecretError>> {
     match r {
-        SecretRef::Env { username, password, token } => {
-            Some(from_env(username.as_deref(), password.as_deref(), token.as_deref()))
+        SecretRef::Env {
+            username,
+            password,
+            token,
+        } => Some(from_env(
+            username.as_deref(),
+            password.as_deref(),
+            token.as_deref(),
+        )),
+        SecretRef::File { path, registry } => {
+            Some(from_file(path, registry.as_deref(), hosts, raw_ok))
         }
-        SecretRef::File { path, registry } => Some(from_file(path, registry.as_deref(), hosts, raw_ok)),
         SecretRef::AwsSecretsmanager { .. } => None,
     }
 }
@@ -393,21 +463,27 @@ mod tests {
 
     fn up(c: &Credentials) -> (String, String) {
         match c {
-            Credentials::Basic { username, password } => (username.clone(), password.expose().to_string()),
+            Credentials::Basic { username, password } => {
+                (username.clone(), password.expose().to_string())
+            }
             Credentials::Token(t) => ("<token>".into(), t.expose().to_string()),
-            Credentials::Refresh { username, token } => (format!("<refresh {username}>"), token.expose().to_string()),
+            Credentials::Refresh { username, token } => {
+                (format!("<refresh {username}>"), token.expose().to_string())
+            }
         }
     }
 
     #[test]
     fn refresh_tokens_from_documents_and_docker_identitytoken() {
         let h = vec!["ghcr.io".to_string()];
-        let c = parse_document(r#"{"username":"u","refresh_token":"r1"}"#, None, &h, false).unwrap();
+        let c =
+            parse_document(r#"{"username":"u","refresh_token":"r1"}"#, None, &h, false).unwrap();
         assert_eq!(up(&c), ("<refresh u>".into(), "r1".into()));
         let c = parse_document("identitytoken = \"r2\"\n", None, &h, false).unwrap();
         assert_eq!(up(&c), ("<refresh >".into(), "r2".into()));
         let placeholder = base64::engine::general_purpose::STANDARD.encode("<token>:");
-        let doc = format!(r#"{{"auths":{{"ghcr.io":{{"auth":"{placeholder}","identitytoken":"r3"}}}}}}"#);
+        let doc =
+            format!(r#"{{"auths":{{"ghcr.io":{{"auth":"{placeholder}","identitytoken":"r3"}}}}}}"#);
         let c = parse_document(&doc, None, &h, false).unwrap();
         assert_eq!(up(&c), ("<refresh >".into(), "r3".into()));
     }
@@ -422,7 +498,9 @@ mod tests {
         let c = parse_document(r#"{"token":"t"}"#, None, &h, false).unwrap();
         assert_eq!(up(&c), ("<token>".into(), "t".into()));
         let auth = base64::engine::general_purpose::STANDARD.encode("bot:pa:ss");
-        let doc = format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"x"}},"ghcr.io":{{"auth":"{auth}"}}}}}}"#);
+        let doc = format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"x"}},"ghcr.io":{{"auth":"{auth}"}}}}}}"#
+        );
         let c = parse_document(&doc, None, &h, false).unwrap();
         assert_eq!(up(&c), ("bot".into(), "pa:ss".into()));
         let key = r#"{"type":"service_account","private_key":"k","client_email":"e"}"#;
@@ -435,8 +513,15 @@ mod tests {
     #[test]
     fn errors_never_echo_content() {
         let h = vec![];
-        for doc in ["{\"password\": \"hunter2\"", "password = hunter2\n", "{\"pw\":\"hunter2\"}", "hunter2 hunter2\nx"] {
-            let e = parse_document(doc, None, &h, false).unwrap_err().to_string();
+        for doc in [
+            "{\"password\": \"hunter2\"",
+            "password = hunter2\n",
+            "{\"pw\":\"hunter2\"}",
+            "hunter2 hunter2\nx",
+        ] {
+            let e = parse_document(doc, None, &h, false)
+                .unwrap_err()
+                .to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
     }

@@ -68,13 +68,19 @@ impl<'de> serde::Deserialize<'de> for SecretString {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credentials {
     /// Username + password (or personal access token used as a password).
-    Basic { username: String, password: SecretString },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
     /// A bearer token sent as-is (registries that accept static tokens).
     Token(SecretString),
     /// An OAuth2 refresh token (Docker's `identitytoken`): exchanged at the
     /// remote's token realm with `grant_type=refresh_token` for short-lived
     /// access tokens; never sent to the registry itself.
-    Refresh { username: String, token: SecretString },
+    Refresh {
+        username: String,
+        token: SecretString,
+    },
 }
 
 impl Credentials {
@@ -104,7 +110,10 @@ pub enum SecretError {
     #[error("malformed secret: {0}")]
     Malformed(String),
     #[error("AWS {service}: {reason}")]
-    Aws { service: &'static str, reason: String },
+    Aws {
+        service: &'static str,
+        reason: String,
+    },
 }
 
 /// Where a secret lives. Deserialized from the `secret = { backend = ... }`
@@ -142,9 +151,15 @@ impl SecretRef {
     /// (never the value).
     pub fn describe(&self) -> String {
         match self {
-            SecretRef::Env { username, password, token } => {
-                let vars: Vec<&str> =
-                    [username, password, token].iter().filter_map(|v| v.as_deref()).collect();
+            SecretRef::Env {
+                username,
+                password,
+                token,
+            } => {
+                let vars: Vec<&str> = [username, password, token]
+                    .iter()
+                    .filter_map(|v| v.as_deref())
+                    .collect();
                 format!("env:{}", vars.join(","))
             }
             SecretRef::File { path, registry } => match registry {
@@ -238,7 +253,10 @@ pub enum CredentialSource {
     Inline(Credentials),
     /// Resolved by a backend. `username`, when set, overrides (or supplies)
     /// the username, e.g. `_json_key` for Google registries.
-    Secret { reference: SecretRef, username: Option<String> },
+    Secret {
+        reference: SecretRef,
+        username: Option<String>,
+    },
     /// Amazon ECR token exchange.
     Ecr(EcrSource),
 }
@@ -337,20 +355,35 @@ impl RawCredentialEntry {
     /// (the caller prefixes the config key).
     pub fn validate(self) -> Result<CredentialEntry, InvalidReference> {
         let repository = match self.repository {
-            Some(r) if r.trim().is_empty() => return Err("`repository` must not be empty (use \"*\" for all)".into()),
+            Some(r) if r.trim().is_empty() => {
+                return Err("`repository` must not be empty (use \"*\" for all)".into())
+            }
             Some(r) => RepoPattern::new(r.trim()),
             None => RepoPattern::any(),
         };
-        let source = match (self.username, self.password, self.token, self.secret, self.ecr) {
-            (Some(u), Some(p), None, None, None) => CredentialSource::Inline(Credentials::Basic { username: u, password: p }),
+        let source = match (
+            self.username,
+            self.password,
+            self.token,
+            self.secret,
+            self.ecr,
+        ) {
+            (Some(u), Some(p), None, None, None) => CredentialSource::Inline(Credentials::Basic {
+                username: u,
+                password: p,
+            }),
             (None, None, Some(t), None, None) => CredentialSource::Inline(Credentials::Token(t)),
             (u, None, None, Some(s), None) => {
                 s.validate(u.is_some())?;
-                CredentialSource::Secret { reference: s, username: u }
+                CredentialSource::Secret {
+                    reference: s,
+                    username: u,
+                }
             }
             (None, None, None, None, Some(e)) => {
                 if let Some(a) = &e.aws_credentials {
-                    a.validate(false).map_err(|m| format!("ecr.aws_credentials: {m}"))?;
+                    a.validate(false)
+                        .map_err(|m| format!("ecr.aws_credentials: {m}"))?;
                 }
                 if let Some(ep) = &e.endpoint {
                     reqwest::Url::parse(ep).map_err(|err| format!("ecr.endpoint {ep:?}: {err}"))?;
@@ -358,9 +391,11 @@ impl RawCredentialEntry {
                 CredentialSource::Ecr(e)
             }
             _ => {
-                return Err("give exactly one of: username + password, token, secret = { backend = ... } \
+                return Err(
+                    "give exactly one of: username + password, token, secret = { backend = ... } \
                             (optionally with username), or ecr = { ... }"
-                    .into())
+                        .into(),
+                )
             }
         };
         Ok(CredentialEntry { repository, source })
@@ -406,7 +441,8 @@ mod tests {
     #[test]
     fn entry_shapes() {
         let e: RawCredentialEntry =
-            toml::from_str("secret = { backend = \"env\", username = \"U\", password = \"P\" }").unwrap();
+            toml::from_str("secret = { backend = \"env\", username = \"U\", password = \"P\" }")
+                .unwrap();
         let e = e.validate().unwrap();
         assert_eq!(e.source.describe(), "env:U,P");
         let e: RawCredentialEntry = toml::from_str(
@@ -414,15 +450,21 @@ mod tests {
         )
         .unwrap();
         assert!(e.validate().is_ok());
-        let e: Result<RawCredentialEntry, _> = toml::from_str("secret = { backend = \"vault\", path = \"x\" }");
+        let e: Result<RawCredentialEntry, _> =
+            toml::from_str("secret = { backend = \"vault\", path = \"x\" }");
         assert!(e.is_err());
-        let e: Result<RawCredentialEntry, _> = toml::from_str("secret = { backend = \"env\", pasword = \"x\" }");
+        let e: Result<RawCredentialEntry, _> =
+            toml::from_str("secret = { backend = \"env\", pasword = \"x\" }");
         assert!(e.unwrap_err().to_string().contains("pasword"));
         let e: RawCredentialEntry = toml::from_str("username = \"u\"\ntoken = \"t\"").unwrap();
         assert!(e.validate().is_err());
-        let e: RawCredentialEntry = toml::from_str("secret = { backend = \"env\", password = \"P\" }").unwrap();
+        let e: RawCredentialEntry =
+            toml::from_str("secret = { backend = \"env\", password = \"P\" }").unwrap();
         assert!(e.validate().is_err());
         let e: RawCredentialEntry = toml::from_str("ecr = { region = \"us-east-1\" }").unwrap();
-        assert!(matches!(e.validate().unwrap().source, CredentialSource::Ecr(_)));
+        assert!(matches!(
+            e.validate().unwrap().source,
+            CredentialSource::Ecr(_)
+        ));
     }
 }

@@ -79,7 +79,12 @@ impl CachedCredentials {
 
     /// `remote corp credentials[1] (env:A,B)`: for log fields.
     pub fn reference(&self) -> String {
-        format!("remotes.{}.credentials[{}] ({})", self.remote, self.index, self.describe())
+        format!(
+            "remotes.{}.credentials[{}] ({})",
+            self.remote,
+            self.index,
+            self.describe()
+        )
     }
 
     /// The source as configured, e.g. `file:/run/secrets/x`.
@@ -121,7 +126,11 @@ impl CachedCredentials {
                 let refresh_at = now + self.lifetime(expires);
                 let changed = st.as_ref().is_some_and(|l| l.creds != creds);
                 tracing::debug!(secret = %self.reference(), rotated = changed, kind = creds.kind(), "credentials loaded");
-                *st = Some(Loaded { creds: creds.clone(), loaded_at: now, refresh_at });
+                *st = Some(Loaded {
+                    creds: creds.clone(),
+                    loaded_at: now,
+                    refresh_at,
+                });
                 Ok(creds)
             }
             Err(e) => match st.as_mut() {
@@ -143,7 +152,11 @@ impl CachedCredentials {
     pub async fn resolve_now(&self) -> Result<Credentials, SecretError> {
         let (creds, expires) = self.load().await?;
         let now = Instant::now();
-        *self.state.lock().await = Some(Loaded { creds: creds.clone(), loaded_at: now, refresh_at: now + self.lifetime(expires) });
+        *self.state.lock().await = Some(Loaded {
+            creds: creds.clone(),
+            loaded_at: now,
+            refresh_at: now + self.lifetime(expires),
+        });
         Ok(creds)
     }
 
@@ -202,7 +215,10 @@ impl CachedCredentials {
     async fn load(&self) -> Result<(Credentials, Option<SystemTime>), SecretError> {
         match &self.entry.source {
             CredentialSource::Inline(c) => Ok((c.clone(), None)),
-            CredentialSource::Secret { reference, username } => {
+            CredentialSource::Secret {
+                reference,
+                username,
+            } => {
                 let c = self.resolve_ref(reference, username.is_some()).await?;
                 Ok((apply_username(c, username.as_deref())?, None))
             }
@@ -210,7 +226,9 @@ impl CachedCredentials {
                 let keys = match &e.aws_credentials {
                     None => None,
                     Some(r) => match self.resolve_ref(r, false).await? {
-                        Credentials::Basic { username, password } if !username.is_empty() => Some((username, password)),
+                        Credentials::Basic { username, password } if !username.is_empty() => {
+                            Some((username, password))
+                        }
                         _ => {
                             return Err(SecretError::Malformed(format!(
                                 "{}: expected aws_access_key_id + aws_secret_access_key",
@@ -221,7 +239,8 @@ impl CachedCredentials {
                 };
                 // Boxed as `dyn Future + Send`: the SDK's futures nest deep
                 // enough to overflow the compiler's Send check in callers.
-                let f: BoxFuture<'_, _> = Box::pin(backends::ecr_token(e, self.api_host.as_deref(), keys));
+                let f: BoxFuture<'_, _> =
+                    Box::pin(backends::ecr_token(e, self.api_host.as_deref(), keys));
                 f.await
             }
         }
@@ -231,18 +250,31 @@ impl CachedCredentials {
         if let Some(res) = backends::resolve_local(r, &self.hosts, raw_ok) {
             return res;
         }
-        let SecretRef::AwsSecretsmanager { id, region, endpoint } = r else {
+        let SecretRef::AwsSecretsmanager {
+            id,
+            region,
+            endpoint,
+        } = r
+        else {
             unreachable!("resolve_local handles every other backend")
         };
-        let f: BoxFuture<'_, _> = Box::pin(self.secretsmanager_text(id, region.as_deref(), endpoint.as_deref()));
+        let f: BoxFuture<'_, _> =
+            Box::pin(self.secretsmanager_text(id, region.as_deref(), endpoint.as_deref()));
         let text = f.await?;
         backends::parse_document(&text, None, &self.hosts, raw_ok).map_err(|e| match e {
-            SecretError::Malformed(m) => SecretError::Malformed(format!("Secrets Manager secret {id}: {m}")),
+            SecretError::Malformed(m) => {
+                SecretError::Malformed(format!("Secrets Manager secret {id}: {m}"))
+            }
             e => e,
         })
     }
 
-    async fn secretsmanager_text(&self, id: &str, region: Option<&str>, endpoint: Option<&str>) -> Result<String, SecretError> {
+    async fn secretsmanager_text(
+        &self,
+        id: &str,
+        region: Option<&str>,
+        endpoint: Option<&str>,
+    ) -> Result<String, SecretError> {
         let client = self
             .secretsmanager
             .get_or_init(|| async {
@@ -257,14 +289,24 @@ impl CachedCredentials {
 /// Read `reference` once as AWS keys (access key id, secret access key):
 /// JSON keys `aws_access_key_id` + `aws_secret_access_key`, or env / file
 /// `username` + `password`. `what` names the user in errors (a config key).
-pub async fn aws_keys(what: &str, reference: &SecretRef) -> Result<(String, SecretString), SecretError> {
+pub async fn aws_keys(
+    what: &str,
+    reference: &SecretRef,
+) -> Result<(String, SecretString), SecretError> {
     let entry = CredentialEntry {
         repository: super::RepoPattern::any(),
-        source: CredentialSource::Secret { reference: reference.clone(), username: None },
+        source: CredentialSource::Secret {
+            reference: reference.clone(),
+            username: None,
+        },
     };
     let c = CachedCredentials::new(what, 0, entry, Vec::new(), None, Duration::from_secs(3600));
     match c.resolve_now().await? {
-        Credentials::Basic { username, password } if !username.is_empty() && !password.is_empty() => Ok((username, password)),
+        Credentials::Basic { username, password }
+            if !username.is_empty() && !password.is_empty() =>
+        {
+            Ok((username, password))
+        }
         _ => Err(SecretError::Malformed(format!(
             "{}: expected aws_access_key_id + aws_secret_access_key (or username + password)",
             reference.describe()
@@ -292,12 +334,18 @@ fn apply_username(c: Credentials, username: Option<&str>) -> Result<Credentials,
         (Credentials::Basic { password, .. }, Some(u)) => (u.to_string(), password),
         (Credentials::Token(t), Some(u)) => (u.to_string(), t),
     };
-    let password = if user == "_json_key_base64" && password.expose().trim_start().starts_with('{') {
-        SecretString::new(base64::engine::general_purpose::STANDARD.encode(password.expose().trim()))
+    let password = if user == "_json_key_base64" && password.expose().trim_start().starts_with('{')
+    {
+        SecretString::new(
+            base64::engine::general_purpose::STANDARD.encode(password.expose().trim()),
+        )
     } else {
         password
     };
-    Ok(Credentials::Basic { username: user, password })
+    Ok(Credentials::Basic {
+        username: user,
+        password,
+    })
 }
 
 /// All credentials entries of one remote; the first whose repository
@@ -344,7 +392,9 @@ impl RemoteCredentials {
 
     /// The entry for `repo` (the upstream repository name), if any.
     pub fn select(&self, repo: &str) -> Option<&Arc<CachedCredentials>> {
-        self.entries.iter().find(|e| e.entry.repository.matches(repo))
+        self.entries
+            .iter()
+            .find(|e| e.entry.repository.matches(repo))
     }
 
     pub fn entries(&self) -> &[Arc<CachedCredentials>] {
@@ -371,14 +421,26 @@ mod tests {
     #[test]
     fn accounts_never_share_a_token_key() {
         let c = cached(0, Duration::from_secs(60));
-        let a = Credentials::Basic { username: "a".into(), password: SecretString::new("p") };
-        let b = Credentials::Basic { username: "b".into(), password: SecretString::new("p") };
-        let a2 = Credentials::Basic { username: "a".into(), password: SecretString::new("rotated") };
+        let a = Credentials::Basic {
+            username: "a".into(),
+            password: SecretString::new("p"),
+        };
+        let b = Credentials::Basic {
+            username: "b".into(),
+            password: SecretString::new("p"),
+        };
+        let a2 = Credentials::Basic {
+            username: "a".into(),
+            password: SecretString::new("rotated"),
+        };
         assert_ne!(c.account_key(&a), c.account_key(&b));
         assert_ne!(c.account_key(&a), c.account_key(&a2));
         assert_eq!(c.account_key(&a), c.account_key(&a.clone()));
         // Same account in two entries: still separate.
-        assert_ne!(c.account_key(&a), cached(1, Duration::from_secs(60)).account_key(&a));
+        assert_ne!(
+            c.account_key(&a),
+            cached(1, Duration::from_secs(60)).account_key(&a)
+        );
         assert!(!c.account_key(&a2).contains("rotated"));
     }
 
@@ -387,28 +449,55 @@ mod tests {
         let c = cached(0, Duration::from_secs(300));
         let twelve_h = SystemTime::now() + Duration::from_secs(12 * 3600);
         let life = c.lifetime(Some(twelve_h));
-        assert!(life > Duration::from_secs(8 * 3600) && life < Duration::from_secs(10 * 3600), "{life:?}");
+        assert!(
+            life > Duration::from_secs(8 * 3600) && life < Duration::from_secs(10 * 3600),
+            "{life:?}"
+        );
         // Past or unknown expiry (moto answers 2015): the configured TTL.
-        assert_eq!(c.lifetime(Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400))), Duration::from_secs(300));
+        assert_eq!(
+            c.lifetime(Some(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400)
+            )),
+            Duration::from_secs(300)
+        );
         assert_eq!(c.lifetime(None), Duration::from_secs(300));
     }
 
     #[test]
     fn username_override() {
         let c = apply_username(
-            Credentials::Basic { username: String::new(), password: SecretString::new("{\"k\":1}") },
+            Credentials::Basic {
+                username: String::new(),
+                password: SecretString::new("{\"k\":1}"),
+            },
             Some("_json_key_base64"),
         )
         .unwrap();
         match c {
             Credentials::Basic { username, password } => {
                 assert_eq!(username, "_json_key_base64");
-                assert_eq!(password.expose(), base64::engine::general_purpose::STANDARD.encode("{\"k\":1}"));
+                assert_eq!(
+                    password.expose(),
+                    base64::engine::general_purpose::STANDARD.encode("{\"k\":1}")
+                );
             }
             _ => panic!(),
         }
-        assert!(apply_username(Credentials::Basic { username: String::new(), password: SecretString::new("p") }, None).is_err());
+        assert!(apply_username(
+            Credentials::Basic {
+                username: String::new(),
+                password: SecretString::new("p")
+            },
+            None
+        )
+        .is_err());
         let c = apply_username(Credentials::Token(SecretString::new("pat")), Some("bot")).unwrap();
-        assert_eq!(c, Credentials::Basic { username: "bot".into(), password: SecretString::new("pat") });
+        assert_eq!(
+            c,
+            Credentials::Basic {
+                username: "bot".into(),
+                password: SecretString::new("pat")
+            }
+        );
     }
 }

@@ -31,7 +31,8 @@ impl<'a> AuditLog<'a> {
 
     /// Store an entry under `id` (from [`new_id`](Self::new_id)).
     pub async fn append(&self, id: &str, entry: Bytes) -> Result<()> {
-        let key = layout::audit_entry(id).ok_or_else(|| super::StoreError::Corrupt(format!("bad audit id {id}")))?;
+        let key = layout::audit_entry(id)
+            .ok_or_else(|| super::StoreError::Corrupt(format!("bad audit id {id}")))?;
         Ok(self.store.objects().put(&key, entry).await?)
     }
 
@@ -49,9 +50,16 @@ impl<'a> AuditLog<'a> {
             if start_day.as_ref().is_some_and(|s| dir < *s) {
                 continue;
             }
-            let from = after.filter(|_| start_day.as_deref() == Some(dir.as_str())).map(|id| format!("{id}.json"));
-            for name in objects.list(&dir, from.as_deref(), limit - out.len()).await? {
-                let Some(id) = layout::audit_listed_id(&name) else { continue };
+            let from = after
+                .filter(|_| start_day.as_deref() == Some(dir.as_str()))
+                .map(|id| format!("{id}.json"));
+            for name in objects
+                .list(&dir, from.as_deref(), limit - out.len())
+                .await?
+            {
+                let Some(id) = layout::audit_listed_id(&name) else {
+                    continue;
+                };
                 if let Some(b) = objects.get(&format!("{dir}{name}")).await? {
                     out.push((id.to_string(), b));
                 }
@@ -66,12 +74,18 @@ impl<'a> AuditLog<'a> {
     /// Remove whole days older than `keep`; returns how many days went.
     pub async fn prune(&self, keep: Duration) -> Result<usize> {
         let oldest_kept = SystemTime::now().checked_sub(keep).unwrap_or(UNIX_EPOCH);
-        let cutoff_day = (oldest_kept.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86_400) as u32;
+        let cutoff_day = (oldest_kept
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            / 86_400) as u32;
         let objects = self.store.objects();
         let mut removed = 0;
         for day in objects.list(layout::AUDIT, None, DAYS_PER_LIST).await? {
             if layout::audit_dir_day(&day).is_some_and(|d| d < cutoff_day) {
-                objects.delete_dir(&format!("{}{day}", layout::AUDIT)).await?;
+                objects
+                    .delete_dir(&format!("{}{day}", layout::AUDIT))
+                    .await?;
                 removed += 1;
             }
         }
@@ -105,7 +119,10 @@ mod tests {
                 break;
             }
             after = page.last().map(|(id, _)| id.clone());
-            seen.extend(page.into_iter().map(|(_, b)| String::from_utf8(b.to_vec()).unwrap()));
+            seen.extend(
+                page.into_iter()
+                    .map(|(_, b)| String::from_utf8(b.to_vec()).unwrap()),
+            );
         }
         assert_eq!(seen, ["6", "5", "4", "3", "2", "1", "0"]);
     }
@@ -116,8 +133,15 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let log = store.audit();
         let old = SystemTime::now() - Duration::from_secs(10 * 86_400);
-        log.append(&AuditLog::new_id(old), Bytes::from_static(b"old")).await.unwrap();
-        log.append(&AuditLog::new_id(SystemTime::now()), Bytes::from_static(b"new")).await.unwrap();
+        log.append(&AuditLog::new_id(old), Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        log.append(
+            &AuditLog::new_id(SystemTime::now()),
+            Bytes::from_static(b"new"),
+        )
+        .await
+        .unwrap();
         assert_eq!(log.prune(Duration::from_secs(5 * 86_400)).await.unwrap(), 1);
         let left = log.page(None, 10).await.unwrap();
         assert_eq!(left.len(), 1);

@@ -57,7 +57,10 @@ pub enum BlobData {
     /// A local file of `len` bytes (served with positional reads).
     File { file: std::fs::File, len: u64 },
     /// A remote object of `len` bytes, streamed in ranges (object storage).
-    Remote { source: std::sync::Arc<dyn RangeSource>, len: u64 },
+    Remote {
+        source: std::sync::Arc<dyn RangeSource>,
+        len: u64,
+    },
 }
 
 /// A stream of a blob's bytes.

@@ -58,7 +58,11 @@ impl Store {
         let c = self.catalog().await?;
         let names = c.read();
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(names.range::<str, _>((from, Bound::Unbounded)).take(limit).cloned().collect())
+        Ok(names
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     /// Every repository name, sorted.
@@ -107,7 +111,11 @@ async fn walk(store: &Store) -> Result<Vec<RepoName>> {
     while let Some(prefix) = todo.pop() {
         let dir = format!("{}{prefix}", layout::REPOS);
         let entries = objects.list(&dir, None, usize::MAX).await?;
-        if !prefix.is_empty() && entries.iter().any(|e| layout::REPO_MARKERS.contains(&e.as_str())) {
+        if !prefix.is_empty()
+            && entries
+                .iter()
+                .any(|e| layout::REPO_MARKERS.contains(&e.as_str()))
+        {
             if let Ok(n) = prefix.trim_end_matches('/').parse() {
                 out.push(n);
             }

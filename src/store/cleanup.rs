@@ -19,11 +19,15 @@ impl Store {
         let now = SystemTime::now();
         let mut uploads = 0;
         for (id, written) in self.uploads().list().await? {
-            let idle = written.is_some_and(|t| now.duration_since(t).unwrap_or_default() > upload_age);
+            let idle =
+                written.is_some_and(|t| now.duration_since(t).unwrap_or_default() > upload_age);
             if idle && self.uploads().remove_if_idle(&id).await {
                 uploads += 1;
             }
         }
-        Ok(CleanupReport { uploads, temp_files })
+        Ok(CleanupReport {
+            uploads,
+            temp_files,
+        })
     }
 }

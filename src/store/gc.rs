@@ -109,10 +109,18 @@ impl Store {
     /// Collect unreferenced blobs (see the module docs for the rules).
     pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
-        let _guard = if opts.dry_run { None } else { Some(self.gc_write().await) };
+        let _guard = if opts.dry_run {
+            None
+        } else {
+            Some(self.gc_write().await)
+        };
         let marked = self.mark().await?;
         let now = SystemTime::now();
-        let fresh = |t: SystemTime| now.duration_since(t).map(|age| age < opts.grace).unwrap_or(true);
+        let fresh = |t: SystemTime| {
+            now.duration_since(t)
+                .map(|age| age < opts.grace)
+                .unwrap_or(true)
+        };
         // Blobs with a recent `_layers` link are in their grace period too.
         let recently_linked: HashSet<&Digest> = marked
             .layer_links
@@ -137,7 +145,10 @@ impl Store {
             } else if opts.dry_run || self.blobs().delete(&d).await? {
                 report.blobs_removed += 1;
                 report.bytes_freed += m.size;
-                report.removed.push(GcBlob { digest: d.to_string(), size: m.size });
+                report.removed.push(GcBlob {
+                    digest: d.to_string(),
+                    size: m.size,
+                });
                 doomed.insert(d);
             }
         }
@@ -176,7 +187,10 @@ pub(crate) mod tests {
 
     pub async fn blob(s: &Store, repo: &RepoName, content: &[u8]) -> Digest {
         let d = Digest::sha256_of(content);
-        s.blobs().put_small(&d, Bytes::copy_from_slice(content)).await.unwrap();
+        s.blobs()
+            .put_small(&d, Bytes::copy_from_slice(content))
+            .await
+            .unwrap();
         s.repo(repo).link_blob(&d).await.unwrap();
         d
     }
@@ -194,7 +208,10 @@ pub(crate) mod tests {
         });
         let bytes = serde_json::to_vec(&m).unwrap();
         let d = Digest::sha256_of(&bytes);
-        s.repo(repo).put_manifest(&d, MT, Bytes::from(bytes), None, None).await.unwrap();
+        s.repo(repo)
+            .put_manifest(&d, MT, Bytes::from(bytes), None, None)
+            .await
+            .unwrap();
         d
     }
 
@@ -218,7 +235,10 @@ pub(crate) mod tests {
         // A dangling `_layers` link to content nothing references.
         let orphan = blob(&s, &b, &[3u8; 300]).await;
         assert_eq!(s.usage("team").await.unwrap(), u1 + 300);
-        let opts = GcOptions { dry_run: false, grace: Duration::ZERO };
+        let opts = GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+        };
         let r = s.gc(&opts).await.unwrap();
         assert_eq!(r.blobs_removed, 1, "{r:?}");
         assert_eq!(r.links_removed, 1);
@@ -230,10 +250,19 @@ pub(crate) mod tests {
         assert_eq!(r.blobs_removed, 2, "{r:?}");
         assert!(!present(&s, &own).await && !present(&s, &m1).await);
         assert!(present(&s, &shared).await && present(&s, &m2).await);
-        assert_eq!(s.usage("team").await.unwrap(), s.namespace_usage("team").await.unwrap());
+        assert_eq!(
+            s.usage("team").await.unwrap(),
+            s.namespace_usage("team").await.unwrap()
+        );
         // The grace period protects young unreferenced blobs.
         blob(&s, &a, &[4u8; 10]).await;
-        let r = s.gc(&GcOptions { dry_run: false, grace: Duration::from_secs(3600) }).await.unwrap();
+        let r = s
+            .gc(&GcOptions {
+                dry_run: false,
+                grace: Duration::from_secs(3600),
+            })
+            .await
+            .unwrap();
         assert_eq!((r.blobs_removed, r.blobs_in_grace), (0, 1));
     }
 }

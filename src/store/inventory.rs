@@ -65,12 +65,23 @@ struct Facts {
 
 fn facts(m: Option<Manifest>) -> Facts {
     let Some(m) = m else {
-        return Facts { platforms: Vec::new(), subject: None, artifact_type: None, annotations: BTreeMap::new() };
+        return Facts {
+            platforms: Vec::new(),
+            subject: None,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+        };
     };
     // Plain images are not "artifacts" with a type worth showing.
-    let artifact_type = m.effective_artifact_type().filter(|t| !t.contains("image.config") && !t.contains("container.image"));
+    let artifact_type = m
+        .effective_artifact_type()
+        .filter(|t| !t.contains("image.config") && !t.contains("container.image"));
     Facts {
-        platforms: m.manifests.iter().filter_map(|c| c.platform.as_ref().and_then(platform_name)).collect(),
+        platforms: m
+            .manifests
+            .iter()
+            .filter_map(|c| c.platform.as_ref().and_then(platform_name))
+            .collect(),
         subject: m.subject.map(|s| s.digest),
         artifact_type,
         annotations: m.annotations.unwrap_or_default(),
@@ -78,7 +89,9 @@ fn facts(m: Option<Manifest>) -> Facts {
 }
 
 pub(super) fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Repo<'_> {
@@ -92,8 +105,12 @@ impl Repo<'_> {
             if !out.insert(m.clone()) {
                 continue;
             }
-            let Some(stored) = self.manifest(&m).await? else { continue };
-            let Ok(p) = Manifest::parse(&stored.bytes, Some(&stored.media_type)) else { continue };
+            let Some(stored) = self.manifest(&m).await? else {
+                continue;
+            };
+            let Ok(p) = Manifest::parse(&stored.bytes, Some(&stored.media_type)) else {
+                continue;
+            };
             todo.extend(p.manifests.into_iter().map(|c| c.digest));
             for b in p.config.into_iter().chain(p.layers) {
                 if b.urls.as_ref().is_none_or(|u| u.is_empty()) {
@@ -136,7 +153,15 @@ impl Repo<'_> {
     pub async fn artifacts_page(&self, skip: usize, n: usize) -> Result<(Vec<Artifact>, usize)> {
         // Small reads on the blocking pool: a few at a time, not one by one.
         let times = futures_util::stream::iter(self.manifest_digests().await?)
-            .map(|d| async move { Ok::<_, super::StoreError>((self.manifest_meta(&d).await?.map(|m| secs(m.modified)).unwrap_or(0), d)) })
+            .map(|d| async move {
+                Ok::<_, super::StoreError>((
+                    self.manifest_meta(&d)
+                        .await?
+                        .map(|m| secs(m.modified))
+                        .unwrap_or(0),
+                    d,
+                ))
+            })
             .buffered(READ_AHEAD);
         let mut all: Vec<(u64, Digest)> = times.try_collect().await?;
         all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -154,8 +179,15 @@ impl Repo<'_> {
     async fn artifact(&self, d: Digest, pushed_at: u64, tags: Vec<String>) -> Result<Artifact> {
         let last_pulled_at = self.last_pull(&d).await?.map(secs);
         let media_type = self.manifest_media_type(&d).await?.unwrap_or_default();
-        let size = self.store.blobs().total_size(&self.closure(&d).await?).await?;
-        let parsed = self.manifest(&d).await?.and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
+        let size = self
+            .store
+            .blobs()
+            .total_size(&self.closure(&d).await?)
+            .await?;
+        let parsed = self
+            .manifest(&d)
+            .await?
+            .and_then(|m| Manifest::parse(&m.bytes, Some(&m.media_type)).ok());
         let f = facts(parsed);
         Ok(Artifact {
             digest: d,

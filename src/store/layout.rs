@@ -64,7 +64,14 @@ pub fn audit_id(unix_nanos: u128, random: u32) -> String {
 
 /// The day directory of an audit id (`None` for a string that is not one).
 pub fn audit_day(id: &str) -> Option<String> {
-    let valid = id.len() == 40 && id.bytes().enumerate().all(|(i, b)| if i == 10 || i == 31 { b == b'.' } else { b.is_ascii_hexdigit() });
+    let valid = id.len() == 40
+        && id.bytes().enumerate().all(|(i, b)| {
+            if i == 10 || i == 31 {
+                b == b'.'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
     valid.then(|| format!("{AUDIT}{}/", &id[..10]))
 }
 
@@ -75,7 +82,8 @@ pub fn audit_entry(id: &str) -> Option<String> {
 
 /// The id of an entry named `<id>.json` in a day directory.
 pub fn audit_listed_id(name: &str) -> Option<&str> {
-    name.strip_suffix(".json").filter(|id| audit_day(id).is_some())
+    name.strip_suffix(".json")
+        .filter(|id| audit_day(id).is_some())
 }
 
 /// The day (days since the epoch) of a day directory name `<day>/`.
@@ -98,7 +106,9 @@ pub const BLOBS: &str = "blobs/";
 
 /// The digest a `blobs/<alg>/<xx>/<hex>` key names.
 pub fn blob_digest(alg_dir: &str, name: &str) -> Option<Digest> {
-    format!("{}:{name}", alg_dir.trim_end_matches('/')).parse().ok()
+    format!("{}:{name}", alg_dir.trim_end_matches('/'))
+        .parse()
+        .ok()
 }
 
 pub const UPLOADS: &str = "uploads/";
@@ -171,11 +181,19 @@ pub fn tag(name: &RepoName, tag: &Tag) -> String {
 }
 
 pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
-    format!("{}/", digest_key(&format!("repos/{name}/_referrers/"), subject))
+    format!(
+        "{}/",
+        digest_key(&format!("repos/{name}/_referrers/"), subject)
+    )
 }
 
 pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
-    format!("{}{}-{}", referrers_dir(name, subject), referrer.algorithm().as_str(), referrer.hex())
+    format!(
+        "{}{}-{}",
+        referrers_dir(name, subject),
+        referrer.algorithm().as_str(),
+        referrer.hex()
+    )
 }
 
 /// The digest a referrer link's name (`<alg>-<hex>`) names.
@@ -212,12 +230,21 @@ mod tests {
         let d = Digest::sha256_of(b"x");
         let n: RepoName = "a/b/c".parse().unwrap();
         assert!(blob(&d).starts_with("blobs/sha256/"));
-        assert_eq!(layer_link(&n, &d), format!("repos/a/b/c/_layers/sha256/{}", d.hex()));
+        assert_eq!(
+            layer_link(&n, &d),
+            format!("repos/a/b/c/_layers/sha256/{}", d.hex())
+        );
         let t: Tag = "v1".parse().unwrap();
         assert_eq!(tag(&n, &t), "repos/a/b/c/_tags/v1");
-        assert_eq!(referrer_digest(referrer_link(&n, &d, &d).rsplit('/').next().unwrap()), Some(d.clone()));
+        assert_eq!(
+            referrer_digest(referrer_link(&n, &d, &d).rsplit('/').next().unwrap()),
+            Some(d.clone())
+        );
         assert_eq!(listed_digest("sha256", d.hex()), Some(d.clone()));
-        assert_eq!(listed_digest("sha256", &format!("{}.pulled", d.hex())), None);
+        assert_eq!(
+            listed_digest("sha256", &format!("{}.pulled", d.hex())),
+            None
+        );
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
     }
 }

@@ -45,7 +45,9 @@ impl Default for ManifestCache {
             entries: moka::sync::Cache::builder()
                 .max_capacity(MAX_BYTES)
                 .weigher(|k: &String, v: &StoredManifest| {
-                    (k.len() + v.media_type.len() + v.bytes.len()).try_into().unwrap_or(u32::MAX)
+                    (k.len() + v.media_type.len() + v.bytes.len())
+                        .try_into()
+                        .unwrap_or(u32::MAX)
                 })
                 .build(),
             generation: AtomicU64::new(0),

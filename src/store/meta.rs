@@ -32,7 +32,10 @@ impl<'a> Meta<'a> {
         if let Some(b) = self.get(doc).await? {
             return Ok(b);
         }
-        self.store.objects().create(layout::doc(doc), init.clone()).await?;
+        self.store
+            .objects()
+            .create(layout::doc(doc), init.clone())
+            .await?;
         Ok(self.get(doc).await?.unwrap_or(init))
     }
 }

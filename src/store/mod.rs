@@ -125,14 +125,22 @@ impl Store {
     /// `root`. Only one process may hold a data directory.
     pub fn open(root: &Path) -> Result<Store> {
         let backend = fs::FsBackend::open(root)?;
-        Ok(Store::with_backends(Arc::new(backend.clone()), Arc::new(backend.clone()), Some(backend)))
+        Ok(Store::with_backends(
+            Arc::new(backend.clone()),
+            Arc::new(backend.clone()),
+            Some(backend),
+        ))
     }
 
     /// Open a store on S3 (every blob and small object in the bucket);
     /// `root` is a local directory for spool files, held by this process
     /// only. Fails when the bucket cannot be used (the message names the
     /// bucket and endpoint, never a secret).
-    pub async fn open_s3(root: &Path, cfg: &crate::config::S3Storage, keys: Option<(String, crate::secrets::SecretString)>) -> Result<Store, s3::OpenError> {
+    pub async fn open_s3(
+        root: &Path,
+        cfg: &crate::config::S3Storage,
+        keys: Option<(String, crate::secrets::SecretString)>,
+    ) -> Result<Store, s3::OpenError> {
         let spool = fs::FsBackend::open(root).map_err(StoreError::from)?;
         let backend = Arc::new(s3::S3Backend::connect(cfg, keys, spool).await?);
         Ok(Store::with_backends(backend.clone(), backend, None))
@@ -201,7 +209,9 @@ impl Store {
     /// removes a probe object.
     pub async fn check_writable(&self) -> Result<()> {
         let key = format!("uploads/.probe-{}", uuid::Uuid::new_v4());
-        self.objects().put(&key, bytes::Bytes::from_static(b"readyz")).await?;
+        self.objects()
+            .put(&key, bytes::Bytes::from_static(b"readyz"))
+            .await?;
         self.objects().delete(&key).await?;
         Ok(())
     }

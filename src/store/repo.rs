@@ -67,7 +67,12 @@ impl<'a> Repo<'a> {
 
     /// Whether the repository links blob `d` (its content may be gone).
     pub async fn links_blob(&self, d: &Digest) -> Result<bool> {
-        Ok(self.store.objects().stat(&layout::layer_link(self.name, d)).await?.is_some())
+        Ok(self
+            .store
+            .objects()
+            .stat(&layout::layer_link(self.name, d))
+            .await?
+            .is_some())
     }
 
     /// Whether the repository links blob `d` and its content is present.
@@ -89,7 +94,11 @@ impl<'a> Repo<'a> {
     /// Remove the link to `d`; the content stays until GC. Returns whether
     /// the link existed.
     pub async fn unlink_blob(&self, d: &Digest) -> Result<bool> {
-        let r = self.store.objects().delete(&layout::layer_link(self.name, d)).await?;
+        let r = self
+            .store
+            .objects()
+            .delete(&layout::layer_link(self.name, d))
+            .await?;
         self.changed(Some(LinkChange::Removed(d)));
         Ok(r)
     }
@@ -100,7 +109,9 @@ impl<'a> Repo<'a> {
         for alg in layout::ALGORITHMS {
             let dir = layout::layers_dir(self.name, alg);
             for name in self.store.objects().list(&dir, None, usize::MAX).await? {
-                let Some(d) = layout::listed_digest(alg, &name) else { continue };
+                let Some(d) = layout::listed_digest(alg, &name) else {
+                    continue;
+                };
                 if let Some(m) = self.store.objects().stat(&format!("{dir}{name}")).await? {
                     out.push((d, m));
                 }
@@ -113,16 +124,32 @@ impl<'a> Repo<'a> {
 
     /// Store manifest `bytes` (digest `d`, already verified by the caller),
     /// optionally under `tag`, recording `subject` for referrers.
-    pub async fn put_manifest(&self, d: &Digest, media_type: &str, bytes: Bytes, tag: Option<&Tag>, subject: Option<&Digest>) -> Result<()> {
+    pub async fn put_manifest(
+        &self,
+        d: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        tag: Option<&Tag>,
+        subject: Option<&Digest>,
+    ) -> Result<()> {
         let size = bytes.len() as u64;
         self.store.blobs().put_small(d, bytes).await?;
         let objects = self.store.objects();
-        objects.put(&layout::manifest_link(self.name, d), Bytes::from(media_type.to_string())).await?;
+        objects
+            .put(
+                &layout::manifest_link(self.name, d),
+                Bytes::from(media_type.to_string()),
+            )
+            .await?;
         if let Some(s) = subject {
-            objects.put(&layout::referrer_link(self.name, s, d), Bytes::new()).await?;
+            objects
+                .put(&layout::referrer_link(self.name, s, d), Bytes::new())
+                .await?;
         }
         if let Some(t) = tag {
-            objects.put(&layout::tag(self.name, t), Bytes::from(d.to_string())).await?;
+            objects
+                .put(&layout::tag(self.name, t), Bytes::from(d.to_string()))
+                .await?;
         }
         self.store.inner.manifests.invalidate(self.name, d);
         self.changed(Some(LinkChange::Added(d, size)));
@@ -141,7 +168,11 @@ impl<'a> Repo<'a> {
 
     /// When manifest `d` was linked (pushed or cached).
     pub async fn manifest_meta(&self, d: &Digest) -> Result<Option<ObjectMeta>> {
-        Ok(self.store.objects().stat(&layout::manifest_link(self.name, d)).await?)
+        Ok(self
+            .store
+            .objects()
+            .stat(&layout::manifest_link(self.name, d))
+            .await?)
     }
 
     /// Manifest `d`, if the repository links it (from the in-memory cache
@@ -171,7 +202,11 @@ impl<'a> Repo<'a> {
     pub async fn manifest_digests(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         for alg in layout::ALGORITHMS {
-            let names = self.store.objects().list(&layout::manifests_dir(self.name, alg), None, usize::MAX).await?;
+            let names = self
+                .store
+                .objects()
+                .list(&layout::manifests_dir(self.name, alg), None, usize::MAX)
+                .await?;
             out.extend(names.iter().filter_map(|n| layout::listed_digest(alg, n)));
         }
         out.sort();
@@ -186,7 +221,10 @@ impl<'a> Repo<'a> {
             return Ok(None);
         }
         let subject = match self.manifest(d).await? {
-            Some(m) => Manifest::parse(&m.bytes, Some(&m.media_type)).ok().and_then(|p| p.subject).map(|s| s.digest),
+            Some(m) => Manifest::parse(&m.bytes, Some(&m.media_type))
+                .ok()
+                .and_then(|p| p.subject)
+                .map(|s| s.digest),
             None => None,
         };
         let objects = self.store.objects();
@@ -194,13 +232,19 @@ impl<'a> Repo<'a> {
         let want = d.to_string();
         for tag in self.all_tags().await? {
             let key = format!("{}{tag}", layout::tags_dir(self.name));
-            if objects.get(&key).await?.is_some_and(|b| String::from_utf8_lossy(&b).trim() == want) {
+            if objects
+                .get(&key)
+                .await?
+                .is_some_and(|b| String::from_utf8_lossy(&b).trim() == want)
+            {
                 objects.delete(&key).await?;
                 removed.push(tag);
             }
         }
         if let Some(s) = subject {
-            objects.delete(&layout::referrer_link(self.name, &s, d)).await?;
+            objects
+                .delete(&layout::referrer_link(self.name, &s, d))
+                .await?;
         }
         objects.delete(&layout::pin(self.name, d)).await?;
         objects.delete(&layout::pull_marker(self.name, d)).await?;
@@ -214,7 +258,12 @@ impl<'a> Repo<'a> {
 
     /// The digest `tag` points at.
     pub async fn tag(&self, tag: &Tag) -> Result<Option<Digest>> {
-        let Some(b) = self.store.objects().get(&layout::tag(self.name, tag)).await? else {
+        let Some(b) = self
+            .store
+            .objects()
+            .get(&layout::tag(self.name, tag))
+            .await?
+        else {
             return Ok(None);
         };
         String::from_utf8_lossy(&b)
@@ -226,14 +275,21 @@ impl<'a> Repo<'a> {
 
     /// Point `tag` at manifest `d` (which must be linked already).
     pub async fn set_tag(&self, tag: &Tag, d: &Digest) -> Result<()> {
-        self.store.objects().put(&layout::tag(self.name, tag), Bytes::from(d.to_string())).await?;
+        self.store
+            .objects()
+            .put(&layout::tag(self.name, tag), Bytes::from(d.to_string()))
+            .await?;
         self.changed(None);
         Ok(())
     }
 
     /// Remove `tag`; returns whether it existed.
     pub async fn untag(&self, tag: &Tag) -> Result<bool> {
-        Ok(self.store.objects().delete(&layout::tag(self.name, tag)).await?)
+        Ok(self
+            .store
+            .objects()
+            .delete(&layout::tag(self.name, tag))
+            .await?)
     }
 
     /// Tags after `after` (exclusive), at most `limit`, sorted; `None` if
@@ -242,8 +298,14 @@ impl<'a> Repo<'a> {
         if !self.exists().await? {
             return Ok(None);
         }
-        let names = self.store.objects().list(&layout::tags_dir(self.name), after, limit).await?;
-        Ok(Some(names.into_iter().filter(|n| !n.ends_with('/')).collect()))
+        let names = self
+            .store
+            .objects()
+            .list(&layout::tags_dir(self.name), after, limit)
+            .await?;
+        Ok(Some(
+            names.into_iter().filter(|n| !n.ends_with('/')).collect(),
+        ))
     }
 
     /// Every tag, sorted (empty if the repository does not exist).
@@ -255,27 +317,46 @@ impl<'a> Repo<'a> {
 
     /// Digests of manifests whose subject is `subject`, sorted.
     pub async fn referrers(&self, subject: &Digest) -> Result<Vec<Digest>> {
-        let names = self.store.objects().list(&layout::referrers_dir(self.name, subject), None, usize::MAX).await?;
-        let mut out: Vec<Digest> = names.iter().filter_map(|n| layout::referrer_digest(n)).collect();
+        let names = self
+            .store
+            .objects()
+            .list(&layout::referrers_dir(self.name, subject), None, usize::MAX)
+            .await?;
+        let mut out: Vec<Digest> = names
+            .iter()
+            .filter_map(|n| layout::referrer_digest(n))
+            .collect();
         out.sort();
         Ok(out)
     }
 
     /// Pin manifest `d` (and, through it, its children and blobs).
     pub async fn pin(&self, d: &Digest) -> Result<()> {
-        Ok(self.store.objects().put(&layout::pin(self.name, d), Bytes::new()).await?)
+        Ok(self
+            .store
+            .objects()
+            .put(&layout::pin(self.name, d), Bytes::new())
+            .await?)
     }
 
     /// Remove a pin; returns whether it existed.
     pub async fn unpin(&self, d: &Digest) -> Result<bool> {
-        Ok(self.store.objects().delete(&layout::pin(self.name, d)).await?)
+        Ok(self
+            .store
+            .objects()
+            .delete(&layout::pin(self.name, d))
+            .await?)
     }
 
     /// Pinned manifests.
     pub async fn pins(&self) -> Result<Vec<Digest>> {
         let mut out = Vec::new();
         for alg in layout::ALGORITHMS {
-            let names = self.store.objects().list(&layout::pins_dir(self.name, alg), None, usize::MAX).await?;
+            let names = self
+                .store
+                .objects()
+                .list(&layout::pins_dir(self.name, alg), None, usize::MAX)
+                .await?;
             out.extend(names.iter().filter_map(|n| layout::listed_digest(alg, n)));
         }
         Ok(out)
@@ -289,13 +370,23 @@ impl<'a> Repo<'a> {
             return;
         }
         marks.insert(key, ());
-        if let Err(e) = self.store.objects().touch(&layout::pull_marker(self.name, d)).await {
+        if let Err(e) = self
+            .store
+            .objects()
+            .touch(&layout::pull_marker(self.name, d))
+            .await
+        {
             tracing::debug!(repo = %self.name, digest = %d, error = %e, "could not record a pull time");
         }
     }
 
     /// When manifest `d` was last pulled, if ever.
     pub async fn last_pull(&self, d: &Digest) -> Result<Option<SystemTime>> {
-        Ok(self.store.objects().stat(&layout::pull_marker(self.name, d)).await?.map(|m| m.modified))
+        Ok(self
+            .store
+            .objects()
+            .stat(&layout::pull_marker(self.name, d))
+            .await?
+            .map(|m| m.modified))
     }
 }

@@ -44,14 +44,22 @@ struct SessionMeta {
 }
 
 /// Feed bytes `[from, to)` of `file` to `f`, a MiB at a time.
-fn read_range(file: &std::fs::File, from: u64, to: u64, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+fn read_range(
+    file: &std::fs::File,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; 1 << 20];
     let mut pos = from;
     while pos < to {
         let n = file.read_at(&mut buf[..(to - pos).min(1 << 20) as usize], pos)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "upload data shorter than its offset"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upload data shorter than its offset",
+            ));
         }
         f(&buf[..n]);
         pos += n as u64;
@@ -81,7 +89,11 @@ impl PreparedUpload<'_> {
         let digest = self.blob.digest().clone();
         let size = self.blob.commit().await?;
         self.uploads.remove(&self.id).await;
-        self.uploads.store.repo(&self.repo).link_blob(&digest).await?;
+        self.uploads
+            .store
+            .repo(&self.repo)
+            .link_blob(&digest)
+            .await?;
         Ok(size)
     }
 
@@ -119,14 +131,27 @@ impl SessionLocks {
     }
 
     fn forget(&self, id: &str) {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(o) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             o.remove(id);
         }
     }
 
     fn opened(&self, id: &str, owner: &str) {
-        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(o) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             o.insert(id.to_string(), owner.to_string());
         }
     }
@@ -140,7 +165,12 @@ impl SessionLocks {
         }
         m.remove(id);
         drop(m);
-        if let Some(o) = self.owners.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        if let Some(o) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
             o.remove(id);
         }
         true
@@ -148,7 +178,10 @@ impl SessionLocks {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The upload facet of a [`Store`].
@@ -163,7 +196,11 @@ impl<'a> Uploads<'a> {
 
     async fn save(&self, id: &str, meta: &SessionMeta) -> Result<()> {
         let bytes = serde_json::to_vec(meta).map_err(io::Error::other)?;
-        Ok(self.store.objects().put(&layout::upload_meta(id), Bytes::from(bytes)).await?)
+        Ok(self
+            .store
+            .objects()
+            .put(&layout::upload_meta(id), Bytes::from(bytes))
+            .await?)
     }
 
     /// The session's metadata (with bytes that a crash left past the last
@@ -179,7 +216,8 @@ impl<'a> Uploads<'a> {
     /// sent: the file is written in order). Hash them and keep them, so the
     /// client resumes after them rather than from the chunk's start.
     async fn recover(&self, id: &str, meta: &mut SessionMeta) -> Result<()> {
-        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await? else {
+        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await?
+        else {
             return Ok(());
         };
         let from = meta.sink.offset;
@@ -194,7 +232,12 @@ impl<'a> Uploads<'a> {
             Ok(h)
         })
         .await?;
-        tracing::info!(upload = id, from, to = len, "upload session resumes after bytes a crash left");
+        tracing::info!(
+            upload = id,
+            from,
+            to = len,
+            "upload session resumes after bytes a crash left"
+        );
         meta.sink.offset = len;
         meta.sha256 = h.save();
         self.save(id, meta).await
@@ -205,7 +248,8 @@ impl<'a> Uploads<'a> {
         let Some(b) = self.store.objects().get(&layout::upload_meta(id)).await? else {
             return Err(StoreError::UploadUnknown);
         };
-        let meta: SessionMeta = serde_json::from_slice(&b).map_err(|_| StoreError::UploadUnknown)?;
+        let meta: SessionMeta =
+            serde_json::from_slice(&b).map_err(|_| StoreError::UploadUnknown)?;
         if meta.repo != repo.as_str() {
             return Err(StoreError::UploadUnknown);
         }
@@ -215,12 +259,18 @@ impl<'a> Uploads<'a> {
     /// How many sessions are open, in total and owned by `owner`.
     pub async fn open_sessions(&self, owner: &str) -> Result<OpenSessions> {
         let locks = &self.store.inner.sessions;
-        let loaded = locks.owners.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let loaded = locks
+            .owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
         if !loaded {
             let mut found = HashMap::new();
             for (id, _) in self.list().await? {
                 if let Ok(Some(b)) = self.store.objects().get(&layout::upload_meta(&id)).await {
-                    let owner = serde_json::from_slice::<SessionMeta>(&b).map(|m| m.owner).unwrap_or_default();
+                    let owner = serde_json::from_slice::<SessionMeta>(&b)
+                        .map(|m| m.owner)
+                        .unwrap_or_default();
                     found.insert(id, owner);
                 }
             }
@@ -253,7 +303,10 @@ impl<'a> Uploads<'a> {
         };
         self.save(&id, &meta).await?;
         // Creates the (empty) data.
-        let resume = SinkAt::Upload { id: id.clone(), resume: SinkState::default() };
+        let resume = SinkAt::Upload {
+            id: id.clone(),
+            resume: SinkState::default(),
+        };
         self.store.blob_backend().sink(resume).await?;
         self.store.inner.sessions.opened(&id, owner);
         Ok(id)
@@ -262,23 +315,42 @@ impl<'a> Uploads<'a> {
     /// Current state of a session.
     pub async fn status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
         let meta = self.load(repo, id).await?;
-        Ok(UploadStatus { offset: meta.sink.offset })
+        Ok(UploadStatus {
+            offset: meta.sink.offset,
+        })
     }
 
     /// A writer continuing the session from its last durable offset.
     async fn resume(&self, id: &str, meta: &SessionMeta) -> Result<BlobWriter> {
         let state = match ResumableSha256::restore(&meta.sha256) {
             Some(s) if s.len() == meta.sink.offset => s,
-            _ => return Err(StoreError::Corrupt(format!("upload {id} has no usable hash state"))),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "upload {id} has no usable hash state"
+                )))
+            }
         };
-        let at = SinkAt::Upload { id: id.to_string(), resume: meta.sink.clone() };
-        Ok(BlobWriter::resumed(self.store.blob_backend().sink(at).await?, state))
+        let at = SinkAt::Upload {
+            id: id.to_string(),
+            resume: meta.sink.clone(),
+        };
+        Ok(BlobWriter::resumed(
+            self.store.blob_backend().sink(at).await?,
+            state,
+        ))
     }
 
     /// Append a chunk. `start` (from `Content-Range`) must equal the current
     /// offset; `declared_len` (from `Content-Length`) must match what
     /// arrives, else the chunk is rolled back.
-    pub async fn append<S, E>(&self, repo: &RepoName, id: &str, start: Option<u64>, declared_len: Option<u64>, body: S) -> Result<UploadStatus>
+    pub async fn append<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: S,
+    ) -> Result<UploadStatus>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -288,11 +360,15 @@ impl<'a> Uploads<'a> {
         let meta = self.load(repo, id).await?;
         if let Some(start) = start {
             if start != meta.sink.offset {
-                return Err(StoreError::RangeMismatch { offset: meta.sink.offset });
+                return Err(StoreError::RangeMismatch {
+                    offset: meta.sink.offset,
+                });
             }
         }
         let mut w = self.resume(id, &meta).await?;
-        let cut = self.append_locked(id, meta, &mut w, declared_len, body).await?;
+        let cut = self
+            .append_locked(id, meta, &mut w, declared_len, body)
+            .await?;
         let offset = w.written();
         match cut {
             Some(e) => Err(StoreError::Body(e)),
@@ -303,7 +379,14 @@ impl<'a> Uploads<'a> {
     /// Stream `body` into `w` and persist the new offset. A chunk with a
     /// declared length that does not arrive whole is rolled back; a streamed
     /// chunk that was cut keeps what arrived (returned as `Some(error)`).
-    async fn append_locked<S, E>(&self, id: &str, mut meta: SessionMeta, w: &mut BlobWriter, declared_len: Option<u64>, mut body: S) -> Result<Option<io::Error>>
+    async fn append_locked<S, E>(
+        &self,
+        id: &str,
+        mut meta: SessionMeta,
+        w: &mut BlobWriter,
+        declared_len: Option<u64>,
+        mut body: S,
+    ) -> Result<Option<io::Error>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -324,7 +407,10 @@ impl<'a> Uploads<'a> {
             // A chunk of declared length arrives whole or not at all.
             let failed = match cut.take() {
                 Some(e) => Some(StoreError::Body(e)),
-                None if declared != received => Some(StoreError::SizeMismatch { declared, actual: received }),
+                None if declared != received => Some(StoreError::SizeMismatch {
+                    declared,
+                    actual: received,
+                }),
                 None => None,
             };
             if let Some(e) = failed {
@@ -343,7 +429,14 @@ impl<'a> Uploads<'a> {
     /// `digest`. On a mismatch the session is discarded and nothing is
     /// stored; on a match the blob is not visible until
     /// [`PreparedUpload::commit`] (the caller checks its rules in between).
-    pub async fn prepare<S, E>(&self, repo: &RepoName, id: &str, digest: &Digest, declared_len: Option<u64>, body: S) -> Result<PreparedUpload<'a>>
+    pub async fn prepare<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        declared_len: Option<u64>,
+        body: S,
+    ) -> Result<PreparedUpload<'a>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -352,7 +445,10 @@ impl<'a> Uploads<'a> {
         let held = lock.clone().lock_owned().await;
         let meta = self.load(repo, id).await?;
         let mut w = self.resume(id, &meta).await?;
-        if let Some(e) = self.append_locked(id, meta, &mut w, declared_len, body).await? {
+        if let Some(e) = self
+            .append_locked(id, meta, &mut w, declared_len, body)
+            .await?
+        {
             return Err(StoreError::Body(e));
         }
         let actual = match digest.algorithm() {
@@ -376,7 +472,8 @@ impl<'a> Uploads<'a> {
 
     /// Hash the session's data with another algorithm (a sha512 push).
     async fn rehash(&self, id: &str, alg: crate::oci::Algorithm) -> Result<Digest> {
-        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await? else {
+        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await?
+        else {
             return Err(StoreError::UploadUnknown);
         };
         let d = super::fs::blocking(move || {
@@ -403,7 +500,12 @@ impl<'a> Uploads<'a> {
         if let Err(e) = self.store.blob_backend().remove_upload(id).await {
             tracing::warn!(upload = id, error = %e, "could not remove upload data");
         }
-        if let Err(e) = self.store.objects().delete_dir(&layout::upload_dir(id)).await {
+        if let Err(e) = self
+            .store
+            .objects()
+            .delete_dir(&layout::upload_dir(id))
+            .await
+        {
             tracing::warn!(upload = id, error = %e, "could not remove upload session");
         }
     }
@@ -411,8 +513,15 @@ impl<'a> Uploads<'a> {
     /// Every session id with the time it was last written.
     pub(super) async fn list(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
         let mut out = Vec::new();
-        for name in self.store.objects().list(layout::UPLOADS, None, usize::MAX).await? {
-            let Some(id) = name.strip_suffix('/') else { continue };
+        for name in self
+            .store
+            .objects()
+            .list(layout::UPLOADS, None, usize::MAX)
+            .await?
+        {
+            let Some(id) = name.strip_suffix('/') else {
+                continue;
+            };
             let data = self.store.objects().stat(&layout::upload_data(id)).await?;
             let meta = self.store.objects().stat(&layout::upload_meta(id)).await?;
             let t = [data, meta].into_iter().flatten().map(|m| m.modified).max();

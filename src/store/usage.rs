@@ -29,7 +29,10 @@ struct NamespaceIndex {
 
 impl NamespaceIndex {
     fn add(&mut self, d: &Digest, size: u64, repo: &RepoName) {
-        let e = self.links.entry(d.clone()).or_insert_with(|| (size, HashSet::new()));
+        let e = self
+            .links
+            .entry(d.clone())
+            .or_insert_with(|| (size, HashSet::new()));
         if e.1.is_empty() {
             self.bytes += e.0;
         }
@@ -37,7 +40,9 @@ impl NamespaceIndex {
     }
 
     fn remove(&mut self, d: &Digest, repo: &RepoName) {
-        let Some(e) = self.links.get_mut(d) else { return };
+        let Some(e) = self.links.get_mut(d) else {
+            return;
+        };
         if e.1.remove(repo) && e.1.is_empty() {
             self.bytes -= e.0;
             self.links.remove(d);
@@ -133,12 +138,14 @@ impl Store {
     /// Whether any repository of `namespace` links `d` (as a blob or a
     /// manifest): pushing it again there costs nothing.
     pub async fn namespace_links(&self, namespace: &str, d: &Digest) -> Result<bool> {
-        self.with_index(namespace, |idx| idx.links.contains_key(d)).await
+        self.with_index(namespace, |idx| idx.links.contains_key(d))
+            .await
     }
 
     /// Every digest (blobs and manifests) a namespace links, each once.
     pub async fn namespace_digests(&self, namespace: &str) -> Result<BTreeSet<Digest>> {
-        self.with_index(namespace, |idx| idx.links.keys().cloned().collect()).await
+        self.with_index(namespace, |idx| idx.links.keys().cloned().collect())
+            .await
     }
 
     /// Bytes a namespace uses, computed now by a scan (checks the index).

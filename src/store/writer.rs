@@ -124,7 +124,11 @@ impl BlobWriter {
     /// Check the bytes against `expected` (`actual` overrides the running
     /// hash when the caller hashed with another algorithm: a sha512 push).
     /// On a mismatch nothing is stored.
-    pub(super) fn verify_as(mut self, expected: &Digest, actual: Option<Digest>) -> Result<VerifiedBlob, StoreError> {
+    pub(super) fn verify_as(
+        mut self,
+        expected: &Digest,
+        actual: Option<Digest>,
+    ) -> Result<VerifiedBlob, StoreError> {
         let actual = actual.unwrap_or_else(|| self.hash.digest());
         if &actual != expected {
             self.sink.discard();
@@ -201,7 +205,11 @@ mod tests {
         for c in data.chunks(100_000) {
             w.write(Bytes::copy_from_slice(c)).await.unwrap();
         }
-        assert_eq!(s.blobs().size(&d).await.unwrap(), None, "visible before its commit");
+        assert_eq!(
+            s.blobs().size(&d).await.unwrap(),
+            None,
+            "visible before its commit"
+        );
         assert_eq!(w.commit(&d).await.unwrap(), data.len() as u64);
         assert_eq!(s.blobs().read_small(&d).await.unwrap().unwrap(), data);
         assert_eq!(temp_files(dir.path()), 0);
@@ -213,12 +221,18 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let claimed = Digest::sha256_of(b"claimed");
         let mut w = s.blobs().writer(Algorithm::Sha256).await.unwrap();
-        w.write(Bytes::from_static(b"something else")).await.unwrap();
+        w.write(Bytes::from_static(b"something else"))
+            .await
+            .unwrap();
         let e = w.commit(&claimed).await.unwrap_err();
         assert!(matches!(e, StoreError::DigestMismatch { .. }), "{e:?}");
         assert_eq!(s.blobs().size(&claimed).await.unwrap(), None);
         assert_eq!(s.blobs().list().await.unwrap().len(), 0);
-        assert_eq!(temp_files(dir.path()), 0, "the temp file of a refused blob stayed");
+        assert_eq!(
+            temp_files(dir.path()),
+            0,
+            "the temp file of a refused blob stayed"
+        );
     }
 
     #[tokio::test]

@@ -85,9 +85,16 @@ fn row(ctx: &Ctx, repo: &RepoName, a: &Artifact, may_delete: bool, referrer: boo
 fn grouped(all: &[Artifact]) -> Vec<(&Artifact, bool)> {
     let present = |d: &Digest| all.iter().any(|a| &a.digest == d);
     let mut out = Vec::new();
-    for a in all.iter().filter(|a| a.subject.as_ref().is_none_or(|s| !present(s))) {
+    for a in all
+        .iter()
+        .filter(|a| a.subject.as_ref().is_none_or(|s| !present(s)))
+    {
         out.push((a, false));
-        out.extend(all.iter().filter(|r| r.subject.as_ref() == Some(&a.digest)).map(|r| (r, true)));
+        out.extend(
+            all.iter()
+                .filter(|r| r.subject.as_ref() == Some(&a.digest))
+                .map(|r| (r, true)),
+        );
     }
     out
 }
@@ -111,7 +118,10 @@ fn pager(repo: &RepoName, page: usize, total: usize) -> Markup {
 /// `GET /ui/r/{repo}?page=`
 pub async fn list(ctx: &Ctx<'_>, repo: &str, page_no: Option<&str>) -> Reply {
     let repo = parse_repo(repo)?;
-    let n: usize = page_no.and_then(|p| p.parse().ok()).unwrap_or(0).min(1_000_000);
+    let n: usize = page_no
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+        .min(1_000_000);
     let r = &ctx.api.registry;
     let (all, total) = r.artifacts_page(&ctx.id, &repo, n * PAGE, PAGE).await?;
     let may_delete = ctx.session.is_some() && r.subject_may(&ctx.id, &repo, Action::Delete);
@@ -136,11 +146,16 @@ pub async fn confirm(ctx: &Ctx<'_>, q: &crate::api::handlers::Query) -> Reply {
     let repo = parse_repo(q.get("repo").unwrap_or(""))?;
     let d = parse_digest(q.get("digest").unwrap_or(""))?;
     let all = ctx.api.registry.artifacts(&ctx.id, &repo).await?;
-    let a = all
-        .iter()
-        .find(|a| a.digest == d)
-        .ok_or_else(|| crate::api::error::ApiError::new(ErrorCode::ManifestUnknown).explain(format!("{repo}@{d} not found")))?;
-    Ok(html(page(ctx, Nav::Projects, "Delete artifact", html! { div.card { (delete_form(ctx, &repo, a)) } })))
+    let a = all.iter().find(|a| a.digest == d).ok_or_else(|| {
+        crate::api::error::ApiError::new(ErrorCode::ManifestUnknown)
+            .explain(format!("{repo}@{d} not found"))
+    })?;
+    Ok(html(page(
+        ctx,
+        Nav::Projects,
+        "Delete artifact",
+        html! { div.card { (delete_form(ctx, &repo, a)) } },
+    )))
 }
 
 fn done(ctx: &Ctx, repo: &RepoName, what: Markup) -> Reply {
@@ -155,20 +170,31 @@ fn done(ctx: &Ctx, repo: &RepoName, what: Markup) -> Reply {
 pub async fn delete(ctx: &Ctx<'_>, f: Form) -> Reply {
     let repo = parse_repo(f.need("repo")?)?;
     let d = parse_digest(f.need("digest")?)?;
-    let tags = ctx.api.registry.delete_artifact_as(&ctx.id, &repo, &d).await?;
-    done(ctx, &repo, html! {
-        "Deleted " code { (d) } " from " (repo)
-        @if !tags.is_empty() { " with its tags " @for t in &tags { span.tag { (t) } } }
-    })
+    let tags = ctx
+        .api
+        .registry
+        .delete_artifact_as(&ctx.id, &repo, &d)
+        .await?;
+    done(
+        ctx,
+        &repo,
+        html! {
+            "Deleted " code { (d) } " from " (repo)
+            @if !tags.is_empty() { " with its tags " @for t in &tags { span.tag { (t) } } }
+        },
+    )
 }
 
 /// `POST /ui/tags/delete`
 pub async fn delete_tag(ctx: &Ctx<'_>, f: Form) -> Reply {
     let repo = parse_repo(f.need("repo")?)?;
-    let t: Tag = f
-        .need("tag")?
-        .parse()
-        .map_err(|e: crate::oci::NameError| crate::api::error::ApiError::new(ErrorCode::TagInvalid).explain(e.to_string()))?;
+    let t: Tag = f.need("tag")?.parse().map_err(|e: crate::oci::NameError| {
+        crate::api::error::ApiError::new(ErrorCode::TagInvalid).explain(e.to_string())
+    })?;
     ctx.api.registry.delete_tag_as(&ctx.id, &repo, &t).await?;
-    done(ctx, &repo, html! { "Deleted tag " span.tag { (t) } " of " (repo) })
+    done(
+        ctx,
+        &repo,
+        html! { "Deleted tag " span.tag { (t) } " of " (repo) },
+    )
 }

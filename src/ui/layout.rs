@@ -78,7 +78,9 @@ pub fn size(n: u64) -> String {
 /// Unix seconds as RFC 3339 (UTC), or a dash.
 pub fn time(secs: Option<u64>) -> String {
     match secs {
-        Some(s) if s > 0 => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string(),
+        Some(s) if s > 0 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s)).to_string()
+        }
         _ => "—".into(),
     }
 }

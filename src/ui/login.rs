@@ -36,7 +36,10 @@ fn show(ctx: &Ctx, status: StatusCode, error: Option<&str>) -> Reply {
     let sessions = ctx.api.registry.auth.sessions();
     let nonce = sessions.nonce();
     let r = html_status(status, form(ctx, &sessions.csrf(&nonce), error));
-    Ok(with_cookie(r, &ctx.set_cookie(LOGIN_COOKIE, &nonce, LOGIN_FORM_TTL)))
+    Ok(with_cookie(
+        r,
+        &ctx.set_cookie(LOGIN_COOKIE, &nonce, LOGIN_FORM_TTL),
+    ))
 }
 
 /// `GET /ui/login`
@@ -49,24 +52,39 @@ pub async fn post(ctx: &Ctx<'_>, f: Form) -> Reply {
     f.check_csrf(ctx, ctx.login_nonce.as_deref())?;
     let auth = &ctx.api.registry.auth;
     ctx.api.registry.require_accounts_for_changes()?;
-    match auth.check_basic(f.need("username")?, f.get("password"), ctx.client).await {
+    match auth
+        .check_basic(f.need("username")?, f.get("password"), ctx.client)
+        .await
+    {
         Ok(subject) => {
             let (cookie, _) = auth.sessions().start(&subject.username());
             let ttl = auth.sessions().ttl().as_secs();
-            let r = with_cookie(redirect("/ui/"), &ctx.set_cookie(SESSION_COOKIE, &cookie, ttl));
+            let r = with_cookie(
+                redirect("/ui/"),
+                &ctx.set_cookie(SESSION_COOKIE, &cookie, ttl),
+            );
             Ok(with_cookie(r, &ctx.set_cookie(LOGIN_COOKIE, "", 0)))
         }
         Err(e) => match crate::api::access::refused_login(e) {
             Some(throttled) => Err(throttled),
-            None => show(ctx, StatusCode::UNAUTHORIZED, Some("Invalid username or password.")),
+            None => show(
+                ctx,
+                StatusCode::UNAUTHORIZED,
+                Some("Invalid username or password."),
+            ),
         },
     }
 }
 
 /// `POST /ui/logout`
 pub fn logout(ctx: &Ctx, f: Form) -> Reply {
-    let Some(s) = &ctx.session else { return Ok(redirect("/ui/login")) };
+    let Some(s) = &ctx.session else {
+        return Ok(redirect("/ui/login"));
+    };
     f.check_csrf(ctx, Some(&s.sid))?;
     ctx.api.registry.auth.sessions().end(s);
-    Ok(with_cookie(redirect("/ui/login"), &ctx.set_cookie(SESSION_COOKIE, "", 0)))
+    Ok(with_cookie(
+        redirect("/ui/login"),
+        &ctx.set_cookie(SESSION_COOKIE, "", 0),
+    ))
 }

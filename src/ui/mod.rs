@@ -50,9 +50,13 @@ pub async fn serve(api: &Api, req: Request<Incoming>) -> Reply {
     let r = match *req.method() {
         Method::GET | Method::HEAD => get(&ctx, &req, &path).await,
         Method::POST => post(&ctx, req, &path).await,
-        ref m => Err(ApiError::new(ErrorCode::Unsupported).explain(format!("method {m} is not allowed here"))),
+        ref m => Err(ApiError::new(ErrorCode::Unsupported)
+            .explain(format!("method {m} is not allowed here"))),
     };
-    Ok(secure_headers(r.unwrap_or_else(|e| error_page(&ctx, e)), false))
+    Ok(secure_headers(
+        r.unwrap_or_else(|e| error_page(&ctx, e)),
+        false,
+    ))
 }
 
 fn asset(path: &str) -> Option<Reply> {
@@ -81,12 +85,23 @@ async fn get(ctx: &Ctx<'_>, req: &Request<Incoming>, path: &str) -> Reply {
         "delete" => artifacts::confirm(ctx, &Query::of(req)).await,
         _ => {
             if let Some(p) = rest.strip_prefix("projects/") {
-                return projects::repositories(ctx, p.trim_end_matches('/'), Query::of(req).get("after")).await;
+                return projects::repositories(
+                    ctx,
+                    p.trim_end_matches('/'),
+                    Query::of(req).get("after"),
+                )
+                .await;
             }
             if let Some(repo) = rest.strip_prefix("r/") {
-                return artifacts::list(ctx, repo.trim_end_matches('/'), Query::of(req).get("page")).await;
+                return artifacts::list(
+                    ctx,
+                    repo.trim_end_matches('/'),
+                    Query::of(req).get("page"),
+                )
+                .await;
             }
-            Err(ApiError::new(ErrorCode::NoEndpoint).explain(format!("no dashboard page at {path}")))
+            Err(ApiError::new(ErrorCode::NoEndpoint)
+                .explain(format!("no dashboard page at {path}")))
         }
     }
 }
@@ -113,7 +128,10 @@ async fn post(ctx: &Ctx<'_>, req: Request<Incoming>, path: &str) -> Reply {
         "cache/unpin" => ops::pin(ctx, form, false).await,
         "cache/prefetch" => ops::prefetch(ctx, form).await,
         "storage/gc" => ops::gc(ctx, form).await,
-        _ => Err(ApiError::new(ErrorCode::NoEndpoint).explain(format!("no dashboard action at {path}"))),
+        _ => {
+            Err(ApiError::new(ErrorCode::NoEndpoint)
+                .explain(format!("no dashboard action at {path}")))
+        }
     }
 }
 
@@ -131,7 +149,11 @@ fn error_page(ctx: &Ctx, e: ApiError) -> Response<Body> {
     };
     let mut r = html_status(status, page(ctx, Nav::None, "Error", body));
     // Retry-After only: a WWW-Authenticate would make browsers prompt.
-    for (k, v) in e.headers().iter().filter(|(k, _)| *k == header::RETRY_AFTER) {
+    for (k, v) in e
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k == header::RETRY_AFTER)
+    {
         r.headers_mut().insert(k.clone(), v.clone());
     }
     r

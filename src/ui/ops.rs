@@ -21,7 +21,11 @@ fn ratio(hits: u64, misses: u64) -> String {
 }
 
 fn pin_form(ctx: &Ctx, i: &CachedImage) -> Markup {
-    let (action, label) = if i.pinned { ("/ui/cache/unpin", "Unpin") } else { ("/ui/cache/pin", "Pin") };
+    let (action, label) = if i.pinned {
+        ("/ui/cache/unpin", "Unpin")
+    } else {
+        ("/ui/cache/pin", "Pin")
+    };
     html! {
         form.inline method="post" action=(action) {
             (csrf_field(ctx))
@@ -89,14 +93,27 @@ pub async fn cache(ctx: &Ctx<'_>) -> Reply {
 pub async fn pin(ctx: &Ctx<'_>, f: Form, pinned: bool) -> Reply {
     let repo = parse_repo(f.need("repo")?)?;
     let d = parse_digest(f.need("digest")?)?;
-    ctx.api.registry.set_pin(&ctx.id, &repo, &crate::oci::Reference::Digest(d), pinned).await?;
+    ctx.api
+        .registry
+        .set_pin(&ctx.id, &repo, &crate::oci::Reference::Digest(d), pinned)
+        .await?;
     Ok(redirect("/ui/cache"))
 }
 
 /// `POST /ui/cache/prefetch`: waits for the fetch, then reports it.
 pub async fn prefetch(ctx: &Ctx<'_>, f: Form) -> Reply {
     let image = f.need("image")?.to_string();
-    let rep = ctx.api.registry.prefetch(&ctx.id, PrefetchRequest { image: image.clone(), pin: Some(true) }).await?;
+    let rep = ctx
+        .api
+        .registry
+        .prefetch(
+            &ctx.id,
+            PrefetchRequest {
+                image: image.clone(),
+                pin: Some(true),
+            },
+        )
+        .await?;
     let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
     let body = html! {
         (notice("flash", html! { "Prefetched and pinned " code { (image) } }))
@@ -137,7 +154,11 @@ fn gc_buttons(ctx: &Ctx) -> Markup {
 
 /// `GET /ui/storage`
 pub async fn storage(ctx: &Ctx<'_>) -> Reply {
-    let v = ctx.api.registry.storage_view(&ctx.id, ctx.api.metrics.store_totals()).await?;
+    let v = ctx
+        .api
+        .registry
+        .storage_view(&ctx.id, ctx.api.metrics.store_totals())
+        .await?;
     let body = html! {
         h1 { "Storage" }
         div.card {
@@ -160,7 +181,17 @@ pub async fn storage(ctx: &Ctx<'_>) -> Reply {
 /// `POST /ui/storage/gc`
 pub async fn gc(ctx: &Ctx<'_>, f: Form) -> Reply {
     let dry_run = f.checked("dry_run");
-    let rep = ctx.api.registry.gc(&ctx.id, GcRequest { dry_run, grace: None }).await?;
+    let rep = ctx
+        .api
+        .registry
+        .gc(
+            &ctx.id,
+            GcRequest {
+                dry_run,
+                grace: None,
+            },
+        )
+        .await?;
     let body = html! {
         h1 { @if dry_run { "GC dry run" } @else { "GC done" } }
         (gc_report(&rep))

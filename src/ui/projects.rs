@@ -67,7 +67,9 @@ const PAGE: usize = 100;
 /// admins, its settings).
 pub async fn repositories(ctx: &Ctx<'_>, name: &str, after: Option<&str>) -> Reply {
     let r = &ctx.api.registry;
-    let (repos, more) = r.project_repositories_page(&ctx.id, name, after, PAGE).await?;
+    let (repos, more) = r
+        .project_repositories_page(&ctx.id, name, after, PAGE)
+        .await?;
     let project = r.project_view(&ctx.id, name).await.ok();
     let body = html! {
         p.muted { a href="/ui/" { "Projects" } " / " (name) }
@@ -119,7 +121,11 @@ fn size_field(f: &Form, k: &str) -> Result<Option<Option<u64>>, ApiError> {
 /// `POST /ui/projects`: create or change a project (admins).
 pub async fn save(ctx: &Ctx<'_>, f: Form) -> Reply {
     let name = f.need("name")?;
-    let u = ProjectUpdate { public: Some(f.checked("public")), quota: size_field(&f, "quota")?, max_image_size: size_field(&f, "max_image_size")? };
+    let u = ProjectUpdate {
+        public: Some(f.checked("public")),
+        quota: size_field(&f, "quota")?,
+        max_image_size: size_field(&f, "max_image_size")?,
+    };
     ctx.api.registry.update_project(&ctx.id, name, u).await?;
     Ok(redirect(&format!("/ui/projects/{}", enc(name))))
 }

@@ -66,7 +66,12 @@ fn create_form(ctx: &Ctx) -> Markup {
 /// `GET /ui/robots`
 pub async fn list(ctx: &Ctx<'_>) -> Reply {
     let robots = ctx.api.registry.robots(&ctx.id)?;
-    Ok(html(page(ctx, Nav::Robots, "Robots", body(ctx, &robots, None))))
+    Ok(html(page(
+        ctx,
+        Nav::Robots,
+        "Robots",
+        body(ctx, &robots, None),
+    )))
 }
 
 fn body(ctx: &Ctx, robots: &[RobotView], created: Option<&RobotView>) -> Markup {
@@ -93,9 +98,18 @@ fn permissions(spec: &str) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     let mut out = BTreeMap::new();
     for entry in spec.split_whitespace() {
         let (project, actions) = entry.split_once('=').ok_or_else(|| {
-            ApiError::new(ErrorCode::BadRequest).explain(format!("permissions: {entry:?} is not PROJECT=ACTIONS, e.g. team=pull,push"))
+            ApiError::new(ErrorCode::BadRequest).explain(format!(
+                "permissions: {entry:?} is not PROJECT=ACTIONS, e.g. team=pull,push"
+            ))
         })?;
-        out.insert(project.to_string(), actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect());
+        out.insert(
+            project.to_string(),
+            actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+        );
     }
     Ok(out)
 }
@@ -103,16 +117,28 @@ fn permissions(spec: &str) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
 /// `POST /ui/robots`
 pub async fn create(ctx: &Ctx<'_>, f: Form) -> Reply {
     let expires_in = Some(f.get("expires_in").to_string()).filter(|s| !s.is_empty());
-    let new = NewRobot { name: f.need("name")?.to_string(), permissions: permissions(f.get("permissions"))?, expires_in };
+    let new = NewRobot {
+        name: f.need("name")?.to_string(),
+        permissions: permissions(f.get("permissions"))?,
+        expires_in,
+    };
     let r = &ctx.api.registry;
     let created = r.create_robot(&ctx.id, new).await?;
     let robots = r.robots(&ctx.id)?;
-    Ok(html(page(ctx, Nav::Robots, "Robots", body(ctx, &robots, Some(&created)))))
+    Ok(html(page(
+        ctx,
+        Nav::Robots,
+        "Robots",
+        body(ctx, &robots, Some(&created)),
+    )))
 }
 
 /// `POST /ui/robots/revoke`
 pub async fn revoke(ctx: &Ctx<'_>, f: Form) -> Reply {
-    ctx.api.registry.revoke_robot(&ctx.id, f.need("name")?).await?;
+    ctx.api
+        .registry
+        .revoke_robot(&ctx.id, f.need("name")?)
+        .await?;
     Ok(redirect("/ui/robots"))
 }
 

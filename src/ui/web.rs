@@ -25,7 +25,8 @@ pub const LOGIN_COOKIE: &str = "wharf_login";
 const MAX_FORM: usize = 64 * 1024;
 
 /// No inline script or style, nothing from elsewhere, no framing.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+pub const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
                        form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Who a dashboard request is, and what its pages need to know.
@@ -58,18 +59,34 @@ fn cookie<'r>(req: &'r Request<Incoming>, name: &str) -> Option<&'r str> {
 impl<'a> Ctx<'a> {
     pub fn of(api: &'a Api, req: &Request<Incoming>) -> Ctx<'a> {
         let auth = &api.registry.auth;
-        let (id, session) = match cookie(req, SESSION_COOKIE).and_then(|c| auth.session_identity(c)) {
+        let (id, session) = match cookie(req, SESSION_COOKIE).and_then(|c| auth.session_identity(c))
+        {
             Some((id, s)) => (id, Some(s)),
             None => (Identity::anonymous(), None),
         };
-        let secure = api.tls || api.external_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+        let secure = api.tls
+            || api
+                .external_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"));
         let host = crate::api::access::base_url(api, req.headers(), req.uri())
             .ok()
-            .map(|u| u.split_once("://").map_or(u.clone(), |(_, h)| h.trim_end_matches('/').to_string()))
+            .map(|u| {
+                u.split_once("://")
+                    .map_or(u.clone(), |(_, h)| h.trim_end_matches('/').to_string())
+            })
             .unwrap_or_else(|| "localhost".into());
         let login_nonce = cookie(req, LOGIN_COOKIE).map(str::to_string);
         let client = crate::api::access::client_addr(req);
-        Ctx { api, id, session, secure, host, login_nonce, client }
+        Ctx {
+            api,
+            id,
+            session,
+            secure,
+            host,
+            login_nonce,
+            client,
+        }
     }
 
     /// Whether the request is an admin (or wharf has no accounts).
@@ -79,7 +96,10 @@ impl<'a> Ctx<'a> {
 
     /// The CSRF token for this session's forms (empty when signed out).
     pub fn csrf(&self) -> String {
-        self.session.as_ref().map(|s| self.api.registry.auth.sessions().csrf(&s.sid)).unwrap_or_default()
+        self.session
+            .as_ref()
+            .map(|s| self.api.registry.auth.sessions().csrf(&s.sid))
+            .unwrap_or_default()
     }
 
     /// `Set-Cookie` for `name=value` living `max_age` seconds (0 clears it).
@@ -106,7 +126,8 @@ impl Form {
     /// A required field.
     pub fn need(&self, k: &str) -> Result<&str, ApiError> {
         match self.get(k) {
-            "" => Err(ApiError::new(ErrorCode::BadRequest).explain(format!("the form field {k} is missing"))),
+            "" => Err(ApiError::new(ErrorCode::BadRequest)
+                .explain(format!("the form field {k} is missing"))),
             v => Ok(v),
         }
     }
@@ -136,7 +157,10 @@ pub fn html_status(status: StatusCode, m: Markup) -> Response<Body> {
     let bytes = m.into_string().into_bytes();
     let mut r = Response::new(body::full(bytes));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
@@ -161,11 +185,24 @@ pub fn with_cookie(mut r: Response<Body>, cookie: &str) -> Response<Body> {
 /// The headers every dashboard response carries.
 pub fn secure_headers(mut r: Response<Body>, cacheable: bool) -> Response<Body> {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    let cache = if cacheable { "public, max-age=3600" } else { "no-store" };
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let cache = if cacheable {
+        "public, max-age=3600"
+    } else {
+        "no-store"
+    };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     r
 }

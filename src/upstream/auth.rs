@@ -32,7 +32,10 @@ use crate::secrets::{CachedCredentials, Credentials, RemoteCredentials, SecretSt
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 /// Parse a `WWW-Authenticate` header value.
@@ -194,7 +197,10 @@ impl Authenticator {
                         return Ok(Self::bearer_value(&t.0));
                     }
                 }
-                let t = match self.fetch_token(http, &realm, service.as_deref(), scope, chosen.as_ref()).await {
+                let t = match self
+                    .fetch_token(http, &realm, service.as_deref(), scope, chosen.as_ref())
+                    .await
+                {
                     Err(UpstreamError::Unauthorized { .. }) if chosen.is_some() => {
                         // Rejected by the token service: re-read the secret
                         // once (it may have been rotated) and try again.
@@ -204,8 +210,12 @@ impl Authenticator {
                         }
                         let again = self.choose(repo).await?;
                         let key2 = self.token_key(again.as_ref(), scope);
-                        let r = self.fetch_token(http, &realm, service.as_deref(), scope, again.as_ref()).await;
-                        if let (Err(UpstreamError::Unauthorized { status, .. }), Some(c)) = (&r, &again) {
+                        let r = self
+                            .fetch_token(http, &realm, service.as_deref(), scope, again.as_ref())
+                            .await;
+                        if let (Err(UpstreamError::Unauthorized { status, .. }), Some(c)) =
+                            (&r, &again)
+                        {
                             tracing::warn!(remote = %self.remote, secret = %c.entry.reference(), status, "the token service rejected wharf's credentials");
                         }
                         let t = r?;
@@ -234,10 +244,20 @@ impl Authenticator {
     /// credentials were sent (`sent_auth`), they are re-read too.
     /// Only responses from the remote's own origin may teach a challenge
     /// (the caller makes sure); a changed realm is logged.
-    pub async fn on_unauthorized(&self, www_authenticate: Option<&str>, repo: &str, scope: &str, sent_auth: bool) {
+    pub async fn on_unauthorized(
+        &self,
+        www_authenticate: Option<&str>,
+        repo: &str,
+        scope: &str,
+        sent_auth: bool,
+    ) {
         if let Some(c) = www_authenticate.and_then(parse_challenge) {
             let mut known = self.challenge.write().await;
-            if let (Some(Challenge::Bearer { realm: old, .. }), Challenge::Bearer { realm: new, .. }) = (&*known, &c) {
+            if let (
+                Some(Challenge::Bearer { realm: old, .. }),
+                Challenge::Bearer { realm: new, .. },
+            ) = (&*known, &c)
+            {
                 if old != new {
                     tracing::warn!(remote = %self.remote, old_realm = %old, new_realm = %new, "the remote changed its token realm");
                 }
@@ -246,7 +266,9 @@ impl Authenticator {
         }
         if let (true, Some(e)) = (sent_auth, self.creds.select(repo)) {
             if let Ok(creds) = e.get().await {
-                self.tokens.invalidate(&format!("{}|{scope}", e.account_key(&creds))).await;
+                self.tokens
+                    .invalidate(&format!("{}|{scope}", e.account_key(&creds)))
+                    .await;
             }
             e.invalidate().await;
         }
@@ -280,14 +302,20 @@ impl Authenticator {
         scope: &str,
         chosen: Option<&Chosen<'_>>,
     ) -> Result<Arc<(SecretString, Instant)>, UpstreamError> {
-        let refused = |reason: String| UpstreamError::Refused { remote: self.remote.clone(), reason };
-        let mut url = reqwest::Url::parse(realm).map_err(|e| refused(format!("token realm {realm:?} is not a URL: {e}")))?;
+        let refused = |reason: String| UpstreamError::Refused {
+            remote: self.remote.clone(),
+            reason,
+        };
+        let mut url = reqwest::Url::parse(realm)
+            .map_err(|e| refused(format!("token realm {realm:?} is not a URL: {e}")))?;
         super::target::check_realm(&self.config, &url, chosen.is_some()).map_err(|reason| {
             tracing::warn!(remote = %self.remote, %reason, "token realm refused");
             refused(reason)
         })?;
         let req = match chosen.map(|c| &c.creds) {
-            Some(Credentials::Refresh { token, .. }) => Self::refresh_request(http, url, service, scope, token),
+            Some(Credentials::Refresh { token, .. }) => {
+                Self::refresh_request(http, url, service, scope, token)
+            }
             creds => {
                 {
                     let mut q = url.query_pairs_mut();
@@ -303,10 +331,14 @@ impl Authenticator {
                 req
             }
         };
-        let resp = req.timeout(self.config.request_timeout).send().await.map_err(|e| UpstreamError::Unreachable {
-            remote: self.remote.clone(),
-            reason: format!("token service: {}", super::describe(&e)),
-        })?;
+        let resp = req
+            .timeout(self.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::Unreachable {
+                remote: self.remote.clone(),
+                reason: format!("token service: {}", super::describe(&e)),
+            })?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
             // The realm's body is not passed on: it may be any service's.
@@ -320,31 +352,44 @@ impl Authenticator {
                     repo: repo_of(scope).to_string(),
                     secret: chosen.map(|c| c.entry.reference()),
                 },
-                _ => UpstreamError::Status { remote: self.remote.clone(), status, body: String::new(), retry_after: None },
+                _ => UpstreamError::Status {
+                    remote: self.remote.clone(),
+                    status,
+                    body: String::new(),
+                    retry_after: None,
+                },
             });
         }
-        let body = super::body::read_limited(resp, super::body::MAX_TOKEN_RESPONSE).await.map_err(|e| match e {
-            super::body::ReadError::TooLarge => UpstreamError::TooLarge {
+        let body = super::body::read_limited(resp, super::body::MAX_TOKEN_RESPONSE)
+            .await
+            .map_err(|e| match e {
+                super::body::ReadError::TooLarge => UpstreamError::TooLarge {
+                    remote: self.remote.clone(),
+                    what: "token response",
+                    limit: super::body::MAX_TOKEN_RESPONSE as u64,
+                },
+                super::body::ReadError::Broken(e) => UpstreamError::Unreachable {
+                    remote: self.remote.clone(),
+                    reason: format!("token service: {}", super::describe(&e)),
+                },
+            })?;
+        let reply: TokenReply =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol {
                 remote: self.remote.clone(),
-                what: "token response",
-                limit: super::body::MAX_TOKEN_RESPONSE as u64,
-            },
-            super::body::ReadError::Broken(e) => UpstreamError::Unreachable {
+                message: format!("token response is not JSON: {e}"),
+            })?;
+        let token = reply
+            .token
+            .or(reply.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| UpstreamError::Protocol {
                 remote: self.remote.clone(),
-                reason: format!("token service: {}", super::describe(&e)),
-            },
-        })?;
-        let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| UpstreamError::Protocol {
-            remote: self.remote.clone(),
-            message: format!("token response is not JSON: {e}"),
-        })?;
-        let token = reply.token.or(reply.access_token).filter(|t| !t.is_empty()).ok_or_else(|| UpstreamError::Protocol {
-            remote: self.remote.clone(),
-            message: "token response has no token".into(),
-        })?;
+                message: "token response has no token".into(),
+            })?;
         // Refresh a little before expiry (tokens default to 60 s).
         let life = Duration::from_secs(reply.expires_in.unwrap_or(60).clamp(1, 24 * 3600));
-        let refresh_after = Instant::now() + life.mul_f64(0.9).saturating_sub(Duration::from_secs(1));
+        let refresh_after =
+            Instant::now() + life.mul_f64(0.9).saturating_sub(Duration::from_secs(1));
         Ok(Arc::new((SecretString::new(token), refresh_after)))
     }
 
@@ -376,7 +421,10 @@ impl Authenticator {
             form.append_pair("service", s);
         }
         http.post(url)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(form.finish())
     }
 }

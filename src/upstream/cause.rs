@@ -20,7 +20,11 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
 /// [`describe`] with `ca_hint` (what to do about an unknown CA) for callers
 /// other than the remote client.
 pub(crate) fn describe_with(e: &reqwest::Error, ca_hint: &str) -> String {
-    let cause = if e.is_timeout() { "timed out".to_string() } else { classify(e, ca_hint) };
+    let cause = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        classify(e, ca_hint)
+    };
     match e.url().and_then(address) {
         Some(a) => format!("{a}: {cause}"),
         None => cause,
@@ -97,9 +101,13 @@ fn tls_reason(e: &rustls::Error, ca_hint: &str) -> String {
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
             C::UnknownIssuer => format!("certificate signed by an unknown authority ({ca_hint})"),
-            C::NotValidForName | C::NotValidForNameContext { .. } => "the certificate is not valid for this host name".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "the certificate is not valid for this host name".into()
+            }
             C::Expired | C::ExpiredContext { .. } => "the certificate has expired".into(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "the certificate is not valid yet".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "the certificate is not valid yet".into()
+            }
             C::Revoked => "the certificate was revoked".into(),
             other => format!("invalid certificate ({other:?})"),
         },
@@ -127,28 +135,66 @@ mod tests {
 
     #[test]
     fn names_refused_connections() {
-        let e = Wrap("client error (Connect)", Box::new(io::Error::from(io::ErrorKind::ConnectionRefused)));
-        assert_eq!(classify(&e, REMOTE_CA_HINT), "connection refused (nothing listens there)");
+        let e = Wrap(
+            "client error (Connect)",
+            Box::new(io::Error::from(io::ErrorKind::ConnectionRefused)),
+        );
+        assert_eq!(
+            classify(&e, REMOTE_CA_HINT),
+            "connection refused (nothing listens there)"
+        );
     }
 
     #[test]
     fn names_unknown_certificate_authorities() {
-        let tls = io::Error::new(io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        let tls = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
         let e = Wrap("client error (Connect)", Box::new(tls));
-        assert!(classify(&e, REMOTE_CA_HINT).starts_with("TLS: certificate signed by an unknown authority"), "{}", classify(&e, REMOTE_CA_HINT));
+        assert!(
+            classify(&e, REMOTE_CA_HINT)
+                .starts_with("TLS: certificate signed by an unknown authority"),
+            "{}",
+            classify(&e, REMOTE_CA_HINT)
+        );
         // As reqwest's connector reports it: an io::Error in an io::Error.
-        let nested = io::Error::other(io::Error::new(io::ErrorKind::InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)));
+        let nested = io::Error::other(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ));
         let e = Wrap("client error (Connect)", Box::new(nested));
-        assert!(classify(&e, "hint").starts_with("TLS: certificate signed by an unknown authority (hint)"), "{}", classify(&e, "hint"));
-        let name = Wrap("x", Box::new(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)));
-        assert_eq!(classify(&name, REMOTE_CA_HINT), "TLS: the certificate is not valid for this host name");
+        assert!(
+            classify(&e, "hint")
+                .starts_with("TLS: certificate signed by an unknown authority (hint)"),
+            "{}",
+            classify(&e, "hint")
+        );
+        let name = Wrap(
+            "x",
+            Box::new(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            )),
+        );
+        assert_eq!(
+            classify(&name, REMOTE_CA_HINT),
+            "TLS: the certificate is not valid for this host name"
+        );
     }
 
     #[test]
     fn names_dns_failures() {
-        let dns = Wrap("dns error", Box::new(io::Error::other("failed to lookup address information: Name or service not known")));
+        let dns = Wrap(
+            "dns error",
+            Box::new(io::Error::other(
+                "failed to lookup address information: Name or service not known",
+            )),
+        );
         let e = Wrap("client error (Connect)", Box::new(dns));
-        assert_eq!(classify(&e, REMOTE_CA_HINT), "DNS lookup failed (failed to lookup address information: Name or service not known)");
+        assert_eq!(
+            classify(&e, REMOTE_CA_HINT),
+            "DNS lookup failed (failed to lookup address information: Name or service not known)"
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub enum UpstreamError {
     #[error("remote {remote}: {reason}")]
     Refused { remote: String, reason: String },
     #[error("remote {remote} sent a {what} larger than the limit of {limit} bytes")]
-    TooLarge { remote: String, what: &'static str, limit: u64 },
+    TooLarge {
+        remote: String,
+        what: &'static str,
+        limit: u64,
+    },
 }
 
 impl UpstreamError {
@@ -63,7 +67,9 @@ impl UpstreamError {
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            UpstreamError::Status { status, .. } | UpstreamError::Unauthorized { status, .. } => Some(*status),
+            UpstreamError::Status { status, .. } | UpstreamError::Unauthorized { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }

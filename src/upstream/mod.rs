@@ -37,7 +37,10 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("CA file {}: {reason}", path.display())]
-    CaFile { path: std::path::PathBuf, reason: String },
+    CaFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("building the HTTP client: {0}")]
     Client(String),
 }
@@ -57,12 +60,16 @@ pub struct RemoteManifest {
 pub struct BlobStream {
     /// The remote's `Content-Length`, if it sent one.
     pub content_length: Option<u64>,
-    chunks: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>,
+    chunks:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send>>,
 }
 
 impl BlobStream {
     /// A body made of `chunks` (the remote's, or a test's).
-    pub fn new(content_length: Option<u64>, chunks: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static) -> BlobStream {
+    pub fn new(
+        content_length: Option<u64>,
+        chunks: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
+    ) -> BlobStream {
         BlobStream {
             content_length,
             chunks: Box::pin(chunks),
@@ -108,13 +115,18 @@ impl UpstreamStats {
     fn failed(&self, cause: String) {
         use std::sync::atomic::Ordering::Relaxed;
         self.errors.fetch_add(1, Relaxed);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, cause));
     }
 
     /// The last failure: when (unix seconds) and its cause.
     pub fn last_error(&self) -> Option<(u64, String)> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -143,8 +155,16 @@ impl Upstream {
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .no_proxy();
         if let Some(ca) = &remote.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile { path: ca.clone(), reason: e.to_string() })?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaFile { path: ca.clone(), reason: e.to_string() })? {
+            let pem = std::fs::read(ca).map_err(|e| SetupError::CaFile {
+                path: ca.clone(),
+                reason: e.to_string(),
+            })?;
+            for cert in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| SetupError::CaFile {
+                    path: ca.clone(),
+                    reason: e.to_string(),
+                })?
+            {
                 b = b.add_root_certificate(cert);
             }
         }
@@ -153,10 +173,17 @@ impl Upstream {
         }
         let http = b.build().map_err(|e| SetupError::Client(e.to_string()))?;
         Ok(Upstream {
-            fetch_slots: Arc::new(tokio::sync::Semaphore::new(remote.max_concurrent_fetches.max(1))),
-            stats: UpstreamStats { bandwidth_limit: remote.max_bandwidth.unwrap_or(0), ..Default::default() },
+            fetch_slots: Arc::new(tokio::sync::Semaphore::new(
+                remote.max_concurrent_fetches.max(1),
+            )),
+            stats: UpstreamStats {
+                bandwidth_limit: remote.max_bandwidth.unwrap_or(0),
+                ..Default::default()
+            },
             max_manifest_size,
-            throttle: remote.max_bandwidth.map(|rate| Arc::new(throttle::Throttle::new(rate))),
+            throttle: remote
+                .max_bandwidth
+                .map(|rate| Arc::new(throttle::Throttle::new(rate))),
             auth: auth::Authenticator::new(&remote),
             remote,
             http,
@@ -166,7 +193,6 @@ impl Upstream {
     pub fn remote(&self) -> &Arc<Remote> {
         &self.remote
     }
-
 
     /// Wait for one of the remote's `max_concurrent_fetches` download slots;
     /// hold it for the whole blob download.
@@ -198,7 +224,15 @@ impl Upstream {
     /// Send with auth, redirects and retries. Returns a 2xx response (body
     /// unread) or a typed error carrying the upstream's status and the
     /// start of its body.
-    async fn send(&self, method: Method, path: &str, repo: &RepoName, accept: Option<&str>, what: Fetching, retries: Retries) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        repo: &RepoName,
+        accept: Option<&str>,
+        what: Fetching,
+        retries: Retries,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let scope = format!("repository:{repo}:pull");
         let budget = match retries {
             Retries::Default => self.remote.max_retries,
@@ -207,9 +241,15 @@ impl Upstream {
         let mut attempt = 0u32;
         let mut reauthed = false;
         loop {
-            let authz = self.auth.header_for(&self.http, repo.as_str(), &scope).await?;
+            let authz = self
+                .auth
+                .header_for(&self.http, repo.as_str(), &scope)
+                .await?;
             let sent_auth = authz.is_some();
-            let wait = match self.send_once(method.clone(), self.url(path), accept, authz, what).await {
+            let wait = match self
+                .send_once(method.clone(), self.url(path), accept, authz, what)
+                .await
+            {
                 Err(e @ UpstreamError::Refused { .. }) => return Err(e),
                 Err(e) if attempt >= budget => return Err(e),
                 Err(_) => None,
@@ -217,8 +257,13 @@ impl Upstream {
                 Ok((r, true)) if r.status().as_u16() == 401 && !reauthed => {
                     // Learned only from the remote's own origin.
                     reauthed = true;
-                    let ch = r.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok());
-                    self.auth.on_unauthorized(ch, repo.as_str(), &scope, sent_auth).await;
+                    let ch = r
+                        .headers()
+                        .get(header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok());
+                    self.auth
+                        .on_unauthorized(ch, repo.as_str(), &scope, sent_auth)
+                        .await;
                     continue;
                 }
                 Ok((r, own_origin)) => {
@@ -240,29 +285,58 @@ impl Upstream {
     /// The typed error for a non-2xx answer (its body read up to a few KiB).
     /// A 401/403 from a redirect target (a storage host) fails the request
     /// and teaches nothing about the remote's own authentication.
-    async fn failure(&self, r: reqwest::Response, own_origin: bool, repo: &RepoName) -> UpstreamError {
+    async fn failure(
+        &self,
+        r: reqwest::Response,
+        own_origin: bool,
+        repo: &RepoName,
+    ) -> UpstreamError {
         let status = r.status().as_u16();
         let host = r.url().host_str().unwrap_or("").to_string();
-        let retry_after = r.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = r
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let body = body::excerpt_of(r).await;
         let remote = self.remote.name.clone();
         match (status, own_origin) {
             (401 | 403, false) => UpstreamError::Refused {
                 remote,
-                reason: format!("the storage host {host} it redirected to refused the download (HTTP {status})"),
+                reason: format!(
+                    "the storage host {host} it redirected to refused the download (HTTP {status})"
+                ),
             },
             (401 | 403, true) => {
                 let secret = self.auth.rejected(repo.as_str(), status);
-                UpstreamError::Unauthorized { remote, status, body, repo: repo.to_string(), secret }
+                UpstreamError::Unauthorized {
+                    remote,
+                    status,
+                    body,
+                    repo: repo.to_string(),
+                    secret,
+                }
             }
-            _ => UpstreamError::Status { remote, status, body, retry_after },
+            _ => UpstreamError::Status {
+                remote,
+                status,
+                body,
+                retry_after,
+            },
         }
     }
 
     /// One request, following redirects by hand under [`target`]'s rules.
     /// `Authorization` is sent only to the remote's own origin. Returns the
     /// final response and whether it came from the remote's own origin.
-    async fn send_once(&self, method: Method, mut url: reqwest::Url, accept: Option<&str>, authz: Option<HeaderValue>, what: Fetching) -> Result<(reqwest::Response, bool), UpstreamError> {
+    async fn send_once(
+        &self,
+        method: Method,
+        mut url: reqwest::Url,
+        accept: Option<&str>,
+        authz: Option<HeaderValue>,
+        what: Fetching,
+    ) -> Result<(reqwest::Response, bool), UpstreamError> {
         let origin = self.remote.url.origin();
         for _ in 0..=MAX_REDIRECTS {
             let own = url.origin() == origin;
@@ -285,7 +359,11 @@ impl Upstream {
             if !resp.status().is_redirection() {
                 return Ok((resp, own));
             }
-            let Some(loc) = resp.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()) else {
+            let Some(loc) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
                 return Ok((resp, own));
             };
             let next = url.join(loc).map_err(|e| UpstreamError::Protocol {
@@ -294,7 +372,10 @@ impl Upstream {
             })?;
             target::check_redirect(&self.remote, &url, &next, what).map_err(|reason| {
                 tracing::warn!(remote = %self.remote.name, %reason, "upstream redirect refused");
-                UpstreamError::Refused { remote: self.remote.name.clone(), reason }
+                UpstreamError::Refused {
+                    remote: self.remote.name.clone(),
+                    reason,
+                }
             })?;
             url = next;
         }
@@ -305,7 +386,10 @@ impl Upstream {
     }
 
     /// Send a request, counting it (and its failure) in the stats.
-    async fn observe(&self, fut: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>) -> Result<reqwest::Response, UpstreamError> {
+    async fn observe(
+        &self,
+        fut: impl std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+    ) -> Result<reqwest::Response, UpstreamError> {
         use std::sync::atomic::Ordering::Relaxed;
         let sent = std::time::Instant::now();
         self.stats.requests.fetch_add(1, Relaxed);
@@ -324,7 +408,16 @@ impl Upstream {
     /// Check that the remote answers and accepts wharf's credentials for
     /// `repo`: `GET /v2/` through the challenge and token flow, no retries.
     pub async fn probe(&self, repo: &RepoName) -> Result<(), UpstreamError> {
-        self.send(Method::GET, "/v2/", repo, None, Fetching::Api, Retries::None).await.map(|_| ())
+        self.send(
+            Method::GET,
+            "/v2/",
+            repo,
+            None,
+            Fetching::Api,
+            Retries::None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `GET` or `HEAD` a manifest by tag or digest, asking for every type so
@@ -339,7 +432,14 @@ impl Upstream {
         let accept = ALL_MANIFEST_TYPES.join(", ");
         let method = if head { Method::HEAD } else { Method::GET };
         let r = self
-            .send(method, &format!("/v2/{repo}/manifests/{reference}"), repo, Some(&accept), Fetching::Api, retries)
+            .send(
+                method,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                repo,
+                Some(&accept),
+                Fetching::Api,
+                retries,
+            )
             .await?;
         let media_type = r
             .headers()
@@ -359,7 +459,9 @@ impl Upstream {
                 bytes: None,
             });
         }
-        let bytes = self.read_limited(r, self.max_manifest_size, "manifest").await?;
+        let bytes = self
+            .read_limited(r, self.max_manifest_size, "manifest")
+            .await?;
         Ok(RemoteManifest {
             digest: header_digest,
             media_type,
@@ -370,13 +472,22 @@ impl Upstream {
     /// Start a blob download.
     pub async fn blob(&self, repo: &RepoName, d: &Digest) -> Result<BlobStream, UpstreamError> {
         let r = self
-            .send(Method::GET, &format!("/v2/{repo}/blobs/{d}"), repo, None, Fetching::Blob, Retries::Default)
+            .send(
+                Method::GET,
+                &format!("/v2/{repo}/blobs/{d}"),
+                repo,
+                None,
+                Fetching::Blob,
+                Retries::Default,
+            )
             .await?;
         let remote = self.remote.name.clone();
         let content_length = r.content_length();
-        let chunks = futures_util::TryStreamExt::map_err(r.bytes_stream(), move |e| UpstreamError::Unreachable {
-            remote: remote.clone(),
-            reason: format!("blob stream broke: {}", describe(&e)),
+        let chunks = futures_util::TryStreamExt::map_err(r.bytes_stream(), move |e| {
+            UpstreamError::Unreachable {
+                remote: remote.clone(),
+                reason: format!("blob stream broke: {}", describe(&e)),
+            }
         });
         match self.throttle.clone() {
             None => Ok(BlobStream::new(content_length, chunks)),
@@ -387,7 +498,10 @@ impl Upstream {
                     async move {
                         if let Ok(b) = &chunk {
                             let waited = t.admit(b.len()).await;
-                            held_back.fetch_add(waited.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                            held_back.fetch_add(
+                                waited.as_micros() as u64,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                         }
                         chunk
                     }
@@ -398,9 +512,20 @@ impl Upstream {
     }
 
     /// Size of a remote blob.
-    pub async fn blob_size(&self, repo: &RepoName, d: &Digest) -> Result<Option<u64>, UpstreamError> {
+    pub async fn blob_size(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
         let r = self
-            .send(Method::HEAD, &format!("/v2/{repo}/blobs/{d}"), repo, None, Fetching::Blob, Retries::Default)
+            .send(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{d}"),
+                repo,
+                None,
+                Fetching::Blob,
+                Retries::Default,
+            )
             .await?;
         Ok(r.content_length().filter(|n| *n > 0).or_else(|| {
             r.headers()
@@ -411,24 +536,52 @@ impl Upstream {
     }
 
     /// The remote's tag list (one page), with its `Link` header.
-    pub async fn tags(&self, repo: &RepoName, query: Option<&str>) -> Result<(Bytes, Option<String>), UpstreamError> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        query: Option<&str>,
+    ) -> Result<(Bytes, Option<String>), UpstreamError> {
         let path = match query {
             Some(q) if !q.is_empty() => format!("/v2/{repo}/tags/list?{q}"),
             _ => format!("/v2/{repo}/tags/list"),
         };
-        let r = self.send(Method::GET, &path, repo, None, Fetching::Api, Retries::Default).await?;
-        let link = r.headers().get(header::LINK).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let r = self
+            .send(
+                Method::GET,
+                &path,
+                repo,
+                None,
+                Fetching::Api,
+                Retries::Default,
+            )
+            .await?;
+        let link = r
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let b = self.read_limited(r, body::MAX_TAG_LIST, "tag list").await?;
         Ok((b, link))
     }
 
     /// Read a response body of at most `limit` bytes, counting it.
-    async fn read_limited(&self, r: reqwest::Response, limit: usize, what: &'static str) -> Result<Bytes, UpstreamError> {
+    async fn read_limited(
+        &self,
+        r: reqwest::Response,
+        limit: usize,
+        what: &'static str,
+    ) -> Result<Bytes, UpstreamError> {
         let b = body::read_limited(r, limit).await.map_err(|e| match e {
-            body::ReadError::TooLarge => UpstreamError::TooLarge { remote: self.remote.name.clone(), what, limit: limit as u64 },
+            body::ReadError::TooLarge => UpstreamError::TooLarge {
+                remote: self.remote.name.clone(),
+                what,
+                limit: limit as u64,
+            },
             body::ReadError::Broken(e) => self.err_unreachable(describe(&e)),
         })?;
-        self.stats.bytes.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.stats
+            .bytes
+            .fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(b)
     }
 }

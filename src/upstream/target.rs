@@ -37,22 +37,32 @@ pub fn check_redirect(remote: &Remote, from: &Url, to: &Url, what: Fetching) -> 
         return Err(format!("refused a redirect to a {} URL", to.scheme()));
     }
     if from.scheme() == "https" && to.scheme() != "https" {
-        return Err(format!("refused a redirect from https to http ({})", host_port(to)));
+        return Err(format!(
+            "refused a redirect from https to http ({})",
+            host_port(to)
+        ));
     }
     if to.origin() == remote.url.origin() {
         return Ok(());
     }
     if what == Fetching::Api {
-        return Err(format!("refused a redirect to another host ({}) for a request that is not a blob download", host_port(to)));
+        return Err(format!(
+            "refused a redirect to another host ({}) for a request that is not a blob download",
+            host_port(to)
+        ));
     }
-    check_foreign_host(remote, to).map_err(|why| format!("refused a redirect to {}: {why}", host_port(to)))
+    check_foreign_host(remote, to)
+        .map_err(|why| format!("refused a redirect to {}: {why}", host_port(to)))
 }
 
 /// Whether wharf may ask token realm `realm` for a token, with credentials
 /// (`with_credentials`) or anonymously.
 pub fn check_realm(remote: &Remote, realm: &Url, with_credentials: bool) -> Result<(), String> {
     if !matches!(realm.scheme(), "http" | "https") {
-        return Err(format!("token realm {} is not an http(s) URL", host_port(realm)));
+        return Err(format!(
+            "token realm {} is not an http(s) URL",
+            host_port(realm)
+        ));
     }
     if with_credentials && realm.scheme() != "https" && remote.url.scheme() == "https" {
         return Err(format!(
@@ -63,19 +73,34 @@ pub fn check_realm(remote: &Remote, realm: &Url, with_credentials: bool) -> Resu
     if realm.origin() == remote.url.origin() {
         return Ok(());
     }
-    check_foreign_host(remote, realm).map_err(|why| format!("refusing token realm {}: {why}", host_port(realm)))
+    check_foreign_host(remote, realm)
+        .map_err(|why| format!("refusing token realm {}: {why}", host_port(realm)))
 }
 
 /// The rules for a host other than the remote's own origin.
 fn check_foreign_host(remote: &Remote, to: &Url) -> Result<(), String> {
-    let host = to.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let host = to
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     if !remote.redirect_hosts.is_empty() {
         if remote.redirect_hosts.iter().any(|p| glob_match(p, &host)) {
             return Ok(());
         }
-        return Err(format!("it is not in remote {}'s redirect_hosts", remote.name));
+        return Err(format!(
+            "it is not in remote {}'s redirect_hosts",
+            remote.name
+        ));
     }
-    let own = remote.url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let own = remote
+        .url
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
     if host != own && is_internal(&host) {
         return Err("it is a loopback, private or link-local address (list it in redirect_hosts to allow it)".into());
     }
@@ -95,14 +120,23 @@ pub fn is_internal(host: &str) -> bool {
         return true;
     }
     match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(a)) => a.is_loopback() || a.is_private() || a.is_link_local() || a.is_unspecified() || a.is_broadcast() || a.octets()[0] == 0 || (a.octets()[0] == 100 && (64..128).contains(&a.octets()[1])),
+        Ok(IpAddr::V4(a)) => {
+            a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.octets()[0] == 0
+                || (a.octets()[0] == 100 && (64..128).contains(&a.octets()[1]))
+        }
         Ok(IpAddr::V6(a)) => {
             let seg = a.segments();
             a.is_loopback()
                 || a.is_unspecified()
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
-                || a.to_ipv4_mapped().is_some_and(|v4| is_internal(&v4.to_string()))
+                || a.to_ipv4_mapped()
+                    .is_some_and(|v4| is_internal(&v4.to_string()))
         }
         Err(_) => false,
     }
@@ -152,22 +186,59 @@ mod tests {
         let r = remote("https://registry.example.com", &[]);
         let from = u("https://registry.example.com/v2/x/blobs/sha256:1");
         // Blobs may go to a storage host; other requests may not leave.
-        assert!(check_redirect(&r, &from, &u("https://s3.example.net/b?sig=1"), Fetching::Blob).is_ok());
+        assert!(check_redirect(
+            &r,
+            &from,
+            &u("https://s3.example.net/b?sig=1"),
+            Fetching::Blob
+        )
+        .is_ok());
         assert!(check_redirect(&r, &from, &u("https://s3.example.net/b"), Fetching::Api).is_err());
-        assert!(check_redirect(&r, &from, &u("https://registry.example.com/v2/y"), Fetching::Api).is_ok());
+        assert!(check_redirect(
+            &r,
+            &from,
+            &u("https://registry.example.com/v2/y"),
+            Fetching::Api
+        )
+        .is_ok());
         // Never a downgrade, never an internal address.
         assert!(check_redirect(&r, &from, &u("http://s3.example.net/b"), Fetching::Blob).is_err());
-        for internal in ["https://127.0.0.1:8080/x", "https://10.1.2.3/x", "https://169.254.169.254/latest", "https://localhost/x", "https://[::1]/x", "https://[fd00::1]/x", "https://100.64.0.1/"] {
-            assert!(check_redirect(&r, &from, &u(internal), Fetching::Blob).is_err(), "{internal}");
+        for internal in [
+            "https://127.0.0.1:8080/x",
+            "https://10.1.2.3/x",
+            "https://169.254.169.254/latest",
+            "https://localhost/x",
+            "https://[::1]/x",
+            "https://[fd00::1]/x",
+            "https://100.64.0.1/",
+        ] {
+            assert!(
+                check_redirect(&r, &from, &u(internal), Fetching::Blob).is_err(),
+                "{internal}"
+            );
         }
         assert!(check_redirect(&r, &from, &u("file:///etc/passwd"), Fetching::Blob).is_err());
         // A remote on loopback may redirect to its own host.
         let local = remote("http://127.0.0.1:5001", &[]);
-        assert!(check_redirect(&local, &u("http://127.0.0.1:5001/v2/"), &u("http://127.0.0.1:6000/b"), Fetching::Blob).is_ok());
+        assert!(check_redirect(
+            &local,
+            &u("http://127.0.0.1:5001/v2/"),
+            &u("http://127.0.0.1:6000/b"),
+            Fetching::Blob
+        )
+        .is_ok());
         // An allow-list pins the storage hosts.
         let pinned = remote("https://registry.example.com", &["*.s3.amazonaws.com"]);
-        assert!(check_redirect(&pinned, &from, &u("https://bucket.s3.amazonaws.com/b"), Fetching::Blob).is_ok());
-        assert!(check_redirect(&pinned, &from, &u("https://evil.example/b"), Fetching::Blob).is_err());
+        assert!(check_redirect(
+            &pinned,
+            &from,
+            &u("https://bucket.s3.amazonaws.com/b"),
+            Fetching::Blob
+        )
+        .is_ok());
+        assert!(
+            check_redirect(&pinned, &from, &u("https://evil.example/b"), Fetching::Blob).is_err()
+        );
     }
 
     #[test]
@@ -185,8 +256,14 @@ mod tests {
     fn globs() {
         assert!(glob_match("*.example.com", "a.b.example.com"));
         assert!(!glob_match("*.example.com", "example.com"));
-        assert!(glob_match("cdn.example.com", "CDN.example.com".to_ascii_lowercase().as_str()));
-        assert!(glob_match("s3.*.amazonaws.com", "s3.eu-west-1.amazonaws.com"));
+        assert!(glob_match(
+            "cdn.example.com",
+            "CDN.example.com".to_ascii_lowercase().as_str()
+        ));
+        assert!(glob_match(
+            "s3.*.amazonaws.com",
+            "s3.eu-west-1.amazonaws.com"
+        ));
         assert!(!glob_match("s3.*.amazonaws.com", "s3.amazonaws.com.evil"));
     }
 }

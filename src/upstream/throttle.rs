@@ -26,7 +26,6 @@ impl Throttle {
         }
     }
 
-
     /// Reserve `len` bytes at `now`; how long the caller must wait before
     /// passing them on.
     fn reserve(&self, len: usize, now: Instant) -> Duration {

@@ -46,4 +46,3 @@ public = true
         hash_password("pushertok")
     )
 }
-

@@ -19,7 +19,12 @@ pub fn run_at(url: &str, creds: Option<(&str, &str)>, args: &[&str]) -> Output {
         c.env("WHARF_USER", u).env("WHARF_PASSWORD", p);
     }
     let out = c.output().unwrap();
-    eprintln!("wharf {args:?} -> {}\n{}{}", out.status, stdout(&out), stderr(&out));
+    eprintln!(
+        "wharf {args:?} -> {}\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
     out
 }
 
@@ -41,7 +46,11 @@ pub fn json_of(o: &Output) -> Value {
 
 /// What a command that must fail printed on stderr.
 pub fn failure(o: &Output) -> String {
-    assert!(!o.status.success(), "expected a failure, got:\n{}", stdout(o));
+    assert!(
+        !o.status.success(),
+        "expected a failure, got:\n{}",
+        stdout(o)
+    );
     stderr(o)
 }
 

@@ -27,7 +27,9 @@ fn socket() -> Option<PathBuf> {
     }
     candidates.push("/run/containerd/containerd.sock".into());
     candidates.push("/var/run/docker/containerd/containerd.sock".into());
-    candidates.into_iter().find(|p| std::fs::metadata(p).is_ok())
+    candidates
+        .into_iter()
+        .find(|p| std::fs::metadata(p).is_ok())
 }
 
 /// `ctr` bound to one containerd socket and one namespace of this test's.
@@ -50,8 +52,16 @@ impl Ctr {
             eprintln!("SKIPPED: no containerd (no containerd.sock found)");
             return None;
         };
-        let ns = format!("{prefix}-{}-{}", std::process::id(), NS_SEQ.fetch_add(1, Ordering::SeqCst));
-        let c = Ctr { address, ns, env: Vec::new() };
+        let ns = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            NS_SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let c = Ctr {
+            address,
+            ns,
+            env: Vec::new(),
+        };
         let out = c.cmd(&["version"]).output().expect("run ctr");
         if !out.status.success() {
             eprintln!(
@@ -76,8 +86,13 @@ impl Ctr {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.address).arg("--namespace").arg(&self.ns).args(args);
-        c.env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
+        c.arg("--address")
+            .arg(&self.address)
+            .arg("--namespace")
+            .arg(&self.ns)
+            .args(args);
+        c.env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -88,7 +103,13 @@ impl Ctr {
     pub fn output(&self, args: &[&str]) -> Output {
         let start = Instant::now();
         let out = self.cmd(args).output().expect("run ctr");
-        eprintln!("ctr -n {} {} -> {} ({:.1?})", self.ns, args.join(" "), out.status, start.elapsed());
+        eprintln!(
+            "ctr -n {} {} -> {} ({:.1?})",
+            self.ns,
+            args.join(" "),
+            out.status,
+            start.elapsed()
+        );
         out
     }
 
@@ -118,7 +139,10 @@ impl Ctr {
 
     /// Non-empty trimmed lines of stdout, empty when ctr fails (cleanup).
     fn lines_lenient(&self, args: &[&str]) -> Vec<String> {
-        self.cmd(args).output().map(|o| non_empty_lines(&String::from_utf8_lossy(&o.stdout))).unwrap_or_default()
+        self.cmd(args)
+            .output()
+            .map(|o| non_empty_lines(&String::from_utf8_lossy(&o.stdout)))
+            .unwrap_or_default()
     }
 
     /// Content digests in the namespace.
@@ -136,13 +160,18 @@ impl Ctr {
         // Snapshots go top-down: parents fail while children exist.
         for _ in 0..10 {
             let snaps = self.lines_lenient(&["snapshots", "--snapshotter", SNAPSHOTTER, "ls"]);
-            let keys: Vec<String> =
-                snaps.iter().skip(1).filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
+            let keys: Vec<String> = snaps
+                .iter()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect();
             if keys.is_empty() {
                 break;
             }
             for k in keys {
-                let _ = self.cmd(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &k]).output();
+                let _ = self
+                    .cmd(&["snapshots", "--snapshotter", SNAPSHOTTER, "rm", &k])
+                    .output();
             }
         }
         for d in self.content() {
@@ -157,17 +186,28 @@ impl Ctr {
 impl Drop for Ctr {
     fn drop(&mut self) {
         self.clear();
-        let out = Command::new("ctr").arg("--address").arg(&self.address).args(["namespaces", "rm", &self.ns]).output();
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.address)
+            .args(["namespaces", "rm", &self.ns])
+            .output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("warning: could not remove ctr namespace {}: {}", self.ns, String::from_utf8_lossy(&o.stderr)),
+            Ok(o) => eprintln!(
+                "warning: could not remove ctr namespace {}: {}",
+                self.ns,
+                String::from_utf8_lossy(&o.stderr)
+            ),
             Err(e) => eprintln!("warning: could not remove ctr namespace {}: {e}", self.ns),
         }
     }
 }
 
 fn non_empty_lines(s: &str) -> Vec<String> {
-    s.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    s.lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// `<dir>/<registry_host>/hosts.toml`: `mirror` (wharf's base URL) serves
@@ -183,8 +223,13 @@ pub fn write_hosts_toml(
 ) -> PathBuf {
     let d = dir.join(registry_host);
     std::fs::create_dir_all(&d).unwrap();
-    let caps = capabilities.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
-    let mut text = format!("server = \"{server}\"\n\n[host.\"{mirror}\"]\n  capabilities = [{caps}]\n");
+    let caps = capabilities
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text =
+        format!("server = \"{server}\"\n\n[host.\"{mirror}\"]\n  capabilities = [{caps}]\n");
     if let Some(ca) = ca {
         text.push_str(&format!("  ca = \"{}\"\n", ca.display()));
     }

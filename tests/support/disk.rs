@@ -32,7 +32,8 @@ pub fn blob_files(data_dir: &Path) -> Vec<PathBuf> {
 
 /// The peak resident set (`VmHWM`) of process `pid` in KiB.
 pub fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))

@@ -7,7 +7,9 @@ use super::have;
 
 pub fn docker_cmd(args: &[&str]) -> Command {
     let mut c = Command::new("docker");
-    c.args(args).env("NO_PROXY", "127.0.0.1,localhost").env("no_proxy", "127.0.0.1,localhost");
+    c.args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost");
     c
 }
 
@@ -71,11 +73,16 @@ impl Drop for Images {
 }
 
 pub fn image_id(reference: &str) -> String {
-    stdout(&docker(&["image", "inspect", "--format", "{{.Id}}", reference]))
+    stdout(&docker(&[
+        "image", "inspect", "--format", "{{.Id}}", reference,
+    ]))
 }
 
 pub fn image_exists(reference: &str) -> bool {
-    docker_cmd(&["image", "inspect", reference]).output().map(|o| o.status.success()).unwrap_or(false)
+    docker_cmd(&["image", "inspect", reference])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Build `tag` from `context` (a directory with a Dockerfile). The daemon has
@@ -90,7 +97,10 @@ pub fn build(context: &std::path::Path, tag: &str) {
     if out.status.success() {
         return;
     }
-    eprintln!("classic builder failed, trying the default one:\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!(
+        "classic builder failed, trying the default one:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut c = docker_cmd(&["build", "-t", tag, ctx]);
     c.env("DOCKER_BUILDKIT", "1");
     let out = run(c);
@@ -101,4 +111,3 @@ pub fn build(context: &std::path::Path, tag: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-

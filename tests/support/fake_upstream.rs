@@ -44,7 +44,10 @@ impl Request {
     /// First header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of query parameter `key` (URL-decoded).
@@ -68,8 +71,12 @@ impl Request {
 
 /// Decode `Basic <base64(user:pass)>`.
 pub fn parse_basic(value: &str) -> Option<(String, String)> {
-    let rest = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+    let rest = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -77,7 +84,10 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
 
 /// `Basic <base64(user:pass)>`.
 pub fn basic_header(user: &str, pass: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
@@ -116,7 +126,14 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Req
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
-    Ok(Some(Request { method, target, path, query, headers, body }))
+    Ok(Some(Request {
+        method,
+        target,
+        path,
+        query,
+        headers,
+        body,
+    }))
 }
 
 /// A response to write in one go.
@@ -129,7 +146,11 @@ pub struct Response {
 
 impl Response {
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
     pub fn header(mut self, k: &str, v: impl Into<String>) -> Response {
         self.headers.push((k.to_string(), v.into()));
@@ -140,7 +161,9 @@ impl Response {
         self
     }
     pub fn json(status: u16, v: &serde_json::Value) -> Response {
-        Response::new(status).header("Content-Type", "application/json").body(serde_json::to_vec(v).unwrap())
+        Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(serde_json::to_vec(v).unwrap())
     }
     /// An OCI error response `{"errors":[{code,message,detail}]}`.
     pub fn oci_error(status: u16, code: &str, message: &str) -> Response {
@@ -255,10 +278,18 @@ impl Server {
                 let stopping = stop2.clone();
                 std::thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-                    let Ok(read_half) = stream.try_clone() else { return };
+                    let Ok(read_half) = stream.try_clone() else {
+                        return;
+                    };
                     let mut reader = BufReader::new(read_half);
-                    let Ok(Some(req)) = read_request(&mut reader) else { return };
-                    let mut conn = Conn { stream, stopping, reset: false };
+                    let Ok(Some(req)) = read_request(&mut reader) else {
+                        return;
+                    };
+                    let mut conn = Conn {
+                        stream,
+                        stopping,
+                        reset: false,
+                    };
                     handler(req, &mut conn);
                     if conn.reset {
                         // Dropping the last descriptor with SO_LINGER 0 sends a RST.
@@ -268,13 +299,19 @@ impl Server {
                     let _ = conn.stream.shutdown(std::net::Shutdown::Write);
                     // Drain what the client still sends so the close is a FIN,
                     // not a RST that could clip the response.
-                    let _ = conn.stream.set_read_timeout(Some(Duration::from_millis(200)));
+                    let _ = conn
+                        .stream
+                        .set_read_timeout(Some(Duration::from_millis(200)));
                     let mut sink = [0u8; 4096];
                     while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}
                 });
             }
         });
-        Server { addr, stopping, accept: Some(accept) }
+        Server {
+            addr,
+            stopping,
+            accept: Some(accept),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -312,7 +349,10 @@ pub struct Recorded {
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -352,7 +392,9 @@ pub fn parse_token_request(req: &Request) -> TokenRequest {
         for (k, v) in pairs {
             match k.as_str() {
                 // One scope parameter may hold several space-separated scopes.
-                "scope" => scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string)),
+                "scope" => {
+                    scopes.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_string))
+                }
                 "service" => service = Some(v),
                 "username" if user.is_none() => user = Some(v),
                 "password" if password.is_none() => password = Some(v),
@@ -363,7 +405,11 @@ pub fn parse_token_request(req: &Request) -> TokenRequest {
             }
         }
     };
-    take(form_urlencoded::parse(req.query.as_bytes()).into_owned().collect());
+    take(
+        form_urlencoded::parse(req.query.as_bytes())
+            .into_owned()
+            .collect(),
+    );
     if req.method == "POST" {
         take(form_urlencoded::parse(&req.body).into_owned().collect());
     }
@@ -394,7 +440,10 @@ pub enum BlobMode {
     /// reset.
     ResetAfter(usize),
     /// The body in `chunk`-byte pieces with `delay` between them.
-    Trickle { chunk: usize, delay: Duration },
+    Trickle {
+        chunk: usize,
+        delay: Duration,
+    },
     /// Headers and this many body bytes, then nothing (connection stays
     /// open until the server stops).
     StallAfter(usize),
@@ -405,7 +454,10 @@ pub enum BlobMode {
 pub enum Fault {
     /// This status with an OCI error body (`TOOMANYREQUESTS` for 429,
     /// `UNAVAILABLE` otherwise) and optionally `Retry-After: <secs>`.
-    Status { status: u16, retry_after: Option<u64> },
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
     /// Read the request, never answer (until the server stops).
     Hang,
     /// Read the request, then close with a TCP reset.
@@ -414,10 +466,16 @@ pub enum Fault {
 
 impl Fault {
     pub fn too_many(retry_after: Option<u64>) -> Fault {
-        Fault::Status { status: 429, retry_after }
+        Fault::Status {
+            status: 429,
+            retry_after,
+        }
     }
     pub fn unavailable() -> Fault {
-        Fault::Status { status: 503, retry_after: None }
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+        }
     }
 }
 
@@ -433,13 +491,20 @@ struct FaultRule {
 #[derive(Debug, Clone)]
 enum AuthMode {
     None,
-    Basic { user: String, pass: String },
+    Basic {
+        user: String,
+        pass: String,
+    },
     /// Token flow via the fake's own `/token`; `creds: None` issues
     /// anonymous tokens (Docker Hub style).
-    Bearer { creds: Option<(String, String)> },
+    Bearer {
+        creds: Option<(String, String)>,
+    },
     /// Token flow where `/token` grants only the OAuth2 refresh-token form
     /// POST carrying exactly this refresh token.
-    Refresh { token: String },
+    Refresh {
+        token: String,
+    },
 }
 
 /// A manifest as stored: (media type, bytes).
@@ -518,7 +583,12 @@ impl FakeUpstream {
             handle(&st, &seq, me, req, conn);
         });
         *self_addr.lock().unwrap() = Some(server.addr);
-        FakeUpstream { addr: server.addr, state, server, token_seq }
+        FakeUpstream {
+            addr: server.addr,
+            state,
+            server,
+            token_seq,
+        }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -534,31 +604,57 @@ impl FakeUpstream {
     /// Add a blob (served under every repository); returns its digest.
     pub fn add_blob(&self, bytes: Vec<u8>) -> String {
         let d = super::sha256(&bytes);
-        self.state.lock().unwrap().store.blobs.insert(d.clone(), Arc::new(bytes));
+        self.state
+            .lock()
+            .unwrap()
+            .store
+            .blobs
+            .insert(d.clone(), Arc::new(bytes));
         d
     }
 
     /// Add a manifest under `repo` by digest and, if given, by `tag`;
     /// returns its digest.
-    pub fn add_manifest(&self, repo: &str, tag: Option<&str>, media_type: &str, bytes: Vec<u8>) -> String {
+    pub fn add_manifest(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> String {
         let d = super::sha256(&bytes);
         let entry = (media_type.to_string(), Arc::new(bytes));
         let mut st = self.state.lock().unwrap();
-        st.store.manifests.insert((repo.to_string(), d.clone()), entry.clone());
+        st.store
+            .manifests
+            .insert((repo.to_string(), d.clone()), entry.clone());
         if let Some(t) = tag {
-            st.store.manifests.insert((repo.to_string(), t.to_string()), entry);
+            st.store
+                .manifests
+                .insert((repo.to_string(), t.to_string()), entry);
         }
         d
     }
 
     /// Remove a tag (later GETs of it answer 404).
     pub fn remove_tag(&self, repo: &str, tag: &str) {
-        self.state.lock().unwrap().store.manifests.remove(&(repo.to_string(), tag.to_string()));
+        self.state
+            .lock()
+            .unwrap()
+            .store
+            .manifests
+            .remove(&(repo.to_string(), tag.to_string()));
     }
 
     /// Add an OCI image (config + layers of the given sizes, content from
     /// `seed`) tagged `repo:tag`.
-    pub fn add_image_sized(&self, repo: &str, tag: &str, seed: u64, layer_sizes: &[usize]) -> FakeImage {
+    pub fn add_image_sized(
+        &self,
+        repo: &str,
+        tag: &str,
+        seed: u64,
+        layer_sizes: &[usize],
+    ) -> FakeImage {
         let cfg = format!(
             "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[]}},\"seed\":{seed}}}"
         )
@@ -568,7 +664,10 @@ impl FakeUpstream {
         let mut layers = Vec::new();
         let mut descs = Vec::new();
         for (i, &n) in layer_sizes.iter().enumerate() {
-            let d = self.add_blob(super::data(seed.wrapping_mul(1000).wrapping_add(i as u64 + 1), n));
+            let d = self.add_blob(super::data(
+                seed.wrapping_mul(1000).wrapping_add(i as u64 + 1),
+                n,
+            ));
             descs.push(super::descriptor(super::MT_OCI_LAYER, &d, n));
             layers.push(d);
         }
@@ -597,17 +696,31 @@ impl FakeUpstream {
 
     /// The bytes held for a blob.
     pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
-        self.state.lock().unwrap().store.blobs.get(digest).map(|b| b.to_vec())
+        self.state
+            .lock()
+            .unwrap()
+            .store
+            .blobs
+            .get(digest)
+            .map(|b| b.to_vec())
     }
 
     /// Serve `digest` this way from now on.
     pub fn set_blob_mode(&self, digest: &str, mode: BlobMode) {
-        self.state.lock().unwrap().blob_modes.insert(digest.to_string(), mode);
+        self.state
+            .lock()
+            .unwrap()
+            .blob_modes
+            .insert(digest.to_string(), mode);
     }
 
     /// Serve every blob this way from now on (per-digest modes win).
     pub fn set_all_blobs_mode(&self, mode: BlobMode) {
-        self.state.lock().unwrap().blob_modes.insert("*".to_string(), mode);
+        self.state
+            .lock()
+            .unwrap()
+            .blob_modes
+            .insert("*".to_string(), mode);
     }
 
     /// Answer the next `n` `/v2/` requests with `fault`.
@@ -640,7 +753,10 @@ impl FakeUpstream {
 
     /// Require exactly these Basic credentials on every `/v2/` request.
     pub fn require_basic(&self, user: &str, pass: &str) {
-        self.state.lock().unwrap().auth = AuthMode::Basic { user: user.into(), pass: pass.into() };
+        self.state.lock().unwrap().auth = AuthMode::Basic {
+            user: user.into(),
+            pass: pass.into(),
+        };
     }
 
     /// Require a Bearer token from this fake's own `/token` endpoint
@@ -648,14 +764,17 @@ impl FakeUpstream {
     /// The token endpoint demands exactly `creds` as Basic auth (or OAuth2
     /// form fields); `None` issues tokens anonymously.
     pub fn require_bearer(&self, creds: Option<(&str, &str)>) {
-        self.state.lock().unwrap().auth =
-            AuthMode::Bearer { creds: creds.map(|(u, p)| (u.to_string(), p.to_string())) };
+        self.state.lock().unwrap().auth = AuthMode::Bearer {
+            creds: creds.map(|(u, p)| (u.to_string(), p.to_string())),
+        };
     }
 
     /// Require a Bearer token that `/token` issues only for an OAuth2
     /// `grant_type=refresh_token` POST with exactly `refresh_token`.
     pub fn require_oauth_refresh(&self, refresh_token: &str) {
-        self.state.lock().unwrap().auth = AuthMode::Refresh { token: refresh_token.to_string() };
+        self.state.lock().unwrap().auth = AuthMode::Refresh {
+            token: refresh_token.to_string(),
+        };
     }
 
     /// No auth required (the default).
@@ -696,7 +815,10 @@ impl FakeUpstream {
 
     /// Requests with this method and exact path (query ignored).
     pub fn requests_to(&self, method: &str, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.method == method && r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == method && r.path == path)
+            .collect()
     }
 
     /// How many requests with this method and exact path (query ignored).
@@ -749,7 +871,13 @@ fn split_v2(path: &str) -> Option<(String, &'static str, String)> {
     None
 }
 
-fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Request, conn: &mut Conn) {
+fn handle(
+    state: &Arc<Mutex<State>>,
+    seq: &AtomicU64,
+    me: SocketAddr,
+    req: Request,
+    conn: &mut Conn,
+) {
     let head_only = req.method == "HEAD";
     state.lock().unwrap().requests.push(Recorded {
         method: req.method.clone(),
@@ -785,7 +913,10 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
         let mut st = state.lock().unwrap();
         let mut hit = None;
         for rule in st.faults.iter_mut() {
-            let matches = rule.path_contains.as_deref().is_none_or(|p| req.path.contains(p));
+            let matches = rule
+                .path_contains
+                .as_deref()
+                .is_none_or(|p| req.path.contains(p));
             if matches && rule.remaining != Some(0) {
                 if let Some(n) = rule.remaining.as_mut() {
                     *n -= 1;
@@ -797,8 +928,15 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
         hit
     };
     match fault {
-        Some(Fault::Status { status, retry_after }) => {
-            let code = if status == 429 { "TOOMANYREQUESTS" } else { "UNAVAILABLE" };
+        Some(Fault::Status {
+            status,
+            retry_after,
+        }) => {
+            let code = if status == 429 {
+                "TOOMANYREQUESTS"
+            } else {
+                "UNAVAILABLE"
+            };
             let mut r = Response::oci_error(status, code, "fake upstream fault");
             if let Some(s) = retry_after {
                 r = r.header("Retry-After", s.to_string());
@@ -832,7 +970,9 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
             }
         }
         AuthMode::Bearer { .. } | AuthMode::Refresh { .. } => {
-            let needed = parsed.as_ref().map(|(name, _, _)| format!("repository:{name}:pull"));
+            let needed = parsed
+                .as_ref()
+                .map(|(name, _, _)| format!("repository:{name}:pull"));
             let ok = req
                 .header("authorization")
                 .and_then(|v| v.strip_prefix("Bearer "))
@@ -842,7 +982,8 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
                     Some(n) => scopes.iter().any(|s| scope_covers(s, n)),
                 });
             if !ok {
-                let mut ch = format!("Bearer realm=\"http://{me}/token\",service=\"fake-registry\"");
+                let mut ch =
+                    format!("Bearer realm=\"http://{me}/token\",service=\"fake-registry\"");
                 if let Some(n) = &needed {
                     ch.push_str(&format!(",scope=\"{n}\""));
                 }
@@ -861,18 +1002,26 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
                 .header("Docker-Distribution-API-Version", "registry/2.0");
             let _ = r.write(&mut conn.stream, head_only);
         } else {
-            let _ = Response::oci_error(404, "NAME_UNKNOWN", "unknown path").write(&mut conn.stream, head_only);
+            let _ = Response::oci_error(404, "NAME_UNKNOWN", "unknown path")
+                .write(&mut conn.stream, head_only);
         }
         return;
     };
 
     if req.method != "GET" && req.method != "HEAD" {
-        let _ = Response::oci_error(405, "UNSUPPORTED", "read-only fake").write(&mut conn.stream, head_only);
+        let _ = Response::oci_error(405, "UNSUPPORTED", "read-only fake")
+            .write(&mut conn.stream, head_only);
         return;
     }
 
     if kind == "manifests" {
-        let m = state.lock().unwrap().store.manifests.get(&(name, reference)).cloned();
+        let m = state
+            .lock()
+            .unwrap()
+            .store
+            .manifests
+            .get(&(name, reference))
+            .cloned();
         let r = match m {
             Some((mt, bytes)) => Response::new(200)
                 .header("Content-Type", mt)
@@ -894,14 +1043,22 @@ fn handle(state: &Arc<Mutex<State>>, seq: &AtomicU64, me: SocketAddr, req: Reque
             .or_else(|| st.blob_modes.get("*"))
             .cloned()
             .unwrap_or(BlobMode::Normal);
-        (st.store.blobs.get(&reference).cloned(), mode, st.redirect_blobs.clone())
+        (
+            st.store.blobs.get(&reference).cloned(),
+            mode,
+            st.redirect_blobs.clone(),
+        )
     };
     let Some(blob) = blob else {
-        let _ = Response::oci_error(404, "BLOB_UNKNOWN", "blob unknown").write(&mut conn.stream, head_only);
+        let _ = Response::oci_error(404, "BLOB_UNKNOWN", "blob unknown")
+            .write(&mut conn.stream, head_only);
         return;
     };
     if let (Some(base), false) = (redirect, head_only) {
-        let r = Response::new(307).header("Location", format!("{base}/storage/{reference}?sig=fake-signature"));
+        let r = Response::new(307).header(
+            "Location",
+            format!("{base}/storage/{reference}?sig=fake-signature"),
+        );
         let _ = r.write(&mut conn.stream, false);
         return;
     }
@@ -913,11 +1070,19 @@ fn scope_covers(have: &str, want: &str) -> bool {
     let split = |s: &str| -> Option<(String, String, Vec<String>)> {
         let (t, rest) = s.split_once(':')?;
         let (name, actions) = rest.rsplit_once(':')?;
-        Some((t.to_string(), name.to_string(), actions.split(',').map(str::to_string).collect()))
+        Some((
+            t.to_string(),
+            name.to_string(),
+            actions.split(',').map(str::to_string).collect(),
+        ))
     };
     match (split(have), split(want)) {
         (Some((t1, n1, a1)), Some((t2, n2, a2))) => {
-            t1 == t2 && n1 == n2 && a2.iter().all(|a| a1.contains(a) || a1.iter().any(|x| x == "*"))
+            t1 == t2
+                && n1 == n2
+                && a2
+                    .iter()
+                    .all(|a| a1.contains(a) || a1.iter().any(|x| x == "*"))
         }
         _ => false,
     }
@@ -928,9 +1093,9 @@ fn token_endpoint(state: &Arc<Mutex<State>>, seq: &AtomicU64, req: &Request) -> 
     let mut st = state.lock().unwrap();
     let allowed = match &st.auth {
         AuthMode::Bearer { creds: None } => true,
-        AuthMode::Bearer { creds: Some((u, p)) } => {
-            tr.user.as_deref() == Some(u.as_str()) && tr.password.as_deref() == Some(p.as_str())
-        }
+        AuthMode::Bearer {
+            creds: Some((u, p)),
+        } => tr.user.as_deref() == Some(u.as_str()) && tr.password.as_deref() == Some(p.as_str()),
         AuthMode::Refresh { token } => {
             tr.method == "POST"
                 && tr.grant_type.as_deref() == Some("refresh_token")
@@ -944,8 +1109,11 @@ fn token_endpoint(state: &Arc<Mutex<State>>, seq: &AtomicU64, req: &Request) -> 
     let scopes = tr.scopes.clone();
     st.token_requests.push(tr);
     if !allowed {
-        return Response::json(401, &serde_json::json!({"details":"incorrect username or password"}))
-            .header("WWW-Authenticate", "Basic realm=\"fake-token\"");
+        return Response::json(
+            401,
+            &serde_json::json!({"details":"incorrect username or password"}),
+        )
+        .header("WWW-Authenticate", "Basic realm=\"fake-token\"");
     }
     let token = format!("fake-token-{}", seq.fetch_add(1, Ordering::SeqCst));
     st.tokens.insert(token.clone(), scopes);
@@ -965,11 +1133,21 @@ fn parse_range(v: &str, len: usize) -> Option<(usize, usize)> {
     let spec = v.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let start: usize = a.trim().parse().ok()?;
-    let end: usize = if b.trim().is_empty() { len.checked_sub(1)? } else { b.trim().parse::<usize>().ok()?.min(len - 1) };
+    let end: usize = if b.trim().is_empty() {
+        len.checked_sub(1)?
+    } else {
+        b.trim().parse::<usize>().ok()?.min(len - 1)
+    };
     (start <= end && end < len).then_some((start, end))
 }
 
-fn serve_blob(blob: &[u8], digest: &str, req: &Request, mode: BlobMode, conn: &mut Conn) -> std::io::Result<()> {
+fn serve_blob(
+    blob: &[u8],
+    digest: &str,
+    req: &Request,
+    mode: BlobMode,
+    conn: &mut Conn,
+) -> std::io::Result<()> {
     let head_only = req.method == "HEAD";
     let mut body: Vec<u8> = blob.to_vec();
     if mode == BlobMode::WrongBytes {
@@ -981,7 +1159,10 @@ fn serve_blob(blob: &[u8], digest: &str, req: &Request, mode: BlobMode, conn: &m
     let mut extra = Vec::new();
     if let Some((a, b)) = req.header("range").and_then(|r| parse_range(r, body.len())) {
         status = 206;
-        extra.push(("Content-Range".to_string(), format!("bytes {a}-{b}/{}", body.len())));
+        extra.push((
+            "Content-Range".to_string(),
+            format!("bytes {a}-{b}/{}", body.len()),
+        ));
         body = body[a..=b].to_vec();
     }
     let mut r = Response::new(status)

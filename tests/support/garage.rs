@@ -268,7 +268,13 @@ impl Garage {
             g.nodes.lock().unwrap()[i].id = id;
         }
         step(&mut g, "nodes listening");
-        let ids: Vec<String> = g.nodes.lock().unwrap().iter().map(|n| n.id.clone()).collect();
+        let ids: Vec<String> = g
+            .nodes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.id.clone())
+            .collect();
         // Every pair directly (not just node 0 to the others): waiting for
         // the nodes to find each other by gossip costs seconds.
         for i in 0..n {
@@ -338,7 +344,13 @@ impl Garage {
     /// node `i` (`[storage] backend = "s3"`, keys from environment
     /// variables, key prefix `prefix`, multipart parts of `part_size`).
     /// `config` may have its own `[storage]` table.
-    pub fn wharf_options(&self, i: usize, prefix: &str, part_size: &str, config: &str) -> super::Options {
+    pub fn wharf_options(
+        &self,
+        i: usize,
+        prefix: &str,
+        part_size: &str,
+        config: &str,
+    ) -> super::Options {
         let table = format!(
             "[storage.s3]\nbucket = \"{}\"\nprefix = \"{prefix}\"\nregion = \"{}\"\nendpoint = \"{}\"\npart_size = \"{part_size}\"\n\
              credentials = {{ backend = \"env\", username = \"WHARF_TEST_S3_KEY_ID\", password = \"WHARF_TEST_S3_SECRET\" }}\n",
@@ -387,7 +399,13 @@ impl Garage {
         nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| format!("----- garage node {i} ({}) -----\n{}", n.log_path.display(), n.logs()))
+            .map(|(i, n)| {
+                format!(
+                    "----- garage node {i} ({}) -----\n{}",
+                    n.log_path.display(),
+                    n.logs()
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -427,8 +445,15 @@ impl Garage {
     /// `connectedNodes`, `storageNodesUp`, `partitionsQuorum`,
     /// `partitionsAllOk`... `None` if the node does not answer.
     pub fn health(&self, i: usize) -> Option<serde_json::Value> {
-        let url = format!("{}/v2/GetClusterHealth", self.nodes.lock().unwrap()[i].admin_url());
-        let r = admin_client().get(url).bearer_auth(&self.admin_token).send().ok()?;
+        let url = format!(
+            "{}/v2/GetClusterHealth",
+            self.nodes.lock().unwrap()[i].admin_url()
+        );
+        let r = admin_client()
+            .get(url)
+            .bearer_auth(&self.admin_token)
+            .send()
+            .ok()?;
         if !r.status().is_success() {
             return None;
         }
@@ -442,7 +467,9 @@ impl Garage {
         self.wait_until("the cluster to be healthy on every node", || {
             running.iter().all(|&i| {
                 self.health(i).is_some_and(|h| {
-                    h["status"] == "healthy" && h["partitionsAllOk"] == h["partitions"] && h["partitions"] != 0
+                    h["status"] == "healthy"
+                        && h["partitionsAllOk"] == h["partitions"]
+                        && h["partitions"] != 0
                 })
             })
         });
@@ -489,17 +516,28 @@ impl Garage {
             let n = &self.nodes.lock().unwrap()[i];
             (n.s3_addr, n.admin_addr)
         };
-        self.wait_until(&format!("garage node {i} to listen on {s3} and {admin}"), || {
-            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
-            up(&s3) && up(&admin)
-        });
+        self.wait_until(
+            &format!("garage node {i} to listen on {s3} and {admin}"),
+            || {
+                let up = |a: &SocketAddr| {
+                    TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
+                };
+                up(&s3) && up(&admin)
+            },
+        );
     }
 
     /// Node `i`'s id, from the `node_key.pub` the server writes at start.
     fn read_node_id(&self, i: usize) -> String {
         let path = self.nodes.lock().unwrap()[i].dir.join("meta/node_key.pub");
-        let key = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), self.all_logs()));
-        assert_eq!(key.len(), 32, "{} is not a 32-byte public key", path.display());
+        let key = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", path.display(), self.all_logs()));
+        assert_eq!(
+            key.len(),
+            32,
+            "{} is not a 32-byte public key",
+            path.display()
+        );
         hex::encode(key)
     }
 
@@ -515,7 +553,10 @@ impl Garage {
             }
             for (i, was) in expected.iter().enumerate() {
                 if *was && !self.is_running(i) {
-                    panic!("garage node {i} exited while waiting for {what}:\n{}", self.all_logs());
+                    panic!(
+                        "garage node {i} exited while waiting for {what}:\n{}",
+                        self.all_logs()
+                    );
                 }
             }
             if Instant::now() >= deadline {
@@ -564,11 +605,16 @@ pub fn with_s3_storage(config: &str, table: &str) -> String {
 /// bucket) and add the storage settings to its config. Panics when that
 /// is asked for without a garage binary.
 pub fn storage_from_env(opts: super::Options) -> super::Options {
-    let on_s3 = opts.s3.is_some() || opts.config.as_deref().is_some_and(|c| c.contains("backend = \"s3\""));
+    let on_s3 = opts.s3.is_some()
+        || opts
+            .config
+            .as_deref()
+            .is_some_and(|c| c.contains("backend = \"s3\""));
     if on_s3 || std::env::var("WHARF_TEST_STORAGE").as_deref() != Ok("s3") {
         return opts;
     }
-    let g = Garage::start(1).expect("WHARF_TEST_STORAGE=s3 needs a garage binary (tests/run.sh installs it)");
+    let g = Garage::start(1)
+        .expect("WHARF_TEST_STORAGE=s3 needs a garage binary (tests/run.sh installs it)");
     let mut s3 = g.wharf_options(0, "", "5MiB", opts.config.as_deref().unwrap_or_default());
     s3.env.extend(opts.env);
     super::Options {
@@ -597,7 +643,12 @@ fn cli_field(out: &str, label: &str) -> String {
 }
 
 /// The TOML configuration of one node.
-fn node_config(node: &GarageNode, replication_factor: usize, rpc_secret: &str, admin_token: &str) -> String {
+fn node_config(
+    node: &GarageNode,
+    replication_factor: usize,
+    rpc_secret: &str,
+    admin_token: &str,
+) -> String {
     format!(
         r#"# generated by wharf's tests/support/garage.rs
 metadata_dir = "{meta}"

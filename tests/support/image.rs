@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-pub use super::{MT_DOCKER_CONFIG, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST};
+pub use super::{
+    MT_DOCKER_CONFIG, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_CONFIG, MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+};
 pub const MT_OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MT_OCI_LAYER_GZIP: &str = super::MT_OCI_LAYER;
 pub const MT_DOCKER_LAYER_GZIP: &str = super::MT_DOCKER_LAYER;
@@ -66,7 +69,14 @@ impl Noise {
             x ^= x >> 27;
             c.copy_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
         }
-        Noise { seed, len, pos: 0, block: base.clone(), base, block_no: u64::MAX }
+        Noise {
+            seed,
+            len,
+            pos: 0,
+            block: base.clone(),
+            base,
+            block_no: u64::MAX,
+        }
     }
 
     /// Total length.
@@ -93,7 +103,8 @@ impl Noise {
         // Scatter a few more stamps so that any 64 KiB window is unique too.
         for k in 1..16usize {
             let at = k * (NOISE_BLOCK / 16);
-            self.block[at..at + 8].copy_from_slice(&(n ^ (k as u64) << 56 ^ self.seed).to_le_bytes());
+            self.block[at..at + 8]
+                .copy_from_slice(&(n ^ (k as u64) << 56 ^ self.seed).to_le_bytes());
         }
         self.block_no = n;
     }
@@ -107,7 +118,9 @@ impl Read for Noise {
         let n = self.pos / NOISE_BLOCK as u64;
         let off = (self.pos % NOISE_BLOCK as u64) as usize;
         self.load_block(n);
-        let avail = (NOISE_BLOCK - off).min((self.len - self.pos) as usize).min(buf.len());
+        let avail = (NOISE_BLOCK - off)
+            .min((self.len - self.pos) as usize)
+            .min(buf.len());
         buf[..avail].copy_from_slice(&self.block[off..off + avail]);
         self.pos += avail as u64;
         Ok(avail)
@@ -140,7 +153,11 @@ pub struct HashWriter<W> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: sha2::Sha256::new(), count: 0 }
+        HashWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count
@@ -168,7 +185,11 @@ fn crc32_table() -> [u32; 256] {
     for (i, e) in t.iter_mut().enumerate() {
         let mut c = i as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
         *e = c;
     }
@@ -191,7 +212,13 @@ impl<W: Write> GzipStored<W> {
     pub fn new(mut inner: W) -> io::Result<Self> {
         // magic, CM=deflate, FLG=0, MTIME=0, XFL=0, OS=255 (unknown)
         inner.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
-        Ok(GzipStored { inner, table: crc32_table(), crc: 0xFFFF_FFFF, total: 0, pending: Vec::with_capacity(STORED_MAX) })
+        Ok(GzipStored {
+            inner,
+            table: crc32_table(),
+            crc: 0xFFFF_FFFF,
+            total: 0,
+            pending: Vec::with_capacity(STORED_MAX),
+        })
     }
 
     fn block(&mut self, last: bool) -> io::Result<()> {
@@ -274,14 +301,21 @@ pub fn write_tar<W: Write>(w: &mut W, entries: Vec<TarEntry<'_>>) -> io::Result<
     for e in entries {
         match e {
             TarEntry::Dir(name) => {
-                let name = if name.ends_with('/') { name.to_string() } else { format!("{name}/") };
+                let name = if name.ends_with('/') {
+                    name.to_string()
+                } else {
+                    format!("{name}/")
+                };
                 w.write_all(&tar_header(&name, 0, true))?;
             }
             TarEntry::File(name, size, mut content) => {
                 w.write_all(&tar_header(name, size, false))?;
                 let copied = io::copy(&mut (&mut content).take(size), w)?;
                 if copied != size {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "tar entry content too short"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "tar entry content too short",
+                    ));
                 }
                 let pad = (512 - (size % 512) as usize) % 512;
                 w.write_all(&vec![0u8; pad])?;
@@ -349,10 +383,18 @@ pub struct ImageSpec {
 
 impl ImageSpec {
     pub fn oci(seed: u64, layers: Vec<LayerSpec>) -> Self {
-        ImageSpec { layers, format: Format::Oci, seed }
+        ImageSpec {
+            layers,
+            format: Format::Oci,
+            seed,
+        }
     }
     pub fn docker(seed: u64, layers: Vec<LayerSpec>) -> Self {
-        ImageSpec { layers, format: Format::Docker, seed }
+        ImageSpec {
+            layers,
+            format: Format::Docker,
+            seed,
+        }
     }
 }
 
@@ -421,19 +463,25 @@ impl OciLayout {
     /// Create (or open) a layout at `dir`.
     pub fn create(dir: &Path) -> OciLayout {
         std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-        let l = OciLayout { dir: dir.to_path_buf() };
+        let l = OciLayout {
+            dir: dir.to_path_buf(),
+        };
         if !dir.join("oci-layout").exists() {
             std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
         }
         if !dir.join("index.json").exists() {
-            l.write_index(&json!({ "schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [] }));
+            l.write_index(
+                &json!({ "schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [] }),
+            );
         }
         l
     }
 
     /// An existing layout (e.g. one a client wrote).
     pub fn open(dir: &Path) -> OciLayout {
-        OciLayout { dir: dir.to_path_buf() }
+        OciLayout {
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// `oci:<dir>:<tag>`, the containers-transports reference.
@@ -447,7 +495,8 @@ impl OciLayout {
     }
 
     pub fn read_blob(&self, digest: &str) -> Vec<u8> {
-        std::fs::read(self.blob_path(digest)).unwrap_or_else(|e| panic!("blob {digest} in {}: {e}", self.dir.display()))
+        std::fs::read(self.blob_path(digest))
+            .unwrap_or_else(|e| panic!("blob {digest} in {}: {e}", self.dir.display()))
     }
 
     pub fn has_blob(&self, digest: &str) -> bool {
@@ -460,7 +509,12 @@ impl OciLayout {
             .unwrap()
             .flatten()
             .filter(|e| e.path().is_file())
-            .map(|e| (format!("sha256:{}", e.file_name().to_string_lossy()), e.path()))
+            .map(|e| {
+                (
+                    format!("sha256:{}", e.file_name().to_string_lossy()),
+                    e.path(),
+                )
+            })
             .collect();
         v.sort();
         v
@@ -471,7 +525,11 @@ impl OciLayout {
     }
 
     fn write_index(&self, v: &Value) {
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
     }
 
     /// Point `tag` at `desc` in `index.json` (replacing an older entry).
@@ -508,7 +566,11 @@ impl OciLayout {
         if !p.exists() {
             std::fs::write(&p, bytes).unwrap();
         }
-        Desc { media_type: media_type.to_string(), digest, size: bytes.len() as u64 }
+        Desc {
+            media_type: media_type.to_string(),
+            digest,
+            size: bytes.len() as u64,
+        }
     }
 
     /// Generate one layer, streamed to disk.
@@ -519,16 +581,26 @@ impl OciLayout {
             (Format::Oci, true) => MT_OCI_LAYER_GZIP,
             (Format::Oci, false) => MT_OCI_LAYER_TAR,
         };
-        let tmp = self.dir.join("blobs/sha256").join(format!(".tmp-layer-{seed}-{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join("blobs/sha256")
+            .join(format!(".tmp-layer-{seed}-{}", std::process::id()));
         let file = BufWriter::with_capacity(1 << 20, File::create(&tmp).unwrap());
         let dir = format!("layer-{seed}");
         let data_name = format!("{dir}/data.bin");
         let readme_name = format!("{dir}/README");
-        let readme = format!("wharf test layer, seed {seed}, {} bytes of noise\n", spec.size);
+        let readme = format!(
+            "wharf test layer, seed {seed}, {} bytes of noise\n",
+            spec.size
+        );
         let entries = |_: ()| {
             vec![
                 TarEntry::Dir(&dir),
-                TarEntry::File(&readme_name, readme.len() as u64, Box::new(readme.as_bytes())),
+                TarEntry::File(
+                    &readme_name,
+                    readme.len() as u64,
+                    Box::new(readme.as_bytes()),
+                ),
                 TarEntry::File(&data_name, spec.size, Box::new(Noise::new(seed, spec.size))),
             ]
         };
@@ -549,7 +621,14 @@ impl OciLayout {
         };
         let dest = self.blob_path(&digest);
         std::fs::rename(&tmp, &dest).unwrap();
-        Layer { desc: Desc { media_type: media_type.to_string(), digest, size }, diff_id }
+        Layer {
+            desc: Desc {
+                media_type: media_type.to_string(),
+                digest,
+                size,
+            },
+            diff_id,
+        }
     }
 
     /// Generate config, layers and manifest for one platform; nothing is
@@ -633,13 +712,22 @@ impl OciLayout {
         let index_bytes = serde_json::to_vec_pretty(&index).unwrap();
         let desc = self.put_blob(mt_index, &index_bytes);
         self.tag(tag, &desc);
-        MultiArch { index: desc, index_bytes, images }
+        MultiArch {
+            index: desc,
+            index_bytes,
+            images,
+        }
     }
 
     /// Panic unless every blob file hashes to its own name.
     pub fn verify_blobs(&self) {
         for (d, p) in self.blob_files() {
-            assert_eq!(super::sha256_file(&p), d, "blob file {} does not match its name", p.display());
+            assert_eq!(
+                super::sha256_file(&p),
+                d,
+                "blob file {} does not match its name",
+                p.display()
+            );
         }
     }
 }
@@ -660,7 +748,9 @@ const DIR_VERSION: &str = "Directory Transport Version: 1.1\n";
 
 impl DirImage {
     pub fn open(dir: &Path) -> DirImage {
-        DirImage { dir: dir.to_path_buf() }
+        DirImage {
+            dir: dir.to_path_buf(),
+        }
     }
 
     /// `dir:<path>`
@@ -672,13 +762,17 @@ impl DirImage {
     pub fn manifest(&self, instance: Option<&str>) -> Vec<u8> {
         let p = match instance {
             None => self.dir.join("manifest.json"),
-            Some(d) => self.dir.join(format!("{}.manifest.json", d.strip_prefix("sha256:").unwrap())),
+            Some(d) => self.dir.join(format!(
+                "{}.manifest.json",
+                d.strip_prefix("sha256:").unwrap()
+            )),
         };
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.dir.join(digest.strip_prefix("sha256:").expect("sha256 digest"))
+        self.dir
+            .join(digest.strip_prefix("sha256:").expect("sha256 digest"))
     }
 
     pub fn has_blob(&self, digest: &str) -> bool {
@@ -688,7 +782,8 @@ impl DirImage {
 
 fn link_or_copy(from: &Path, to: &Path) {
     if std::fs::hard_link(from, to).is_err() {
-        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+        std::fs::copy(from, to)
+            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
     }
 }
 
@@ -706,7 +801,14 @@ impl OciLayout {
             for c in children {
                 let d = c["digest"].as_str().unwrap();
                 let bytes = self.read_blob(d);
-                std::fs::write(dest.join(format!("{}.manifest.json", d.strip_prefix("sha256:").unwrap())), &bytes).unwrap();
+                std::fs::write(
+                    dest.join(format!(
+                        "{}.manifest.json",
+                        d.strip_prefix("sha256:").unwrap()
+                    )),
+                    &bytes,
+                )
+                .unwrap();
                 images.push(serde_json::from_slice::<Value>(&bytes).unwrap());
             }
         } else {
@@ -734,7 +836,11 @@ impl OciLayout {
 /// debug build of the `sha2` crate), else `sha2`.
 pub fn fast_sha256<R: Read>(mut r: R) -> String {
     use std::process::{Command, Stdio};
-    if let Ok(mut child) = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn() {
+    if let Ok(mut child) = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
         let mut stdin = child.stdin.take().unwrap();
         io::copy(&mut r, &mut stdin).expect("feed sha256sum");
         drop(stdin);

@@ -9,14 +9,14 @@ pub mod cli;
 pub mod ctr;
 pub mod disk;
 pub mod docker;
+pub mod fake_upstream;
+pub mod garage;
 pub mod image;
 pub mod moto;
 pub mod pki;
-pub mod upstream;
-pub mod fake_upstream;
-pub mod garage;
 pub mod s3;
 pub mod ui;
+pub mod upstream;
 pub mod webdriver;
 
 use std::fs::File;
@@ -91,7 +91,10 @@ pub const ADMIN: (&str, &str) = ("admin", "adminpw");
 pub fn admin_config() -> String {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let hash = HASH.get_or_init(|| accounts::hash_password(ADMIN.1));
-    format!("\n[[auth.admins]]\nusername = \"{}\"\npassword_hash = \"{hash}\"\n", ADMIN.0)
+    format!(
+        "\n[[auth.admins]]\nusername = \"{}\"\npassword_hash = \"{hash}\"\n",
+        ADMIN.0
+    )
 }
 
 /// A running wharf process; killed on drop.
@@ -120,11 +123,20 @@ impl Wharf {
 
     fn spawn(tmp: std::sync::Arc<tempfile::TempDir>, opts: Options) -> Wharf {
         let opts = garage::storage_from_env(opts);
-        let data_dir = opts.data_dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| tmp.path().join("data"));
         let port = opts.port.unwrap_or_else(free_port);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log_path = tmp.path().join(format!("wharf-{port}-{}.log", std::process::id()));
-        let log = File::options().create(true).append(true).open(&log_path).expect("log file");
+        let log_path = tmp
+            .path()
+            .join(format!("wharf-{port}-{}.log", std::process::id()));
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -132,12 +144,19 @@ impl Wharf {
             .arg("--data-dir")
             .arg(&data_dir)
             .env_remove("WHARF_CONFIG")
-            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let config = match (&opts.config, opts.admin) {
-            (c, true) => Some(format!("{}{}", c.clone().unwrap_or_default(), admin_config())),
+            (c, true) => Some(format!(
+                "{}{}",
+                c.clone().unwrap_or_default(),
+                admin_config()
+            )),
             (c, false) => c.clone(),
         };
         if let Some(c) = &config {
@@ -154,7 +173,9 @@ impl Wharf {
             addr,
             data_dir,
             log_path,
-            creds: opts.admin.then(|| (ADMIN.0.to_string(), ADMIN.1.to_string())),
+            creds: opts
+                .admin
+                .then(|| (ADMIN.0.to_string(), ADMIN.1.to_string())),
             tmp,
             opts,
         };
@@ -175,7 +196,11 @@ impl Wharf {
             }
             std::thread::sleep(Duration::from_millis(30));
         }
-        panic!("wharf did not start listening on {}:\n{}", self.addr, self.logs());
+        panic!(
+            "wharf did not start listening on {}:\n{}",
+            self.addr,
+            self.logs()
+        );
     }
 
     /// A request to `path` (e.g. `/v2/...`) carrying the guard's
@@ -212,13 +237,20 @@ impl Wharf {
     /// Scrape `/metrics`, check it parses as Prometheus text, and return
     /// series (`name{labels}`) → value.
     pub fn metrics(&self) -> std::collections::HashMap<String, f64> {
-        let r = http().get(format!("{}/metrics", self.url())).send().unwrap();
+        let r = http()
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), 200);
         let text = r.text().unwrap();
-        wharf::metrics::check_exposition(&text).unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
+        wharf::metrics::check_exposition(&text)
+            .unwrap_or_else(|e| panic!("not Prometheus text: {e}\n{text}"));
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap())))
+            .filter_map(|l| {
+                l.rsplit_once(' ')
+                    .map(|(k, v)| (k.to_string(), v.parse::<f64>().unwrap()))
+            })
             .collect()
     }
 
@@ -236,8 +268,13 @@ impl Wharf {
 
     /// SIGTERM and wait for exit; returns whether it exited with status 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else { return false };
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {
             if let Ok(Some(s)) = c.try_wait() {
@@ -366,12 +403,20 @@ pub fn check_oci_error(
     code: &str,
 ) -> serde_json::Value {
     let text = String::from_utf8_lossy(body);
-    assert_eq!(got_status, status, "status (expected {status} {code}); body: {text}");
+    assert_eq!(
+        got_status, status,
+        "status (expected {status} {code}); body: {text}"
+    );
     let ct = content_type.unwrap_or("");
-    assert!(ct.starts_with("application/json"), "error Content-Type is {ct:?}; body: {text}");
-    let v: serde_json::Value =
-        serde_json::from_slice(body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
-    let errs = v["errors"].as_array().unwrap_or_else(|| panic!("no errors array: {text}"));
+    assert!(
+        ct.starts_with("application/json"),
+        "error Content-Type is {ct:?}; body: {text}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {text}"));
+    let errs = v["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array: {text}"));
     assert!(!errs.is_empty(), "empty errors array: {text}");
     for e in errs {
         assert!(e["code"].is_string(), "error without code: {text}");
@@ -383,7 +428,11 @@ pub fn check_oci_error(
 }
 
 /// Assert that `resp` is an OCI error with `status` and `code`.
-pub fn assert_oci_error(resp: reqwest::blocking::Response, status: u16, code: &str) -> serde_json::Value {
+pub fn assert_oci_error(
+    resp: reqwest::blocking::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
     let got = resp.status().as_u16();
     let ct = resp
         .headers()
@@ -398,7 +447,13 @@ pub fn assert_oci_error(resp: reqwest::blocking::Response, status: u16, code: &s
 pub fn header(resp: &reqwest::blocking::Response, name: &str) -> String {
     resp.headers()
         .get(name)
-        .unwrap_or_else(|| panic!("response {} has no {name} header: {:?}", resp.status(), resp.headers()))
+        .unwrap_or_else(|| {
+            panic!(
+                "response {} has no {name} header: {:?}",
+                resp.status(),
+                resp.headers()
+            )
+        })
         .to_str()
         .expect("header is not ASCII")
         .to_string()
@@ -417,22 +472,39 @@ pub fn abs_url(w: &Wharf, location: &str) -> String {
 pub fn push_blob(w: &Wharf, repo: &str, bytes: &[u8]) -> String {
     let d = sha256(bytes);
     let r = w
-        .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"))
+        .req(
+            reqwest::Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+        )
         .header("content-type", "application/octet-stream")
         .body(bytes.to_vec())
         .send()
         .expect("push blob");
-    assert_eq!(r.status(), 201, "monolithic push of {d} to {repo}: {:?}", r.text());
+    assert_eq!(
+        r.status(),
+        201,
+        "monolithic push of {d} to {repo}: {:?}",
+        r.text()
+    );
     d
 }
 
 /// `PUT /v2/<repo>/manifests/<reference>` with `media_type` as Content-Type.
-pub fn put_manifest(w: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::blocking::Response {
-    w.req(reqwest::Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(body.to_vec())
-        .send()
-        .expect("put manifest")
+pub fn put_manifest(
+    w: &Wharf,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> reqwest::blocking::Response {
+    w.req(
+        reqwest::Method::PUT,
+        &format!("/v2/{repo}/manifests/{reference}"),
+    )
+    .header("content-type", media_type)
+    .body(body.to_vec())
+    .send()
+    .expect("put manifest")
 }
 
 /// A descriptor JSON value.
@@ -476,7 +548,8 @@ pub struct Pushed {
 /// Push a config and two layers (content derived from `seed`) and an OCI
 /// image manifest under `reference` (a tag or `"digest"` to push by digest).
 pub fn push_image(w: &Wharf, repo: &str, reference: &str, seed: u64) -> Pushed {
-    let cfg = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
+    let cfg =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}").into_bytes();
     let l1 = data(seed * 2 + 1, 1000 + seed as usize % 100);
     let l2 = data(seed * 2 + 2, 3000);
     let c = push_blob(w, repo, &cfg);
@@ -485,13 +558,25 @@ pub fn push_image(w: &Wharf, repo: &str, reference: &str, seed: u64) -> Pushed {
     let bytes = image_manifest(
         MT_OCI_MANIFEST,
         descriptor(MT_OCI_CONFIG, &c, cfg.len()),
-        vec![descriptor(MT_OCI_LAYER, &d1, l1.len()), descriptor(MT_OCI_LAYER, &d2, l2.len())],
+        vec![
+            descriptor(MT_OCI_LAYER, &d1, l1.len()),
+            descriptor(MT_OCI_LAYER, &d2, l2.len()),
+        ],
         serde_json::json!({}),
     );
     let digest = sha256(&bytes);
-    let r = if reference == "digest" { digest.clone() } else { reference.to_string() };
+    let r = if reference == "digest" {
+        digest.clone()
+    } else {
+        reference.to_string()
+    };
     let resp = put_manifest(w, repo, &r, MT_OCI_MANIFEST, &bytes);
-    assert_eq!(resp.status(), 201, "push manifest {repo}:{r}: {:?}", resp.text());
+    assert_eq!(
+        resp.status(),
+        201,
+        "push manifest {repo}:{r}: {:?}",
+        resp.text()
+    );
     Pushed {
         digest,
         bytes,

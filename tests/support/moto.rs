@@ -34,7 +34,11 @@ impl Moto {
             .spawn()
             .expect("moto_server not found: pip install 'moto[server]' (tests/run.sh does)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let m = Moto { child, url: format!("http://{addr}"), log };
+        let m = Moto {
+            child,
+            url: format!("http://{addr}"),
+            log,
+        };
         assert!(
             super::wait_for_port(addr, Duration::from_secs(30)),
             "moto did not listen: {}",
@@ -59,7 +63,11 @@ impl Moto {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .output()
             .unwrap();
-        assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -67,9 +75,13 @@ impl Moto {
     pub fn put_secret(&self, name: &str, value: &str, create: bool) {
         let v = serde_json::to_string(value).unwrap();
         if create {
-            self.py(&format!("sm.create_secret(Name='{name}', SecretString={v})"));
+            self.py(&format!(
+                "sm.create_secret(Name='{name}', SecretString={v})"
+            ));
         } else {
-            self.py(&format!("sm.put_secret_value(SecretId='{name}', SecretString={v})"));
+            self.py(&format!(
+                "sm.put_secret_value(SecretId='{name}', SecretString={v})"
+            ));
         }
     }
 }

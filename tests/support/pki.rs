@@ -18,11 +18,14 @@ pub fn pki_for(name: &str, sans: &[&str]) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, format!("wharf test CA {name}"));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("wharf test CA {name}"));
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, format!("wharf {name}"));
+    let mut leaf =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("wharf {name}"));
     let key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
     Pki {

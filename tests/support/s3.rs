@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode,
+    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest,
+    SignatureLocation, SigningSettings, UriPathNormalizationMode,
 };
 use aws_sigv4::sign::v4;
 
@@ -55,7 +55,10 @@ impl S3Response {
 
     /// A header as a string, if present.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 
     /// The `ETag` header (with its quotes, as sent).
@@ -72,7 +75,9 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -110,7 +115,13 @@ fn xml_unescape(s: &str) -> String {
 }
 
 impl S3 {
-    pub fn new(endpoint: &str, region: &str, bucket: &str, access_key_id: &str, secret_key: &str) -> S3 {
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        bucket: &str,
+        access_key_id: &str,
+        secret_key: &str,
+    ) -> S3 {
         S3 {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
@@ -140,7 +151,10 @@ impl S3 {
     /// 503 Service Unavailable (as the AWS SDKs' standard retry mode does),
     /// after 100 ms, 200 ms... Each retry is reported on stderr.
     pub fn with_retries(&self, n: u32) -> S3 {
-        S3 { retries_503: n, ..self.clone() }
+        S3 {
+            retries_503: n,
+            ..self.clone()
+        }
     }
 
     /// Unsigned URL of `key` in the bucket (`key` empty: the bucket itself),
@@ -187,7 +201,14 @@ impl S3 {
         body: SignableBody<'_>,
         settings: SigningSettings,
     ) -> http::Request<()> {
-        let identity = Credentials::new(&self.access_key_id, &self.secret_key, None, None, "wharf-tests").into();
+        let identity = Credentials::new(
+            &self.access_key_id,
+            &self.secret_key,
+            None,
+            None,
+            "wharf-tests",
+        )
+        .into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.region)
@@ -197,7 +218,8 @@ impl S3 {
             .build()
             .expect("signing params")
             .into();
-        let signable = SignableRequest::new(method, url, headers.iter().copied(), body).expect("signable request");
+        let signable = SignableRequest::new(method, url, headers.iter().copied(), body)
+            .expect("signable request");
         let (instructions, _signature) = sign(signable, &params).expect("sign").into_parts();
         let mut req = http::Request::builder()
             .method(method)
@@ -227,7 +249,11 @@ impl S3 {
                 return r;
             }
             attempt += 1;
-            eprintln!("S3 {method} /{}/{key} got 503, retry {attempt}: {}", self.bucket, r.text());
+            eprintln!(
+                "S3 {method} /{}/{key} got 503, retry {attempt}: {}",
+                self.bucket,
+                r.text()
+            );
             std::thread::sleep(Duration::from_millis(100 << (attempt - 1)));
         }
     }
@@ -265,7 +291,11 @@ impl S3 {
             .bytes()
             .unwrap_or_else(|e| panic!("{method} {url}: reading body: {e}"))
             .to_vec();
-        S3Response { status, headers, body }
+        S3Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// A presigned URL (signature in the query string, `UNSIGNED-PAYLOAD`)
@@ -297,7 +327,11 @@ impl S3 {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().expect("read body").to_vec();
-        S3Response { status, headers, body }
+        S3Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// PutObject.

@@ -38,7 +38,11 @@ pub struct Visitor<'w> {
 
 impl<'w> Visitor<'w> {
     pub fn anonymous(w: &'w Wharf) -> Visitor<'w> {
-        Visitor { w, cookie: String::new(), csrf: String::new() }
+        Visitor {
+            w,
+            cookie: String::new(),
+            csrf: String::new(),
+        }
     }
 
     /// Sign in through the form; panics unless it redirects to `/ui/`.
@@ -46,7 +50,11 @@ impl<'w> Visitor<'w> {
         let (r, _) = Self::try_sign_in(w, user, pass);
         assert_eq!(r.status(), 303, "sign-in as {user} failed");
         let cookie = pair(&set_cookie(&r, "wharf_session").expect("no session cookie"));
-        let mut v = Visitor { w, cookie, csrf: String::new() };
+        let mut v = Visitor {
+            w,
+            cookie,
+            csrf: String::new(),
+        };
         let (_, html) = v.get("/ui/");
         v.csrf = csrf_in(&html).expect("no CSRF field on the projects page");
         v
@@ -73,7 +81,11 @@ impl<'w> Visitor<'w> {
     }
 
     pub fn get_raw(&self, path: &str) -> Response {
-        http().get(format!("{}{path}", self.w.url())).header("cookie", &self.cookie).send().unwrap()
+        http()
+            .get(format!("{}{path}", self.w.url()))
+            .header("cookie", &self.cookie)
+            .send()
+            .unwrap()
     }
 
     /// POST a form with this session's CSRF token: (status, body).
@@ -85,7 +97,12 @@ impl<'w> Visitor<'w> {
 
     /// POST exactly `fields` (no CSRF token added).
     pub fn post_exact(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-        let r = http().post(format!("{}{path}", self.w.url())).header("cookie", &self.cookie).form(fields).send().unwrap();
+        let r = http()
+            .post(format!("{}{path}", self.w.url()))
+            .header("cookie", &self.cookie)
+            .form(fields)
+            .send()
+            .unwrap();
         (r.status().as_u16(), r.text().unwrap())
     }
 }

@@ -84,7 +84,10 @@ impl Upstream {
 
     /// Basic auth; `user`/`pass` is the only account.
     pub fn htpasswd(user: &str, pass: &str) -> Upstream {
-        Upstream::launch(AuthMode::Htpasswd, Some((user.to_string(), pass.to_string())))
+        Upstream::launch(
+            AuthMode::Htpasswd,
+            Some((user.to_string(), pass.to_string())),
+        )
     }
 
     /// Bearer token auth via a [`TokenIssuer`] that knows the one account
@@ -94,7 +97,10 @@ impl Upstream {
     }
 
     fn launch(mode: AuthMode, creds: Option<(String, String)>) -> Upstream {
-        assert!(Path::new(REGISTRY_BIN).exists(), "{REGISTRY_BIN} missing (apt-get install docker-registry)");
+        assert!(
+            Path::new(REGISTRY_BIN).exists(),
+            "{REGISTRY_BIN} missing (apt-get install docker-registry)"
+        );
         let tmp = tempfile::tempdir().expect("tempdir");
         let storage_dir = tmp.path().join("storage");
         std::fs::create_dir_all(&storage_dir).unwrap();
@@ -108,7 +114,10 @@ impl Upstream {
                 let (u, p) = creds.as_ref().unwrap();
                 let path = tmp.path().join("htpasswd");
                 std::fs::write(&path, htpasswd_line(u, p)).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n", path.display())
+                format!(
+                    "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+                    path.display()
+                )
             }
             AuthMode::Token => {
                 let (u, p) = creds.as_ref().unwrap();
@@ -160,8 +169,16 @@ impl Upstream {
         if self.child.is_some() {
             return;
         }
-        let out = File::options().create(true).append(true).open(&self.access_log_path).unwrap();
-        let err = File::options().create(true).append(true).open(&self.log_path).unwrap();
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.access_log_path)
+            .unwrap();
+        let err = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
         let child = Command::new(REGISTRY_BIN)
             .arg("serve")
             .arg(&self.config_path)
@@ -175,13 +192,20 @@ impl Upstream {
         loop {
             if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
                 self.child = None;
-                panic!("docker-registry exited during start-up ({status}):\n{}", self.logs());
+                panic!(
+                    "docker-registry exited during start-up ({status}):\n{}",
+                    self.logs()
+                );
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("docker-registry did not listen on {}:\n{}", self.addr, self.logs());
+                panic!(
+                    "docker-registry did not listen on {}:\n{}",
+                    self.addr,
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(30));
         }
@@ -229,7 +253,11 @@ impl Upstream {
     /// line after the response is complete, so a client may be done
     /// before the line exists).
     pub fn settle(&self) {
-        let len = || std::fs::metadata(&self.access_log_path).map(|m| m.len()).unwrap_or(0);
+        let len = || {
+            std::fs::metadata(&self.access_log_path)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut last = len();
         let mut stable_since = Instant::now();
@@ -255,7 +283,10 @@ impl Upstream {
     /// How many requests with `method` to exactly `path` (query ignored)
     /// the registry has logged, e.g. `count("GET", "/v2/a/b/blobs/sha256:…")`.
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.access_log().iter().filter(|e| e.method == method && e.path == path).count()
+        self.access_log()
+            .iter()
+            .filter(|e| e.method == method && e.path == path)
+            .count()
     }
 
     /// `GET /v2/<repo>/blobs/<digest>` count.
@@ -287,7 +318,11 @@ impl Upstream {
 
     /// [`push_image`](Self::push_image) of a small two-layer gzip OCI image.
     pub fn push_small(&self, repo: &str, tag: &str, seed: u64) -> Image {
-        self.push_image(repo, tag, &ImageSpec::oci(seed, vec![LayerSpec::gzip(2_000), LayerSpec::gzip(50_000)]))
+        self.push_image(
+            repo,
+            tag,
+            &ImageSpec::oci(seed, vec![LayerSpec::gzip(2_000), LayerSpec::gzip(50_000)]),
+        )
     }
 
     /// `skopeo copy oci:<layout>:<src_tag> docker://HOST/<repo>:<dest_tag>`
@@ -323,7 +358,11 @@ impl Drop for Upstream {
 pub fn skopeo(dir: &Path, args: &[String]) -> std::process::Output {
     let policy = dir.join("skopeo-policy.json");
     if !policy.exists() {
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .unwrap();
     }
     let authfile = dir.join("skopeo-auth.json");
     if !authfile.exists() {
@@ -341,7 +380,12 @@ pub fn skopeo(dir: &Path, args: &[String]) -> std::process::Output {
 
 /// `skopeo copy docker://WHARF/<reference> oci:<dir>:<tag>`, anonymous;
 /// panics with skopeo's and wharf's output on failure.
-pub fn skopeo_pull(w: &super::Wharf, reference: &str, dir: &Path, tag: &str) -> super::image::OciLayout {
+pub fn skopeo_pull(
+    w: &super::Wharf,
+    reference: &str,
+    dir: &Path,
+    tag: &str,
+) -> super::image::OciLayout {
     let args: Vec<String> = vec![
         "copy".into(),
         "--src-tls-verify=false".into(),
@@ -368,7 +412,9 @@ pub fn remote_toml_with(name: &str, url: &str, creds: Option<(&str, &str)>, extr
         s.push('\n');
     }
     if let Some((u, p)) = creds {
-        s.push_str(&format!("[remotes.credentials]\nusername = \"{u}\"\npassword = \"{p}\"\n"));
+        s.push_str(&format!(
+            "[remotes.credentials]\nusername = \"{u}\"\npassword = \"{p}\"\n"
+        ));
     }
     s
 }
@@ -396,7 +442,13 @@ pub fn parse_access_line(line: &str) -> Option<AccessEntry> {
     let status: u16 = tail.next()?.parse().ok()?;
     let bytes = tail.next().and_then(|b| b.parse().ok()).unwrap_or(0);
     let path = target.split('?').next().unwrap_or("").to_string();
-    Some(AccessEntry { method, path, target, status, bytes })
+    Some(AccessEntry {
+        method,
+        path,
+        target,
+        status,
+        bytes,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -411,7 +463,11 @@ pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
     let mut s = rest.trim();
     while !s.is_empty() {
         let Some(eq) = s.find('=') else { break };
-        let key = s[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let key = s[..eq]
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         s = &s[eq + 1..];
         let value;
         if let Some(r) = s.strip_prefix('"') {
@@ -432,13 +488,22 @@ pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 /// GET `url` like a registry client: on a 401, answer the challenge
 /// (`Basic` → credentials; `Bearer` → fetch a token from the realm for the
 /// challenge's scope, with credentials if given) and retry once.
-pub fn registry_get(url: &str, creds: Option<(&str, &str)>, accept: &str) -> reqwest::blocking::Response {
+pub fn registry_get(
+    url: &str,
+    creds: Option<(&str, &str)>,
+    accept: &str,
+) -> reqwest::blocking::Response {
     let c = super::http();
     let first = c.get(url).header("Accept", accept).send().expect("GET");
     if first.status() != 401 {
         return first;
     }
-    let Some(ch) = first.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_string) else {
+    let Some(ch) = first
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    else {
         return first;
     };
     let (scheme, params) = parse_challenge(&ch);
@@ -463,10 +528,17 @@ pub fn registry_get(url: &str, creds: Option<(&str, &str)>, accept: &str) -> req
             return tr;
         }
         let v: serde_json::Value = tr.json().expect("token JSON");
-        let t = v["token"].as_str().or(v["access_token"].as_str()).expect("token in response");
+        let t = v["token"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .expect("token in response");
         format!("Bearer {t}")
     };
-    c.get(url).header("Accept", accept).header("Authorization", auth).send().expect("GET with auth")
+    c.get(url)
+        .header("Accept", accept)
+        .header("Authorization", auth)
+        .send()
+        .expect("GET with auth")
 }
 
 // ---------------------------------------------------------------------------
@@ -513,7 +585,10 @@ fn b64url(b: &[u8]) -> String {
 impl Signer {
     /// ES256 JWT: header `{"typ":"JWT","alg":"ES256","x5c":[cert]}`.
     fn sign(&self, subject: &str, access: &serde_json::Value, ttl: u64) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "x5c": [self.cert_b64] });
         let claims = serde_json::json!({
             "iss": self.issuer,
@@ -531,7 +606,10 @@ impl Signer {
             b64url(&serde_json::to_vec(&claims).unwrap())
         );
         // FIXED signing: the raw 64-byte r||s that JWS ES256 wants.
-        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).expect("sign");
+        let sig = self
+            .key
+            .sign(&self.rng, signing_input.as_bytes())
+            .expect("sign");
         format!("{signing_input}.{}", b64url(sig.as_ref()))
     }
 }
@@ -540,8 +618,11 @@ impl Signer {
 fn scope_access(scope: &str, only_pull: bool) -> Option<serde_json::Value> {
     let (typ, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
-    let actions: Vec<&str> =
-        actions.split(',').filter(|a| !a.is_empty()).filter(|a| !only_pull || *a == "pull").collect();
+    let actions: Vec<&str> = actions
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .filter(|a| !only_pull || *a == "pull")
+        .collect();
     Some(serde_json::json!({ "type": typ, "name": name, "actions": actions }))
 }
 
@@ -549,7 +630,8 @@ impl TokenIssuer {
     /// Start an issuer with a fresh ECDSA P-256 key and self-signed cert.
     pub fn start(service: &str, issuer: &str) -> TokenIssuer {
         let kp = rcgen::KeyPair::generate().expect("generate key");
-        let params = rcgen::CertificateParams::new(vec!["wharf-test-token-issuer".to_string()]).unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["wharf-test-token-issuer".to_string()]).unwrap();
         let cert = params.self_signed(&kp).expect("self-sign");
         let rng = ring::rand::SystemRandom::new();
         let key = ring::signature::EcdsaKeyPair::from_pkcs8(
@@ -598,7 +680,11 @@ impl TokenIssuer {
     }
 
     pub fn add_user(&self, user: &str, pass: &str) {
-        self.state.lock().unwrap().users.insert(user.to_string(), pass.to_string());
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .insert(user.to_string(), pass.to_string());
     }
 
     pub fn remove_user(&self, user: &str) {
@@ -632,13 +718,21 @@ impl TokenIssuer {
 
     /// Mint a token directly (bypassing the HTTP endpoint).
     pub fn mint(&self, subject: &str, scopes: &[&str]) -> String {
-        let access: Vec<_> = scopes.iter().filter_map(|s| scope_access(s, false)).collect();
+        let access: Vec<_> = scopes
+            .iter()
+            .filter_map(|s| scope_access(s, false))
+            .collect();
         let ttl = self.state.lock().unwrap().ttl;
-        self.signer.sign(subject, &serde_json::Value::Array(access), ttl)
+        self.signer
+            .sign(subject, &serde_json::Value::Array(access), ttl)
     }
 }
 
-fn issue(state: &Arc<Mutex<IssuerState>>, signer: &Signer, req: &super::fake_upstream::Request) -> Response {
+fn issue(
+    state: &Arc<Mutex<IssuerState>>,
+    signer: &Signer,
+    req: &super::fake_upstream::Request,
+) -> Response {
     let mut tr = parse_token_request(req);
     let mut st = state.lock().unwrap();
     let known = match (&tr.user, &tr.password) {
@@ -652,9 +746,15 @@ fn issue(state: &Arc<Mutex<IssuerState>>, signer: &Signer, req: &super::fake_ups
     let subject = tr.user.clone().unwrap_or_default();
     st.requests.push(tr);
     if !granted {
-        return Response::json(401, &serde_json::json!({"details": "incorrect username or password"}));
+        return Response::json(
+            401,
+            &serde_json::json!({"details": "incorrect username or password"}),
+        );
     }
-    let access: Vec<_> = scopes.iter().filter_map(|s| scope_access(s, anonymous)).collect();
+    let access: Vec<_> = scopes
+        .iter()
+        .filter_map(|s| scope_access(s, anonymous))
+        .collect();
     let token = signer.sign(&subject, &serde_json::Value::Array(access), st.ttl);
     Response::json(
         200,

@@ -60,8 +60,15 @@ impl Browser {
                 .expect("start chromedriver"),
         );
         let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(wait_for_port(addr, Duration::from_secs(20)), "chromedriver did not listen");
-        let http = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().unwrap();
+        assert!(
+            wait_for_port(addr, Duration::from_secs(20)),
+            "chromedriver did not listen"
+        );
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
@@ -70,10 +77,25 @@ impl Browser {
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900", "--no-proxy-server"]
             }
         }}});
-        let r: Value = http.post(format!("{base}/session")).json(&caps).send().unwrap().json().unwrap();
-        let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {r}")).to_string();
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {r}"))
+            .to_string();
         std::fs::create_dir_all(out_dir).unwrap();
-        Browser { _driver: driver, base, session, http, out_dir: out_dir.to_path_buf() }
+        Browser {
+            _driver: driver,
+            base,
+            session,
+            http,
+            out_dir: out_dir.to_path_buf(),
+        }
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -94,7 +116,10 @@ impl Browser {
     }
 
     pub fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", None).as_str().unwrap_or("").to_string()
+        self.call(reqwest::Method::GET, "/url", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// The element `css` selects (waits up to 10 s for it).
@@ -110,44 +135,75 @@ impl Browser {
 
     pub fn try_find(&self, css: &str) -> Option<String> {
         let url = format!("{}/session/{}/element", self.base, self.session);
-        let r: Value = self.http.post(url).json(&json!({ "using": "css selector", "value": css })).send().ok()?.json().ok()?;
+        let r: Value = self
+            .http
+            .post(url)
+            .json(&json!({ "using": "css selector", "value": css }))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
         r["value"][ELEMENT].as_str().map(str::to_string)
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css);
-        self.call(reqwest::Method::POST, &format!("/element/{e}/value"), Some(json!({ "text": text })));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     pub fn click(&self, css: &str) {
         let e = self.find(css);
-        self.call(reqwest::Method::POST, &format!("/element/{e}/click"), Some(json!({})));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        );
     }
 
     /// The visible text of the element `css` selects.
     pub fn text(&self, css: &str) -> String {
         let e = self.find(css);
-        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_string()
+        self.call(reqwest::Method::GET, &format!("/element/{e}/text"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", None).as_str().unwrap_or("").to_string()
+        self.call(reqwest::Method::GET, "/source", None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Run `script` (a function body) in the page; its return value.
     pub fn run(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] })))
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
     }
 
     /// Resize the window (smaller screenshots).
     pub fn resize(&self, width: u32, height: u32) {
-        self.call(reqwest::Method::POST, "/window/rect", Some(json!({ "width": width, "height": height })));
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
     }
 
     /// Save a PNG of the viewport as `<out_dir>/<name>.png`; returns its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.call(reqwest::Method::GET, "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap_or("")).unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap_or(""))
+            .unwrap();
         let path = self.out_dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
         eprintln!("screenshot: {}", path.display());
@@ -158,6 +214,9 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Ends Chromium; the driver process goes when its guard drops.
-        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send();
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
     }
 }

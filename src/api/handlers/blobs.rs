@@ -34,7 +34,9 @@ pub fn parse_range(value: Option<&str>, len: u64) -> ByteRange {
     let (a, b) = (a.trim(), b.trim());
     let parsed = match (a.is_empty(), b.is_empty()) {
         (false, _) => {
-            let Ok(start) = a.parse::<u64>() else { return ByteRange::Unsatisfiable };
+            let Ok(start) = a.parse::<u64>() else {
+                return ByteRange::Unsatisfiable;
+            };
             let end = if b.is_empty() {
                 len.saturating_sub(1)
             } else {
@@ -46,7 +48,9 @@ pub fn parse_range(value: Option<&str>, len: u64) -> ByteRange {
             (start, end)
         }
         (true, false) => {
-            let Ok(n) = b.parse::<u64>() else { return ByteRange::Unsatisfiable };
+            let Ok(n) = b.parse::<u64>() else {
+                return ByteRange::Unsatisfiable;
+            };
             if n == 0 {
                 return ByteRange::Unsatisfiable;
             }
@@ -100,12 +104,22 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
     match parse_range(header_str(req.headers(), header::RANGE), len) {
         ByteRange::Unsatisfiable => Err(unsatisfiable(len)),
         ByteRange::Full => {
-            let body = if head { body::empty() } else { data_range(data, 0, len).await? };
-            Ok(b.status(StatusCode::OK).header(header::CONTENT_LENGTH, len).body(body)?)
+            let body = if head {
+                body::empty()
+            } else {
+                data_range(data, 0, len).await?
+            };
+            Ok(b.status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, len)
+                .body(body)?)
         }
         ByteRange::Part { start, end } => {
             let n = end - start + 1;
-            let body = if head { body::empty() } else { data_range(data, start, n).await? };
+            let body = if head {
+                body::empty()
+            } else {
+                data_range(data, start, n).await?
+            };
             Ok(b.status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_LENGTH, n)
                 .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"))
@@ -121,7 +135,10 @@ async fn data_range(data: BlobData, start: u64, len: u64) -> Result<body::Body, 
     Ok(match data {
         BlobData::File { file, .. } => body::file_range(file, start, len),
         BlobData::Remote { source, .. } => {
-            let s = source.read(start, len).await.map_err(crate::store::StoreError::from)?;
+            let s = source
+                .read(start, len)
+                .await
+                .map_err(crate::store::StoreError::from)?;
             body::stream(s, len)
         }
     })
@@ -143,10 +160,16 @@ mod tests {
     fn ranges() {
         use ByteRange::*;
         assert_eq!(parse_range(None, 10), Full);
-        assert_eq!(parse_range(Some("bytes=0-4"), 10), Part { start: 0, end: 4 });
+        assert_eq!(
+            parse_range(Some("bytes=0-4"), 10),
+            Part { start: 0, end: 4 }
+        );
         assert_eq!(parse_range(Some("bytes=5-"), 10), Part { start: 5, end: 9 });
         assert_eq!(parse_range(Some("bytes=-3"), 10), Part { start: 7, end: 9 });
-        assert_eq!(parse_range(Some("bytes=8-100"), 10), Part { start: 8, end: 9 });
+        assert_eq!(
+            parse_range(Some("bytes=8-100"), 10),
+            Part { start: 8, end: 9 }
+        );
         assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=5-2"), 10), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=x-2"), 10), Unsatisfiable);

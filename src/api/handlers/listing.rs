@@ -23,7 +23,8 @@ impl Page {
         let n = match q.get("n") {
             None => max,
             Some(v) => v.parse::<usize>().map_err(|_| {
-                ApiError::new(ErrorCode::BadRequest).explain(format!("n must be a non-negative integer, got {v:?}"))
+                ApiError::new(ErrorCode::BadRequest)
+                    .explain(format!("n must be a non-negative integer, got {v:?}"))
             })?,
         };
         Ok(Page {
@@ -75,35 +76,60 @@ fn page(api: &Api, req: &Request<Incoming>) -> Result<Page, ApiError> {
 
 pub async fn tags(api: &Api, req: &Request<Incoming>, name: &RepoName) -> Reply {
     let page = page(api, req)?;
-    let items = api.registry.tags(name, page.last.as_deref(), page.fetch()).await?;
+    let items = api
+        .registry
+        .tags(name, page.last.as_deref(), page.fetch())
+        .await?;
     let (items, link) = page.finish(items, &format!("/v2/{name}/tags/list"));
-    json_page(serde_json::json!({ "name": name.as_str(), "tags": items }), link)
+    json_page(
+        serde_json::json!({ "name": name.as_str(), "tags": items }),
+        link,
+    )
 }
 
 pub async fn catalog(api: &Api, req: &Request<Incoming>) -> Reply {
     let page = page(api, req)?;
     let id = crate::api::access::identity(req);
-    let items = api.registry.catalog(&id, page.last.as_deref(), page.fetch()).await?;
+    let items = api
+        .registry
+        .catalog(&id, page.last.as_deref(), page.fetch())
+        .await?;
     let (items, link) = page.finish(items, "/v2/_catalog");
     json_page(serde_json::json!({ "repositories": items }), link)
 }
 
-pub async fn referrers(api: &Api, req: &Request<Incoming>, name: &RepoName, subject: &Digest) -> Reply {
+pub async fn referrers(
+    api: &Api,
+    req: &Request<Incoming>,
+    name: &RepoName,
+    subject: &Digest,
+) -> Reply {
     referrers_of(api, req, name, name, subject).await
 }
 
 /// The referrers index of `subject` in `name` (as the client named it:
 /// `shown`), optionally filtered by `artifactType`, one page at a time.
-pub async fn referrers_of(api: &Api, req: &Request<Incoming>, shown: &RepoName, name: &RepoName, subject: &Digest) -> Reply {
+pub async fn referrers_of(
+    api: &Api,
+    req: &Request<Incoming>,
+    shown: &RepoName,
+    name: &RepoName,
+    subject: &Digest,
+) -> Reply {
     let q = Query::of(req);
     let filter = q.get("artifactType");
     let page = page(api, req)?;
-    let mut manifests: Vec<Descriptor> = api.registry.referrers(name, subject, filter, page.last.as_deref(), page.fetch()).await?;
+    let mut manifests: Vec<Descriptor> = api
+        .registry
+        .referrers(name, subject, filter, page.last.as_deref(), page.fetch())
+        .await?;
     let digests: Vec<String> = manifests.iter().map(|d| d.digest.to_string()).collect();
     let (kept, mut link) = page.finish(digests, &format!("/v2/{shown}/referrers/{subject}"));
     manifests.truncate(kept.len());
     if let (Some(l), Some(f)) = (&mut link, filter) {
-        let at = form_urlencoded::Serializer::new(String::new()).append_pair("artifactType", f).finish();
+        let at = form_urlencoded::Serializer::new(String::new())
+            .append_pair("artifactType", f)
+            .finish();
         *l = l.replacen("?", &format!("?{at}&"), 1);
     }
     let index = serde_json::json!({

@@ -45,7 +45,11 @@ pub fn respond(req: &Request<Incoming>, r: &Reference, m: StoredManifest) -> Rep
         )));
     }
     let len = m.bytes.len();
-    let body = if req.method() == Method::HEAD { body::empty() } else { body::full(m.bytes) };
+    let body = if req.method() == Method::HEAD {
+        body::empty()
+    } else {
+        body::full(m.bytes)
+    };
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &m.media_type)
@@ -62,11 +66,17 @@ pub async fn put(api: &Api, req: Request<Incoming>, name: &RepoName, r: &Referen
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let bytes = read_limited(req, api.registry.limits.max_manifest_size).await?;
-    let accepted = api.registry.put_manifest(name, r, content_type.as_deref(), bytes).await?;
+    let accepted = api
+        .registry
+        .put_manifest(name, r, content_type.as_deref(), bytes)
+        .await?;
     let d = accepted.digest;
     let mut b = Response::builder()
         .status(StatusCode::CREATED)
-        .header(header::LOCATION, api.location(&format!("/v2/{name}/manifests/{d}")))
+        .header(
+            header::LOCATION,
+            api.location(&format!("/v2/{name}/manifests/{d}")),
+        )
         .header("docker-content-digest", d.to_string())
         .header(header::CONTENT_LENGTH, 0);
     if let Some(s) = accepted.subject {
@@ -76,7 +86,9 @@ pub async fn put(api: &Api, req: Request<Incoming>, name: &RepoName, r: &Referen
 }
 
 pub async fn delete(api: &Api, req: &Request<Incoming>, name: &RepoName, r: &Reference) -> Reply {
-    api.registry.delete_reference(&crate::api::access::identity(req), name, r).await?;
+    api.registry
+        .delete_reference(&crate::api::access::identity(req), name, r)
+        .await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

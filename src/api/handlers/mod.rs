@@ -36,7 +36,10 @@ impl Query {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -54,7 +57,9 @@ pub fn content_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| ApiError::new(ErrorCode::SizeInvalid).explain("malformed Content-Length")),
+            .ok_or_else(|| {
+                ApiError::new(ErrorCode::SizeInvalid).explain("malformed Content-Length")
+            }),
     }
 }
 

@@ -63,7 +63,9 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
 async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Digest) -> Reply {
     let fetch = match api.registry.proxy.blob(t, d).await? {
         BlobSource::Local(data) => return serve_data(req, d, data).await,
-        BlobSource::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => fetch,
+        BlobSource::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => {
+            fetch
+        }
         BlobSource::Fetching(fetch, total) => return stream_whole(fetch, d, total),
     };
     // A ranged read of a blob still being fetched waits until its digest
@@ -73,10 +75,12 @@ async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Dige
     match done.phase {
         Phase::Done => match api.registry.store.blobs().open(d).await? {
             Some(data) => serve_data(req, d, data).await,
-            None => Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} vanished after its fetch"))),
+            None => Err(ApiError::new(ErrorCode::BlobUnknown)
+                .detail(format!("{d} vanished after its fetch"))),
         },
         Phase::Failed(e) => Err(e.into()),
-        _ => Err(ApiError::new(ErrorCode::UpstreamFailed).explain(format!("the fetch of {d} ended unexpectedly"))),
+        _ => Err(ApiError::new(ErrorCode::UpstreamFailed)
+            .explain(format!("the fetch of {d} ended unexpectedly"))),
     }
 }
 
@@ -84,8 +88,16 @@ async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Dige
 /// held back until the digest is verified (a mismatch aborts the
 /// response), and it carries no validator or caching headers: those are for
 /// verified content only.
-fn stream_whole(fetch: std::sync::Arc<crate::proxy::inflight::Fetch>, d: &Digest, total: Option<u64>) -> Reply {
-    let body = StreamBody::new(futures_util::TryStreamExt::map_ok(fetch.follow(0, None).into_stream(), http_body::Frame::data)).boxed_unsync();
+fn stream_whole(
+    fetch: std::sync::Arc<crate::proxy::inflight::Fetch>,
+    d: &Digest,
+    total: Option<u64>,
+) -> Reply {
+    let body = StreamBody::new(futures_util::TryStreamExt::map_ok(
+        fetch.follow(0, None).into_stream(),
+        http_body::Frame::data,
+    ))
+    .boxed_unsync();
     let mut b = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/octet-stream")

@@ -29,7 +29,10 @@ fn accepted(api: &Api, name: &RepoName, id: &str, offset: u64, status: StatusCod
 fn created(api: &Api, name: &RepoName, d: &Digest) -> Reply {
     Ok(Response::builder()
         .status(StatusCode::CREATED)
-        .header(header::LOCATION, api.location(&format!("/v2/{name}/blobs/{d}")))
+        .header(
+            header::LOCATION,
+            api.location(&format!("/v2/{name}/blobs/{d}")),
+        )
         .header("docker-content-digest", d.to_string())
         .header(header::CONTENT_LENGTH, 0)
         .body(body::empty())?)
@@ -38,8 +41,9 @@ fn created(api: &Api, name: &RepoName, d: &Digest) -> Reply {
 fn digest_param(q: &Query, key: &str) -> Result<Option<Digest>, ApiError> {
     q.get(key)
         .map(|v| {
-            v.parse()
-                .map_err(|e: crate::oci::DigestError| ApiError::new(ErrorCode::DigestInvalid).detail(format!("{key}: {e}")))
+            v.parse().map_err(|e: crate::oci::DigestError| {
+                ApiError::new(ErrorCode::DigestInvalid).detail(format!("{key}: {e}"))
+            })
         })
         .transpose()
 }
@@ -48,7 +52,10 @@ fn digest_param(q: &Query, key: &str) -> Result<Option<Digest>, ApiError> {
 /// `bytes ` prefix and a `/<total>` suffix). Returns (start, length);
 /// `None` when malformed.
 pub fn parse_content_range(v: &str) -> Option<(u64, u64)> {
-    let v = v.trim().trim_start_matches("bytes").trim_start_matches([' ', '=']);
+    let v = v
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches([' ', '=']);
     let v = v.split('/').next().unwrap_or("");
     let (a, b) = v.split_once('-')?;
     let start: u64 = a.trim().parse().ok()?;
@@ -64,9 +71,9 @@ fn content_range(req: &Request<Incoming>) -> Result<Option<(u64, u64)>, ApiError
     let Some(v) = header_str(req.headers(), header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    parse_content_range(v)
-        .map(Some)
-        .ok_or_else(|| ApiError::new(ErrorCode::RangeInvalid).detail(format!("malformed Content-Range {v:?}")))
+    parse_content_range(v).map(Some).ok_or_else(|| {
+        ApiError::new(ErrorCode::RangeInvalid).detail(format!("malformed Content-Range {v:?}"))
+    })
 }
 
 /// Check a chunk's `Content-Range` against its `Content-Length`.
@@ -77,8 +84,9 @@ fn chunk_bounds(req: &Request<Incoming>) -> Result<(Option<u64>, Option<u64>), A
         Some((start, n)) => {
             if let Some(l) = len {
                 if l != n {
-                    return Err(ApiError::new(ErrorCode::RangeInvalid)
-                        .detail(format!("Content-Range covers {n} bytes but Content-Length is {l}")));
+                    return Err(ApiError::new(ErrorCode::RangeInvalid).detail(format!(
+                        "Content-Range covers {n} bytes but Content-Length is {l}"
+                    )));
                 }
             }
             Ok((Some(start), Some(n)))
@@ -92,8 +100,9 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
         let from: Option<RepoName> = q
             .get("from")
             .map(|f| {
-                f.parse()
-                    .map_err(|e: crate::oci::NameError| ApiError::new(ErrorCode::NameInvalid).detail(format!("from: {e}")))
+                f.parse().map_err(|e: crate::oci::NameError| {
+                    ApiError::new(ErrorCode::NameInvalid).detail(format!("from: {e}"))
+                })
             })
             .transpose()?;
         let id = crate::api::access::identity(&req);
@@ -105,10 +114,15 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
     if let Some(d) = digest_param(&q, "digest")? {
         // Monolithic upload in the POST itself.
         let len = content_length(req.headers())?;
-        api.registry.put_blob(name, &d, len, body_stream(req)).await?;
+        api.registry
+            .put_blob(name, &d, len, body_stream(req))
+            .await?;
         return created(api, name, &d);
     }
-    let id = api.registry.start_upload(name, &crate::api::client_key(&req)).await?;
+    let id = api
+        .registry
+        .start_upload(name, &crate::api::client_key(&req))
+        .await?;
     accepted(api, name, &id, 0, StatusCode::ACCEPTED)
 }
 
@@ -136,14 +150,17 @@ pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str)
 pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str) -> Reply {
     let q = Query::of(&req);
     let Some(d) = digest_param(&q, "digest")? else {
-        return Err(ApiError::new(ErrorCode::DigestInvalid).explain("the digest query parameter is required"));
+        return Err(ApiError::new(ErrorCode::DigestInvalid)
+            .explain("the digest query parameter is required"));
     };
     let (start, len) = chunk_bounds(&req)?;
     api.registry
         .finish_upload(name, id, &d, start, len, body_stream(req))
         .await
         .map_err(|e| match e {
-            e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => at_session(api, e, name, id),
+            e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => {
+                at_session(api, e, name, id)
+            }
             e => e.into(),
         })?;
     created(api, name, &d)
@@ -175,7 +192,13 @@ mod tests {
     #[test]
     fn a_range_of_every_byte_is_refused() {
         assert_eq!(parse_content_range("0-18446744073709551615"), None);
-        assert_eq!(parse_content_range("1-18446744073709551615"), Some((1, u64::MAX)));
-        assert_eq!(parse_content_range("18446744073709551615-18446744073709551615"), Some((u64::MAX, 1)));
+        assert_eq!(
+            parse_content_range("1-18446744073709551615"),
+            Some((1, u64::MAX))
+        );
+        assert_eq!(
+            parse_content_range("18446744073709551615-18446744073709551615"),
+            Some((u64::MAX, 1))
+        );
     }
 }

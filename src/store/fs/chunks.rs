@@ -48,7 +48,9 @@ impl Future for PendingRead {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match Pin::new(&mut self.0).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(io::Error::other(format!("file read task failed: {e}")))),
+            Poll::Ready(Err(e)) => {
+                Poll::Ready(Err(io::Error::other(format!("file read task failed: {e}"))))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -80,7 +82,9 @@ impl ChunkReader {
     /// if hyper is done with it, else a new one.
     fn buffer(&mut self, len: usize) -> BytesMut {
         for _ in 0..self.handed_out.len() {
-            let Some(b) = self.handed_out.pop_front() else { break };
+            let Some(b) = self.handed_out.pop_front() else {
+                break;
+            };
             match b.try_into_mut() {
                 Ok(mut m) if m.len() >= len => {
                     m.truncate(len);
@@ -107,7 +111,10 @@ impl ChunkReader {
                     Ok(0) => {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!("file ended at {} while {len} bytes were read at {pos}", pos + filled as u64),
+                            format!(
+                                "file ended at {} while {len} bytes were read at {pos}",
+                                pos + filled as u64
+                            ),
                         ))
                     }
                     Ok(n) => filled += n,
@@ -165,6 +172,9 @@ mod tests {
         assert_eq!(&c[..], &data[8192..]);
         assert_eq!(&b[..], &data[4096..8192]);
         // Past the end: an error, not a short chunk.
-        assert_eq!(r.read(9000, 4096).await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            r.read(9000, 4096).await.unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }

@@ -95,7 +95,11 @@ pub fn create_new(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> {
 /// Set a file's mtime to now, creating it empty if absent.
 pub fn touch(p: &Path) -> io::Result<()> {
     ensure_parent(p)?;
-    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(p)?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)?;
     f.set_modified(std::time::SystemTime::now())
 }
 
@@ -104,7 +108,14 @@ pub fn touch(p: &Path) -> io::Result<()> {
 pub fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(Vec::new()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(Vec::new())
+        }
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();

@@ -25,7 +25,9 @@ use fsutil::{read_opt, remove_if_exists, write_atomic};
 pub use sink::{BATCH, SYNC_EVERY};
 
 /// Run blocking filesystem work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))?
@@ -58,7 +60,14 @@ fn meta_of(m: &std::fs::Metadata) -> ObjectMeta {
 fn stat_path(p: &Path) -> io::Result<Option<ObjectMeta>> {
     match std::fs::metadata(p) {
         Ok(m) => Ok(Some(meta_of(&m))),
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -88,7 +97,9 @@ impl FsBackend {
             .open(root.join(layout::FS_LOCK))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(root.to_path_buf())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::Locked(root.to_path_buf()))
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         for d in layout::TOP_DIRS.iter().chain([&"tmp/"]) {
@@ -113,7 +124,9 @@ impl FsBackend {
 
     /// A fresh path in `tmp/` for a file that will be renamed into place.
     pub fn temp_path(&self) -> PathBuf {
-        self.root.join(layout::FS_TMP).join(uuid::Uuid::new_v4().to_string())
+        self.root
+            .join(layout::FS_TMP)
+            .join(uuid::Uuid::new_v4().to_string())
     }
 
     /// Files in `tmp/` (for cleanup).
@@ -203,7 +216,9 @@ impl BlobBackend for FsBackend {
     async fn sink(&self, at: SinkAt) -> io::Result<Box<dyn BlobSink>> {
         let (path, temp, offset) = match at {
             SinkAt::Temp => (self.temp_path(), true, 0),
-            SinkAt::Upload { id, resume } => (self.path(&layout::upload_data(&id)), false, resume.offset),
+            SinkAt::Upload { id, resume } => {
+                (self.path(&layout::upload_data(&id)), false, resume.offset)
+            }
         };
         let p = path.clone();
         let file = blocking(move || {
@@ -213,7 +228,11 @@ impl BlobBackend for FsBackend {
             if create {
                 fsutil::ensure_parent(&p)?;
             }
-            let f = std::fs::OpenOptions::new().create(create).read(true).write(true).open(&p)?;
+            let f = std::fs::OpenOptions::new()
+                .create(create)
+                .read(true)
+                .write(true)
+                .open(&p)?;
             // Resuming drops whatever a failed or crashed chunk left past the
             // last checkpoint.
             if !temp {
@@ -222,7 +241,13 @@ impl BlobBackend for FsBackend {
             Ok(f)
         })
         .await?;
-        Ok(Box::new(sink::FsSink::new(self.clone(), path, temp, file, offset)))
+        Ok(Box::new(sink::FsSink::new(
+            self.clone(),
+            path,
+            temp,
+            file,
+            offset,
+        )))
     }
 
     async fn delete(&self, d: &Digest) -> io::Result<bool> {
@@ -231,11 +256,13 @@ impl BlobBackend for FsBackend {
 
     async fn touch(&self, d: &Digest) -> io::Result<()> {
         let p = self.path(&layout::blob(d));
-        blocking(move || match std::fs::OpenOptions::new().write(true).open(&p) {
-            Ok(f) => f.set_modified(SystemTime::now()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        })
+        blocking(
+            move || match std::fs::OpenOptions::new().write(true).open(&p) {
+                Ok(f) => f.set_modified(SystemTime::now()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        )
         .await
     }
 
@@ -246,7 +273,9 @@ impl BlobBackend for FsBackend {
             for alg in layout::ALGORITHMS {
                 for prefix in fsutil::list_dir(&dir.join(alg))? {
                     for name in fsutil::list_dir(&dir.join(alg).join(&prefix))? {
-                        let Some(d) = layout::blob_digest(alg, &name) else { continue };
+                        let Some(d) = layout::blob_digest(alg, &name) else {
+                            continue;
+                        };
                         if let Some(m) = stat_path(&dir.join(alg).join(&prefix).join(&name))? {
                             out.push((d, m));
                         }
@@ -263,7 +292,9 @@ impl BlobBackend for FsBackend {
     }
 
     async fn remove_upload(&self, id: &str) -> io::Result<()> {
-        ObjectStore::delete(self, &layout::upload_data(id)).await.map(|_| ())
+        ObjectStore::delete(self, &layout::upload_data(id))
+            .await
+            .map(|_| ())
     }
 
     async fn free_space(&self) -> io::Result<Option<u64>> {

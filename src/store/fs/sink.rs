@@ -59,12 +59,19 @@ pub struct FsSink {
 }
 
 async fn join<T>(h: JoinHandle<io::Result<T>>) -> io::Result<T> {
-    h.await.map_err(|e| io::Error::other(format!("file write task failed: {e}")))?
+    h.await
+        .map_err(|e| io::Error::other(format!("file write task failed: {e}")))?
 }
 
 impl FsSink {
     /// A sink writing `file` (at `path`) from byte `offset` on.
-    pub(super) fn new(backend: FsBackend, path: PathBuf, temp: bool, file: std::fs::File, offset: u64) -> FsSink {
+    pub(super) fn new(
+        backend: FsBackend,
+        path: PathBuf,
+        temp: bool,
+        file: std::fs::File,
+        offset: u64,
+    ) -> FsSink {
         FsSink {
             backend,
             path,
@@ -84,12 +91,16 @@ impl FsSink {
 
     /// Wait for the write in flight; start a background sync when due.
     async fn finish_job(&mut self) -> io::Result<()> {
-        let Some((j, n)) = self.job.take() else { return Ok(()) };
+        let Some((j, n)) = self.job.take() else {
+            return Ok(());
+        };
         let mut b = join(j).await?;
         b.clear();
         self.spare = Some(b);
         self.in_file += n;
-        if self.in_file - self.synced >= SYNC_EVERY && self.sync.as_ref().is_none_or(|s| s.is_finished()) {
+        if self.in_file - self.synced >= SYNC_EVERY
+            && self.sync.as_ref().is_none_or(|s| s.is_finished())
+        {
             if let Some(s) = self.sync.take() {
                 join(s).await?;
             }
@@ -106,7 +117,10 @@ impl FsSink {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let next = self.spare.take().unwrap_or_else(|| Vec::with_capacity(BATCH));
+        let next = self
+            .spare
+            .take()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH));
         let full = std::mem::replace(&mut self.batch, next);
         let n = full.len() as u64;
         let (file, at, hook) = (self.file.clone(), self.in_file, self.hook.clone());
@@ -174,7 +188,10 @@ impl BlobSink for FsSink {
         self.drain().await?;
         let file = self.file.clone();
         join(tokio::task::spawn_blocking(move || file.sync_all())).await?;
-        let (src, dest) = (self.path.clone(), self.backend.path(&crate::store::layout::blob(d)));
+        let (src, dest) = (
+            self.path.clone(),
+            self.backend.path(&crate::store::layout::blob(d)),
+        );
         self.done = true;
         tokio::task::spawn_blocking(move || {
             if dest.exists() {

@@ -11,7 +11,9 @@
 use std::io;
 use std::time::Duration;
 
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 
 use crate::config::S3Storage;
@@ -28,22 +30,33 @@ pub enum ConnectError {
 
 /// An S3 client for `cfg`, with `keys` (access key id, secret key) or the
 /// AWS default credential chain.
-pub async fn client(cfg: &S3Storage, keys: Option<(String, SecretString)>) -> Result<aws_sdk_s3::Client, ConnectError> {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
-    let mut http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
+pub async fn client(
+    cfg: &S3Storage,
+    keys: Option<(String, SecretString)>,
+) -> Result<aws_sdk_s3::Client, ConnectError> {
+    use aws_smithy_http_client::tls::{
+        rustls_provider::CryptoMode, Provider, TlsContext, TrustStore,
+    };
+    let mut http =
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
     if let Some(path) = &cfg.ca_file {
         let pem = std::fs::read(path).map_err(|e| ConnectError::CaFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
         let trust = TrustStore::default().with_pem_certificate(pem.as_slice());
-        let tls = TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConnectError::CaFile {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let tls = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| ConnectError::CaFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         http = http.tls_context(tls);
     }
-    let timeouts = aws_config::timeout::TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build();
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build();
     // Without a region the default chain (env, profile, IMDS) runs on the
     // HTTP client given here; us-east-1 when it finds none.
     let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -53,7 +66,13 @@ pub async fn client(cfg: &S3Storage, keys: Option<(String, SecretString)>) -> Re
         l = l.region(Region::new(r.clone()));
     }
     if let Some((id, secret)) = keys {
-        l = l.credentials_provider(Credentials::new(id, secret.expose(), None, None, "wharf-storage"));
+        l = l.credentials_provider(Credentials::new(
+            id,
+            secret.expose(),
+            None,
+            None,
+            "wharf-storage",
+        ));
     }
     let sdk = l.load().await;
     let mut b = aws_sdk_s3::config::Builder::from(&sdk)
@@ -70,7 +89,10 @@ pub async fn client(cfg: &S3Storage, keys: Option<(String, SecretString)>) -> Re
 }
 
 /// Check that the bucket answers and the credentials may use it.
-pub async fn check_bucket(client: &aws_sdk_s3::Client, cfg: &S3Storage) -> Result<(), ConnectError> {
+pub async fn check_bucket(
+    client: &aws_sdk_s3::Client,
+    cfg: &S3Storage,
+) -> Result<(), ConnectError> {
     let fail = |reason: String| ConnectError::Bucket {
         target: cfg.describe(),
         reason,
@@ -114,7 +136,12 @@ where
     E: std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + HasStatus,
 {
-    let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) || status(&e).is_some_and(|s| s == 503);
-    let kind = if unreachable { io::ErrorKind::NotConnected } else { io::ErrorKind::Other };
+    let unreachable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))
+        || status(&e).is_some_and(|s| s == 503);
+    let kind = if unreachable {
+        io::ErrorKind::NotConnected
+    } else {
+        io::ErrorKind::Other
+    };
     io::Error::new(kind, format!("S3 {op} {key}: {}", DisplayErrorContext(&e)))
 }

@@ -33,7 +33,9 @@ use bytes::Bytes;
 pub use client::ConnectError;
 use client::{io_err, status};
 
-use super::backend::{BlobBackend, BlobData, BlobSink, ByteStream, ObjectMeta, ObjectStore, RangeSource, SinkAt};
+use super::backend::{
+    BlobBackend, BlobData, BlobSink, ByteStream, ObjectMeta, ObjectStore, RangeSource, SinkAt,
+};
 use super::fs::FsBackend;
 use super::layout;
 use crate::config::S3Storage;
@@ -73,7 +75,11 @@ struct Inner {
 impl S3Backend {
     /// Connect to the bucket of `cfg` (checked with a HEAD) with `keys` or
     /// the AWS default chain; `spool` holds local spool files.
-    pub async fn connect(cfg: &S3Storage, keys: Option<(String, SecretString)>, spool: FsBackend) -> Result<S3Backend, ConnectError> {
+    pub async fn connect(
+        cfg: &S3Storage,
+        keys: Option<(String, SecretString)>,
+        spool: FsBackend,
+    ) -> Result<S3Backend, ConnectError> {
         let client = client::client(cfg, keys).await?;
         client::check_bucket(&client, cfg).await?;
         Ok(S3Backend {
@@ -107,10 +113,20 @@ impl S3Backend {
     }
 
     async fn head(&self, key: &str) -> io::Result<Option<ObjectMeta>> {
-        match self.s3().head_object().bucket(self.bucket()).key(self.full(key)).send().await {
+        match self
+            .s3()
+            .head_object()
+            .bucket(self.bucket())
+            .key(self.full(key))
+            .send()
+            .await
+        {
             Ok(o) => Ok(Some(ObjectMeta {
                 size: o.content_length().unwrap_or(0).max(0) as u64,
-                modified: o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH),
+                modified: o
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
             })),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(io_err("HEAD", key, e)),
@@ -144,7 +160,12 @@ impl S3Backend {
     /// the modification time.
     async fn copy(&self, from: &str, to: &str) -> io::Result<()> {
         let source = format!("{}/{}", self.bucket(), encode_key(&self.full(from)));
-        let mut req = self.s3().copy_object().bucket(self.bucket()).key(self.full(to)).copy_source(source);
+        let mut req = self
+            .s3()
+            .copy_object()
+            .bucket(self.bucket())
+            .key(self.full(to))
+            .copy_source(source);
         if from == to {
             req = req.metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace);
         }
@@ -171,7 +192,10 @@ impl S3Backend {
                 let Some(k) = o.key().and_then(|k| self.relative(k)) else {
                     continue;
                 };
-                let modified = o.last_modified().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
+                let modified = o
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
                 out.push((
                     k.to_string(),
                     ObjectMeta {
@@ -204,10 +228,14 @@ impl S3Backend {
                 .await
                 .map_err(|e| io_err("LIST uploads", dir, e))?;
             for u in page.uploads() {
-                let (Some(k), Some(id)) = (u.key().and_then(|k| self.relative(k)), u.upload_id()) else {
+                let (Some(k), Some(id)) = (u.key().and_then(|k| self.relative(k)), u.upload_id())
+                else {
                     continue;
                 };
-                let t = u.initiated().and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH);
+                let t = u
+                    .initiated()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
                 out.push((k.to_string(), id.to_string(), t));
             }
             if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
@@ -237,7 +265,10 @@ impl S3Backend {
     /// A ranged reader of the object at store key `key` of `len` bytes.
     fn remote(&self, key: String, len: u64) -> BlobData {
         BlobData::Remote {
-            source: Arc::new(Object { backend: self.clone(), key }),
+            source: Arc::new(Object {
+                backend: self.clone(),
+                key,
+            }),
             len,
         }
     }
@@ -248,7 +279,9 @@ fn encode_key(k: &str) -> String {
     let mut out = String::with_capacity(k.len());
     for b in k.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -302,12 +335,23 @@ impl RangeSource for Object {
 #[async_trait]
 impl ObjectStore for S3Backend {
     async fn get(&self, key: &str) -> io::Result<Option<Bytes>> {
-        let out = match self.s3().get_object().bucket(self.bucket()).key(self.full(key)).send().await {
+        let out = match self
+            .s3()
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full(key))
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) if status(&e) == Some(404) => return Ok(None),
             Err(e) => return Err(io_err("GET", key, e)),
         };
-        let data = out.body.collect().await.map_err(|e| io::Error::other(format!("S3 GET {key}: {e}")))?;
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| io::Error::other(format!("S3 GET {key}: {e}")))?;
         Ok(Some(data.into_bytes()))
     }
 
@@ -378,7 +422,9 @@ impl ObjectStore for S3Backend {
                     .map(str::to_string),
             );
             match page.next_continuation_token() {
-                Some(t) if page.is_truncated() == Some(true) && names.len() < limit => token = Some(t.to_string()),
+                Some(t) if page.is_truncated() == Some(true) && names.len() < limit => {
+                    token = Some(t.to_string())
+                }
                 _ => break,
             }
         }
@@ -468,7 +514,12 @@ impl BlobBackend for S3Backend {
     async fn cleanup_temp(&self, age: Duration) -> io::Result<usize> {
         let old = |t: SystemTime| SystemTime::now().duration_since(t).unwrap_or_default() > age;
         let mut n = 0;
-        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for (k, upload, t) in self.multipart_uploads(layout::TEMP).await? {
             if old(t) && !live.contains(&upload) {
                 self.abort(&k, &upload).await?;
@@ -477,7 +528,10 @@ impl BlobBackend for S3Backend {
         }
         // A session's upload outlives its metadata only after a crash.
         for (k, upload, t) in self.multipart_uploads(layout::UPLOADS).await? {
-            let Some(id) = k.strip_prefix(layout::UPLOADS).and_then(|r| r.split('/').next()) else {
+            let Some(id) = k
+                .strip_prefix(layout::UPLOADS)
+                .and_then(|r| r.split('/').next())
+            else {
                 continue;
             };
             if old(t) && self.head(&layout::upload_meta(id)).await?.is_none() {
@@ -501,7 +555,10 @@ mod tests {
 
     #[test]
     fn names_and_keys() {
-        assert_eq!(encode_key("p/blobs/sha256/ab/x y+"), "p/blobs/sha256/ab/x%20y%2B");
+        assert_eq!(
+            encode_key("p/blobs/sha256/ab/x y+"),
+            "p/blobs/sha256/ab/x%20y%2B"
+        );
         let names = vec!["b".to_string(), "a/".into(), "a.b".into(), "a/".into()];
         assert_eq!(merge_names(names.clone(), None), ["a.b", "a/", "b"]);
         assert_eq!(merge_names(names, Some("a.b")), ["a/", "b"]);

@@ -83,21 +83,44 @@ impl S3Sink {
             SinkAt::Temp => {
                 let spool = backend.inner.spool.sink(SinkAt::Temp).await?;
                 let key = layout::temp_object(&uuid::Uuid::new_v4().to_string());
-                (key, None, Some(spool), Multipart::default(), Bytes::new(), 0)
+                (
+                    key,
+                    None,
+                    Some(spool),
+                    Multipart::default(),
+                    Bytes::new(),
+                    0,
+                )
             }
             SinkAt::Upload { id, resume } => {
                 let mp: Multipart = match resume.backend {
                     serde_json::Value::Null if resume.offset == 0 => Multipart::default(),
-                    serde_json::Value::Null => return Err(corrupt(format!("upload {id} has data but no multipart state"))),
-                    v => serde_json::from_value(v).map_err(|e| corrupt(format!("upload {id}: multipart state: {e}")))?,
+                    serde_json::Value::Null => {
+                        return Err(corrupt(format!(
+                            "upload {id} has data but no multipart state"
+                        )))
+                    }
+                    v => serde_json::from_value(v)
+                        .map_err(|e| corrupt(format!("upload {id}: multipart state: {e}")))?,
                 };
                 let tail = read_tail(&backend, &id, &mp, resume.offset).await?;
-                (layout::upload_data(&id), Some(id), None, mp, tail, resume.offset)
+                (
+                    layout::upload_data(&id),
+                    Some(id),
+                    None,
+                    mp,
+                    tail,
+                    resume.offset,
+                )
             }
         };
         Ok(S3Sink {
             buf: tail.to_vec(),
-            base: Base { mp: mp.clone(), tail, offset },
+            base: Base {
+                mp: mp.clone(),
+                tail,
+                offset,
+            },
             backend,
             key,
             session,
@@ -116,7 +139,9 @@ impl S3Sink {
     /// Wait for the part in flight and record its ETag.
     async fn finish_part(&mut self) -> io::Result<()> {
         if let Some(j) = self.inflight.take() {
-            let etag = j.await.map_err(|e| io::Error::other(format!("part upload task failed: {e}")))??;
+            let etag = j
+                .await
+                .map_err(|e| io::Error::other(format!("part upload task failed: {e}")))??;
             self.mp.parts.push(etag);
         }
         Ok(())
@@ -135,9 +160,16 @@ impl S3Sink {
             .send()
             .await
             .map_err(|e| io_err("CREATE multipart", &self.key, e))?;
-        let id = out.upload_id().ok_or_else(|| io::Error::other("S3 answered no UploadId"))?.to_string();
+        let id = out
+            .upload_id()
+            .ok_or_else(|| io::Error::other("S3 answered no UploadId"))?
+            .to_string();
         if self.session.is_none() {
-            b.inner.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+            b.inner
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone());
         }
         self.mp.upload_id = Some(id.clone());
         Ok(id)
@@ -150,7 +182,9 @@ impl S3Sink {
         let n = self.mp.parts.len() as i32 + 1;
         self.mp.uploaded += data.len() as u64;
         let (b, key) = (self.backend.clone(), self.key.clone());
-        self.inflight = Some(tokio::spawn(async move { upload_part(&b, &key, &upload, n, data).await }));
+        self.inflight = Some(tokio::spawn(async move {
+            upload_part(&b, &key, &upload, n, data).await
+        }));
         Ok(())
     }
 
@@ -166,7 +200,12 @@ impl S3Sink {
             .parts
             .iter()
             .enumerate()
-            .map(|(i, e)| CompletedPart::builder().part_number(i as i32 + 1).e_tag(e).build())
+            .map(|(i, e)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(e)
+                    .build()
+            })
             .collect();
         let b = &self.backend;
         b.s3()
@@ -174,7 +213,11 @@ impl S3Sink {
             .bucket(b.bucket())
             .key(b.full(&self.key))
             .upload_id(self.mp.upload_id.clone().unwrap_or_default())
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| io_err("COMPLETE multipart", &self.key, e))?;
@@ -183,12 +226,23 @@ impl S3Sink {
 
     fn forget_upload(&self) {
         if let Some(id) = &self.mp.upload_id {
-            self.backend.inner.live.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            self.backend
+                .inner
+                .live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
         }
     }
 }
 
-async fn upload_part(b: &S3Backend, key: &str, upload: &str, n: i32, data: Bytes) -> io::Result<String> {
+async fn upload_part(
+    b: &S3Backend,
+    key: &str,
+    upload: &str,
+    n: i32,
+    data: Bytes,
+) -> io::Result<String> {
     let out = b
         .s3()
         .upload_part()
@@ -260,10 +314,15 @@ impl BlobSink for S3Sink {
         if let (Some(id), false) = (&self.session, self.buf.is_empty()) {
             use crate::store::backend::ObjectStore;
             let tail = Bytes::copy_from_slice(&self.buf);
-            self.backend.put(&layout::upload_tail(id, self.mp.uploaded), tail).await?;
+            self.backend
+                .put(&layout::upload_tail(id, self.mp.uploaded), tail)
+                .await?;
         }
         let backend = serde_json::to_value(&self.mp).map_err(io::Error::other)?;
-        Ok(SinkState { offset: self.written, backend })
+        Ok(SinkState {
+            offset: self.written,
+            backend,
+        })
     }
 
     async fn commit(mut self: Box<Self>, d: &Digest) -> io::Result<()> {
@@ -278,7 +337,8 @@ impl BlobSink for S3Sink {
             }
         } else if self.mp.upload_id.is_none() {
             // Smaller than a part: one atomic PUT of verified bytes.
-            b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf))).await?;
+            b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf)))
+                .await?;
         } else {
             self.complete().await?;
             b.copy(&self.key, &blob).await?;
@@ -321,7 +381,10 @@ impl BlobSink for S3Sink {
             return;
         }
         self.forget_upload();
-        if let (Some(id), Ok(rt)) = (self.mp.upload_id.clone(), tokio::runtime::Handle::try_current()) {
+        if let (Some(id), Ok(rt)) = (
+            self.mp.upload_id.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
             let (b, key) = (self.backend.clone(), self.key.clone());
             rt.spawn(async move {
                 if let Err(e) = b.abort(&key, &id).await {
