@@ -48,6 +48,22 @@ pub fn file_range(file: std::fs::File, start: u64, len: u64) -> Body {
     .boxed_unsync()
 }
 
+/// A body of `len` bytes from a stream (a remote object's range). A stream
+/// that ends early or fails aborts the response (no short body passes as
+/// complete).
+pub fn stream(s: crate::store::backend::ByteStream, len: u64) -> Body {
+    use futures_util::StreamExt;
+    let mut left = len;
+    let checked = s.map(move |item| {
+        let b = item?;
+        left = left
+            .checked_sub(b.len() as u64)
+            .ok_or_else(|| io::Error::other("stored object longer than its size"))?;
+        Ok(Frame::data(b))
+    });
+    http_body_util::StreamBody::new(checked).boxed_unsync()
+}
+
 /// A file range as a response body, reading one chunk ahead.
 struct FileBody {
     reader: ChunkReader,

@@ -122,6 +122,10 @@ impl From<StoreError> for ApiError {
                 tracing::error!("the store's disk is full");
                 ApiError::new(ErrorCode::StorageFull).explain("wharf's storage is full: free space on its data volume (or run a GC), then retry")
             }
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                ApiError::new(ErrorCode::Unavailable).explain("wharf's storage is unavailable (the object store does not answer): retry later")
+            }
             e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => {
                 ApiError::internal("storage error", e)
             }

@@ -63,8 +63,7 @@ impl App {
             Some(files) => Some(Arc::new(Tls::new(files)?)),
             None => None,
         };
-        let store = Store::open(&cfg.data_dir)
-            .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))?;
+        let store = open_store(&cfg).await?;
         let registry = Registry::open(&cfg, store)
             .await
             .context("loading accounts and projects")?;
@@ -158,6 +157,38 @@ impl App {
         }
         res
     }
+}
+
+/// Open the configured store: the data directory, or the S3 bucket (with
+/// local spool files in the data directory). A bucket that cannot be used
+/// stops start-up with a message naming it and its endpoint.
+async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let s3 = match &cfg.storage {
+        crate::config::StorageBackend::Filesystem => {
+            return Store::open(&cfg.data_dir)
+                .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))
+        }
+        crate::config::StorageBackend::S3(s3) => s3,
+    };
+    let keys = match &s3.credentials {
+        None => None,
+        Some(r) => Some(
+            crate::secrets::aws_keys("storage.s3.credentials", r)
+                .await
+                .with_context(|| {
+                    format!(
+                        "storage.s3.credentials ({}) for {}",
+                        r.describe(),
+                        s3.describe()
+                    )
+                })?,
+        ),
+    };
+    let store = Store::open_s3(&cfg.data_dir, s3, keys)
+        .await
+        .context("opening the S3 store")?;
+    tracing::info!(target = %s3.describe(), prefix = %s3.prefix, part_size = s3.part_size, "storage: S3");
+    Ok(store)
 }
 
 /// Build the app from `cfg`, bind its address and serve until `shutdown`.

@@ -62,7 +62,21 @@ fn print_settings(cfg: &Config) {
         Mode::Mirror => "mirror (pull-through only; pushes refused)",
     };
     println!("mode        {mode}");
-    println!("storage     filesystem {}", cfg.data_dir.display());
+    match &cfg.storage {
+        crate::config::StorageBackend::Filesystem => {
+            println!("storage     filesystem {}", cfg.data_dir.display())
+        }
+        crate::config::StorageBackend::S3(s3) => println!(
+            "storage     s3 {}, prefix {:?}, parts of {}, credentials {} (spool files in {})",
+            s3.describe(),
+            s3.prefix,
+            crate::config::format_size(s3.part_size),
+            s3.credentials
+                .as_ref()
+                .map_or("from the AWS default chain".to_string(), |r| r.describe()),
+            cfg.data_dir.display()
+        ),
+    }
     println!("auth        {}", auth_summary(cfg));
     if cfg.projects.is_empty() {
         println!("projects    none configured (pushes create namespaces on first use)");

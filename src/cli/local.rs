@@ -50,6 +50,14 @@ pub fn gc(cfg: &Config, dry_run: bool, grace: Option<&str>, json: bool) -> ExitC
             return ExitCode::from(2);
         }
     };
+    if let crate::config::StorageBackend::S3(s3) = &cfg.storage {
+        eprintln!(
+            "wharf: offline gc works on a data directory; this config stores in S3 ({}): collect garbage through the running wharf:\n  WHARF_URL=http://{} WHARF_USER=ADMIN WHARF_PASSWORD=... wharf gc",
+            s3.describe(),
+            cfg.listen
+        );
+        return ExitCode::from(2);
+    }
     if !cfg.data_dir.is_dir() {
         eprintln!(
             "wharf: data directory {} does not exist",

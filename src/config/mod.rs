@@ -10,6 +10,7 @@ mod raw;
 mod remote;
 mod retention;
 mod server;
+mod storage;
 mod warnings;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 pub use retention::{glob_match, RetentionRule, RetentionSchedule, Rule};
 pub use server::{Mode, Server, TlsFiles};
+pub use storage::{S3Storage, StorageBackend, MIN_PART_SIZE};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +63,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Local files (the filesystem backend's store; spool files for `s3`).
     pub data_dir: PathBuf,
+    /// `storage.backend`: where content is kept.
+    pub storage: StorageBackend,
     pub upload_max_age: Duration,
     pub temp_max_age: Duration,
     pub cleanup_interval: Duration,

@@ -44,6 +44,8 @@ use super::server::RawServer;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
+    backend: Option<String>,
+    s3: Option<super::storage::RawS3>,
     data_dir: Option<PathBuf>,
     upload_max_age: Option<String>,
     temp_max_age: Option<String>,
@@ -99,6 +101,7 @@ impl RawConfig {
             remotes,
             listen,
             data_dir: storage.data_dir,
+            storage: storage.backend,
             upload_max_age: storage.upload_max_age,
             temp_max_age: storage.temp_max_age,
             cleanup_interval: storage.cleanup_interval,
@@ -116,6 +119,7 @@ impl RawConfig {
 
 /// Validated `[storage]` settings.
 struct Storage {
+    backend: super::StorageBackend,
     data_dir: PathBuf,
     upload_max_age: Duration,
     temp_max_age: Duration,
@@ -165,6 +169,7 @@ impl RawStorage {
             Some(v) => Some(duration("storage.gc_interval", v)?).filter(|d| !d.is_zero()),
         };
         Ok(Storage {
+            backend: super::storage::validate(self.backend.as_deref(), self.s3)?,
             data_dir,
             upload_max_age: dur("storage.upload_max_age", self.upload_max_age, "24h")?,
             temp_max_age: dur("storage.temp_max_age", self.temp_max_age, "1h")?,

@@ -471,11 +471,18 @@ async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
     }
 }
 
+/// Where a follower reads: the spool file, or (when it opened after the
+/// commit to object storage) the stored object.
+enum Source {
+    Spool(ChunkReader),
+    Remote(crate::store::backend::ByteStream),
+}
+
 /// Reads a fetch's bytes as they land in the spool file.
 pub struct Follower {
     fetch: Arc<Fetch>,
     rx: watch::Receiver<Progress>,
-    file: Option<ChunkReader>,
+    file: Option<Source>,
     pos: u64,
     end: Option<u64>,
 }
@@ -505,6 +512,12 @@ impl Follower {
                 .map_err(io::Error::other)?
             {
                 Some(BlobData::File { file, .. }) => file,
+                // Committed to object storage: the whole blob is there.
+                Some(BlobData::Remote { source, len }) => {
+                    let s = source.read(self.pos, len.saturating_sub(self.pos)).await?;
+                    self.file = Some(Source::Remote(s));
+                    return Ok(());
+                }
                 None => {
                     return Err(io::Error::new(
                         io::ErrorKind::NotFound,
@@ -515,7 +528,7 @@ impl Follower {
         };
         // Positional reads: no seek needed. One recycled buffer: a follower
         // holds at most two chunks (hyper's and the one read).
-        self.file = Some(ChunkReader::with_pool(file, READ_CHUNK, 1));
+        self.file = Some(Source::Spool(ChunkReader::with_pool(file, READ_CHUNK, 1)));
         Ok(())
     }
 
@@ -565,10 +578,24 @@ impl Follower {
         if self.file.is_none() {
             self.open().await?;
         }
-        let reader = self
+        let reader = match self
             .file
             .as_mut()
-            .ok_or_else(|| io::Error::other("spool not open"))?;
+            .ok_or_else(|| io::Error::other("spool not open"))?
+        {
+            Source::Spool(r) => r,
+            Source::Remote(s) => {
+                use futures_util::StreamExt;
+                let b = s.next().await.unwrap_or_else(|| {
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "stored blob shorter than its size",
+                    ))
+                })?;
+                self.pos += b.len() as u64;
+                return Ok(b);
+            }
+        };
         let want = (avail - self.pos).min(READ_CHUNK as u64) as usize;
         match reader.read(self.pos, want).await {
             Ok(b) => {

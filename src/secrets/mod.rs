@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-pub use resolver::{CachedCredentials, RemoteCredentials, RemoteInfo};
+pub use resolver::{aws_keys, CachedCredentials, RemoteCredentials, RemoteInfo};
 
 /// A string that must never reach logs, errors, metrics or debug output.
 #[derive(Clone, PartialEq, Eq)]

@@ -286,6 +286,34 @@ impl CachedCredentials {
     }
 }
 
+/// Read `reference` once as AWS keys (access key id, secret access key):
+/// JSON keys `aws_access_key_id` + `aws_secret_access_key`, or env / file
+/// `username` + `password`. `what` names the user in errors (a config key).
+pub async fn aws_keys(
+    what: &str,
+    reference: &SecretRef,
+) -> Result<(String, SecretString), SecretError> {
+    let entry = CredentialEntry {
+        repository: super::RepoPattern::any(),
+        source: CredentialSource::Secret {
+            reference: reference.clone(),
+            username: None,
+        },
+    };
+    let c = CachedCredentials::new(what, 0, entry, Vec::new(), None, Duration::from_secs(3600));
+    match c.resolve_now().await? {
+        Credentials::Basic { username, password }
+            if !username.is_empty() && !password.is_empty() =>
+        {
+            Ok((username, password))
+        }
+        _ => Err(SecretError::Malformed(format!(
+            "{}: expected aws_access_key_id + aws_secret_access_key (or username + password)",
+            reference.describe()
+        ))),
+    }
+}
+
 /// The entry's `username` replaces (or supplies) the secret's username.
 /// `_json_key_base64` base64-encodes a JSON key given in plain form.
 fn apply_username(c: Credentials, username: Option<&str>) -> Result<Credentials, SecretError> {

@@ -56,12 +56,27 @@ pub trait ObjectStore: Send + Sync + 'static {
 pub enum BlobData {
     /// A local file of `len` bytes (served with positional reads).
     File { file: std::fs::File, len: u64 },
+    /// A remote object of `len` bytes, streamed in ranges (object storage).
+    Remote {
+        source: std::sync::Arc<dyn RangeSource>,
+        len: u64,
+    },
+}
+
+/// A stream of a blob's bytes.
+pub type ByteStream = futures_util::stream::BoxStream<'static, io::Result<Bytes>>;
+
+/// Reads ranges of one stored object (one request per range).
+#[async_trait]
+pub trait RangeSource: Send + Sync {
+    /// Bytes `[start, start + len)`, streamed.
+    async fn read(&self, start: u64, len: u64) -> io::Result<ByteStream>;
 }
 
 impl BlobData {
     pub fn len(&self) -> u64 {
         match self {
-            BlobData::File { len, .. } => *len,
+            BlobData::File { len, .. } | BlobData::Remote { len, .. } => *len,
         }
     }
 

@@ -3,6 +3,8 @@
 //! ```text
 //! blobs/<alg>/<hex[0..2]>/<hex>               content, shared by all repositories
 //! uploads/<uuid>/{data,meta.json}             upload sessions
+//! uploads/<uuid>/tail.<offset>                 object storage: bytes after the last part
+//! tmp/<uuid>                                   object storage: blobs being written
 //! repos/<name>/_layers/<alg>/<hex>            blob linked into the repository
 //! repos/<name>/_manifests/<alg>/<hex>         manifest revision; content: its media type
 //! repos/<name>/_manifests/<alg>/<hex>.pulled  marker; its mtime is the last pull
@@ -155,6 +157,21 @@ pub fn blob_digest(alg_dir: &str, name: &str) -> Option<Digest> {
 }
 
 pub const UPLOADS: &str = "uploads/";
+
+/// Objects being written (object storage): removed unless committed.
+pub const TEMP: &str = "tmp/";
+
+/// `tmp/<id>` (`id` a fresh UUID).
+pub fn temp_object(id: &str) -> String {
+    format!("tmp/{id}")
+}
+
+/// `uploads/<id>/tail.<offset>`: an upload session's bytes from `offset`
+/// (the end of its last multipart part) to its durable offset (object
+/// storage: less than a part).
+pub fn upload_tail(id: &str, offset: u64) -> String {
+    format!("uploads/{id}/tail.{offset}")
+}
 
 /// `uploads/<id>/` (`id` is a validated UUID).
 pub fn upload_dir(id: &str) -> String {

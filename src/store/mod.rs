@@ -28,6 +28,7 @@ mod meta;
 mod repo;
 mod repo_index;
 mod runs;
+pub mod s3;
 mod uploads;
 mod usage;
 mod writer;
@@ -71,6 +72,8 @@ pub enum StoreError {
     Full,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("storage is unavailable: {0}")]
+    Unavailable(io::Error),
     #[error("storage I/O error: {0}")]
     Io(io::Error),
 }
@@ -79,6 +82,7 @@ impl From<io::Error> for StoreError {
     fn from(e: io::Error) -> StoreError {
         match e.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StoreError::Full,
+            io::ErrorKind::NotConnected => StoreError::Unavailable(e),
             _ => StoreError::Io(e),
         }
     }
@@ -140,6 +144,20 @@ impl Store {
             Arc::new(backend.clone()),
             Some(backend),
         ))
+    }
+
+    /// Open a store on S3 (every blob and small object in the bucket);
+    /// `root` is a local directory for spool files, held by this process
+    /// only. Fails when the bucket cannot be used (the message names the
+    /// bucket and endpoint, never a secret).
+    pub async fn open_s3(
+        root: &Path,
+        cfg: &crate::config::S3Storage,
+        keys: Option<(String, crate::secrets::SecretString)>,
+    ) -> Result<Store, s3::OpenError> {
+        let spool = fs::FsBackend::open(root).map_err(StoreError::from)?;
+        let backend = Arc::new(s3::S3Backend::connect(cfg, keys, spool).await?);
+        Ok(Store::with_backends(backend.clone(), backend, None))
     }
 
     fn with_backends(

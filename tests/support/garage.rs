@@ -340,6 +340,34 @@ impl Garage {
         )
     }
 
+    /// Options for a wharf that stores in this cluster's bucket through
+    /// node `i` (`[storage] backend = "s3"`, keys from environment
+    /// variables, key prefix `prefix`, multipart parts of `part_size`).
+    /// `config` may have its own `[storage]` table.
+    pub fn wharf_options(
+        &self,
+        i: usize,
+        prefix: &str,
+        part_size: &str,
+        config: &str,
+    ) -> super::Options {
+        let table = format!(
+            "[storage.s3]\nbucket = \"{}\"\nprefix = \"{prefix}\"\nregion = \"{}\"\nendpoint = \"{}\"\npart_size = \"{part_size}\"\n\
+             credentials = {{ backend = \"env\", username = \"WHARF_TEST_S3_KEY_ID\", password = \"WHARF_TEST_S3_SECRET\" }}\n",
+            self.bucket,
+            self.region,
+            self.s3_url(i)
+        );
+        super::Options {
+            config: Some(with_s3_storage(config, &table)),
+            env: vec![
+                ("WHARF_TEST_S3_KEY_ID".into(), self.access_key_id.clone()),
+                ("WHARF_TEST_S3_SECRET".into(), self.secret_key.clone()),
+            ],
+            ..Default::default()
+        }
+    }
+
     /// Node `i`'s id (64 hex chars).
     pub fn node_id(&self, i: usize) -> String {
         self.nodes.lock().unwrap()[i].id.clone()
@@ -548,6 +576,52 @@ impl Drop for Garage {
         for n in nodes.iter_mut() {
             n.kill();
         }
+    }
+}
+
+/// `config` with `backend = "s3"` in its `[storage]` table (added if
+/// absent) and the `[storage.s3]` `table` appended.
+pub fn with_s3_storage(config: &str, table: &str) -> String {
+    let mut out = String::new();
+    let mut found = false;
+    for line in config.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[storage]" {
+            out.push_str("backend = \"s3\"\n");
+            found = true;
+        }
+    }
+    if !found {
+        out.push_str("\n[storage]\nbackend = \"s3\"\n");
+    }
+    out.push('\n');
+    out.push_str(table);
+    out
+}
+
+/// With `WHARF_TEST_STORAGE=s3`, run a wharf of any test on S3: start a
+/// single-node Garage for it (kept in the options, so a restart keeps the
+/// bucket) and add the storage settings to its config. Panics when that
+/// is asked for without a garage binary.
+pub fn storage_from_env(opts: super::Options) -> super::Options {
+    let on_s3 = opts.s3.is_some()
+        || opts
+            .config
+            .as_deref()
+            .is_some_and(|c| c.contains("backend = \"s3\""));
+    if on_s3 || std::env::var("WHARF_TEST_STORAGE").as_deref() != Ok("s3") {
+        return opts;
+    }
+    let g = Garage::start(1)
+        .expect("WHARF_TEST_STORAGE=s3 needs a garage binary (tests/run.sh installs it)");
+    let mut s3 = g.wharf_options(0, "", "5MiB", opts.config.as_deref().unwrap_or_default());
+    s3.env.extend(opts.env);
+    super::Options {
+        config: s3.config,
+        env: s3.env,
+        s3: Some(std::sync::Arc::new(g)),
+        ..opts
     }
 }
 

@@ -80,6 +80,9 @@ pub struct Options {
     /// Add an admin account (`admin` / `adminpw`) to the config; the
     /// request helpers of this module then send its credentials.
     pub admin: bool,
+    /// The Garage this wharf stores in, when the run asked for S3
+    /// (`WHARF_TEST_STORAGE=s3`, see [`garage::storage_from_env`]).
+    pub s3: Option<std::sync::Arc<garage::Garage>>,
 }
 
 /// The admin account of [`Options::admin`].
@@ -121,6 +124,7 @@ impl Wharf {
     }
 
     fn spawn(tmp: std::sync::Arc<tempfile::TempDir>, opts: Options) -> Wharf {
+        let opts = garage::storage_from_env(opts);
         let data_dir = opts
             .data_dir
             .clone()

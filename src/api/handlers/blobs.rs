@@ -98,7 +98,7 @@ pub fn unsatisfiable(len: u64) -> ApiError {
 
 /// Serve a stored blob, honouring `Range` and `HEAD`.
 pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> Reply {
-    let BlobData::File { file, len } = data;
+    let len = data.len();
     let head = req.method() == Method::HEAD;
     let b = headers(d);
     match parse_range(header_str(req.headers(), header::RANGE), len) {
@@ -107,7 +107,7 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
             let body = if head {
                 body::empty()
             } else {
-                body::file_range(file, 0, len)
+                data_range(data, 0, len).await?
             };
             Ok(b.status(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, len)
@@ -118,7 +118,7 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
             let body = if head {
                 body::empty()
             } else {
-                body::file_range(file, start, n)
+                data_range(data, start, n).await?
             };
             Ok(b.status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_LENGTH, n)
@@ -126,6 +126,22 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
                 .body(body)?)
         }
     }
+}
+
+/// The body for `len` bytes of `data` from `start` (a remote object's
+/// range is requested before the status line is sent, so a store that is
+/// down answers an error, not a cut body).
+async fn data_range(data: BlobData, start: u64, len: u64) -> Result<body::Body, ApiError> {
+    Ok(match data {
+        BlobData::File { file, .. } => body::file_range(file, start, len),
+        BlobData::Remote { source, .. } => {
+            let s = source
+                .read(start, len)
+                .await
+                .map_err(crate::store::StoreError::from)?;
+            body::stream(s, len)
+        }
+    })
 }
 
 pub async fn delete(api: &Api, name: &RepoName, d: &Digest) -> Reply {

@@ -1,0 +1,257 @@
+//! `[storage] backend` and `[storage.s3]`: where wharf keeps what it
+//! stores. The filesystem (`storage.data_dir`) is the default; `s3` keeps
+//! every blob and small object in an S3-compatible bucket (AWS S3, Garage,
+//! MinIO, Ceph RGW) and uses the data directory only for local spool files.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{size, ConfigError};
+use crate::secrets::SecretRef;
+
+/// The smallest multipart part S3 accepts (every part but the last).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// The largest part S3 accepts.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
+/// Default multipart part size.
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+
+/// Which backend stores the registry's content.
+#[derive(Debug, Clone, Default)]
+pub enum StorageBackend {
+    /// Files under `storage.data_dir`.
+    #[default]
+    Filesystem,
+    /// Objects in an S3 bucket.
+    S3(Box<S3Storage>),
+}
+
+/// Validated `[storage.s3]` settings.
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    pub bucket: String,
+    /// Key prefix, empty or ending in `/`.
+    pub prefix: String,
+    /// `None`: the AWS default chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: Option<String>,
+    /// `None`: AWS S3's own endpoint for the region.
+    pub endpoint: Option<String>,
+    /// `http(s)://endpoint/bucket/key` rather than `bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Access key id + secret key (JSON keys `aws_access_key_id` and
+    /// `aws_secret_access_key`, or env `username` + `password`); `None`:
+    /// the AWS default credential chain.
+    pub credentials: Option<SecretRef>,
+    /// Multipart part size: bytes buffered per part (two buffers per upload
+    /// at most).
+    pub part_size: u64,
+    /// PEM file with CA certificates trusted besides the system roots (a
+    /// self-hosted store with a private CA). `AWS_CA_BUNDLE` is not read.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl S3Storage {
+    /// `bucket` at `endpoint` (or AWS), for messages.
+    pub fn describe(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("bucket {:?} at {e}", self.bucket),
+            None => format!("bucket {:?} on AWS S3", self.bucket),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawS3 {
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    path_style: Option<bool>,
+    credentials: Option<SecretRef>,
+    part_size: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+/// `storage.backend` and `[storage.s3]` together.
+pub(super) fn validate(
+    backend: Option<&str>,
+    s3: Option<RawS3>,
+) -> Result<StorageBackend, ConfigError> {
+    match backend.unwrap_or("filesystem") {
+        "filesystem" => match s3 {
+            Some(_) => Err(ConfigError::invalid(
+                "storage.s3",
+                "is set but storage.backend is \"filesystem\": set backend = \"s3\" or remove [storage.s3]",
+            )),
+            None => Ok(StorageBackend::Filesystem),
+        },
+        "s3" => Ok(StorageBackend::S3(Box::new(
+            s3.ok_or_else(|| ConfigError::invalid("storage.s3", "is required when storage.backend = \"s3\" (at least `bucket`)"))?
+                .validate()?,
+        ))),
+        other => Err(ConfigError::invalid("storage.backend", format!("{other:?}: use \"filesystem\" or \"s3\""))),
+    }
+}
+
+/// S3's bucket naming rules (3-63 lowercase letters, digits, `-`, `.`;
+/// starting and ending with a letter or digit).
+fn valid_bucket(b: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&b.len())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && edge(b.chars().next())
+        && edge(b.chars().last())
+}
+
+impl RawS3 {
+    fn validate(self) -> Result<S3Storage, ConfigError> {
+        let bucket = self
+            .bucket
+            .ok_or_else(|| ConfigError::invalid("storage.s3.bucket", "is required"))?;
+        if !valid_bucket(&bucket) {
+            return Err(ConfigError::invalid(
+                "storage.s3.bucket",
+                format!(
+                    "{bucket:?} is not a bucket name (3-63 lowercase letters, digits, '-' or '.')"
+                ),
+            ));
+        }
+        let prefix = match self.prefix.as_deref().map(|p| p.trim_matches('/')) {
+            None | Some("") => String::new(),
+            Some(p)
+                if p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                    || p.contains('\\') =>
+            {
+                return Err(ConfigError::invalid(
+                    "storage.s3.prefix",
+                    format!("{p:?}: use path components like \"registry/prod\""),
+                ))
+            }
+            Some(p) => format!("{p}/"),
+        };
+        if let Some(e) = &self.endpoint {
+            let ok = reqwest::Url::parse(e).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "storage.s3.endpoint",
+                    format!("{e:?} must be an http(s) URL like \"http://127.0.0.1:3900\""),
+                ));
+            }
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "storage.s3.region",
+                "must not be empty (omit it for the AWS default chain)",
+            ));
+        }
+        if let Some(c) = &self.credentials {
+            c.validate(false)
+                .map_err(|e| ConfigError::invalid("storage.s3.credentials", e.0))?;
+        }
+        let part_size = match &self.part_size {
+            None => DEFAULT_PART_SIZE,
+            Some(v) => size("storage.s3.part_size", v)?,
+        };
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size) {
+            return Err(ConfigError::invalid(
+                "storage.s3.part_size",
+                "must be between 5MiB and 5GiB (S3's multipart limits)",
+            ));
+        }
+        if let Some(p) = &self.ca_file {
+            if !p.is_file() {
+                return Err(ConfigError::invalid(
+                    "storage.s3.ca_file",
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        Ok(S3Storage {
+            path_style: self.path_style.unwrap_or(self.endpoint.is_some()),
+            bucket,
+            prefix,
+            region: self.region,
+            endpoint: self.endpoint.map(|e| e.trim_end_matches('/').to_string()),
+            credentials: self.credentials,
+            part_size,
+            ca_file: self.ca_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(backend: Option<&str>, t: Option<&str>) -> Result<StorageBackend, String> {
+        let s3 = t
+            .map(|t| toml::from_str::<RawS3>(t).map_err(|e| e.to_string()))
+            .transpose()?;
+        validate(backend, s3).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        assert!(matches!(parse(None, None), Ok(StorageBackend::Filesystem)));
+        let StorageBackend::S3(s) = parse(
+            Some("s3"),
+            Some("bucket = \"wharf\"\nendpoint = \"http://127.0.0.1:3900/\"\nprefix = \"/reg/prod/\""),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (s.prefix.as_str(), s.path_style, s.part_size),
+            ("reg/prod/", true, DEFAULT_PART_SIZE)
+        );
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        for (backend, t, key) in [
+            (Some("s4"), None, "storage.backend"),
+            (Some("s3"), None, "storage.s3"),
+            (None, Some("bucket = \"b12\""), "storage.s3"),
+            (Some("s3"), Some(""), "storage.s3.bucket"),
+            (
+                Some("s3"),
+                Some("bucket = \"Bad_Name\""),
+                "storage.s3.bucket",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\npart_size = \"1MiB\""),
+                "storage.s3.part_size",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nendpoint = \"garage:3900\""),
+                "storage.s3.endpoint",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nprefix = \"a/../b\""),
+                "storage.s3.prefix",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\ncredentials = { backend = \"env\" }"),
+                "storage.s3.credentials",
+            ),
+            (
+                Some("s3"),
+                Some("bucket = \"wharf\"\nca_file = \"/nonexistent/ca.pem\""),
+                "storage.s3.ca_file",
+            ),
+        ] {
+            let e = parse(backend, t).unwrap_err();
+            assert!(e.contains(key), "{t:?}: {e}");
+        }
+        let e = parse(Some("s3"), Some("bucket = \"wharf\"\nsecret_key = \"x\"")).unwrap_err();
+        assert!(e.contains("secret_key"), "{e}");
+    }
+}
