@@ -20,23 +20,7 @@ fn docker_login_push_pull_with_robot() {
     });
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().to_str().unwrap().to_string();
-    let login = |user: &str, pass: &str| {
-        let mut c = docker_cmd(&[
-            "--config",
-            &cfg,
-            "login",
-            &w.host(),
-            "-u",
-            user,
-            "--password-stdin",
-        ]);
-        c.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), pass.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let login = |user: &str, pass: &str| support::docker::login(&cfg, &w.host(), user, pass);
     let bad = login("robot$pusher", "wrong-token");
     assert!(!bad.status.success(), "login with a wrong token must fail");
     assert!(
@@ -53,20 +37,9 @@ fn docker_login_push_pull_with_robot() {
         String::from_utf8_lossy(&ok.stderr)
     );
 
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("hello.txt"),
-        format!("hello from {}", w.host()),
-    )
-    .unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY hello.txt /hello.txt\n",
-    )
-    .unwrap();
     let tag = format!("{}/a/app:1", w.host());
     let _images = Images(vec![tag.clone()]);
-    build(ctx.path(), &tag);
+    support::docker::build_hello(&w.host(), &tag);
     let id = stdout(&docker(&["image", "inspect", "--format", "{{.Id}}", &tag]));
     docker(&["--config", &cfg, "push", &tag]);
     docker(&["rmi", "-f", &tag]);

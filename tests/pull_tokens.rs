@@ -431,21 +431,7 @@ fn docker_login_and_pull_once() {
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().to_str().unwrap().to_string();
     let login = |user: &str, pass: &str| {
-        let mut c = docker_cmd(&[
-            "--config",
-            &cfg,
-            "login",
-            &w.host(),
-            "-u",
-            user,
-            "--password-stdin",
-        ]);
-        c.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        std::io::Write::write_all(&mut child.stdin.take().unwrap(), pass.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = support::docker::login(&cfg, &w.host(), user, pass);
         assert!(
             out.status.success(),
             "login as {user}: {}\n{}",
@@ -455,20 +441,9 @@ fn docker_login_and_pull_once() {
     };
     // The admin pushes a real image.
     login(ADMIN.0, ADMIN.1);
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("hello.txt"),
-        format!("hello from {}", w.host()),
-    )
-    .unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY hello.txt /hello.txt\n",
-    )
-    .unwrap();
     let tag = format!("{}/fleet/node:1", w.host());
     let _images = Images(vec![tag.clone()]);
-    build(ctx.path(), &tag);
+    support::docker::build_hello(&w.host(), &tag);
     let id = image_id(&tag);
     docker(&["--config", &cfg, "push", &tag]);
     docker(&["rmi", "-f", &tag]);

@@ -136,26 +136,12 @@ fn create_a_robot_and_log_in_with_its_token() {
 
     if support::docker::engine_available() {
         let cfg = tempfile::tempdir().unwrap();
-        let mut c = support::docker::docker_cmd(&[
-            "login",
+        let out = support::docker::login(
+            cfg.path().to_str().unwrap(),
             &w.host(),
-            "-u",
             "robot$ci-ui",
-            "--password-stdin",
-        ]);
-        c.env("DOCKER_CONFIG", cfg.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(token.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+            &token,
+        );
         assert!(
             out.status.success(),
             "docker login: {}",

@@ -111,3 +111,36 @@ pub fn build(context: &std::path::Path, tag: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `docker --config <config_dir> login <host> -u <user> --password-stdin`
+/// with `password` on stdin; the output, whatever the outcome.
+pub fn login(config_dir: &str, host: &str, user: &str, password: &str) -> Output {
+    let mut c = docker_cmd(&[
+        "--config",
+        config_dir,
+        "login",
+        host,
+        "-u",
+        user,
+        "--password-stdin",
+    ]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), password.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Build `tag`: a `FROM scratch` image holding one file, `/hello.txt`,
+/// whose text names `host`.
+pub fn build_hello(host: &str, tag: &str) {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("hello.txt"), format!("hello from {host}")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /hello.txt\n",
+    )
+    .unwrap();
+    build(ctx.path(), tag);
+}
