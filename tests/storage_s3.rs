@@ -470,6 +470,8 @@ fn an_unreachable_bucket_fails_readiness_and_answers_unavailable() {
         false,
     );
     let pushed = push_image(&w, "app/x", "v1", 5);
+    // And a namespace that is local only because it holds content.
+    push_image(&w, "other/y", "v1", 6);
     assert_eq!(w.req(Method::GET, "/readyz").send().unwrap().status(), 200);
     g.stop_node(0);
     let r = w.req(Method::GET, "/readyz").send().unwrap();
@@ -479,6 +481,15 @@ fn an_unreachable_bucket_fails_readiness_and_answers_unavailable() {
     assert!(
         body.to_string().contains("storage is unavailable"),
         "{body}"
+    );
+    let r = w
+        .req(Method::GET, "/v2/other/y/manifests/v1")
+        .send()
+        .unwrap();
+    let body = assert_oci_error(r, 503, "UNAVAILABLE");
+    assert!(
+        body.to_string().contains("storage is unavailable"),
+        "not a 404 while the store is down: {body}"
     );
     g.restart_node(0);
     wait_until("ready again", Duration::from_secs(30), || {

@@ -184,7 +184,7 @@ impl Registry {
             store: &self.store,
             projects: &self.projects,
         };
-        Ok(self.namespaces.resolve(name, ns, intent, &locals).await?)
+        self.namespaces.resolve(name, ns, intent, &locals).await
     }
 
     /// Whether `name` would be served from a remote (token grants).
@@ -233,15 +233,12 @@ impl namespaces::LocalNames for Locals<'_> {
         self.projects.get(namespace).is_some()
     }
 
-    async fn has_content(&self, namespace: &str) -> bool {
-        self.store
-            .namespace_exists(namespace)
-            .await
-            .unwrap_or(false)
+    async fn has_content(&self, namespace: &str) -> Result<bool, StoreError> {
+        self.store.namespace_exists(namespace).await
     }
 
-    async fn repo_exists(&self, name: &RepoName) -> bool {
-        self.store.repo_exists(name).await.unwrap_or(false)
+    async fn repo_exists(&self, name: &RepoName) -> Result<bool, StoreError> {
+        self.store.repo_exists(name).await
     }
 }
 

@@ -19,8 +19,10 @@
 
 use async_trait::async_trait;
 
+use super::RegistryError;
 use crate::oci::RepoName;
 use crate::proxy::{PolicyError, RemoteTarget, Route, Router};
+use crate::store::StoreError;
 
 /// What the caller is about to do with the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +53,11 @@ impl Target {
 pub trait LocalNames: Send + Sync {
     /// A configured (or created) project.
     fn is_project(&self, namespace: &str) -> bool;
-    /// A namespace holding any local repository.
-    async fn has_content(&self, namespace: &str) -> bool;
+    /// A namespace holding any local repository (a store failure is an
+    /// error, never "no").
+    async fn has_content(&self, namespace: &str) -> Result<bool, StoreError>;
     /// A repository that exists locally (e.g. a cache repository).
-    async fn repo_exists(&self, name: &RepoName) -> bool;
+    async fn repo_exists(&self, name: &RepoName) -> Result<bool, StoreError>;
 }
 
 /// The resolver: the remotes' routing table plus the local names.
@@ -81,7 +84,7 @@ impl Namespaces {
         ns: Option<&str>,
         intent: Intent,
         local: &dyn LocalNames,
-    ) -> Result<Target, PolicyError> {
+    ) -> Result<Target, RegistryError> {
         let (name, default) = match self.router.route(name, ns)? {
             Route::Remote(t) => return Ok(Target::Remote(t)),
             Route::LocalOrDefault(n, d) => (n, d),
@@ -93,19 +96,19 @@ impl Namespaces {
             if self.mirror
                 || (intent != Intent::Write
                     && !local.is_project(first)
-                    && !local.has_content(first).await)
+                    && !local.has_content(first).await?)
             {
-                return Err(PolicyError::NoDefaultRemote(name.to_string()));
+                return Err(PolicyError::NoDefaultRemote(name.to_string()).into());
             }
             return Ok(Target::Local(name));
         };
         if self.mirror {
             return Ok(Target::Remote(t));
         }
-        if intent == Intent::Write || local.is_project(first) || local.has_content(first).await {
+        if intent == Intent::Write || local.is_project(first) || local.has_content(first).await? {
             return Ok(Target::Local(name));
         }
-        if intent == Intent::PullManifest || local.repo_exists(&t.cache_repo).await {
+        if intent == Intent::PullManifest || local.repo_exists(&t.cache_repo).await? {
             return Ok(Target::Remote(t));
         }
         Ok(Target::Local(name))
@@ -132,11 +135,11 @@ mod tests {
         fn is_project(&self, ns: &str) -> bool {
             ns == "team"
         }
-        async fn has_content(&self, ns: &str) -> bool {
-            ns == "pushed"
+        async fn has_content(&self, ns: &str) -> Result<bool, StoreError> {
+            Ok(ns == "pushed")
         }
-        async fn repo_exists(&self, name: &RepoName) -> bool {
-            name.as_str() == "docker.io/library/cached"
+        async fn repo_exists(&self, name: &RepoName) -> Result<bool, StoreError> {
+            Ok(name.as_str() == "docker.io/library/cached")
         }
     }
 
