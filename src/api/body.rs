@@ -64,6 +64,13 @@ pub fn stream(s: crate::store::backend::ByteStream, len: u64) -> Body {
     http_body_util::StreamBody::new(checked).boxed_unsync()
 }
 
+/// A body of unknown length from a stream (an export's tar); a failing
+/// stream aborts the response.
+pub fn chunked(s: crate::store::backend::ByteStream) -> Body {
+    use futures_util::StreamExt;
+    http_body_util::StreamBody::new(s.map(|item| item.map(Frame::data))).boxed_unsync()
+}
+
 /// A file range as a response body, reading one chunk ahead.
 struct FileBody {
     reader: ChunkReader,

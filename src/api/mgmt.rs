@@ -91,6 +91,8 @@ pub enum Endpoint {
     CachePin(RepoName, Reference),
     CacheImage(RepoName, Reference),
     Storage,
+    Export,
+    Import,
 }
 
 /// Parse the path of a `/api/v1/...` request.
@@ -126,6 +128,8 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         }
         ["cache", ..] if n >= 3 => Endpoint::CacheRepo(repo(n)?),
         ["storage"] => Endpoint::Storage,
+        ["export"] => Endpoint::Export,
+        ["import"] => Endpoint::Import,
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => {
             Endpoint::Artifacts(repo(n - 1)?)
         }
@@ -338,8 +342,52 @@ impl Api {
             (Method::GET, Endpoint::Storage) => {
                 json(ok, &r.storage_view(&id, self.metrics.store_totals()).await?)
             }
+            (Method::GET, Endpoint::Export) => export(r, &id, &req).await,
+            (Method::POST, Endpoint::Import) => import(r, &id, req).await,
             (m, _) => Err(ApiError::new(ErrorCode::Unsupported)
                 .explain(format!("method {m} is not allowed here"))),
+        }
+    }
+}
+
+/// `GET /api/v1/export?image=...`: an OCI image layout tar, streamed.
+async fn export(
+    r: &crate::registry::Registry,
+    id: &crate::auth::Identity,
+    req: &Request<Incoming>,
+) -> Reply {
+    let images: Vec<String> = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "image")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let tar = r.export_bundle(id, &images).await?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(body::chunked(tar))?)
+}
+
+/// `POST /api/v1/import?remote=|project=`: read a bundle from the body.
+async fn import(
+    r: &crate::registry::Registry,
+    id: &crate::auth::Identity,
+    req: Request<Incoming>,
+) -> Reply {
+    use crate::registry::bundle::ImportInto;
+    let q = super::handlers::Query::of(&req);
+    let into = match (q.get("remote"), q.get("project")) {
+        (Some(rem), None) => ImportInto::Remote(rem.to_string()),
+        (None, Some(p)) => ImportInto::Project(p.to_string()),
+        _ => {
+            return Err(ApiError::new(ErrorCode::BadRequest)
+                .explain("name exactly one of ?remote=<remote name> or ?project=<project>"))
+        }
+    };
+    let mut body = super::body_stream(req);
+    match r.import_bundle(id, into, &mut body).await {
+        Ok(report) => json(StatusCode::OK, &report),
+        Err(e) => {
+            super::drain_body(&mut body).await;
+            Err(e.into())
         }
     }
 }

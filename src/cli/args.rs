@@ -109,6 +109,35 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Write images (all platforms) as an OCI image layout tar for a site
+    /// without uplink (asks the running server), e.g.
+    /// `wharf export docker.io/library/alpine:3.20 -o bundle.tar`.
+    Export {
+        /// <name>:<tag> or <name>@<digest>: a project image or a remote's
+        /// (<remote>/<repository>), as clients pull it.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// The tar file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Import a bundle written by `wharf export` into a remote's cache (so
+    /// <remote>/<repository> pulls offline) or a project.
+    Import {
+        /// The tar file to read.
+        bundle: PathBuf,
+        /// The remote whose cache receives the images (it must be configured;
+        /// its url may be unreachable).
+        #[arg(long, conflicts_with = "project", required_unless_present = "project")]
+        remote: Option<String>,
+        /// The project that receives the images.
+        #[arg(long)]
+        project: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Hash a password or robot token for the config (reads one line from stdin).
     HashPassword,
     /// Validate a config file, print the effective settings and warnings,

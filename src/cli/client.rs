@@ -100,16 +100,34 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(String, Option<String>), String> {
-        let url = format!("{}{path}", self.conn.url.trim_end_matches('/'));
-        let mut r = self.http.request(method, &url);
-        if let Some(u) = &self.conn.user {
-            r = r.basic_auth(u, self.conn.password.as_deref());
-        }
+        let mut r = self.request(method, path);
         if let Some(b) = body {
             r = r
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(b);
         }
+        let resp = self.answer(r).await?;
+        let link = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((resp.text().await.unwrap_or_default(), link))
+    }
+
+    /// A request to `path` (absolute, from the server's root) with our
+    /// credentials.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.conn.url.trim_end_matches('/'));
+        let r = self.http.request(method, &url);
+        match &self.conn.user {
+            Some(u) => r.basic_auth(u, self.conn.password.as_deref()),
+            None => r,
+        }
+    }
+
+    /// Send `r`: a 2xx response, or the server's error message.
+    pub async fn answer(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
         let resp = r.send().await.map_err(|e| {
             format!(
                 "cannot reach {}: {}",
@@ -118,16 +136,11 @@ impl Client {
             )
         })?;
         let status = resp.status();
-        let link = resp
-            .headers()
-            .get(reqwest::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
             return Err(format!("{status}: {}", error_text(&text)));
         }
-        Ok((text, link))
+        Ok(resp)
     }
 
     /// A JSON call answered with a `T`.

@@ -8,6 +8,7 @@ pub mod args;
 pub mod check;
 pub mod local;
 
+mod bundle;
 mod cache;
 mod client;
 mod manage;
@@ -56,6 +57,17 @@ pub fn main() -> ExitCode {
             Box::pin(cache::prefetch(c, image, !no_pin, !no_wait))
         }),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),
+        Command::Export {
+            images,
+            output,
+            conn,
+        } => run(conn, |c| Box::pin(bundle::export(c, images, output))),
+        Command::Import {
+            bundle: file,
+            remote,
+            project,
+            conn,
+        } => run(conn, |c| Box::pin(bundle::import(c, file, remote, project))),
         Command::HashPassword => local::hash_password(),
         Command::CheckConfig { config, probe } => match load(&config, &Overrides::default()) {
             Ok(cfg) => check::check_config(&cfg, probe),

@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod audit;
+pub mod bundle;
 mod cache;
 mod manifests;
 pub mod namespaces;

@@ -165,3 +165,19 @@ pub trait BlobBackend: Send + Sync + 'static {
     /// returns how many.
     async fn cleanup_temp(&self, age: std::time::Duration) -> io::Result<usize>;
 }
+
+impl BlobData {
+    /// The blob's bytes as a stream of chunks of at most `chunk` bytes
+    /// (memory stays flat whatever the blob's size).
+    pub async fn into_stream(self, chunk: usize) -> io::Result<ByteStream> {
+        use futures_util::StreamExt;
+        use tokio::io::AsyncReadExt;
+        match self {
+            BlobData::File { file, len } => {
+                let file = tokio::fs::File::from_std(file).take(len);
+                Ok(tokio_util::io::ReaderStream::with_capacity(file, chunk).boxed())
+            }
+            BlobData::Remote { source, len } => source.read(0, len).await,
+        }
+    }
+}
