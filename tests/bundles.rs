@@ -1,0 +1,240 @@
+//! Offline bundles (issue 13, item 1) against the real binary: a wharf
+//! with an upstream exports a cached image (CLI and API) as an OCI image
+//! layout tar; a second wharf whose remote of the same name is unreachable
+//! imports it and serves `<remote>/<repo>:<tag>` byte-identical; a
+//! tampered bundle is refused naming the digest, leaving nothing served;
+//! project images round-trip into another project.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::Value;
+use support::cli::as_admin;
+use support::fake_upstream::{FakeImage, FakeUpstream};
+use support::*;
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// A remote named `up` at `url`, an admin, and the project `edge`.
+fn wharf(remote_url: &str) -> Wharf {
+    Wharf::start_with(Options {
+        config: Some(format!(
+            "[[remotes]]\nname = \"up\"\nurl = \"{remote_url}\"\n[[projects]]\nname = \"team\"\n[[projects]]\nname = \"edge\"\n"
+        )),
+        admin: true,
+        ..Options::default()
+    })
+}
+
+/// The site without uplink: `up` points at a closed port.
+fn offline() -> Wharf {
+    wharf("http://127.0.0.1:9")
+}
+
+fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
+    w.req(Method::GET, path)
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
+}
+
+/// Pull `repo:tag` from `w` with plain GETs; assert the manifest bytes
+/// are `manifest` and every blob's bytes match its digest.
+fn assert_pulls(w: &Wharf, repo: &str, tag: &str, manifest: &[u8], blobs: &[String]) {
+    let r = get(w, &format!("/v2/{repo}/manifests/{tag}"));
+    assert_eq!(r.status(), 200, "{repo}:{tag}\n{}", w.logs());
+    assert_eq!(r.bytes().unwrap().to_vec(), manifest);
+    for d in blobs {
+        let r = get(w, &format!("/v2/{repo}/blobs/{d}"));
+        assert_eq!(r.status(), 200, "{repo}@{d}\n{}", w.logs());
+        assert_eq!(&sha256(&r.bytes().unwrap()), d);
+    }
+}
+
+/// `(name, content offset, size)` of every entry of a tar.
+fn entries(tar: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at] != 0 {
+        let h = &tar[at..at + 512];
+        let end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&h[..end]).into_owned();
+        let size = std::str::from_utf8(&h[124..135])
+            .unwrap()
+            .trim_matches(['\0', ' ']);
+        let size = usize::from_str_radix(size, 8).unwrap();
+        out.push((name, at + 512, size));
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+fn export_api(w: &Wharf, images: &[&str]) -> Vec<u8> {
+    let q: Vec<String> = images.iter().map(|i| format!("image={i}")).collect();
+    let r = w
+        .req(Method::GET, &format!("/api/v1/export?{}", q.join("&")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    assert_eq!(header(&r, "content-type"), "application/x-tar");
+    r.bytes().unwrap().to_vec()
+}
+
+fn import_api(w: &Wharf, query: &str, tar: Vec<u8>) -> reqwest::blocking::Response {
+    w.req(Method::POST, &format!("/api/v1/import?{query}"))
+        .body(tar)
+        .send()
+        .unwrap()
+}
+
+/// An upstream holding `lib/app:1`, and a wharf that pulled it through.
+fn cached() -> (FakeUpstream, Wharf, FakeImage) {
+    let f = FakeUpstream::start();
+    let img = f.add_image("lib/app", "1", 21);
+    let a = wharf(&f.url());
+    assert_pulls(&a, "up/lib/app", "1", &img.manifest, &img.blobs());
+    (f, a, img)
+}
+
+#[test]
+fn a_cached_image_exported_with_the_cli_pulls_offline_from_another_wharf() {
+    let (_f, a, img) = cached();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.tar");
+    let file_s = file.to_str().unwrap();
+    let out = as_admin(&a, &["export", "up/lib/app:1", "-o", file_s]);
+    assert!(out.status.success());
+
+    let tar = std::fs::read(&file).unwrap();
+    let names: Vec<String> = entries(&tar).into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        names[..2],
+        ["oci-layout".to_string(), "index.json".to_string()]
+    );
+    let mut want: Vec<String> = img.blobs();
+    want.push(img.digest.clone());
+    for d in &want {
+        let n = format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let (_, at, size) = entries(&tar)
+        .into_iter()
+        .find(|e| e.0 == "index.json")
+        .unwrap();
+    let index: Value = serde_json::from_slice(&tar[at..at + size]).unwrap();
+    let m = &index["manifests"][0];
+    assert_eq!(m["digest"], img.digest.as_str());
+    assert_eq!(m["annotations"]["org.opencontainers.image.ref.name"], "1");
+    assert_eq!(m["annotations"]["io.wharf.repository"], "lib/app");
+
+    let b = offline();
+    let out = as_admin(&b, &["import", file_s, "--remote", "up"]);
+    assert!(out.status.success(), "{}", b.logs());
+    assert!(support::cli::stdout(&out).contains("up/lib/app:1"));
+    assert_pulls(&b, "up/lib/app", "1", &img.manifest, &img.blobs());
+    assert_pulls(&b, "up/lib/app", &img.digest, &img.manifest, &[]);
+    if have("skopeo") {
+        // Offline through a real client; digests preserved, so the
+        // manifest must be the very bytes the upstream served.
+        let oci = tempfile::tempdir().unwrap();
+        let args: Vec<String> = [
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &format!("--src-creds={}:{}", ADMIN.0, ADMIN.1),
+            &format!("docker://{}/up/lib/app:1", b.host()),
+            &format!("oci:{}:1", oci.path().display()),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        let out = support::upstream::skopeo(b.tmp.path(), &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let layout = support::image::OciLayout::open(oci.path());
+        assert_eq!(layout.resolve("1").digest, img.digest);
+        for d in img.blobs() {
+            assert_eq!(sha256(&layout.read_blob(&d)), d);
+        }
+    }
+}
+
+#[test]
+fn a_tampered_bundle_is_refused_naming_the_digest_and_nothing_is_served() {
+    let (_f, a, img) = cached();
+    let mut tar = export_api(&a, &["up/lib/app:1"]);
+    let victim = img.layers.last().unwrap().clone();
+    let name = format!("blobs/sha256/{}", victim.trim_start_matches("sha256:"));
+    let (_, at, _) = entries(&tar).into_iter().find(|e| e.0 == name).unwrap();
+    tar[at + 10] ^= 0xff;
+
+    let b = offline();
+    let v = assert_oci_error(import_api(&b, "remote=up", tar), 400, "DIGEST_INVALID");
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains(&victim), "{msg}");
+    assert_ne!(get(&b, "/v2/up/lib/app/manifests/1").status(), 200);
+    assert_ne!(
+        get(&b, &format!("/v2/up/lib/app/manifests/{}", img.digest)).status(),
+        200
+    );
+    let cache: Value = b
+        .req(Method::GET, "/api/v1/cache")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(cache.as_array().map(Vec::len), Some(0), "{cache}");
+}
+
+#[test]
+fn a_project_image_moves_into_another_project() {
+    let a = offline();
+    let pushed = push_image(&a, "team/app", "v1", 5);
+    let tar = export_api(&a, &["team/app:v1"]);
+
+    let b = offline();
+    let r = import_api(&b, "project=edge", tar);
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().unwrap();
+    assert_eq!(report["images"][0]["repository"], "edge/app");
+    assert_eq!(report["images"][0]["tag"], "v1");
+    let mut blobs = pushed.layers.clone();
+    blobs.push(pushed.config.clone());
+    assert_pulls(&b, "edge/app", "v1", &pushed.bytes, &blobs);
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let b = offline();
+    let status_and_message = |r: reqwest::blocking::Response| {
+        let status = r.status().as_u16();
+        let v: Value = r.json().unwrap();
+        (
+            status,
+            v["errors"][0]["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let (s, m) = status_and_message(b.req(Method::GET, "/api/v1/export").send().unwrap());
+    assert_eq!(s, 400, "{m}");
+    assert!(m.contains("image"), "{m}");
+    let (s, m) = status_and_message(import_api(&b, "", vec![]));
+    assert_eq!(s, 400, "{m}");
+    assert!(m.contains("remote"), "{m}");
+    let (s, m) = status_and_message(import_api(&b, "remote=nope", vec![]));
+    assert_eq!(s, 400, "{m}");
+    assert!(m.contains("nope"), "{m}");
+    let (s, m) = status_and_message(import_api(&b, "project=edge", vec![7u8; 2048]));
+    assert_eq!(s, 400, "{m}");
+    assert!(m.contains("invalid bundle"), "{m}");
+    let (s, m) = status_and_message(import_api(&b, "project=edge", vec![]));
+    assert_eq!(s, 400, "{m}");
+    assert!(m.contains("index.json"), "{m}");
+    let anon = http()
+        .get(format!("{}/api/v1/export?image=team/app:v1", b.url()))
+        .send()
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+}
