@@ -142,25 +142,7 @@ impl Registry {
         parts.push(Part::Bytes(tar::trailer()));
         let store = self.store.clone();
         Ok(stream::iter(parts)
-            .then(move |p| {
-                let store = store.clone();
-                async move {
-                    match p {
-                        Part::Bytes(b) => stream::once(async { Ok(b) }).boxed(),
-                        Part::Blob(d) => match store.blobs().open(&d).await {
-                            Ok(Some(data)) => match data.into_stream(CHUNK).await {
-                                Ok(s) => s,
-                                Err(e) => stream::once(async { Err(e) }).boxed(),
-                            },
-                            Ok(None) => {
-                                let e = std::io::Error::other(format!("{d} vanished"));
-                                stream::once(async { Err(e) }).boxed()
-                            }
-                            Err(e) => stream::once(async { Err(store_err(e)) }).boxed(),
-                        },
-                    }
-                }
-            })
+            .then(move |p| part_stream(store.clone(), p))
             .flatten()
             .boxed())
     }
@@ -197,10 +179,7 @@ impl Registry {
                     .await?;
                 todo.push(c);
             }
-            for b in parsed.config.iter().chain(&parsed.layers) {
-                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
-                    continue;
-                }
+            for b in stored_blobs(&parsed) {
                 self.check_exportable(&source, &b.digest, image).await?;
                 plan.add(&b.digest, b.size, None);
             }
@@ -348,12 +327,10 @@ impl Registry {
         let mut out = Vec::new();
         for (repo, tag, root, order) in plans {
             for (m, parsed) in &order {
-                for b in parsed.config.iter().chain(&parsed.layers) {
-                    if !b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
-                        self.store.repo(&repo).link_blob(&b.digest).await?;
-                    }
+                for b in stored_blobs(parsed) {
+                    self.store.repo(&repo).link_blob(&b.digest).await?;
                 }
-                let r = match (&tag, &m.digest == &root) {
+                let r = match (&tag, m.digest == root) {
                     (Some(t), true) => Reference::Tag(t.clone()),
                     _ => Reference::Digest(m.digest.clone()),
                 };
@@ -388,10 +365,8 @@ impl Registry {
                 .ok_or_else(|| missing(&d))?;
             let parsed = Manifest::parse(&bytes, None)
                 .map_err(|e| RegistryError::ManifestInvalid(format!("bundle manifest {d}: {e}")))?;
-            for b in parsed.config.iter().chain(&parsed.layers) {
-                if !b.urls.as_ref().is_some_and(|u| !u.is_empty())
-                    && self.store.blobs().size(&b.digest).await?.is_none()
-                {
+            for b in stored_blobs(&parsed) {
+                if self.store.blobs().size(&b.digest).await?.is_none() {
                     return Err(missing(&b.digest));
                 }
             }
@@ -412,6 +387,30 @@ fn read_err(bad: &impl Fn(String) -> RegistryError, e: tar::ReadError) -> Regist
     match e {
         tar::ReadError::Format(m) => bad(m),
         tar::ReadError::Body(m) => RegistryError::BadRequest(format!("reading the bundle: {m}")),
+    }
+}
+
+/// The config and layers of `m` that live in a registry (foreign layers
+/// live at their `urls`).
+fn stored_blobs(m: &Manifest) -> impl Iterator<Item = &manifest::Descriptor> {
+    m.config
+        .iter()
+        .chain(&m.layers)
+        .filter(|b| b.urls.as_ref().is_none_or(|u| u.is_empty()))
+}
+
+/// The bytes of one part of an export.
+async fn part_stream(store: crate::store::Store, p: Part) -> ByteStream {
+    let fail = |e: std::io::Error| stream::once(async { Err(e) }).boxed();
+    match p {
+        Part::Bytes(b) => stream::once(async { Ok(b) }).boxed(),
+        Part::Blob(d) => match store.blobs().open(&d).await {
+            Ok(Some(data)) => data.into_stream(CHUNK).await.unwrap_or_else(fail),
+            Ok(None) => fail(std::io::Error::other(format!(
+                "{d} vanished during the export"
+            ))),
+            Err(e) => fail(store_err(e)),
+        },
     }
 }
 
