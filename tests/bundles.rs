@@ -134,6 +134,7 @@ fn a_cached_image_exported_with_the_cli_pulls_offline_from_another_wharf() {
     assert!(support::cli::stdout(&out).contains("up/lib/app:1"));
     assert_pulls(&b, "up/lib/app", "1", &img.manifest, &img.blobs());
     assert_pulls(&b, "up/lib/app", &img.digest, &img.manifest, &[]);
+    assert_ctr_fetches(&b, &img);
     if have("skopeo") {
         // Offline through a real client; digests preserved, so the
         // manifest must be the very bytes the upstream served.
@@ -159,6 +160,34 @@ fn a_cached_image_exported_with_the_cli_pulls_offline_from_another_wharf() {
         for d in img.blobs() {
             assert_eq!(sha256(&layout.read_blob(&d)), d);
         }
+    }
+}
+
+/// containerd fetches the imported image from the offline wharf
+/// (`content fetch`: the fake layers are not real tarballs to unpack).
+fn assert_ctr_fetches(b: &Wharf, img: &FakeImage) {
+    let Some(ctr) = support::ctr::Ctr::connect("wharf-bundle") else {
+        return;
+    };
+    let user = format!("{}:{}", ADMIN.0, ADMIN.1);
+    let reference = format!("{}/up/lib/app:1", b.host());
+    ctr.run_or_explain(
+        &[
+            "content",
+            "fetch",
+            "--plain-http",
+            "--user",
+            &user,
+            &reference,
+        ],
+        &|| b.logs(),
+    );
+    let content = ctr.content();
+    for d in std::iter::once(img.digest.clone()).chain(img.blobs()) {
+        assert!(
+            content.contains(&d),
+            "{d} not fetched by containerd: {content:?}"
+        );
     }
 }
 
