@@ -216,6 +216,18 @@ fn a_tampered_bundle_is_refused_naming_the_digest_and_nothing_is_served() {
         .json()
         .unwrap();
     assert_eq!(cache.as_array().map(Vec::len), Some(0), "{cache}");
+    let audit: Value = b
+        .req(Method::GET, "/api/v1/audit")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let e = &audit["entries"][0];
+    assert_eq!(
+        (e["action"].as_str(), e["result"].as_str()),
+        (Some("bundle.import"), Some("failed")),
+        "{audit}"
+    );
 }
 
 #[test]

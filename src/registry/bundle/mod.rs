@@ -221,13 +221,18 @@ impl Registry {
     {
         self.require_admin(id)?;
         let namespace = self.import_namespace(&into)?;
-        let (index, blobs, bytes) = self.read_bundle(body).await?;
-        let images = self.link_bundle(&namespace, &index).await?;
-        Ok(ImportReport {
-            images,
-            blobs,
-            bytes,
-        })
+        let op = async {
+            let (index, blobs, bytes) = self.read_bundle(body).await?;
+            let images = self.link_bundle(&namespace, &index).await?;
+            Ok(ImportReport {
+                images,
+                blobs,
+                bytes,
+            })
+        };
+        let details = |r: &ImportReport| serde_json::to_value(r).ok();
+        self.audited(id, "bundle.import", &namespace, op, details)
+            .await
     }
 
     /// The first segment the imported repositories go under.
