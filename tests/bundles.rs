@@ -279,3 +279,54 @@ fn bad_requests_are_refused_with_a_reason() {
         .unwrap();
     assert_eq!(anon.status(), 401);
 }
+
+/// Export and import stream: a 96 MiB layer passes through both wharfs
+/// without their peak resident memory growing by anything near its size.
+#[test]
+fn memory_does_not_grow_with_blob_size() {
+    const LAYER: usize = 96 << 20;
+    const BOUND_KIB: u64 = 40 << 10;
+    let f = FakeUpstream::start();
+    let img = f.add_image_sized("lib/big", "1", 31, &[LAYER]);
+    let a = wharf(&f.url());
+    for d in img.blobs() {
+        let mut r = get(&a, &format!("/v2/up/lib/big/blobs/{d}"));
+        assert_eq!(r.status(), 200);
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    }
+    assert_eq!(get(&a, "/v2/up/lib/big/manifests/1").status(), 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.tar");
+    let before = support::disk::vm_hwm_kib(a.pid().unwrap());
+    let mut r = a
+        .req(Method::GET, "/api/v1/export?image=up/lib/big:1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    std::io::copy(&mut r, &mut std::fs::File::create(&file).unwrap()).unwrap();
+    let grew = support::disk::vm_hwm_kib(a.pid().unwrap()).saturating_sub(before);
+    eprintln!("export: peak RSS grew by {grew} KiB for a {LAYER}-byte layer");
+    assert!(grew < BOUND_KIB, "export peak RSS grew by {grew} KiB");
+    assert!(std::fs::metadata(&file).unwrap().len() > LAYER as u64);
+
+    let b = offline();
+    let before = support::disk::vm_hwm_kib(b.pid().unwrap());
+    let body = reqwest::blocking::Body::new(std::fs::File::open(&file).unwrap());
+    let r = b
+        .req(Method::POST, "/api/v1/import?remote=up")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", b.logs());
+    let grew = support::disk::vm_hwm_kib(b.pid().unwrap()).saturating_sub(before);
+    eprintln!("import: peak RSS grew by {grew} KiB for a {LAYER}-byte layer");
+    assert!(grew < BOUND_KIB, "import peak RSS grew by {grew} KiB");
+    let layer = img.layers[0].clone();
+    let mut r = get(&b, &format!("/v2/up/lib/big/blobs/{layer}"));
+    assert_eq!(r.status(), 200);
+    let mut h = sha2::Sha256::default();
+    std::io::copy(&mut r, &mut h).unwrap();
+    use sha2::Digest as _;
+    assert_eq!(format!("sha256:{}", hex::encode(h.finalize())), layer);
+}
