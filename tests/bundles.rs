@@ -70,6 +70,19 @@ fn entries(tar: &[u8]) -> Vec<(String, usize, usize)> {
     out
 }
 
+/// `tar` rebuilt from the entries `keep` chooses, in the order given by
+/// `key` (header, content and padding copied verbatim).
+fn rebuild(tar: &[u8], keep: impl Fn(&str) -> bool, key: impl Fn(&str) -> u8) -> Vec<u8> {
+    let mut es: Vec<_> = entries(tar).into_iter().filter(|e| keep(&e.0)).collect();
+    es.sort_by_key(|e| key(&e.0));
+    let mut out = Vec::new();
+    for (_, at, size) in es {
+        out.extend_from_slice(&tar[at - 512..at + size.div_ceil(512) * 512]);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
 fn export_api(w: &Wharf, images: &[&str]) -> Vec<u8> {
     let q: Vec<String> = images.iter().map(|i| format!("image={i}")).collect();
     let r = w
@@ -237,7 +250,28 @@ fn a_project_image_moves_into_another_project() {
     let tar = export_api(&a, &["team/app:v1"]);
 
     let b = offline();
-    let r = import_api(&b, "project=edge", tar);
+    // A bundle that lacks a layer is refused naming it; nothing is linked.
+    let layer = pushed.layers[0].trim_start_matches("sha256:").to_string();
+    let lacking = rebuild(&tar, |n| !n.ends_with(&layer), |_| 0);
+    let v = assert_oci_error(
+        import_api(&b, "project=edge", lacking),
+        400,
+        "MANIFEST_BLOB_UNKNOWN",
+    );
+    let msg = v["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains(&pushed.layers[0]), "{msg}");
+    assert_ne!(get(&b, "/v2/edge/app/manifests/v1").status(), 200);
+    // Entry order does not matter: index.json last, blobs reversed.
+    let reordered = rebuild(
+        &tar,
+        |_| true,
+        |n| match n {
+            "index.json" => 255,
+            "oci-layout" => 0,
+            _ => 255 - n.as_bytes()[13],
+        },
+    );
+    let r = import_api(&b, "project=edge", reordered);
     assert_eq!(r.status(), 200);
     let report: Value = r.json().unwrap();
     assert_eq!(report["images"][0]["repository"], "edge/app");

@@ -355,7 +355,7 @@ impl Registry {
     /// from the store and every blob they need present; else which is missing.
     async fn bundle_manifests(&self, root: &Digest) -> Result<Vec<(StoredManifest, Manifest)>> {
         let missing = |d: &Digest| {
-            RegistryError::BadRequest(format!(
+            RegistryError::ManifestBlobUnknown(format!(
                 "invalid bundle: it lacks {d}, which its images need; nothing was imported"
             ))
         };
