@@ -244,6 +244,32 @@ fn a_tampered_bundle_is_refused_naming_the_digest_and_nothing_is_served() {
 }
 
 #[test]
+fn an_image_never_pulled_is_fetched_for_the_export() {
+    let f = FakeUpstream::start();
+    let img = f.add_image("lib/fresh", "2", 41);
+    let a = wharf(&f.url());
+    let tar = export_api(&a, &["up/lib/fresh:2"]);
+    let names: Vec<String> = entries(&tar).into_iter().map(|e| e.0).collect();
+    for d in img.blobs() {
+        assert!(
+            names.contains(&format!("blobs/sha256/{}", &d[7..])),
+            "{d}: {names:?}"
+        );
+    }
+    let b = offline();
+    assert_eq!(import_api(&b, "remote=up", tar).status(), 200);
+    assert_pulls(&b, "up/lib/fresh", "2", &img.manifest, &img.blobs());
+    // With its remote unreachable and nothing cached, the export says why.
+    let r = b
+        .req(Method::GET, "/api/v1/export?image=up/lib/none:1")
+        .send()
+        .unwrap();
+    assert!(r.status().as_u16() >= 400, "{}", r.status());
+    let v: Value = r.json().unwrap();
+    assert!(v["errors"][0]["message"].is_string(), "{v}");
+}
+
+#[test]
 fn a_project_image_moves_into_another_project() {
     let a = offline();
     let pushed = push_image(&a, "team/app", "v1", 5);

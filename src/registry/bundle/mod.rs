@@ -158,6 +158,16 @@ impl Registry {
             Target::Remote(t) => (t.upstream_repo.to_string(), t.cache_repo.clone()),
             Target::Local(n) => (n.rest().map_or(n.to_string(), |r| r.to_string()), n.clone()),
         };
+        // A remote image is completed in the cache first (cheap when it is
+        // all there); without the remote, what the cache holds may do.
+        let fetch_error = match &target {
+            Target::Remote(t) => {
+                let progress = crate::proxy::PrefetchProgress::default();
+                let r = self.proxy.prefetch(t, &reference, false, image, &progress);
+                r.await.err().map(|e| e.to_string())
+            }
+            Target::Local(_) => None,
+        };
         let root = self.export_manifest(&target, &reference).await?;
         let mut annotations = serde_json::Map::new();
         if let Reference::Tag(t) = &reference {
@@ -180,7 +190,8 @@ impl Registry {
                 todo.push(c);
             }
             for b in stored_blobs(&parsed) {
-                self.check_exportable(&source, &b.digest, image).await?;
+                self.check_exportable(&source, &b.digest, image, fetch_error.as_deref())
+                    .await?;
                 plan.add(&b.digest, b.size, None);
             }
             plan.add(&m.digest, m.bytes.len() as u64, Some(m.bytes.clone()));
@@ -197,14 +208,21 @@ impl Registry {
         }
     }
 
-    /// Refuse to export a blob the store does not hold for `repo`.
-    async fn check_exportable(&self, repo: &RepoName, d: &Digest, image: &str) -> Result<()> {
+    /// Refuse to export a blob the store does not hold for `repo`
+    async fn check_exportable(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        image: &str,
+        fetch_error: Option<&str>,
+    ) -> Result<()> {
         let linked = self.store.repo(repo).links_blob(d).await?;
         if linked && self.store.blobs().size(d).await?.is_some() {
             return Ok(());
         }
-        Err(RegistryError::BadRequest(format!(
-            "blob {d} of {image} is not in this wharf; pull (or prefetch) the image once before exporting it"
+        let why = fetch_error.map_or(String::new(), |e| format!(" (fetching it failed: {e})"));
+        Err(RegistryError::BlobUnknown(format!(
+            "blob {d} of {image} is not in this wharf{why}"
         )))
     }
 
