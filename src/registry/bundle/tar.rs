@@ -34,7 +34,13 @@ pub fn header(name: &str, size: u64) -> Result<Bytes, String> {
     octal(&mut h[100..108], 0o644);
     octal(&mut h[108..116], 0);
     octal(&mut h[116..124], 0);
-    octal(&mut h[124..136], size);
+    if size < 1 << 33 {
+        octal(&mut h[124..136], size);
+    } else {
+        // Past 8 GiB: GNU's base-256 size (high bit set, big-endian).
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    }
     octal(&mut h[136..148], 0);
     h[156] = b'0';
     h[257..263].copy_from_slice(b"ustar\0");
@@ -95,7 +101,14 @@ pub fn parse_header(h: &[u8]) -> Result<Option<Entry>, String> {
             name = format!("{prefix}/{name}");
         }
     }
-    let size = parse_octal(&h[124..136]).ok_or("a tar header has an unreadable size")?;
+    let size = if h[124] & 0x80 != 0 {
+        if h[124] & 0x7f != 0 || h[125..128].iter().any(|&b| b != 0) {
+            return Err("a tar entry is larger than 16 EiB".into());
+        }
+        u64::from_be_bytes(h[128..136].try_into().unwrap_or_default())
+    } else {
+        parse_octal(&h[124..136]).ok_or("a tar header has an unreadable size")?
+    };
     let name = name.trim_start_matches("./").to_string();
     Ok(Some(Entry {
         name,
@@ -245,6 +258,14 @@ mod tests {
             }
             assert_eq!(got, big);
             assert!(r.next_entry().await.unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn sizes_past_8_gib_use_base_256() {
+        for size in [0, 5, (1 << 33) - 1, 1 << 33, 20 << 30] {
+            let h = header("blobs/sha256/ab", size).unwrap();
+            assert_eq!(parse_header(&h).unwrap().unwrap().size, size);
         }
     }
 
