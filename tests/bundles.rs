@@ -147,6 +147,17 @@ fn a_cached_image_exported_with_the_cli_pulls_offline_from_another_wharf() {
     assert!(support::cli::stdout(&out).contains("up/lib/app:1"));
     assert_pulls(&b, "up/lib/app", "1", &img.manifest, &img.blobs());
     assert_pulls(&b, "up/lib/app", &img.digest, &img.manifest, &[]);
+    // Pinned: cache eviction never removes what an offline site imported.
+    let cache: Value = b
+        .req(Method::GET, "/api/v1/cache")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        cache.to_string().contains("\"pinned\":true"),
+        "an imported image is not pinned: {cache}"
+    );
     assert_ctr_fetches(&b, &img);
     if have("skopeo") {
         // Offline through a real client; digests preserved, so the

@@ -241,7 +241,10 @@ impl Registry {
         let namespace = self.import_namespace(&into)?;
         let op = async {
             let (index, blobs, bytes) = self.read_bundle(body).await?;
-            let images = self.link_bundle(&namespace, &index).await?;
+            // An edge site may have no uplink to fetch an evicted image
+            // again: what is imported into a cache stays until unpinned.
+            let pin = matches!(into, ImportInto::Remote(_));
+            let images = self.link_bundle(&namespace, &index, pin).await?;
             Ok(ImportReport {
                 images,
                 blobs,
@@ -320,8 +323,14 @@ impl Registry {
     }
 
     /// Check every image of `index` is complete in the store, then link
-    /// blobs, manifests and tags into `<namespace>/<path>`.
-    async fn link_bundle(&self, namespace: &str, index: &[u8]) -> Result<Vec<ImportedImage>> {
+    /// blobs, manifests and tags into `<namespace>/<path>` (and pin each
+    /// image when `pin`).
+    async fn link_bundle(
+        &self,
+        namespace: &str,
+        index: &[u8],
+        pin: bool,
+    ) -> Result<Vec<ImportedImage>> {
         let bad = |m: String| RegistryError::BadRequest(format!("invalid bundle: {m}"));
         let index = Manifest::parse(index, Some(manifest::OCI_INDEX))
             .map_err(|e| bad(format!("index.json: {e}")))?;
@@ -359,6 +368,9 @@ impl Registry {
                 };
                 self.put_manifest(&repo, &r, Some(&m.media_type), m.bytes.clone())
                     .await?;
+            }
+            if pin {
+                self.store.repo(&repo).pin(&root).await?;
             }
             out.push(ImportedImage {
                 repository: repo.to_string(),
