@@ -383,13 +383,8 @@ async fn import(
         }
     };
     let mut body = super::body_stream(req);
-    match r.import_bundle(id, into, &mut body).await {
-        Ok(report) => json(StatusCode::OK, &report),
-        Err(e) => {
-            super::drain_body(&mut body).await;
-            Err(e.into())
-        }
-    }
+    let imported = r.import_bundle(id, into, &mut body).await;
+    json(StatusCode::OK, &super::drained(&mut body, imported).await?)
 }
 
 /// A boolean query parameter (`true`/`false`, absent: false).

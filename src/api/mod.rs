@@ -191,9 +191,21 @@ pub(crate) fn body_stream(req: Request<Incoming>) -> http_body_util::BodyDataStr
 const DRAIN_MAX_BYTES: u64 = 64 << 20;
 const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Read and drop what is left of a request body whose upload failed, within
-/// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
-pub(crate) async fn drain_body<S, E>(body: &mut S)
+/// `result` of consuming `body`, after reading and dropping what is left
+/// of the body when it is an error (within [`DRAIN_MAX_BYTES`] and
+/// [`DRAIN_MAX_TIME`]). Every handler that streams a request body into the
+/// registry passes its outcome through here.
+pub(crate) async fn drained<S, E, T, R>(body: &mut S, result: Result<T, R>) -> Result<T, R>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    if result.is_err() {
+        drain_body(body).await;
+    }
+    result
+}
+
+async fn drain_body<S, E>(body: &mut S)
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
 {

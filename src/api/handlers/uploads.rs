@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use super::{content_length, header_str, Query};
 use crate::api::body::{self, range_header};
 use crate::api::error::ApiError;
-use crate::api::{body_stream, drain_body, Api, Reply};
+use crate::api::{body_stream, drained, Api, Reply};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::{Mount, RegistryError};
 use crate::store::StoreError;
@@ -116,10 +116,7 @@ pub async fn start(api: &Api, req: Request<Incoming>, name: &RepoName) -> Reply 
         let len = content_length(req.headers())?;
         let mut body = body_stream(req);
         let stored = api.registry.put_blob(name, &d, len, &mut body).await;
-        if stored.is_err() {
-            drain_body(&mut body).await;
-        }
-        stored?;
+        drained(&mut body, stored).await?;
         return created(api, name, &d);
     }
     let id = api
@@ -147,10 +144,9 @@ pub async fn patch(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str)
         .registry
         .append_upload(name, id, start, len, &mut body)
         .await;
-    if appended.is_err() {
-        drain_body(&mut body).await;
-    }
-    let s = appended.map_err(|e| at_session(api, e, name, id))?;
+    let s = drained(&mut body, appended)
+        .await
+        .map_err(|e| at_session(api, e, name, id))?;
     accepted(api, name, id, s.offset, StatusCode::ACCEPTED)
 }
 
@@ -166,10 +162,7 @@ pub async fn finish(api: &Api, req: Request<Incoming>, name: &RepoName, id: &str
         .registry
         .finish_upload(name, id, &d, start, len, &mut body)
         .await;
-    if finished.is_err() {
-        drain_body(&mut body).await;
-    }
-    finished.map_err(|e| match e {
+    drained(&mut body, finished).await.map_err(|e| match e {
         e @ RegistryError::Store(StoreError::RangeMismatch { .. }) => at_session(api, e, name, id),
         e => e.into(),
     })?;
