@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{duration, ConfigError};
+use super::raw::positive_duration;
+use super::ConfigError;
 use crate::secrets::SecretRef;
 
 /// What happened, as an event's `action` says.
@@ -161,19 +162,11 @@ impl RawEndpoint {
                 ConfigError::invalid(&format!("{}.{h}", key("secret_headers")), e.0)
             })?;
         }
-        let dur = |k: &str, v: Option<String>, d: u64| -> Result<Duration, ConfigError> {
-            let d = match v {
-                Some(s) => duration(&key(k), &s)?,
-                None => Duration::from_secs(d),
-            };
-            if d.is_zero() {
-                return Err(ConfigError::invalid(&key(k), "must be longer than 0s"));
-            }
-            Ok(d)
-        };
-        let timeout = dur("timeout", self.timeout, 5)?;
-        let backoff = dur("backoff", self.backoff, 1)?;
-        let backoff_max = dur("backoff_max", self.backoff_max, 60)?.max(backoff);
+        let dur =
+            |k: &str, v: Option<String>, default: &str| positive_duration(&key(k), v, default);
+        let timeout = dur("timeout", self.timeout, "5s")?;
+        let backoff = dur("backoff", self.backoff, "1s")?;
+        let backoff_max = dur("backoff_max", self.backoff_max, "60s")?.max(backoff);
         let positive = |k: &str, v: Option<usize>, d: usize, max: usize| match v.unwrap_or(d) {
             n if (1..=max).contains(&n) => Ok(n),
             n => Err(ConfigError::invalid(

@@ -141,6 +141,15 @@ fn positive(key: &str, d: Duration) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
+/// `v` (or `default`) as a duration that must be more than zero.
+pub(super) fn positive_duration(
+    key: &str,
+    v: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    positive(key, dur(key, v, default)?)
+}
+
 impl RawStorage {
     fn validate(self, o: &Overrides) -> Result<Storage, ConfigError> {
         let data_dir = o
