@@ -177,37 +177,6 @@ fn catalog_of_empty_registry() {
     assert_eq!(v["repositories"], json!([]));
 }
 
-/// Push an artifact manifest with `subject` to `repo`; returns (digest, bytes).
-fn push_referrer(
-    w: &Wharf,
-    repo: &str,
-    subject: &Pushed,
-    artifact_type: Option<&str>,
-    config_mt: &str,
-    note: &str,
-) -> (String, Vec<u8>) {
-    let cfg = b"{}".to_vec();
-    let c = push_blob(w, repo, &cfg);
-    let mut extra = json!({
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len()},
-        "annotations": {"note": note},
-    });
-    if let Some(t) = artifact_type {
-        extra["artifactType"] = json!(t);
-    }
-    let m = image_manifest(
-        MT_OCI_MANIFEST,
-        descriptor(config_mt, &c, cfg.len()),
-        vec![],
-        extra,
-    );
-    let d = sha256(&m);
-    let r = put_manifest(w, repo, &d, MT_OCI_MANIFEST, &m);
-    assert_eq!(r.status(), 201, "{:?}", r.text());
-    assert_eq!(header(&r, "oci-subject"), subject.digest);
-    (d, m)
-}
-
 #[test]
 fn referrers_with_filter() {
     let w = Wharf::start();

@@ -401,3 +401,204 @@ fn memory_does_not_grow_with_blob_size() {
     use sha2::Digest as _;
     assert_eq!(format!("sha256:{}", hex::encode(h.finalize())), layer);
 }
+
+/// `team/multi:v1`: an index of a linux/amd64 and a linux/arm64/v8 image,
+/// a signature of the index with an SBOM of that signature, and an
+/// attestation of the arm64 image.
+struct Multi {
+    index: Pushed,
+    amd64: Pushed,
+    arm64: Pushed,
+    signature: String,
+    sbom: String,
+    attestation: String,
+}
+
+fn push_multi(a: &Wharf) -> Multi {
+    let repo = "team/multi";
+    let amd64 = push_image(a, repo, "digest", 41);
+    let arm64 = push_image(a, repo, "digest", 42);
+    let entry = |p: &Pushed, platform: Value| {
+        let mut d = descriptor(&p.media_type, &p.digest, p.bytes.len());
+        d["platform"] = platform;
+        d
+    };
+    let bytes = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": MT_OCI_INDEX,
+        "manifests": [
+            entry(&amd64, serde_json::json!({"os": "linux", "architecture": "amd64"})),
+            entry(&arm64, serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"})),
+        ],
+    }))
+    .unwrap();
+    assert_eq!(
+        put_manifest(a, repo, "v1", MT_OCI_INDEX, &bytes).status(),
+        201
+    );
+    let index = Pushed {
+        digest: sha256(&bytes),
+        bytes,
+        media_type: MT_OCI_INDEX.into(),
+        config: String::new(),
+        layers: vec![],
+    };
+    let sig_type = Some("application/vnd.example.signature.v1");
+    let (signature, sig_bytes) = push_referrer(a, repo, &index, sig_type, MT_OCI_CONFIG, "sig");
+    let sig = Pushed {
+        digest: signature.clone(),
+        bytes: sig_bytes,
+        media_type: MT_OCI_MANIFEST.into(),
+        config: String::new(),
+        layers: vec![],
+    };
+    let (sbom, _) = push_referrer(a, repo, &sig, None, "application/spdx+json", "sbom");
+    let (attestation, _) = push_referrer(a, repo, &arm64, None, MT_OCI_CONFIG, "attest");
+    Multi {
+        index,
+        amd64,
+        arm64,
+        signature,
+        sbom,
+        attestation,
+    }
+}
+
+fn bundle_names(tar: &[u8]) -> Vec<String> {
+    entries(tar).into_iter().map(|e| e.0).collect()
+}
+
+fn holds(names: &[String], digest: &str) -> bool {
+    names.contains(&format!(
+        "blobs/sha256/{}",
+        digest.trim_start_matches("sha256:")
+    ))
+}
+
+/// The digests `GET /v2/<repo>/referrers/<subject>` lists.
+fn referrers(w: &Wharf, repo: &str, subject: &str) -> Vec<String> {
+    let v: Value = get(w, &format!("/v2/{repo}/referrers/{subject}"))
+        .json()
+        .unwrap();
+    let list = v["manifests"].as_array().cloned().unwrap_or_default();
+    list.iter()
+        .map(|m| m["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `wharf export <args> -o <file>` into a new temp dir; (dir, file).
+fn export_cli(w: &Wharf, args: &[&str]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bundle.tar").to_str().unwrap().to_string();
+    let mut all = vec!["export"];
+    all.extend_from_slice(args);
+    all.extend(["-o", file.as_str()]);
+    let out = as_admin(w, &all);
+    assert!(out.status.success(), "{}", w.logs());
+    (dir, file)
+}
+
+#[test]
+fn referrers_travel_with_their_images() {
+    let a = offline();
+    let m = push_multi(&a);
+    let (_dir, file) = export_cli(&a, &["team/multi:v1", "--with-referrers"]);
+    let file_s = file.as_str();
+    let tar = std::fs::read(&file).unwrap();
+    let names = bundle_names(&tar);
+    for d in [
+        &m.index.digest,
+        &m.amd64.digest,
+        &m.arm64.digest,
+        &m.signature,
+        &m.sbom,
+        &m.attestation,
+    ] {
+        assert!(holds(&names, d), "{d} missing from {names:?}");
+    }
+    // Without the flag, no referrer goes along.
+    let plain = bundle_names(&export_api(&a, &["team/multi:v1"]));
+    assert!(
+        holds(&plain, &m.arm64.digest) && !holds(&plain, &m.signature),
+        "{plain:?}"
+    );
+
+    let b = offline();
+    let out = as_admin(&b, &["import", file_s, "--project", "edge"]);
+    assert!(out.status.success(), "{}", b.logs());
+    assert_pulls(&b, "edge/multi", "v1", &m.index.bytes, &[]);
+    assert_eq!(
+        referrers(&b, "edge/multi", &m.index.digest),
+        vec![m.signature.clone()]
+    );
+    assert_eq!(
+        referrers(&b, "edge/multi", &m.signature),
+        vec![m.sbom.clone()]
+    );
+    assert_eq!(
+        referrers(&b, "edge/multi", &m.arm64.digest),
+        vec![m.attestation.clone()]
+    );
+}
+
+#[test]
+fn a_platform_export_holds_that_image_only() {
+    let a = offline();
+    let m = push_multi(&a);
+    let args = [
+        "team/multi:v1",
+        "--platform",
+        "linux/arm64",
+        "--with-referrers",
+    ];
+    let (_dir, file) = export_cli(&a, &args);
+    let file_s = file.as_str();
+    let names = bundle_names(&std::fs::read(&file).unwrap());
+    for d in m
+        .arm64
+        .layers
+        .iter()
+        .chain([&m.arm64.digest, &m.attestation])
+    {
+        assert!(holds(&names, d), "{d} missing from {names:?}");
+    }
+    // Not the index, its other image, nor the index's signature (it signs
+    // a digest this bundle does not hold).
+    for d in m
+        .amd64
+        .layers
+        .iter()
+        .chain([&m.amd64.digest, &m.index.digest, &m.signature])
+    {
+        assert!(!holds(&names, d), "{d} is in {names:?}");
+    }
+
+    let b = offline();
+    let out = as_admin(&b, &["import", file_s, "--project", "edge"]);
+    assert!(out.status.success(), "{}", b.logs());
+    let mut blobs = m.arm64.layers.clone();
+    blobs.push(m.arm64.config.clone());
+    assert_pulls(&b, "edge/multi", "v1", &m.arm64.bytes, &blobs);
+
+    // A platform the image lacks, or a malformed one, is named.
+    let refused = |query: &str, status: u16, code: &str| {
+        let r = a.req(Method::GET, &format!("/api/v1/export?{query}"));
+        let v = assert_oci_error(r.send().unwrap(), status, code);
+        v["errors"][0]["message"].as_str().unwrap().to_string()
+    };
+    let msg = refused(
+        "image=team/multi:v1&platform=linux/s390x",
+        404,
+        "MANIFEST_UNKNOWN",
+    );
+    assert!(
+        msg.contains("linux/s390x") && msg.contains("linux/amd64, linux/arm64/v8"),
+        "{msg}"
+    );
+    let msg = refused("image=team/multi:v1&platform=arm64", 400, "UNSUPPORTED");
+    assert!(msg.contains("os/architecture"), "{msg}");
+    // A single-platform image of another platform (push_image's configs
+    // say linux/amd64).
+    let query = format!("image=team/multi@{}&platform=linux/arm64", m.amd64.digest);
+    let msg = refused(&query, 404, "MANIFEST_UNKNOWN");
+    assert!(msg.contains("single linux/amd64 image"), "{msg}");
+}

@@ -350,7 +350,8 @@ impl Api {
     }
 }
 
-/// `GET /api/v1/export?image=...`: an OCI image layout tar, streamed.
+/// `GET /api/v1/export?image=...[&platform=os/arch][&referrers=true]`:
+/// an OCI image layout tar, streamed.
 async fn export(
     r: &crate::registry::Registry,
     id: &crate::auth::Identity,
@@ -360,7 +361,18 @@ async fn export(
         .filter(|(k, _)| k == "image")
         .map(|(_, v)| v.into_owned())
         .collect();
-    let tar = r.export_bundle(id, &images).await?;
+    let platform = match super::handlers::Query::of(req).get("platform") {
+        Some(p) => Some(
+            p.parse()
+                .map_err(|e: String| ApiError::new(ErrorCode::BadRequest).explain(e))?,
+        ),
+        None => None,
+    };
+    let opts = crate::registry::bundle::ExportOptions {
+        platform,
+        with_referrers: flag(req, "referrers")?,
+    };
+    let tar = r.export_bundle(id, &images, &opts).await?;
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
         .body(body::chunked(tar))?)

@@ -109,8 +109,8 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
-    /// Write images (all platforms) as an OCI image layout tar for a site
-    /// without uplink (asks the running server), e.g.
+    /// Write images (all platforms, or one with --platform) as an OCI image
+    /// layout tar for a site without uplink (asks the running server), e.g.
     /// `wharf export docker.io/library/alpine:3.20 -o bundle.tar`.
     Export {
         /// <name>:<tag> or <name>@<digest>: a project image or a remote's
@@ -120,6 +120,14 @@ pub enum Command {
         /// The tar file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Only this platform of multi-platform images (os/arch[/variant],
+        /// e.g. linux/arm64).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Also the signatures, SBOMs and other artifacts referring to the
+        /// images (those this wharf holds).
+        #[arg(long)]
+        with_referrers: bool,
         #[command(flatten)]
         conn: Conn,
     },

@@ -11,12 +11,31 @@ use super::client::Client;
 use super::output::show;
 use crate::registry::bundle::ImportReport;
 
-pub async fn export(c: &Client, images: Vec<String>, output: PathBuf) -> Result<(), String> {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for i in &images {
-        q.append_pair("image", i);
+/// What `wharf export` asks for.
+pub struct Selection {
+    pub images: Vec<String>,
+    pub platform: Option<String>,
+    pub with_referrers: bool,
+}
+
+impl Selection {
+    fn query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for i in &self.images {
+            q.append_pair("image", i);
+        }
+        if let Some(p) = &self.platform {
+            q.append_pair("platform", p);
+        }
+        if self.with_referrers {
+            q.append_pair("referrers", "true");
+        }
+        q.finish()
     }
-    let path = format!("/api/v1/export?{}", q.finish());
+}
+
+pub async fn export(c: &Client, what: Selection, output: PathBuf) -> Result<(), String> {
+    let path = format!("/api/v1/export?{}", what.query());
     let resp = c.answer(c.request(Method::GET, &path)).await?;
     let at = |e: std::io::Error| format!("{}: {e}", output.display());
     let mut file = tokio::fs::File::create(&output).await.map_err(at)?;
@@ -36,7 +55,7 @@ pub async fn export(c: &Client, images: Vec<String>, output: PathBuf) -> Result<
     eprintln!(
         "wrote {} ({n} bytes, {} image(s))",
         output.display(),
-        images.len()
+        what.images.len()
     );
     Ok(())
 }

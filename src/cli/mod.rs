@@ -60,8 +60,17 @@ pub fn main() -> ExitCode {
         Command::Export {
             images,
             output,
+            platform,
+            with_referrers,
             conn,
-        } => run(conn, |c| Box::pin(bundle::export(c, images, output))),
+        } => {
+            let what = bundle::Selection {
+                images,
+                platform,
+                with_referrers,
+            };
+            run(conn, |c| Box::pin(bundle::export(c, what, output)))
+        }
         Command::Import {
             bundle: file,
             remote,

@@ -10,7 +10,9 @@ mod digest;
 mod error;
 pub mod manifest;
 mod name;
+mod platform;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher, ResumableSha256};
 pub use error::{Descriptor as ErrorDescriptor, ErrorCode};
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use platform::Platform;

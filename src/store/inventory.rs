@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{PageFrom, Repo, Result};
 use crate::oci::manifest::Manifest;
-use crate::oci::Digest;
+use crate::oci::{Digest, Platform};
 
 /// Small reads in flight at once when reading a repository's tags or
 /// manifest times.
@@ -44,17 +44,6 @@ pub struct Artifact {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// `os/architecture[/variant]` of an index entry's `platform`.
-fn platform_name(p: &serde_json::Value) -> Option<String> {
-    let field = |k: &str| p.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
-    let mut s = format!("{}/{}", field("os")?, field("architecture")?);
-    if let Some(v) = field("variant") {
-        s.push('/');
-        s.push_str(v);
-    }
-    Some(s)
-}
-
 /// What a manifest says about itself, for an [`Artifact`].
 struct Facts {
     platforms: Vec<String>,
@@ -80,7 +69,12 @@ fn facts(m: Option<Manifest>) -> Facts {
         platforms: m
             .manifests
             .iter()
-            .filter_map(|c| c.platform.as_ref().and_then(platform_name))
+            .filter_map(|c| {
+                c.platform
+                    .as_ref()
+                    .and_then(Platform::from_json)
+                    .map(|p| p.to_string())
+            })
             .collect(),
         subject: m.subject.map(|s| s.digest),
         artifact_type,

@@ -588,6 +588,37 @@ pub fn push_image(w: &Wharf, repo: &str, reference: &str, seed: u64) -> Pushed {
     }
 }
 
+/// Push an artifact manifest with `subject` to `repo`; returns (digest, bytes).
+pub fn push_referrer(
+    w: &Wharf,
+    repo: &str,
+    subject: &Pushed,
+    artifact_type: Option<&str>,
+    config_mt: &str,
+    note: &str,
+) -> (String, Vec<u8>) {
+    let cfg = b"{}".to_vec();
+    let c = push_blob(w, repo, &cfg);
+    let mut extra = serde_json::json!({
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.bytes.len()},
+        "annotations": {"note": note},
+    });
+    if let Some(t) = artifact_type {
+        extra["artifactType"] = serde_json::json!(t);
+    }
+    let m = image_manifest(
+        MT_OCI_MANIFEST,
+        descriptor(config_mt, &c, cfg.len()),
+        vec![],
+        extra,
+    );
+    let d = sha256(&m);
+    let r = put_manifest(w, repo, &d, MT_OCI_MANIFEST, &m);
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    assert_eq!(header(&r, "oci-subject"), subject.digest);
+    (d, m)
+}
+
 /// Config for a pure registry: no remotes, so reads of repositories that
 /// were never pushed answer locally (404) instead of going to Docker Hub.
 pub const REGISTRY_ONLY_CONFIG: &str = "remotes = []\n";

@@ -1,7 +1,7 @@
 //! Offline bundles: images as an OCI image layout in one tar stream.
 //!
-//! [`Registry::export_bundle`] collects the manifests (every child of an
-//! index) and blobs of some images, local or cached from a remote, and
+//! [`Registry::export_bundle`] (in `export`) collects the manifests
+//! (every child of an index) and blobs of some images, local or cached from a remote, and
 //! streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` without
 //! holding any blob in memory. [`Registry::import_bundle`] reads such a
 //! tar as it arrives: every blob goes through a [`crate::store::BlobWriter`]
@@ -17,20 +17,19 @@
 //! remote's cache (`<remote>/<path>`, served offline as if pulled) or a
 //! project (`<project>/<path>`).
 
-mod tar;
+mod export;
+pub(crate) mod tar;
 
-use std::collections::HashSet;
+pub use export::ExportOptions;
 
 use bytes::Bytes;
-use futures_util::{stream, Stream, StreamExt};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
-use super::admin::split_image;
-use super::{Intent, Registry, RegistryError, Result, Target};
+use super::{Registry, RegistryError, Result};
 use crate::auth::Identity;
 use crate::oci::manifest::{self, Manifest};
 use crate::oci::{Algorithm, Digest, Reference, RepoName};
-use crate::store::backend::ByteStream;
 use crate::store::{StoreError, StoredManifest};
 
 /// The tag of an image in `index.json` (OCI image layout).
@@ -39,9 +38,6 @@ pub const REF_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 pub const REPO_ANNOTATION: &str = "io.wharf.repository";
 /// The full name the image had where it was exported.
 pub const SOURCE_ANNOTATION: &str = "io.wharf.source";
-/// Read size for blobs streamed into a bundle.
-const CHUNK: usize = 256 * 1024;
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Where an import puts the images.
 #[derive(Debug, Clone)]
@@ -68,164 +64,7 @@ pub struct ImportReport {
     pub bytes: u64,
 }
 
-/// A piece of the tar being written.
-enum Part {
-    Bytes(Bytes),
-    Blob(Digest),
-}
-
-/// The content of an export, collected before the first byte is sent.
-#[derive(Default)]
-struct Plan {
-    seen: HashSet<Digest>,
-    /// `(digest, size, manifest bytes)`; blobs have no bytes here.
-    items: Vec<(Digest, u64, Option<Bytes>)>,
-    index: Vec<serde_json::Value>,
-}
-
-impl Plan {
-    fn add(&mut self, d: &Digest, size: u64, bytes: Option<Bytes>) {
-        if self.seen.insert(d.clone()) {
-            self.items.push((d.clone(), size, bytes));
-        }
-    }
-}
-
-fn blob_name(d: &Digest) -> Result<String> {
-    if d.algorithm() != Algorithm::Sha256 {
-        return Err(RegistryError::BadRequest(format!(
-            "{d}: bundles hold sha256 content only"
-        )));
-    }
-    Ok(format!("blobs/sha256/{}", d.hex()))
-}
-
-fn store_err(e: StoreError) -> std::io::Error {
-    std::io::Error::other(e.to_string())
-}
-
 impl Registry {
-    /// An OCI image layout tar of `images` (`name:tag` or `name@digest`),
-    /// streamed (admins only).
-    pub async fn export_bundle(&self, id: &Identity, images: &[String]) -> Result<ByteStream> {
-        self.require_admin(id)?;
-        if images.is_empty() {
-            return Err(RegistryError::BadRequest(
-                "name at least one image to export: ?image=<name>:<tag>".into(),
-            ));
-        }
-        let mut plan = Plan::default();
-        for image in images {
-            self.plan_image(image, &mut plan).await?;
-        }
-        let index = serde_json::json!({
-            "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": plan.index,
-        });
-        let index = Bytes::from(serde_json::to_vec_pretty(&index).unwrap_or_default());
-        let mut parts = Vec::new();
-        for (name, data) in [
-            ("oci-layout", Bytes::from_static(OCI_LAYOUT)),
-            ("index.json", index),
-        ] {
-            push_file(&mut parts, name, data.len() as u64)?;
-            parts.push(Part::Bytes(tar::padding(data.len() as u64)));
-            parts.insert(parts.len() - 1, Part::Bytes(data));
-        }
-        for (d, size, bytes) in plan.items {
-            push_file(&mut parts, &blob_name(&d)?, size)?;
-            parts.push(match bytes {
-                Some(b) => Part::Bytes(b),
-                None => Part::Blob(d),
-            });
-            parts.push(Part::Bytes(tar::padding(size)));
-        }
-        parts.push(Part::Bytes(tar::trailer()));
-        let store = self.store.clone();
-        Ok(stream::iter(parts)
-            .then(move |p| part_stream(store.clone(), p))
-            .flatten()
-            .boxed())
-    }
-
-    /// Add `image` (its manifests and blobs) to `plan`.
-    async fn plan_image(&self, image: &str, plan: &mut Plan) -> Result<()> {
-        let (name, reference) = split_image(image)?;
-        let target = match self.resolve(&name, None, Intent::PullManifest).await {
-            Err(RegistryError::Policy(e)) => return Err(RegistryError::BadRequest(e.to_string())),
-            other => other?,
-        };
-        let (path, source) = match &target {
-            Target::Remote(t) => (t.upstream_repo.to_string(), t.cache_repo.clone()),
-            Target::Local(n) => (n.rest().map_or(n.to_string(), |r| r.to_string()), n.clone()),
-        };
-        // A remote image is completed in the cache first (cheap when it is
-        // all there); without the remote, what the cache holds may do.
-        let fetch_error = match &target {
-            Target::Remote(t) => {
-                let progress = crate::proxy::PrefetchProgress::default();
-                let r = self.proxy.prefetch(t, &reference, false, image, &progress);
-                r.await.err().map(|e| e.to_string())
-            }
-            Target::Local(_) => None,
-        };
-        let root = self.export_manifest(&target, &reference).await?;
-        let mut annotations = serde_json::Map::new();
-        if let Reference::Tag(t) = &reference {
-            annotations.insert(REF_ANNOTATION.into(), t.to_string().into());
-        }
-        annotations.insert(REPO_ANNOTATION.into(), path.into());
-        annotations.insert(SOURCE_ANNOTATION.into(), source.to_string().into());
-        plan.index.push(serde_json::json!({
-            "mediaType": root.media_type, "digest": root.digest,
-            "size": root.bytes.len(), "annotations": annotations,
-        }));
-        let mut todo = vec![root];
-        while let Some(m) = todo.pop() {
-            let parsed = Manifest::parse(&m.bytes, Some(&m.media_type))
-                .map_err(|e| RegistryError::ManifestInvalid(format!("{}: {e}", m.digest)))?;
-            for child in &parsed.manifests {
-                let c = self
-                    .export_manifest(&target, &Reference::Digest(child.digest.clone()))
-                    .await?;
-                todo.push(c);
-            }
-            for b in stored_blobs(&parsed) {
-                self.check_exportable(&source, &b.digest, image, fetch_error.as_deref())
-                    .await?;
-                plan.add(&b.digest, b.size, None);
-            }
-            plan.add(&m.digest, m.bytes.len() as u64, Some(m.bytes.clone()));
-        }
-        Ok(())
-    }
-
-    /// A manifest of a local or remote image (a remote one is fetched
-    /// into the cache when missing).
-    async fn export_manifest(&self, t: &Target, r: &Reference) -> Result<StoredManifest> {
-        match t {
-            Target::Local(n) => self.manifest(n, r).await,
-            Target::Remote(t) => Ok(self.proxy.manifest(t, r).await?),
-        }
-    }
-
-    /// Refuse to export a blob the store does not hold for `repo`
-    async fn check_exportable(
-        &self,
-        repo: &RepoName,
-        d: &Digest,
-        image: &str,
-        fetch_error: Option<&str>,
-    ) -> Result<()> {
-        let linked = self.store.repo(repo).links_blob(d).await?;
-        if linked && self.store.blobs().size(d).await?.is_some() {
-            return Ok(());
-        }
-        let why = fetch_error.map_or(String::new(), |e| format!(" (fetching it failed: {e})"));
-        Err(RegistryError::BlobUnknown(format!(
-            "blob {d} of {image} is not in this wharf{why}"
-        )))
-    }
-
     /// Read an OCI image layout tar from `body` into `into` (admins only).
     pub async fn import_bundle<S, E>(
         &self,
@@ -432,25 +271,4 @@ fn stored_blobs(m: &Manifest) -> impl Iterator<Item = &manifest::Descriptor> {
         .iter()
         .chain(&m.layers)
         .filter(|b| b.urls.as_ref().is_none_or(|u| u.is_empty()))
-}
-
-/// The bytes of one part of an export.
-async fn part_stream(store: crate::store::Store, p: Part) -> ByteStream {
-    let fail = |e: std::io::Error| stream::once(async { Err(e) }).boxed();
-    match p {
-        Part::Bytes(b) => stream::once(async { Ok(b) }).boxed(),
-        Part::Blob(d) => match store.blobs().open(&d).await {
-            Ok(Some(data)) => data.into_stream(CHUNK).await.unwrap_or_else(fail),
-            Ok(None) => fail(std::io::Error::other(format!(
-                "{d} vanished during the export"
-            ))),
-            Err(e) => fail(store_err(e)),
-        },
-    }
-}
-
-fn push_file(parts: &mut Vec<Part>, name: &str, size: u64) -> Result<()> {
-    let h = tar::header(name, size).map_err(RegistryError::BadRequest)?;
-    parts.push(Part::Bytes(h));
-    Ok(())
 }
