@@ -255,16 +255,49 @@ fn same_blob_in_many_repos_is_stored_once() {
 #[test]
 fn large_blob_roundtrip() {
     let w = Wharf::start();
-    let bytes = data(5, 8 * 1024 * 1024 + 17);
+    // Past two 16 MiB mapped chunks (plain HTTP/1.1 sends them with
+    // sendfile), with a tail that is not page-aligned.
+    let bytes = data(5, 32 * 1024 * 1024 + 4099);
     let d = push_blob(&w, "big", &bytes);
     let r = http().get(blob_url(&w, "big", &d)).send().unwrap();
     assert_eq!(r.status(), 200);
     let got = r.bytes().unwrap();
     assert_eq!(got.len(), bytes.len());
     assert_eq!(sha256(&got), d);
-    let r = get_range(&w, "big", &d, "bytes=4194300-4194400");
-    assert_eq!(r.status(), 206);
-    assert_eq!(r.bytes().unwrap().as_ref(), &bytes[4194300..=4194400]);
+    let h2 = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // Small, large unaligned (across a chunk boundary) and tail ranges,
+    // over HTTP/1.1 (mapped, sendfile) and h2c (read into buffers).
+    let len = bytes.len();
+    for (start, end) in [
+        (4_194_300, 4_194_400),
+        (4097, 16 * 1024 * 1024 + 70_000),
+        (len - 200_000, len - 1),
+    ] {
+        let range = format!("bytes={start}-{end}");
+        let r = get_range(&w, "big", &d, &range);
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.bytes().unwrap().as_ref(), &bytes[start..=end], "{range}");
+        let r = h2
+            .get(blob_url(&w, "big", &d))
+            .header("range", &range)
+            .send()
+            .unwrap();
+        assert_eq!(
+            (r.status().as_u16(), r.version()),
+            (206, reqwest::Version::HTTP_2)
+        );
+        assert_eq!(
+            r.bytes().unwrap().as_ref(),
+            &bytes[start..=end],
+            "h2 {range}"
+        );
+    }
+    let r = h2.get(blob_url(&w, "big", &d)).send().unwrap();
+    assert_eq!(sha256(&r.bytes().unwrap()), d);
 }
 
 #[test]

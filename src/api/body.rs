@@ -31,13 +31,27 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// Stream `len` bytes of `file` starting at `start`.
+/// Ranges shorter than this are read, not mapped (a `pread` is cheaper
+/// than a mapping for a few pages).
+const MAP_MIN: u64 = 64 * 1024;
+
+/// Stream `len` bytes of the blob file `file` starting at `start`.
 ///
-/// Not zero-copy: hyper writes the body's `Bytes` itself, so `sendfile(2)`
-/// cannot be used. Each chunk is one `pread` into a recycled buffer (see
-/// [`crate::store::chunks`]), and the next chunk is read while hyper
-/// writes the current one.
-pub fn file_range(file: std::fs::File, start: u64, len: u64) -> Body {
+/// With `sendfile` (plain HTTP/1.x, see [`crate::api::SendFile`]) the
+/// chunks are mappings of the file that the connection sends with
+/// `sendfile(2)`: no copy through wharf's memory (see
+/// [`crate::store::fs::mapped`]). Otherwise (TLS, HTTP/2) each chunk is
+/// one `pread` into a recycled buffer (see [`crate::store::fs::chunks`]),
+/// and the next chunk is read while hyper writes the current one.
+pub fn file_range(file: std::fs::File, start: u64, len: u64, sendfile: bool) -> Body {
+    if sendfile && len >= MAP_MIN {
+        return MappedBody {
+            file: std::sync::Arc::new(file),
+            next: start,
+            end: start.saturating_add(len),
+        }
+        .boxed_unsync();
+    }
     FileBody {
         reader: ChunkReader::new(file, FILE_CHUNK),
         next: start,
@@ -136,6 +150,47 @@ impl http_body::Body for FileBody {
     fn size_hint(&self) -> SizeHint {
         // Bytes not yet handed to hyper.
         SizeHint::with_exact(self.end - self.sent)
+    }
+}
+
+/// A blob file range as mapped chunks (sent with `sendfile` by the
+/// connection).
+struct MappedBody {
+    file: std::sync::Arc<std::fs::File>,
+    next: u64,
+    end: u64,
+}
+
+impl http_body::Body for MappedBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if this.next >= this.end {
+            return Poll::Ready(None);
+        }
+        let len = (this.end - this.next).min(crate::store::fs::mapped::CHUNK as u64) as usize;
+        // mmap does no I/O (pages are faulted in, or sent, later): cheap
+        // enough for the async thread.
+        let r = crate::store::fs::mapped::map(&this.file, this.next, len);
+        this.next = if r.is_ok() {
+            this.next + len as u64
+        } else {
+            this.end
+        };
+        Poll::Ready(Some(r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.end - self.next)
     }
 }
 

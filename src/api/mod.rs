@@ -44,6 +44,11 @@ pub struct Api {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// Set by the accept loop on plain HTTP/1.x requests: the connection sends
+/// mapped blob chunks with `sendfile` (see [`body::file_range`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SendFile;
+
 /// Who a request is, for per-client limits: the account, or the address.
 pub(crate) fn client_key<B>(req: &Request<B>) -> String {
     let id = access::identity(req);

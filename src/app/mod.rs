@@ -4,6 +4,7 @@
 mod counted;
 mod idle;
 pub mod serve;
+mod zerocopy;
 
 use std::future::Future;
 use std::pin::Pin;

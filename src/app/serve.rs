@@ -35,7 +35,8 @@ use tracing::Instrument;
 
 use super::counted::Counted;
 use super::idle::Idle;
-use crate::api::{body, Api, ClientAddr};
+use super::zerocopy::ZeroCopy;
+use crate::api::{body, Api, ClientAddr, SendFile};
 use crate::config::Server;
 use crate::metrics::{self, Metrics};
 use crate::tls::Tls;
@@ -77,10 +78,11 @@ impl Conns {
     }
 
     async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
-        let io = Idle::new(stream, self.idle_timeout);
         let Some(tls) = &self.tls else {
+            let io = Idle::new(ZeroCopy::new(stream), self.idle_timeout);
             return self.serve_io(io, peer, watcher).await;
         };
+        let io = Idle::new(stream, self.idle_timeout);
         match tokio::time::timeout(self.handshake_timeout, tls.acceptor().accept(io)).await {
             Ok(Ok(s)) => self.serve_io(s, peer, watcher).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -111,6 +113,11 @@ impl Conns {
     ) -> Result<Response<Counted>, Infallible> {
         let start = Instant::now();
         req.extensions_mut().insert(ClientAddr(peer.ip()));
+        // Plain HTTP/1.x is written through `ZeroCopy`; TLS and HTTP/2
+        // frame the bytes themselves.
+        if self.tls.is_none() && req.version() < http::Version::HTTP_2 {
+            req.extensions_mut().insert(SendFile);
+        }
         let route = metrics::route_family(req.uri().path());
         let id = req
             .headers()

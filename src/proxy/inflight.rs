@@ -155,6 +155,18 @@ impl Fetch {
             file: None,
             pos: start,
             end,
+            mapped: false,
+        }
+    }
+
+    /// As [`follow`](Self::follow), for a connection that sends mapped
+    /// chunks with `sendfile` (plain HTTP/1.x): the follower hands out
+    /// mappings of the spool instead of reading it, so it holds no buffer
+    /// and its bytes are never copied through wharf's memory.
+    pub fn follow_mapped(self: &Arc<Self>, start: u64, end: Option<u64>) -> Follower {
+        Follower {
+            mapped: true,
+            ..self.follow(start, end)
         }
     }
 }
@@ -475,6 +487,14 @@ async fn link(store: &Store, cache_repo: &RepoName, d: &Digest) {
 /// commit to object storage) the stored object.
 enum Source {
     Spool(ChunkReader),
+    /// The spool (or blob) file, handed out as mapped chunks.
+    ///
+    /// Mapping the spool is as safe as mapping a blob (see
+    /// [`crate::store::fs::mapped`]): a fetch's spool is a temp file that is
+    /// only appended to, then renamed or unlinked, never truncated (only an
+    /// upload session's rollback truncates, and a fetch has no session),
+    /// and a follower maps only bytes the writer reported written.
+    Mapped(Arc<std::fs::File>),
     Remote(crate::store::backend::ByteStream),
 }
 
@@ -485,6 +505,8 @@ pub struct Follower {
     file: Option<Source>,
     pos: u64,
     end: Option<u64>,
+    /// Hand out mapped chunks of the spool (see [`Fetch::follow_mapped`]).
+    mapped: bool,
 }
 
 impl Follower {
@@ -526,6 +548,10 @@ impl Follower {
                 }
             },
         };
+        if self.mapped {
+            self.file = Some(Source::Mapped(Arc::new(file)));
+            return Ok(());
+        }
         // Positional reads: no seek needed. One recycled buffer: a follower
         // holds at most two chunks (hyper's and the one read).
         self.file = Some(Source::Spool(ChunkReader::with_pool(file, READ_CHUNK, 1)));
@@ -584,6 +610,12 @@ impl Follower {
             .ok_or_else(|| io::Error::other("spool not open"))?
         {
             Source::Spool(r) => r,
+            Source::Mapped(file) => {
+                let want = (avail - self.pos).min(crate::store::fs::mapped::CHUNK as u64) as usize;
+                let b = crate::store::fs::mapped::map(file, self.pos, want)?;
+                self.pos += want as u64;
+                return Ok(b);
+            }
             Source::Remote(s) => {
                 use futures_util::StreamExt;
                 let b = s.next().await.unwrap_or_else(|| {

@@ -107,7 +107,7 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
             let body = if head {
                 body::empty()
             } else {
-                data_range(data, 0, len).await?
+                data_range(req, data, 0, len).await?
             };
             Ok(b.status(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, len)
@@ -118,7 +118,7 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
             let body = if head {
                 body::empty()
             } else {
-                data_range(data, start, n).await?
+                data_range(req, data, start, n).await?
             };
             Ok(b.status(StatusCode::PARTIAL_CONTENT)
                 .header(header::CONTENT_LENGTH, n)
@@ -131,9 +131,17 @@ pub async fn serve_data(req: &Request<Incoming>, d: &Digest, data: BlobData) -> 
 /// The body for `len` bytes of `data` from `start` (a remote object's
 /// range is requested before the status line is sent, so a store that is
 /// down answers an error, not a cut body).
-async fn data_range(data: BlobData, start: u64, len: u64) -> Result<body::Body, ApiError> {
+async fn data_range(
+    req: &Request<Incoming>,
+    data: BlobData,
+    start: u64,
+    len: u64,
+) -> Result<body::Body, ApiError> {
     Ok(match data {
-        BlobData::File { file, .. } => body::file_range(file, start, len),
+        BlobData::File { file, .. } => {
+            let sendfile = req.extensions().get::<crate::api::SendFile>().is_some();
+            body::file_range(file, start, len, sendfile)
+        }
         BlobData::Remote { source, .. } => {
             let s = source
                 .read(start, len)

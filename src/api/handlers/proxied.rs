@@ -66,7 +66,10 @@ async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Dige
         BlobSource::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => {
             fetch
         }
-        BlobSource::Fetching(fetch, total) => return stream_whole(fetch, d, total),
+        BlobSource::Fetching(fetch, total) => {
+            let sendfile = req.extensions().get::<crate::api::SendFile>().is_some();
+            return stream_whole(fetch, d, total, sendfile);
+        }
     };
     // A ranged read of a blob still being fetched waits until its digest
     // was verified: a range is a complete response, and its bytes must not
@@ -92,9 +95,15 @@ fn stream_whole(
     fetch: std::sync::Arc<crate::proxy::inflight::Fetch>,
     d: &Digest,
     total: Option<u64>,
+    sendfile: bool,
 ) -> Reply {
+    let follower = if sendfile {
+        fetch.follow_mapped(0, None)
+    } else {
+        fetch.follow(0, None)
+    };
     let body = StreamBody::new(futures_util::TryStreamExt::map_ok(
-        fetch.follow(0, None).into_stream(),
+        follower.into_stream(),
         http_body::Frame::data,
     ))
     .boxed_unsync();

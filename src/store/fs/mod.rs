@@ -8,6 +8,8 @@
 
 pub mod chunks;
 pub mod fsutil;
+#[allow(unsafe_code)]
+pub mod mapped;
 mod sink;
 
 use std::io;
