@@ -656,9 +656,11 @@ impl Authorizer {
             *all = next;
             changed
         };
-        // Verified Basic credentials are cached by name (see delete_robot).
+        // Verified Basic credentials are cached by name (see delete_robot);
+        // a robot new here was refused as unknown until now.
         if changed {
             self.verified.invalidate_all();
+            self.guard.forget_known_bad();
         }
         Ok(())
     }
