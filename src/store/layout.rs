@@ -19,6 +19,7 @@
 //! index/catalog.json                          repository names saved at a clean stop (see catalog.rs)
 //! leases/{gc,evict}                           shared stores: who runs a GC or an eviction (see lease.rs)
 //! leases/fetch/<alg>/<hex>                    shared stores: who fetches a blob from upstream
+//! leases/notify/<endpoint>                     shared stores: who delivers an endpoint's events
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -282,6 +283,12 @@ pub fn lease(name: &str) -> String {
 /// `leases/fetch/<alg>/<hex>`: who fetches blob `d` from its remote.
 pub fn fetch_lease(d: &Digest) -> String {
     digest_key("leases/fetch/", d)
+}
+
+/// `leases/notify/<endpoint>` (a validated endpoint name): who delivers
+/// that endpoint's queued events.
+pub fn notify_lease(endpoint: &str) -> String {
+    format!("leases/notify/{endpoint}")
 }
 
 /// The digest algorithms, as directory names.

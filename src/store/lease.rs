@@ -1,6 +1,7 @@
 //! Leases: "one replica at a time" for work that must happen once in a
 //! cluster of wharf replicas sharing one bucket (a GC sweep, an eviction
-//! run, the upstream fetch of one blob).
+//! run, the upstream fetch of one blob, delivering a notification
+//! endpoint's queue).
 //!
 //! A lease is a small object (`leases/...`, keys from [`super::layout`])
 //! naming its holder, a random token and an expiry. The holder renews it
@@ -58,6 +59,8 @@ pub enum LeaseFor<'a> {
     Evict,
     /// The upstream fetch of one blob.
     Fetch(&'a Digest),
+    /// Delivering one notification endpoint's queue (a validated name).
+    Notify(&'a str),
 }
 
 /// The stored lease.
@@ -186,6 +189,7 @@ fn lease_key(what: LeaseFor<'_>) -> String {
         LeaseFor::Gc => layout::lease("gc"),
         LeaseFor::Evict => layout::lease("evict"),
         LeaseFor::Fetch(d) => layout::fetch_lease(d),
+        LeaseFor::Notify(e) => layout::notify_lease(e),
     }
 }
 
