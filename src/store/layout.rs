@@ -17,7 +17,7 @@
 //! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! index/catalog.json                          repository names saved at a clean stop (see catalog.rs)
-//! leases/{gc,evict}                           shared stores: who runs a GC or an eviction (see lease.rs)
+//! leases/{gc,evict,retention}                 shared stores: who runs a GC, an eviction, a retention sweep (see lease.rs)
 //! leases/fetch/<alg>/<hex>                    shared stores: who fetches a blob from upstream
 //! leases/notify/<endpoint>                     shared stores: who delivers an endpoint's events
 //! ```
@@ -275,7 +275,7 @@ pub fn listed_digest(alg: &str, name: &str) -> Option<Digest> {
     format!("{alg}:{name}").parse().ok()
 }
 
-/// `leases/<name>` (`name` a fixed word: `gc`, `evict`).
+/// `leases/<name>` (`name` a fixed word: `gc`, `evict`, `retention`).
 pub fn lease(name: &str) -> String {
     format!("leases/{name}")
 }

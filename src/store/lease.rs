@@ -57,6 +57,8 @@ pub enum LeaseFor<'a> {
     Gc,
     /// An eviction run of the pull-through cache.
     Evict,
+    /// A scheduled retention sweep.
+    Retention,
     /// The upstream fetch of one blob.
     Fetch(&'a Digest),
     /// Delivering one notification endpoint's queue (a validated name).
@@ -188,6 +190,7 @@ fn lease_key(what: LeaseFor<'_>) -> String {
     match what {
         LeaseFor::Gc => layout::lease("gc"),
         LeaseFor::Evict => layout::lease("evict"),
+        LeaseFor::Retention => layout::lease("retention"),
         LeaseFor::Fetch(d) => layout::fetch_lease(d),
         LeaseFor::Notify(e) => layout::notify_lease(e),
     }
