@@ -14,7 +14,10 @@
 //! - cold pull-through of one blob by 8 clients split between A and B:
 //!   the upstream sees one GET for the whole cluster (the fetch lease);
 //! - GC asked of both replicas at once: one runs, the other answers 409
-//!   naming the replica that holds the GC lease.
+//!   naming the replica that holds the GC lease;
+//! - A killed (SIGKILL) while a chunk streams into it: nothing partial is
+//!   visible, B reports the last durable offset and the push finishes
+//!   through B.
 //!
 //! Without a garage binary every test prints
 //! `SKIPPED: no garage binary (tests/run.sh installs it)` and passes.
@@ -83,6 +86,43 @@ fn patch(w: &Wharf, location: &str, start: usize, chunk: &[u8]) -> String {
     header(&r, "location")
 }
 
+/// Open an upload session of `repo` through `w`; returns its Location.
+fn start_upload(w: &Wharf, repo: &str) -> String {
+    let r = w
+        .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", w.logs());
+    header(&r, "location")
+}
+
+/// Finish session `location` through `w` with `last` as its last chunk;
+/// the blob must then be `digest`.
+fn finish_upload(w: &Wharf, location: &str, digest: &str, last: &[u8]) {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = w
+        .req_url(
+            Method::PUT,
+            &format!("{}{sep}digest={digest}", on(w, location)),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(last.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "PUT on {}:\n{}", w.url(), w.logs());
+}
+
+/// The sha256 of blob `digest` of `repo` as `w` serves it.
+fn served_digest(w: &Wharf, repo: &str, digest: &str) -> String {
+    let got = w
+        .req(Method::GET, &format!("/v2/{repo}/blobs/{digest}"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    sha256(&got)
+}
+
 #[test]
 fn chunked_push_across_replicas_and_tags_seen_at_once() {
     let Some(g) = Garage::start(3) else { return };
@@ -92,35 +132,18 @@ fn chunked_push_across_replicas_and_tags_seen_at_once() {
     // leaves a tail, the second (on A) continues the same multipart upload.
     let blob = data(14, 11 * MIB);
     let digest = sha256(&blob);
-    let r = a
-        .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let loc = header(&r, "location");
+    let loc = start_upload(&a, repo);
     let loc = patch(&b, &loc, 0, &blob[..6 * MIB]);
     let loc = patch(&a, &loc, 6 * MIB, &blob[6 * MIB..9 * MIB]);
     let status = b.req_url(Method::GET, &on(&b, &loc)).send().unwrap();
     assert_eq!(status.status(), 204);
     assert_eq!(header(&status, "range"), format!("0-{}", 9 * MIB - 1));
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = a
-        .req_url(
-            Method::PUT,
-            &format!("{}{sep}digest={digest}", on(&a, &loc)),
-        )
-        .header("content-type", "application/octet-stream")
-        .body(blob[9 * MIB..].to_vec())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "PUT on A:\n{}\nB:\n{}", a.logs(), b.logs());
-    let got = b
-        .req(Method::GET, &format!("/v2/{repo}/blobs/{digest}"))
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    assert_eq!(sha256(&got), digest, "the blob pulled through B");
+    finish_upload(&a, &loc, &digest, &blob[9 * MIB..]);
+    assert_eq!(
+        served_digest(&b, repo, &digest),
+        digest,
+        "the blob pulled through B"
+    );
 
     // A manifest tagged through A is served by B at once, by tag and in
     // B's tag list; B reads it (filling its manifest cache).
@@ -362,4 +385,68 @@ fn gc_asked_of_both_replicas_at_once_runs_once() {
                 == 200
         },
     );
+}
+
+/// A request body that hands out `data` a MiB at a time, pausing between
+/// pieces (so the process receiving it can be killed in the middle).
+struct Slow {
+    data: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at > 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let n = buf.len().min(MIB).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_push_cut_by_kill_9_of_a_continues_through_b() {
+    let Some(g) = Garage::start(3) else { return };
+    let (mut a, b) = two_replicas(&g, LOCAL, "250ms");
+    let repo = "team/crash";
+    let blob = data(15, 12 * MIB);
+    let digest = sha256(&blob);
+    let loc = start_upload(&a, repo);
+    // First chunk durable through A.
+    let loc = patch(&a, &loc, 0, &blob[..6 * MIB]);
+    // The second one streams into A, which is killed in the middle.
+    let url = on(&a, &loc);
+    let rest = blob[6 * MIB..].to_vec();
+    let cut = std::thread::spawn(move || {
+        http()
+            .patch(url)
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::blocking::Body::new(Slow { data: rest, at: 0 }))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    a.kill();
+    assert!(
+        cut.join().unwrap().is_err(),
+        "the cut request got an answer"
+    );
+    // Nothing partial is visible; B knows where the session stands.
+    let r = b
+        .req(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = b.req_url(Method::GET, &on(&b, &loc)).send().unwrap();
+    assert_eq!(r.status(), 204, "{}", b.logs());
+    let range = header(&r, "range");
+    let offset: usize = range.rsplit('-').next().unwrap().parse::<usize>().unwrap() + 1;
+    assert_eq!(offset, 6 * MIB, "only whole chunks are durable: {range}");
+    // The client retries the rest through B.
+    let loc = patch(&b, &header(&r, "location"), offset, &blob[offset..]);
+    finish_upload(&b, &loc, &digest, b"");
+    assert_eq!(served_digest(&b, repo, &digest), digest);
 }
