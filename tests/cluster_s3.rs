@@ -17,7 +17,10 @@
 //!   naming the replica that holds the GC lease;
 //! - A killed (SIGKILL) while a chunk streams into it: nothing partial is
 //!   visible, B reports the last durable offset and the push finishes
-//!   through B.
+//!   through B;
+//! - a Garage node stopped between two chunks of a push (the rest goes
+//!   through B) and while B streams the blob (after its first MiB; with
+//!   12 MiB much of the rest may already be on its way): both complete.
 //!
 //! Without a garage binary every test prints
 //! `SKIPPED: no garage binary (tests/run.sh installs it)` and passes.
@@ -449,4 +452,33 @@ fn a_push_cut_by_kill_9_of_a_continues_through_b() {
     let loc = patch(&b, &header(&r, "location"), offset, &blob[offset..]);
     finish_upload(&b, &loc, &digest, b"");
     assert_eq!(served_digest(&b, repo, &digest), digest);
+}
+
+#[test]
+fn a_garage_node_lost_mid_push_and_mid_pull() {
+    use std::io::Read;
+    let Some(g) = Garage::start(3) else { return };
+    let (a, b) = two_replicas(&g, LOCAL, "250ms");
+    let repo = "team/nodes";
+    let blob = data(16, 12 * MIB);
+    let digest = sha256(&blob);
+    // Push: a node dies between chunks; quorum (2 of 3) still writes.
+    let loc = start_upload(&a, repo);
+    let loc = patch(&a, &loc, 0, &blob[..6 * MIB]);
+    g.stop_node(2);
+    let loc = patch(&b, &loc, 6 * MIB, &blob[6 * MIB..]);
+    finish_upload(&a, &loc, &digest, b"");
+    g.restart_node(2);
+    // Pull: a node dies while B streams the blob.
+    let mut r = http()
+        .get(format!("{}/v2/{repo}/blobs/{digest}", b.url()))
+        .basic_auth(ADMIN.0, Some(ADMIN.1))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = vec![0u8; MIB];
+    r.read_exact(&mut got).unwrap();
+    g.stop_node(2);
+    r.read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), digest, "{}", b.logs());
 }
