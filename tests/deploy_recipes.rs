@@ -131,14 +131,66 @@ fn wharf_configs_pass_check_config_and_never_open_push() {
     }
 }
 
+/// The document of kind `k` in `docs` (read from `file`).
+fn of_kind<'a>(docs: &'a [Json], k: &str, file: &str) -> &'a Json {
+    docs.iter()
+        .find(|d| d["kind"] == k)
+        .unwrap_or_else(|| panic!("no {k} in {file}"))
+}
+
+#[test]
+fn kubernetes_replicas_on_s3() {
+    let docs = yaml_docs(&read("kubernetes/wharf-s3.yaml"));
+    let kind = |k: &str| of_kind(&docs, k, "wharf-s3.yaml");
+    let dep = kind("Deployment");
+    assert_eq!(dep["spec"]["replicas"], 3);
+    let spec = &dep["spec"]["template"]["spec"];
+    let c = &spec["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        docs.iter()
+            .all(|d| d["kind"] != "StatefulSet" && d["kind"] != "PersistentVolumeClaim"),
+        "no PersistentVolume: everything is in the bucket"
+    );
+    let cm = kind("ConfigMap");
+    let text = cm["data"]["config.toml"].as_str().unwrap();
+    let cfg: toml::Table = text.parse().unwrap();
+    assert_eq!(cfg["storage"]["backend"].as_str(), Some("s3"));
+    // The data directory (spool only) is an emptyDir.
+    let data_dir = cfg["storage"]["data_dir"].as_str().unwrap();
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == data_dir)
+        .expect("a mount at storage.data_dir");
+    let vol = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert!(vol["emptyDir"].is_object(), "{vol}");
+    // Bucket keys come from a Secret the operator makes (none in the file).
+    assert!(docs.iter().all(|d| d["kind"] != "Secret"));
+    let env = c["env"].as_array().unwrap();
+    assert!(env
+        .iter()
+        .any(|e| e["name"] == "AWS_ACCESS_KEY_ID" && e["valueFrom"]["secretKeyRef"].is_object()));
+    let pdb = kind("PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    assert_eq!(
+        kind("Service")["spec"]["selector"],
+        dep["spec"]["selector"]["matchLabels"]
+    );
+    let out = check_config(text, "the S3 ConfigMap");
+    assert!(out.contains("mode        mirror"), "{out}");
+}
+
 #[test]
 fn kubernetes_manifests() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == k)
-            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
-    };
+    let kind = |k: &str| of_kind(&docs, k, "wharf.yaml");
     for d in &docs {
         assert!(
             d["apiVersion"].is_string() && d["metadata"]["name"].is_string(),
@@ -241,11 +293,7 @@ fn kubernetes_manifests() {
 #[test]
 fn kubernetes_serves_the_tls_the_clients_expect_where_nodes_reach_it() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == k)
-            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
-    };
+    let kind = |k: &str| of_kind(&docs, k, "wharf.yaml");
     let cfg: toml::Table = kind("ConfigMap")["data"]["config.toml"]
         .as_str()
         .unwrap()
@@ -321,11 +369,7 @@ fn kubernetes_serves_the_tls_the_clients_expect_where_nodes_reach_it() {
 #[test]
 fn kubernetes_disruption_budget_and_service_monitor() {
     let docs = yaml_docs(&read("kubernetes/wharf.yaml"));
-    let kind = |k: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == k)
-            .unwrap_or_else(|| panic!("no {k} in wharf.yaml"))
-    };
+    let kind = |k: &str| of_kind(&docs, k, "wharf.yaml");
     let labels = &kind("StatefulSet")["spec"]["template"]["metadata"]["labels"];
     let pdb = kind("PodDisruptionBudget");
     assert_eq!(pdb["apiVersion"], "policy/v1");

@@ -126,6 +126,8 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "storage unavailable");
                 ApiError::new(ErrorCode::Unavailable).explain("wharf's storage is unavailable (the object store does not answer): retry later")
             }
+            e @ StoreError::Busy { .. } => ApiError::new(ErrorCode::Conflict)
+                .explain(format!("{e}: retry when it has finished")),
             e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => {
                 ApiError::internal("storage error", e)
             }

@@ -111,6 +111,9 @@ impl App {
                     .run(cfg.evict_interval),
             ),
         ];
+        if let Some(c) = store.cluster() {
+            tasks.push(tokio::spawn(refresh_loop(self.api.clone(), c.refresh)));
+        }
         if let Some(every) = cfg.gc_interval {
             tasks.push(tokio::spawn(gc_loop(store.clone(), every, cfg.gc_grace)));
         }
@@ -254,8 +257,35 @@ async fn gc_loop(store: Store, every: Duration, grace: Duration) {
             grace,
             trigger: "schedule",
         };
-        if let Err(e) = store.gc(&opts).await {
-            tracing::warn!(error = %e, "garbage collection failed");
+        match store.gc(&opts).await {
+            Ok(_) => {}
+            Err(e @ crate::store::StoreError::Busy { .. }) => {
+                tracing::info!("scheduled garbage collection skipped: {e}")
+            }
+            Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+        }
+    }
+}
+
+/// On a store shared with other replicas: read robots and projects again
+/// every `storage.s3.refresh_interval` (the bound on how long a robot
+/// revoked through another replica still works here).
+async fn refresh_loop(api: Arc<Api>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let r = &api.registry;
+        if let Err(e) = r.auth.reload_robots().await {
+            tracing::warn!(error = %e, "could not re-read robots from the store");
+        }
+        if let Err(e) = r.projects.reload().await {
+            tracing::warn!(error = %e, "could not re-read projects from the store");
+        }
+        // Pull tokens re-read the store on use; this refreshes the ids that
+        // Bearer tokens are checked against without I/O.
+        if let Err(e) = r.auth.pull_tokens().all().await {
+            tracing::warn!(error = %e, "could not re-read pull tokens from the store");
         }
     }
 }

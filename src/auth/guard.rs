@@ -151,6 +151,13 @@ impl Guard {
         }
     }
 
+    /// Forget which credentials failed (the accounts changed: a robot
+    /// made through another replica must not stay refused as known bad).
+    /// The failure counters stay.
+    pub fn forget_known_bad(&self) {
+        self.failed.invalidate_all();
+    }
+
     /// Remember a failed verification.
     pub fn record_failure(&self, key: &[u8; 32], user: &str, addr: Option<IpAddr>) {
         self.failed.insert(*key, ());

@@ -634,6 +634,46 @@ impl Authorizer {
         self.last_used.get(name)
     }
 
+    /// Read the robots document again: robots created, revoked or deleted
+    /// by other replicas sharing the store (config robots stay). Run every
+    /// `storage.s3.refresh_interval`, and before every robot change here.
+    pub async fn reload_robots(&self) -> Result<(), StoreError> {
+        let saved = robots::load(&self.store).await?;
+        let fingerprint = |all: &[Robot]| -> Vec<(String, String, bool)> {
+            all.iter()
+                .map(|r| (r.name.clone(), r.id.clone(), r.revoked))
+                .collect()
+        };
+        let changed = {
+            let mut all = write_lock(&self.robots);
+            let mut next: Vec<Robot> = all.iter().filter(|r| r.from_config).cloned().collect();
+            for r in saved {
+                if !next.iter().any(|c| c.name == r.name) {
+                    next.push(r);
+                }
+            }
+            let changed = fingerprint(&all) != fingerprint(&next);
+            *all = next;
+            changed
+        };
+        // Verified Basic credentials are cached by name (see delete_robot);
+        // a robot new here was refused as unknown until now.
+        if changed {
+            self.verified.invalidate_all();
+            self.guard.forget_known_bad();
+        }
+        Ok(())
+    }
+
+    /// Before a robot change: the newest robots document when other
+    /// replicas share the store (so this write does not undo theirs).
+    async fn reload_if_shared(&self) -> Result<(), StoreError> {
+        match self.store.cluster() {
+            Some(_) => self.reload_robots().await,
+            None => Ok(()),
+        }
+    }
+
     /// Robots, newest last.
     pub fn robots(&self) -> Vec<Robot> {
         read_lock(&self.robots).clone()
@@ -649,6 +689,7 @@ impl Authorizer {
         if !crate::config::valid_robot_name(name) {
             return Err(RobotError::Invalid(crate::config::ROBOT_NAME_RULE.into()));
         }
+        self.reload_if_shared().await?;
         let token = password::new_token();
         let hash = password::hash(&token).map_err(|e| RobotError::Invalid(e.to_string()))?;
         let robot = Robot {
@@ -678,6 +719,7 @@ impl Authorizer {
 
     /// Revoke a robot: its credentials and tokens stop working at once.
     pub async fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
+        self.reload_if_shared().await?;
         let all = {
             let mut all = write_lock(&self.robots);
             let r = all
@@ -698,6 +740,7 @@ impl Authorizer {
 impl Authorizer {
     /// Remove a robot (revoking it at once), so its name can be reused.
     pub async fn delete_robot(&self, name: &str) -> Result<(), RobotError> {
+        self.reload_if_shared().await?;
         let (all, removed) = {
             let mut all = write_lock(&self.robots);
             let i = all

@@ -4,10 +4,11 @@
 //! MinIO, Ceph RGW) and uses the data directory only for local spool files.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{size, ConfigError};
+use super::{duration, size, ConfigError};
 use crate::secrets::SecretRef;
 
 /// The smallest multipart part S3 accepts (every part but the last).
@@ -49,6 +50,15 @@ pub struct S3Storage {
     /// PEM file with CA certificates trusted besides the system roots (a
     /// self-hosted store with a private CA). `AWS_CA_BUNDLE` is not read.
     pub ca_file: Option<PathBuf>,
+    /// This replica's name in leases (who runs a GC, who fetches a blob).
+    pub replica: String,
+    /// How often a replica re-reads what other replicas may have changed
+    /// (robots, projects, the repository catalogue, upload sessions).
+    pub refresh_interval: Duration,
+    /// How long a lease writer waits before reading its lease back (the
+    /// store ignores conditional writes: the last writer wins, see
+    /// `store::lease`).
+    pub lease_settle: Duration,
 }
 
 impl S3Storage {
@@ -72,6 +82,33 @@ pub(super) struct RawS3 {
     credentials: Option<SecretRef>,
     part_size: Option<String>,
     ca_file: Option<PathBuf>,
+    replica: Option<String>,
+    refresh_interval: Option<String>,
+    lease_settle: Option<String>,
+}
+
+/// Default `storage.s3.refresh_interval`.
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
+/// Default `storage.s3.lease_settle`.
+pub const DEFAULT_LEASE_SETTLE: Duration = Duration::from_millis(250);
+
+/// The default replica name: the host name (a pod's name on Kubernetes)
+/// and the process id, so two replicas on one host differ.
+fn default_replica() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wharf".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// A replica name: 1-64 letters, digits, `-`, `_`, `.`.
+fn valid_replica(r: &str) -> bool {
+    (1..=64).contains(&r.len())
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `storage.backend` and `[storage.s3]` together.
@@ -173,7 +210,37 @@ impl RawS3 {
                 ));
             }
         }
+        let replica = self.replica.unwrap_or_else(default_replica);
+        if !valid_replica(&replica) {
+            return Err(ConfigError::invalid(
+                "storage.s3.replica",
+                format!("{replica:?}: use 1-64 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        let refresh_interval = match &self.refresh_interval {
+            None => DEFAULT_REFRESH,
+            Some(v) => duration("storage.s3.refresh_interval", v)?,
+        };
+        if refresh_interval < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "storage.s3.refresh_interval",
+                "must be at least 1s",
+            ));
+        }
+        let lease_settle = match &self.lease_settle {
+            None => DEFAULT_LEASE_SETTLE,
+            Some(v) => duration("storage.s3.lease_settle", v)?,
+        };
+        if lease_settle > Duration::from_secs(10) {
+            return Err(ConfigError::invalid(
+                "storage.s3.lease_settle",
+                "must be at most 10s (it delays every lease taken)",
+            ));
+        }
         Ok(S3Storage {
+            replica,
+            refresh_interval,
+            lease_settle,
             path_style: self.path_style.unwrap_or(self.endpoint.is_some()),
             bucket,
             prefix,
@@ -249,6 +316,14 @@ mod tests {
             ),
         ] {
             let e = parse(backend, t).unwrap_err();
+            assert!(e.contains(key), "{t:?}: {e}");
+        }
+        for (t, key) in [
+            ("replica = \"a b\"", "storage.s3.replica"),
+            ("refresh_interval = \"0s\"", "storage.s3.refresh_interval"),
+            ("lease_settle = \"1m\"", "storage.s3.lease_settle"),
+        ] {
+            let e = parse(Some("s3"), Some(&format!("bucket = \"wharf\"\n{t}"))).unwrap_err();
             assert!(e.contains(key), "{t:?}: {e}");
         }
         let e = parse(Some("s3"), Some("bucket = \"wharf\"\nsecret_key = \"x\"")).unwrap_err();

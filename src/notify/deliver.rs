@@ -1,6 +1,11 @@
 //! One endpoint's delivery loop: post the oldest stored batch, remove it on
 //! a 2xx, otherwise wait (exponential backoff) and post the same batch
 //! again. Batches are posted one at a time, in order.
+//!
+//! Several replicas on one store share the queue: the one holding the
+//! endpoint's delivery lease delivers it (events queued by the others
+//! included, read from the store every idle poll); the others wait for
+//! the lease and take over within `LEASE_TTL` when the holder stops.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -11,7 +16,8 @@ use super::EndpointState;
 use crate::secrets::{
     CachedCredentials, CredentialEntry, CredentialSource, Credentials, RepoPattern,
 };
-use crate::store::{EventQueue, Store};
+use crate::store::lease::LEASE_TTL;
+use crate::store::{EventQueue, LeaseFor, LeaseGuard, Store, Taken};
 
 /// How often an idle endpoint looks at its queue without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(30);
@@ -52,6 +58,9 @@ pub(super) async fn run(ep: Arc<EndpointState>, store: Store) {
             return;
         }
     };
+    // One replica delivers each endpoint's queue (shared with the others
+    // on a shared store); held, and renewed, for as long as it runs.
+    let _lease = take_turn(&sender.store, &ep.config.name).await;
     sender.count_backlog().await;
     let mut backoff = ep.config.backoff;
     loop {
@@ -67,6 +76,30 @@ pub(super) async fn run(ep: Arc<EndpointState>, store: Store) {
                 backoff = (backoff * 2).min(ep.config.backoff_max);
             }
         }
+    }
+}
+
+/// Wait until this replica holds the endpoint's delivery lease (at once
+/// without other replicas; else when the holder stops renewing it).
+async fn take_turn(store: &Store, endpoint: &str) -> LeaseGuard {
+    loop {
+        match store
+            .take_lease(LeaseFor::Notify(endpoint), LEASE_TTL)
+            .await
+        {
+            Ok(Taken::Mine(l)) => return l.keep_alive(LEASE_TTL),
+            Ok(Taken::Held { holder, .. }) => {
+                tracing::debug!(
+                    endpoint,
+                    holder,
+                    "replica {holder} delivers this endpoint's events"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(endpoint, error = %e, "notifications: cannot read the delivery lease; retrying")
+            }
+        }
+        tokio::time::sleep(LEASE_TTL / 2).await;
     }
 }
 

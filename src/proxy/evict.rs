@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use crate::config::Remote;
 use crate::oci::manifest::Manifest;
 use crate::oci::{Digest, RepoName};
-use crate::store::{LastRun, Result, RunKind, Store};
+use crate::store::{LastRun, LeaseFor, Result, RunKind, Store};
 
 /// Minimum time between two checks triggered by fetches.
 pub const MIN_GAP: Duration = Duration::from_millis(500);
@@ -114,6 +114,9 @@ impl Evictor {
                 record(&self.store, &rep, scope, started).await;
             }
             Ok(_) => {}
+            Err(e @ crate::store::StoreError::Busy { .. }) => {
+                tracing::info!(scope, "cache eviction skipped: {e}")
+            }
             Err(e) => tracing::warn!(scope, error = %e, "cache eviction failed"),
         }
     }
@@ -155,6 +158,10 @@ pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<Evi
     if usage <= cap {
         return Ok(report);
     }
+    // One eviction in the cluster: replicas sharing the store take a lease.
+    let _lease = store
+        .hold_lease(LeaseFor::Evict, "a cache eviction")
+        .await?;
     let _guard = store.gc_write().await;
     let mut candidates = candidates(store, namespaces).await?;
     candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.digest.cmp(&b.digest)));

@@ -19,19 +19,33 @@
 //!
 //! Progress is published through a `tokio::sync::watch` channel: followers
 //! sleep until the writer reports more bytes; there is no polling.
+//!
+//! **Several replicas on one store.** Before its upstream GET, a fetch
+//! takes the blob's fetch lease (see `store::lease`); when another replica
+//! holds it, the fetch waits for that replica to commit the blob (polling
+//! the store with back-off up to 1 s, no upstream traffic), then serves it
+//! from the store like a fetch that found it cached. A holder that dies
+//! stops renewing its lease: it expires within `LEASE_TTL` and a waiting
+//! replica fetches. A follower on another replica gets its first byte once
+//! the blob is committed (for a large layer, after the leader's whole
+//! download); one that has waited [`FOLLOW_MAX`] fetches itself. The lease
+//! is best-effort on stores without conditional writes: a rare double
+//! fetch is still digest-verified, never corrupt.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use crate::oci::{Digest, RepoName};
 use crate::store::fs::chunks::ChunkReader;
-use crate::store::{BlobData, BlobWriter, Store, StoreError};
+use crate::store::lease::LEASE_TTL;
+use crate::store::{BlobData, BlobWriter, LeaseFor, LeaseGuard, Store, StoreError, Taken};
 use crate::upstream::{BlobStream, Upstream, UpstreamError};
 
 /// Largest read a follower does at once. Small enough that 32 followers
@@ -318,15 +332,13 @@ async fn run(
 ) -> Result<Fetched, FetchError> {
     // A fetch that finished just before this one started: nothing to do.
     if let Some(size) = f.store.blobs().size(&f.digest).await? {
-        link(&f.store, cache_repo, &f.digest).await;
-        f.progress.send_modify(|p| {
-            p.phase = Phase::Streaming;
-            p.total = Some(size);
-            p.written = size;
-            p.verified = true;
-        });
-        return Ok(Fetched::AlreadyCached);
+        return Ok(already_cached(f, cache_repo, size).await);
     }
+    // One upstream GET in the cluster: wait for the replica fetching it.
+    let _lease = match cluster_turn(&f.store, &f.digest).await? {
+        Turn::Fetch(lease) => lease,
+        Turn::Committed(size) => return Ok(already_cached(f, cache_repo, size).await),
+    };
     // Bounded per remote (`max_concurrent_fetches`); held to the end.
     let _slot = upstream.fetch_slot().await;
     let body = upstream.blob(repo, &f.digest).await?;
@@ -338,6 +350,63 @@ async fn run(
     spool(f, body, &r.name, &upstream.stats.bytes, cache_repo, speed)
         .await
         .map(Fetched::FromRemote)
+}
+
+/// The blob is in the store: link it and let the followers read it there.
+async fn already_cached(f: &Arc<Fetch>, cache_repo: &RepoName, size: u64) -> Fetched {
+    link(&f.store, cache_repo, &f.digest).await;
+    f.progress.send_modify(|p| {
+        p.phase = Phase::Streaming;
+        p.total = Some(size);
+        p.written = size;
+        p.verified = true;
+    });
+    Fetched::AlreadyCached
+}
+
+/// How long a replica waits for another one's fetch of a blob before it
+/// fetches the blob itself (the other replica keeps its lease alive all
+/// along; a replica that dies lets its lease expire much sooner).
+const FOLLOW_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Whose turn it is to fetch a blob.
+enum Turn {
+    /// This replica's (holding the lease until the guard drops).
+    Fetch(LeaseGuard),
+    /// Another replica committed it meanwhile: its size.
+    Committed(u64),
+}
+
+/// Take the blob's fetch lease, or wait (polling the store with back-off)
+/// until the replica holding it has committed the blob, its lease expired
+/// or [`FOLLOW_MAX`] passed. Without other replicas it is this one's turn
+/// at once.
+async fn cluster_turn(store: &Store, d: &Digest) -> Result<Turn, FetchError> {
+    let deadline = tokio::time::Instant::now() + FOLLOW_MAX;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let holder = match store.take_lease(LeaseFor::Fetch(d), LEASE_TTL).await? {
+            Taken::Mine(lease) => {
+                // Committed between our look and the lease?
+                if let Some(size) = store.blobs().size(d).await? {
+                    lease.release().await;
+                    return Ok(Turn::Committed(size));
+                }
+                return Ok(Turn::Fetch(lease.keep_alive(LEASE_TTL)));
+            }
+            Taken::Held { holder, .. } => holder,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(digest = %d, holder, "another replica's fetch takes too long; fetching the blob here too");
+            return Ok(Turn::Fetch(LeaseGuard::none()));
+        }
+        tracing::debug!(digest = %d, holder, "replica {holder} is fetching the blob; waiting for it");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+        if let Some(size) = store.blobs().size(d).await? {
+            return Ok(Turn::Committed(size));
+        }
+    }
 }
 
 /// The slowest a blob download may be, on average over a window (a remote

@@ -13,32 +13,36 @@ use crate::store::{Doc, Store, StoreError};
 pub struct Projects {
     store: Store,
     list: RwLock<Vec<Project>>,
-    /// Names defined in the config file (they come back on every start, so
-    /// the API cannot delete them).
-    configured: Vec<String>,
+    /// Projects defined in the config file (they come back on every start,
+    /// so the API cannot delete them).
+    configured: Vec<Project>,
 }
 
 impl Projects {
     /// The configured projects, overlaid with the ones saved in the store.
     pub async fn load(store: Store, configured: &[Project]) -> Result<Projects, StoreError> {
-        let mut list = configured.to_vec();
-        if let Some(b) = store.meta().get(Doc::Projects).await? {
-            let saved: Vec<Project> = serde_json::from_slice(&b)
-                .map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
-            for p in saved {
-                match list.iter_mut().find(|q| q.name == p.name) {
-                    Some(q) => *q = p,
-                    None => list.push(p),
-                }
-            }
-        }
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        let configured = configured.iter().map(|p| p.name.clone()).collect();
+        let list = read(&store, configured).await?;
         Ok(Projects {
             store,
             list: RwLock::new(list),
-            configured,
+            configured: configured.to_vec(),
         })
+    }
+
+    /// Read the projects document again: projects created, changed or
+    /// removed by other replicas sharing the store (run every
+    /// `storage.s3.refresh_interval`, and before every change here).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let list = read(&self.store, &self.configured).await?;
+        *self.list.write().unwrap_or_else(|e| e.into_inner()) = list;
+        Ok(())
+    }
+
+    async fn reload_if_shared(&self) -> Result<(), StoreError> {
+        match self.store.cluster() {
+            Some(_) => self.reload().await,
+            None => Ok(()),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Project>> {
@@ -60,11 +64,12 @@ impl Projects {
 
     /// Whether `name` is defined in the config file.
     pub fn in_config(&self, name: &str) -> bool {
-        self.configured.iter().any(|n| n == name)
+        self.configured.iter().any(|p| p.name == name)
     }
 
     /// Create or update a project (persisted).
     pub async fn put(&self, p: Project) -> Result<(), StoreError> {
+        self.reload_if_shared().await?;
         let all = {
             let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
             match list.iter_mut().find(|q| q.name == p.name) {
@@ -81,6 +86,7 @@ impl Projects {
 
     /// Remove a project defined through the API; returns whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.reload_if_shared().await?;
         let all = {
             let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
             let before = list.len();
@@ -103,6 +109,24 @@ impl Projects {
             .put(Doc::Projects, Bytes::from(bytes))
             .await
     }
+}
+
+/// The configured projects overlaid with the ones saved in the store,
+/// sorted by name.
+async fn read(store: &Store, configured: &[Project]) -> Result<Vec<Project>, StoreError> {
+    let mut list = configured.to_vec();
+    if let Some(b) = store.meta().get(Doc::Projects).await? {
+        let saved: Vec<Project> = serde_json::from_slice(&b)
+            .map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
+        for p in saved {
+            match list.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => *q = p,
+                None => list.push(p),
+            }
+        }
+    }
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(list)
 }
 
 impl crate::auth::PublicProjects for Projects {

@@ -9,6 +9,14 @@
 //! the budget), the blob's size at upload finish (under the project's lock,
 //! before the blob becomes visible), the manifest's references at manifest
 //! `PUT`. A refused upload's session and data are deleted at once.
+//!
+//! Several replicas on one store: the project lock orders the finishes of
+//! one replica only. Each replica's final check counts what the store
+//! holds at that moment (usage is scanned again, see
+//! [`Store::usage_refresh`](crate::store::Store::usage_refresh)), so a
+//! blob that another replica is committing in the same instant is not yet
+//! counted: replicas pushing into one project together pass its quota by
+//! at most one in-flight upload each.
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
@@ -202,6 +210,9 @@ impl Registry {
         let Some(quota) = self.quota_of(repo) else {
             return Ok(());
         };
+        // Other replicas push into the project too: count what the store
+        // holds now (a no-op on a store of one process).
+        self.store.usage_refresh(repo.first()).await?;
         if self.store.namespace_links(repo.first(), d).await? {
             return Ok(());
         }

@@ -29,6 +29,7 @@ use crate::config::{glob_match, RetentionRule, Rule};
 use crate::oci::manifest::Manifest;
 use crate::oci::{Digest, RepoName, Tag};
 use crate::store::gc::{GcOptions, GcReport};
+use crate::store::LeaseFor;
 
 /// The body of `PUT /api/v1/projects/{p}/retention` and its answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -416,6 +417,23 @@ impl Registry {
     /// One scheduled pass: every project with rules, then one GC if
     /// anything went. Failures are logged (and audited), never fatal.
     pub async fn retention_sweep(&self) {
+        // One scheduled sweep in the cluster: replicas sharing the store
+        // take a lease; the others skip their turn.
+        let _lease = match self
+            .store
+            .hold_lease(LeaseFor::Retention, "a retention sweep")
+            .await
+        {
+            Ok(l) => l,
+            Err(e @ crate::store::StoreError::Busy { .. }) => {
+                tracing::info!("scheduled retention sweep skipped: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduled retention sweep skipped: cannot take its lease");
+                return;
+            }
+        };
         let id = scheduler();
         let mut deleted = false;
         for p in self

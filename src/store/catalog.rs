@@ -10,6 +10,13 @@
 //! A repository stays in the catalogue once created (as its directory stays
 //! on disk), like Distribution's.
 //!
+//! **Several replicas on one store.** Another replica's new repositories
+//! are not written through this process: `repo_exists` asks the store when
+//! the name is unknown, quota decisions walk their namespace
+//! ([`Store::refresh_namespace`]), and the whole of `repos/` is walked
+//! again on use once `storage.s3.refresh_interval` has passed (the bound
+//! on a catalogue page missing a repository made elsewhere).
+//!
 //! **Across restarts** (filesystem backend). A clean stop saves the set to
 //! [`layout::CATALOG_INDEX`] with the modification time of every
 //! directory it was read from (`repos/`, each name's directories). The
@@ -33,6 +40,10 @@ use crate::oci::RepoName;
 pub(super) struct Catalog {
     names: RwLock<BTreeSet<RepoName>>,
     loaded: tokio::sync::OnceCell<()>,
+    /// A store shared with other replicas: when `repos/` was last walked
+    /// (walked again after `storage.s3.refresh_interval`, one walk at a
+    /// time).
+    walked: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Catalog {
@@ -62,7 +73,54 @@ impl Store {
                 Ok::<(), super::StoreError>(())
             })
             .await?;
+        if let Some(cl) = self.cluster() {
+            let mut walked = c.walked.lock().await;
+            match *walked {
+                Some(t) if t.elapsed() < cl.refresh => {}
+                Some(_) => {
+                    let found = walk(self, String::new()).await?;
+                    c.write().extend(found);
+                    *walked = Some(std::time::Instant::now());
+                }
+                // The load above was a walk.
+                None => *walked = Some(std::time::Instant::now()),
+            }
+        }
         Ok(c)
+    }
+
+    /// Walk the repositories of `namespace` in the store and add those
+    /// this process did not know (created by another replica).
+    pub(super) async fn refresh_namespace(&self, namespace: &str) -> Result<()> {
+        let c = self.catalog().await?;
+        // The walk checks `repos/<namespace>/` itself too.
+        let found = walk(self, format!("{namespace}/")).await?;
+        c.write().extend(found);
+        Ok(())
+    }
+
+    /// Walk all of `repos/` now (a store shared with other replicas, before
+    /// a GC marks: every repository must be seen).
+    pub(super) async fn refresh_catalog(&self) -> Result<()> {
+        let c = self.catalog().await?;
+        if self.cluster().is_some() {
+            let mut walked = c.walked.lock().await;
+            let found = walk(self, String::new()).await?;
+            c.write().extend(found);
+            *walked = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Whether `repos/<name>/` holds a marker folder (read from the store).
+    async fn repo_in_store(&self, name: &RepoName) -> Result<bool> {
+        let entries = self
+            .objects()
+            .list(&layout::repo_dir(name), None, usize::MAX)
+            .await?;
+        Ok(entries
+            .iter()
+            .any(|e| layout::REPO_MARKERS.contains(&e.as_str())))
     }
 
     /// Repository names after `after` (exclusive), at most `limit`, sorted.
@@ -164,16 +222,25 @@ impl Store {
 
     /// Whether repository `name` exists (has any linked blob, manifest or tag).
     pub async fn repo_exists(&self, name: &RepoName) -> Result<bool> {
-        Ok(self.catalog().await?.read().contains(name))
+        let c = self.catalog().await?;
+        if c.read().contains(name) {
+            return Ok(true);
+        }
+        // Another replica may have created it since the last walk.
+        if self.cluster().is_some() && self.repo_in_store(name).await? {
+            c.note(name);
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
 /// Walk `repos/`: a directory is a repository when it holds one of the
 /// marker folders; `_*` folders are metadata, never descended into.
-async fn walk(store: &Store) -> Result<Vec<RepoName>> {
+async fn walk(store: &Store, from: String) -> Result<Vec<RepoName>> {
     let objects = store.objects();
     let mut out = Vec::new();
-    let mut todo = vec![String::new()];
+    let mut todo = vec![from];
     while let Some(prefix) = todo.pop() {
         let dir = format!("{}{prefix}", layout::REPOS);
         let entries = objects.list(&dir, None, usize::MAX).await?;
@@ -216,7 +283,7 @@ async fn load_or_walk(store: &Store) -> Result<Vec<RepoName>> {
         }
     }
     let started = std::time::Instant::now();
-    let names = walk(store).await?;
+    let names = walk(store, String::new()).await?;
     tracing::info!(
         repositories = names.len(),
         ms = started.elapsed().as_millis() as u64,

@@ -18,7 +18,11 @@
 //! whose manifest has not arrived yet (and a re-pushed existing blob, whose
 //! time is refreshed on commit).
 //!
-//! **Concurrency.** One GC runs at a time. The mark takes no lock: while a
+//! **Concurrency.** One GC runs at a time: in this process by a mutex,
+//! across replicas sharing the store by the `gc` lease (see
+//! [`super::lease`]): a GC asked of a replica while another holds it
+//! fails with [`StoreError::Busy`](super::StoreError) naming the holder
+//! (409 at the API). The mark takes no lock: while a
 //! GC runs, every manifest linked ([`Repo::put_manifest`](super::Repo))
 //! is recorded. The sweep removes blobs in batches of [`SWEEP_BATCH`],
 //! each under the store's GC lock held for writing, and first adds to the
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::backend::ObjectMeta;
-use super::{layout, LastRun, Result, RunKind, Store};
+use super::{layout, LastRun, LeaseFor, Result, RunKind, Store};
 use crate::oci::{Digest, RepoName};
 
 /// Options of one GC run.
@@ -96,6 +100,8 @@ impl Store {
     pub(crate) async fn mark(&self) -> Result<Marked> {
         let mut live = HashSet::new();
         let mut layer_links = Vec::new();
+        // Every repository, those other replicas created included.
+        self.refresh_catalog().await?;
         let names = self.all_repositories().await?;
         let mut manifests = 0;
         for name in &names {
@@ -120,6 +126,15 @@ impl Store {
     pub async fn gc(&self, opts: &GcOptions) -> Result<GcReport> {
         let started = Instant::now();
         let _one = self.inner.gc_run.lock().await;
+        // One sweep in the cluster: replicas sharing the store take a lease
+        // (dry runs remove nothing and need none).
+        let _lease = match opts.dry_run {
+            true => None,
+            false => Some(
+                self.hold_lease(LeaseFor::Gc, "a garbage collection")
+                    .await?,
+            ),
+        };
         let _watch = (!opts.dry_run).then(|| Watching::start(self));
         let mut report = self.collect(opts).await?;
         if !opts.dry_run {

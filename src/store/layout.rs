@@ -17,6 +17,9 @@
 //! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! index/catalog.json                          repository names saved at a clean stop (see catalog.rs)
+//! leases/{gc,evict,retention}                 shared stores: who runs a GC, an eviction, a retention sweep (see lease.rs)
+//! leases/fetch/<alg>/<hex>                    shared stores: who fetches a blob from upstream
+//! leases/notify/<endpoint>                     shared stores: who delivers an endpoint's events
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -272,6 +275,22 @@ pub fn listed_digest(alg: &str, name: &str) -> Option<Digest> {
     format!("{alg}:{name}").parse().ok()
 }
 
+/// `leases/<name>` (`name` a fixed word: `gc`, `evict`, `retention`).
+pub fn lease(name: &str) -> String {
+    format!("leases/{name}")
+}
+
+/// `leases/fetch/<alg>/<hex>`: who fetches blob `d` from its remote.
+pub fn fetch_lease(d: &Digest) -> String {
+    digest_key("leases/fetch/", d)
+}
+
+/// `leases/notify/<endpoint>` (a validated endpoint name): who delivers
+/// that endpoint's queued events.
+pub fn notify_lease(endpoint: &str) -> String {
+    format!("leases/notify/{endpoint}")
+}
+
 /// The digest algorithms, as directory names.
 pub const ALGORITHMS: [&str; 2] = ["sha256", "sha512"];
 
@@ -299,6 +318,7 @@ mod tests {
             listed_digest("sha256", &format!("{}.pulled", d.hex())),
             None
         );
+        assert_eq!(fetch_lease(&d), format!("leases/fetch/sha256/{}", d.hex()));
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
     }
 }

@@ -36,6 +36,11 @@ impl<'a> Meta<'a> {
             .objects()
             .create(layout::doc(doc), init.clone())
             .await?;
+        // A shared store may ignore create-only writes: let a racing
+        // replica's write land, then everyone reads the one that stayed.
+        if let Some(c) = self.store.cluster() {
+            tokio::time::sleep(c.settle).await;
+        }
         Ok(self.get(doc).await?.unwrap_or(init))
     }
 }

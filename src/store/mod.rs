@@ -23,6 +23,7 @@ pub mod fs;
 pub mod gc;
 mod inventory;
 pub mod layout;
+pub mod lease;
 mod manifest_cache;
 mod meta;
 mod repo;
@@ -44,6 +45,7 @@ pub use cleanup::CleanupReport;
 pub use events::EventQueue;
 pub use inventory::Artifact;
 pub use layout::Doc;
+pub use lease::{ClusterSettings, Lease, LeaseFor, LeaseGuard, Taken};
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
 pub use repo_index::PageFrom;
@@ -74,6 +76,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage is unavailable: {0}")]
     Unavailable(io::Error),
+    /// Work that runs once in a cluster is running on another replica.
+    #[error("{what} is already running on replica {holder}")]
+    Busy { what: &'static str, holder: String },
     #[error("storage I/O error: {0}")]
     Io(io::Error),
 }
@@ -132,6 +137,8 @@ struct Inner {
     sessions: uploads::SessionLocks,
     /// Signalled when content was added or removed (for `/metrics`).
     content_changed: tokio::sync::Notify,
+    /// Set when other replicas may share the store (see [`lease`]).
+    cluster: Option<lease::ClusterSettings>,
 }
 
 impl Store {
@@ -157,7 +164,32 @@ impl Store {
     ) -> Result<Store, s3::OpenError> {
         let spool = fs::FsBackend::open(root).map_err(StoreError::from)?;
         let backend = Arc::new(s3::S3Backend::connect(cfg, keys, spool).await?);
-        Ok(Store::with_backends(backend.clone(), backend, None))
+        Ok(Store::with_cluster(
+            backend.clone(),
+            backend,
+            lease::ClusterSettings {
+                replica: cfg.replica.clone(),
+                refresh: cfg.refresh_interval,
+                settle: cfg.lease_settle,
+            },
+        ))
+    }
+
+    /// A store that other replicas may share (every in-memory view of it
+    /// is refreshed or checked, see README "Running several replicas").
+    fn with_cluster(
+        objects: Arc<dyn backend::ObjectStore>,
+        blobs: Arc<dyn backend::BlobBackend>,
+        cluster: lease::ClusterSettings,
+    ) -> Store {
+        let mut s = Store::with_backends(objects, blobs, None);
+        if let Some(inner) = Arc::get_mut(&mut s.inner) {
+            inner.tag_index = repo_index::Indexed::with_ttl(cluster.refresh);
+            inner.manifest_index = repo_index::Indexed::with_ttl(cluster.refresh);
+            inner.usage = usage::UsageCache::with_ttl(cluster.refresh);
+            inner.cluster = Some(cluster);
+        }
+        s
     }
 
     fn with_backends(
@@ -181,6 +213,7 @@ impl Store {
                 pull_marks: repo::pull_marks(),
                 sessions: uploads::SessionLocks::default(),
                 content_changed: tokio::sync::Notify::new(),
+                cluster: None,
             }),
         }
     }
@@ -258,4 +291,23 @@ impl Store {
     pub(crate) async fn gc_write(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
         self.inner.gc_lock.write().await
     }
+}
+
+/// Two stores on one directory, as two replicas ("a" and "b") on one
+/// bucket: each with its own in-memory state, both in cluster mode.
+#[cfg(test)]
+pub(crate) fn test_replicas(dir: &Path) -> (Store, Store) {
+    let fs = fs::FsBackend::open(dir).unwrap();
+    let one = |name: &str| {
+        Store::with_cluster(
+            Arc::new(fs.clone()),
+            Arc::new(fs.clone()),
+            lease::ClusterSettings {
+                replica: name.into(),
+                refresh: std::time::Duration::from_secs(1),
+                settle: std::time::Duration::from_millis(20),
+            },
+        )
+    };
+    (one("a"), one("b"))
 }

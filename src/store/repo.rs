@@ -207,7 +207,18 @@ impl<'a> Repo<'a> {
     pub async fn manifest(&self, d: &Digest) -> Result<Option<StoredManifest>> {
         let cache = &self.store.inner.manifests;
         if let Some(m) = cache.get(self.name, d) {
-            return Ok(Some(m));
+            if self.store.cluster().is_none() {
+                return Ok(Some(m));
+            }
+            // Another replica may have deleted (or re-pushed) it: the bytes
+            // are right by digest, the link decides.
+            return match self.manifest_media_type(d).await? {
+                Some(media_type) => Ok(Some(StoredManifest { media_type, ..m })),
+                None => {
+                    cache.invalidate(self.name, d);
+                    Ok(None)
+                }
+            };
         }
         let generation = cache.generation();
         let Some(media_type) = self.manifest_media_type(d).await? else {
@@ -257,14 +268,17 @@ impl<'a> Repo<'a> {
         let objects = self.store.objects();
         let mut removed = Vec::new();
         let want = d.to_string();
-        let pointing = self
-            .with_tags(|t| {
-                t.iter()
-                    .filter(|(_, v)| v.as_ref() == Some(d))
-                    .map(|(k, _)| k.clone())
-                    .collect::<Vec<_>>()
-            })
-            .await?;
+        let pointing_at = |t: &TagIndex| {
+            t.iter()
+                .filter(|(_, v)| v.as_ref() == Some(d))
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
+        let pointing = match self.store.cluster() {
+            // Other replicas tag too: read every tag from the store.
+            Some(_) => pointing_at(&self.read_tags().await?),
+            None => self.with_tags(pointing_at).await?,
+        };
         for tag in pointing {
             // Checked again on disk: only a tag that still points at `d` goes.
             let key = format!("{}{tag}", layout::tags_dir(self.name));
@@ -342,6 +356,17 @@ impl<'a> Repo<'a> {
     pub async fn tags(&self, after: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
         if !self.exists().await? {
             return Ok(None);
+        }
+        if self.store.cluster().is_some() {
+            // Other replicas tag too: the store's listing is the truth.
+            let names = self
+                .store
+                .objects()
+                .list(&layout::tags_dir(self.name), after, limit)
+                .await?;
+            return Ok(Some(
+                names.into_iter().filter(|n| !n.ends_with('/')).collect(),
+            ));
         }
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         let page = self
@@ -533,5 +558,57 @@ impl<'a> Repo<'a> {
             .stat(&layout::pull_marker(self.name, d))
             .await?
             .map(|m| m.modified))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one replica writes, another serves at once: no local cache
+    /// of a tag, a manifest link or a repository's existence can answer
+    /// for the shared store.
+    #[tokio::test]
+    async fn another_replica_sees_tags_manifests_and_repositories_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = crate::store::test_replicas(dir.path());
+        let name: RepoName = "team/app".parse().unwrap();
+        let t: Tag = "v1".parse().unwrap();
+        let mt = "application/vnd.oci.image.manifest.v1+json";
+        // B looks first (its views are built, empty).
+        assert!(!b.repo_exists(&name).await.unwrap());
+        assert_eq!(b.repo(&name).tags(None, 10).await.unwrap(), None);
+        let m1 = Bytes::from_static(b"{\"schemaVersion\":2,\"x\":1}");
+        let d1 = Digest::sha256_of(&m1);
+        a.repo(&name)
+            .put_manifest(&d1, mt, m1, Some(&t), None)
+            .await
+            .unwrap();
+        assert!(b.repo_exists(&name).await.unwrap());
+        assert_eq!(b.repo(&name).tag(&t).await.unwrap(), Some(d1.clone()));
+        assert_eq!(
+            b.repo(&name).tags(None, 10).await.unwrap(),
+            Some(vec!["v1".to_string()])
+        );
+        // B caches the manifest; A deletes it (and its tag): B answers none.
+        assert!(b.repo(&name).manifest(&d1).await.unwrap().is_some());
+        assert!(b.repo(&name).manifest(&d1).await.unwrap().is_some());
+        a.repo(&name).delete_manifest(&d1).await.unwrap();
+        assert!(b.repo(&name).manifest(&d1).await.unwrap().is_none());
+        assert_eq!(b.repo(&name).tag(&t).await.unwrap(), None);
+        // A tag that B made is removed when A deletes its manifest (A
+        // never saw it being made).
+        let m2 = Bytes::from_static(b"{\"schemaVersion\":2,\"x\":2}");
+        let d2 = Digest::sha256_of(&m2);
+        a.repo(&name)
+            .put_manifest(&d2, mt, m2, None, None)
+            .await
+            .unwrap();
+        b.repo(&name).set_tag(&t, &d2).await.unwrap();
+        assert_eq!(
+            a.repo(&name).delete_manifest(&d2).await.unwrap(),
+            Some(vec!["v1".to_string()])
+        );
+        assert_eq!(b.repo(&name).tag(&t).await.unwrap(), None);
     }
 }

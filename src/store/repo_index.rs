@@ -9,8 +9,11 @@
 //! generation counter that every change bumps, and a build is installed
 //! only if its counter did not move while it read the store (the same
 //! rule as [`super::manifest_cache`] and [`super::usage`]). The indexes are
-//! this process's view of its own store: wharf holds the store's lock, so
-//! no other writer exists.
+//! this process's view of its own store: on the filesystem wharf holds
+//! the store's lock, so no other writer exists; on a store shared with
+//! other replicas, entries are rebuilt after `storage.s3.refresh_interval`
+//! (they serve listings and dashboard counts only: tag pages and tag
+//! lookups read the store).
 //!
 //! Memory is bounded: a moka cache per kind, weighted by entries at the
 //! time the index is installed; an evicted index is rebuilt on next use.
@@ -120,13 +123,26 @@ fn stripe(repo: &RepoName) -> usize {
 
 impl<V: Weight + Send + Sync + 'static> Indexed<V> {
     pub(super) fn with_capacity(max_entries: u64) -> Self {
+        Indexed::build(max_entries, None)
+    }
+
+    /// An index whose entries are rebuilt after `ttl` (the store is shared
+    /// with other replicas, whose writes it does not see).
+    pub(super) fn with_ttl(ttl: std::time::Duration) -> Self {
+        Indexed::build(MAX_ENTRIES, Some(ttl))
+    }
+
+    fn build(max_entries: u64, ttl: Option<std::time::Duration>) -> Self {
+        let mut b = moka::sync::Cache::builder()
+            .max_capacity(max_entries)
+            .weigher(|_: &RepoName, v: &Arc<RwLock<V>>| {
+                v.read().unwrap_or_else(|e| e.into_inner()).weight()
+            });
+        if let Some(ttl) = ttl {
+            b = b.time_to_live(ttl);
+        }
         Indexed {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(max_entries)
-                .weigher(|_: &RepoName, v: &Arc<RwLock<V>>| {
-                    v.read().unwrap_or_else(|e| e.into_inner()).weight()
-                })
-                .build(),
+            entries: b.build(),
             generations: Mutex::new([0; STRIPES]),
         }
     }

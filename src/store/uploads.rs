@@ -12,7 +12,11 @@
 //! resumes from there and the bytes past it are dropped.
 //!
 //! One request per session at a time: requests on the same session queue
-//! on a per-session lock (in this process).
+//! on a per-session lock (in this process). Any replica sharing the store
+//! serves any request of a session (its state is all in the store: a POST
+//! on one replica, PATCHes on another and the PUT on a third work); a
+//! client must not send two requests of one session at once to two
+//! replicas (clients never do: each chunk waits for the previous answer).
 
 use std::collections::HashMap;
 use std::io;
@@ -115,6 +119,9 @@ pub struct UploadStatus {
 pub(super) struct SessionLocks {
     map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     owners: Mutex<Option<HashMap<String, String>>>,
+    /// When `owners` was read from the store (a store shared with other
+    /// replicas reads it again after `storage.s3.refresh_interval`).
+    owners_read: Mutex<Option<std::time::Instant>>,
 }
 
 /// How many sessions are open: in total, and owned by one client.
@@ -264,7 +271,17 @@ impl<'a> Uploads<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
-        if !loaded {
+        // Other replicas open and finish sessions too: their view expires.
+        let stale = self.store.cluster().is_some_and(|c| {
+            locks
+                .owners_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none_or(|t| t.elapsed() >= c.refresh)
+        });
+        if !loaded || stale {
+            *locks.owners_read.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
             let mut found = HashMap::new();
             for (id, _) in self.list().await? {
                 if let Ok(Some(b)) = self.store.objects().get(&layout::upload_meta(&id)).await {
@@ -275,10 +292,11 @@ impl<'a> Uploads<'a> {
                 }
             }
             let mut o = locks.owners.lock().unwrap_or_else(|e| e.into_inner());
-            // Sessions opened while the store was read are in `o` already.
+            // Sessions opened while the store was read are in `o` already;
+            // a re-read (other replicas) replaces the view.
             match o.as_mut() {
-                Some(known) => known.extend(found),
-                None => *o = Some(found),
+                Some(known) if !stale => known.extend(found),
+                _ => *o = Some(found),
             }
         }
         let o = locks.owners.lock().unwrap_or_else(|e| e.into_inner());

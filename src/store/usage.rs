@@ -9,12 +9,15 @@
 //! into a project with thousands of repositories costs a map update, not a
 //! walk over the project. A scan that raced with a change is not installed
 //! (the namespace's generation moved); the next use scans again. GC drops
-//! every index (content sizes change under it). The index is this process's
-//! view of its own store: wharf holds the store's lock, so no other writer
-//! exists.
+//! every index (content sizes change under it). On the filesystem the
+//! index is this process's view of its own store (wharf holds the store's
+//! lock, so no other writer exists). On a store shared with other replicas
+//! an index is scanned again after `storage.s3.refresh_interval`, and
+//! before every final quota decision ([`Store::usage_refresh`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{Result, Store};
 use crate::oci::{Digest, RepoName};
@@ -50,15 +53,32 @@ impl NamespaceIndex {
     }
 }
 
+/// A namespace's generation and its index once built (with when).
+type Entry = (u64, Option<(Instant, NamespaceIndex)>);
+
 /// Per namespace: (generation, its index once built).
 #[derive(Default)]
 pub(super) struct UsageCache {
-    map: Mutex<HashMap<String, (u64, Option<NamespaceIndex>)>>,
+    map: Mutex<HashMap<String, Entry>>,
+    /// Indexes older than this are scanned again (a store shared with
+    /// other replicas, whose links this process does not see).
+    max_age: Option<Duration>,
 }
 
 impl UsageCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Option<NamespaceIndex>)>> {
+    pub(super) fn with_ttl(ttl: Duration) -> UsageCache {
+        UsageCache {
+            max_age: Some(ttl),
+            ..UsageCache::default()
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, built: Instant) -> bool {
+        self.max_age.is_none_or(|m| built.elapsed() < m)
     }
 }
 
@@ -76,8 +96,8 @@ impl Store {
         let mut m = self.inner.usage.lock();
         let e = m.entry(repo.first().to_string()).or_insert((0, None));
         match (&mut e.1, change) {
-            (Some(idx), LinkChange::Added(d, size)) => idx.add(d, size, repo),
-            (Some(idx), LinkChange::Removed(d)) => idx.remove(d, repo),
+            (Some((_, idx)), LinkChange::Added(d, size)) => idx.add(d, size, repo),
+            (Some((_, idx)), LinkChange::Removed(d)) => idx.remove(d, repo),
             (None, _) => e.0 += 1,
         }
     }
@@ -90,23 +110,40 @@ impl Store {
         }
     }
 
+    /// Scan `namespace` again on next use (a store shared with other
+    /// replicas, before a quota decision: see `registry::quota`).
+    /// Its repositories are walked in the store, so repositories that
+    /// other replicas created count too.
+    pub async fn usage_refresh(&self, namespace: &str) -> Result<()> {
+        if self.cluster().is_none() {
+            return Ok(());
+        }
+        self.refresh_namespace(namespace).await?;
+        if let Some(e) = self.inner.usage.lock().get_mut(namespace) {
+            e.0 += 1;
+            e.1 = None;
+        }
+        Ok(())
+    }
+
     /// Run `f` on `namespace`'s index, building it first if needed.
     async fn with_index<T>(&self, namespace: &str, f: impl Fn(&NamespaceIndex) -> T) -> Result<T> {
+        let cache = &self.inner.usage;
         loop {
             let gen = {
-                let m = self.inner.usage.lock();
+                let m = cache.lock();
                 match m.get(namespace) {
-                    Some((_, Some(idx))) => return Ok(f(idx)),
-                    Some((g, None)) => *g,
+                    Some((_, Some((t, idx)))) if cache.fresh(*t) => return Ok(f(idx)),
+                    Some((g, _)) => *g,
                     None => 0,
                 }
             };
             let built = self.scan_namespace(namespace).await?;
-            let mut m = self.inner.usage.lock();
+            let mut m = cache.lock();
             let e = m.entry(namespace.to_string()).or_insert((gen, None));
             if e.0 == gen {
                 let v = f(&built);
-                e.1 = Some(built);
+                e.1 = Some((Instant::now(), built));
                 return Ok(v);
             }
             // Changed while scanning: the scan may predate the change.
@@ -182,5 +219,41 @@ impl Store {
             out.insert(ns, u);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica's quota decision counts what other replicas linked, in
+    /// repositories it never saw created.
+    #[tokio::test]
+    async fn usage_refresh_counts_other_replicas_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = crate::store::test_replicas(dir.path());
+        let blob = |s: &Store, bytes: &'static [u8]| {
+            let s = s.clone();
+            async move {
+                let d = Digest::sha256_of(bytes);
+                s.blobs()
+                    .put_small(&d, bytes::Bytes::from_static(bytes))
+                    .await
+                    .unwrap();
+                d
+            }
+        };
+        let one: RepoName = "proj/one".parse().unwrap();
+        let d = blob(&a, b"0123456789").await;
+        a.repo(&one).link_blob(&d).await.unwrap();
+        assert_eq!(b.usage("proj").await.unwrap(), 10);
+        // A links more, in a new repository: B's index is stale until the
+        // refresh a quota check does.
+        let two: RepoName = "proj/two".parse().unwrap();
+        let d2 = blob(&a, b"abcde").await;
+        a.repo(&two).link_blob(&d2).await.unwrap();
+        b.usage_refresh("proj").await.unwrap();
+        assert_eq!(b.usage("proj").await.unwrap(), 15);
+        assert!(b.namespace_links("proj", &d2).await.unwrap());
     }
 }
