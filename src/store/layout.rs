@@ -17,6 +17,7 @@
 //! auth/pull-tokens.json                       one-time pull tokens and their spent uses
 //! audit/<day>/<id>.json                       audit entries; <day> and <id> sort newest first
 //! index/catalog.json                          repository names saved at a clean stop (see catalog.rs)
+//! scans/<alg>/<hex>/{state,report}.json       vulnerability scan of a manifest: status + summary, full report
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -272,6 +273,25 @@ pub fn listed_digest(alg: &str, name: &str) -> Option<Digest> {
     format!("{alg}:{name}").parse().ok()
 }
 
+/// The documents of a manifest's vulnerability scan (per digest: the same
+/// bytes have the same findings in every repository).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanDoc {
+    /// Status, reason, scanner and severity counts (small: read per listing row).
+    State,
+    /// The scanner's whole report.
+    Report,
+}
+
+/// `scans/<alg>/<hex>/state.json` or `.../report.json`
+pub fn scan_doc(d: &Digest, doc: ScanDoc) -> String {
+    let name = match doc {
+        ScanDoc::State => "state.json",
+        ScanDoc::Report => "report.json",
+    };
+    format!("{}/{name}", digest_key("scans/", d))
+}
+
 /// The digest algorithms, as directory names.
 pub const ALGORITHMS: [&str; 2] = ["sha256", "sha512"];
 
@@ -298,6 +318,10 @@ mod tests {
         assert_eq!(
             listed_digest("sha256", &format!("{}.pulled", d.hex())),
             None
+        );
+        assert_eq!(
+            scan_doc(&d, ScanDoc::Report),
+            format!("scans/sha256/{}/report.json", d.hex())
         );
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
     }
