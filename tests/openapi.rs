@@ -884,7 +884,7 @@ fn every_documented_operation_answers_as_documented() {
     spec.validate("POST /api/v1/import -> 200", &schema, &report);
     assert_eq!(report["images"][0]["repository"], "team/lib/other");
 
-    scanning(spec, &w, &app.digest);
+    scanning(spec, &w);
 
     // Every documented operation was called.
     let mut documented = BTreeSet::new();
@@ -904,14 +904,15 @@ fn every_documented_operation_answers_as_documented() {
 
 /// The scanning endpoints: settings, a scan through the fake adapter, its
 /// state and report.
-fn scanning(spec: &mut Spec, w: &Wharf, digest: &str) {
+fn scanning(spec: &mut Spec, w: &Wharf) {
+    let digest = push_image(w, "team/scanned", "s1", 9).digest;
     let settings = "/api/v1/projects/{project}/scanning";
     let body = json!({"scan_on_push": false, "prevent_severity": null});
     let at = "/api/v1/projects/team/scanning";
     assert_eq!(call(spec, w, "PUT", settings, at, Some(body), false).0, 200);
     assert_eq!(call(spec, w, "GET", settings, at, None, false).0, 200);
     let scan = "/api/v1/repositories/{repository}/artifacts/{digest}/scan";
-    let path = format!("/api/v1/repositories/team/app/artifacts/{digest}/scan");
+    let path = format!("/api/v1/repositories/team/scanned/artifacts/{digest}/scan");
     assert_eq!(call(spec, w, "POST", scan, &path, None, false).0, 202);
     wait_until("the scan", std::time::Duration::from_secs(60), || {
         call(spec, w, "GET", scan, &path, None, false).1["status"] == "done"

@@ -233,7 +233,7 @@ fn on_demand_scans_through_the_api_and_the_cli() {
         .json(&serde_json::json!({"prevent_severity": "dire"}))
         .send()
         .unwrap();
-    assert_oci_error(bad, 400, "BAD_REQUEST");
+    assert_oci_error(bad, 400, "UNSUPPORTED");
 }
 
 #[test]

@@ -172,6 +172,9 @@ pub fn parse(bytes: &[u8]) -> Result<Report, ReportError> {
     if bytes.len() > MAX_REPORT {
         return Err(ReportError::TooLarge(bytes.len()));
     }
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ReportError::Malformed("expected a JSON object".into()));
+    }
     let r: Report = serde_json::from_slice(bytes).map_err(|e| {
         let mut m = e.to_string();
         m.truncate(300);

@@ -91,21 +91,11 @@ impl Scanning {
         let Some(a) = self.active.clone() else {
             return Ok(None);
         };
+        let s = pending(&a.cfg.name, &job.repo);
         if !lock(&a.running).insert(job.digest.clone()) {
-            return self.state(&job.digest).await;
+            // Its state may not be saved yet: then it is this one.
+            return Ok(Some(self.state(&job.digest).await?.unwrap_or(s)));
         }
-        let now = unix_now();
-        let s = ScanSummary {
-            status: ScanStatus::Pending,
-            reason: None,
-            scanner: a.cfg.name.clone(),
-            repository: job.repo.to_string(),
-            requested_at: now,
-            updated_at: now,
-            scanned_at: None,
-            counts: Default::default(),
-            highest: None,
-        };
         if let Err(e) = self.save_state(&job.digest, &s).await {
             lock(&a.running).remove(&job.digest);
             return Err(e);
@@ -153,6 +143,22 @@ impl Scanning {
 
     async fn save_state(&self, d: &Digest, s: &ScanSummary) -> Result<(), StoreError> {
         save_state(&self.store, d, s).await
+    }
+}
+
+/// The state of a scan just asked for.
+fn pending(scanner: &str, repo: &RepoName) -> ScanSummary {
+    let now = unix_now();
+    ScanSummary {
+        status: ScanStatus::Pending,
+        reason: None,
+        scanner: scanner.to_string(),
+        repository: repo.to_string(),
+        requested_at: now,
+        updated_at: now,
+        scanned_at: None,
+        counts: Default::default(),
+        highest: None,
     }
 }
 
