@@ -301,3 +301,31 @@ fn adapter_down_and_malformed_reports_read_back_as_failed() {
     let r = w2.req(Method::POST, &unknown).send().unwrap();
     assert_oci_error(r, 404, "MANIFEST_UNKNOWN");
 }
+
+#[test]
+fn cached_images_are_scanned_on_their_first_pull() {
+    let up = support::fake_upstream::FakeUpstream::start();
+    up.add_image("lib/img", "1", 1);
+    let fake = FakeScanner::start(Reports::Canned, "team/app");
+    let remote =
+        support::upstream::remote_toml_with("up", &up.url(), None, "scan_on_first_pull = true");
+    let w = Wharf::start_with(Options {
+        config: Some(format!("{remote}{}", fake.toml())),
+        env: vec![("SCANNER_AUTH".into(), "Bearer adapter-s3cret".into())],
+        admin: true,
+        ..Options::default()
+    });
+    let r = w
+        .req(Method::GET, "/v2/up/lib/img/manifests/1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let digest = header(&r, "docker-content-digest");
+    assert_canned_counts(&ended(&w, "up/lib/img", &digest));
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1, "scanned once");
+    assert_eq!(
+        (seen[0].repository.as_str(), seen[0].own_status),
+        ("up/lib/img", 200)
+    );
+}
