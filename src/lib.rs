@@ -6,6 +6,7 @@
 //! - [`store`]: the content-addressed store (facets over a backend)
 //! - [`upstream`], [`secrets`]: remote registries and their credentials
 //! - [`proxy`]: the pull-through cache (policy, one fetch per blob, eviction)
+//! - [`scan`]: Harbor's Pluggable Scanner API (adapter client, reports)
 //! - [`auth`]: who a request is and what it may do
 //! - [`registry`]: the domain layer (namespaces, projects, quotas, pushes)
 //! - [`api`]: HTTP routes, handlers, the one error mapping
@@ -30,6 +31,7 @@ pub mod notify;
 pub mod oci;
 pub mod proxy;
 pub mod registry;
+pub mod scan;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -12,8 +12,9 @@ use std::collections::BTreeSet;
 use reqwest::Method;
 use serde_json::{json, Value};
 use support::fake_upstream::FakeUpstream;
+use support::scanner::{FakeScanner, Reports};
 use support::upstream::remote_toml;
-use support::{http, push_image, wait_prefetch, Options, Wharf};
+use support::{http, push_image, wait_prefetch, wait_until, Options, Wharf};
 
 struct Spec {
     doc: Value,
@@ -115,11 +116,14 @@ fn every_documented_operation_answers_as_documented() {
     let up = FakeUpstream::start();
     up.add_image("lib/img", "1", 1);
     up.add_image("lib/other", "2", 2);
+    let scanner = FakeScanner::start(Reports::Canned, "team/other");
     let w = Wharf::start_with(Options {
         config: Some(format!(
-            "{}[[projects]]\nname = \"team\"\n",
-            remote_toml("up", &up.url(), None)
+            "{}[[projects]]\nname = \"team\"\n{}",
+            remote_toml("up", &up.url(), None),
+            scanner.toml()
         )),
+        env: vec![("SCANNER_AUTH".into(), "Bearer t".into())],
         admin: true,
         ..Options::default()
     });
@@ -880,6 +884,8 @@ fn every_documented_operation_answers_as_documented() {
     spec.validate("POST /api/v1/import -> 200", &schema, &report);
     assert_eq!(report["images"][0]["repository"], "team/lib/other");
 
+    scanning(spec, &w);
+
     // Every documented operation was called.
     let mut documented = BTreeSet::new();
     for (path, item) in s.doc["paths"].as_object().unwrap() {
@@ -894,4 +900,35 @@ fn every_documented_operation_answers_as_documented() {
     }
     let missed: Vec<_> = documented.difference(&s.covered).collect();
     assert!(missed.is_empty(), "documented but never called: {missed:?}");
+}
+
+/// The scanning endpoints: settings, a scan through the fake adapter, its
+/// state and report.
+fn scanning(spec: &mut Spec, w: &Wharf) {
+    let digest = push_image(w, "team/scanned", "s1", 9).digest;
+    let settings = "/api/v1/projects/{project}/scanning";
+    let body = json!({"scan_on_push": false, "prevent_severity": null});
+    let at = "/api/v1/projects/team/scanning";
+    assert_eq!(call(spec, w, "PUT", settings, at, Some(body), false).0, 200);
+    assert_eq!(call(spec, w, "GET", settings, at, None, false).0, 200);
+    let scan = "/api/v1/repositories/{repository}/artifacts/{digest}/scan";
+    let path = format!("/api/v1/repositories/team/scanned/artifacts/{digest}/scan");
+    assert_eq!(call(spec, w, "POST", scan, &path, None, false).0, 202);
+    wait_until("the scan", std::time::Duration::from_secs(60), || {
+        call(spec, w, "GET", scan, &path, None, false).1["status"] == "done"
+    });
+    let report = "/api/v1/repositories/{repository}/artifacts/{digest}/scan/report";
+    let (status, r) = call(
+        spec,
+        w,
+        "GET",
+        report,
+        &format!("{path}/report"),
+        None,
+        false,
+    );
+    assert_eq!(
+        (status, r["vulnerabilities"].as_array().map(Vec::len)),
+        (200, Some(4))
+    );
 }

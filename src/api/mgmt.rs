@@ -74,9 +74,12 @@ pub enum Endpoint {
     ProjectRepos(String),
     Retention(String),
     RetentionRun(String),
+    Scanning(String),
     Repositories,
     Artifacts(RepoName),
     Artifact(RepoName, Digest),
+    ArtifactScan(RepoName, Digest),
+    ScanReport(RepoName, Digest),
     RepoTag(RepoName, Tag),
     Robots,
     Robot(String),
@@ -110,6 +113,7 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["projects", p, "repositories"] => Endpoint::ProjectRepos(p.to_string()),
         ["projects", p, "retention"] => Endpoint::Retention(p.to_string()),
         ["projects", p, "retention", "run"] => Endpoint::RetentionRun(p.to_string()),
+        ["projects", p, "scanning"] => Endpoint::Scanning(p.to_string()),
         ["robots"] => Endpoint::Robots,
         ["robots", r] => Endpoint::Robot(r.to_string()),
         ["gc"] => Endpoint::Gc,
@@ -130,6 +134,12 @@ pub fn parse(path: &str) -> Result<Endpoint, ApiError> {
         ["storage"] => Endpoint::Storage,
         ["export"] => Endpoint::Export,
         ["import"] => Endpoint::Import,
+        ["repositories", ..] if n >= 5 && segs[n - 1] == "scan" && segs[n - 3] == "artifacts" => {
+            Endpoint::ArtifactScan(repo(n - 3)?, parse_digest(segs[n - 2])?)
+        }
+        ["repositories", .., "artifacts", d, "scan", "report"] if n >= 6 => {
+            Endpoint::ScanReport(repo(n - 4)?, parse_digest(d)?)
+        }
         ["repositories", ..] if n >= 3 && segs[n - 1] == "artifacts" => {
             Endpoint::Artifacts(repo(n - 1)?)
         }
@@ -240,11 +250,11 @@ impl Api {
                     Some(l) => PageFrom::After(parse_digest(l)?),
                     None => PageFrom::Skip(0),
                 };
-                let (items, _) = r.artifacts_page(&id, &repo, &from, page.fetch()).await?;
+                let (items, _) = r.artifact_views(&id, &repo, &from, page.fetch()).await?;
                 paged(
                     &page,
                     items,
-                    |a| a.digest.to_string(),
+                    |a| a.artifact.digest.to_string(),
                     &format!("/api/v1/repositories/{repo}/artifacts"),
                 )
             }
@@ -256,6 +266,27 @@ impl Api {
                     &r.set_retention(&id, &p, body_json(req, None).await?)
                         .await?,
                 )
+            }
+            (Method::GET, Endpoint::Scanning(p)) => json(ok, &r.scan_settings(&id, &p)?),
+            (Method::PUT, Endpoint::Scanning(p)) => {
+                r.require_admin(&id)?;
+                let s = body_json(req, None).await?;
+                json(ok, &r.set_scan_settings(&id, &p, s).await?)
+            }
+            (Method::POST, Endpoint::ArtifactScan(repo, d)) => {
+                let s = r.request_scan(&id, &repo, &d).await?;
+                let at = format!("/api/v1/repositories/{repo}/artifacts/{d}/scan");
+                let mut resp = json(StatusCode::ACCEPTED, &s)?;
+                let loc = http::HeaderValue::from_str(&self.location(&at))
+                    .map_err(|e| ApiError::internal("building Location", e))?;
+                resp.headers_mut().insert(header::LOCATION, loc);
+                Ok(resp)
+            }
+            (Method::GET, Endpoint::ArtifactScan(repo, d)) => {
+                json(ok, &r.scan_state(&id, &repo, &d).await?)
+            }
+            (Method::GET, Endpoint::ScanReport(repo, d)) => {
+                json(ok, &r.scan_report(&id, &repo, &d).await?)
             }
             (Method::POST, Endpoint::RetentionRun(p)) => {
                 let dry_run = flag(&req, "dry_run")?;

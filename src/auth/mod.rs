@@ -13,6 +13,7 @@ pub mod guard;
 pub mod password;
 pub mod pull_tokens;
 pub mod robots;
+pub mod scanner;
 pub mod session;
 pub mod token;
 mod used;
@@ -78,6 +79,9 @@ pub enum Subject {
     Robot(String),
     /// A one-time pull token (its id): pulls one image only.
     PullToken(String),
+    /// A vulnerability scanner (its name) with a token that pulls one
+    /// repository (see [`scanner`]).
+    Scanner(String),
 }
 
 impl Subject {
@@ -87,6 +91,7 @@ impl Subject {
             Subject::Admin(u) => u.clone(),
             Subject::Robot(n) => format!("{ROBOT_PREFIX}{n}"),
             Subject::PullToken(id) => format!("{}{id}", pull_tokens::PULL_PREFIX),
+            Subject::Scanner(n) => format!("{}{n}", scanner::SCANNER_PREFIX),
         }
     }
 }
@@ -227,7 +232,7 @@ pub trait PublicProjects: Send + Sync {
 
 pub struct Authorizer {
     cfg: AuthConfig,
-    keys: TokenKeys,
+    keys: Arc<TokenKeys>,
     robots: RwLock<Vec<Robot>>,
     store: Store,
     public: Arc<dyn PublicProjects>,
@@ -288,7 +293,7 @@ impl Authorizer {
         let last_used = used::RobotUse::load(store.clone()).await?;
         Ok(Authorizer {
             cfg: cfg.clone(),
-            keys,
+            keys: Arc::new(keys),
             robots: RwLock::new(robots),
             public,
             verified: moka::sync::Cache::builder()
@@ -361,9 +366,12 @@ impl Authorizer {
     /// and its subject still exists and is active.
     pub fn session_identity(&self, cookie: &str) -> Option<(Identity, session::Session)> {
         let s = self.sessions.check(cookie)?;
-        let subject = self
-            .subject_of(&s.sub)
-            .filter(|s| !matches!(s, Subject::Anonymous | Subject::PullToken(_)))?;
+        let subject = self.subject_of(&s.sub).filter(|s| {
+            !matches!(
+                s,
+                Subject::Anonymous | Subject::PullToken(_) | Subject::Scanner(_)
+            )
+        })?;
         Some((
             Identity {
                 subject,
@@ -383,6 +391,9 @@ impl Authorizer {
                 .pull_tokens
                 .known(id)
                 .then(|| Subject::PullToken(id.to_string()));
+        }
+        if let Some(name) = sub.strip_prefix(scanner::SCANNER_PREFIX) {
+            return Some(Subject::Scanner(name.to_string()));
         }
         if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
             let active = read_lock(&self.robots)
@@ -543,6 +554,8 @@ impl Authorizer {
             // Which manifests and blobs of the repository is the registry's
             // check (`Registry::admit_pull_token`).
             Subject::PullToken(id) => action == Action::Pull && self.pull_tokens.covers(id, repo),
+            // Only its token's scope counts (see `allowed`).
+            Subject::Scanner(_) => false,
         }
     }
 
@@ -563,6 +576,9 @@ impl Authorizer {
             if !covered {
                 return false;
             }
+            if let Subject::Scanner(_) = id.subject {
+                return action == Action::Pull;
+            }
         }
         self.subject_allowed(&id.subject, repo, action, remote)
     }
@@ -576,6 +592,10 @@ impl Authorizer {
         scope: &str,
         remote: impl Fn(&str) -> bool,
     ) -> Option<Access> {
+        if let Subject::Scanner(_) = subject {
+            // A scanner's token is all it gets.
+            return None;
+        }
         let asked = Scope::parse(scope)?;
         let (kind, name) = (asked.kind, asked.name);
         match kind {
@@ -605,6 +625,13 @@ impl Authorizer {
                 })
             }
             _ => None,
+        }
+    }
+
+    /// Issuer of scanners' pull tokens.
+    pub fn scan_credentials(&self) -> scanner::ScanCredentials {
+        scanner::ScanCredentials {
+            keys: self.keys.clone(),
         }
     }
 

@@ -102,6 +102,17 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Scan an image manifest for vulnerabilities with the configured
+    /// scanner (asks the running server), e.g. `wharf scan team/app:1.0 --wait`.
+    Scan {
+        /// <repository>:<tag> or <repository>@<digest> (a digest prefix works).
+        image: String,
+        /// Wait until the scan ended and print its severity summary.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// List, pin, unpin or purge images in the pull-through cache.
     Cache {
         #[command(subcommand)]

@@ -7,6 +7,7 @@ use super::args::{ProjectCmd, ProjectLimits};
 use super::client::Client;
 use super::output::{human_size, show, table, when};
 use crate::config::Project;
+use crate::registry::scan::ArtifactView;
 use crate::registry::views::{
     Artifact, DeletedArtifact, DeletedTag, NewProject, ProjectUpdate, ProjectView, RepositoryView,
 };
@@ -189,11 +190,11 @@ pub async fn repos(c: &Client, project: Option<String>) -> Result<(), String> {
 }
 
 pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
-    let v: Vec<Artifact> = c.get_all(&format!("repositories/{repo}/artifacts")).await?;
+    let v: Vec<ArtifactView> = c.get_all(&format!("repositories/{repo}/artifacts")).await?;
     show(c.conn.json, &v, |v| {
         let rows = v
             .iter()
-            .map(|a| {
+            .map(|ArtifactView { artifact: a, scan }| {
                 vec![
                     short(&a.digest.to_string()),
                     if a.tags.is_empty() {
@@ -205,11 +206,20 @@ pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
                     a.media_type.rsplit('.').nth(1).unwrap_or("").to_string(),
                     when(Some(a.pushed_at)),
                     when(a.last_pulled_at),
+                    super::scan::column(scan.as_ref()),
                 ]
             })
             .collect();
         table(
-            &["DIGEST", "TAGS", "SIZE", "TYPE", "PUSHED", "LAST PULLED"],
+            &[
+                "DIGEST",
+                "TAGS",
+                "SIZE",
+                "TYPE",
+                "PUSHED",
+                "LAST PULLED",
+                "SCAN",
+            ],
             &["SIZE"],
             rows,
         );
@@ -218,7 +228,7 @@ pub async fn artifacts(c: &Client, repo: &str) -> Result<(), String> {
 }
 
 /// The full digest `prefix` names among `repo`'s artifacts.
-async fn full_digest(c: &Client, repo: &str, prefix: &str) -> Result<String, String> {
+pub(super) async fn full_digest(c: &Client, repo: &str, prefix: &str) -> Result<String, String> {
     if prefix.parse::<crate::oci::Digest>().is_ok() {
         return Ok(prefix.to_string());
     }

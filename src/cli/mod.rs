@@ -15,6 +15,7 @@ mod manage;
 mod output;
 mod retention;
 mod robots;
+mod scan;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,7 @@ pub fn main() -> ExitCode {
         } => run(conn, |c| {
             Box::pin(cache::prefetch(c, image, !no_pin, !no_wait))
         }),
+        Command::Scan { image, wait, conn } => run(conn, |c| Box::pin(scan::scan(c, image, wait))),
         Command::Cache { cmd, conn } => run(conn, |c| Box::pin(cache::cache(c, cmd))),
         Command::Export {
             images,

@@ -49,6 +49,9 @@ pub(super) struct RawProject {
     max_image_size: Option<String>,
     #[serde(default)]
     retention: Vec<super::RetentionRule>,
+    #[serde(default)]
+    scan_on_push: bool,
+    prevent_severity: Option<String>,
 }
 
 /// A permission name that is not `pull`, `push`, `delete` or `*`.
@@ -159,6 +162,12 @@ pub struct Project {
     /// Retention rules (see [`super::retention`]); checked when set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<super::RetentionRule>,
+    /// Scan every manifest pushed (with the active `[[scanners]]` entry).
+    #[serde(default)]
+    pub scan_on_push: bool,
+    /// Refuse pulls of manifests whose report has a finding at or above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prevent_severity: Option<crate::scan::Severity>,
 }
 
 fn check_hash(key: &str, h: &SecretString) -> Result<(), ConfigError> {
@@ -321,12 +330,26 @@ impl RawProject {
             .map(|q| size(&key("max_image_size"), q))
             .transpose()?;
         super::retention::validate_rules(&key("retention"), &self.retention)?;
+        let prevent_severity = self
+            .prevent_severity
+            .as_deref()
+            .map(|s| {
+                crate::scan::Severity::parse(s).ok_or_else(|| {
+                    ConfigError::invalid(
+                        &key("prevent_severity"),
+                        format!("{s:?}: use negligible, low, medium, high or critical"),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(Project {
             name: self.name,
             public: self.public,
             quota,
             max_image_size,
             retention: self.retention,
+            scan_on_push: self.scan_on_push,
+            prevent_severity,
         })
     }
 }

@@ -9,6 +9,7 @@ mod notify;
 mod raw;
 mod remote;
 mod retention;
+mod scan;
 mod server;
 mod storage;
 mod warnings;
@@ -27,6 +28,7 @@ pub use notify::{Endpoint as NotifyEndpoint, EventKind};
 pub use raw::RawConfig;
 pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 pub use retention::{glob_match, RetentionRule, RetentionSchedule, Rule};
+pub use scan::{active as active_scanner, Scanner};
 pub use server::{Mode, Server, TlsFiles};
 pub use storage::{S3Storage, StorageBackend, MIN_PART_SIZE};
 
@@ -99,6 +101,8 @@ pub struct Config {
     pub notifications: Vec<NotifyEndpoint>,
     /// `[retention]`: the schedule of projects' retention rules.
     pub retention: RetentionSchedule,
+    /// `[[scanners]]`: vulnerability scanners (see [`scan`]).
+    pub scanners: Vec<Scanner>,
 }
 
 /// Overrides from the command line or environment.

@@ -116,13 +116,7 @@ pub(super) fn validate_all(raw: Vec<RawEndpoint>) -> Result<Vec<Endpoint>, Confi
 impl RawEndpoint {
     fn validate(self, i: usize) -> Result<Endpoint, ConfigError> {
         let key = |k: &str| format!("notifications[{i}].{k}");
-        let valid_name = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !valid_name {
+        if !valid_name(&self.name) {
             return Err(ConfigError::invalid(
                 &key("name"),
                 format!(
@@ -157,10 +151,7 @@ impl RawEndpoint {
             check_header(&key("headers"), h, Some(v))?;
         }
         for (h, r) in &self.secret_headers {
-            check_header(&key("secret_headers"), h, None)?;
-            r.validate(false).map_err(|e| {
-                ConfigError::invalid(&format!("{}.{h}", key("secret_headers")), e.0)
-            })?;
+            check_secret_header(&key("secret_headers"), h, r)?;
         }
         let dur =
             |k: &str, v: Option<String>, default: &str| positive_duration(&key(k), v, default);
@@ -187,6 +178,22 @@ impl RawEndpoint {
             max_batch: positive("max_batch", self.max_batch, 100, 10_000)?,
         })
     }
+}
+
+/// A name usable as a key: 1-64 lowercase letters, digits, `-`, `_`.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A `secret_headers` entry under `key`: a header name and a reference.
+pub(super) fn check_secret_header(key: &str, h: &str, r: &SecretRef) -> Result<(), ConfigError> {
+    check_header(key, h, None)?;
+    r.validate(false)
+        .map_err(|e| ConfigError::invalid(&format!("{key}.{h}"), e.0))
 }
 
 fn check_header(key: &str, name: &str, value: Option<&str>) -> Result<(), ConfigError> {

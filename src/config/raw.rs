@@ -29,6 +29,8 @@ pub struct RawConfig {
     notifications: Vec<super::notify::RawEndpoint>,
     #[serde(default)]
     retention: super::retention::RawRetention,
+    #[serde(default)]
+    scanners: Vec<super::scan::RawScanner>,
 }
 
 /// `[cache]`: limits over all remotes' cached content together.
@@ -90,11 +92,13 @@ impl RawConfig {
         let projects = validate_projects(self.projects, &remotes)?;
         let limits = self.limits.validate()?;
         let notifications = super::notify::validate_all(self.notifications)?;
+        let scanners = super::scan::validate_all(self.scanners)?;
         let retention = self.retention.validate()?;
         Ok(Config {
             retention,
             limits,
             notifications,
+            scanners,
             auth,
             projects,
             server,

@@ -46,6 +46,8 @@ pub(super) struct RawRemote {
     /// Hosts (glob patterns) blob downloads may be redirected to.
     #[serde(default)]
     redirect_hosts: Vec<String>,
+    #[serde(default)]
+    scan_on_first_pull: bool,
 }
 
 /// A validated remote registry.
@@ -90,6 +92,9 @@ pub struct Remote {
     /// Hosts (glob patterns, lowercase) that blob downloads may be
     /// redirected to; empty: any public host (see `upstream::target`).
     pub redirect_hosts: Vec<String>,
+    /// Scan a cached image manifest the first time it is pulled (with the
+    /// active `[[scanners]]` entry).
+    pub scan_on_first_pull: bool,
 }
 
 impl Remote {
@@ -132,6 +137,7 @@ impl Remote {
             max_bandwidth: None,
             max_size: None,
             redirect_hosts: Vec::new(),
+            scan_on_first_pull: false,
         }
     }
 }
@@ -280,6 +286,7 @@ impl RawRemote {
                 .map(|v| super::size(&key("max_size"), v))
                 .transpose()?,
             redirect_hosts: redirect_hosts(self.redirect_hosts, &key("redirect_hosts"))?,
+            scan_on_first_pull: self.scan_on_first_pull,
         }))
     }
 }

@@ -13,17 +13,12 @@ use std::time::Duration;
 
 use super::event::{envelope, MEDIA_TYPE};
 use super::EndpointState;
-use crate::secrets::{
-    CachedCredentials, CredentialEntry, CredentialSource, Credentials, RepoPattern,
-};
+use crate::secrets::{without_url, SecretHeaders};
 use crate::store::lease::LEASE_TTL;
 use crate::store::{EventQueue, LeaseFor, LeaseGuard, Store, Taken};
 
 /// How often an idle endpoint looks at its queue without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(30);
-
-/// How long a resolved secret header is used before it is read again.
-const SECRET_TTL: Duration = Duration::from_secs(300);
 
 /// Why a delivery failed (for the log; never a header value).
 enum Failure {
@@ -46,7 +41,7 @@ struct Sender {
     ep: Arc<EndpointState>,
     store: Store,
     http: reqwest::Client,
-    secrets: Vec<(String, CachedCredentials)>,
+    secrets: SecretHeaders,
 }
 
 /// Deliver `ep`'s queue until the process ends.
@@ -110,26 +105,8 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let secrets = ep
-            .config
-            .secret_headers
-            .iter()
-            .enumerate()
-            .map(|(i, (h, r))| {
-                let entry = CredentialEntry {
-                    repository: RepoPattern::any(),
-                    source: CredentialSource::Secret {
-                        reference: r.clone(),
-                        username: None,
-                    },
-                };
-                let owner = format!("notifications {} header {h}", ep.config.name);
-                (
-                    h.clone(),
-                    CachedCredentials::new(&owner, i, entry, Vec::new(), None, SECRET_TTL),
-                )
-            })
-            .collect();
+        let owner = format!("notifications {}", ep.config.name);
+        let secrets = SecretHeaders::new(&owner, &ep.config.secret_headers);
         Ok(Sender {
             ep,
             store,
@@ -190,27 +167,7 @@ impl Sender {
         for (h, v) in &self.ep.config.headers {
             req = req.header(h.as_str(), v.as_str());
         }
-        for (h, c) in &self.secrets {
-            let value = match c.get().await.map_err(|e| Failure::Secret(e.to_string()))? {
-                Credentials::Token(t) => t.expose().to_string(),
-                Credentials::Basic { username, password }
-                | Credentials::Refresh {
-                    username,
-                    token: password,
-                } => {
-                    use base64::Engine as _;
-                    let raw = format!("{username}:{}", password.expose());
-                    format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(raw)
-                    )
-                }
-            };
-            let mut v = http::HeaderValue::from_str(&value)
-                .map_err(|_| Failure::Secret(format!("{h}: not a valid header value")))?;
-            v.set_sensitive(true);
-            req = req.header(h.as_str(), v);
-        }
+        let req = self.secrets.apply(req).await.map_err(Failure::Secret)?;
         let resp = req
             .send()
             .await
@@ -251,28 +208,5 @@ impl Sender {
             self.ep.stats.dropped.fetch_add(n, Relaxed);
             tracing::warn!(endpoint = %name, events = n, max_pending = max, "notification queue full: dropped the oldest events");
         }
-    }
-}
-
-/// A reqwest error's text without the URL (it may carry a token in its
-/// query); the log line names the endpoint's URL separately.
-fn without_url(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    let mut src = std::error::Error::source(&e);
-    let mut detail = String::new();
-    while let Some(s) = src {
-        detail = s.to_string();
-        src = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
     }
 }

@@ -259,6 +259,8 @@ impl Registry {
                 quota: p.quota.flatten(),
                 max_image_size: p.max_image_size.flatten(),
                 retention: Vec::new(),
+                scan_on_push: false,
+                prevent_severity: None,
             };
             self.projects.put(new.clone()).await?;
             Ok(new)
@@ -306,6 +308,8 @@ impl Registry {
             quota: None,
             max_image_size: None,
             retention: Vec::new(),
+            scan_on_push: false,
+            prevent_severity: None,
         });
         if let Some(v) = u.public {
             p.public = v;

@@ -80,6 +80,10 @@ impl Registry {
             .repo(name)
             .put_manifest(&digest, &m.media_type, bytes, tag, subject.as_ref())
             .await?;
+        drop(_gc);
+        let tag = tag.map(|t| t.to_string());
+        self.scan_after_push(name, &digest, &m.media_type, tag, subject.is_some())
+            .await;
         Ok(Accepted { digest, subject })
     }
 

@@ -20,6 +20,7 @@ pub mod projects;
 mod pull_tokens;
 mod quota;
 pub mod retention;
+pub mod scan;
 mod uploads;
 pub mod views;
 
@@ -125,6 +126,8 @@ pub struct Registry {
     project_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Prefetches running and recently finished.
     prefetches: prefetch::Jobs,
+    /// Vulnerability scans (see [`scan`]).
+    scans: scan::Scanning,
 }
 
 impl Registry {
@@ -146,6 +149,12 @@ impl Registry {
         )?);
         let projects = Arc::new(Projects::load(store.clone(), &cfg.projects).await?);
         let auth = Authorizer::new(&cfg.auth, &cfg.limits, store.clone(), projects.clone()).await?;
+        let scans = scan::Scanning::new(
+            store.clone(),
+            crate::config::active_scanner(&cfg.scanners),
+            auth.scan_credentials(),
+            cfg.listen,
+        )?;
         Ok(Registry {
             store,
             proxy,
@@ -162,6 +171,7 @@ impl Registry {
             mirror: cfg.server.mode == crate::config::Mode::Mirror,
             project_locks: Default::default(),
             prefetches: prefetch::Jobs::new(cfg.limits.max_prefetch_jobs),
+            scans,
         })
     }
 

@@ -18,6 +18,7 @@
 //! the secret *reference* (variable, path, secret id), never its content.
 
 mod backends;
+mod headers;
 pub mod resolver;
 
 use std::fmt;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use headers::{without_url, SecretHeaders};
 pub use resolver::{aws_keys, CachedCredentials, RemoteCredentials, RemoteInfo};
 
 /// A string that must never reach logs, errors, metrics or debug output.

@@ -20,6 +20,7 @@
 //! leases/{gc,evict,retention}                 shared stores: who runs a GC, an eviction, a retention sweep (see lease.rs)
 //! leases/fetch/<alg>/<hex>                    shared stores: who fetches a blob from upstream
 //! leases/notify/<endpoint>                     shared stores: who delivers an endpoint's events
+//! scans/<alg>/<hex>/{state,report}.json       vulnerability scan of a manifest: status + summary, full report
 //! ```
 //!
 //! On the filesystem a key is a path under the data directory, which also
@@ -291,6 +292,25 @@ pub fn notify_lease(endpoint: &str) -> String {
     format!("leases/notify/{endpoint}")
 }
 
+/// The documents of a manifest's vulnerability scan (per digest: the same
+/// bytes have the same findings in every repository).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanDoc {
+    /// Status, reason, scanner and severity counts (small: read per listing row).
+    State,
+    /// The scanner's whole report.
+    Report,
+}
+
+/// `scans/<alg>/<hex>/state.json` or `.../report.json`
+pub fn scan_doc(d: &Digest, doc: ScanDoc) -> String {
+    let name = match doc {
+        ScanDoc::State => "state.json",
+        ScanDoc::Report => "report.json",
+    };
+    format!("{}/{name}", digest_key("scans/", d))
+}
+
 /// The digest algorithms, as directory names.
 pub const ALGORITHMS: [&str; 2] = ["sha256", "sha512"];
 
@@ -319,6 +339,10 @@ mod tests {
             None
         );
         assert_eq!(fetch_lease(&d), format!("leases/fetch/sha256/{}", d.hex()));
+        assert_eq!(
+            scan_doc(&d, ScanDoc::Report),
+            format!("scans/sha256/{}/report.json", d.hex())
+        );
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
     }
 }

@@ -8,7 +8,7 @@
 //! way in is [`BlobWriter::commit`]), and it never speaks HTTP.
 //!
 //! Shape: a [`Store`] handle hands out small facets — [`Blobs`],
-//! [`Repo`] (one repository), [`Uploads`], [`Meta`] — written once against
+//! [`Repo`] (one repository), [`Uploads`], [`Meta`], [`Scans`] — written once against
 //! two backend traits ([`backend::ObjectStore`] for small objects,
 //! [`backend::BlobBackend`] for content). [`layout`] is the only code that
 //! knows a key; [`fs`] is the filesystem backend.
@@ -30,6 +30,7 @@ mod repo;
 mod repo_index;
 mod runs;
 pub mod s3;
+mod scans;
 mod uploads;
 mod usage;
 mod writer;
@@ -44,12 +45,13 @@ pub use blobs::Blobs;
 pub use cleanup::CleanupReport;
 pub use events::EventQueue;
 pub use inventory::Artifact;
-pub use layout::Doc;
+pub use layout::{Doc, ScanDoc};
 pub use lease::{ClusterSettings, Lease, LeaseFor, LeaseGuard, Taken};
 pub use meta::Meta;
 pub use repo::{Repo, StoredManifest};
 pub use repo_index::PageFrom;
 pub use runs::{LastRun, RunKind};
+pub use scans::Scans;
 pub use uploads::{OpenSessions, PreparedUpload, UploadStatus, Uploads};
 pub use writer::{BlobWriter, VerifiedBlob};
 
@@ -236,6 +238,11 @@ impl Store {
     /// Documents that are not per repository (robots, projects, the token key).
     pub fn meta(&self) -> Meta<'_> {
         Meta::new(self)
+    }
+
+    /// Vulnerability scan documents, by manifest digest.
+    pub fn scans(&self) -> Scans<'_> {
+        Scans::new(self)
     }
 
     /// Notification events waiting for delivery.

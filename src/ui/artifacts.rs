@@ -1,6 +1,7 @@
 //! The artifacts of a repository, grouped by digest: tags, size, media
 //! type, platforms, times, referrers under their subject, pull commands;
-//! deleting an artifact (a dialog listing every tag it removes) or a tag.
+//! deleting an artifact (a dialog listing every tag it removes) or a tag;
+//! each artifact's vulnerability scan as a severity badge.
 //! Listing and deletion are the registry calls behind
 //! `/api/v1/repositories/...`, with the same permission checks.
 
@@ -12,7 +13,22 @@ use crate::api::mgmt::{parse_digest, parse_repo};
 use crate::api::Reply;
 use crate::auth::Action;
 use crate::oci::{Digest, ErrorCode, RepoName, Tag};
+use crate::registry::scan::{ScanStatus, ScanSummary};
 use crate::store::Artifact;
+
+/// The scan badge: worst severity colours it, a failure shows its reason.
+fn scan_badge(s: Option<&ScanSummary>) -> Markup {
+    let Some(s) = s else {
+        return html! { span.muted { "not scanned" } };
+    };
+    let class = match (s.status, s.highest) {
+        (ScanStatus::Failed, _) => "badge scan-failed".to_string(),
+        (ScanStatus::Done, None) => "badge scan-clean".to_string(),
+        (ScanStatus::Done, Some(h)) => format!("badge sev-{}", h.as_str().to_ascii_lowercase()),
+        _ => "badge".to_string(),
+    };
+    html! { span class=(class) title=[s.reason.as_deref()] { (s.short()) } }
+}
 
 /// The confirmation form for deleting `a` (in the dialog, or on its own
 /// page without JavaScript).
@@ -40,7 +56,14 @@ fn dialog_id(d: &Digest) -> String {
     format!("del-{}", d.hex().get(..16).unwrap_or(""))
 }
 
-fn row(ctx: &Ctx, repo: &RepoName, a: &Artifact, may_delete: bool, referrer: bool) -> Markup {
+fn row(
+    ctx: &Ctx,
+    repo: &RepoName,
+    a: &Artifact,
+    scan: Option<&ScanSummary>,
+    may_delete: bool,
+    referrer: bool,
+) -> Markup {
     let short = a.digest.to_string();
     html! {
         tr class=[referrer.then_some("referrer")] id=(format!("a-{}", a.digest.hex())) {
@@ -68,6 +91,7 @@ fn row(ctx: &Ctx, repo: &RepoName, a: &Artifact, may_delete: bool, referrer: boo
                 @if !a.platforms.is_empty() { div { @for p in &a.platforms { span.badge { (p) } " " } } }
             }
             td.wide { "pushed " (time(Some(a.pushed_at))) br; "pulled " (time(a.last_pulled_at)) }
+            td { (scan_badge(scan)) }
             td {
                 @for t in a.tags.iter().take(1) { (copy_row(&format!("docker pull {}/{repo}:{t}", ctx.host))) }
                 (copy_row(&format!("docker pull {}/{repo}@{}", ctx.host, a.digest)))
@@ -123,14 +147,19 @@ pub async fn list(ctx: &Ctx<'_>, repo: &str, page_no: Option<&str>) -> Reply {
         .unwrap_or(0)
         .min(1_000_000);
     let r = &ctx.api.registry;
-    let (all, total) = r
-        .artifacts_page(
+    let (views, total) = r
+        .artifact_views(
             &ctx.id,
             &repo,
             &crate::store::PageFrom::Skip(n * PAGE),
             PAGE,
         )
         .await?;
+    let scans: std::collections::HashMap<Digest, ScanSummary> = views
+        .iter()
+        .filter_map(|v| Some((v.artifact.digest.clone(), v.scan.clone()?)))
+        .collect();
+    let all: Vec<Artifact> = views.into_iter().map(|v| v.artifact).collect();
     let may_delete = ctx.session.is_some() && r.subject_may(&ctx.id, &repo, Action::Delete);
     let project = repo.first();
     let body = html! {
@@ -139,8 +168,8 @@ pub async fn list(ctx: &Ctx<'_>, repo: &str, page_no: Option<&str>) -> Reply {
         @if all.is_empty() { p.muted { "No artifacts." } }
         @else {
             table.artifacts {
-                thead { tr { th { "Tags / digest" } th { "Size" } th.wide { "Type" } th.wide { "Times" } th { "Pull" } } }
-                tbody { @for (a, referrer) in grouped(&all) { (row(ctx, &repo, a, may_delete, referrer)) } }
+                thead { tr { th { "Tags / digest" } th { "Size" } th.wide { "Type" } th.wide { "Times" } th { "Scan" } th { "Pull" } } }
+                tbody { @for (a, referrer) in grouped(&all) { (row(ctx, &repo, a, scans.get(&a.digest), may_delete, referrer)) } }
             }
         }
         (pager(&repo, n, total))

@@ -17,6 +17,7 @@ pub mod moto;
 pub mod pki;
 pub mod receiver;
 pub mod s3;
+pub mod scanner;
 pub mod ui;
 pub mod upstream;
 pub mod webdriver;

@@ -32,6 +32,10 @@ fn acceptable(req: &Request<Incoming>, media_type: &str) -> bool {
 
 pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, r: &Reference) -> Reply {
     let m = api.registry.manifest(name, r).await?;
+    if req.method() == Method::GET {
+        let id = crate::api::access::identity(req);
+        api.registry.check_pull_policy(&id, name, &m.digest).await?;
+    }
     api.registry.store.repo(name).record_pull(&m.digest).await;
     respond(req, r, m)
 }

@@ -21,6 +21,9 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
         (&Method::GET | &Method::HEAD, Route::Manifest(_, r)) => {
             let man = api.registry.proxy.manifest(&t, &r).await?;
             api.registry.store.repo(&t.cache_repo).record_pull(&man.digest).await;
+            api.registry
+                .scan_after_cached_pull(&t.remote, &t.cache_repo, &man)
+                .await;
             super::manifests::respond(&req, &r, man)
         }
         (&Method::HEAD, Route::Blob(_, d)) => {
