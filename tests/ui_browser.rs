@@ -247,10 +247,12 @@ fn prefetch_with_progress() {
     b.find("#prefetch-job");
     assert!(b.url().contains("/ui/cache/prefetch/"), "{}", b.url());
     b.resize(1180, 560);
-    // Best effort: catch the page (it reloads every second) while blobs arrive.
+    // Best effort: catch the page (it reloads every second, so an element
+    // found may be gone before its text is read) while blobs arrive.
     for _ in 0..30 {
         if b.try_find("#prefetch-job[data-state=running]").is_none()
-            || b.text("#prefetch-job").contains("fetching blobs")
+            || b.try_text("#prefetch-job")
+                .is_some_and(|t| t.contains("fetching blobs"))
         {
             break;
         }

@@ -164,6 +164,15 @@ impl Browser {
         );
     }
 
+    /// The visible text of the element `css` selects, or `None` when there
+    /// is none or the page replaced it meanwhile (a self-reloading page).
+    pub fn try_text(&self, css: &str) -> Option<String> {
+        let e = self.try_find(css)?;
+        let url = format!("{}/session/{}/element/{e}/text", self.base, self.session);
+        let r: Value = self.http.get(url).send().ok()?.json().ok()?;
+        r["value"].as_str().map(str::to_string)
+    }
+
     /// The visible text of the element `css` selects.
     pub fn text(&self, css: &str) -> String {
         let e = self.find(css);
