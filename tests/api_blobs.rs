@@ -254,9 +254,22 @@ fn same_blob_in_many_repos_is_stored_once() {
 
 #[test]
 fn large_blob_roundtrip() {
-    let w = Wharf::start();
+    large_blob_roundtrip_with("");
+}
+
+#[test]
+fn large_blob_roundtrip_with_sendfile() {
+    large_blob_roundtrip_with("[server]\nsendfile = true\n");
+}
+
+fn large_blob_roundtrip_with(config: &str) {
+    let w = Wharf::start_with(Options {
+        config: (!config.is_empty()).then(|| config.to_string()),
+        ..Options::default()
+    });
     // Past two 16 MiB mapped chunks (plain HTTP/1.1 sends them with
-    // sendfile), with a tail that is not page-aligned.
+    // sendfile when `server.sendfile` is on), with a tail that is not
+    // page-aligned.
     let bytes = data(5, 32 * 1024 * 1024 + 4099);
     let d = push_blob(&w, "big", &bytes);
     let r = http().get(blob_url(&w, "big", &d)).send().unwrap();

@@ -98,7 +98,8 @@ fn thirty_two_cold_clients_one_upstream_get_bounded_memory() {
     );
 
     let w = Wharf::start_with(Options {
-        config: Some(up.remote_toml("up", "")),
+        // Followers send the spool with sendfile and hold no buffers.
+        config: Some(up.remote_toml("up", "") + "[server]\nsendfile = true\n"),
         ..Default::default()
     });
     let pid = w.pid().unwrap();

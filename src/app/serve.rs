@@ -49,6 +49,8 @@ pub struct Conns {
     tls: Option<Arc<Tls>>,
     idle_timeout: Duration,
     handshake_timeout: Duration,
+    /// `server.sendfile`: mark plain HTTP/1.x requests [`SendFile`].
+    sendfile: bool,
 }
 
 impl Conns {
@@ -67,6 +69,7 @@ impl Conns {
             .max_header_list_size(s.max_header_size as u32)
             .max_concurrent_streams(256)
             .keep_alive_interval(Some(Duration::from_secs(30)));
+        let sendfile = s.sendfile && tls.is_none();
         Conns {
             builder,
             api,
@@ -74,6 +77,7 @@ impl Conns {
             tls,
             idle_timeout: s.idle_timeout,
             handshake_timeout: s.header_read_timeout,
+            sendfile,
         }
     }
 
@@ -113,9 +117,9 @@ impl Conns {
     ) -> Result<Response<Counted>, Infallible> {
         let start = Instant::now();
         req.extensions_mut().insert(ClientAddr(peer.ip()));
-        // Plain HTTP/1.x is written through `ZeroCopy`; TLS and HTTP/2
-        // frame the bytes themselves.
-        if self.tls.is_none() && req.version() < http::Version::HTTP_2 {
+        // Plain HTTP/1.x is written through `ZeroCopy` (with
+        // `server.sendfile`); TLS and HTTP/2 frame the bytes themselves.
+        if self.sendfile && req.version() < http::Version::HTTP_2 {
             req.extensions_mut().insert(SendFile);
         }
         let route = metrics::route_family(req.uri().path());
