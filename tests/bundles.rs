@@ -39,6 +39,11 @@ fn get(w: &Wharf, path: &str) -> reqwest::blocking::Response {
         .unwrap()
 }
 
+/// The JSON answer to a GET of `path`.
+fn get_json(w: &Wharf, path: &str) -> Value {
+    get(w, path).json().unwrap()
+}
+
 /// Pull `repo:tag` from `w` with plain GETs; assert the manifest bytes
 /// are `manifest` and every blob's bytes match its digest.
 fn assert_pulls(w: &Wharf, repo: &str, tag: &str, manifest: &[u8], blobs: &[String]) {
@@ -148,12 +153,7 @@ fn a_cached_image_exported_with_the_cli_pulls_offline_from_another_wharf() {
     assert_pulls(&b, "up/lib/app", "1", &img.manifest, &img.blobs());
     assert_pulls(&b, "up/lib/app", &img.digest, &img.manifest, &[]);
     // Pinned: cache eviction never removes what an offline site imported.
-    let cache: Value = b
-        .req(Method::GET, "/api/v1/cache")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cache = get_json(&b, "/api/v1/cache");
     assert!(
         cache.to_string().contains("\"pinned\":true"),
         "an imported image is not pinned: {cache}"
@@ -233,19 +233,9 @@ fn a_tampered_bundle_is_refused_naming_the_digest_and_nothing_is_served() {
         get(&b, &format!("/v2/up/lib/app/manifests/{}", img.digest)).status(),
         200
     );
-    let cache: Value = b
-        .req(Method::GET, "/api/v1/cache")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let cache = get_json(&b, "/api/v1/cache");
     assert_eq!(cache.as_array().map(Vec::len), Some(0), "{cache}");
-    let audit: Value = b
-        .req(Method::GET, "/api/v1/audit")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let audit = get_json(&b, "/api/v1/audit");
     let e = &audit["entries"][0];
     assert_eq!(
         (e["action"].as_str(), e["result"].as_str()),
@@ -476,9 +466,7 @@ fn holds(names: &[String], digest: &str) -> bool {
 
 /// The digests `GET /v2/<repo>/referrers/<subject>` lists.
 fn referrers(w: &Wharf, repo: &str, subject: &str) -> Vec<String> {
-    let v: Value = get(w, &format!("/v2/{repo}/referrers/{subject}"))
-        .json()
-        .unwrap();
+    let v = get_json(w, &format!("/v2/{repo}/referrers/{subject}"));
     let list = v["manifests"].as_array().cloned().unwrap_or_default();
     list.iter()
         .map(|m| m["digest"].as_str().unwrap().to_string())
