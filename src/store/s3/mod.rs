@@ -12,7 +12,9 @@
 //!   under a digest key before the digest matched (the upload completes to
 //!   a temp or session key, then `CopyObject` puts it under the digest key:
 //!   one atomic step, metadata only on Garage).
-//! - Serving: `BlobData::Remote`, a ranged `GetObject` per request.
+//! - Serving: `BlobData::Remote`, a ranged `GetObject` per request; with
+//!   `redirect`, a presigned `GetObject` URL the client follows itself
+//!   ([`BlobBackend::direct_url`]).
 //! - Modification times are the objects' `LastModified`; `touch` copies an
 //!   object onto itself.
 //! - Cleanup aborts multipart uploads that no live sink or session owns and
@@ -34,7 +36,8 @@ pub use client::ConnectError;
 use client::{io_err, status};
 
 use super::backend::{
-    BlobBackend, BlobData, BlobSink, ByteStream, ObjectMeta, ObjectStore, RangeSource, SinkAt,
+    BlobBackend, BlobData, BlobSink, ByteStream, DirectUrl, ObjectMeta, ObjectStore, RangeSource,
+    SinkAt,
 };
 use super::fs::FsBackend;
 use super::layout;
@@ -65,6 +68,8 @@ struct Inner {
     bucket: String,
     prefix: String,
     part_size: usize,
+    /// Lifetime of presigned redirect URLs; `None`: no redirects.
+    redirect: Option<Duration>,
     /// Local spool files of pull-through fetches (followers read them).
     spool: FsBackend,
     /// Multipart uploads of temp sinks alive in this process (cleanup
@@ -88,6 +93,7 @@ impl S3Backend {
                 bucket: cfg.bucket.clone(),
                 prefix: cfg.prefix.clone(),
                 part_size: cfg.part_size as usize,
+                redirect: cfg.redirect,
                 spool,
                 live: Mutex::new(HashSet::new()),
             }),
@@ -505,6 +511,24 @@ impl BlobBackend for S3Backend {
             self.abort(&k, &upload).await?;
         }
         ObjectStore::delete_dir(self, &layout::upload_dir(id)).await
+    }
+
+    async fn direct_url(&self, d: &Digest) -> io::Result<Option<DirectUrl>> {
+        let Some(expiry) = self.inner.redirect else {
+            return Ok(None);
+        };
+        let key = layout::blob(d);
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expiry)
+            .map_err(|e| io::Error::other(format!("presigning {key}: {e}")))?;
+        let req = self
+            .s3()
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full(&key))
+            .presigned(cfg)
+            .await
+            .map_err(|e| io_err("PRESIGN GET", &key, e))?;
+        Ok(Some(DirectUrl::new(req.uri().to_string())))
     }
 
     async fn free_space(&self) -> io::Result<Option<u64>> {
