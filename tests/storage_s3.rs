@@ -731,3 +731,62 @@ fn redirect_sends_blob_gets_to_presigned_urls() {
     assert_eq!(r.status(), 200);
     assert_eq!(sha256(&r.bytes().unwrap()), d);
 }
+
+/// Blobs above `multipart_copy_threshold` (lowered to 8 MiB here; 5 GiB,
+/// AWS's CopyObject limit, by default) are committed with a multipart copy
+/// (`UploadPartCopy` of ranges): a 20 MiB monolithic and a 20 MiB chunked
+/// push take that path (the log says so) and pull back byte-identical; a
+/// 6 MiB one does not.
+#[test]
+fn multipart_copy_above_the_threshold() {
+    let Some(g) = Garage::start(1) else { return };
+    let w = wharf_with_s3_keys(
+        &g,
+        PREFIX,
+        "remotes = []\n",
+        "multipart_copy_threshold = \"8MiB\"",
+        false,
+    );
+    let copies = |w: &Wharf| {
+        w.logs()
+            .matches("multipart copy: the object is above")
+            .count()
+    };
+    let mono = data(71, 20 * MIB + 3);
+    let d_mono = push_blob(&w, "app/big", &mono);
+    assert_eq!(copies(&w), 1, "{}", w.logs());
+
+    let blob = data(72, 20 * MIB + 12345);
+    let d = sha256(&blob);
+    let mut loc = start_session(&w, "app/big");
+    let mut off = 0;
+    let chunks: Vec<&[u8]> = blob.chunks(7 * MIB).collect();
+    for c in &chunks[..chunks.len() - 1] {
+        loc = patch(&w, &loc, off, c);
+        off += c.len();
+    }
+    let r = finish(&w, &loc, &d, chunks[chunks.len() - 1]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    assert_eq!(copies(&w), 2);
+
+    let small = data(73, 6 * MIB);
+    push_blob(&w, "app/big", &small);
+    assert_eq!(copies(&w), 2, "6 MiB is below the threshold");
+
+    for (d, bytes) in [(&d_mono, &mono), (&d, &blob)] {
+        let got = get_blob(&w, "app/big", d, None).bytes().unwrap();
+        assert_eq!((got.len(), sha256(&got)), (bytes.len(), d.clone()));
+        let r = get_blob(&w, "app/big", d, Some("bytes=8388600-8388615"));
+        assert_eq!(&r.bytes().unwrap()[..], &bytes[8_388_600..8_388_616]);
+    }
+    // The same 20 MiB again: the existing blob is refreshed (a multipart
+    // copy onto itself), the push succeeds.
+    assert_eq!(push_blob(&w, "app/other", &mono), d_mono);
+    assert_eq!(copies(&w), 3);
+    assert_no_leftovers(&g);
+    assert!(
+        keys(&g, "uploads/").is_empty(),
+        "{:?}",
+        keys(&g, "uploads/")
+    );
+}

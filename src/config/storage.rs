@@ -17,6 +17,9 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// The largest object S3 copies in one `CopyObject` (AWS refuses more):
+/// larger blobs are committed with a multipart copy.
+pub const MAX_COPY_OBJECT: u64 = 5 << 30;
 /// Default lifetime of a presigned redirect URL.
 pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 /// Longest lifetime of a presigned URL (SigV4's limit).
@@ -66,6 +69,11 @@ pub struct S3Storage {
     /// Answer blob `GET`s with a `307` to a presigned `GetObject` URL of
     /// this lifetime (`None`: stream through wharf).
     pub redirect: Option<Duration>,
+    /// Blobs larger than this are committed with a multipart copy
+    /// (`UploadPartCopy`) rather than one `CopyObject`. 5 GiB (AWS's
+    /// limit); `multipart_copy_threshold`, a tuning and testing key, lowers
+    /// it.
+    pub multipart_copy_threshold: u64,
 }
 
 impl S3Storage {
@@ -94,6 +102,8 @@ pub(super) struct RawS3 {
     lease_settle: Option<String>,
     redirect: Option<bool>,
     redirect_expiry: Option<String>,
+    /// Not in the example config: for tests and tuning.
+    multipart_copy_threshold: Option<String>,
 }
 
 /// Default `storage.s3.refresh_interval`.
@@ -263,8 +273,19 @@ impl RawS3 {
                 "must be at most 10s (it delays every lease taken)",
             ));
         }
+        let multipart_copy_threshold = match &self.multipart_copy_threshold {
+            None => MAX_COPY_OBJECT,
+            Some(v) => size("storage.s3.multipart_copy_threshold", v)?,
+        };
+        if !(MIN_PART_SIZE..=MAX_COPY_OBJECT).contains(&multipart_copy_threshold) {
+            return Err(ConfigError::invalid(
+                "storage.s3.multipart_copy_threshold",
+                "must be between 5MiB and 5GiB (S3's CopyObject and part limits)",
+            ));
+        }
         Ok(S3Storage {
             redirect,
+            multipart_copy_threshold,
             replica,
             refresh_interval,
             lease_settle,
@@ -351,6 +372,10 @@ mod tests {
             ("lease_settle = \"1m\"", "storage.s3.lease_settle"),
             ("redirect_expiry = \"10s\"", "storage.s3.redirect_expiry"),
             ("redirect_expiry = \"8d\"", "storage.s3.redirect_expiry"),
+            (
+                "multipart_copy_threshold = \"1MiB\"",
+                "storage.s3.multipart_copy_threshold",
+            ),
         ] {
             let e = parse(Some("s3"), Some(&format!("bucket = \"wharf\"\n{t}"))).unwrap_err();
             assert!(e.contains(key), "{t:?}: {e}");
@@ -360,13 +385,16 @@ mod tests {
     }
 
     #[test]
-    fn redirects() {
+    fn redirects_and_copies() {
         let s3 = |t: &str| match parse(Some("s3"), Some(&format!("bucket = \"wharf\"\n{t}"))) {
             Ok(StorageBackend::S3(s)) => s,
             r => panic!("{t}: {r:?}"),
         };
         let d = s3("");
-        assert_eq!(d.redirect, None);
+        assert_eq!(
+            (d.redirect, d.multipart_copy_threshold),
+            (None, MAX_COPY_OBJECT)
+        );
         assert_eq!(
             s3("redirect = true").redirect,
             Some(DEFAULT_REDIRECT_EXPIRY)
@@ -374,5 +402,7 @@ mod tests {
         let r = s3("redirect = true\nredirect_expiry = \"1h\"").redirect;
         assert_eq!(r, Some(Duration::from_secs(3600)));
         assert_eq!(s3("redirect_expiry = \"1h\"").redirect, None);
+        let t = s3("multipart_copy_threshold = \"8MiB\"").multipart_copy_threshold;
+        assert_eq!(t, 8 << 20);
     }
 }

@@ -23,7 +23,6 @@ use std::io;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -151,25 +150,9 @@ impl S3Sink {
         if let Some(id) = &self.mp.upload_id {
             return Ok(id.clone());
         }
-        let b = &self.backend;
-        let out = b
-            .s3()
-            .create_multipart_upload()
-            .bucket(b.bucket())
-            .key(b.full(&self.key))
-            .send()
-            .await
-            .map_err(|e| io_err("CREATE multipart", &self.key, e))?;
-        let id = out
-            .upload_id()
-            .ok_or_else(|| io::Error::other("S3 answered no UploadId"))?
-            .to_string();
+        let id = self.backend.create_multipart(&self.key).await?;
         if self.session.is_none() {
-            b.inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.clone());
+            self.backend.live().insert(id.clone());
         }
         self.mp.upload_id = Some(id.clone());
         Ok(id)
@@ -195,43 +178,15 @@ impl S3Sink {
             self.start_part(last).await?;
         }
         self.finish_part().await?;
-        let parts = self
-            .mp
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                CompletedPart::builder()
-                    .part_number(i as i32 + 1)
-                    .e_tag(e)
-                    .build()
-            })
-            .collect();
-        let b = &self.backend;
-        b.s3()
-            .complete_multipart_upload()
-            .bucket(b.bucket())
-            .key(b.full(&self.key))
-            .upload_id(self.mp.upload_id.clone().unwrap_or_default())
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
+        let upload = self.mp.upload_id.clone().unwrap_or_default();
+        self.backend
+            .complete_multipart(&self.key, &upload, &self.mp.parts)
             .await
-            .map_err(|e| io_err("COMPLETE multipart", &self.key, e))?;
-        Ok(())
     }
 
     fn forget_upload(&self) {
         if let Some(id) = &self.mp.upload_id {
-            self.backend
-                .inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
+            self.backend.live().remove(id);
         }
     }
 }
@@ -341,7 +296,7 @@ impl BlobSink for S3Sink {
                 .await?;
         } else {
             self.complete().await?;
-            b.copy(&self.key, &blob).await?;
+            b.copy(&self.key, &blob, self.written).await?;
             b.delete_key(&self.key).await?;
         }
         self.forget_upload();
