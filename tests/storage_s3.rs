@@ -790,3 +790,88 @@ fn multipart_copy_above_the_threshold() {
         keys(&g, "uploads/")
     );
 }
+
+fn sha512(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+/// sha512 pushes on S3: monolithic, and chunked above the part size (the
+/// session's data is read back from the bucket at the final PUT and hashed
+/// again), across a restart; a wrong sha512 stores nothing.
+#[test]
+fn sha512_pushes_monolithic_and_chunked() {
+    let Some(g) = Garage::start(1) else { return };
+    let mut w = wharf_on(&g, "remotes = []\n", false);
+
+    let small = data(81, 70_000);
+    let d_small = sha512(&small);
+    let r = w
+        .req(
+            Method::POST,
+            &format!("/v2/s512/blobs/uploads/?digest={d_small}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(small.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let mono = data(82, 12 * MIB + 1);
+    let d_mono = sha512(&mono);
+    let r = w
+        .req(
+            Method::POST,
+            &format!("/v2/s512/blobs/uploads/?digest={d_mono}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(mono.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+
+    // Chunked: a small one (no part: the tail only), and 12 MiB in 3 MiB
+    // chunks with a restart in the middle.
+    let loc = start_session(&w, "s512");
+    let loc = patch(&w, &loc, 0, &small[..30_000]);
+    let r = finish(&w, &loc, &d_small, &small[30_000..]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    let blob = data(83, 12 * MIB + 4321);
+    let d = sha512(&blob);
+    let mut loc = start_session(&w, "s512");
+    let chunks: Vec<&[u8]> = blob.chunks(3 * MIB).collect();
+    let mut off = 0;
+    for (i, c) in chunks[..chunks.len() - 1].iter().enumerate() {
+        loc = patch(&w, &loc, off, c);
+        off += c.len();
+        if i == 1 {
+            w.restart();
+        }
+    }
+    let r = finish(&w, &loc, &d, chunks[chunks.len() - 1]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    assert_eq!(header(&r, "docker-content-digest"), d);
+
+    for (d, bytes) in [(&d_small, &small), (&d_mono, &mono), (&d, &blob)] {
+        let r = get_blob(&w, "s512", d, None);
+        assert_eq!(r.status(), 200, "{d}");
+        assert_eq!(header(&r, "docker-content-digest"), *d);
+        assert!(r.bytes().unwrap()[..] == bytes[..], "{d} differs");
+    }
+
+    // A wrong sha512, above the part size: refused, nothing left.
+    let wrong = format!("sha512:{}", "0".repeat(128));
+    let loc = start_session(&w, "s512");
+    let loc = patch(&w, &loc, 0, &blob[..6 * MIB]);
+    let r = finish(&w, &loc, &wrong, &blob[6 * MIB..7 * MIB]);
+    assert_oci_error(r, 400, "DIGEST_INVALID");
+    assert_eq!(get_blob(&w, "s512", &wrong, None).status(), 404);
+    assert!(
+        keys(&g, "uploads/").is_empty(),
+        "{:?}",
+        keys(&g, "uploads/")
+    );
+    assert!(!keys(&g, "blobs/sha512/")
+        .iter()
+        .any(|k| k.contains("/00000000")));
+    assert_no_leftovers(&g);
+}

@@ -160,6 +160,9 @@ pub trait BlobSink: Send {
     fn spool(&self) -> Option<PathBuf>;
     /// Be told whenever more bytes are readable from [`spool`](Self::spool).
     fn on_progress(&mut self, hook: ProgressHook);
+    /// Everything written so far, readable whole (a sha512 push hashes it
+    /// again). No `write` may follow; `commit` may.
+    async fn contents(&mut self) -> io::Result<BlobData>;
 }
 
 /// Content by digest.

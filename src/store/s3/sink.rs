@@ -16,6 +16,12 @@
 //! Resuming reads the tail back; parts or tails past the state (a failed
 //! chunk, a crash) are overwritten or ignored.
 //!
+//! A sha512 push reads its bytes back before the commit
+//! ([`BlobSink::contents`]): the multipart upload is completed at its own
+//! key (sealed), read with ranged GETs, and `commit` then only copies it.
+//! A session sealed by a `PUT` whose commit failed is found complete by the
+//! retry (its object holds every byte) and not completed twice.
+//!
 //! Temp sinks (pull-through fetches) also write a local spool file through
 //! the filesystem backend, so followers can read the bytes as they arrive.
 
@@ -30,7 +36,7 @@ use tokio::task::JoinHandle;
 use super::client::io_err;
 use super::S3Backend;
 use crate::oci::Digest;
-use crate::store::backend::{BlobBackend, BlobSink, ProgressHook, SinkAt, SinkState};
+use crate::store::backend::{BlobBackend, BlobData, BlobSink, ProgressHook, SinkAt, SinkState};
 use crate::store::layout;
 
 /// What an upload session persists of its multipart upload.
@@ -69,6 +75,9 @@ pub struct S3Sink {
     base: Base,
     spool: Option<Box<dyn BlobSink>>,
     written: u64,
+    /// The multipart upload was completed at `key` (its contents were read
+    /// back: a sha512 push); `commit` only copies it.
+    sealed: bool,
     done: bool,
 }
 
@@ -127,6 +136,7 @@ impl S3Sink {
             inflight: None,
             spool,
             written: offset,
+            sealed: false,
             done: false,
         })
     }
@@ -182,6 +192,24 @@ impl S3Sink {
         self.backend
             .complete_multipart(&self.key, &upload, &self.mp.parts)
             .await
+    }
+
+    /// Complete the multipart upload at `key`, so its bytes can be read.
+    /// A session sealed by an earlier request whose commit then failed is
+    /// complete already (its object has every byte).
+    async fn seal(&mut self) -> io::Result<()> {
+        if self.sealed {
+            return Ok(());
+        }
+        let earlier = match &self.session {
+            Some(_) => self.backend.head(&self.key).await?,
+            None => None,
+        };
+        if earlier.is_none_or(|m| m.size != self.written) {
+            self.complete().await?;
+        }
+        self.sealed = true;
+        Ok(())
     }
 
     fn forget_upload(&self) {
@@ -287,15 +315,17 @@ impl BlobSink for S3Sink {
         if b.head(&blob).await?.is_some() {
             // Same content committed already: refresh it (GC's grace).
             BlobBackend::touch(&b, d).await?;
-            if let Some(id) = self.mp.upload_id.clone() {
-                b.abort(&self.key, &id).await?;
+            match self.mp.upload_id.clone() {
+                _ if self.sealed => b.delete_key(&self.key).await?,
+                Some(id) => b.abort(&self.key, &id).await?,
+                None => {}
             }
         } else if self.mp.upload_id.is_none() {
             // Smaller than a part: one atomic PUT of verified bytes.
             b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf)))
                 .await?;
         } else {
-            self.complete().await?;
+            self.seal().await?;
             b.copy(&self.key, &blob, self.written).await?;
             b.delete_key(&self.key).await?;
         }
@@ -361,6 +391,12 @@ impl BlobSink for S3Sink {
         if let Some(s) = self.spool.as_mut() {
             s.on_progress(hook);
         }
+    }
+
+    async fn contents(&mut self) -> io::Result<BlobData> {
+        self.finish_part().await?;
+        self.seal().await?;
+        Ok(self.backend.remote(self.key.clone(), self.written))
     }
 }
 
