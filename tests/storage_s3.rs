@@ -590,3 +590,288 @@ fn cleanup_aborts_abandoned_multipart_uploads_and_temp_objects() {
     assert_eq!(r.status(), 201, "{:?}", r.text());
     assert_no_leftovers(&g);
 }
+
+/// A wharf on node 0's bucket under `prefix`, with 5 MiB parts and
+/// `s3_keys` added to its `[storage.s3]` table.
+fn wharf_with_s3_keys(g: &Garage, prefix: &str, config: &str, s3_keys: &str, admin: bool) -> Wharf {
+    let mut o = g.wharf_options(0, prefix, "5MiB", config);
+    // The storage table is the config's last: these keys land in it.
+    o.config = o.config.map(|c| format!("{c}{s3_keys}\n"));
+    o.admin = admin;
+    o.env.push(("RUST_LOG".into(), "debug".into()));
+    Wharf::start_with(o)
+}
+
+/// `GET url` (with `range`), following nothing.
+fn get_url(url: &str, range: Option<&str>) -> reqwest::blocking::Response {
+    let mut r = http().get(url);
+    if let Some(range) = range {
+        r = r.header("range", range);
+    }
+    r.send().unwrap()
+}
+
+/// Secrets and signatures never reach the log.
+fn assert_log_clean(g: &Garage, w: &Wharf) {
+    let log = w.logs();
+    assert!(!log.contains(&g.secret_key), "the S3 secret key was logged");
+    assert!(
+        !log.contains("X-Amz-Signature"),
+        "a presigned URL was logged"
+    );
+}
+
+/// `redirect = true`: blob GETs of pushed and of pulled-through blobs
+/// answer 307 to a presigned Garage URL that yields the exact bytes (Range
+/// honoured by Garage); HEAD, manifests, unauthorized clients and
+/// unsatisfiable ranges are answered by wharf; skopeo (which follows
+/// redirects) pulls byte-identical; nothing signed is logged.
+#[test]
+fn redirect_sends_blob_gets_to_presigned_urls() {
+    let Some(g) = Garage::start(1) else { return };
+    let keys_on = "redirect = true\nredirect_expiry = \"5m\"";
+    let w = wharf_with_s3_keys(&g, "red/", "remotes = []\n", keys_on, true);
+    let blob = data(61, 12 * MIB + 7);
+    let d = push_blob(&w, "app/r", &blob);
+
+    let r = get_blob(&w, "app/r", &d, None);
+    assert_eq!(r.status(), 307, "{}", w.logs());
+    let loc = header(&r, "location");
+    assert!(loc.starts_with(&g.s3_url(0)), "not a Garage URL: {loc}");
+    assert!(loc.contains("X-Amz-Signature="), "not presigned: {loc}");
+    assert!(loc.contains("X-Amz-Expires=300"), "{loc}");
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    let got = get_url(&loc, None);
+    assert_eq!(got.status(), 200);
+    let got = got.bytes().unwrap();
+    assert_eq!((got.len(), sha256(&got)), (blob.len(), d.clone()));
+
+    // Ranges: redirected too, and honoured by the object store.
+    for (range, from, to) in [
+        ("bytes=5242870-5242889", 5_242_870, 5_242_890),
+        ("bytes=-7", blob.len() - 7, blob.len()),
+    ] {
+        let r = get_blob(&w, "app/r", &d, Some(range));
+        assert_eq!(r.status(), 307, "{range}");
+        let got = get_url(&header(&r, "location"), Some(range));
+        assert_eq!(got.status(), 206, "{range}");
+        assert_eq!(&got.bytes().unwrap()[..], &blob[from..to], "{range}");
+    }
+    let r = get_blob(&w, "app/r", &d, Some(&format!("bytes={}-", blob.len())));
+    assert_eq!(r.status(), 416);
+    // HEAD stays local; an absent blob is 404, not a redirect.
+    let r = w
+        .req(Method::HEAD, &format!("/v2/app/r/blobs/{d}"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "content-length")),
+        (200, blob.len().to_string())
+    );
+    assert_eq!(
+        get_blob(&w, "app/r", &sha256(b"absent"), None).status(),
+        404
+    );
+    // An unauthorized client never sees a URL.
+    let r = http()
+        .get(format!("{}/v2/app/r/blobs/{d}", w.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("location").is_none());
+    assert_log_clean(&g, &w);
+    drop(w);
+
+    if !have_skopeo() {
+        return;
+    }
+    // skopeo follows the redirects; manifests are served by wharf; a
+    // pulled-through blob is redirected once committed.
+    let up = Upstream::anonymous();
+    let img_up = up.push_image(
+        "lib/app",
+        "v1",
+        &ImageSpec::oci(62, vec![LayerSpec::gzip(3_000), LayerSpec::gzip(6 << 20)]),
+    );
+    let w = wharf_with_s3_keys(&g, "red2/", &up.remote_toml("up", ""), keys_on, false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = OciLayout::create(&tmp.path().join("src"));
+    let img = src.image(
+        "v1",
+        &ImageSpec::oci(63, vec![LayerSpec::gzip(4 << 10), LayerSpec::gzip(7 << 20)]),
+    );
+    skopeo_push(&w, &src, "v1", "team/app:1");
+    let pulled = skopeo_pull(&w, "team/app:1", &tmp.path().join("out"), "v1");
+    assert_same_image(&src, &pulled, &img);
+    let r = w
+        .req(Method::GET, "/v2/team/app/manifests/1")
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "a manifest is never redirected");
+
+    let first = skopeo_pull(&w, "up/lib/app:v1", &tmp.path().join("a"), "v1");
+    let second = skopeo_pull(&w, "up/lib/app:v1", &tmp.path().join("b"), "v1");
+    for d in img_up.blob_digests() {
+        assert_eq!(fast_sha256_file(&first.blob_path(&d)), d);
+        assert_eq!(fast_sha256_file(&second.blob_path(&d)), d);
+        let r = get_blob(&w, "up/lib/app", &d, None);
+        assert_eq!(r.status(), 307, "cached {d}");
+        let got = get_url(&header(&r, "location"), None).bytes().unwrap();
+        assert_eq!(sha256(&got), d);
+        assert_eq!(up.blob_gets("lib/app", &d), 1, "{d}");
+    }
+    assert_log_clean(&g, &w);
+
+    // With redirect off (the default) nothing changes: wharf streams.
+    let off = wharf_on(&g, "remotes = []\n", false);
+    let d = push_blob(&off, "app/off", &blob);
+    let r = get_blob(&off, "app/off", &d, None);
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256(&r.bytes().unwrap()), d);
+}
+
+/// Blobs above `multipart_copy_threshold` (lowered to 8 MiB here; 5 GiB,
+/// AWS's CopyObject limit, by default) are committed with a multipart copy
+/// (`UploadPartCopy` of ranges): a 20 MiB monolithic and a 20 MiB chunked
+/// push take that path (the log says so) and pull back byte-identical; a
+/// 6 MiB one does not.
+#[test]
+fn multipart_copy_above_the_threshold() {
+    let Some(g) = Garage::start(1) else { return };
+    let w = wharf_with_s3_keys(
+        &g,
+        PREFIX,
+        "remotes = []\n",
+        "multipart_copy_threshold = \"8MiB\"",
+        false,
+    );
+    let copies = |w: &Wharf| {
+        w.logs()
+            .matches("multipart copy: the object is above")
+            .count()
+    };
+    let mono = data(71, 20 * MIB + 3);
+    let d_mono = push_blob(&w, "app/big", &mono);
+    assert_eq!(copies(&w), 1, "{}", w.logs());
+
+    let blob = data(72, 20 * MIB + 12345);
+    let d = sha256(&blob);
+    let mut loc = start_session(&w, "app/big");
+    let mut off = 0;
+    let chunks: Vec<&[u8]> = blob.chunks(7 * MIB).collect();
+    for c in &chunks[..chunks.len() - 1] {
+        loc = patch(&w, &loc, off, c);
+        off += c.len();
+    }
+    let r = finish(&w, &loc, &d, chunks[chunks.len() - 1]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    assert_eq!(copies(&w), 2);
+
+    let small = data(73, 6 * MIB);
+    push_blob(&w, "app/big", &small);
+    assert_eq!(copies(&w), 2, "6 MiB is below the threshold");
+
+    for (d, bytes) in [(&d_mono, &mono), (&d, &blob)] {
+        let got = get_blob(&w, "app/big", d, None).bytes().unwrap();
+        assert_eq!((got.len(), sha256(&got)), (bytes.len(), d.clone()));
+        let r = get_blob(&w, "app/big", d, Some("bytes=8388600-8388615"));
+        assert_eq!(&r.bytes().unwrap()[..], &bytes[8_388_600..8_388_616]);
+    }
+    // The same 20 MiB again: the existing blob is refreshed (a multipart
+    // copy onto itself), the push succeeds.
+    assert_eq!(push_blob(&w, "app/other", &mono), d_mono);
+    assert_eq!(copies(&w), 3);
+    assert_no_leftovers(&g);
+    assert!(
+        keys(&g, "uploads/").is_empty(),
+        "{:?}",
+        keys(&g, "uploads/")
+    );
+}
+
+fn sha512(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+/// sha512 pushes on S3: monolithic, and chunked above the part size (the
+/// session's data is read back from the bucket at the final PUT and hashed
+/// again), across a restart; a wrong sha512 stores nothing.
+#[test]
+fn sha512_pushes_monolithic_and_chunked() {
+    let Some(g) = Garage::start(1) else { return };
+    let mut w = wharf_on(&g, "remotes = []\n", false);
+
+    let small = data(81, 70_000);
+    let d_small = sha512(&small);
+    let r = w
+        .req(
+            Method::POST,
+            &format!("/v2/s512/blobs/uploads/?digest={d_small}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(small.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let mono = data(82, 12 * MIB + 1);
+    let d_mono = sha512(&mono);
+    let r = w
+        .req(
+            Method::POST,
+            &format!("/v2/s512/blobs/uploads/?digest={d_mono}"),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(mono.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+
+    // Chunked: a small one (no part: the tail only), and 12 MiB in 3 MiB
+    // chunks with a restart in the middle.
+    let loc = start_session(&w, "s512");
+    let loc = patch(&w, &loc, 0, &small[..30_000]);
+    let r = finish(&w, &loc, &d_small, &small[30_000..]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    let blob = data(83, 12 * MIB + 4321);
+    let d = sha512(&blob);
+    let mut loc = start_session(&w, "s512");
+    let chunks: Vec<&[u8]> = blob.chunks(3 * MIB).collect();
+    let mut off = 0;
+    for (i, c) in chunks[..chunks.len() - 1].iter().enumerate() {
+        loc = patch(&w, &loc, off, c);
+        off += c.len();
+        if i == 1 {
+            w.restart();
+        }
+    }
+    let r = finish(&w, &loc, &d, chunks[chunks.len() - 1]);
+    assert_eq!(r.status(), 201, "{:?}\n{}", r.text(), w.logs());
+    assert_eq!(header(&r, "docker-content-digest"), d);
+
+    for (d, bytes) in [(&d_small, &small), (&d_mono, &mono), (&d, &blob)] {
+        let r = get_blob(&w, "s512", d, None);
+        assert_eq!(r.status(), 200, "{d}");
+        assert_eq!(header(&r, "docker-content-digest"), *d);
+        assert!(r.bytes().unwrap()[..] == bytes[..], "{d} differs");
+    }
+
+    // A wrong sha512, above the part size: refused, nothing left.
+    let wrong = format!("sha512:{}", "0".repeat(128));
+    let loc = start_session(&w, "s512");
+    let loc = patch(&w, &loc, 0, &blob[..6 * MIB]);
+    let r = finish(&w, &loc, &wrong, &blob[6 * MIB..7 * MIB]);
+    assert_oci_error(r, 400, "DIGEST_INVALID");
+    assert_eq!(get_blob(&w, "s512", &wrong, None).status(), 404);
+    assert!(
+        keys(&g, "uploads/").is_empty(),
+        "{:?}",
+        keys(&g, "uploads/")
+    );
+    assert!(!keys(&g, "blobs/sha512/")
+        .iter()
+        .any(|k| k.contains("/00000000")));
+    assert_no_leftovers(&g);
+}

@@ -87,11 +87,12 @@ pub(crate) fn pending<B>(api: &Api, req: &Request<B>, route: &Route) -> Option<P
 }
 
 /// Emit `p`'s event if `resp` says the request did what it asked (a full
-/// GET, a created push, an accepted delete, a mount that mounted).
+/// GET, or a blob GET redirected to the object store; a created push, an
+/// accepted delete, a mount that mounted).
 pub(crate) async fn observed(api: &Api, p: Pending, status: http::StatusCode, headers: &HeaderMap) {
     let status = status.as_u16();
     let done = match p.kind {
-        EventKind::Pull => status == 200,
+        EventKind::Pull => status == 200 || (status == 307 && p.blob.is_some()),
         EventKind::Push | EventKind::Mount => status == 201,
         EventKind::Delete => status == 202,
         EventKind::CacheFetch => false,
@@ -114,7 +115,8 @@ pub(crate) async fn observed(api: &Api, p: Pending, status: http::StatusCode, he
         .unwrap_or_default();
     let (media_type, size) = match (&p.pushed, &p.blob, p.kind) {
         (Some((mt, len)), _, _) => (mt.clone(), *len),
-        (None, Some(d), EventKind::Push | EventKind::Mount) => (
+        // A redirected pull has no body: the size is the stored blob's.
+        (None, Some(d), k) if matches!(k, EventKind::Push | EventKind::Mount) || status == 307 => (
             BLOB_MEDIA_TYPE.to_string(),
             api.registry
                 .store

@@ -30,7 +30,7 @@ pub use remote::{host_of, Remote, DOCKER_HUB_HOSTS};
 pub use retention::{glob_match, RetentionRule, RetentionSchedule, Rule};
 pub use scan::{active as active_scanner, Scanner};
 pub use server::{Mode, Server, TlsFiles};
-pub use storage::{S3Storage, StorageBackend, MIN_PART_SIZE};
+pub use storage::{S3Storage, StorageBackend, MAX_PART_SIZE, MIN_PART_SIZE};
 
 /// A configuration problem, always naming the offending key.
 #[derive(Debug, thiserror::Error)]

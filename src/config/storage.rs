@@ -17,6 +17,13 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// Default multipart part size.
 pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+/// The largest object S3 copies in one `CopyObject` (AWS refuses more):
+/// larger blobs are committed with a multipart copy.
+pub const MAX_COPY_OBJECT: u64 = 5 << 30;
+/// Default lifetime of a presigned redirect URL.
+pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
+/// Longest lifetime of a presigned URL (SigV4's limit).
+pub const MAX_REDIRECT_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Which backend stores the registry's content.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +66,14 @@ pub struct S3Storage {
     /// store ignores conditional writes: the last writer wins, see
     /// `store::lease`).
     pub lease_settle: Duration,
+    /// Answer blob `GET`s with a `307` to a presigned `GetObject` URL of
+    /// this lifetime (`None`: stream through wharf).
+    pub redirect: Option<Duration>,
+    /// Blobs larger than this are committed with a multipart copy
+    /// (`UploadPartCopy`) rather than one `CopyObject`. 5 GiB (AWS's
+    /// limit); `multipart_copy_threshold`, a tuning and testing key, lowers
+    /// it.
+    pub multipart_copy_threshold: u64,
 }
 
 impl S3Storage {
@@ -85,6 +100,10 @@ pub(super) struct RawS3 {
     replica: Option<String>,
     refresh_interval: Option<String>,
     lease_settle: Option<String>,
+    redirect: Option<bool>,
+    redirect_expiry: Option<String>,
+    /// Not in the example config: for tests and tuning.
+    multipart_copy_threshold: Option<String>,
 }
 
 /// Default `storage.s3.refresh_interval`.
@@ -144,7 +163,24 @@ fn valid_bucket(b: &str) -> bool {
 }
 
 impl RawS3 {
+    /// `redirect` and `redirect_expiry`: the presigned URLs' lifetime when
+    /// redirecting.
+    fn redirect_expiry(&self) -> Result<Option<Duration>, ConfigError> {
+        let expiry = match &self.redirect_expiry {
+            None => DEFAULT_REDIRECT_EXPIRY,
+            Some(v) => duration("storage.s3.redirect_expiry", v)?,
+        };
+        if !(Duration::from_secs(60)..=MAX_REDIRECT_EXPIRY).contains(&expiry) {
+            return Err(ConfigError::invalid(
+                "storage.s3.redirect_expiry",
+                "must be between 1m and 7d (a presigned URL's limits; a client must start its download before it expires)",
+            ));
+        }
+        Ok(self.redirect.unwrap_or(false).then_some(expiry))
+    }
+
     fn validate(self) -> Result<S3Storage, ConfigError> {
+        let redirect = self.redirect_expiry()?;
         let bucket = self
             .bucket
             .ok_or_else(|| ConfigError::invalid("storage.s3.bucket", "is required"))?;
@@ -237,7 +273,19 @@ impl RawS3 {
                 "must be at most 10s (it delays every lease taken)",
             ));
         }
+        let multipart_copy_threshold = match &self.multipart_copy_threshold {
+            None => MAX_COPY_OBJECT,
+            Some(v) => size("storage.s3.multipart_copy_threshold", v)?,
+        };
+        if !(MIN_PART_SIZE..=MAX_COPY_OBJECT).contains(&multipart_copy_threshold) {
+            return Err(ConfigError::invalid(
+                "storage.s3.multipart_copy_threshold",
+                "must be between 5MiB and 5GiB (S3's CopyObject and part limits)",
+            ));
+        }
         Ok(S3Storage {
+            redirect,
+            multipart_copy_threshold,
             replica,
             refresh_interval,
             lease_settle,
@@ -322,11 +370,39 @@ mod tests {
             ("replica = \"a b\"", "storage.s3.replica"),
             ("refresh_interval = \"0s\"", "storage.s3.refresh_interval"),
             ("lease_settle = \"1m\"", "storage.s3.lease_settle"),
+            ("redirect_expiry = \"10s\"", "storage.s3.redirect_expiry"),
+            ("redirect_expiry = \"8d\"", "storage.s3.redirect_expiry"),
+            (
+                "multipart_copy_threshold = \"1MiB\"",
+                "storage.s3.multipart_copy_threshold",
+            ),
         ] {
             let e = parse(Some("s3"), Some(&format!("bucket = \"wharf\"\n{t}"))).unwrap_err();
             assert!(e.contains(key), "{t:?}: {e}");
         }
         let e = parse(Some("s3"), Some("bucket = \"wharf\"\nsecret_key = \"x\"")).unwrap_err();
         assert!(e.contains("secret_key"), "{e}");
+    }
+
+    #[test]
+    fn redirects_and_copies() {
+        let s3 = |t: &str| match parse(Some("s3"), Some(&format!("bucket = \"wharf\"\n{t}"))) {
+            Ok(StorageBackend::S3(s)) => s,
+            r => panic!("{t}: {r:?}"),
+        };
+        let d = s3("");
+        assert_eq!(
+            (d.redirect, d.multipart_copy_threshold),
+            (None, MAX_COPY_OBJECT)
+        );
+        assert_eq!(
+            s3("redirect = true").redirect,
+            Some(DEFAULT_REDIRECT_EXPIRY)
+        );
+        let r = s3("redirect = true\nredirect_expiry = \"1h\"").redirect;
+        assert_eq!(r, Some(Duration::from_secs(3600)));
+        assert_eq!(s3("redirect_expiry = \"1h\"").redirect, None);
+        let t = s3("multipart_copy_threshold = \"8MiB\"").multipart_copy_threshold;
+        assert_eq!(t, 8 << 20);
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use crate::oci::manifest::Manifest;
 use crate::oci::{Algorithm, Digest, Reference, Tag};
-use crate::store::{BlobData, Store, StoreError, StoredManifest};
+use crate::store::{BlobData, Delivery, Store, StoreError, StoredManifest};
 use crate::upstream::{Retries, Upstream, UpstreamError};
 use inflight::{Fetch, FetchError, Inflight, Phase};
 pub use policy::{PolicyError, RemoteTarget, Route, Router};
@@ -83,6 +83,15 @@ pub enum BlobSource {
     /// Cached.
     Local(BlobData),
     /// Being fetched: follow the spool.
+    Fetching(Arc<Fetch>, Option<u64>),
+}
+
+/// A blob for a client's `GET`.
+pub enum BlobGet {
+    /// Committed: as the store delivers it (a redirect to the object store
+    /// when `storage.s3.redirect` is on, else its data).
+    Ready(Delivery),
+    /// Being fetched: follow the spool (never redirected).
     Fetching(Arc<Fetch>, Option<u64>),
 }
 
@@ -456,6 +465,14 @@ impl Proxy {
             Phase::Failed(e) => Err(ProxyError::Fetch(e)),
             _ => Ok(BlobSource::Fetching(fetch, p.total)),
         }
+    }
+
+    /// [`Proxy::blob`] for a client's `GET`.
+    pub async fn blob_get(&self, t: &RemoteTarget, d: &Digest) -> Result<BlobGet, ProxyError> {
+        Ok(match self.blob(t, d).await? {
+            BlobSource::Local(data) => BlobGet::Ready(self.store.blobs().delivery(d, data).await?),
+            BlobSource::Fetching(f, total) => BlobGet::Fetching(f, total),
+        })
     }
 
     async fn remote_blob_size(

@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 
-use super::{Registry, RegistryError, Result};
+use super::{BlobRead, Registry, RegistryError, Result};
 use crate::auth::{Action, Identity};
 use crate::oci::manifest::{self, Descriptor, Manifest};
 use crate::oci::{Digest, Reference, RepoName, Tag};
-use crate::store::StoredManifest;
+use crate::store::{Delivery, StoredManifest};
 
 /// A manifest accepted by [`Registry::put_manifest`].
 #[derive(Debug, Clone)]
@@ -172,6 +172,23 @@ impl Registry {
             )));
         }
         Ok(())
+    }
+
+    /// Blob `d` of repository `name` for a client that may pull it: its
+    /// data for a `HEAD` (answered by wharf), and for a `GET` what the
+    /// store decides ([`crate::store::Blobs::deliver`]: a redirect to the
+    /// object store when `storage.s3.redirect` is on, else the data).
+    pub async fn blob(&self, name: &RepoName, d: &Digest, read: BlobRead) -> Result<Delivery> {
+        let unknown = || RegistryError::BlobUnknown(format!("{d} is not in {name}"));
+        if !self.store.repo(name).links_blob(d).await? {
+            return Err(unknown());
+        }
+        let blobs = self.store.blobs();
+        let found = match read {
+            BlobRead::Head => blobs.open(d).await?.map(Delivery::Data),
+            BlobRead::Get => blobs.deliver(d).await?,
+        };
+        found.ok_or_else(unknown)
     }
 
     /// Remove repository `name`'s link to blob `d`.

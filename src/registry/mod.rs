@@ -36,6 +36,14 @@ use crate::oci::{Digest, RepoName};
 use crate::proxy::{PolicyError, Proxy, ProxyError, Router};
 use crate::store::{Store, StoreError};
 pub use namespaces::{Intent, Namespaces, Target};
+
+/// How a client reads a blob: a `HEAD` is always answered by wharf; a `GET`
+/// may be redirected to the object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobRead {
+    Head,
+    Get,
+}
 pub use prefetch::MAX_KEPT_JOBS;
 pub use projects::Projects;
 pub use pull_tokens::PullRequest;

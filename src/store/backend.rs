@@ -63,6 +63,30 @@ pub enum BlobData {
     },
 }
 
+/// A URL from which a client may GET a blob itself (a presigned URL of the
+/// object store). It carries a signature: `Debug` prints only its scheme,
+/// host and path, and nothing should log [`DirectUrl::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DirectUrl(String);
+
+impl DirectUrl {
+    pub fn new(url: String) -> DirectUrl {
+        DirectUrl(url)
+    }
+
+    /// The whole URL, signature included (for the `Location` header only).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DirectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bare = self.0.split(['?', '#']).next().unwrap_or_default();
+        write!(f, "DirectUrl({bare}?<signed>)")
+    }
+}
+
 /// A stream of a blob's bytes.
 pub type ByteStream = futures_util::stream::BoxStream<'static, io::Result<Bytes>>;
 
@@ -136,6 +160,9 @@ pub trait BlobSink: Send {
     fn spool(&self) -> Option<PathBuf>;
     /// Be told whenever more bytes are readable from [`spool`](Self::spool).
     fn on_progress(&mut self, hook: ProgressHook);
+    /// Everything written so far, readable whole (a sha512 push hashes it
+    /// again). No `write` may follow; `commit` may.
+    async fn contents(&mut self) -> io::Result<BlobData>;
 }
 
 /// Content by digest.
@@ -158,6 +185,11 @@ pub trait BlobBackend: Send + Sync + 'static {
     async fn open_upload(&self, id: &str) -> io::Result<Option<BlobData>>;
     /// Remove an upload session's data.
     async fn remove_upload(&self, id: &str) -> io::Result<()>;
+    /// A URL from which a client may fetch committed blob `d` itself, when
+    /// the backend is configured to send clients there (S3's `redirect`).
+    async fn direct_url(&self, _d: &Digest) -> io::Result<Option<DirectUrl>> {
+        Ok(None)
+    }
     /// Bytes that can still be written, when the backend knows (a local
     /// disk does; object storage does not).
     async fn free_space(&self) -> io::Result<Option<u64>>;
@@ -179,5 +211,20 @@ impl BlobData {
             }
             BlobData::Remote { source, len } => source.read(0, len).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_url_debug_hides_its_signature() {
+        let u = DirectUrl::new(
+            "http://127.0.0.1:3900/b/blobs/x?X-Amz-Credential=GK1&X-Amz-Signature=abc123".into(),
+        );
+        let shown = format!("{u:?}");
+        assert_eq!(shown, "DirectUrl(http://127.0.0.1:3900/b/blobs/x?<signed>)");
+        assert!(u.expose().ends_with("abc123"));
     }
 }

@@ -3,9 +3,18 @@
 
 use bytes::Bytes;
 
-use super::backend::{BlobData, ObjectMeta, SinkAt};
+use super::backend::{BlobData, DirectUrl, ObjectMeta, SinkAt};
 use super::{BlobWriter, Result, Store};
 use crate::oci::{Algorithm, Digest};
+
+/// How a client's `GET` of a committed blob is answered.
+pub enum Delivery {
+    /// Wharf serves the bytes.
+    Data(BlobData),
+    /// The client fetches the blob of `len` bytes from the object store
+    /// itself (a presigned URL; `storage.s3.redirect`).
+    Redirect { url: DirectUrl, len: u64 },
+}
 
 /// The blob facet of a [`Store`].
 pub struct Blobs<'a> {
@@ -29,6 +38,28 @@ impl<'a> Blobs<'a> {
     /// Open a stored blob for reading.
     pub async fn open(&self, d: &Digest) -> Result<Option<BlobData>> {
         Ok(self.store.blob_backend().open(d).await?)
+    }
+
+    /// How to answer a client's `GET` of committed blob `d` (never a
+    /// `HEAD`: that is answered from the store's metadata): a redirect to
+    /// the object store when the backend sends clients there, else the
+    /// data. `None` when the blob is absent.
+    pub async fn deliver(&self, d: &Digest) -> Result<Option<Delivery>> {
+        match self.open(d).await? {
+            Some(data) => Ok(Some(self.delivery(d, data).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Blobs::deliver`] for blob `d` opened as `data`.
+    pub async fn delivery(&self, d: &Digest, data: BlobData) -> Result<Delivery> {
+        Ok(match self.store.blob_backend().direct_url(d).await? {
+            Some(url) => Delivery::Redirect {
+                url,
+                len: data.len(),
+            },
+            None => Delivery::Data(data),
+        })
     }
 
     /// Refuse early (`StoreError::Full`) when a blob of `len` bytes cannot

@@ -40,8 +40,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use audit::AuditLog;
-pub use backend::{BlobData, ObjectMeta};
-pub use blobs::Blobs;
+pub use backend::{BlobData, DirectUrl, ObjectMeta};
+pub use blobs::{Blobs, Delivery};
 pub use cleanup::CleanupReport;
 pub use events::EventQueue;
 pub use inventory::Artifact;

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::{BlobData, SinkAt, SinkState};
 use super::writer::BlobWriter;
 use super::{layout, Result, Store, StoreError};
-use crate::oci::{Digest, Hasher, RepoName, ResumableSha256};
+use crate::oci::{Digest, RepoName, ResumableSha256};
 
 #[derive(Serialize, Deserialize)]
 struct SessionMeta {
@@ -471,7 +471,7 @@ impl<'a> Uploads<'a> {
         }
         let actual = match digest.algorithm() {
             crate::oci::Algorithm::Sha256 => None,
-            alg => Some(self.rehash(id, alg).await?),
+            alg => Some(w.rehash(alg).await?),
         };
         match w.verify_as(digest, actual) {
             Ok(blob) => Ok(PreparedUpload {
@@ -486,21 +486,6 @@ impl<'a> Uploads<'a> {
                 Err(e)
             }
         }
-    }
-
-    /// Hash the session's data with another algorithm (a sha512 push).
-    async fn rehash(&self, id: &str, alg: crate::oci::Algorithm) -> Result<Digest> {
-        let Some(BlobData::File { file, len }) = self.store.blob_backend().open_upload(id).await?
-        else {
-            return Err(StoreError::UploadUnknown);
-        };
-        let d = super::fs::blocking(move || {
-            let mut h = Hasher::new(alg);
-            read_range(&file, 0, len, |b| h.update(b))?;
-            Ok(h.finish())
-        })
-        .await?;
-        Ok(d)
     }
 
     /// Cancel a session and delete its data.

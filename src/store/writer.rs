@@ -101,6 +101,19 @@ impl BlobWriter {
         Ok(self.sink.flush().await?)
     }
 
+    /// The digest of everything written, hashed again with `alg` (a
+    /// sha512 push into a session hashed with SHA-256): the bytes are read
+    /// back from the sink in chunks (memory stays flat). No write follows.
+    pub(super) async fn rehash(&mut self, alg: Algorithm) -> Result<Digest, StoreError> {
+        use futures_util::StreamExt;
+        let mut s = self.sink.contents().await?.into_stream(1 << 20).await?;
+        let mut h = Hasher::new(alg);
+        while let Some(chunk) = s.next().await {
+            h.update(&chunk?);
+        }
+        Ok(h.finish())
+    }
+
     /// The digest of the bytes so far, in the writer's algorithm.
     pub fn digest(&self) -> Digest {
         self.hash.digest()

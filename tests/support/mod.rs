@@ -232,6 +232,17 @@ impl Wharf {
         format!("http://{}", self.addr)
     }
 
+    /// Whether this wharf stores in S3 (its data directory then holds no
+    /// blob files).
+    pub fn on_s3(&self) -> bool {
+        self.opts.s3.is_some()
+            || self
+                .opts
+                .config
+                .as_deref()
+                .is_some_and(|c| c.contains("backend = \"s3\""))
+    }
+
     /// Everything wharf has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()

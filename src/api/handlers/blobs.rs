@@ -8,7 +8,8 @@ use crate::api::body;
 use crate::api::error::ApiError;
 use crate::api::{Api, Reply};
 use crate::oci::{Digest, ErrorCode, RepoName};
-use crate::store::BlobData;
+use crate::registry::BlobRead;
+use crate::store::{BlobData, Delivery, DirectUrl};
 
 /// A byte range resolved against a blob of known length.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,15 +69,37 @@ pub fn parse_range(value: Option<&str>, len: u64) -> ByteRange {
 }
 
 pub async fn get(api: &Api, req: &Request<Incoming>, name: &RepoName, d: &Digest) -> Reply {
-    let store = &api.registry.store;
-    let data = match store.repo(name).links_blob(d).await? {
-        true => store.blobs().open(d).await?,
-        false => None,
+    let read = match *req.method() {
+        Method::HEAD => BlobRead::Head,
+        _ => BlobRead::Get,
     };
-    let Some(data) = data else {
-        return Err(ApiError::new(ErrorCode::BlobUnknown).detail(format!("{d} is not in {name}")));
-    };
-    serve_data(req, d, data).await
+    let delivery = api.registry.blob(name, d, read).await?;
+    serve(req, d, delivery).await
+}
+
+/// Answer with `delivery`: the bytes, or a `307` to where the client
+/// fetches them itself.
+pub async fn serve(req: &Request<Incoming>, d: &Digest, delivery: Delivery) -> Reply {
+    match delivery {
+        Delivery::Data(data) => serve_data(req, d, data).await,
+        Delivery::Redirect { url, len } => redirect(req, d, &url, len),
+    }
+}
+
+/// `307 Temporary Redirect` to `url` (the client's `Range`, sent there too,
+/// is honoured by the object store; a range outside the blob is refused
+/// here). The URL expires: the answer must not be cached.
+fn redirect(req: &Request<Incoming>, d: &Digest, url: &DirectUrl, len: u64) -> Reply {
+    if parse_range(header_str(req.headers(), header::RANGE), len) == ByteRange::Unsatisfiable {
+        return Err(unsatisfiable(len));
+    }
+    Ok(Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header(header::LOCATION, url.expose())
+        .header("docker-content-digest", d.to_string())
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_LENGTH, 0)
+        .body(body::empty())?)
 }
 
 /// Headers every blob response carries.

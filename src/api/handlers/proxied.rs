@@ -5,7 +5,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 
-use super::blobs::{headers, serve_data};
+use super::blobs::{headers, serve, serve_data};
 use super::header_str;
 use crate::api::body;
 use crate::api::error::ApiError;
@@ -13,7 +13,7 @@ use crate::api::route::Route;
 use crate::api::{Api, Reply};
 use crate::oci::{Digest, ErrorCode};
 use crate::proxy::inflight::Phase;
-use crate::proxy::{BlobSource, RemoteTarget};
+use crate::proxy::{BlobGet, RemoteTarget};
 
 pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: RemoteTarget) -> Reply {
     let m = req.method().clone();
@@ -64,12 +64,10 @@ pub async fn dispatch(api: &Api, req: Request<Incoming>, route: Route, t: Remote
 }
 
 async fn get_blob(api: &Api, req: &Request<Incoming>, t: &RemoteTarget, d: &Digest) -> Reply {
-    let fetch = match api.registry.proxy.blob(t, d).await? {
-        BlobSource::Local(data) => return serve_data(req, d, data).await,
-        BlobSource::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => {
-            fetch
-        }
-        BlobSource::Fetching(fetch, total) => {
+    let fetch = match api.registry.proxy.blob_get(t, d).await? {
+        BlobGet::Ready(delivery) => return serve(req, d, delivery).await,
+        BlobGet::Fetching(fetch, _) if header_str(req.headers(), header::RANGE).is_some() => fetch,
+        BlobGet::Fetching(fetch, total) => {
             let sendfile = req.extensions().get::<crate::api::SendFile>().is_some();
             return stream_whole(fetch, d, total, sendfile);
         }

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use super::fsutil::{commit_file, remove_if_exists};
 use super::FsBackend;
 use crate::oci::Digest;
-use crate::store::backend::{BlobSink, ProgressHook, SinkState};
+use crate::store::backend::{BlobData, BlobSink, ProgressHook, SinkState};
 
 /// Bytes gathered before a write is handed to the blocking pool.
 pub const BATCH: usize = 512 * 1024;
@@ -224,6 +224,19 @@ impl BlobSink for FsSink {
 
     fn on_progress(&mut self, hook: ProgressHook) {
         self.hook = Some(Arc::new(hook));
+    }
+
+    async fn contents(&mut self) -> io::Result<BlobData> {
+        self.flush().await?;
+        let path = self.path.clone();
+        let file = join(tokio::task::spawn_blocking(move || {
+            std::fs::File::open(path)
+        }))
+        .await?;
+        Ok(BlobData::File {
+            file,
+            len: self.in_file,
+        })
     }
 }
 

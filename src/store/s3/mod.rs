@@ -12,13 +12,19 @@
 //!   under a digest key before the digest matched (the upload completes to
 //!   a temp or session key, then `CopyObject` puts it under the digest key:
 //!   one atomic step, metadata only on Garage).
-//! - Serving: `BlobData::Remote`, a ranged `GetObject` per request.
+//! - Serving: `BlobData::Remote`, a ranged `GetObject` per request; with
+//!   `redirect`, a presigned `GetObject` URL the client follows itself
+//!   ([`BlobBackend::direct_url`]).
+//! - Copies above `multipart_copy_threshold` (5 GiB, AWS's `CopyObject`
+//!   limit) are multipart copies ([`copy`]): `UploadPartCopy` of ranges,
+//!   aborted on failure.
 //! - Modification times are the objects' `LastModified`; `touch` copies an
 //!   object onto itself.
 //! - Cleanup aborts multipart uploads that no live sink or session owns and
 //!   deletes stale temp objects.
 
 mod client;
+mod copy;
 mod sink;
 
 use std::collections::HashSet;
@@ -34,7 +40,8 @@ pub use client::ConnectError;
 use client::{io_err, status};
 
 use super::backend::{
-    BlobBackend, BlobData, BlobSink, ByteStream, ObjectMeta, ObjectStore, RangeSource, SinkAt,
+    BlobBackend, BlobData, BlobSink, ByteStream, DirectUrl, ObjectMeta, ObjectStore, RangeSource,
+    SinkAt,
 };
 use super::fs::FsBackend;
 use super::layout;
@@ -65,6 +72,10 @@ struct Inner {
     bucket: String,
     prefix: String,
     part_size: usize,
+    /// Lifetime of presigned redirect URLs; `None`: no redirects.
+    redirect: Option<Duration>,
+    /// Objects above this size are copied with a multipart copy.
+    copy_threshold: u64,
     /// Local spool files of pull-through fetches (followers read them).
     spool: FsBackend,
     /// Multipart uploads of temp sinks alive in this process (cleanup
@@ -88,6 +99,8 @@ impl S3Backend {
                 bucket: cfg.bucket.clone(),
                 prefix: cfg.prefix.clone(),
                 part_size: cfg.part_size as usize,
+                redirect: cfg.redirect,
+                copy_threshold: cfg.multipart_copy_threshold,
                 spool,
                 live: Mutex::new(HashSet::new()),
             }),
@@ -100,6 +113,11 @@ impl S3Backend {
 
     fn bucket(&self) -> &str {
         &self.inner.bucket
+    }
+
+    /// Multipart uploads this process is writing (cleanup leaves them).
+    fn live(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The object key of store key `key`.
@@ -156,10 +174,19 @@ impl S3Backend {
         Ok(())
     }
 
-    /// Copy `from` to `to` (both store keys); onto itself, this refreshes
-    /// the modification time.
-    async fn copy(&self, from: &str, to: &str) -> io::Result<()> {
-        let source = format!("{}/{}", self.bucket(), encode_key(&self.full(from)));
+    /// `x-amz-copy-source` of store key `from`.
+    fn copy_source(&self, from: &str) -> String {
+        format!("{}/{}", self.bucket(), encode_key(&self.full(from)))
+    }
+
+    /// Copy `from` (of `size` bytes) to `to` (both store keys); onto
+    /// itself, this refreshes the modification time. Above the copy
+    /// threshold, a multipart copy.
+    async fn copy(&self, from: &str, to: &str, size: u64) -> io::Result<()> {
+        if size > self.inner.copy_threshold {
+            return copy::multipart(self, from, to, size).await;
+        }
+        let source = self.copy_source(from);
         let mut req = self
             .s3()
             .copy_object()
@@ -244,6 +271,57 @@ impl S3Backend {
             key_marker = page.next_key_marker().map(str::to_string);
             id_marker = page.next_upload_id_marker().map(str::to_string);
         }
+    }
+
+    /// Start a multipart upload at store key `key`; returns its id.
+    async fn create_multipart(&self, key: &str) -> io::Result<String> {
+        let out = self
+            .s3()
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| io_err("CREATE multipart", key, e))?;
+        Ok(out
+            .upload_id()
+            .ok_or_else(|| io::Error::other("S3 answered no UploadId"))?
+            .to_string())
+    }
+
+    /// Complete multipart upload `upload` at `key` from the ETags of parts
+    /// 1..=n.
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload: &str,
+        etags: &[String],
+    ) -> io::Result<()> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(e)
+                    .build()
+            })
+            .collect();
+        self.s3()
+            .complete_multipart_upload()
+            .bucket(self.bucket())
+            .key(self.full(key))
+            .upload_id(upload)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| io_err("COMPLETE multipart", key, e))?;
+        Ok(())
     }
 
     async fn abort(&self, key: &str, upload_id: &str) -> io::Result<()> {
@@ -382,7 +460,7 @@ impl ObjectStore for S3Backend {
 
     async fn touch(&self, key: &str) -> io::Result<()> {
         match self.head(key).await? {
-            Some(m) if m.size > 0 => self.copy(key, key).await,
+            Some(m) if m.size > 0 => self.copy(key, key, m.size).await,
             _ => self.put_bytes(key, Bytes::new()).await,
         }
     }
@@ -474,7 +552,10 @@ impl BlobBackend for S3Backend {
 
     async fn touch(&self, d: &Digest) -> io::Result<()> {
         let key = layout::blob(d);
-        match self.copy(&key, &key).await {
+        let Some(m) = self.head(&key).await? else {
+            return Ok(());
+        };
+        match self.copy(&key, &key, m.size).await {
             Err(_) if self.head(&key).await?.is_none() => Ok(()),
             r => r,
         }
@@ -507,6 +588,24 @@ impl BlobBackend for S3Backend {
         ObjectStore::delete_dir(self, &layout::upload_dir(id)).await
     }
 
+    async fn direct_url(&self, d: &Digest) -> io::Result<Option<DirectUrl>> {
+        let Some(expiry) = self.inner.redirect else {
+            return Ok(None);
+        };
+        let key = layout::blob(d);
+        let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expiry)
+            .map_err(|e| io::Error::other(format!("presigning {key}: {e}")))?;
+        let req = self
+            .s3()
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full(&key))
+            .presigned(cfg)
+            .await
+            .map_err(|e| io_err("PRESIGN GET", &key, e))?;
+        Ok(Some(DirectUrl::new(req.uri().to_string())))
+    }
+
     async fn free_space(&self) -> io::Result<Option<u64>> {
         Ok(None)
     }
@@ -514,16 +613,15 @@ impl BlobBackend for S3Backend {
     async fn cleanup_temp(&self, age: Duration) -> io::Result<usize> {
         let old = |t: SystemTime| SystemTime::now().duration_since(t).unwrap_or_default() > age;
         let mut n = 0;
-        let live = self
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for (k, upload, t) in self.multipart_uploads(layout::TEMP).await? {
-            if old(t) && !live.contains(&upload) {
-                self.abort(&k, &upload).await?;
-                n += 1;
+        let live = self.live().clone();
+        // Temp uploads of sinks, and multipart copies under digest keys,
+        // outlive their writer only after a crash.
+        for dir in [layout::TEMP, layout::BLOBS] {
+            for (k, upload, t) in self.multipart_uploads(dir).await? {
+                if old(t) && !live.contains(&upload) {
+                    self.abort(&k, &upload).await?;
+                    n += 1;
+                }
             }
         }
         // A session's upload outlives its metadata only after a crash.

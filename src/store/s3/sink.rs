@@ -16,6 +16,12 @@
 //! Resuming reads the tail back; parts or tails past the state (a failed
 //! chunk, a crash) are overwritten or ignored.
 //!
+//! A sha512 push reads its bytes back before the commit
+//! ([`BlobSink::contents`]): the multipart upload is completed at its own
+//! key (sealed), read with ranged GETs, and `commit` then only copies it.
+//! A session sealed by a `PUT` whose commit failed is found complete by the
+//! retry (its object holds every byte) and not completed twice.
+//!
 //! Temp sinks (pull-through fetches) also write a local spool file through
 //! the filesystem backend, so followers can read the bytes as they arrive.
 
@@ -23,7 +29,6 @@ use std::io;
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as SdkStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -31,7 +36,7 @@ use tokio::task::JoinHandle;
 use super::client::io_err;
 use super::S3Backend;
 use crate::oci::Digest;
-use crate::store::backend::{BlobBackend, BlobSink, ProgressHook, SinkAt, SinkState};
+use crate::store::backend::{BlobBackend, BlobData, BlobSink, ProgressHook, SinkAt, SinkState};
 use crate::store::layout;
 
 /// What an upload session persists of its multipart upload.
@@ -70,6 +75,9 @@ pub struct S3Sink {
     base: Base,
     spool: Option<Box<dyn BlobSink>>,
     written: u64,
+    /// The multipart upload was completed at `key` (its contents were read
+    /// back: a sha512 push); `commit` only copies it.
+    sealed: bool,
     done: bool,
 }
 
@@ -128,6 +136,7 @@ impl S3Sink {
             inflight: None,
             spool,
             written: offset,
+            sealed: false,
             done: false,
         })
     }
@@ -151,25 +160,9 @@ impl S3Sink {
         if let Some(id) = &self.mp.upload_id {
             return Ok(id.clone());
         }
-        let b = &self.backend;
-        let out = b
-            .s3()
-            .create_multipart_upload()
-            .bucket(b.bucket())
-            .key(b.full(&self.key))
-            .send()
-            .await
-            .map_err(|e| io_err("CREATE multipart", &self.key, e))?;
-        let id = out
-            .upload_id()
-            .ok_or_else(|| io::Error::other("S3 answered no UploadId"))?
-            .to_string();
+        let id = self.backend.create_multipart(&self.key).await?;
         if self.session.is_none() {
-            b.inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.clone());
+            self.backend.live().insert(id.clone());
         }
         self.mp.upload_id = Some(id.clone());
         Ok(id)
@@ -195,43 +188,33 @@ impl S3Sink {
             self.start_part(last).await?;
         }
         self.finish_part().await?;
-        let parts = self
-            .mp
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                CompletedPart::builder()
-                    .part_number(i as i32 + 1)
-                    .e_tag(e)
-                    .build()
-            })
-            .collect();
-        let b = &self.backend;
-        b.s3()
-            .complete_multipart_upload()
-            .bucket(b.bucket())
-            .key(b.full(&self.key))
-            .upload_id(self.mp.upload_id.clone().unwrap_or_default())
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
+        let upload = self.mp.upload_id.clone().unwrap_or_default();
+        self.backend
+            .complete_multipart(&self.key, &upload, &self.mp.parts)
             .await
-            .map_err(|e| io_err("COMPLETE multipart", &self.key, e))?;
+    }
+
+    /// Complete the multipart upload at `key`, so its bytes can be read.
+    /// A session sealed by an earlier request whose commit then failed is
+    /// complete already (its object has every byte).
+    async fn seal(&mut self) -> io::Result<()> {
+        if self.sealed {
+            return Ok(());
+        }
+        let earlier = match &self.session {
+            Some(_) => self.backend.head(&self.key).await?,
+            None => None,
+        };
+        if earlier.is_none_or(|m| m.size != self.written) {
+            self.complete().await?;
+        }
+        self.sealed = true;
         Ok(())
     }
 
     fn forget_upload(&self) {
         if let Some(id) = &self.mp.upload_id {
-            self.backend
-                .inner
-                .live
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
+            self.backend.live().remove(id);
         }
     }
 }
@@ -332,16 +315,18 @@ impl BlobSink for S3Sink {
         if b.head(&blob).await?.is_some() {
             // Same content committed already: refresh it (GC's grace).
             BlobBackend::touch(&b, d).await?;
-            if let Some(id) = self.mp.upload_id.clone() {
-                b.abort(&self.key, &id).await?;
+            match self.mp.upload_id.clone() {
+                _ if self.sealed => b.delete_key(&self.key).await?,
+                Some(id) => b.abort(&self.key, &id).await?,
+                None => {}
             }
         } else if self.mp.upload_id.is_none() {
             // Smaller than a part: one atomic PUT of verified bytes.
             b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf)))
                 .await?;
         } else {
-            self.complete().await?;
-            b.copy(&self.key, &blob).await?;
+            self.seal().await?;
+            b.copy(&self.key, &blob, self.written).await?;
             b.delete_key(&self.key).await?;
         }
         self.forget_upload();
@@ -406,6 +391,12 @@ impl BlobSink for S3Sink {
         if let Some(s) = self.spool.as_mut() {
             s.on_progress(hook);
         }
+    }
+
+    async fn contents(&mut self) -> io::Result<BlobData> {
+        self.finish_part().await?;
+        self.seal().await?;
+        Ok(self.backend.remote(self.key.clone(), self.written))
     }
 }
 
