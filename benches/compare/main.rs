@@ -6,7 +6,7 @@
 //! ```text
 //! cargo bench --bench compare                       # both phases, full sizes
 //! BENCH_QUICK=1 cargo bench --bench compare         # smoke run, small sizes
-//! BENCH_PHASES=serving cargo bench --bench compare  # one phase (serving | store)
+//! BENCH_PHASES=serving cargo bench --bench compare  # one phase (serving | store | s3)
 //! BENCH_STORE_STAGES=1000 cargo bench --bench compare   # store phase at 1k only
 //! BENCH_PHASES=soak cargo bench --bench compare     # soak: 500 clients × 60 s
 //! BENCH_SOAK_CLIENTS=200 BENCH_SOAK_SECS=30 ...     # a smaller soak
@@ -25,6 +25,9 @@
 //! - `store` (`scale.rs`): wharf and a standalone Distribution filled with
 //!   the same thousands of repositories and a 10,000-tag repository;
 //!   listing latencies at each size and manifest PUTs during an online GC.
+//! - `s3` (`s3.rs`): wharf and Distribution's S3 driver on one Garage:
+//!   push and warm pull of an image with a big layer (skopeo), concurrent
+//!   curl downloads of that layer, peak RSS.
 //! - `soak` (`soak.rs`, only when asked for): concurrent async clients
 //!   mixing warm pulls, cold pull-through and pushes for a fixed time;
 //!   errors, wharf's RSS over time and its file descriptors before, during
@@ -38,10 +41,14 @@
 mod content;
 mod http;
 mod report;
+mod s3;
 mod scale;
 mod servers;
 mod serving;
 mod soak;
+// The integration tests' harness: Garage for the `s3` phase.
+#[path = "../../tests/support/mod.rs"]
+mod support;
 mod sys;
 mod tools;
 
@@ -63,6 +70,8 @@ pub struct Settings {
     serving: bool,
     /// Run the store phase.
     store: bool,
+    /// Run the S3 phase.
+    s3: bool,
     /// Run the soak phase.
     soak: bool,
     /// Soak: concurrent clients and seconds.
@@ -92,7 +101,7 @@ pub struct Settings {
 impl Settings {
     fn from_env() -> Res<Settings> {
         let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-        let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "serving,store".into());
+        let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "serving,store,s3".into());
         let phase = |p: &str| phases.split(',').any(|x| x.trim() == p);
         let stages = match std::env::var("BENCH_STORE_STAGES") {
             Ok(v) => v
@@ -113,6 +122,7 @@ impl Settings {
             quick,
             serving: phase("serving"),
             store: phase("store"),
+            s3: phase("s3"),
             soak: phase("soak"),
             soak_clients: env_num("BENCH_SOAK_CLIENTS", if quick { 100 } else { 500 })?,
             soak_secs: env_num("BENCH_SOAK_SECS", if quick { 10 } else { 60 })?,
@@ -127,10 +137,11 @@ impl Settings {
             tags: if quick { 1000 } else { 10_000 },
             fill_threads: 8,
         };
-        if !(s.serving || s.store || s.soak) {
-            return Err(
-                format!("BENCH_PHASES={phases:?} names no phase (serving, store, soak)").into(),
-            );
+        if !(s.serving || s.store || s.s3 || s.soak) {
+            return Err(format!(
+                "BENCH_PHASES={phases:?} names no phase (serving, store, s3, soak)"
+            )
+            .into());
         }
         Ok(s)
     }
@@ -142,6 +153,9 @@ impl Settings {
         }
         if self.store {
             p.push(format!("store at {:?} repositories", self.stages));
+        }
+        if self.s3 {
+            p.push("s3 (one Garage node)".to_string());
         }
         if self.soak {
             p.push(format!(
@@ -172,6 +186,11 @@ impl Settings {
                 human(self.big),
                 human(self.mid)
             ),
+            "s3 phase: one Garage 2.5 node (sqlite metadata) on loopback; wharf (`[storage.s3]`, 16 MiB parts) and \
+             Distribution (`storage: s3:` with `regionendpoint`, its defaults) each under their own key prefix of one \
+             bucket, a fresh prefix per push; Distribution runs twice on the same prefix, streaming \
+             (`redirect: disable: true`) and redirecting to presigned URLs (its default)"
+                .into(),
         ]
     }
 }
@@ -240,6 +259,12 @@ fn run() -> Res<()> {
             "Store phase took {:.0} s.",
             t.elapsed().as_secs_f64()
         ));
+    }
+    if s.s3 {
+        let t = std::time::Instant::now();
+        s3::run(&s, &w.join("s3"), &target_dir.join("bench-data"), &mut rep)?;
+        rep.detail(format!("S3 phase took {:.0} s.", t.elapsed().as_secs_f64()));
+        let _ = std::fs::remove_dir_all(w.join("s3"));
     }
     if s.soak {
         let t = std::time::Instant::now();

@@ -33,22 +33,56 @@ pub struct Registry {
     access_log: PathBuf,
 }
 
+/// Distribution's S3 driver settings (`storage: s3:`) for one bucket.
+pub struct S3Target {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_key: String,
+}
+
 impl Registry {
     pub fn start(dir: &Path, proxy_of: Option<SocketAddr>) -> Res<Registry> {
-        std::fs::create_dir_all(dir)?;
-        let addr = free_addr()?;
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage)?;
         let proxy = proxy_of
             .map(|r| format!("proxy:\n  remoteurl: http://{r}\n"))
             .unwrap_or_default();
+        let block = format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+             maintenance:\n    uploadpurging:\n      enabled: false\n{proxy}",
+            storage.display()
+        );
+        Registry::launch(dir, &block)
+    }
+
+    /// Distribution on `s3` with its objects under `root` (a key prefix
+    /// starting with `/`). `redirect`: blob GETs answer 307 to a presigned
+    /// URL (Distribution's default) instead of streaming through.
+    pub fn s3(dir: &Path, s3: &S3Target, root: &str, redirect: bool) -> Res<Registry> {
+        let block = format!(
+            "storage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    regionendpoint: {}\n    \
+             bucket: {}\n    secure: false\n    v4auth: true\n    rootdirectory: {root}\n  \
+             redirect:\n    disable: {}\n  delete:\n    enabled: true\n  \
+             maintenance:\n    uploadpurging:\n      enabled: false\n",
+            s3.access_key_id, s3.secret_key, s3.region, s3.endpoint, s3.bucket, !redirect
+        );
+        Registry::launch(dir, &block)
+    }
+
+    /// Start `docker-registry serve` with `storage` (YAML, top level) in
+    /// `dir`. `AWS_CA_BUNDLE` is removed from its environment: with it set,
+    /// Distribution's AWS SDK refuses to start ("unable to load custom CA
+    /// bundle").
+    fn launch(dir: &Path, storage: &str) -> Res<Registry> {
+        std::fs::create_dir_all(dir)?;
+        let addr = free_addr()?;
         let config = format!(
             "version: 0.1\n\
              log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n  secret: wharf-bench-secret\n{proxy}",
-            storage.display()
+             {storage}\
+             http:\n  addr: {addr}\n  secret: wharf-bench-secret\n"
         );
         let cfg = dir.join("config.yml");
         std::fs::write(&cfg, config)?;
@@ -61,6 +95,7 @@ impl Registry {
             Command::new(REGISTRY_BIN)
                 .arg("serve")
                 .arg(&cfg)
+                .env_remove("AWS_CA_BUNDLE")
                 .stdout(out)
                 .stderr(err),
         )?;
@@ -137,16 +172,16 @@ impl Wharf {
     /// wharf as a pure registry (no remotes) with one admin account whose
     /// argon2 hash is `password_hash`.
     pub fn registry_with_admin(dir: &Path, user: &str, password_hash: &str) -> Res<Wharf> {
-        Wharf::start(
-            dir,
-            &format!(
-                "remotes = []\n\n[log]\nlevel = \"info\"\n\n[auth]\n[[auth.admins]]\nusername = \"{user}\"\npassword_hash = \"{password_hash}\"\n"
-            ),
-        )
+        Wharf::start(dir, &admin_registry_config(user, password_hash))
     }
 
     /// Start the binary with `config` (TOML) in `dir`, data in `dir/data`.
     pub fn start(dir: &Path, config: &str) -> Res<Wharf> {
+        Wharf::start_env(dir, config, &[])
+    }
+
+    /// [`Wharf::start`] with extra environment variables.
+    pub fn start_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> Res<Wharf> {
         std::fs::create_dir_all(dir)?;
         let addr = free_addr()?;
         let data = dir.join("data");
@@ -166,6 +201,7 @@ impl Wharf {
                 .arg(&cfg)
                 .env_remove("WHARF_CONFIG")
                 .env_remove("RUST_LOG")
+                .envs(env.iter().copied())
                 .stdout(out)
                 .stderr(err),
         )?;
@@ -187,6 +223,14 @@ impl Wharf {
             .join(&hex[..2])
             .join(hex)
     }
+}
+
+/// The config of a pure registry (no remotes) with one admin account whose
+/// argon2 hash is `password_hash`; other tables may be appended.
+pub fn admin_registry_config(user: &str, password_hash: &str) -> String {
+    format!(
+        "remotes = []\n\n[log]\nlevel = \"info\"\n\n[auth]\n[[auth.admins]]\nusername = \"{user}\"\npassword_hash = \"{password_hash}\"\n"
+    )
 }
 
 /// `wharf hash-password` for `secret` (argon2id PHC string).

@@ -57,7 +57,7 @@ fn wharf_repo() -> String {
     format!("{REMOTE}/{REPO}")
 }
 
-fn blob_url(addr: SocketAddr, repo: &str, digest: &str) -> String {
+pub fn blob_url(addr: SocketAddr, repo: &str, digest: &str) -> String {
     format!("http://{addr}/v2/{repo}/blobs/{digest}")
 }
 

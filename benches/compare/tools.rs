@@ -75,6 +75,11 @@ impl Curl {
         self.with(&["-u", user_password])
     }
 
+    /// Follow redirects (`-L`), as registry clients do.
+    pub fn follow(self) -> Curl {
+        self.with(&["-L"])
+    }
+
     /// Send the file as the request body.
     pub fn data_file(self, p: &Path) -> Curl {
         let arg = format!("@{}", p.display());
@@ -175,7 +180,15 @@ impl Running {
 /// Returns the wall time from the first spawn to the last exit; each must
 /// answer 200 with `want` body bytes.
 pub fn curl_fan(url: &str, n: usize, want: u64) -> Res<Duration> {
-    let c = Curl::get(url);
+    fan(&Curl::get(url), n, want)
+}
+
+/// `n` copies of the curl command `c` at once (all spawned, then all
+/// awaited); the wall time from the first spawn to the last exit. Each must
+/// answer 200 with `want` body bytes.
+pub fn fan(c: &Curl, n: usize, want: u64) -> Res<Duration> {
+    let url = c.args.last().cloned().unwrap_or_default();
+    let url = url.as_str();
     let start = Instant::now();
     let mut running = Vec::with_capacity(n);
     for _ in 0..n {
@@ -208,6 +221,43 @@ pub fn curl_fan(url: &str, n: usize, want: u64) -> Res<Duration> {
 /// accept-anything policy and an empty auth file kept in `work`. `dest` is
 /// removed before and after. Returns the wall time of the process.
 pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
+    skopeo_pull_as(work, image, dest, None)
+}
+
+/// [`skopeo_pull`] with `--src-creds user:password` when given.
+pub fn skopeo_pull_as(work: &Path, image: &str, dest: &Path, creds: Option<&str>) -> Res<Duration> {
+    let _ = std::fs::remove_dir_all(dest);
+    let mut args = vec!["--src-tls-verify=false".to_string()];
+    if let Some(c) = creds {
+        args.push(format!("--src-creds={c}"));
+    }
+    args.push(format!("docker://{image}"));
+    args.push(format!("dir:{}", dest.display()));
+    let took = skopeo_copy(work, &args);
+    let _ = std::fs::remove_dir_all(dest);
+    took
+}
+
+/// `skopeo copy --preserve-digests dir:<src> docker://<image>` (layers go
+/// as they are: without `--preserve-digests` skopeo would gzip them on the
+/// way), with `--dest-creds user:password` when given. Returns the wall
+/// time of the process.
+pub fn skopeo_push(work: &Path, src: &Path, image: &str, creds: Option<&str>) -> Res<Duration> {
+    let mut args = vec![
+        "--dest-tls-verify=false".to_string(),
+        "--preserve-digests".to_string(),
+    ];
+    if let Some(c) = creds {
+        args.push(format!("--dest-creds={c}"));
+    }
+    args.push(format!("dir:{}", src.display()));
+    args.push(format!("docker://{image}"));
+    skopeo_copy(work, &args)
+}
+
+/// One `skopeo copy <args>` with the policy and auth file kept in `work`,
+/// bounded by [`CLIENT_LIMIT_SECS`]; its wall time.
+fn skopeo_copy(work: &Path, args: &[String]) -> Res<Duration> {
     let policy = work.join("skopeo-policy.json");
     if !policy.exists() {
         std::fs::write(
@@ -219,16 +269,14 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
     if !authfile.exists() {
         std::fs::write(&authfile, r#"{"auths":{}}"#)?;
     }
-    let _ = std::fs::remove_dir_all(dest);
     let start = Instant::now();
     let out = Command::new("timeout")
         .arg(CLIENT_LIMIT_SECS.to_string())
         .arg("skopeo")
         .arg("--policy")
         .arg(&policy)
-        .args(["copy", "--src-tls-verify=false"])
-        .arg(format!("docker://{image}"))
-        .arg(format!("dir:{}", dest.display()))
+        .arg("copy")
+        .args(args)
         .env("REGISTRY_AUTH_FILE", &authfile)
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
@@ -238,10 +286,10 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
         .output()
         .map_err(|e| format!("running skopeo: {e}"))?;
     let took = start.elapsed();
-    let _ = std::fs::remove_dir_all(dest);
     if !out.status.success() {
         return Err(format!(
-            "skopeo copy {image}: {}\n{}",
+            "skopeo copy {}: {}\n{}",
+            args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )
