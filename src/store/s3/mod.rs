@@ -25,6 +25,7 @@
 
 mod client;
 mod copy;
+mod part;
 mod sink;
 
 use std::collections::HashSet;

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use super::client::io_err;
+use super::part::PartBuf;
 use super::S3Backend;
 use crate::oci::Digest;
 use crate::store::backend::{BlobBackend, BlobData, BlobSink, ProgressHook, SinkAt, SinkState};
@@ -67,9 +68,9 @@ pub struct S3Sink {
     /// The upload session, for a session's sink.
     session: Option<String>,
     mp: Multipart,
-    /// Bytes after `mp.uploaded` (less than a part; allocated once per
-    /// part, handed to the upload without a copy).
-    buf: Vec<u8>,
+    /// Bytes after `mp.uploaded` (less than a part; mapped once per part,
+    /// handed to the upload without a copy).
+    buf: PartBuf,
     /// The part being uploaded: its ETag when done.
     inflight: Option<JoinHandle<io::Result<String>>>,
     base: Base,
@@ -122,8 +123,9 @@ impl S3Sink {
                 )
             }
         };
+        let part_size = backend.inner.part_size;
         Ok(S3Sink {
-            buf: tail.to_vec(),
+            buf: PartBuf::with(&tail, part_size)?,
             base: Base {
                 mp: mp.clone(),
                 tail,
@@ -184,7 +186,7 @@ impl S3Sink {
     /// Complete the multipart upload (with the buffer as its last part).
     async fn complete(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() || self.mp.parts.is_empty() {
-            let last = Bytes::from(std::mem::take(&mut self.buf));
+            let last = self.buf.take();
             self.start_part(last).await?;
         }
         self.finish_part().await?;
@@ -268,18 +270,13 @@ impl BlobSink for S3Sink {
             s.write(chunk.clone()).await?;
         }
         self.written += chunk.len() as u64;
-        let size = self.part_size();
         let mut rest = &chunk[..];
         while !rest.is_empty() {
-            if self.buf.capacity() < size {
-                self.buf.reserve_exact(size - self.buf.len());
-            }
-            let n = (size - self.buf.len()).min(rest.len());
-            self.buf.extend_from_slice(&rest[..n]);
+            let n = self.buf.push(rest)?;
             rest = &rest[n..];
-            if self.buf.len() == size {
-                let part = std::mem::replace(&mut self.buf, Vec::with_capacity(size));
-                self.start_part(Bytes::from(part)).await?;
+            if self.buf.is_full() {
+                let part = self.buf.take();
+                self.start_part(part).await?;
             }
         }
         Ok(())
@@ -296,7 +293,7 @@ impl BlobSink for S3Sink {
         self.finish_part().await?;
         if let (Some(id), false) = (&self.session, self.buf.is_empty()) {
             use crate::store::backend::ObjectStore;
-            let tail = Bytes::copy_from_slice(&self.buf);
+            let tail = Bytes::copy_from_slice(self.buf.as_slice());
             self.backend
                 .put(&layout::upload_tail(id, self.mp.uploaded), tail)
                 .await?;
@@ -322,8 +319,7 @@ impl BlobSink for S3Sink {
             }
         } else if self.mp.upload_id.is_none() {
             // Smaller than a part: one atomic PUT of verified bytes.
-            b.put_bytes(&blob, Bytes::from(std::mem::take(&mut self.buf)))
-                .await?;
+            b.put_bytes(&blob, self.buf.take()).await?;
         } else {
             self.seal().await?;
             b.copy(&self.key, &blob, self.written).await?;
@@ -345,7 +341,7 @@ impl BlobSink for S3Sink {
             s.rollback().await?;
         }
         self.mp = self.base.mp.clone();
-        self.buf = self.base.tail.to_vec();
+        self.buf = PartBuf::with(&self.base.tail, self.part_size())?;
         self.written = self.base.offset;
         Ok(())
     }
