@@ -208,6 +208,12 @@ pub fn curl_fan(url: &str, n: usize, want: u64) -> Res<Duration> {
 /// accept-anything policy and an empty auth file kept in `work`. `dest` is
 /// removed before and after. Returns the wall time of the process.
 pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
+    Ok(skopeo_pull_cpu(work, image, dest)?.0)
+}
+
+/// As [`skopeo_pull`]; also returns the CPU seconds (user + system) skopeo
+/// itself used.
+pub fn skopeo_pull_cpu(work: &Path, image: &str, dest: &Path) -> Res<(Duration, f64)> {
     let policy = work.join("skopeo-policy.json");
     if !policy.exists() {
         std::fs::write(
@@ -220,6 +226,7 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
         std::fs::write(&authfile, r#"{"auths":{}}"#)?;
     }
     let _ = std::fs::remove_dir_all(dest);
+    let cpu0 = crate::sys::children_cpu_secs();
     let start = Instant::now();
     let out = Command::new("timeout")
         .arg(CLIENT_LIMIT_SECS.to_string())
@@ -238,6 +245,7 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
         .output()
         .map_err(|e| format!("running skopeo: {e}"))?;
     let took = start.elapsed();
+    let cpu = crate::sys::children_cpu_secs() - cpu0;
     let _ = std::fs::remove_dir_all(dest);
     if !out.status.success() {
         return Err(format!(
@@ -247,7 +255,7 @@ pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
         )
         .into());
     }
-    Ok(took)
+    Ok((took, cpu))
 }
 
 /// A fresh destination directory name under `work` for one pull.
