@@ -168,7 +168,9 @@ fn pull_rows(s: &Settings, work: &Path, sides: &Sides, creds: &str, rep: &mut Re
         eprintln!("[s3] warm pull {} of {}...", i + 1, s.runs);
         let pull = |addr, c| -> Res<f64> {
             sync_disks();
-            Ok(skopeo_pull_as(work, &image(addr), &dest, c)?.as_secs_f64())
+            Ok(skopeo_pull_as(work, &image(addr), &dest, c)?
+                .0
+                .as_secs_f64())
         };
         w.push(pull(sides.wharf.addr, Some(creds))?);
         d.push(pull(sides.dist.addr, None)?);

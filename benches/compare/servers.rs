@@ -252,8 +252,8 @@ pub fn hash_password(secret: &str) -> Res<String> {
 // ---------------------------------------------------------------------------
 // nginx
 
-/// nginx serving a directory with `sendfile on`; its master is sent SIGTERM
-/// on drop so that it stops its workers.
+/// nginx serving a directory (with `sendfile on`, or as a static registry);
+/// its master is sent SIGTERM on drop so that it stops its workers.
 pub struct Nginx {
     pub proc: Proc,
     pub addr: SocketAddr,
@@ -268,16 +268,48 @@ impl Drop for Nginx {
 impl Nginx {
     /// nginx with `sendfile on`, serving `root` (no access log).
     pub fn start(dir: &Path, root: &Path) -> Res<Nginx> {
+        Nginx::start_with(
+            dir,
+            root,
+            "sendfile on;\n  tcp_nopush on;",
+            "location / { }",
+        )
+    }
+
+    /// nginx serving `root` as a static, read-only registry: `/v2/`, the
+    /// files under `v2/<name>/manifests/` as OCI manifests with the
+    /// `Docker-Content-Digest` of `manifest_digest`, and the files under
+    /// `v2/<name>/blobs/` with their name as digest. With `sendfile` off,
+    /// nginx reads into two 256 KiB buffers and writes from them.
+    pub fn registry(dir: &Path, root: &Path, manifest_digest: &str, sendfile: bool) -> Res<Nginx> {
+        let io = if sendfile {
+            "sendfile on;\n  tcp_nopush on;"
+        } else {
+            "sendfile off;\n  output_buffers 2 256k;"
+        };
+        let locations = format!(
+            "location = /v2/ {{ default_type application/json; \
+             add_header Docker-Distribution-API-Version registry/2.0; try_files /v2/index.json =404; }}\n    \
+             location ~ ^/v2/.+/manifests/ {{ default_type application/vnd.oci.image.manifest.v1+json; \
+             add_header Docker-Content-Digest {manifest_digest}; }}\n    \
+             location ~ ^/v2/.+/blobs/(sha256:[0-9a-f]+)$ {{ default_type application/octet-stream; \
+             add_header Docker-Content-Digest $1; }}"
+        );
+        Nginx::start_with(dir, root, io, &locations)
+    }
+
+    /// nginx serving `root` with the `io` directives and `locations`.
+    fn start_with(dir: &Path, root: &Path, io: &str, locations: &str) -> Res<Nginx> {
         std::fs::create_dir_all(dir.join("logs"))?;
         let addr = free_addr()?;
         let user = if is_root() { "user root;\n" } else { "" };
         let conf = format!(
             "{user}daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/logs/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  default_type application/octet-stream;\n  \
+             http {{\n  access_log off;\n  {io}\n  default_type application/octet-stream;\n  \
              client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
              uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             server {{\n    listen {addr};\n    root {root};\n    location / {{ }}\n  }}\n}}\n",
+             server {{\n    listen {addr};\n    root {root};\n    {locations}\n  }}\n}}\n",
             d = dir.display(),
             root = root.display()
         );

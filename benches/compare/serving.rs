@@ -20,7 +20,7 @@ use crate::http::download;
 use crate::report::{gbps, human, median, mib, ratio, round, secs, Report, MIB};
 use crate::servers::{Nginx, Registry, Wharf, REMOTE};
 use crate::sys::{cpu_secs, cpu_tree, reset_hwm, sync_disks, vm_hwm};
-use crate::tools::{curl_fan, pull_dest, skopeo_pull, wrk, Curl};
+use crate::tools::{curl_fan, pull_dest, skopeo_pull, skopeo_pull_cpu, wrk, Curl};
 use crate::{Res, Settings, ACCEPT};
 
 /// The repository on U (and P); on W it is `up/bench/app`.
@@ -296,6 +296,28 @@ fn cold_rows(s: &Settings, rep: &mut Report, img: &Image, c: &Cold) {
     ));
 }
 
+/// The image as files nginx serves as a static registry (see
+/// [`Nginx::registry`]): the manifest under its tag and digest, the blobs
+/// as symbolic links to the generated files.
+fn static_layout(work: &Path, img: &Image) -> Res<std::path::PathBuf> {
+    let root = work.join("static");
+    let repo = root.join("v2").join(REPO);
+    std::fs::create_dir_all(repo.join("manifests"))?;
+    std::fs::create_dir_all(repo.join("blobs"))?;
+    std::fs::write(root.join("v2/index.json"), "{}")?;
+    std::fs::write(repo.join("manifests/v1"), &img.manifest)?;
+    std::fs::write(
+        repo.join("manifests").join(&img.manifest_digest),
+        &img.manifest,
+    )?;
+    for b in img.blobs() {
+        let link = repo.join("blobs").join(&b.digest);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(std::fs::canonicalize(&b.path)?, link)?;
+    }
+    Ok(root)
+}
+
 /// Hash the blob files wharf cached (untimed).
 fn verify_cache(w: &Wharf, img: &Image) -> Res<()> {
     for b in img.blobs().chain(std::iter::once(&img.mid)) {
@@ -312,41 +334,41 @@ fn verify_cache(w: &Wharf, img: &Image) -> Res<()> {
 
 fn warm_runs(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Report) -> Res<()> {
     let (mut d, mut w, mut p) = (Vec::new(), Vec::new(), Vec::new());
+    // The floor: skopeo pulling the same files from nginx, serving them as
+    // a static registry with read/write (f) and with sendfile (fs).
+    let root = static_layout(work, img)?;
+    let ngx = Nginx::registry(&work.join("nginx-rw"), &root, &img.manifest_digest, false)?;
+    let ngx_sf = Nginx::registry(&work.join("nginx-sf"), &root, &img.manifest_digest, true)?;
+    let (mut f, mut fs) = (Vec::new(), Vec::new());
+    // skopeo's own CPU seconds per pull: direct, wharf, floor.
+    let (mut cd, mut cw, mut cf) = (Vec::new(), Vec::new(), Vec::new());
     let image_gets = || -> usize {
         img.blobs()
             .map(|b| sides.up.gets(&format!("/v2/{REPO}/blobs/{}", b.digest)))
             .sum()
     };
+    let pull = |addr: SocketAddr, repo: &str, label: &str| {
+        skopeo_pull_cpu(work, &format!("{addr}/{repo}:v1"), &pull_dest(work, label))
+            .map(|(t, cpu)| (t.as_secs_f64(), cpu))
+    };
     let mut wharf_upstream_gets = 0;
     for i in 0..s.runs {
         eprintln!("[serving] warm pull {} of {}...", i + 1, s.runs);
-        d.push(
-            skopeo_pull(
-                work,
-                &format!("{}/{REPO}:v1", sides.up.addr),
-                &pull_dest(work, "direct"),
-            )?
-            .as_secs_f64(),
-        );
+        let (t, c) = pull(sides.up.addr, REPO, "direct")?;
+        d.push(t);
+        cd.push(c);
         let before = image_gets();
-        w.push(
-            skopeo_pull(
-                work,
-                &format!("{}/{}:v1", sides.wharf.addr, wharf_repo()),
-                &pull_dest(work, "wharf"),
-            )?
-            .as_secs_f64(),
-        );
+        let (t, c) = pull(sides.wharf.addr, &wharf_repo(), "wharf")?;
+        w.push(t);
+        cw.push(c);
         wharf_upstream_gets += image_gets() - before;
-        p.push(
-            skopeo_pull(
-                work,
-                &format!("{}/{REPO}:v1", sides.proxy.addr),
-                &pull_dest(work, "proxy"),
-            )?
-            .as_secs_f64(),
-        );
+        p.push(pull(sides.proxy.addr, REPO, "proxy")?.0);
+        let (t, c) = pull(ngx.addr, REPO, "floor")?;
+        f.push(t);
+        cf.push(c);
+        fs.push(pull(ngx_sf.addr, REPO, "floor-sendfile")?.0);
     }
+    drop((ngx, ngx_sf));
     let (mw, md, mp) = (median(w.clone()), median(d.clone()), median(p.clone()));
     rep.row(
         "A3. Warm pull [skopeo copy]: wharf (cached) vs direct from upstream",
@@ -364,11 +386,36 @@ fn warm_runs(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Re
         "—",
         None,
     );
+    let (mf, mfs) = (median(f.clone()), median(fs.clone()));
+    rep.row(
+        "A3f. … floor: skopeo from nginx serving the same files as a static registry (read/write, 256 KiB buffers) vs direct (wharf column: wharf/floor)",
+        format!("{:.3}× floor", mw / mf),
+        secs(mf),
+        ratio(mf, md),
+        "—",
+        None,
+    );
+    rep.row(
+        "A3fs. … the same nginx with `sendfile on` vs direct (wharf column: wharf/this)",
+        format!("{:.3}×", mw / mfs),
+        secs(mfs),
+        ratio(mfs, md),
+        "—",
+        None,
+    );
     rep.detail(format!(
-        "Warm runs (s): wharf {:?}, direct {:?}, Distribution proxy {:?}; upstream blob GETs caused by warm wharf pulls: {wharf_upstream_gets}.",
+        "Warm runs (s): wharf {:?}, direct {:?}, Distribution proxy {:?}, static nginx read/write {:?}, static nginx sendfile {:?}; upstream blob GETs caused by warm wharf pulls: {wharf_upstream_gets}.",
         round(&w),
         round(&d),
-        round(&p)
+        round(&p),
+        round(&f),
+        round(&fs)
+    ));
+    rep.detail(format!(
+        "skopeo's own CPU (user + system) per warm pull, median: from wharf {:.2} s, direct {:.2} s, static nginx {:.2} s (2 CPUs: a pull cannot take less wall time than skopeo's CPU / 2).",
+        median(cw),
+        median(cd),
+        median(cf)
     ));
     if wharf_upstream_gets != 0 {
         rep.note(format!(

@@ -134,16 +134,29 @@ pub fn fd_count(pid: u32) -> (usize, usize) {
 
 /// CPU time (user + system) `pid` has used, in seconds.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    // utime and stime: fields 14 and 15 of the line.
+    stat_secs(&format!("/proc/{pid}/stat"), [14, 15])
+}
+
+/// CPU time (user + system) of this process's children that were waited
+/// for (the clients it ran), in seconds.
+pub fn children_cpu_secs() -> f64 {
+    // cutime and cstime: fields 16 and 17 of the line.
+    stat_secs("/proc/self/stat", [16, 17])
+}
+
+/// The sum of two clock-tick fields (numbered from 1) of a `stat` file, in
+/// seconds; 0 when it cannot be read.
+fn stat_secs(path: &str, fields: [usize; 2]) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
-    // Fields after the command name (which may contain spaces).
+    // Fields after the command name (field 2, which may contain spaces).
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
-    let ticks: f64 = [11usize, 12]
+    let ticks: f64 = fields
         .iter()
-        .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+        .filter_map(|&i| f.get(i - 3)?.parse::<f64>().ok())
         .sum();
     ticks / clock_ticks()
 }

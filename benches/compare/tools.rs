@@ -221,11 +221,22 @@ pub fn fan(c: &Curl, n: usize, want: u64) -> Res<Duration> {
 /// accept-anything policy and an empty auth file kept in `work`. `dest` is
 /// removed before and after. Returns the wall time of the process.
 pub fn skopeo_pull(work: &Path, image: &str, dest: &Path) -> Res<Duration> {
+    Ok(skopeo_pull_cpu(work, image, dest)?.0)
+}
+
+/// As [`skopeo_pull`]; also returns the CPU seconds (user + system) skopeo
+/// itself used.
+pub fn skopeo_pull_cpu(work: &Path, image: &str, dest: &Path) -> Res<(Duration, f64)> {
     skopeo_pull_as(work, image, dest, None)
 }
 
-/// [`skopeo_pull`] with `--src-creds user:password` when given.
-pub fn skopeo_pull_as(work: &Path, image: &str, dest: &Path, creds: Option<&str>) -> Res<Duration> {
+/// [`skopeo_pull_cpu`] with `--src-creds user:password` when given.
+pub fn skopeo_pull_as(
+    work: &Path,
+    image: &str,
+    dest: &Path,
+    creds: Option<&str>,
+) -> Res<(Duration, f64)> {
     let _ = std::fs::remove_dir_all(dest);
     let mut args = vec!["--src-tls-verify=false".to_string()];
     if let Some(c) = creds {
@@ -252,12 +263,13 @@ pub fn skopeo_push(work: &Path, src: &Path, image: &str, creds: Option<&str>) ->
     }
     args.push(format!("dir:{}", src.display()));
     args.push(format!("docker://{image}"));
-    skopeo_copy(work, &args)
+    Ok(skopeo_copy(work, &args)?.0)
 }
 
 /// One `skopeo copy <args>` with the policy and auth file kept in `work`,
-/// bounded by [`CLIENT_LIMIT_SECS`]; its wall time.
-fn skopeo_copy(work: &Path, args: &[String]) -> Res<Duration> {
+/// bounded by [`CLIENT_LIMIT_SECS`]: its wall time and the CPU seconds
+/// skopeo used.
+fn skopeo_copy(work: &Path, args: &[String]) -> Res<(Duration, f64)> {
     let policy = work.join("skopeo-policy.json");
     if !policy.exists() {
         std::fs::write(
@@ -269,6 +281,7 @@ fn skopeo_copy(work: &Path, args: &[String]) -> Res<Duration> {
     if !authfile.exists() {
         std::fs::write(&authfile, r#"{"auths":{}}"#)?;
     }
+    let cpu0 = crate::sys::children_cpu_secs();
     let start = Instant::now();
     let out = Command::new("timeout")
         .arg(CLIENT_LIMIT_SECS.to_string())
@@ -286,6 +299,7 @@ fn skopeo_copy(work: &Path, args: &[String]) -> Res<Duration> {
         .output()
         .map_err(|e| format!("running skopeo: {e}"))?;
     let took = start.elapsed();
+    let cpu = crate::sys::children_cpu_secs() - cpu0;
     if !out.status.success() {
         return Err(format!(
             "skopeo copy {}: {}\n{}",
@@ -295,7 +309,7 @@ fn skopeo_copy(work: &Path, args: &[String]) -> Res<Duration> {
         )
         .into());
     }
-    Ok(took)
+    Ok((took, cpu))
 }
 
 /// A fresh destination directory name under `work` for one pull.

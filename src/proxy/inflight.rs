@@ -5,7 +5,10 @@
 //! [`BlobWriter`], which hashes it and spools it. Every request for the
 //! digest, the first included, is a *follower*: it reads the spool as it
 //! grows ([`Follower`]), so it gets bytes at upstream speed without a
-//! second upstream GET and without waiting for the end.
+//! second upstream GET and without waiting for the end. A follower that
+//! keeps up takes the newest bytes straight from memory instead
+//! ([`super::recent`]: a window shared by the fetch's followers), so the
+//! client that started a fetch does not wait for the spool write and read.
 //!
 //! Completion: when the upstream ends, the digest is compared. On a match
 //! the fetch is marked *verified* (followers may now send the last byte: a
@@ -42,11 +45,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use super::recent::Recent;
 use crate::oci::{Digest, RepoName};
 use crate::store::fs::chunks::ChunkReader;
 use crate::store::lease::LEASE_TTL;
 use crate::store::{BlobData, BlobWriter, LeaseFor, LeaseGuard, Store, StoreError, Taken};
 use crate::upstream::{BlobStream, Upstream, UpstreamError};
+
+/// Followers are told of newly received bytes in steps of this many (a
+/// network read can be a few KiB: waking every follower per read would
+/// cost more than it gains).
+const PUBLISH_EVERY: u64 = 128 * 1024;
 
 /// Largest read a follower does at once. Small enough that 32 followers
 /// of one fetch stay within a few MiB of buffers.
@@ -102,6 +111,9 @@ pub struct Progress {
     pub total: Option<u64>,
     /// Bytes in the spool so far (readable by followers).
     pub written: u64,
+    /// Bytes received from the remote so far (the newest of them are in
+    /// the fetch's memory window, maybe not yet in the spool).
+    pub received: u64,
     /// The whole blob is in the spool and matched its digest (set before
     /// the commit to the store, which `Phase::Done` reports).
     pub verified: bool,
@@ -113,6 +125,8 @@ pub struct Fetch {
     store: Store,
     /// The writer's spool file, once the fetch has one.
     spool: OnceLock<Option<PathBuf>>,
+    /// The newest bytes received, for followers that keep up.
+    recent: Recent,
     progress: watch::Sender<Progress>,
 }
 
@@ -141,7 +155,10 @@ impl Fetch {
     /// verified, or the fetch ended).
     pub async fn first_bytes(&self) -> Progress {
         self.wait_for(|p| {
-            p.written > 0 || p.verified || matches!(p.phase, Phase::Done | Phase::Failed(_))
+            p.written > 0
+                || p.received > 0
+                || p.verified
+                || matches!(p.phase, Phase::Done | Phase::Failed(_))
         })
         .await
     }
@@ -158,6 +175,7 @@ impl Fetch {
             Ok(()) => Phase::Done,
             Err(e) => Phase::Failed(e),
         };
+        self.recent.close();
         self.progress.send_modify(|p| p.phase = phase);
     }
 
@@ -256,12 +274,14 @@ impl Inflight {
             phase: Phase::Starting,
             total: None,
             written: 0,
+            received: 0,
             verified: false,
         });
         let fetch = Arc::new(Fetch {
             digest: digest.clone(),
             store: store.clone(),
             spool: OnceLock::new(),
+            recent: Recent::default(),
             progress: tx,
         });
         map.insert(digest.clone(), fetch.clone());
@@ -472,7 +492,7 @@ async fn spool(
         p.phase = Phase::Streaming;
         p.total = total;
     });
-    let received = receive(&mut body, &mut w, remote, counter, speed).await?;
+    let received = receive(f, &mut body, &mut w, remote, counter, speed).await?;
     if let Some(want) = total.filter(|t| *t != received) {
         return Err(FetchError::Truncated {
             remote: remote.to_string(),
@@ -480,7 +500,7 @@ async fn spool(
             want,
         });
     }
-    let actual = w.digest();
+    let actual = w.digest().await?;
     if actual != f.digest {
         return Err(FetchError::DigestMismatch {
             remote: remote.to_string(),
@@ -505,8 +525,10 @@ async fn spool(
     Ok(received)
 }
 
-/// Copy the upstream body into the writer; returns the bytes received.
+/// Copy the upstream body into the writer, and each chunk into the fetch's
+/// memory window first; returns the bytes received.
 async fn receive(
+    f: &Fetch,
     body: &mut BlobStream,
     w: &mut BlobWriter,
     remote: &str,
@@ -515,6 +537,7 @@ async fn receive(
 ) -> Result<u64, FetchError> {
     let total = body.content_length;
     let mut received = 0u64;
+    let mut published = 0u64;
     let mut check = SpeedCheck::new(speed);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| match e {
@@ -540,6 +563,12 @@ async fn receive(
                 remote: remote.to_string(),
                 want,
             });
+        }
+        f.recent.push(chunk.clone());
+        // Wake the followers every PUBLISH_EVERY bytes, not every read.
+        if received - published >= PUBLISH_EVERY {
+            published = received;
+            f.progress.send_modify(|p| p.received = received);
         }
         w.write(chunk).await?;
     }
@@ -647,7 +676,7 @@ impl Follower {
                 }
             }
             // Until verified, hold back the blob's last byte.
-            let mut avail = p.written;
+            let mut avail = p.written.max(p.received);
             if !done {
                 if let Some(t) = p.total {
                     avail = avail.min(t.saturating_sub(1));
@@ -657,7 +686,15 @@ impl Follower {
                 avail = avail.min(e);
             }
             if self.pos < avail {
-                return Some(self.read(avail).await);
+                if let Some(b) = self.fetch.recent.get(self.pos, avail) {
+                    self.pos += b.len() as u64;
+                    return Some(Ok(b));
+                }
+                // Behind the window: from the spool, once written there.
+                let in_spool = avail.min(p.written);
+                if self.pos < in_spool {
+                    return Some(self.read(in_spool).await);
+                }
             }
             if done {
                 return None;
@@ -731,12 +768,14 @@ mod tests {
             phase: Phase::Starting,
             total: None,
             written: 0,
+            received: 0,
             verified: false,
         });
         Arc::new(Fetch {
             digest: d.clone(),
             store: store.clone(),
             spool: OnceLock::new(),
+            recent: Recent::default(),
             progress: tx,
         })
     }

@@ -12,6 +12,7 @@ pub mod evict;
 pub mod inflight;
 pub mod policy;
 mod prefetch;
+mod recent;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

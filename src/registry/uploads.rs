@@ -120,7 +120,7 @@ impl Registry {
             }
             .into());
         }
-        Ok(w.verify(d)?)
+        Ok(w.verify(d).await?)
     }
 
     /// Open an upload session for `owner` (an account, or a client

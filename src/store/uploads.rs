@@ -473,7 +473,7 @@ impl<'a> Uploads<'a> {
             crate::oci::Algorithm::Sha256 => None,
             alg => Some(w.rehash(alg).await?),
         };
-        match w.verify_as(digest, actual) {
+        match w.verify_as(digest, actual).await {
             Ok(blob) => Ok(PreparedUpload {
                 uploads: Uploads { store: self.store },
                 repo: repo.clone(),

@@ -1,21 +1,21 @@
 //! A blob being written to a local file: a temp file in `tmp/`, or an
 //! upload session's `data`.
 //!
-//! Writes are pipelined: bytes are gathered into [`BATCH`]-sized buffers,
-//! and while the next batch fills (the caller is receiving from the network
-//! and hashing), the previous one is written on a blocking-pool thread with
-//! a positional write. Two buffers alternate, so a long write neither
-//! allocates nor blocks the async threads. Every [`SYNC_EVERY`] bytes an
-//! `fdatasync` runs in the background, so the final sync before the commit
-//! has little left to flush. Readers of the file (followers of a
-//! pull-through fetch) learn through the progress hook how far the file is
-//! written.
+//! Writes are pipelined: chunks are gathered (as the very `Bytes` the
+//! caller received, not copied) until they add up to [`BATCH`] bytes, and
+//! while the next batch fills (the caller is receiving from the network),
+//! the previous one is written on a blocking-pool thread with one
+//! positional vectored write (`pwritev`). At most two batches are held, so
+//! memory stays bounded, and a long write never blocks the async threads.
+//! Every [`SYNC_EVERY`] bytes an `fdatasync` runs in the background, so
+//! the final sync before the commit has little left to flush. Readers of
+//! the file (followers of a pull-through fetch) learn through the progress
+//! hook how far the file is written.
 //!
 //! `commit` syncs the file, renames it to the blob's path and syncs the
 //! directory; a temp file that is dropped uncommitted is removed.
 
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,8 +33,45 @@ pub const BATCH: usize = 512 * 1024;
 /// Bytes written between background `fdatasync`s.
 pub const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 
-/// A write running on the blocking pool; returns its buffer for reuse.
-type WriteJob = JoinHandle<io::Result<Vec<u8>>>;
+/// A write running on the blocking pool; returns its (emptied) list for
+/// reuse.
+type WriteJob = JoinHandle<io::Result<Vec<Bytes>>>;
+
+/// Largest number of buffers one `pwritev` is given (Linux's `IOV_MAX`).
+const MAX_IOV: usize = 1024;
+
+/// Write every byte of `bufs` to `file` at `at` (vectored, positional).
+fn write_all_at(file: &std::fs::File, bufs: &[Bytes], mut at: u64) -> io::Result<()> {
+    let (mut i, mut skip) = (0, 0);
+    while i < bufs.len() {
+        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&bufs[i][skip..])
+            .chain(bufs[i + 1..].iter().map(|b| &b[..]))
+            .take(MAX_IOV)
+            .map(io::IoSlice::new)
+            .collect();
+        let mut n = match rustix::io::pwritev(file, &slices, at) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e == rustix::io::Errno::INTR => continue,
+            Err(e) => return Err(e.into()),
+        };
+        at += n as u64;
+        // Advance past what was written.
+        while n > 0 {
+            let left = bufs[i].len() - skip;
+            if n < left {
+                skip += n;
+                break;
+            }
+            n -= left;
+            (i, skip) = (i + 1, 0);
+        }
+        while i < bufs.len() && bufs[i].len() == skip {
+            (i, skip) = (i + 1, 0);
+        }
+    }
+    Ok(())
+}
 
 pub struct FsSink {
     backend: FsBackend,
@@ -46,10 +83,11 @@ pub struct FsSink {
     in_file: u64,
     /// Where this sink started writing (a resumed session's offset).
     base: u64,
-    /// Bytes gathered, not yet handed to a write.
-    batch: Vec<u8>,
-    /// The other buffer, back from the last write.
-    spare: Option<Vec<u8>>,
+    /// Chunks gathered, not yet handed to a write, and their length.
+    batch: Vec<Bytes>,
+    batch_len: usize,
+    /// The other list, back from the last write.
+    spare: Option<Vec<Bytes>>,
     /// The write in flight and its length.
     job: Option<(WriteJob, u64)>,
     sync: Option<JoinHandle<io::Result<()>>>,
@@ -79,7 +117,8 @@ impl FsSink {
             file: Arc::new(file),
             in_file: offset,
             base: offset,
-            batch: Vec::with_capacity(BATCH),
+            batch: Vec::new(),
+            batch_len: 0,
             spare: None,
             job: None,
             sync: None,
@@ -117,16 +156,15 @@ impl FsSink {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let next = self
-            .spare
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(BATCH));
-        let full = std::mem::replace(&mut self.batch, next);
-        let n = full.len() as u64;
+        let next = self.spare.take().unwrap_or_default();
+        let mut full = std::mem::replace(&mut self.batch, next);
+        let n = std::mem::take(&mut self.batch_len) as u64;
         let (file, at, hook) = (self.file.clone(), self.in_file, self.hook.clone());
         self.job = Some((
             tokio::task::spawn_blocking(move || {
-                file.write_all_at(&full, at)?;
+                write_all_at(&file, &full, at)?;
+                // The chunks' memory is free to their owners again.
+                full.clear();
                 // In the file (page cache): readers may read it now.
                 if let Some(h) = hook {
                     h(at + n);
@@ -155,8 +193,12 @@ impl FsSink {
 #[async_trait]
 impl BlobSink for FsSink {
     async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
-        self.batch.extend_from_slice(&chunk);
-        if self.batch.len() >= BATCH {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.batch_len += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_len >= BATCH {
             self.start_job().await?;
         }
         Ok(())
@@ -169,6 +211,7 @@ impl BlobSink for FsSink {
 
     async fn rollback(&mut self) -> io::Result<()> {
         self.batch.clear();
+        self.batch_len = 0;
         self.finish_job().await?;
         let (file, base) = (self.file.clone(), self.base);
         join(tokio::task::spawn_blocking(move || file.set_len(base))).await?;
@@ -215,7 +258,7 @@ impl BlobSink for FsSink {
     }
 
     fn written(&self) -> u64 {
-        self.in_file + self.job.as_ref().map_or(0, |j| j.1) + self.batch.len() as u64
+        self.in_file + self.job.as_ref().map_or(0, |j| j.1) + self.batch_len as u64
     }
 
     fn spool(&self) -> Option<PathBuf> {
