@@ -563,6 +563,10 @@ pub(crate) mod tests {
         // Without waiting, b would find x and link a manifest a then breaks.
         assert!(present(&b, &x).await);
         hold_b.resume.notify_one();
+        // b cannot finish while a's batch is open (a waits for resume).
+        let mut put = put;
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut put).await;
+        assert!(early.is_err(), "b went on while a's batch was deleting");
         hold_a.resume.notify_one();
         let report = gc.await.unwrap().unwrap();
         assert_eq!(report.blobs_removed, 1, "{report:?}");
