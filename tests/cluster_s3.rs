@@ -11,6 +11,9 @@
 //!   cannot serve it), and skopeo pulls the image through B;
 //! - a robot created through A works on B, and once revoked through A is
 //!   refused by B within `storage.s3.refresh_interval`;
+//! - 40 robots created at once, 20 through A and 20 through B: all 40
+//!   exist afterwards on both (changes of the robots document are
+//!   serialized by its lease, none is lost);
 //! - cold pull-through of one blob by 8 clients split between A and B:
 //!   the upstream sees one GET for the whole cluster (the fetch lease);
 //! - GC asked of both replicas at once: one runs, the other answers 409
@@ -285,6 +288,64 @@ fn a_robot_revoked_through_a_is_refused_by_b_within_the_refresh_interval() {
     assert_eq!(v2_as(&a, user, &token), 401, "A refuses at once");
     let took = poll(401);
     eprintln!("robot revoked on A refused by B after {took:?}");
+}
+
+/// The robot names `w` lists.
+fn robot_names(w: &Wharf) -> Vec<String> {
+    let v: serde_json::Value = w
+        .req(Method::GET, "/api/v1/robots")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let list = v
+        .as_array()
+        .or(v["robots"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn robots_created_at_once_through_both_replicas_all_exist_on_both() {
+    let Some(g) = Garage::start(3) else { return };
+    let (a, b) = two_replicas(&g, LOCAL, "250ms");
+    const N: usize = 40;
+    let barrier = Arc::new(Barrier::new(N));
+    let t = Instant::now();
+    let handles: Vec<_> = (0..N)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.url() } else { b.url() };
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = http()
+                    .post(format!("{url}/api/v1/robots"))
+                    .basic_auth(ADMIN.0, Some(ADMIN.1))
+                    .json(&serde_json::json!({"name": format!("bot-{i}"), "permissions": {"team": ["pull"]}}))
+                    .send()
+                    .unwrap();
+                (r.status().as_u16(), r.text().unwrap())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 201, "{body}\nA:\n{}\nB:\n{}", a.logs(), b.logs());
+    }
+    eprintln!(
+        "{N} robots created through A and B at once in {:?}",
+        t.elapsed()
+    );
+    let want: Vec<String> = (0..N).map(|i| format!("bot-{i}")).collect();
+    for w in [&a, &b] {
+        wait_until("every robot on both replicas", REFRESH * 10, || {
+            let names = robot_names(w);
+            want.iter().all(|n| names.contains(n))
+        });
+    }
 }
 
 #[test]

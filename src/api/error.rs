@@ -128,6 +128,9 @@ impl From<StoreError> for ApiError {
             }
             e @ StoreError::Busy { .. } => ApiError::new(ErrorCode::Conflict)
                 .explain(format!("{e}: retry when it has finished")),
+            e @ (StoreError::Contended { .. } | StoreError::ReferencesExpired(_)) => {
+                ApiError::new(ErrorCode::Unavailable).explain(e.to_string())
+            }
             e @ (StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Locked(_)) => {
                 ApiError::internal("storage error", e)
             }

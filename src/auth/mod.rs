@@ -20,6 +20,7 @@ mod used;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use base64::Engine;
 use http::HeaderMap;
 
 use crate::config::{AuthConfig, Limits, Perms};
-use crate::store::{Doc, Store, StoreError};
+use crate::store::{Doc, Store, StoreError, META_WAIT};
 use robots::{unix_now, Robot};
 pub use token::Access;
 use token::TokenKeys;
@@ -234,6 +235,10 @@ pub struct Authorizer {
     cfg: AuthConfig,
     keys: Arc<TokenKeys>,
     robots: RwLock<Vec<Robot>>,
+    /// Versions of the robots document read here, in the order they were
+    /// read (reads and changes take turns, see `store::meta`): the last
+    /// issued, and the one installed in `robots` (never an older one).
+    robots_seq: (AtomicU64, AtomicU64),
     store: Store,
     public: Arc<dyn PublicProjects>,
     /// keyed hash of user and password → subject, so argon2 runs once a
@@ -271,7 +276,7 @@ impl Authorizer {
             .get_or_create(Doc::TokenKey, token::new_key())
             .await?;
         let keys = TokenKeys::from_secret(&key).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut robots: Vec<Robot> = cfg
+        let robots: Vec<Robot> = cfg
             .robots
             .iter()
             .map(|r| Robot {
@@ -285,16 +290,13 @@ impl Authorizer {
                 id: String::new(),
             })
             .collect();
-        for r in robots::load(&store).await? {
-            if !robots.iter().any(|c| c.name == r.name) {
-                robots.push(r);
-            }
-        }
+        let robots = robots::merge(robots, robots::load(&store).await?);
         let last_used = used::RobotUse::load(store.clone()).await?;
         Ok(Authorizer {
             cfg: cfg.clone(),
             keys: Arc::new(keys),
             robots: RwLock::new(robots),
+            robots_seq: (AtomicU64::new(0), AtomicU64::new(0)),
             public,
             verified: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -663,9 +665,33 @@ impl Authorizer {
 
     /// Read the robots document again: robots created, revoked or deleted
     /// by other replicas sharing the store (config robots stay). Run every
-    /// `storage.s3.refresh_interval`, and before every robot change here.
+    /// `storage.s3.refresh_interval`.
     pub async fn reload_robots(&self) -> Result<(), StoreError> {
-        let saved = robots::load(&self.store).await?;
+        let (seq, doc) = self
+            .store
+            .meta()
+            .read_in_turn(Doc::Robots, || self.next_robots_seq())
+            .await?;
+        let next = robots::merge(self.config_robots(), robots::decode(doc.as_deref())?);
+        self.install_robots(next, seq);
+        Ok(())
+    }
+
+    fn next_robots_seq(&self) -> u64 {
+        self.robots_seq.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn config_robots(&self) -> Vec<Robot> {
+        read_lock(&self.robots)
+            .iter()
+            .filter(|r| r.from_config)
+            .cloned()
+            .collect()
+    }
+
+    /// Make `next` (version `seq`) the robots of this replica, unless a
+    /// newer version is installed already.
+    fn install_robots(&self, next: Vec<Robot>, seq: u64) {
         let fingerprint = |all: &[Robot]| -> Vec<(String, String, bool)> {
             all.iter()
                 .map(|r| (r.name.clone(), r.id.clone(), r.revoked))
@@ -673,32 +699,43 @@ impl Authorizer {
         };
         let changed = {
             let mut all = write_lock(&self.robots);
-            let mut next: Vec<Robot> = all.iter().filter(|r| r.from_config).cloned().collect();
-            for r in saved {
-                if !next.iter().any(|c| c.name == r.name) {
-                    next.push(r);
-                }
+            if self.robots_seq.1.load(Ordering::SeqCst) > seq {
+                return;
             }
+            self.robots_seq.1.store(seq, Ordering::SeqCst);
             let changed = fingerprint(&all) != fingerprint(&next);
             *all = next;
             changed
         };
-        // Verified Basic credentials are cached by name (see delete_robot);
-        // a robot new here was refused as unknown until now.
+        // Verified Basic credentials are cached by name: a deleted robot's
+        // old token must not pass for a new robot of the same name, and a
+        // robot new here was refused as unknown until now.
         if changed {
             self.verified.invalidate_all();
             self.guard.forget_known_bad();
         }
-        Ok(())
     }
 
-    /// Before a robot change: the newest robots document when other
-    /// replicas share the store (so this write does not undo theirs).
-    async fn reload_if_shared(&self) -> Result<(), StoreError> {
-        match self.store.cluster() {
-            Some(_) => self.reload_robots().await,
-            None => Ok(()),
-        }
+    /// Change the robots: `f` edits the latest list (config robots and the
+    /// robots document read under its lock and lease, see `store::meta`),
+    /// which is saved and becomes this replica's at once.
+    async fn change_robots<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<Robot>) -> Result<T, RobotError>,
+    ) -> Result<T, RobotError> {
+        let config = self.config_robots();
+        let (seq, all, out) = self
+            .store
+            .meta()
+            .update(Doc::Robots, META_WAIT, |doc| {
+                let mut all = robots::merge(config, robots::decode(doc.as_deref())?);
+                let out = f(&mut all)?;
+                let seq = self.next_robots_seq();
+                Ok::<_, RobotError>((robots::encode(&all)?, (seq, all, out)))
+            })
+            .await?;
+        self.install_robots(all, seq);
+        Ok(out)
     }
 
     /// Robots, newest last.
@@ -716,7 +753,6 @@ impl Authorizer {
         if !crate::config::valid_robot_name(name) {
             return Err(RobotError::Invalid(crate::config::ROBOT_NAME_RULE.into()));
         }
-        self.reload_if_shared().await?;
         let token = password::new_token();
         let hash = password::hash(&token).map_err(|e| RobotError::Invalid(e.to_string()))?;
         let robot = Robot {
@@ -729,66 +765,48 @@ impl Authorizer {
             from_config: false,
             id: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let all = {
-            let mut all = write_lock(&self.robots);
+        self.change_robots(|all| {
             if all.iter().any(|r| r.name == name) {
                 return Err(RobotError::Exists(name.into()));
             }
             all.push(robot.clone());
-            all.clone()
-        };
-        if let Err(e) = robots::save(&self.store, &all).await {
-            write_lock(&self.robots).retain(|r| r.name != name);
-            return Err(e.into());
-        }
+            Ok(())
+        })
+        .await?;
         Ok((robot, token))
     }
 
     /// Revoke a robot: its credentials and tokens stop working at once.
     pub async fn revoke_robot(&self, name: &str) -> Result<(), RobotError> {
-        self.reload_if_shared().await?;
-        let all = {
-            let mut all = write_lock(&self.robots);
-            let r = all
-                .iter_mut()
-                .find(|r| r.name == name)
-                .ok_or_else(|| RobotError::NotFound(name.into()))?;
-            if r.from_config {
-                return Err(RobotError::FromConfig(name.into()));
-            }
-            r.revoked = true;
-            all.clone()
-        };
-        robots::save(&self.store, &all).await?;
-        Ok(())
+        self.change_robots(|all| {
+            let r = editable(all, name)?;
+            all[r].revoked = true;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Remove a robot (revoking it at once), so its name can be reused.
+    pub async fn delete_robot(&self, name: &str) -> Result<(), RobotError> {
+        self.change_robots(|all| {
+            let r = editable(all, name)?;
+            all.remove(r);
+            Ok(())
+        })
+        .await
     }
 }
 
-impl Authorizer {
-    /// Remove a robot (revoking it at once), so its name can be reused.
-    pub async fn delete_robot(&self, name: &str) -> Result<(), RobotError> {
-        self.reload_if_shared().await?;
-        let (all, removed) = {
-            let mut all = write_lock(&self.robots);
-            let i = all
-                .iter()
-                .position(|r| r.name == name)
-                .ok_or_else(|| RobotError::NotFound(name.into()))?;
-            if all[i].from_config {
-                return Err(RobotError::FromConfig(name.into()));
-            }
-            let removed = all.remove(i);
-            (all.clone(), removed)
-        };
-        // Verified Basic credentials are cached by name: forget them all, or
-        // the old token would pass for a new robot of the same name.
-        self.verified.invalidate_all();
-        if let Err(e) = robots::save(&self.store, &all).await {
-            write_lock(&self.robots).push(removed);
-            return Err(e.into());
-        }
-        Ok(())
+/// The index of robot `name`, if the API may change it.
+fn editable(all: &[Robot], name: &str) -> Result<usize, RobotError> {
+    let i = all
+        .iter()
+        .position(|r| r.name == name)
+        .ok_or_else(|| RobotError::NotFound(name.into()))?;
+    if all[i].from_config {
+        return Err(RobotError::FromConfig(name.into()));
     }
+    Ok(i)
 }
 
 /// A valid argon2 hash of a random string, verified against unknown users.
@@ -824,10 +842,6 @@ token_hash = "{robot}"
 permissions = {{ a = ["push"], c = ["delete"] }}
 "#
         );
-        let cfg = RawConfig::parse(&toml)
-            .unwrap()
-            .validate(&Default::default())
-            .unwrap();
         // A dropped authorizer's background save of a robot's last use may
         // still hold the store for a moment.
         let mut store = Store::open(dir);
@@ -838,7 +852,15 @@ permissions = {{ a = ["push"], c = ["delete"] }}
             tokio::time::sleep(Duration::from_millis(20)).await;
             store = Store::open(dir);
         }
-        Authorizer::new(&cfg.auth, &cfg.limits, store.unwrap(), Arc::new(Public))
+        authz_on(store.unwrap(), &toml).await
+    }
+
+    async fn authz_on(store: Store, toml: &str) -> Authorizer {
+        let cfg = RawConfig::parse(toml)
+            .unwrap()
+            .validate(&Default::default())
+            .unwrap();
+        Authorizer::new(&cfg.auth, &cfg.limits, store, Arc::new(Public))
             .await
             .unwrap()
     }
@@ -926,6 +948,44 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         drop(a);
         let b = authz_in(d.path()).await;
         assert!(b.robots().iter().any(|r| r.name == "node-1" && r.revoked));
+    }
+
+    #[tokio::test]
+    async fn robots_made_at_once_through_two_replicas_both_stay() {
+        use crate::store::PausePoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (sa, sb) = crate::store::test_replicas(dir.path());
+        let toml = "[auth]\n[[auth.admins]]\nusername = \"admin\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$3dDSk8Aiv8aFz7CkEMk2mxdH0dGVb+OTo8Pi3BD1K9k\"\n";
+        let a = Arc::new(authz_on(sa.clone(), toml).await);
+        let b = Arc::new(authz_on(sb, toml).await);
+        // a holds the robots lease and is about to read the document.
+        let hold = sa.pause_at(PausePoint::DocRead);
+        let ta = tokio::spawn({
+            let a = a.clone();
+            async move { a.create_robot("one", BTreeMap::new(), None).await }
+        });
+        hold.reached.notified().await;
+        let tb = tokio::spawn({
+            let b = b.clone();
+            async move { b.create_robot("two", BTreeMap::new(), None).await }
+        });
+        hold.resume.notify_one();
+        let (_, tok1) = ta.await.unwrap().unwrap();
+        let (_, tok2) = tb.await.unwrap().unwrap();
+        // b changed the document after a: it has both at once; a after
+        // its refresh.
+        a.reload_robots().await.unwrap();
+        for x in [&a, &b] {
+            assert!(x.check_basic("robot$one", &tok1, None).await.is_ok());
+            assert!(x.check_basic("robot$two", &tok2, None).await.is_ok());
+        }
+        // The same name through both: one creation, one clear refusal.
+        let (r1, r2) = tokio::join!(
+            a.create_robot("three", BTreeMap::new(), None),
+            b.create_robot("three", BTreeMap::new(), None)
+        );
+        assert_eq!(r1.is_ok() as u8 + r2.is_ok() as u8, 1);
+        assert!(matches!(r1.err().or(r2.err()), Some(RobotError::Exists(_))));
     }
 
     #[tokio::test]

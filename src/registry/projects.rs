@@ -3,12 +3,13 @@
 //! management API (persisted in the store's projects document, which wins
 //! over the config for a project defined in both).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use bytes::Bytes;
 
 use crate::config::Project;
-use crate::store::{Doc, Store, StoreError};
+use crate::store::{Doc, Store, StoreError, META_WAIT};
 
 pub struct Projects {
     store: Store,
@@ -16,33 +17,71 @@ pub struct Projects {
     /// Projects defined in the config file (they come back on every start,
     /// so the API cannot delete them).
     configured: Vec<Project>,
+    /// Versions of the projects document read here, in the order they
+    /// were read (reads and changes take turns, see `store::meta`): the
+    /// last issued, and the one installed in `list` (never an older one).
+    seq: (AtomicU64, AtomicU64),
 }
 
 impl Projects {
     /// The configured projects, overlaid with the ones saved in the store.
     pub async fn load(store: Store, configured: &[Project]) -> Result<Projects, StoreError> {
-        let list = read(&store, configured).await?;
+        let doc = store.meta().get(Doc::Projects).await?;
+        let list = overlay(configured, doc.as_deref())?;
         Ok(Projects {
             store,
             list: RwLock::new(list),
             configured: configured.to_vec(),
+            seq: (AtomicU64::new(0), AtomicU64::new(0)),
         })
     }
 
     /// Read the projects document again: projects created, changed or
     /// removed by other replicas sharing the store (run every
-    /// `storage.s3.refresh_interval`, and before every change here).
+    /// `storage.s3.refresh_interval`).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let list = read(&self.store, &self.configured).await?;
-        *self.list.write().unwrap_or_else(|e| e.into_inner()) = list;
+        let (seq, doc) = self
+            .store
+            .meta()
+            .read_in_turn(Doc::Projects, || self.next_seq())
+            .await?;
+        self.install(overlay(&self.configured, doc.as_deref())?, seq);
         Ok(())
     }
 
-    async fn reload_if_shared(&self) -> Result<(), StoreError> {
-        match self.store.cluster() {
-            Some(_) => self.reload().await,
-            None => Ok(()),
+    fn next_seq(&self) -> u64 {
+        self.seq.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Make `list` (version `seq`) this replica's, unless a newer version
+    /// is installed already.
+    fn install(&self, list: Vec<Project>, seq: u64) {
+        let mut cur = self.list.write().unwrap_or_else(|e| e.into_inner());
+        if self.seq.1.load(Ordering::SeqCst) <= seq {
+            self.seq.1.store(seq, Ordering::SeqCst);
+            *cur = list;
         }
+    }
+
+    /// Change the projects: `f` edits the latest list (the configured
+    /// projects overlaid with the document read under its lock and lease,
+    /// see `store::meta`), which is saved (every project: on the next
+    /// start the saved document wins over the config for a project in
+    /// both) and becomes this replica's at once.
+    async fn change<T>(&self, f: impl FnOnce(&mut Vec<Project>) -> T) -> Result<T, StoreError> {
+        let (seq, list, out) = self
+            .store
+            .meta()
+            .update(Doc::Projects, META_WAIT, |doc| {
+                let mut list = overlay(&self.configured, doc.as_deref())?;
+                let out = f(&mut list);
+                let bytes = serde_json::to_vec_pretty(&list)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok::<_, StoreError>((Bytes::from(bytes), (self.next_seq(), list, out)))
+            })
+            .await?;
+        self.install(list, seq);
+        Ok(out)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Project>> {
@@ -69,54 +108,33 @@ impl Projects {
 
     /// Create or update a project (persisted).
     pub async fn put(&self, p: Project) -> Result<(), StoreError> {
-        self.reload_if_shared().await?;
-        let all = {
-            let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
-            match list.iter_mut().find(|q| q.name == p.name) {
-                Some(q) => *q = p,
-                None => {
-                    list.push(p);
-                    list.sort_by(|a, b| a.name.cmp(&b.name));
-                }
+        self.change(|list| match list.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => *q = p,
+            None => {
+                list.push(p);
+                list.sort_by(|a, b| a.name.cmp(&b.name));
             }
-            list.clone()
-        };
-        self.save(&all).await
+        })
+        .await
     }
 
     /// Remove a project defined through the API; returns whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, StoreError> {
-        self.reload_if_shared().await?;
-        let all = {
-            let mut list = self.list.write().unwrap_or_else(|e| e.into_inner());
+        self.change(|list| {
             let before = list.len();
             list.retain(|p| p.name != name);
-            if list.len() == before {
-                return Ok(false);
-            }
-            list.clone()
-        };
-        self.save(&all).await.map(|()| true)
-    }
-
-    /// Persist every project (on the next start the saved document wins
-    /// over the config for a project in both).
-    async fn save(&self, all: &[Project]) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec_pretty(all).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store
-            .meta()
-            .put(Doc::Projects, Bytes::from(bytes))
-            .await
+            list.len() != before
+        })
+        .await
     }
 }
 
-/// The configured projects overlaid with the ones saved in the store,
-/// sorted by name.
-async fn read(store: &Store, configured: &[Project]) -> Result<Vec<Project>, StoreError> {
+/// The configured projects overlaid with the ones of the projects document
+/// `doc`, sorted by name.
+fn overlay(configured: &[Project], doc: Option<&[u8]>) -> Result<Vec<Project>, StoreError> {
     let mut list = configured.to_vec();
-    if let Some(b) = store.meta().get(Doc::Projects).await? {
-        let saved: Vec<Project> = serde_json::from_slice(&b)
+    if let Some(b) = doc {
+        let saved: Vec<Project> = serde_json::from_slice(b)
             .map_err(|e| StoreError::Corrupt(format!("projects document: {e}")))?;
         for p in saved {
             match list.iter_mut().find(|q| q.name == p.name) {

@@ -33,7 +33,10 @@
 //! removed blob missing, like any missing blob). A PUT therefore waits for
 //! one batch at most, never for the mark. A candidate refreshed within the
 //! grace period since the mark (re-pushed) is kept. Dry runs take no lock
-//! and remove nothing.
+//! and remove nothing. Manifest `PUT`s on *other* replicas sharing the
+//! store are fenced by reference marks and a per-batch sweep flag (see
+//! [`super::gc_fence`]): a candidate a `PUT` marked is kept, and a batch
+//! deletes for at most 10 s.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -164,7 +167,10 @@ impl Store {
     }
 
     async fn collect(&self, opts: &GcOptions) -> Result<GcReport> {
+        let mark_start = SystemTime::now();
         let mut marked = self.mark().await?;
+        #[cfg(test)]
+        self.test_pause(super::PausePoint::SweepStart).await;
         let now = SystemTime::now();
         let fresh = |t: SystemTime| {
             now.duration_since(t)
@@ -186,7 +192,7 @@ impl Store {
             blobs_total: all.len(),
             ..GcReport::default()
         };
-        let mut live = std::mem::take(&mut marked.live);
+        let live = std::mem::take(&mut marked.live);
         let mut candidates = Vec::new();
         for (d, m) in all {
             if live.contains(&d) {
@@ -201,48 +207,27 @@ impl Store {
         for (repo, d, _) in &marked.layer_links {
             links.entry(d).or_default().push(repo);
         }
-        for batch in candidates.chunks(SWEEP_BATCH) {
-            let _guard = if opts.dry_run {
-                None
-            } else {
-                Some(self.gc_write().await)
-            };
-            self.fold_recorded(&mut live).await?;
-            for (d, m) in batch {
-                if live.contains(d) {
-                    report.blobs_marked += 1;
-                    continue;
-                }
-                if !opts.dry_run {
-                    // Re-pushed since the listing: young again.
-                    if self
-                        .blobs()
-                        .stat(d)
-                        .await?
-                        .is_some_and(|now| fresh(now.modified))
-                    {
-                        report.blobs_in_grace += 1;
-                        continue;
-                    }
-                    if !self.blobs().delete(d).await? {
-                        continue;
-                    }
-                }
-                report.blobs_removed += 1;
-                report.bytes_freed += m.size;
-                report.removed.push(GcBlob {
-                    digest: d.to_string(),
-                    size: m.size,
-                });
-                for repo in links.get(d).into_iter().flatten() {
-                    if !opts.dry_run {
-                        self.objects().delete(&layout::layer_link(repo, d)).await?;
-                    }
-                    report.links_removed += 1;
-                }
-            }
+        let before = |d: Duration| mark_start.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH);
+        let window = super::gc_fence::REF_WINDOW;
+        let referenced_since = before(opts.grace.min(window));
+        let mut sweep = Sweep {
+            store: self,
+            opts,
+            now,
+            referenced_since,
+            live,
+            links,
+            report,
+        };
+        let mut rest = &candidates[..];
+        while !rest.is_empty() {
+            let done = sweep.batch(rest).await?;
+            rest = &rest[done..];
         }
-        Ok(report)
+        if !opts.dry_run {
+            self.prune_ref_marks(before(window)).await?;
+        }
+        Ok(sweep.report)
     }
 
     /// Add to `live` everything the manifests linked since the mark
@@ -277,6 +262,104 @@ impl Store {
 
 /// Blobs removed per hold of the GC lock.
 pub const SWEEP_BATCH: usize = 64;
+
+/// The sweep of one GC run.
+struct Sweep<'a> {
+    store: &'a Store,
+    opts: &'a GcOptions,
+    /// When the candidates were listed (for the grace period).
+    now: SystemTime,
+    /// A blob marked by a manifest `PUT` since then is kept (see
+    /// [`super::gc_fence`]).
+    referenced_since: SystemTime,
+    live: HashSet<Digest>,
+    links: HashMap<&'a Digest, Vec<&'a RepoName>>,
+    report: GcReport,
+}
+
+impl Sweep<'_> {
+    /// One batch over the first candidates (at most [`SWEEP_BATCH`], and
+    /// only as many as [`gc_fence::BATCH_MAX`](super::gc_fence) allows);
+    /// returns how many it went through (at least one).
+    async fn batch(&mut self, candidates: &[(Digest, ObjectMeta)]) -> Result<usize> {
+        let store = self.store;
+        let _guard = match self.opts.dry_run {
+            true => None,
+            false => Some(store.gc_write().await),
+        };
+        store.fold_recorded(&mut self.live).await?;
+        if self.opts.dry_run {
+            for c in candidates.iter().take(SWEEP_BATCH) {
+                self.visit(c, false).await?;
+            }
+            return Ok(candidates.len().min(SWEEP_BATCH));
+        }
+        let batch = store.start_batch().await?;
+        let mut done = 0;
+        let result = async {
+            for c in candidates.iter().take(SWEEP_BATCH) {
+                // Past its time, a batch deletes nothing more (a stalled
+                // batch's first candidate is only skipped).
+                if !batch.may_delete() && done > 0 {
+                    break;
+                }
+                self.visit(c, batch.may_delete()).await?;
+                done += 1;
+            }
+            Ok::<_, super::StoreError>(())
+        }
+        .await;
+        store.end_batch(batch).await?;
+        result.map(|()| done)
+    }
+
+    fn fresh(&self, t: SystemTime) -> bool {
+        self.now
+            .duration_since(t)
+            .map(|age| age < self.opts.grace)
+            .unwrap_or(true)
+    }
+
+    /// Collect candidate `d` unless it became live or young again, or a
+    /// manifest `PUT` marked it; with `delete` false, only count it.
+    async fn visit(&mut self, (d, m): &(Digest, ObjectMeta), delete: bool) -> Result<()> {
+        let store = self.store;
+        if self.live.contains(d) || store.referenced_since(d, self.referenced_since).await? {
+            self.report.blobs_marked += 1;
+            return Ok(());
+        }
+        if !self.opts.dry_run {
+            // Re-pushed since the listing: young again.
+            if store
+                .blobs()
+                .stat(d)
+                .await?
+                .is_some_and(|now| self.fresh(now.modified))
+            {
+                self.report.blobs_in_grace += 1;
+                return Ok(());
+            }
+            #[cfg(test)]
+            store.test_pause(super::PausePoint::SweepDelete).await;
+            if !delete || !store.blobs().delete(d).await? {
+                return Ok(());
+            }
+        }
+        self.report.blobs_removed += 1;
+        self.report.bytes_freed += m.size;
+        self.report.removed.push(GcBlob {
+            digest: d.to_string(),
+            size: m.size,
+        });
+        for repo in self.links.get(d).into_iter().flatten() {
+            if !self.opts.dry_run {
+                store.objects().delete(&layout::layer_link(repo, d)).await?;
+            }
+            self.report.links_removed += 1;
+        }
+        Ok(())
+    }
+}
 
 /// Manifests linked are recorded while this lives (one GC's run, also if
 /// the GC fails or is dropped).
@@ -392,5 +475,102 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!((r.blobs_removed, r.blobs_in_grace), (0, 1));
+    }
+
+    /// Put a manifest of `layers` into `repo` as the registry does (mark
+    /// the blobs, check them, link); `Err` names a missing blob.
+    async fn put_referencing(
+        s: &Store,
+        repo: &RepoName,
+        layers: &[&Digest],
+    ) -> Result<Digest, Digest> {
+        let cfg = blob(s, repo, b"{}").await;
+        let m = serde_json::json!({
+            "schemaVersion": 2, "mediaType": MT,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
+            "layers": layers.iter().map(|d| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": 1})).collect::<Vec<_>>(),
+        });
+        let bytes = serde_json::to_vec(&m).unwrap();
+        let d = Digest::sha256_of(&bytes);
+        let mut all = vec![d.clone(), cfg];
+        all.extend(layers.iter().map(|l| (*l).clone()));
+        let refs = s.reference_blobs(&all).await.unwrap();
+        for l in &all[1..] {
+            if !s.repo(repo).has_blob(l).await.unwrap() {
+                return Err(l.clone());
+            }
+        }
+        refs.check().unwrap();
+        s.repo(repo)
+            .put_manifest(&d, MT, Bytes::from(bytes), None, None)
+            .await
+            .unwrap();
+        Ok(d)
+    }
+
+    fn no_grace() -> GcOptions {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+            trigger: "test",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_keeps_what_a_put_on_another_replica_marked_after_the_mark_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = super::super::test_replicas(dir.path());
+        let r: RepoName = "team/app".parse().unwrap();
+        let x = blob(&a, &r, b"old layer").await;
+        // a's mark phase is over: x is garbage to it.
+        let hold = a.pause_at(super::super::PausePoint::SweepStart);
+        let gc = tokio::spawn({
+            let a = a.clone();
+            async move { a.gc(&no_grace()).await }
+        });
+        hold.reached.notified().await;
+        let m = put_referencing(&b, &r, &[&x]).await.unwrap();
+        hold.resume.notify_one();
+        let report = gc.await.unwrap().unwrap();
+        assert_eq!(report.blobs_removed, 0, "{report:?}");
+        let closure = a.repo(&r).closure(&m).await.unwrap();
+        for d in &closure {
+            assert!(present(&a, d).await, "{d} of the new manifest was removed");
+        }
+        assert!(closure.contains(&x));
+    }
+
+    #[tokio::test]
+    async fn a_put_that_meets_a_deleting_batch_waits_for_it_and_links_nothing() {
+        use super::super::PausePoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = super::super::test_replicas(dir.path());
+        let r: RepoName = "team/app".parse().unwrap();
+        let x = blob(&a, &r, b"old layer").await;
+        // a's batch has flagged itself and checked x (no mark yet).
+        let hold_a = a.pause_at(PausePoint::SweepDelete);
+        let gc = tokio::spawn({
+            let a = a.clone();
+            async move { a.gc(&no_grace()).await }
+        });
+        hold_a.reached.notified().await;
+        let hold_b = b.pause_at(PausePoint::SweepFlagSeen);
+        let put = tokio::spawn({
+            let (b, r, x) = (b.clone(), r.clone(), x.clone());
+            async move { put_referencing(&b, &r, &[&x]).await }
+        });
+        hold_b.reached.notified().await;
+        // Without waiting, b would find x and link a manifest a then breaks.
+        assert!(present(&b, &x).await);
+        hold_b.resume.notify_one();
+        // b cannot finish while a's batch is open (a waits for resume).
+        let mut put = put;
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut put).await;
+        assert!(early.is_err(), "b went on while a's batch was deleting");
+        hold_a.resume.notify_one();
+        let report = gc.await.unwrap().unwrap();
+        assert_eq!(report.blobs_removed, 1, "{report:?}");
+        assert_eq!(put.await.unwrap(), Err(x), "b found the blob gone");
+        assert!(b.repo(&r).manifest_digests().await.unwrap().is_empty());
     }
 }

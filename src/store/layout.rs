@@ -43,7 +43,7 @@ pub const FS_TMP: &str = "tmp";
 pub const TOP_DIRS: [&str; 6] = ["blobs/", "uploads/", "repos/", "auth/", "audit/", "events/"];
 
 /// Keys of documents that are not per repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Doc {
     Robots,
     Projects,
@@ -285,6 +285,26 @@ pub fn lease(name: &str) -> String {
 pub fn fetch_lease(d: &Digest) -> String {
     digest_key("leases/fetch/", d)
 }
+
+/// `leases/doc/<document key>`: who is changing shared document `d`
+/// (a read-modify-write, see [`super::meta`]).
+pub fn doc_lease(d: Doc) -> String {
+    format!("leases/doc/{}", doc(d))
+}
+
+/// `gc/refs/<alg>/<hex>`: written by a manifest `PUT` for every blob it
+/// references, before it checks them (see [`super::gc`]).
+pub fn gc_ref_mark(d: &Digest) -> String {
+    digest_key("gc/refs/", d)
+}
+
+/// Directory of the reference marks of algorithm `alg`.
+pub fn gc_ref_marks_dir(alg: &str) -> String {
+    format!("gc/refs/{alg}/")
+}
+
+/// Present while a GC sweep batch deletes blobs (see [`super::gc`]).
+pub const GC_SWEEP_BATCH: &str = "gc/sweep.json";
 
 /// `leases/notify/<endpoint>` (a validated endpoint name): who delivers
 /// that endpoint's queued events.

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{layout, Result, Store};
+use super::{layout, Doc, Result, Store};
 use crate::oci::Digest;
 
 /// How long a held lease lasts without renewal (renewed every third of
@@ -63,6 +63,8 @@ pub enum LeaseFor<'a> {
     Fetch(&'a Digest),
     /// Delivering one notification endpoint's queue (a validated name).
     Notify(&'a str),
+    /// A read-modify-write of one shared document (robots, projects).
+    Meta(Doc),
 }
 
 /// The stored lease.
@@ -193,6 +195,7 @@ fn lease_key(what: LeaseFor<'_>) -> String {
         LeaseFor::Retention => layout::lease("retention"),
         LeaseFor::Fetch(d) => layout::fetch_lease(d),
         LeaseFor::Notify(e) => layout::notify_lease(e),
+        LeaseFor::Meta(d) => layout::doc_lease(d),
     }
 }
 
@@ -283,6 +286,17 @@ impl LeaseGuard {
         LeaseGuard {
             lease: None,
             task: None,
+        }
+    }
+
+    /// Stop renewing and give the lease up now (rather than in the
+    /// background, as dropping does).
+    pub async fn release(mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        if let Some(l) = self.lease.take() {
+            l.release().await;
         }
     }
 }

@@ -21,6 +21,7 @@ mod cleanup;
 mod events;
 pub mod fs;
 pub mod gc;
+mod gc_fence;
 mod inventory;
 pub mod layout;
 pub mod lease;
@@ -44,10 +45,11 @@ pub use backend::{BlobData, DirectUrl, ObjectMeta};
 pub use blobs::{Blobs, Delivery};
 pub use cleanup::CleanupReport;
 pub use events::EventQueue;
+pub use gc_fence::References;
 pub use inventory::Artifact;
 pub use layout::{Doc, ScanDoc};
 pub use lease::{ClusterSettings, Lease, LeaseFor, LeaseGuard, Taken};
-pub use meta::Meta;
+pub use meta::{Meta, META_WAIT};
 pub use repo::{Repo, StoredManifest};
 pub use repo_index::PageFrom;
 pub use runs::{LastRun, RunKind};
@@ -81,6 +83,14 @@ pub enum StoreError {
     /// Work that runs once in a cluster is running on another replica.
     #[error("{what} is already running on replica {holder}")]
     Busy { what: &'static str, holder: String },
+    /// A shared document stayed locked by other changes for the whole
+    /// wait of [`meta::META_WAIT`].
+    #[error("replica {holder} is changing {what}; retry in a moment")]
+    Contended { what: &'static str, holder: String },
+    /// A manifest `PUT` took longer than this between marking the blobs it
+    /// references and linking the manifest (see `gc_fence`).
+    #[error("this manifest push took longer than {} s between checking its blobs and storing the manifest, so a garbage collection may have removed one meanwhile; nothing was stored: retry the push", .0.as_secs())]
+    ReferencesExpired(std::time::Duration),
     #[error("storage I/O error: {0}")]
     Io(io::Error),
 }
@@ -141,6 +151,11 @@ struct Inner {
     content_changed: tokio::sync::Notify,
     /// Set when other replicas may share the store (see [`lease`]).
     cluster: Option<lease::ClusterSettings>,
+    /// Changes of shared documents queued here (see [`meta`]).
+    doc_locks: meta::DocLocks,
+    /// Points where a test holds this store (see [`Store::pause_at`]).
+    #[cfg(test)]
+    pauses: std::sync::Mutex<Vec<(PausePoint, Arc<Pause>)>>,
 }
 
 impl Store {
@@ -216,6 +231,9 @@ impl Store {
                 sessions: uploads::SessionLocks::default(),
                 content_changed: tokio::sync::Notify::new(),
                 cluster: None,
+                doc_locks: meta::DocLocks::default(),
+                #[cfg(test)]
+                pauses: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -297,6 +315,53 @@ impl Store {
 
     pub(crate) async fn gc_write(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
         self.inner.gc_lock.write().await
+    }
+}
+
+/// Where a test can hold a store's work, to interleave two replicas
+/// deterministically.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PausePoint {
+    /// A shared document is about to be read for a change (lease held).
+    DocRead,
+    /// A GC sweep batch checked a candidate and is about to delete it.
+    SweepDelete,
+    /// A GC marked and is about to start sweeping.
+    SweepStart,
+    /// A manifest `PUT` marked its blobs and saw a sweep batch's flag.
+    SweepFlagSeen,
+}
+
+/// A one-shot hold: `reached` is signalled when the store gets there,
+/// which then waits for `resume`.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Pause {
+    pub reached: tokio::sync::Notify,
+    pub resume: tokio::sync::Notify,
+}
+
+#[cfg(test)]
+impl Store {
+    /// Hold this store the next time it gets to `at`.
+    pub(crate) fn pause_at(&self, at: PausePoint) -> Arc<Pause> {
+        let p = Arc::new(Pause::default());
+        let mut v = self.inner.pauses.lock().unwrap();
+        v.push((at, p.clone()));
+        p
+    }
+
+    pub(crate) async fn test_pause(&self, at: PausePoint) {
+        let p = {
+            let mut v = self.inner.pauses.lock().unwrap();
+            let i = v.iter().position(|(q, _)| *q == at);
+            i.map(|i| v.remove(i).1)
+        };
+        if let Some(p) = p {
+            p.reached.notify_one();
+            p.resume.notified().await;
+        }
     }
 }
 
