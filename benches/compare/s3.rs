@@ -241,6 +241,11 @@ fn fan_rows(s: &Settings, sides: &Sides, big: &BlobFile, creds: &str, rep: &mut 
         r.push(gbps(total, fan(&redirect, s.fan, s.big)?));
     }
     let (hw, hd) = (vm_hwm(wp).unwrap_or(0), vm_hwm(dp).unwrap_or(0));
+    let after = format!(
+        "wharf after the downloads: RSS {} (Distribution {}).",
+        mib(vm_rss(wp).unwrap_or(0)),
+        mib(vm_rss(dp).unwrap_or(0)),
+    );
     let (mw, md) = (median(w.clone()), median(d.clone()));
     let (mwr, mr) = (median(wr.clone()), median(r.clone()));
     let size = human(s.big);
@@ -271,7 +276,7 @@ fn fan_rows(s: &Settings, sides: &Sides, big: &BlobFile, creds: &str, rep: &mut 
     if !hwm_ok {
         rep.note("could not reset VmHWM (clear_refs): the O4 figures include the pushes and pulls");
     }
-    rep.detail(before);
+    rep.detail(format!("{before} {after}"));
     rep.detail(format!(
         "Object-storage downloads (GB/s): wharf {:?}, Distribution streaming {:?}; redirecting: wharf {:?}, Distribution {:?}.",
         round(&w),
