@@ -47,6 +47,19 @@ impl Report {
         });
     }
 
+    /// A peak-RSS row: wharf's and the reference's VmHWM (bytes), passing
+    /// when wharf's is known and at most `limit_mib`.
+    pub fn peak_rss_row(&mut self, name: &str, wharf: u64, reference: u64, limit_mib: u64) {
+        self.row(
+            name,
+            mib(wharf),
+            mib(reference),
+            ratio(wharf as f64, reference as f64),
+            &format!("wharf ≤ {limit_mib} MiB"),
+            Some(wharf > 0 && wharf <= limit_mib * MIB),
+        );
+    }
+
     pub fn note(&mut self, n: impl Into<String>) {
         self.notes.push(n.into());
     }

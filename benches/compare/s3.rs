@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::content::{image_manifest, random_blob, small_blob, BlobFile, CONFIG_JSON};
-use crate::report::{gbps, human, median, mib, ratio, round, secs, Report, MIB};
+use crate::report::{gbps, human, median, mib, ratio, round, secs, Report};
 use crate::servers::{admin_registry_config, hash_password, Registry, S3Target, Wharf};
 use crate::serving::blob_url;
 use crate::support::garage::Garage;
@@ -265,13 +265,11 @@ fn fan_rows(s: &Settings, sides: &Sides, big: &BlobFile, creds: &str, rep: &mut 
         "—",
         None,
     );
-    rep.row(
+    rep.peak_rss_row(
         &format!("O4. Peak RSS (VmHWM) during the {}×{size} downloads: wharf vs Distribution (S3, streaming)", s.fan),
-        mib(hw),
-        mib(hd),
-        ratio(hw as f64, hd as f64),
-        "wharf ≤ 64 MiB",
-        Some(hw > 0 && hw <= 64 * MIB),
+        hw,
+        hd,
+        64,
     );
     if !hwm_ok {
         rep.note("could not reset VmHWM (clear_refs): the O4 figures include the pushes and pulls");

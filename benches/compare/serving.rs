@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::content::{image_manifest, random_blob, sha256_file, small_blob, BlobFile, CONFIG_JSON};
 use crate::http::download;
-use crate::report::{gbps, human, median, mib, ratio, round, secs, Report, MIB};
+use crate::report::{gbps, human, median, ratio, round, secs, Report, MIB};
 use crate::servers::{Nginx, Registry, Wharf, REMOTE};
 use crate::sys::{cpu_secs, cpu_tree, reset_hwm, sync_disks, vm_hwm};
 use crate::tools::{curl_fan, pull_dest, skopeo_pull, skopeo_pull_cpu, wrk, Curl};
@@ -528,13 +528,11 @@ fn streams(s: &Settings, work: &Path, sides: &Sides, img: &Image, rep: &mut Repo
     let up_hwm_ok = reset_hwm(sides.up.proc.pid());
     let up_t = curl_fan(&up_url, s.fan, s.big)?;
     let hwm_up = vm_hwm(sides.up.proc.pid()).unwrap_or(0);
-    rep.row(
+    rep.peak_rss_row(
         &format!("A6. Peak RSS (VmHWM) while serving {}×{size} [curl]: wharf vs Distribution (direct, its own store)", s.fan),
-        mib(hwm_fan),
-        mib(hwm_up),
-        ratio(hwm_fan as f64, hwm_up as f64),
-        "wharf ≤ 40 MiB",
-        Some(hwm_fan > 0 && hwm_fan <= 40 * MIB),
+        hwm_fan,
+        hwm_up,
+        40,
     );
     if !(hwm_ok && up_hwm_ok) {
         rep.note("could not reset VmHWM (clear_refs): a peak RSS figure includes earlier phases");
@@ -624,13 +622,11 @@ fn cold_fan(s: &Settings, work: &Path, up: &Registry, img: &Image, rep: &mut Rep
     let gets_p = up.gets(&path) - before;
     p.proc.stop();
 
-    rep.row(
+    rep.peak_rss_row(
         &format!("A7. Peak RSS (VmHWM) during {n} concurrent cold GETs of a {size} blob [curl]: wharf vs Distribution proxy"),
-        mib(hwm_w),
-        mib(hwm_p),
-        ratio(hwm_w as f64, hwm_p as f64),
-        "wharf ≤ 40 MiB",
-        Some(hwm_w > 0 && hwm_w <= 40 * MIB),
+        hwm_w,
+        hwm_p,
+        40,
     );
     rep.row(
         &format!("A7b. … upstream GETs for the {n} cold clients (wharf vs Distribution proxy)"),
