@@ -55,6 +55,15 @@ pub struct Descriptor {
     pub platform: Option<serde_json::Value>,
 }
 
+impl Descriptor {
+    /// Whether the content lives at the descriptor's `urls` (a foreign,
+    /// non-distributable layer) rather than in a registry: nothing to
+    /// store, count, fetch or keep for it.
+    pub fn is_foreign(&self) -> bool {
+        self.urls.as_ref().is_some_and(|u| !u.is_empty())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Raw {

@@ -119,8 +119,7 @@ impl Proxy {
                 }
             }
             for b in p.config.into_iter().chain(p.layers) {
-                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) || !seen.insert(b.digest.clone())
-                {
+                if b.is_foreign() || !seen.insert(b.digest.clone()) {
                     continue;
                 }
                 needed.push(Needed {

@@ -14,10 +14,7 @@ use crate::store::{Delivery, StoredManifest};
 /// Everything a GC must keep for manifest `m` (of digest `d`): its own
 /// bytes, its config and stored layers, its child manifests.
 fn referenced(d: &Digest, m: &Manifest) -> Vec<Digest> {
-    let stored_layers = m
-        .layers
-        .iter()
-        .filter(|l| l.urls.as_ref().is_none_or(|u| u.is_empty()));
+    let stored_layers = m.layers.iter().filter(|l| !l.is_foreign());
     std::iter::once(d)
         .chain(m.config.iter().map(|c| &c.digest))
         .chain(stored_layers.map(|l| &l.digest))
@@ -126,7 +123,7 @@ impl Registry {
         }
         for l in &m.layers {
             // Foreign (non-distributable) layers live at their `urls`.
-            if l.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            if l.is_foreign() {
                 continue;
             }
             if !repo.has_blob(&l.digest).await? {

@@ -244,7 +244,7 @@ impl Registry {
                 }
             }
             for b in m.config.iter().chain(&m.layers) {
-                if b.urls.as_ref().is_none_or(|u| u.is_empty()) {
+                if !b.is_foreign() {
                     blobs.insert(b.digest.clone());
                 }
             }

@@ -107,7 +107,7 @@ impl Repo<'_> {
             };
             todo.extend(p.manifests.into_iter().map(|c| c.digest));
             for b in p.config.into_iter().chain(p.layers) {
-                if b.urls.as_ref().is_none_or(|u| u.is_empty()) {
+                if !b.is_foreign() {
                     out.insert(b.digest);
                 }
             }

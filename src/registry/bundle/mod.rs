@@ -267,8 +267,5 @@ fn read_err(bad: &impl Fn(String) -> RegistryError, e: tar::ReadError) -> Regist
 /// The config and layers of `m` that live in a registry (foreign layers
 /// live at their `urls`).
 fn stored_blobs(m: &Manifest) -> impl Iterator<Item = &manifest::Descriptor> {
-    m.config
-        .iter()
-        .chain(&m.layers)
-        .filter(|b| b.urls.as_ref().is_none_or(|u| u.is_empty()))
+    m.config.iter().chain(&m.layers).filter(|b| !b.is_foreign())
 }
