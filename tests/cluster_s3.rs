@@ -340,11 +340,25 @@ fn robots_created_at_once_through_both_replicas_all_exist_on_both() {
         t.elapsed()
     );
     let want: Vec<String> = (0..N).map(|i| format!("bot-{i}")).collect();
-    for w in [&a, &b] {
-        wait_until("every robot on both replicas", REFRESH * 10, || {
-            let names = robot_names(w);
-            want.iter().all(|n| names.contains(n))
-        });
+    let missing = |w: &Wharf| -> Vec<String> {
+        let names = robot_names(w);
+        want.iter()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect()
+    };
+    for (label, w) in [("A", &a), ("B", &b)] {
+        let deadline = Instant::now() + REFRESH * 10;
+        while !missing(w).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(REFRESH / 4);
+        }
+        let lost = missing(w);
+        assert!(
+            lost.is_empty(),
+            "replica {label} lacks {lost:?} (every create answered 201)\nA:\n{}\nB:\n{}",
+            a.logs(),
+            b.logs()
+        );
     }
 }
 

@@ -754,7 +754,13 @@ impl Authorizer {
             return Err(RobotError::Invalid(crate::config::ROBOT_NAME_RULE.into()));
         }
         let token = password::new_token();
-        let hash = password::hash(&token).map_err(|e| RobotError::Invalid(e.to_string()))?;
+        // Tens of milliseconds of argon2: on the blocking pool, not on a
+        // runtime thread that serves other requests (and renews leases).
+        let secret = token.clone();
+        let hash = tokio::task::spawn_blocking(move || password::hash(&secret))
+            .await
+            .map_err(|e| RobotError::Invalid(format!("hashing failed: {e}")))?
+            .map_err(|e| RobotError::Invalid(e.to_string()))?;
         let robot = Robot {
             name: name.to_string(),
             token_hash: hash,

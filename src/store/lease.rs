@@ -10,24 +10,40 @@
 //!
 //! **Taking a lease without conditional writes.** Garage ignores
 //! `If-None-Match` (tests/garage_facts.rs), so a lease cannot be created
-//! atomically. Instead: read it; if it is free (absent or expired), write
-//! ours, wait [`ClusterSettings::settle`], read it back, and hold it only
-//! if it still carries our token. Of two replicas racing, the last writer
-//! wins and both read that writer's token, *provided* the loser's read-back
-//! comes after the winner's write: true whenever the time between a
-//! replica's first read and its write (one round trip to the store) is
-//! shorter than the settle delay. The lease is therefore **best-effort**:
-//! a replica stalled for longer than the settle delay between those two
-//! steps can hold a lease that another also holds. What depends on it
-//! stays safe then: a double upstream fetch is digest-verified like any
-//! other (never corrupt, only a second GET), and a GC sweep keeps its
-//! grace period.
+//! atomically. Instead a *claim* (Fischer's mutual exclusion, with the
+//! store as the shared variable): read it; if it is free (absent or
+//! expired), write ours, wait [`ClusterSettings::settle`], read it back,
+//! and hold it only if it still carries our token.
+//!
+//! That is exclusive as long as every claim's read and write together take
+//! less than the settle delay: if A and B both held, A's write landing
+//! first, B's write must land after A's read-back (A saw its own token),
+//! so at least a settle delay after A's write, while B's read, which found
+//! the lease free, came before A's write. A claim therefore measures itself
+//! (from sending the read to the write's answer) and, when it took the
+//! settle delay or longer, does not hold: it *withdraws*, rewriting its
+//! lease to expire one settle delay later, and reports the lease held. It
+//! does not delete it: a slow write may have replaced the lease of a
+//! replica that holds it rightly, and a delete would let the next claim in
+//! at once. What is left: a slow claim that replaced a rightful holder's
+//! lease lets the next claim in one settle delay later, so two replicas
+//! hold it only if the rightful holder is still at work then *and* a claim
+//! stalled (a runtime starved for longer than the settle delay). The store
+//! must order writes to one key as they arrive (Garage orders them by its
+//! nodes' clocks: keep those within the settle delay), and a holder renews
+//! within the lease's TTL.
+//!
+//! What depends on a lease stays safe even if it were held twice: a double
+//! upstream fetch is digest-verified like any other (never corrupt, only a
+//! second GET), a GC sweep keeps its grace period and its fence
+//! ([`super::gc_fence`]), and a shared document's change is written only
+//! after checking that its lease is still its own ([`super::meta`]).
 //!
 //! On a store with one process (the filesystem backend holds its data
 //! directory's lock) there is no cluster: every lease is granted at once
 //! and nothing is written.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -117,17 +133,29 @@ impl Store {
             }));
         };
         let key = lease_key(what);
+        let started = Instant::now();
         if let Some(held) = self.read_lease(&key).await? {
             if held.expires > now_ms() {
                 return Ok(held_by(held));
             }
         }
-        let mine = LeaseDoc {
+        let mut mine = LeaseDoc {
             holder: c.replica.clone(),
             token: token.clone(),
             expires: now_ms().saturating_add(ttl.as_millis() as u64),
         };
         self.write_lease(&key, &mine).await?;
+        if started.elapsed() >= c.settle {
+            // Too slow to be sure nobody else claimed it meanwhile: withdraw
+            // (a short expiry, not a delete, see the module docs).
+            tracing::debug!(
+                lease = key,
+                "a lease claim was too slow to trust; withdrawn"
+            );
+            mine.expires = now_ms().saturating_add(c.settle.as_millis() as u64);
+            self.write_lease(&key, &mine).await?;
+            return Ok(held_by(mine));
+        }
         tokio::time::sleep(c.settle).await;
         match self.read_lease(&key).await? {
             Some(d) if d.token == token => Ok(Taken::Mine(Lease {
@@ -289,6 +317,20 @@ impl LeaseGuard {
         }
     }
 
+    /// Whether the lease is still this replica's (always, for a guard
+    /// holding nothing): read from the store.
+    pub async fn confirm(&self) -> Result<bool> {
+        let Some(Lease {
+            key: Some(key),
+            token,
+            store,
+        }) = self.lease.as_deref()
+        else {
+            return Ok(true);
+        };
+        Ok(matches!(store.read_lease(key).await?, Some(d) if &d.token == token))
+    }
+
     /// Stop renewing and give the lease up now (rather than in the
     /// background, as dropping does).
     pub async fn release(mut self) {
@@ -367,6 +409,50 @@ mod tests {
             .filter(|t| matches!(t, Taken::Mine(_)))
             .count();
         assert_eq!(mine, 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_slower_than_the_settle_delay_is_withdrawn_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every claim takes longer than no settle delay at all.
+        let (a, _) = super::super::test_replicas_settling(dir.path(), Duration::ZERO);
+        let ttl = Duration::from_secs(30);
+        match a.take_lease(LeaseFor::Gc, ttl).await.unwrap() {
+            Taken::Held { holder, until } => {
+                assert_eq!(holder, "a");
+                assert!(until <= SystemTime::now(), "withdrawn: expires at once");
+            }
+            Taken::Mine(_) => panic!("a slow claim held the lease"),
+        }
+        // The withdrawn claim is left in place (a rightful holder's lease it
+        // replaced is not freed early), expired by the next look.
+        assert!(a
+            .read_lease(&lease_key(LeaseFor::Gc))
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(a.lease_holder(LeaseFor::Gc).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_replaced_lease_is_no_longer_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = replicas(dir.path());
+        let Taken::Mine(l) = a.take_lease(LeaseFor::Gc, LEASE_TTL).await.unwrap() else {
+            panic!("a free lease is taken")
+        };
+        let guard = l.keep_alive(LEASE_TTL);
+        assert!(guard.confirm().await.unwrap());
+        let stray = LeaseDoc {
+            holder: "b".into(),
+            token: "stray".into(),
+            expires: now_ms() + 1000,
+        };
+        b.write_lease(&lease_key(LeaseFor::Gc), &stray)
+            .await
+            .unwrap();
+        assert!(!guard.confirm().await.unwrap());
+        assert!(LeaseGuard::none().confirm().await.unwrap());
     }
 
     #[tokio::test]

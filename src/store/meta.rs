@@ -14,10 +14,12 @@
 //! [`HANDOFF`] (then it is released, so other replicas get their turn):
 //! 20 changes queued on one replica cost one lease, not 20.
 //!
-//! The lease is best-effort (see [`super::lease`]): two replicas can both
-//! hold it only when one stalls for longer than `lease_settle` between
-//! reading the lease and writing it, or for longer than the lease's 30 s
-//! inside one change.
+//! Before writing, a change reads the lease again and writes nothing if it
+//! is no longer its own. The lease is exclusive unless claims stall (see
+//! [`super::lease`] for the exact condition): two replicas can both change
+//! a document only if one stalls for longer than `lease_settle` claiming
+//! the lease and the other for about twice that between its check and its
+//! write, or for longer than the lease's 30 s inside one change.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,8 +131,10 @@ impl<'a> Meta<'a> {
                 self.take_doc_lease(doc, deadline).await?
             }
         };
-        let out = self.read_modify_write(doc, f).await;
-        if lock.waiting.load(Ordering::SeqCst) > 0 && held.since.elapsed() < HANDOFF {
+        let out = self.read_modify_write(doc, &held.guard, f).await;
+        // A failed change may have lost the lease: the next one claims anew.
+        let pass_on = out.is_ok() && lock.waiting.load(Ordering::SeqCst) > 0;
+        if pass_on && held.since.elapsed() < HANDOFF {
             *slot = Some(held);
         } else {
             held.guard.release().await;
@@ -159,9 +163,13 @@ impl<'a> Meta<'a> {
             .map_or_else(|| "this one".into(), |c| c.replica.clone())
     }
 
+    /// Read `doc`, change it with `f` and write it, unless `lease` was
+    /// lost meanwhile (another replica's claim replaced it): then nothing
+    /// is written and the change fails as contended.
     async fn read_modify_write<T, E>(
         &self,
         doc: Doc,
+        lease: &LeaseGuard,
         f: impl FnOnce(Option<Bytes>) -> Result<(Bytes, T), E>,
     ) -> Result<T, E>
     where
@@ -171,6 +179,9 @@ impl<'a> Meta<'a> {
         self.store.test_pause(super::PausePoint::DocRead).await;
         let current = self.get(doc).await?;
         let (bytes, out) = f(current)?;
+        if !lease.confirm().await? {
+            return Err(contended(doc, "another replica".into()).into());
+        }
         self.put(doc, bytes).await?;
         Ok(out)
     }
@@ -302,6 +313,31 @@ mod tests {
         hold.resume.notify_one();
         ta.await.unwrap().unwrap();
         assert_eq!(text(&b).await, "a");
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_lease_was_replaced_meanwhile_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = test_replicas(dir.path());
+        let (hold, ta) = held_change(&a).await;
+        // Another replica's (slow) claim lands over a's lease.
+        b.objects()
+            .put(&layout::doc_lease(Doc::Projects), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        hold.resume.notify_one();
+        let e = ta.await.unwrap().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Contended {
+                    what: "projects",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(text(&b).await, "", "nothing written");
     }
 
     #[tokio::test]

@@ -367,8 +367,16 @@ impl Store {
 
 /// Two stores on one directory, as two replicas ("a" and "b") on one
 /// bucket: each with its own in-memory state, both in cluster mode.
+/// Two replicas "a" and "b" sharing one filesystem store, with a settle
+/// delay (100 ms) that a loaded test machine's claims stay within.
 #[cfg(test)]
 pub(crate) fn test_replicas(dir: &Path) -> (Store, Store) {
+    test_replicas_settling(dir, std::time::Duration::from_millis(100))
+}
+
+/// [`test_replicas`] with the lease settle delay `settle`.
+#[cfg(test)]
+pub(crate) fn test_replicas_settling(dir: &Path, settle: std::time::Duration) -> (Store, Store) {
     let fs = fs::FsBackend::open(dir).unwrap();
     let one = |name: &str| {
         Store::with_cluster(
@@ -377,7 +385,7 @@ pub(crate) fn test_replicas(dir: &Path) -> (Store, Store) {
             lease::ClusterSettings {
                 replica: name.into(),
                 refresh: std::time::Duration::from_secs(1),
-                settle: std::time::Duration::from_millis(20),
+                settle,
             },
         )
     };
