@@ -732,6 +732,106 @@ fn redirect_sends_blob_gets_to_presigned_urls() {
     assert_eq!(sha256(&r.bytes().unwrap()), d);
 }
 
+/// `redirect_endpoint`: wharf reaches Garage at `127.0.0.1:PORT`, clients
+/// at `localhost:PORT` (as an in-cluster address and a public one). The
+/// `Location` names the public address, following it yields the blob, and
+/// the signature covers that host: the same URL sent to wharf's address
+/// is refused.
+#[test]
+fn redirect_endpoint_names_the_address_clients_use() {
+    let Some(g) = Garage::start(1) else { return };
+    let internal = g.s3_url(0);
+    let public = internal.replace("127.0.0.1", "localhost");
+    assert_ne!(public, internal);
+    let keys_on = format!("redirect = true\nredirect_endpoint = \"{public}/\"");
+    let w = wharf_with_s3_keys(&g, "redpub/", "remotes = []\n", &keys_on, false);
+    let blob = data(64, 6 * MIB + 5);
+    let d = push_blob(&w, "app/p", &blob);
+
+    let r = get_blob(&w, "app/p", &d, None);
+    assert_eq!(r.status(), 307, "{}", w.logs());
+    let loc = header(&r, "location");
+    assert!(
+        loc.starts_with(&format!("{public}/{}/redpub/blobs/", g.bucket)),
+        "not at the public endpoint: {loc}"
+    );
+    assert!(loc.contains("X-Amz-Signature="), "not presigned: {loc}");
+    let got = get_url(&loc, None);
+    assert_eq!(got.status(), 200);
+    let got = got.bytes().unwrap();
+    assert_eq!((got.len(), sha256(&got)), (blob.len(), d.clone()));
+    let r = get_url(&loc, Some("bytes=-9"));
+    assert_eq!(r.status(), 206);
+    assert_eq!(&r.bytes().unwrap()[..], &blob[blob.len() - 9..]);
+
+    // Signed for the public host: Garage refuses it under another name.
+    let elsewhere = loc.replacen(&public, &internal, 1);
+    assert_eq!(get_url(&elsewhere, None).status(), 403);
+    assert_log_clean(&g, &w);
+}
+
+/// The pull-through cache stores its manifests through the GC fence, like
+/// a push: caching an image writes a reference mark for its manifest,
+/// config and layers, and an eviction (here a purge, the same delete path)
+/// keeps blobs marked within the last 2 minutes, so a manifest cached on
+/// another replica meanwhile keeps its blobs; the next GC collects them.
+#[test]
+fn cached_manifests_are_fenced_like_pushes() {
+    let Some(g) = Garage::start(1) else { return };
+    let up = support::fake_upstream::FakeUpstream::start();
+    let img = up.add_image("lib/app", "v1", 5);
+    let config = format!(
+        "[storage]\ngc_grace = \"0s\"\n{}",
+        up.remote_toml("up", None, "")
+    );
+    let w = wharf_on(&g, &config, true);
+    let r = w
+        .req(Method::GET, "/v2/up/lib/app/manifests/v1")
+        .header("accept", MT_OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", w.logs());
+    for d in img.blobs() {
+        let r = w
+            .req(Method::GET, &format!("/v2/up/lib/app/blobs/{d}"))
+            .send();
+        assert_eq!(sha256(&r.unwrap().bytes().unwrap()), d);
+    }
+    let mark = |d: &str| format!("gc/refs/sha256/{}", d.trim_start_matches("sha256:"));
+    let mut stored = img.blobs();
+    stored.push(img.digest.clone());
+    for d in &stored {
+        assert_eq!(keys(&g, &mark(d)).len(), 1, "no reference mark for {d}");
+    }
+
+    let r = w
+        .req(
+            Method::DELETE,
+            &format!("/api/v1/cache/up/lib/app/images/{}", img.digest),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", w.logs());
+    let report: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        report["evicted"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(
+        report["blobs_removed"], 0,
+        "marked 0-2 minutes ago: {report}"
+    );
+    let present = |d: &String| keys(&g, blob_key(d).trim_start_matches(PREFIX)).len() == 1;
+    assert!(stored.iter().all(present), "a marked blob was deleted");
+    // The GC (grace 0 here) takes what nothing references any more.
+    let r = w.req(Method::POST, "/api/v1/gc").body("{}").send().unwrap();
+    assert_eq!(r.status(), 200, "{}", w.logs());
+    let gc: serde_json::Value = r.json().unwrap();
+    assert_eq!(gc["blobs_removed"], stored.len(), "{gc}");
+    assert!(!stored.iter().any(present), "{gc}");
+}
+
 /// Blobs above `multipart_copy_threshold` (lowered to 8 MiB here; 5 GiB,
 /// AWS's CopyObject limit, by default) are committed with a multipart copy
 /// (`UploadPartCopy` of ranges): a 20 MiB monolithic and a 20 MiB chunked

@@ -77,6 +77,11 @@ fn print_settings(cfg: &Config) {
             cfg.data_dir.display()
         ),
     }
+    if let crate::config::StorageBackend::S3(s3) = &cfg.storage {
+        if let Some(r) = s3.describe_redirect() {
+            println!("            {r}");
+        }
+    }
     println!("auth        {}", auth_summary(cfg));
     if cfg.projects.is_empty() {
         println!("projects    none configured (pushes create namespaces on first use)");

@@ -69,6 +69,10 @@ pub struct S3Storage {
     /// Answer blob `GET`s with a `307` to a presigned `GetObject` URL of
     /// this lifetime (`None`: stream through wharf).
     pub redirect: Option<Duration>,
+    /// The endpoint presigned redirect URLs name (and are signed for), when
+    /// clients reach the store under another address than `endpoint`
+    /// (`None`: `endpoint`, or AWS's).
+    pub redirect_endpoint: Option<String>,
     /// Blobs larger than this are committed with a multipart copy
     /// (`UploadPartCopy`) rather than one `CopyObject`. 5 GiB (AWS's
     /// limit); `multipart_copy_threshold`, a tuning and testing key, lowers
@@ -83,6 +87,21 @@ impl S3Storage {
             Some(e) => format!("bucket {:?} at {e}", self.bucket),
             None => format!("bucket {:?} on AWS S3", self.bucket),
         }
+    }
+
+    /// Where blob `GET`s are redirected, for messages (`None`: they
+    /// stream through wharf).
+    pub fn describe_redirect(&self) -> Option<String> {
+        let expiry = self.redirect?;
+        let at = self
+            .redirect_endpoint
+            .as_deref()
+            .or(self.endpoint.as_deref())
+            .unwrap_or("AWS S3");
+        Some(format!(
+            "blob GETs redirect to URLs presigned for {at}, valid {} s",
+            expiry.as_secs()
+        ))
     }
 }
 
@@ -102,6 +121,7 @@ pub(super) struct RawS3 {
     lease_settle: Option<String>,
     redirect: Option<bool>,
     redirect_expiry: Option<String>,
+    redirect_endpoint: Option<String>,
     /// Not in the example config: for tests and tuning.
     multipart_copy_threshold: Option<String>,
 }
@@ -162,6 +182,42 @@ fn valid_bucket(b: &str) -> bool {
         && edge(b.chars().last())
 }
 
+/// An http(s) URL with a host and no query (`bare`: nothing but the host
+/// and port, no path or credentials either), returned without a trailing
+/// `/`; otherwise an error naming `key`.
+fn endpoint_url(key: &str, e: &str, bare: bool) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(e).ok();
+    let ok = url.as_ref().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.query().is_none()
+            && (!bare
+                || (u.username().is_empty()
+                    && u.password().is_none()
+                    && u.path() == "/"
+                    && u.fragment().is_none()))
+    });
+    if ok {
+        return Ok(e.trim_end_matches('/').to_string());
+    }
+    // A password in the URL is not repeated in the message.
+    let shown = match url {
+        Some(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("<redacted>"));
+            u.to_string()
+        }
+        _ => e.to_string(),
+    };
+    let only = match bare {
+        true => ", with nothing after the host and port (no path, query or credentials)",
+        false => "",
+    };
+    Err(ConfigError::invalid(
+        key,
+        format!("{shown:?} must be an http(s) URL like \"http://127.0.0.1:3900\"{only}"),
+    ))
+}
+
 impl RawS3 {
     /// `redirect` and `redirect_expiry`: the presigned URLs' lifetime when
     /// redirecting.
@@ -205,19 +261,16 @@ impl RawS3 {
             }
             Some(p) => format!("{p}/"),
         };
-        if let Some(e) = &self.endpoint {
-            let ok = reqwest::Url::parse(e).is_ok_and(|u| {
-                matches!(u.scheme(), "http" | "https")
-                    && u.host_str().is_some()
-                    && u.query().is_none()
-            });
-            if !ok {
-                return Err(ConfigError::invalid(
-                    "storage.s3.endpoint",
-                    format!("{e:?} must be an http(s) URL like \"http://127.0.0.1:3900\""),
-                ));
-            }
-        }
+        let endpoint = self
+            .endpoint
+            .as_deref()
+            .map(|e| endpoint_url("storage.s3.endpoint", e, false))
+            .transpose()?;
+        let redirect_endpoint = self
+            .redirect_endpoint
+            .as_deref()
+            .map(|e| endpoint_url("storage.s3.redirect_endpoint", e, true))
+            .transpose()?;
         if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
             return Err(ConfigError::invalid(
                 "storage.s3.region",
@@ -285,15 +338,16 @@ impl RawS3 {
         }
         Ok(S3Storage {
             redirect,
+            redirect_endpoint,
             multipart_copy_threshold,
             replica,
             refresh_interval,
             lease_settle,
-            path_style: self.path_style.unwrap_or(self.endpoint.is_some()),
+            path_style: self.path_style.unwrap_or(endpoint.is_some()),
             bucket,
             prefix,
             region: self.region,
-            endpoint: self.endpoint.map(|e| e.trim_end_matches('/').to_string()),
+            endpoint,
             credentials: self.credentials,
             part_size,
             ca_file: self.ca_file,
@@ -404,5 +458,36 @@ mod tests {
         assert_eq!(s3("redirect_expiry = \"1h\"").redirect, None);
         let t = s3("multipart_copy_threshold = \"8MiB\"").multipart_copy_threshold;
         assert_eq!(t, 8 << 20);
+        assert_eq!(d.redirect_endpoint, None);
+        let e = s3("redirect = true\nredirect_endpoint = \"https://s3.example.com/\"");
+        assert_eq!(
+            e.redirect_endpoint.as_deref(),
+            Some("https://s3.example.com")
+        );
+        let e = s3("redirect_endpoint = \"http://[::1]:3900\"").redirect_endpoint;
+        assert_eq!(e.as_deref(), Some("http://[::1]:3900"));
+    }
+
+    #[test]
+    fn a_redirect_endpoint_is_a_bare_http_url() {
+        for bad in [
+            "s3.example.com",
+            "ftp://s3.example.com",
+            "https://",
+            "https://s3.example.com/wharf",
+            "https://s3.example.com/?x=1",
+            "https://s3.example.com/#top",
+            "https://key:secret@s3.example.com",
+            "https://key@s3.example.com",
+        ] {
+            let t = format!("bucket = \"wharf\"\nredirect = true\nredirect_endpoint = \"{bad}\"");
+            let e = parse(Some("s3"), Some(&t)).unwrap_err();
+            assert!(e.contains("storage.s3.redirect_endpoint"), "{bad}: {e}");
+            assert!(e.contains("no path, query or credentials"), "{bad}: {e}");
+            assert!(!e.contains("secret"), "{bad}: {e}");
+        }
+        // `endpoint` keeps accepting a path (a store behind a path prefix).
+        let t = "bucket = \"wharf\"\nendpoint = \"http://127.0.0.1:3900/s3\"";
+        assert!(parse(Some("s3"), Some(t)).is_ok());
     }
 }

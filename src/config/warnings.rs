@@ -42,6 +42,15 @@ impl Config {
                 names.first().copied().unwrap_or("<remote>")
             ));
         }
+        if let super::StorageBackend::S3(s3) = &self.storage {
+            if s3.redirect.is_none() && s3.redirect_endpoint.is_some() {
+                w.push(
+                    "storage.s3.redirect_endpoint is set but storage.s3.redirect is not true: blob GETs stream through wharf \
+                     and the redirect endpoint is never used (set redirect = true, or remove redirect_endpoint)"
+                        .into(),
+                );
+            }
+        }
         w
     }
 }
@@ -76,6 +85,19 @@ mod tests {
             "{w:?}"
         );
         assert!(warnings("[server]\nmode = \"mirror\"\n", "0.0.0.0:5000").is_empty());
+    }
+
+    #[test]
+    fn an_unused_redirect_endpoint_is_called_out() {
+        let s3 = |keys: &str| {
+            format!("[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nredirect_endpoint = \"https://s3.example.com\"\n{keys}")
+        };
+        let w = warnings(&s3(""), "127.0.0.1:5000");
+        assert!(
+            w.iter().any(|s| s.contains("storage.s3.redirect_endpoint")),
+            "{w:?}"
+        );
+        assert!(warnings(&s3("redirect = true\n"), "127.0.0.1:5000").is_empty());
     }
 
     #[test]

@@ -160,6 +160,19 @@ impl Manifest {
         })
     }
 
+    /// What this manifest references that a registry stores (and a GC must
+    /// keep while it is linked): its config, its layers but foreign ones
+    /// (they live at their `urls`), its child manifests. Not its subject: a
+    /// referrer does not keep its subject.
+    pub fn stored_references(&self) -> impl Iterator<Item = &Digest> {
+        let layers = self.layers.iter().filter(|l| !l.is_foreign());
+        self.config
+            .iter()
+            .chain(layers)
+            .chain(&self.manifests)
+            .map(|d| &d.digest)
+    }
+
     /// The artifact type a referrers response reports: `artifactType`, else
     /// the config's media type (spec rule for image manifests).
     pub fn effective_artifact_type(&self) -> Option<String> {
@@ -213,5 +226,31 @@ mod tests {
         .is_err());
         let bad_digest = image(None).replace(D, "sha256:nope");
         assert!(Manifest::parse(bad_digest.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn stored_references_skip_foreign_layers_and_the_subject() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let desc = |c: char, extra: &str| {
+            format!(r#"{{"mediaType":"x","digest":"{}","size":1{extra}}}"#, d(c))
+        };
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{},{}],"subject":{}}}"#,
+            desc('a', ""),
+            desc('b', ""),
+            desc('c', r#","urls":["https://example.com/c"]"#),
+            desc('e', ""),
+        );
+        let m = Manifest::parse(m.as_bytes(), None).unwrap();
+        let refs: Vec<String> = m.stored_references().map(|x| x.to_string()).collect();
+        assert_eq!(refs, [d('a'), d('b')]);
+        let i = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{},{}]}}"#,
+            desc('a', ""),
+            desc('f', ""),
+        );
+        let i = Manifest::parse(i.as_bytes(), None).unwrap();
+        let refs: Vec<String> = i.stored_references().map(|x| x.to_string()).collect();
+        assert_eq!(refs, [d('a'), d('f')]);
     }
 }

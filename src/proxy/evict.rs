@@ -15,7 +15,9 @@
 //! (pushed content lives in projects). Evicting an image removes its
 //! manifest, tags and the links of blobs no remaining manifest of the
 //! repository needs, then the blob content nothing links or references any
-//! more.
+//! more. On a store shared by replicas, that content is deleted in batches
+//! fenced like a GC sweep's (`store::gc_fence`): a manifest another
+//! replica pushes or caches meanwhile keeps its blobs.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -232,27 +234,17 @@ async fn record(store: &Store, rep: &EvictReport, trigger: &str, started: Instan
 }
 
 /// Delete the content of `freed` digests that nothing links or references
-/// any more (the caller holds the GC lock).
+/// any more (the caller holds the GC lock; deletes are fenced against
+/// manifests committed on other replicas like a GC sweep's, see
+/// `store::gc_fence`).
 async fn remove_unreferenced(
     store: &Store,
     freed: HashSet<Digest>,
     report: &mut EvictReport,
 ) -> Result<()> {
-    if freed.is_empty() {
-        return Ok(());
-    }
-    let marked = store.mark().await?;
-    let linked: HashSet<&Digest> = marked.layer_links.iter().map(|(_, d, _)| d).collect();
-    for d in freed {
-        if marked.live.contains(&d) || linked.contains(&d) {
-            continue;
-        }
-        let size = store.blobs().size(&d).await?.unwrap_or(0);
-        if store.blobs().delete(&d).await? {
-            report.blobs_removed += 1;
-            report.bytes_freed += size;
-        }
-    }
+    let swept = store.remove_unreferenced(freed).await?;
+    report.blobs_removed += swept.blobs_removed;
+    report.bytes_freed += swept.bytes_freed;
     Ok(())
 }
 
@@ -331,7 +323,99 @@ async fn evict_image(store: &Store, name: &RepoName, d: &Digest) -> Result<Vec<D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::gc::tests::{blob, image, present};
+    use crate::store::gc::tests::{blob, image, manifest, present};
+    use crate::store::{test_replicas, PausePoint};
+
+    /// Cache an image of config `b"{}"`, `layers` and one layer of its own
+    /// (not fetched yet) in `repo`, as the pull-through cache does.
+    async fn cache(s: &Store, repo: &RepoName, layers: &[&Digest]) -> Digest {
+        let own = Digest::sha256_of(repo.as_str().as_bytes());
+        let layers: Vec<&Digest> = layers.iter().copied().chain([&own]).collect();
+        let (d, bytes, parsed) = manifest(&Digest::sha256_of(b"{}"), &layers);
+        let commit = s.begin_manifest(&d, &parsed).await.unwrap();
+        commit.link(repo, bytes, None).await.unwrap();
+        d
+    }
+
+    /// Wait for a paused store (a test fails rather than hangs when the
+    /// point is never reached).
+    async fn reached(p: &crate::store::Pause, what: &str) {
+        tokio::time::timeout(Duration::from_secs(10), p.reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{what}"));
+    }
+
+    /// Replica a holds `up/old` (one image of layer x) and evicts it.
+    async fn evicting(a: &Store) -> (Digest, Digest, tokio::task::JoinHandle<EvictReport>) {
+        let old: RepoName = "up/old".parse().unwrap();
+        let x = blob(a, &old, &[1u8; 5000]).await;
+        let m_old = image(a, &old, &[&x]).await;
+        let ev = tokio::spawn({
+            let a = a.clone();
+            async move { evict(&a, &["up".to_string()], 1000).await.unwrap() }
+        });
+        (x, m_old, ev)
+    }
+
+    #[tokio::test]
+    async fn an_eviction_keeps_what_a_manifest_cached_on_another_replica_after_its_mark_references()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = test_replicas(dir.path());
+        // a evicted the image and marked: x is referenced by nothing.
+        let hold = a.pause_at(PausePoint::SweepStart);
+        let (x, m_old, ev) = evicting(&a).await;
+        reached(&hold, "a's eviction never marked").await;
+        let other: RepoName = "up/other".parse().unwrap();
+        let m = cache(&b, &other, &[&x]).await;
+        hold.resume.notify_one();
+        let report = ev.await.unwrap();
+        assert_eq!(report.evicted, [format!("up/old@{m_old}")]);
+        // Only the evicted manifest's own bytes went.
+        assert_eq!(report.blobs_removed, 1, "{report:?}");
+        assert!(!present(&a, &m_old).await);
+        for d in [&x, &Digest::sha256_of(b"{}"), &m] {
+            assert!(
+                present(&a, d).await,
+                "{d} of the cached manifest was removed"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manifest_cached_during_an_eviction_batch_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = test_replicas(dir.path());
+        // a's delete batch has flagged itself and checked a candidate.
+        let hold_a = a.pause_at(PausePoint::SweepDelete);
+        let (x, _, ev) = evicting(&a).await;
+        reached(&hold_a, "a's eviction never deleted").await;
+        let hold_b = b.pause_at(PausePoint::SweepFlagSeen);
+        let other: RepoName = "up/other".parse().unwrap();
+        let mut put = tokio::spawn({
+            let (b, other, x) = (b.clone(), other.clone(), x.clone());
+            async move { cache(&b, &other, &[&x]).await }
+        });
+        reached(&hold_b, "b's commit did not see a's sweep flag").await;
+        assert!(present(&b, &x).await);
+        hold_b.resume.notify_one();
+        // b links nothing while a's batch is open (a waits for resume):
+        // else it would count on an x that a then deletes.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut put).await;
+        assert!(early.is_err(), "b linked while a's batch was deleting");
+        hold_a.resume.notify_one();
+        let report = ev.await.unwrap();
+        let m = put.await.unwrap();
+        assert!(b.repo(&other).manifest(&m).await.unwrap().is_some());
+        // Linked after the batch: of the blobs it references, the one the
+        // batch had checked before b's marks is gone (a pull fetches it
+        // again), those checked after them were kept.
+        let mut kept = 0;
+        for d in [&x, &Digest::sha256_of(b"{}")] {
+            kept += usize::from(present(&b, d).await);
+        }
+        assert_eq!(report.blobs_removed + kept, 3, "{report:?}");
+    }
 
     #[tokio::test]
     async fn eviction_spares_pins_and_other_namespaces() {

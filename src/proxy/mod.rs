@@ -404,10 +404,12 @@ impl Proxy {
         }
         let parsed =
             Manifest::parse(&bytes, Some(&rm.media_type)).map_err(|e| bad(e.to_string()))?;
-        let subject = parsed.subject.as_ref().map(|s| &s.digest);
+        // Through the same GC fence as a push: a sweep or an eviction on
+        // another replica keeps what this manifest references.
         self.store
-            .repo(&t.cache_repo)
-            .put_manifest(&digest, &parsed.media_type, bytes.clone(), tag, subject)
+            .begin_manifest(&digest, &parsed)
+            .await?
+            .link(&t.cache_repo, bytes.clone(), tag)
             .await?;
         tracing::info!(remote = %t.remote.name, repo = %t.upstream_repo, reference, %digest, "manifest cached");
         self.evictor.fetched();

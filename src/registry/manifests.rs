@@ -11,18 +11,6 @@ use crate::oci::manifest::{self, Descriptor, Manifest};
 use crate::oci::{Digest, Reference, RepoName, Tag};
 use crate::store::{Delivery, StoredManifest};
 
-/// Everything a GC must keep for manifest `m` (of digest `d`): its own
-/// bytes, its config and stored layers, its child manifests.
-fn referenced(d: &Digest, m: &Manifest) -> Vec<Digest> {
-    let stored_layers = m.layers.iter().filter(|l| !l.is_foreign());
-    std::iter::once(d)
-        .chain(m.config.iter().map(|c| &c.digest))
-        .chain(stored_layers.map(|l| &l.digest))
-        .chain(m.manifests.iter().map(|c| &c.digest))
-        .cloned()
-        .collect()
-}
-
 /// A manifest accepted by [`Registry::put_manifest`].
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -78,10 +66,9 @@ impl Registry {
         };
         let m = Manifest::parse(&bytes, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        // Held until the revision is linked: no GC sweep in between (here
-        // by the lock, on other replicas by the marks, see `store::gc_fence`).
-        let _gc = self.store.gc_read().await;
-        let refs = self.store.reference_blobs(&referenced(&digest, &m)).await?;
+        // No GC sweep until the revision is linked (here by the lock, on
+        // other replicas by the marks, see `store::gc_fence`).
+        let commit = self.store.begin_manifest(&digest, &m).await?;
         self.check_references(name, &m).await?;
         self.check_manifest_quota(name, &digest, &m, bytes.len() as u64)
             .await?;
@@ -90,12 +77,7 @@ impl Registry {
             Reference::Digest(_) => None,
         };
         let subject = m.subject.as_ref().map(|s| s.digest.clone());
-        refs.check()?;
-        self.store
-            .repo(name)
-            .put_manifest(&digest, &m.media_type, bytes, tag, subject.as_ref())
-            .await?;
-        drop(_gc);
+        commit.link(name, bytes, tag).await?;
         let tag = tag.map(|t| t.to_string());
         self.scan_after_push(name, &digest, &m.media_type, tag, subject.is_some())
             .await;

@@ -33,10 +33,11 @@
 //! removed blob missing, like any missing blob). A PUT therefore waits for
 //! one batch at most, never for the mark. A candidate refreshed within the
 //! grace period since the mark (re-pushed) is kept. Dry runs take no lock
-//! and remove nothing. Manifest `PUT`s on *other* replicas sharing the
-//! store are fenced by reference marks and a per-batch sweep flag (see
-//! [`super::gc_fence`]): a candidate a `PUT` marked is kept, and a batch
-//! deletes for at most 10 s.
+//! and remove nothing. Manifests committed on *other* replicas sharing the
+//! store (pushed or cached) are fenced by reference marks and a per-batch
+//! sweep flag (see [`super::gc_fence`]): a candidate a commit marked is
+//! kept, and a batch deletes for at most 10 s. A cache eviction's deletes
+//! ([`Store::remove_unreferenced`]) run in the same flagged batches.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -260,6 +261,60 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Remove the content of `freed` (what a cache eviction unlinked) that
+    /// no linked manifest references and no repository links any more. The
+    /// caller holds the GC lock for writing (no manifest of this process
+    /// is committed meanwhile); manifests committed on other replicas are
+    /// fenced as against a GC sweep: deletes run in flagged batches, and a
+    /// blob marked since the mark phase minus
+    /// [`REF_WINDOW`](super::gc_fence::REF_WINDOW) is kept.
+    pub(crate) async fn remove_unreferenced(&self, freed: HashSet<Digest>) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        if freed.is_empty() {
+            return Ok(report);
+        }
+        let mark_start = SystemTime::now();
+        let marked = self.mark().await?;
+        #[cfg(test)]
+        self.test_pause(super::PausePoint::SweepStart).await;
+        let linked: HashSet<&Digest> = marked.layer_links.iter().map(|(_, d, _)| d).collect();
+        let mut candidates = Vec::new();
+        for d in freed {
+            if marked.live.contains(&d) || linked.contains(&d) {
+                continue;
+            }
+            if let Some(m) = self.blobs().stat(&d).await? {
+                candidates.push((d, m));
+            }
+        }
+        report.blobs_total = candidates.len();
+        let opts = GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+            trigger: "eviction",
+        };
+        let window = super::gc_fence::REF_WINDOW;
+        let mut sweep = Sweep {
+            store: self,
+            opts: &opts,
+            now: SystemTime::now(),
+            referenced_since: mark_start
+                .checked_sub(window)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            live: HashSet::new(),
+            links: HashMap::new(),
+            report,
+        };
+        let mut rest = &candidates[..];
+        while !rest.is_empty() {
+            let done = sweep.flagged_batch(rest).await?;
+            rest = &rest[done..];
+        }
+        Ok(sweep.report)
+    }
+}
+
 /// Blobs removed per hold of the GC lock.
 pub const SWEEP_BATCH: usize = 64;
 
@@ -294,6 +349,13 @@ impl Sweep<'_> {
             }
             return Ok(candidates.len().min(SWEEP_BATCH));
         }
+        self.flagged_batch(candidates).await
+    }
+
+    /// The deleting part of a batch, under a sweep flag (see
+    /// [`super::gc_fence`]); the caller holds the GC lock for writing.
+    async fn flagged_batch(&mut self, candidates: &[(Digest, ObjectMeta)]) -> Result<usize> {
+        let store = self.store;
         let batch = store.start_batch().await?;
         let mut done = 0;
         let result = async {
@@ -404,21 +466,30 @@ pub(crate) mod tests {
         d
     }
 
-    pub async fn image(s: &Store, repo: &RepoName, layers: &[&Digest]) -> Digest {
+    /// An image manifest of config `cfg` and `layers`: its bytes, parsed.
+    pub fn manifest(
+        cfg: &Digest,
+        layers: &[&Digest],
+    ) -> (Digest, Bytes, crate::oci::manifest::Manifest) {
         let layers: Vec<_> = layers
             .iter()
             .map(|d| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": 1}))
             .collect();
-        let cfg = blob(s, repo, b"{}").await;
         let m = serde_json::json!({
             "schemaVersion": 2, "mediaType": MT,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
             "layers": layers,
         });
-        let bytes = serde_json::to_vec(&m).unwrap();
-        let d = Digest::sha256_of(&bytes);
+        let bytes = Bytes::from(serde_json::to_vec(&m).unwrap());
+        let parsed = crate::oci::manifest::Manifest::parse(&bytes, Some(MT)).unwrap();
+        (Digest::sha256_of(&bytes), bytes, parsed)
+    }
+
+    pub async fn image(s: &Store, repo: &RepoName, layers: &[&Digest]) -> Digest {
+        let cfg = blob(s, repo, b"{}").await;
+        let (d, bytes, _) = manifest(&cfg, layers);
         s.repo(repo)
-            .put_manifest(&d, MT, Bytes::from(bytes), None, None)
+            .put_manifest(&d, MT, bytes, None, None)
             .await
             .unwrap();
         d
@@ -485,26 +556,14 @@ pub(crate) mod tests {
         layers: &[&Digest],
     ) -> Result<Digest, Digest> {
         let cfg = blob(s, repo, b"{}").await;
-        let m = serde_json::json!({
-            "schemaVersion": 2, "mediaType": MT,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg.to_string(), "size": 2},
-            "layers": layers.iter().map(|d| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": 1})).collect::<Vec<_>>(),
-        });
-        let bytes = serde_json::to_vec(&m).unwrap();
-        let d = Digest::sha256_of(&bytes);
-        let mut all = vec![d.clone(), cfg];
-        all.extend(layers.iter().map(|l| (*l).clone()));
-        let refs = s.reference_blobs(&all).await.unwrap();
-        for l in &all[1..] {
+        let (d, bytes, parsed) = manifest(&cfg, layers);
+        let commit = s.begin_manifest(&d, &parsed).await.unwrap();
+        for l in parsed.stored_references() {
             if !s.repo(repo).has_blob(l).await.unwrap() {
                 return Err(l.clone());
             }
         }
-        refs.check().unwrap();
-        s.repo(repo)
-            .put_manifest(&d, MT, Bytes::from(bytes), None, None)
-            .await
-            .unwrap();
+        commit.link(repo, bytes, None).await.unwrap();
         Ok(d)
     }
 

@@ -1,6 +1,12 @@
-//! The fence between a GC sweep on one replica and manifest `PUT`s on the
-//! others (a store shared by replicas; in one process the GC lock of
-//! [`super::gc`] does this, and nothing here writes anything).
+//! The fence between a GC sweep (or a cache eviction's deletes) on one
+//! replica and manifest commits on the others (a store shared by replicas;
+//! in one process the GC lock of [`super::gc`] does this, and nothing here
+//! writes anything).
+//!
+//! Every manifest a repository links goes through [`Store::begin_manifest`]
+//! and [`ManifestCommit::link`]: pushed ones (which check their blobs in
+//! between) and those the pull-through cache stores (whose blobs arrive
+//! later). "`PUT`" below is either.
 //!
 //! **The protocol.** A manifest `PUT` first writes a *reference mark*
 //! (`gc/refs/<alg>/<hex>`, holding the time by its clock) for every blob it references and its own
@@ -36,7 +42,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{layout, Result, Store, StoreError};
-use crate::oci::Digest;
+use crate::oci::manifest::Manifest;
+use crate::oci::{Digest, RepoName, Tag};
 
 /// A mark younger than a GC's mark phase minus this (or minus
 /// `gc_grace`, when shorter) keeps its blob.
@@ -66,13 +73,13 @@ struct SweepFlag {
 
 /// A manifest `PUT`'s marks on the blobs it references (see the module
 /// docs); [`References::check`] before linking the manifest.
-pub struct References {
+struct References {
     marked: Instant,
 }
 
 impl References {
     /// Fails when the marks are too old to protect the blobs any longer.
-    pub fn check(&self) -> Result<()> {
+    fn check(&self) -> Result<()> {
         if self.marked.elapsed() > REF_HOLD {
             return Err(StoreError::ReferencesExpired(REF_HOLD));
         }
@@ -92,10 +99,63 @@ impl Batch {
     }
 }
 
+/// A manifest being committed: no sweep of this process runs until it is
+/// linked or dropped, and on a shared store what it references is marked
+/// (see the module docs).
+pub struct ManifestCommit<'s> {
+    store: &'s Store,
+    digest: Digest,
+    media_type: String,
+    subject: Option<Digest>,
+    refs: References,
+    _gc: tokio::sync::RwLockReadGuard<'s, ()>,
+}
+
+impl ManifestCommit<'_> {
+    /// Link the manifest into `repo` (its `bytes`, verified by the caller
+    /// to have the digest given to [`Store::begin_manifest`]), under `tag`
+    /// if any; fails with [`StoreError::ReferencesExpired`], linking
+    /// nothing, when the marks are too old.
+    pub async fn link(self, repo: &RepoName, bytes: Bytes, tag: Option<&Tag>) -> Result<()> {
+        self.refs.check()?;
+        self.store
+            .repo(repo)
+            .put_manifest(
+                &self.digest,
+                &self.media_type,
+                bytes,
+                tag,
+                self.subject.as_ref(),
+            )
+            .await
+    }
+}
+
 impl Store {
+    /// Begin committing manifest `m` of digest `d`: hold off this process's
+    /// sweeps, mark `d` and what `m` references, and wait out a sweep batch
+    /// deleting now. Whatever must be present is checked after this, then
+    /// [`ManifestCommit::link`].
+    pub async fn begin_manifest(&self, d: &Digest, m: &Manifest) -> Result<ManifestCommit<'_>> {
+        let gc = self.gc_read().await;
+        let referenced: Vec<Digest> = std::iter::once(d)
+            .chain(m.stored_references())
+            .cloned()
+            .collect();
+        let refs = self.reference_blobs(&referenced).await?;
+        Ok(ManifestCommit {
+            store: self,
+            digest: d.clone(),
+            media_type: m.media_type.clone(),
+            subject: m.subject.as_ref().map(|s| s.digest.clone()),
+            refs,
+            _gc: gc,
+        })
+    }
+
     /// Before a manifest `PUT` checks the blobs `digests` it references:
     /// mark them, and wait for a sweep batch deleting now to end.
-    pub async fn reference_blobs(&self, digests: &[Digest]) -> Result<References> {
+    async fn reference_blobs(&self, digests: &[Digest]) -> Result<References> {
         let marked = Instant::now();
         if self.cluster().is_none() {
             return Ok(References { marked });

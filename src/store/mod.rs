@@ -45,7 +45,7 @@ pub use backend::{BlobData, DirectUrl, ObjectMeta};
 pub use blobs::{Blobs, Delivery};
 pub use cleanup::CleanupReport;
 pub use events::EventQueue;
-pub use gc_fence::References;
+pub use gc_fence::ManifestCommit;
 pub use inventory::Artifact;
 pub use layout::{Doc, ScanDoc};
 pub use lease::{ClusterSettings, Lease, LeaseFor, LeaseGuard, Taken};
@@ -307,9 +307,9 @@ impl Store {
         self.inner.content_changed.notify_one();
     }
 
-    /// Held for reading by a manifest `PUT` from its reference check to the
-    /// revision link (see [`gc`]).
-    pub async fn gc_read(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+    /// Held for reading by a manifest commit from its reference check to the
+    /// revision link (see [`gc`] and [`Store::begin_manifest`]).
+    async fn gc_read(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.inner.gc_lock.read().await
     }
 

@@ -129,8 +129,10 @@ impl<'a> Repo<'a> {
     // --- manifests --------------------------------------------------------
 
     /// Store manifest `bytes` (digest `d`, already verified by the caller),
-    /// optionally under `tag`, recording `subject` for referrers.
-    pub async fn put_manifest(
+    /// optionally under `tag`, recording `subject` for referrers. Outside
+    /// the store every manifest comes in through the GC fence
+    /// ([`super::Store::begin_manifest`]).
+    pub(super) async fn put_manifest(
         &self,
         d: &Digest,
         media_type: &str,

@@ -88,6 +88,19 @@ pub async fn client(
     Ok(aws_sdk_s3::Client::from_conf(b.build()))
 }
 
+/// The client that presigns redirect URLs: `client` itself, or with
+/// `storage.s3.redirect_endpoint` as its endpoint, so that the URL names
+/// the host clients use and the signature covers that host. Presigning
+/// sends nothing: this client never makes a request.
+pub fn presigner(client: &aws_sdk_s3::Client, cfg: &S3Storage) -> aws_sdk_s3::Client {
+    match &cfg.redirect_endpoint {
+        None => client.clone(),
+        Some(e) => {
+            aws_sdk_s3::Client::from_conf(client.config().to_builder().endpoint_url(e).build())
+        }
+    }
+}
+
 /// Check that the bucket answers and the credentials may use it.
 pub async fn check_bucket(
     client: &aws_sdk_s3::Client,
@@ -144,4 +157,62 @@ where
         io::ErrorKind::Other
     };
     io::Error::new(kind, format!("S3 {op} {key}: {}", DisplayErrorContext(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(redirect_endpoint: Option<&str>) -> S3Storage {
+        S3Storage {
+            bucket: "wharf".into(),
+            prefix: String::new(),
+            region: Some("garage".into()),
+            endpoint: Some("http://garage.storage.svc:3900".into()),
+            path_style: true,
+            credentials: None,
+            part_size: crate::config::MIN_PART_SIZE,
+            ca_file: None,
+            replica: "a".into(),
+            refresh_interval: Duration::from_secs(10),
+            lease_settle: Duration::from_millis(250),
+            redirect: Some(Duration::from_secs(300)),
+            redirect_endpoint: redirect_endpoint.map(String::from),
+            multipart_copy_threshold: 5 << 30,
+        }
+    }
+
+    /// The URL a presigner of `cfg` makes for key `k` (no request is sent).
+    async fn presigned(cfg: &S3Storage) -> String {
+        let keys = ("GK1".to_string(), SecretString::new("secret"));
+        let c = client(cfg, Some(keys)).await.unwrap();
+        let p =
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+        let req = presigner(&c, cfg)
+            .get_object()
+            .bucket("wharf")
+            .key("blobs/sha256/ab/abcd")
+            .presigned(p)
+            .await
+            .unwrap();
+        req.uri().to_string()
+    }
+
+    #[tokio::test]
+    async fn presigned_urls_name_the_redirect_endpoint() {
+        let inside = presigned(&settings(None)).await;
+        assert!(
+            inside.starts_with("http://garage.storage.svc:3900/wharf/blobs/sha256/ab/abcd?"),
+            "{inside}"
+        );
+        let public = presigned(&settings(Some("https://s3.example.com"))).await;
+        assert!(
+            public.starts_with("https://s3.example.com/wharf/blobs/sha256/ab/abcd?"),
+            "{public}"
+        );
+        assert!(public.contains("X-Amz-Signature="), "{public}");
+        // The host is signed: the two signatures differ.
+        let sig = |u: &str| u.split("X-Amz-Signature=").nth(1).map(String::from);
+        assert_ne!(sig(&inside), sig(&public));
+    }
 }

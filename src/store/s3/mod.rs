@@ -14,7 +14,9 @@
 //!   one atomic step, metadata only on Garage).
 //! - Serving: `BlobData::Remote`, a ranged `GetObject` per request; with
 //!   `redirect`, a presigned `GetObject` URL the client follows itself
-//!   ([`BlobBackend::direct_url`]).
+//!   ([`BlobBackend::direct_url`]), built and signed for
+//!   `redirect_endpoint` when the clients reach the store under another
+//!   address than wharf does.
 //! - Copies above `multipart_copy_threshold` (5 GiB, AWS's `CopyObject`
 //!   limit) are multipart copies ([`copy`]): `UploadPartCopy` of ranges,
 //!   aborted on failure.
@@ -75,6 +77,8 @@ struct Inner {
     part_size: usize,
     /// Lifetime of presigned redirect URLs; `None`: no redirects.
     redirect: Option<Duration>,
+    /// Presigns redirect URLs (for `redirect_endpoint` when set).
+    presigner: aws_sdk_s3::Client,
     /// Objects above this size are copied with a multipart copy.
     copy_threshold: u64,
     /// Local spool files of pull-through fetches (followers read them).
@@ -96,6 +100,7 @@ impl S3Backend {
         client::check_bucket(&client, cfg).await?;
         Ok(S3Backend {
             inner: Arc::new(Inner {
+                presigner: client::presigner(&client, cfg),
                 client,
                 bucket: cfg.bucket.clone(),
                 prefix: cfg.prefix.clone(),
@@ -597,7 +602,8 @@ impl BlobBackend for S3Backend {
         let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(expiry)
             .map_err(|e| io::Error::other(format!("presigning {key}: {e}")))?;
         let req = self
-            .s3()
+            .inner
+            .presigner
             .get_object()
             .bucket(self.bucket())
             .key(self.full(&key))
