@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
+mod fields;
+
 use crate::config::{Config, LogFormat};
 
 /// Install the global subscriber (once; later calls are ignored).
@@ -39,7 +41,7 @@ pub fn init(cfg: &Config) {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => b.try_init(),
+        LogFormat::Text => b.fmt_fields(fields::PlainFields).try_init(),
     };
 }
 

@@ -208,7 +208,7 @@ pin_project_lite::pin_project! {
         inner: Body,
         method: http::Method,
         // Path and query as received (`ns=` routing shows in the log).
-        target: String,
+        target: http::Uri,
         status: u16,
         start: Instant,
         bytes: u64,
@@ -222,9 +222,13 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let ms = this.start.elapsed().as_micros() as f64 / 1000.0;
+            let path_and_query = this
+                .target
+                .path_and_query()
+                .map_or(this.target.path(), |pq| pq.as_str());
             tracing::info!(
                 method = %this.method,
-                target = %this.target,
+                target = %path_and_query,
                 status = *this.status,
                 bytes = *this.bytes,
                 complete = *this.done,
@@ -241,7 +245,7 @@ impl Logged {
     pub fn new(
         inner: Body,
         method: http::Method,
-        target: String,
+        target: http::Uri,
         status: u16,
         start: Instant,
         expected: Option<u64>,

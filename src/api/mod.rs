@@ -90,10 +90,8 @@ impl Api {
     ) -> Result<Response<body::Logged>, Infallible> {
         let start = Instant::now();
         let method = req.method().clone();
-        let target = req.uri().path_and_query().map_or_else(
-            || req.uri().path().to_string(),
-            |pq| pq.as_str().to_string(),
-        );
+        // For the log line; a clone shares the request's bytes.
+        let target = req.uri().clone();
         let mut resp = match self.dispatch(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -116,18 +114,21 @@ impl Api {
         Ok(resp.map(|b| body::Logged::new(b, method, target, status, start, expected)))
     }
 
+    /// The management API, the dashboard and the token endpoint are boxed:
+    /// their futures are large, and inline they would make every request's
+    /// future that large (it is moved, i.e. copied, as a whole).
     async fn dispatch(&self, req: Request<Incoming>) -> Reply {
         if let Some(r) = ops::handle(self, &req).await {
             return r;
         }
         if req.uri().path().starts_with("/api/v1/") {
-            return self.management(req).await;
+            return Box::pin(self.management(req)).await;
         }
         if crate::ui::owns(req.uri().path()) {
-            return crate::ui::serve(self, req).await;
+            return Box::pin(crate::ui::serve(self, req)).await;
         }
         if req.uri().path() == "/token" && matches!(*req.method(), Method::GET | Method::POST) {
-            return self.token(req).await;
+            return Box::pin(self.token(req)).await;
         }
         let route = Route::parse(req.method(), req.uri().path())?;
         let target = match route.repo() {

@@ -76,12 +76,11 @@ impl Route {
                     ApiError::new(ErrorCode::NameInvalid).detail("repository name is missing")
                 );
             }
-            segs[..k]
-                .join("/")
-                .parse()
-                .map_err(|e: crate::oci::NameError| {
-                    ApiError::new(ErrorCode::NameInvalid).detail(e.to_string())
-                })
+            // The first k segments, as they stand in the path (no copy).
+            let end = segs[..k].iter().map(|s| s.len() + 1).sum::<usize>() - 1;
+            rest[..end].parse().map_err(|e: crate::oci::NameError| {
+                ApiError::new(ErrorCode::NameInvalid).detail(e.to_string())
+            })
         };
         let digest_of = |s: &str| -> Result<Digest, ApiError> {
             s.parse().map_err(|e: crate::oci::DigestError| {

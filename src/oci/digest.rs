@@ -47,17 +47,35 @@ pub enum DigestError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
     algorithm: Algorithm,
-    hex: String,
+    /// The whole digest, `algorithm:hex`: kept as text because it is
+    /// mostly used as text (headers, keys, paths, logs), which then needs
+    /// no formatting.
+    text: String,
 }
 
 impl Digest {
+    /// A digest from its parts; `hex` must already be valid for `algorithm`.
+    fn from_parts(algorithm: Algorithm, hex: &str) -> Digest {
+        let alg = algorithm.as_str();
+        let mut text = String::with_capacity(alg.len() + 1 + hex.len());
+        text.push_str(alg);
+        text.push(':');
+        text.push_str(hex);
+        Digest { algorithm, text }
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
     /// The encoded (hex) part.
     pub fn hex(&self) -> &str {
-        &self.hex
+        &self.text[self.algorithm.as_str().len() + 1..]
+    }
+
+    /// `algorithm:hex`, as [`Display`](fmt::Display) writes it.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Digest of a byte slice (convenience for small payloads such as
@@ -104,14 +122,14 @@ impl FromStr for Digest {
         }
         Ok(Digest {
             algorithm,
-            hex: enc.to_string(),
+            text: s.to_string(),
         })
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.as_str(), self.hex)
+        f.write_str(&self.text)
     }
 }
 
@@ -168,7 +186,7 @@ impl Hasher {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
             Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
-        Digest { algorithm, hex }
+        Digest::from_parts(algorithm, &hex)
     }
 }
 
@@ -264,10 +282,7 @@ impl ResumableSha256 {
         for (i, w) in state.iter().enumerate() {
             out[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
         }
-        Digest {
-            algorithm: Algorithm::Sha256,
-            hex: hex::encode(out),
-        }
+        Digest::from_parts(Algorithm::Sha256, &hex::encode(out))
     }
 
     /// The state as a hex string, for [`restore`](Self::restore).

@@ -56,8 +56,15 @@ impl Default for ManifestCache {
     }
 }
 
-fn key(repo: &RepoName, d: &Digest) -> String {
-    format!("{repo}@{d}")
+/// `repo@digest`, the key of a manifest of a repository (also of its
+/// pull marks). Built without `format!`: it is made on every manifest GET.
+pub(super) fn key(repo: &RepoName, d: &Digest) -> String {
+    let (r, d) = (repo.as_str(), d.as_str());
+    let mut k = String::with_capacity(r.len() + 1 + d.len());
+    k.push_str(r);
+    k.push('@');
+    k.push_str(d);
+    k
 }
 
 impl ManifestCache {

@@ -536,7 +536,7 @@ impl<'a> Repo<'a> {
 
     /// Note that manifest `d` was pulled (at most once a minute).
     pub async fn record_pull(&self, d: &Digest) {
-        let key = format!("{}@{d}", self.name);
+        let key = super::manifest_cache::key(self.name, d);
         let marks = &self.store.inner.pull_marks;
         if marks.get(&key).is_some() {
             return;

@@ -108,7 +108,7 @@ pub fn headers(d: &Digest) -> http::response::Builder {
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header("docker-content-digest", d.to_string())
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, format!("\"{d}\""))
+        .header(header::ETAG, super::etag(d))
         .header(header::CACHE_CONTROL, "max-age=31536000")
 }
 

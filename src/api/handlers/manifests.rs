@@ -58,8 +58,8 @@ pub fn respond(req: &Request<Incoming>, r: &Reference, m: StoredManifest) -> Rep
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, &m.media_type)
         .header(header::CONTENT_LENGTH, len)
-        .header("docker-content-digest", m.digest.to_string())
-        .header(header::ETAG, format!("\"{}\"", m.digest))
+        .header("docker-content-digest", m.digest.as_str())
+        .header(header::ETAG, super::etag(&m.digest))
         .body(body)?)
 }
 

@@ -43,6 +43,15 @@ impl Query {
     }
 }
 
+/// The strong validator of content `d`: its quoted digest.
+pub fn etag(d: &crate::oci::Digest) -> String {
+    let mut v = String::with_capacity(d.as_str().len() + 2);
+    v.push('"');
+    v.push_str(d.as_str());
+    v.push('"');
+    v
+}
+
 /// A header's value as a string, if present and visible ASCII.
 pub fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
