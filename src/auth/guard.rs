@@ -43,6 +43,8 @@ pub struct Guard {
     /// One argon2 buffer per slot, reused (see `password::Blocks`).
     buffers: std::sync::Mutex<Vec<super::password::Blocks>>,
     queue_timeout: Duration,
+    /// One verification per credential at a time (see [`Guard::turn`]).
+    verifying: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Mutex<()>>>,
     failed: moka::sync::Cache<[u8; 32], ()>,
     failures: moka::sync::Cache<String, Arc<AtomicU32>>,
     max_failures: u32,
@@ -60,6 +62,10 @@ impl Guard {
             slots: Arc::new(Semaphore::new(limits.login_concurrency.max(1))),
             buffers: std::sync::Mutex::new(Vec::new()),
             queue_timeout: limits.login_queue_timeout,
+            verifying: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(60))
+                .build(),
             failed: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(window)
@@ -114,6 +120,18 @@ impl Guard {
             return Err(Refusal::KnownBad);
         }
         Ok(())
+    }
+
+    /// The turn of credentials `key` (from [`Guard::credential_key`]),
+    /// waited for at most the queue timeout: requests with the same
+    /// credentials verify one at a time, so a burst of them costs one
+    /// argon2 run (the others find its outcome cached) instead of one
+    /// run, and one 19 MiB buffer, per slot.
+    pub async fn turn(&self, key: &[u8; 32]) -> Result<tokio::sync::OwnedMutexGuard<()>, Refusal> {
+        let lock = self.verifying.get_with(*key, Default::default);
+        tokio::time::timeout(self.queue_timeout, lock.lock_owned())
+            .await
+            .map_err(|_| Refusal::Busy)
     }
 
     /// A verification slot, waited for at most the queue timeout.
@@ -219,6 +237,18 @@ mod tests {
         assert_ne!(g.credential_key("u:", "p"), g.credential_key("u", ":p"));
         g.record_failure(&k, "u", None);
         assert_eq!(g.precheck(&k, "u", None), Err(Refusal::KnownBad));
+    }
+
+    #[tokio::test]
+    async fn the_same_credentials_verify_one_at_a_time() {
+        let g = Guard::new(&limits());
+        let k = g.credential_key("u", "p");
+        let first = g.turn(&k).await.unwrap();
+        let other = g.credential_key("u", "q");
+        assert!(g.turn(&other).await.is_ok(), "other credentials go on");
+        assert_eq!(g.turn(&k).await.unwrap_err(), Refusal::Busy, "bounded wait");
+        drop(first);
+        assert!(g.turn(&k).await.is_ok());
     }
 
     #[tokio::test]

@@ -422,13 +422,13 @@ impl Authorizer {
         addr: Option<IpAddr>,
     ) -> Result<Subject, AuthError> {
         let key = self.guard.credential_key(user, pass);
-        if let Some(s) = self.verified.get(&key) {
-            // Still active? (revocation must take effect at once)
-            if self.subject_of(&s.username()).is_some() {
-                return Ok(s);
-            }
-            self.verified.invalidate(&key);
-            return Err(AuthError::BadCredentials);
+        if let Some(known) = self.recently_verified(&key) {
+            return known;
+        }
+        // Concurrent requests with these credentials wait for one check.
+        let _turn = self.guard.turn(&key).await.map_err(AuthError::from)?;
+        if let Some(known) = self.recently_verified(&key) {
+            return known;
         }
         self.guard
             .precheck(&key, user, addr)
@@ -471,6 +471,17 @@ impl Authorizer {
         }
         self.verified.insert(key, subject.clone());
         Ok(subject)
+    }
+
+    /// The outcome for credentials verified within the last minute, if
+    /// they were (their subject still active: revocation counts at once).
+    fn recently_verified(&self, key: &[u8; 32]) -> Option<Result<Subject, AuthError>> {
+        let s = self.verified.get(key)?;
+        if self.subject_of(&s.username()).is_some() {
+            return Some(Ok(s));
+        }
+        self.verified.invalidate(key);
+        Some(Err(AuthError::BadCredentials))
     }
 
     /// Pull-token credentials: a fast hash (the secret is random), failures
