@@ -23,7 +23,8 @@
 //!    --version 1`, then wait until every node's admin API reports the
 //!    cluster `healthy` with all partitions OK;
 //! 5. `garage bucket create`, `garage key create`, `garage bucket allow
-//!    --read --write --owner`.
+//!    --read --write --owner`, then wait until every node lists the
+//!    bucket with that key.
 //!
 //! Every process is killed (and reaped) on drop.
 //!
@@ -309,6 +310,12 @@ impl Garage {
                 &g.access_key_id,
             ],
         );
+        // The bucket and key are made through node 0 and reach the other
+        // nodes a moment later (a wharf started on node 1 at once was
+        // refused with 400).
+        g.wait_until("the bucket and key on every node", || {
+            (0..g.len()).all(|i| g.s3(i).list(&[("max-keys", "1")]).status == 200)
+        });
         step(&mut g, "bucket + key");
         g.startup = t0.elapsed();
         Some(g)
