@@ -14,6 +14,9 @@
 //! - 40 robots created at once, 20 through A and 20 through B: all 40
 //!   exist afterwards on both (changes of the robots document are
 //!   serialized by its lease, none is lost);
+//! - a pull token with 3 uses pulled by 8 clients at once, split between
+//!   A and B: 3 pulls start, 5 are refused as used up; revoked through A,
+//!   B refuses its next blob request at once;
 //! - cold pull-through of one blob by 8 clients split between A and B:
 //!   the upstream sees one GET for the whole cluster (the fetch lease);
 //! - GC asked of both replicas at once: one runs, the other answers 409
@@ -360,6 +363,102 @@ fn robots_created_at_once_through_both_replicas_all_exist_on_both() {
             b.logs()
         );
     }
+}
+
+/// `GET path` on `w` with pull token (`user`, `pass`): status and body.
+fn get_as(w: &Wharf, user: &str, pass: &str, path: &str) -> (u16, String) {
+    let r = http()
+        .get(format!("{}{path}", w.url()))
+        .basic_auth(user, Some(pass))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+#[test]
+fn a_pull_tokens_uses_are_counted_once_across_replicas_and_its_revocation_is_at_once() {
+    let Some(g) = Garage::start(3) else { return };
+    let (a, b) = two_replicas(&g, LOCAL, "250ms");
+    let app = push_image(&a, "team/app", "v1", 7);
+    let r = a
+        .req(Method::POST, "/api/v1/pull-tokens")
+        .json(&serde_json::json!({"image": "team/app:v1", "uses": 3, "ttl": "1h"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", a.logs());
+    let v: serde_json::Value = r.json().unwrap();
+    let (user, pass) = (
+        v["username"].as_str().unwrap().to_string(),
+        v["password"].as_str().unwrap().to_string(),
+    );
+    // 8 pulls start at once, 4 through each replica: 3 uses, so 3 start.
+    const N: usize = 8;
+    let barrier = Arc::new(Barrier::new(N));
+    let t = Instant::now();
+    let handles: Vec<_> = (0..N)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.url() } else { b.url() };
+            let (barrier, user, pass) = (barrier.clone(), user.clone(), pass.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let r = http()
+                    .get(format!("{url}/v2/team/app/manifests/v1"))
+                    .basic_auth(&user, Some(&pass))
+                    .send()
+                    .unwrap();
+                (r.status().as_u16(), r.text().unwrap())
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    eprintln!(
+        "{N} pulls started through A and B at once in {:?}",
+        t.elapsed()
+    );
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let used_up = answers
+        .iter()
+        .filter(|(s, body)| *s == 403 && body.contains("used up"))
+        .count();
+    assert_eq!(
+        (ok, used_up),
+        (3, N - 3),
+        "{answers:?}\nA:\n{}\nB:\n{}",
+        a.logs(),
+        b.logs()
+    );
+    // Both replicas list the 3 spent uses.
+    for w in [&a, &b] {
+        let list: serde_json::Value = w
+            .req(Method::GET, "/api/v1/pull-tokens")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let list = list
+            .as_array()
+            .or(list["tokens"].as_array())
+            .cloned()
+            .unwrap();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["used"], 3, "{list:?}");
+    }
+    // The windows are open: a blob through B works; revoked on A, B
+    // refuses the next blob at once (no refresh interval to wait).
+    let blob = format!("/v2/team/app/blobs/{}", app.layers[0]);
+    assert_eq!(get_as(&b, &user, &pass, &blob).0, 200);
+    let id = user.strip_prefix("pull$").unwrap();
+    let r = a
+        .req(Method::DELETE, &format!("/api/v1/pull-tokens/{id}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "{}", a.logs());
+    let (status, body) = get_as(&b, &user, &pass, &blob);
+    assert!(
+        status == 401 || status == 403,
+        "B served a revoked token's blob: {status} {body}"
+    );
+    assert!(body.contains("not known"), "{body}");
 }
 
 #[test]

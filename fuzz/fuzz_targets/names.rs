@@ -1,6 +1,7 @@
 //! Repository names, tags, references and digests (every path parameter
-//! and every digest a client or a remote sends). Properties: what parses
-//! prints back to the same text, and is safe as a path component.
+//! and every digest a client or a remote sends), and the ids of pull tokens
+//! (from a client's username). Properties: what parses prints back to the
+//! same text, and is safe as a path component.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use wharf::oci::{Digest, Reference, RepoName, Tag};
@@ -21,6 +22,10 @@ fuzz_target!(|s: &str| {
     if let Ok(d) = s.parse::<Digest>() {
         assert_eq!(d.to_string(), s);
         assert!(d.hex().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    }
+    if let Some(id) = wharf::store::RecordId::parse(s) {
+        assert_eq!(id.as_str(), s);
+        assert!(s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
     match s.parse::<Reference>() {
         Ok(r) => assert_eq!(r.to_string(), s),

@@ -284,7 +284,7 @@ async fn refresh_loop(api: Arc<Api>, every: Duration) {
         }
         // Pull tokens re-read the store on use; this refreshes the ids that
         // Bearer tokens are checked against without I/O.
-        if let Err(e) = r.auth.pull_tokens().all().await {
+        if let Err(e) = r.auth.pull_tokens().reload().await {
             tracing::warn!(error = %e, "could not re-read pull tokens from the store");
         }
     }

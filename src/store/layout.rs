@@ -32,6 +32,8 @@
 //! other than `/` between name components, and no leading `_`, so a
 //! repository directory can never collide with the `_*` metadata folders.
 
+use std::borrow::Cow;
+
 use crate::oci::{Digest, RepoName, Tag};
 
 /// The lock file that keeps a second wharf off a data directory.
@@ -51,11 +53,52 @@ pub enum Doc {
     RobotUse,
     LastGc,
     LastEviction,
+    /// The pull tokens of versions before one object per token (read once,
+    /// split into [`Doc::PullToken`]s, then deleted).
     PullTokens,
+    /// One pull token's record.
+    PullToken(RecordId),
+    /// The end of one pull token's pull window, as extended by blob
+    /// requests (see `auth::pull_tokens`).
+    PullTokenWindow(RecordId),
 }
 
-pub fn doc(d: Doc) -> &'static str {
-    match d {
+/// The id of a record kept as its own document: 16 lowercase hex digits
+/// (a pull token's id). Validated on parsing, so it is safe in a key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordId([u8; 16]);
+
+impl RecordId {
+    pub fn parse(s: &str) -> Option<RecordId> {
+        let b: [u8; 16] = s.as_bytes().try_into().ok()?;
+        b.iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(RecordId(b))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits ever get in (see `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecordId({})", self.as_str())
+    }
+}
+
+/// The directory of the pull tokens' records and windows.
+pub const PULL_TOKENS: &str = "auth/pull-tokens/";
+
+pub fn doc(d: Doc) -> Cow<'static, str> {
+    Cow::Borrowed(match d {
         Doc::Robots => "auth/robots.json",
         Doc::Projects => "auth/projects.json",
         Doc::TokenKey => "auth/token.key",
@@ -63,7 +106,21 @@ pub fn doc(d: Doc) -> &'static str {
         Doc::LastGc => "state/last-gc.json",
         Doc::LastEviction => "state/last-eviction.json",
         Doc::PullTokens => "auth/pull-tokens.json",
-    }
+        Doc::PullToken(id) => return Cow::Owned(format!("{PULL_TOKENS}{id}.json")),
+        Doc::PullTokenWindow(id) => return Cow::Owned(format!("{PULL_TOKENS}{id}.window")),
+    })
+}
+
+/// A name listed under [`PULL_TOKENS`]: the token's id and whether it is
+/// its window (else its record); `None` for anything else.
+pub fn pull_token_listed(name: &str) -> Option<(RecordId, bool)> {
+    let (id, ext) = name.split_once('.')?;
+    let window = match ext {
+        "json" => false,
+        "window" => true,
+        _ => return None,
+    };
+    Some((RecordId::parse(id)?, window))
 }
 
 /// Queued notification events: one sub-directory per endpoint.
@@ -364,5 +421,37 @@ mod tests {
             format!("scans/sha256/{}/report.json", d.hex())
         );
         assert_eq!(blob_digest("sha256/", d.hex()), Some(d));
+    }
+
+    #[test]
+    fn pull_token_keys_take_only_hex_ids() {
+        let id = RecordId::parse("0123456789abcdef").unwrap();
+        assert_eq!(
+            doc(Doc::PullToken(id)),
+            "auth/pull-tokens/0123456789abcdef.json"
+        );
+        assert_eq!(
+            doc_lease(Doc::PullToken(id)),
+            "leases/doc/auth/pull-tokens/0123456789abcdef.json"
+        );
+        assert_eq!(
+            pull_token_listed("0123456789abcdef.json"),
+            Some((id, false))
+        );
+        assert_eq!(
+            pull_token_listed("0123456789abcdef.window"),
+            Some((id, true))
+        );
+        for bad in [
+            "../../robots.js",
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "0123456789abcdefa",
+            "0123456789abcde/",
+        ] {
+            assert_eq!(RecordId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(pull_token_listed("0123456789abcdef.tmp"), None);
+        assert_eq!(pull_token_listed("x.json"), None);
     }
 }

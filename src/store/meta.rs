@@ -66,6 +66,17 @@ impl DocLocks {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(doc).or_default().clone()
     }
+
+    /// Drop `doc`'s entry when nothing uses it (one per pull token would
+    /// otherwise pile up): no other reference, and no lease passed on.
+    fn forget_idle(&self, doc: Doc, lock: Arc<DocLock>) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let idle =
+            Arc::strong_count(&lock) == 2 && lock.held.try_lock().is_ok_and(|held| held.is_none());
+        if idle {
+            m.remove(&doc);
+        }
+    }
 }
 
 /// What a document is called in errors.
@@ -78,6 +89,24 @@ fn label(doc: Doc) -> &'static str {
         Doc::LastGc => "the last GC record",
         Doc::LastEviction => "the last eviction record",
         Doc::PullTokens => "pull tokens",
+        Doc::PullToken(_) | Doc::PullTokenWindow(_) => "a pull token",
+    }
+}
+
+/// What a change does to its document.
+#[derive(Debug)]
+pub enum Change {
+    /// Write these bytes.
+    Put(Bytes),
+    /// Remove the document.
+    Delete,
+    /// Leave it as it is.
+    Keep,
+}
+
+impl From<Bytes> for Change {
+    fn from(b: Bytes) -> Change {
+        Change::Put(b)
     }
 }
 
@@ -94,26 +123,48 @@ impl<'a> Meta<'a> {
     }
 
     pub async fn get(&self, doc: Doc) -> Result<Option<Bytes>> {
-        Ok(self.store.objects().get(layout::doc(doc)).await?)
+        Ok(self.store.objects().get(&layout::doc(doc)).await?)
     }
 
     /// Replace a document atomically.
     pub async fn put(&self, doc: Doc, bytes: Bytes) -> Result<()> {
-        Ok(self.store.objects().put(layout::doc(doc), bytes).await?)
+        Ok(self.store.objects().put(&layout::doc(doc), bytes).await?)
+    }
+
+    /// Remove a document; whether it existed.
+    pub async fn delete(&self, doc: Doc) -> Result<bool> {
+        Ok(self.store.objects().delete(&layout::doc(doc)).await?)
+    }
+
+    /// Names directly under `dir` (a directory of documents, e.g.
+    /// [`layout::PULL_TOKENS`]), every page.
+    pub async fn list_all(&self, dir: &str) -> Result<Vec<String>> {
+        const PAGE: usize = 1000;
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let after = names.last().map(String::as_str);
+            let page = self.store.objects().list(dir, after, PAGE).await?;
+            let done = page.len() < PAGE;
+            names.extend(page);
+            if done {
+                return Ok(names);
+            }
+        }
     }
 
     /// Change a shared document: `f` gets its current bytes (read under
     /// the document's lock and lease, see the module docs) and returns the
-    /// new bytes, which are written, and a result. An error of `f` writes
-    /// nothing. Waits at most `wait` (usually [`META_WAIT`]) for other
-    /// changes.
-    pub async fn update<T, E>(
+    /// new bytes (or another [`Change`]), which are written, and a result.
+    /// An error of `f` writes nothing. Waits at most `wait` (usually
+    /// [`META_WAIT`]) for other changes.
+    pub async fn update<C, T, E>(
         &self,
         doc: Doc,
         wait: Duration,
-        f: impl FnOnce(Option<Bytes>) -> Result<(Bytes, T), E>,
+        f: impl FnOnce(Option<Bytes>) -> Result<(C, T), E>,
     ) -> Result<T, E>
     where
+        C: Into<Change>,
         E: From<StoreError>,
     {
         let deadline = Instant::now() + wait;
@@ -139,6 +190,8 @@ impl<'a> Meta<'a> {
         } else {
             held.guard.release().await;
         }
+        drop(slot);
+        self.store.inner.doc_locks.forget_idle(doc, lock);
         out
     }
 
@@ -166,23 +219,34 @@ impl<'a> Meta<'a> {
     /// Read `doc`, change it with `f` and write it, unless `lease` was
     /// lost meanwhile (another replica's claim replaced it): then nothing
     /// is written and the change fails as contended.
-    async fn read_modify_write<T, E>(
+    async fn read_modify_write<C, T, E>(
         &self,
         doc: Doc,
         lease: &LeaseGuard,
-        f: impl FnOnce(Option<Bytes>) -> Result<(Bytes, T), E>,
+        f: impl FnOnce(Option<Bytes>) -> Result<(C, T), E>,
     ) -> Result<T, E>
     where
+        C: Into<Change>,
         E: From<StoreError>,
     {
         #[cfg(test)]
         self.store.test_pause(super::PausePoint::DocRead).await;
         let current = self.get(doc).await?;
-        let (bytes, out) = f(current)?;
+        let (change, out) = f(current)?;
+        let change = change.into();
+        if matches!(change, Change::Keep) {
+            return Ok(out);
+        }
         if !lease.confirm().await? {
             return Err(contended(doc, "another replica".into()).into());
         }
-        self.put(doc, bytes).await?;
+        match change {
+            Change::Put(bytes) => self.put(doc, bytes).await?,
+            Change::Delete => {
+                self.delete(doc).await?;
+            }
+            Change::Keep => {}
+        }
         Ok(out)
     }
 
@@ -222,7 +286,7 @@ impl<'a> Meta<'a> {
         }
         self.store
             .objects()
-            .create(layout::doc(doc), init.clone())
+            .create(&layout::doc(doc), init.clone())
             .await?;
         // A shared store may ignore create-only writes: let a racing
         // replica's write land, then everyone reads the one that stayed.
