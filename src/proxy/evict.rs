@@ -17,9 +17,12 @@
 //! repository needs, then the blob content nothing links or references any
 //! more. On a store shared by replicas, that content is deleted in batches
 //! fenced like a GC sweep's (`store::gc_fence`): a manifest another
-//! replica pushes or caches meanwhile keeps its blobs.
+//! replica pushes or caches meanwhile keeps its blobs, and when that
+//! manifest is in a repository the eviction unlinked them from, the links
+//! are put back after the batches (until then, a pull of such a blob asks
+//! the remote first, as for any blob not linked yet).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -167,12 +170,13 @@ pub async fn evict(store: &Store, namespaces: &[String], cap: u64) -> Result<Evi
     let _guard = store.gc_write().await;
     let mut candidates = candidates(store, namespaces).await?;
     candidates.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.digest.cmp(&b.digest)));
-    let mut freed: HashSet<Digest> = HashSet::new();
+    let mut freed = Unlinked::new();
     for c in candidates {
         if usage <= cap {
             break;
         }
-        freed.extend(evict_image(store, &c.repo, &c.digest).await?);
+        let gone = evict_image(store, &c.repo, &c.digest).await?;
+        freed.entry(c.repo.clone()).or_default().extend(gone);
         report.evicted.push(format!("{}@{}", c.repo, c.digest));
         usage = store.group_usage(namespaces).await?;
         tracing::info!(repo = %c.repo, digest = %c.digest, usage, cap, "evicted cached image");
@@ -206,9 +210,10 @@ pub async fn purge(
         usage_before: store.group_usage(&ns).await?,
         ..EvictReport::default()
     };
-    let mut freed = HashSet::new();
+    let mut freed = Unlinked::new();
     for d in victims {
-        freed.extend(evict_image(store, name, &d).await?);
+        let gone = evict_image(store, name, &d).await?;
+        freed.entry(name.clone()).or_default().extend(gone);
         store.repo(name).unpin(&d).await?;
         report.evicted.push(format!("{name}@{d}"));
         tracing::info!(repo = %name, digest = %d, "purged cached image");
@@ -233,18 +238,51 @@ async fn record(store: &Store, rep: &EvictReport, trigger: &str, started: Instan
     store.record_run(RunKind::Eviction, &run).await;
 }
 
+/// The digests an eviction unlinked, per repository.
+type Unlinked = HashMap<RepoName, BTreeSet<Digest>>;
+
 /// Delete the content of `freed` digests that nothing links or references
 /// any more (the caller holds the GC lock; deletes are fenced against
 /// manifests committed on other replicas like a GC sweep's, see
-/// `store::gc_fence`).
+/// `store::gc_fence`), then link again what survived and is needed.
 async fn remove_unreferenced(
     store: &Store,
-    freed: HashSet<Digest>,
+    freed: Unlinked,
     report: &mut EvictReport,
 ) -> Result<()> {
-    let swept = store.remove_unreferenced(freed).await?;
+    let all: HashSet<Digest> = freed.values().flatten().cloned().collect();
+    let swept = store.remove_unreferenced(all).await?;
     report.blobs_removed += swept.blobs_removed;
     report.bytes_freed += swept.bytes_freed;
+    let removed: HashSet<String> = swept.removed.into_iter().map(|b| b.digest).collect();
+    for (name, digests) in freed {
+        let kept: Vec<Digest> = digests
+            .into_iter()
+            .filter(|d| !removed.contains(d.as_str()))
+            .collect();
+        relink_needed(store, &name, &kept).await?;
+    }
+    Ok(())
+}
+
+/// Link `kept` (unlinked from `name` by this eviction, content not
+/// deleted) into `name` again where a manifest of `name` needs it: one
+/// cached there meanwhile, by another replica.
+async fn relink_needed(store: &Store, name: &RepoName, kept: &[Digest]) -> Result<()> {
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let repo = store.repo(name);
+    let mut needed = HashSet::new();
+    for m in repo.manifest_digests().await? {
+        needed.extend(repo.closure(&m).await?);
+    }
+    for d in kept.iter().filter(|d| needed.contains(*d)) {
+        if store.blobs().stat(d).await?.is_some() {
+            repo.link_blob(d).await?;
+            tracing::info!(repo = %name, digest = %d, "a blob a manifest cached during the eviction needs was linked again");
+        }
+    }
     Ok(())
 }
 
@@ -380,6 +418,29 @@ mod tests {
                 "{d} of the cached manifest was removed"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_manifest_cached_in_the_evicted_repository_meanwhile_gets_its_links_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = test_replicas(dir.path());
+        // a unlinked x from up/old with the evicted image, and marked.
+        let hold = a.pause_at(PausePoint::SweepStart);
+        let (x, m_old, ev) = evicting(&a).await;
+        reached(&hold, "a's eviction never marked").await;
+        let old: RepoName = "up/old".parse().unwrap();
+        assert!(!a.repo(&old).links_blob(&x).await.unwrap());
+        // b caches another image of up/old that needs x.
+        let m = cache(&b, &old, &[&x]).await;
+        hold.resume.notify_one();
+        let report = ev.await.unwrap();
+        assert_eq!(report.evicted, [format!("up/old@{m_old}")]);
+        assert!(present(&a, &x).await, "x was removed");
+        assert!(
+            a.repo(&old).links_blob(&x).await.unwrap(),
+            "x is not linked in up/old again: its next pull would ask the remote"
+        );
+        assert!(a.repo(&old).manifest(&m).await.unwrap().is_some());
     }
 
     #[tokio::test]

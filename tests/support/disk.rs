@@ -25,6 +25,12 @@ pub fn blob_file(data_dir: &Path, digest: &str) -> PathBuf {
     data_dir.join("blobs").join(alg).join(&hex[..2]).join(hex)
 }
 
+/// The store key of blob `digest` (for [`super::Wharf::stored`]).
+pub fn blob_key(digest: &str) -> String {
+    let (alg, hex) = digest.split_once(':').expect("digest is <alg>:<hex>");
+    format!("blobs/{alg}/{}/{hex}", &hex[..2])
+}
+
 /// Every blob file of the store under `data_dir`.
 pub fn blob_files(data_dir: &Path) -> Vec<PathBuf> {
     files_under(&data_dir.join("blobs"))

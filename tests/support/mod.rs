@@ -243,6 +243,26 @@ impl Wharf {
                 .is_some_and(|c| c.contains("backend = \"s3\""))
     }
 
+    /// Whether the store holds object `key` (a key of `store::layout`,
+    /// e.g. `blobs/sha256/ab/ab...`): a file of the data directory, or on
+    /// the Garage of `WHARF_TEST_STORAGE=s3` an object of its bucket.
+    pub fn stored(&self, key: &str) -> bool {
+        match (&self.opts.s3, self.on_s3()) {
+            (Some(g), _) => {
+                let status = g.s3(0).head(key).status;
+                assert!(
+                    status == 200 || status == 404,
+                    "HEAD {key} on Garage: {status}"
+                );
+                status == 200
+            }
+            (None, false) => self.data_dir.join(key).exists(),
+            (None, true) => {
+                panic!("stored({key}): this wharf's own S3 settings are not known here")
+            }
+        }
+    }
+
     /// Everything wharf has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
