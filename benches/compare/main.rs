@@ -188,7 +188,7 @@ impl Settings {
             ),
             "s3 phase: one Garage 2.5 node (sqlite metadata) on loopback; wharf (`[storage.s3]`, 16 MiB parts) and \
              Distribution (`storage: s3:` with `regionendpoint`, its defaults) each under their own key prefix of one \
-             bucket, a fresh prefix per push; Distribution runs twice on the same prefix, streaming \
+             bucket, a fresh prefix per push; warm pulls: medians of 5; Distribution runs twice on the same prefix, streaming \
              (`redirect: disable: true`) and redirecting to presigned URLs (its default)"
                 .into(),
         ]
