@@ -52,8 +52,12 @@ use crate::store::{layout, Change, Doc, RecordId, Store, StoreError, META_WAIT};
 /// Pull-token usernames are `pull$<id>`.
 pub const PULL_PREFIX: &str = "pull$";
 
-/// Records expired longer ago than this are dropped when a token is made.
+/// Records expired longer ago than this are dropped when a token is made
+/// (at most every [`SWEEP_EVERY`] seconds: a sweep reads every record).
 const KEEP_EXPIRED: u64 = 24 * 3600;
+
+/// Seconds between two sweeps of expired records by one process.
+const SWEEP_EVERY: u64 = 3600;
 
 /// A window extension is saved only when it moves the end by a tenth of
 /// the window, at most this much (seconds).
@@ -148,6 +152,8 @@ pub struct PullTokens {
     /// Numbers cache insertions, so a reload drops only entries older
     /// than its listing.
     seq: AtomicU64,
+    /// When this process last swept expired records (unix seconds).
+    swept: AtomicU64,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -178,6 +184,7 @@ impl PullTokens {
             window,
             cache: RwLock::new(HashMap::new()),
             seq: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
         };
         p.split_old_document().await?;
         p.reload().await?;
@@ -361,8 +368,16 @@ impl PullTokens {
             .put(Doc::PullToken(id), t.encode()?)
             .await?;
         self.remember(&t);
-        if let Err(e) = self.drop_expired(now).await {
-            tracing::warn!(error = %e, "could not drop long-expired pull tokens");
+        let last = self.swept.load(Ordering::SeqCst);
+        let due = now >= last.saturating_add(SWEEP_EVERY)
+            && self
+                .swept
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        if due {
+            if let Err(e) = self.drop_expired(now).await {
+                tracing::warn!(error = %e, "could not drop long-expired pull tokens");
+            }
         }
         Ok((t, secret))
     }
@@ -752,10 +767,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn issuing_drops_tokens_expired_a_day_ago_and_orphan_windows() {
+    async fn issuing_drops_tokens_expired_a_day_ago_and_orphan_windows_hourly() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let p = PullTokens::open(store.clone(), WINDOW).await.unwrap();
+        // The first issue of the process sweeps (nothing to drop yet).
         let (short, _) = p.create(template(), Duration::from_secs(1)).await.unwrap();
         let mut expired = p
             .read(RecordId::parse(&short.id).unwrap())
@@ -775,9 +791,17 @@ mod tests {
             .put(Doc::PullTokenWindow(orphan), Bytes::from_static(b"5"))
             .await
             .unwrap();
+        // The next one within the hour does not.
         let (kept, _) = p.create(template(), Duration::from_secs(60)).await.unwrap();
-        let ids: Vec<String> = p.all().await.unwrap().into_iter().map(|t| t.id).collect();
-        assert_eq!(ids, [kept.id]);
+        assert_eq!(p.all().await.unwrap().len(), 2);
+        // An hour later it does.
+        p.swept.fetch_sub(SWEEP_EVERY, Ordering::SeqCst);
+        let (third, _) = p.create(template(), Duration::from_secs(60)).await.unwrap();
+        let mut ids: Vec<String> = p.all().await.unwrap().into_iter().map(|t| t.id).collect();
+        ids.sort();
+        let mut want = vec![kept.id, third.id];
+        want.sort();
+        assert_eq!(ids, want);
         assert!(!p.known(&expired.id));
         let (_, windows) = p.listed().await.unwrap();
         assert!(windows.is_empty());
