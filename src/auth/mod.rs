@@ -389,10 +389,11 @@ impl Authorizer {
             return Some(Subject::Anonymous);
         }
         if let Some(id) = sub.strip_prefix(pull_tokens::PULL_PREFIX) {
-            return self
-                .pull_tokens
-                .known(id)
-                .then(|| Subject::PullToken(id.to_string()));
+            // Not looked up here: another replica may have issued it just
+            // now. Every request of a pull token is admitted by
+            // `Registry::admit_pull_token`, which reads its record (and so
+            // refuses a revoked or unknown one).
+            return crate::store::RecordId::parse(id).map(|_| Subject::PullToken(id.to_string()));
         }
         if let Some(name) = sub.strip_prefix(scanner::SCANNER_PREFIX) {
             return Some(Subject::Scanner(name.to_string()));
@@ -965,6 +966,42 @@ permissions = {{ a = ["push"], c = ["delete"] }}
         drop(a);
         let b = authz_in(d.path()).await;
         assert!(b.robots().iter().any(|r| r.name == "node-1" && r.revoked));
+    }
+
+    #[tokio::test]
+    async fn a_bearer_token_of_a_pull_token_issued_on_another_replica_is_accepted_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sa, sb) = crate::store::test_replicas(dir.path());
+        let a = authz_on(sa, "[auth]\n").await;
+        let b = authz_on(sb, "[auth]\n").await;
+        let template = pull_tokens::PullToken {
+            id: String::new(),
+            secret_sha256: String::new(),
+            repository: "ci/app".into(),
+            digest: "sha256:00".into(),
+            tag: None,
+            uses: 1,
+            used: 0,
+            created_at: 0,
+            expires_at: 0,
+            window_until: 0,
+            created_by: "admin".into(),
+        };
+        let (t, _) = a
+            .pull_tokens()
+            .create(template, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let subject = Subject::PullToken(t.id.clone());
+        let (jwt, _) = a.issue_token(&subject, Vec::new()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {jwt}").parse().unwrap(),
+        );
+        // b has not seen the token (no reload, no Basic login yet).
+        let id = b.authenticate(&h, None).await.unwrap();
+        assert_eq!(id.subject, subject);
     }
 
     #[tokio::test]

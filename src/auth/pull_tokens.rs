@@ -21,8 +21,10 @@
 //! once.
 //!
 //! **What is cached.** A token's id, secret hash, image and expiry never
-//! change, so each replica keeps the ones it has seen, to check Bearer
-//! tokens (whose `sub` names a pull token) without I/O. [`PullTokens::reload`]
+//! change, so each replica keeps the ones it has seen, to check Basic
+//! logins and the scopes of `/token` requests without a store read each
+//! time (a Bearer token naming a pull token needs no cache entry: its
+//! requests are admitted by reading the record). [`PullTokens::reload`]
 //! (every `storage.s3.refresh_interval` on a shared store) adds tokens
 //! issued elsewhere and drops revoked ones; an entry put in by this
 //! process after a reload began listing is not dropped by it.
@@ -58,6 +60,9 @@ const KEEP_EXPIRED: u64 = 24 * 3600;
 
 /// Seconds between two sweeps of expired records by one process.
 const SWEEP_EVERY: u64 = 3600;
+
+/// How many times a use start is tried when its change was contended.
+const START_TRIES: usize = 3;
 
 /// A window extension is saved only when it moves the end by a tenth of
 /// the window, at most this much (seconds).
@@ -482,10 +487,24 @@ impl PullTokens {
             };
             Ok((Change::Put(t.encode()?), Some(started)))
         };
-        self.store
-            .meta()
-            .update(Doc::PullToken(id), META_WAIT, change)
-            .await
+        // A change whose lease another replica's slow claim replaced wrote
+        // nothing and fails as contended: a pull should not fail for that,
+        // so the start is tried again (a few times, each within META_WAIT).
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .store
+                .meta()
+                .update(Doc::PullToken(id), META_WAIT, change)
+                .await
+            {
+                Err(Refusal::Store(e @ StoreError::Contended { .. })) if tries < START_TRIES => {
+                    tracing::debug!(error = %e, token = %id, "pull token use start contended; trying again");
+                }
+                r => return r,
+            }
+        }
     }
 }
 
@@ -633,6 +652,26 @@ mod tests {
         assert_eq!(numbers, [1, 2, 3], "each use started once");
         assert_eq!(used_up, 5);
         assert_eq!(used(&b, &t.id).await, 3);
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_lease_was_replaced_meanwhile_is_tried_again() {
+        let Pair { _dir, a, t, .. } = pair(2).await;
+        let rid = RecordId::parse(&t.id).unwrap();
+        // a holds the token's lease and is about to read the record.
+        let hold = a.store.pause_at(crate::store::PausePoint::DocRead);
+        let start = tokio::spawn({
+            let (a, id) = (a.clone(), t.id.clone());
+            async move { a.use_at(&id, Use::Start, t.created_at).await }
+        });
+        hold.reached.notified().await;
+        // Another replica's slow claim lands over a's lease.
+        let lease = crate::store::LeaseFor::Meta(Doc::PullToken(rid));
+        a.store.test_overwrite_lease(lease).await;
+        hold.resume.notify_one();
+        let started = start.await.unwrap().unwrap();
+        assert_eq!(started, Some(Started { number: 1, of: 2 }));
+        assert_eq!(used(&a, &t.id).await, 1, "one use, written once");
     }
 
     #[tokio::test]

@@ -216,6 +216,15 @@ impl Store {
     }
 }
 
+/// Overwrite lease `what` as another replica's slow claim would (tests).
+#[cfg(test)]
+impl Store {
+    pub(crate) async fn test_overwrite_lease(&self, what: LeaseFor<'_>) {
+        let other = Bytes::from_static(b"{}");
+        self.objects().put(&lease_key(what), other).await.unwrap();
+    }
+}
+
 fn lease_key(what: LeaseFor<'_>) -> String {
     match what {
         LeaseFor::Gc => layout::lease("gc"),
