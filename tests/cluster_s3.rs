@@ -293,20 +293,20 @@ fn a_robot_revoked_through_a_is_refused_by_b_within_the_refresh_interval() {
     eprintln!("robot revoked on A refused by B after {took:?}");
 }
 
+/// The items a management API listing `GET path` on `w` answers (a bare
+/// array, or one under `field`).
+fn api_list(w: &Wharf, path: &str, field: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = w.req(Method::GET, path).send().unwrap().json().unwrap();
+    v.as_array()
+        .or(v[field].as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The robot names `w` lists.
 fn robot_names(w: &Wharf) -> Vec<String> {
-    let v: serde_json::Value = w
-        .req(Method::GET, "/api/v1/robots")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let list = v
-        .as_array()
-        .or(v["robots"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    list.iter()
+    api_list(w, "/api/v1/robots", "robots")
+        .iter()
         .filter_map(|r| r["name"].as_str().map(String::from))
         .collect()
 }
@@ -429,17 +429,7 @@ fn a_pull_tokens_uses_are_counted_once_across_replicas_and_its_revocation_is_at_
     );
     // Both replicas list the 3 spent uses.
     for w in [&a, &b] {
-        let list: serde_json::Value = w
-            .req(Method::GET, "/api/v1/pull-tokens")
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let list = list
-            .as_array()
-            .or(list["tokens"].as_array())
-            .cloned()
-            .unwrap();
+        let list = api_list(w, "/api/v1/pull-tokens", "tokens");
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0]["used"], 3, "{list:?}");
     }

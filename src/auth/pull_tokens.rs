@@ -252,7 +252,7 @@ impl PullTokens {
 
     /// The ids of every stored token, and of every window document.
     async fn listed(&self) -> Result<(Vec<RecordId>, Vec<RecordId>), StoreError> {
-        let names = self.store.meta().list_all(layout::PULL_TOKENS).await?;
+        let names = self.store.meta().list(layout::PULL_TOKENS).await?;
         let (mut records, mut windows) = (Vec::new(), Vec::new());
         for (id, window) in names.iter().filter_map(|n| layout::pull_token_listed(n)) {
             match window {

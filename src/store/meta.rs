@@ -137,19 +137,9 @@ impl<'a> Meta<'a> {
     }
 
     /// Names directly under `dir` (a directory of documents, e.g.
-    /// [`layout::PULL_TOKENS`]), every page.
-    pub async fn list_all(&self, dir: &str) -> Result<Vec<String>> {
-        const PAGE: usize = 1000;
-        let mut names: Vec<String> = Vec::new();
-        loop {
-            let after = names.last().map(String::as_str);
-            let page = self.store.objects().list(dir, after, PAGE).await?;
-            let done = page.len() < PAGE;
-            names.extend(page);
-            if done {
-                return Ok(names);
-            }
-        }
+    /// [`layout::PULL_TOKENS`]), all of them (the backend pages).
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self.store.objects().list(dir, None, usize::MAX).await?)
     }
 
     /// Change a shared document: `f` gets its current bytes (read under
