@@ -16,7 +16,8 @@
 //! - [`timefmt`]: RFC 3339 times in JSON (a leaf, imports nothing of ours)
 //! - `fuzzing`: private parsers re-exported for the fuzz targets (`fuzz/`)
 // No `unsafe` anywhere but `store::fs::mapped` (memory-mapped blob
-// chunks, each block with its safety argument), which allows it locally.
+// chunks) and `app::alloc` (one `mallopt` call), each block with its
+// safety argument, allowed locally.
 #![deny(unsafe_code)]
 
 pub mod api;

@@ -1,6 +1,7 @@
 //! Wires the parts together ([`App::build`]), runs the background
 //! maintenance, and serves ([`serve`]) until shutdown.
 
+pub mod alloc;
 mod counted;
 mod idle;
 pub mod serve;

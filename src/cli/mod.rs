@@ -108,6 +108,7 @@ fn serve(a: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     crate::telemetry::init(&cfg);
+    crate::app::alloc::tune();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
