@@ -42,6 +42,32 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (its inode in `/proc/net/tcp` is one of the process's descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!("0100007F:{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 9 && f[1] == local && f[3] == "0A")
+        .map(|f| format!("socket:[{}]", f[9]))
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+    })
+}
+
 /// Poll `f` every 100 ms until it holds; panic naming `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -126,6 +152,25 @@ impl Wharf {
 
     fn spawn(tmp: std::sync::Arc<tempfile::TempDir>, opts: Options) -> Wharf {
         let opts = garage::storage_from_env(opts);
+        // A port from `free_port` can be taken by another test's server
+        // (Garage, Distribution) before wharf binds it: then wharf exits
+        // with "Address already in use" and it is tried on another port.
+        let mut tries = if opts.port.is_some() { 1 } else { 3 };
+        loop {
+            tries -= 1;
+            match Wharf::spawn_once(tmp.clone(), opts.clone()) {
+                Ok(w) => return w,
+                Err(logs) if tries > 0 && logs.contains("Address already in use") => {
+                    eprintln!("wharf's port was taken meanwhile; trying another:\n{logs}");
+                }
+                Err(logs) => panic!("{logs}"),
+            }
+        }
+    }
+
+    /// Start wharf once; `Err` with what went wrong and its log when it
+    /// did not come up.
+    fn spawn_once(tmp: std::sync::Arc<tempfile::TempDir>, opts: Options) -> Result<Wharf, String> {
         let data_dir = opts
             .data_dir
             .clone()
@@ -182,28 +227,35 @@ impl Wharf {
             tmp,
             opts,
         };
-        w.wait_ready();
-        w
+        w.wait_ready()?;
+        Ok(w)
     }
 
-    fn wait_ready(&mut self) {
+    /// Wait until wharf itself listens on its address (not merely
+    /// something: another test's server may hold the port).
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("wharf exited during start-up ({status}):\n{}", self.logs());
-                }
+            let Some(c) = self.child.as_mut() else {
+                return Err("wharf is not running".into());
+            };
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Err(format!(
+                    "wharf exited during start-up ({status}):\n{}",
+                    self.logs()
+                ));
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
+            if listens_on(c.id(), self.addr.port()) {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(30));
         }
-        panic!(
+        Err(format!(
             "wharf did not start listening on {}:\n{}",
             self.addr,
             self.logs()
-        );
+        ))
     }
 
     /// A request to `path` (e.g. `/v2/...`) carrying the guard's
