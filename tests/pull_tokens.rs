@@ -289,7 +289,7 @@ fn token_flow_expiry_and_restart() {
         get(&w, &other, Method::GET, "/v2/fleet/app/manifests/v1"),
         401,
         "UNAUTHORIZED",
-        "",
+        "is not known (revoked, or expired long ago)",
     );
     // A wrong secret is a plain bad login.
     let wrong = Token {

@@ -195,7 +195,8 @@ pub enum AuthError {
     Throttled(Duration),
     #[error("wharf is busy checking other logins; retry in a moment")]
     Busy,
-    /// Valid pull-token credentials that no longer pull anything.
+    /// Pull-token credentials that no longer pull anything (expired,
+    /// revoked).
     #[error("{0}")]
     PullTokenSpent(String),
 }
@@ -497,13 +498,22 @@ impl Authorizer {
     ) -> Result<Subject, AuthError> {
         let found = self
             .pull_tokens
-            .verify(id, pass)
+            .get(id)
             .await
             .map_err(|_| AuthError::Busy)?;
+        // A revoked token reads the same on every replica, whether its
+        // cache still held it or not. Ids are random: that one does not
+        // exist tells a guesser nothing, and the failure still counts.
         let Some(t) = found else {
             self.guard.record_failure(key, user, addr);
-            return Err(AuthError::BadCredentials);
+            return Err(AuthError::PullTokenSpent(format!(
+                "pull token {user} is not known (revoked, or expired long ago); ask for a new one"
+            )));
         };
+        if !t.secret_matches(pass) {
+            self.guard.record_failure(key, user, addr);
+            return Err(AuthError::BadCredentials);
+        }
         if unix_now() >= t.expires_at {
             let at = humantime::format_rfc3339_seconds(
                 std::time::UNIX_EPOCH + Duration::from_secs(t.expires_at),

@@ -98,6 +98,11 @@ impl PullToken {
         format!("{PULL_PREFIX}{}", self.id)
     }
 
+    /// Whether `secret` is this token's (compared in constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        hmac_eq(&self.secret_sha256, &sha256_hex(secret))
+    }
+
     fn encode(&self) -> Result<Bytes, StoreError> {
         serde_json::to_vec_pretty(self)
             .map(Bytes::from)
@@ -343,11 +348,7 @@ impl PullTokens {
 
     /// The token `user` names if `secret` is its secret.
     pub async fn verify(&self, id: &str, secret: &str) -> Result<Option<PullToken>, StoreError> {
-        let want = sha256_hex(secret);
-        Ok(self
-            .get(id)
-            .await?
-            .filter(|t| hmac_eq(&t.secret_sha256, &want)))
+        Ok(self.get(id).await?.filter(|t| t.secret_matches(secret)))
     }
 
     /// Make a token for `repository@digest`; returns it and its secret.
