@@ -61,6 +61,35 @@ fn replica(g: &Garage, node: usize, name: &str, config: &str, settle: &str) -> W
     Wharf::start_with(o)
 }
 
+/// `n` base URLs, alternately replica `a`'s and `b`'s.
+fn alternating(a: &Wharf, b: &Wharf, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| if i % 2 == 0 { a.url() } else { b.url() })
+        .collect()
+}
+
+/// `f(i, url)` for every URL, each on a thread of its own, all released
+/// together; the results in the URLs' order.
+fn at_once<T: Send + 'static>(
+    urls: Vec<String>,
+    f: impl Fn(usize, &str) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(urls.len()));
+    let f = Arc::new(f);
+    let handles: Vec<_> = urls
+        .into_iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let (barrier, f) = (barrier.clone(), f.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(i, &url)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 /// Replicas A (node 0) and B (node 1).
 fn two_replicas(g: &Garage, config: &str, settle: &str) -> (Wharf, Wharf) {
     let a = replica(g, 0, "replica-a", config, settle);
@@ -316,26 +345,19 @@ fn robots_created_at_once_through_both_replicas_all_exist_on_both() {
     let Some(g) = Garage::start(3) else { return };
     let (a, b) = two_replicas(&g, LOCAL, "250ms");
     const N: usize = 40;
-    let barrier = Arc::new(Barrier::new(N));
     let t = Instant::now();
-    let handles: Vec<_> = (0..N)
-        .map(|i| {
-            let url = if i % 2 == 0 { a.url() } else { b.url() };
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let r = http()
-                    .post(format!("{url}/api/v1/robots"))
-                    .basic_auth(ADMIN.0, Some(ADMIN.1))
-                    .json(&serde_json::json!({"name": format!("bot-{i}"), "permissions": {"team": ["pull"]}}))
-                    .send()
-                    .unwrap();
-                (r.status().as_u16(), r.text().unwrap())
-            })
-        })
-        .collect();
-    for h in handles {
-        let (status, body) = h.join().unwrap();
+    let answers = at_once(alternating(&a, &b, N), |i, url| {
+        let r = http()
+            .post(format!("{url}/api/v1/robots"))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .json(
+                &serde_json::json!({"name": format!("bot-{i}"), "permissions": {"team": ["pull"]}}),
+            )
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    });
+    for (status, body) in answers {
         assert_eq!(status, 201, "{body}\nA:\n{}\nB:\n{}", a.logs(), b.logs());
     }
     eprintln!(
@@ -393,24 +415,18 @@ fn a_pull_tokens_uses_are_counted_once_across_replicas_and_its_revocation_is_at_
     );
     // 8 pulls start at once, 4 through each replica: 3 uses, so 3 start.
     const N: usize = 8;
-    let barrier = Arc::new(Barrier::new(N));
     let t = Instant::now();
-    let handles: Vec<_> = (0..N)
-        .map(|i| {
-            let url = if i % 2 == 0 { a.url() } else { b.url() };
-            let (barrier, user, pass) = (barrier.clone(), user.clone(), pass.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                let r = http()
-                    .get(format!("{url}/v2/team/app/manifests/v1"))
-                    .basic_auth(&user, Some(&pass))
-                    .send()
-                    .unwrap();
-                (r.status().as_u16(), r.text().unwrap())
-            })
-        })
-        .collect();
-    let answers: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let answers = at_once(alternating(&a, &b, N), {
+        let (user, pass) = (user.clone(), pass.clone());
+        move |_, url| {
+            let r = http()
+                .get(format!("{url}/v2/team/app/manifests/v1"))
+                .basic_auth(&user, Some(&pass))
+                .send()
+                .unwrap();
+            (r.status().as_u16(), r.text().unwrap())
+        }
+    });
     eprintln!(
         "{N} pulls started through A and B at once in {:?}",
         t.elapsed()
@@ -468,29 +484,20 @@ fn cold_pull_through_from_two_replicas_is_one_upstream_get() {
     let config = up.remote_toml("up", None, "");
     let (a, b) = two_replicas(&g, &config, "250ms");
     const CLIENTS: usize = 8;
-    let barrier = Arc::new(Barrier::new(CLIENTS));
     let t0 = Instant::now();
-    let handles: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            let url = format!(
-                "{}/v2/up/lib/big/blobs/{layer}",
-                if i % 2 == 0 { a.url() } else { b.url() }
-            );
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let r = http()
-                    .get(url)
-                    .basic_auth(ADMIN.0, Some(ADMIN.1))
-                    .send()
-                    .map_err(|e| e.to_string())?;
-                let status = r.status().as_u16();
-                let body = r.bytes().map_err(|e| e.to_string())?;
-                Ok::<_, String>((status, sha256(&body)))
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results = at_once(alternating(&a, &b, CLIENTS), {
+        let layer = layer.clone();
+        move |_, url| {
+            let r = http()
+                .get(format!("{url}/v2/up/lib/big/blobs/{layer}"))
+                .basic_auth(ADMIN.0, Some(ADMIN.1))
+                .send()
+                .map_err(|e| e.to_string())?;
+            let status = r.status().as_u16();
+            let body = r.bytes().map_err(|e| e.to_string())?;
+            Ok::<_, String>((status, sha256(&body)))
+        }
+    });
     let gets = up.blob_gets("lib/big", &layer);
     eprintln!(
         "{CLIENTS} clients (4 per replica), 12 MiB cold blob: {gets} upstream GET(s) in {:?}",
@@ -515,24 +522,15 @@ fn gc_asked_of_both_replicas_at_once_runs_once() {
     // read-back, so they race for it (the one left answers 409).
     let (a, b) = two_replicas(&g, LOCAL, "2s");
     push_image(&a, "team/app", "v1", 3);
-    let barrier = Arc::new(Barrier::new(2));
-    let handles: Vec<_> = [a.url(), b.url()]
-        .into_iter()
-        .map(|url| {
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let r = http()
-                    .post(format!("{url}/api/v1/gc"))
-                    .basic_auth(ADMIN.0, Some(ADMIN.1))
-                    .body("{}")
-                    .send()
-                    .unwrap();
-                (r.status().as_u16(), r.text().unwrap())
-            })
-        })
-        .collect();
-    let mut answers: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut answers = at_once(alternating(&a, &b, 2), |_, url| {
+        let r = http()
+            .post(format!("{url}/api/v1/gc"))
+            .basic_auth(ADMIN.0, Some(ADMIN.1))
+            .body("{}")
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    });
     answers.sort();
     assert_eq!(answers[0].0, 200, "{answers:?}");
     assert_eq!(answers[1].0, 409, "{answers:?}");
