@@ -26,21 +26,24 @@ pub const TRIM_THRESHOLD: usize = 16 * 1024 * 1024;
 /// Allocations at least this large get a mapping of their own.
 pub const MMAP_THRESHOLD: usize = 4 * 1024 * 1024;
 
+/// The two settings.
+enum Knob {
+    Trim,
+    Mmap,
+}
+
 /// Apply the settings (call before any thread is started).
 pub fn tune() {
     if std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
-    imp::set_unless_env("MALLOC_TRIM_THRESHOLD_", imp::Knob::Trim, TRIM_THRESHOLD);
-    imp::set_unless_env("MALLOC_MMAP_THRESHOLD_", imp::Knob::Mmap, MMAP_THRESHOLD);
+    imp::set_unless_env("MALLOC_TRIM_THRESHOLD_", Knob::Trim, TRIM_THRESHOLD);
+    imp::set_unless_env("MALLOC_MMAP_THRESHOLD_", Knob::Mmap, MMAP_THRESHOLD);
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
-    pub enum Knob {
-        Trim,
-        Mmap,
-    }
+    use super::Knob;
 
     pub fn set_unless_env(var: &str, knob: Knob, value: usize) {
         if std::env::var_os(var).is_some() {
@@ -62,10 +65,7 @@ mod imp {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod imp {
-    pub enum Knob {
-        Trim,
-        Mmap,
-    }
+    use super::Knob;
 
     pub fn set_unless_env(_var: &str, _knob: Knob, _value: usize) {}
 }
