@@ -16,6 +16,24 @@ fn scrape(w: &Wharf) -> HashMap<String, f64> {
     w.metrics()
 }
 
+const BLOBS_200: &str = "wharf_http_requests_total{route=\"blob\",status=\"200\"}";
+
+/// A scrape once `n` blob GETs have been counted as finished: a request is
+/// counted when the server sees its body end, which can be just after the
+/// client read the last byte.
+fn scrape_after_blob_gets(w: &Wharf, n: usize) -> HashMap<String, f64> {
+    let mut m = scrape(w);
+    support::wait_until(
+        &format!("{n} finished blob GETs in /metrics"),
+        std::time::Duration::from_secs(10),
+        || {
+            m = scrape(w);
+            m.get(BLOBS_200).copied().unwrap_or(0.0) >= n as f64
+        },
+    );
+    m
+}
+
 fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
     *m.get(series)
         .unwrap_or_else(|| panic!("no series {series} in {:#?}", m.keys().collect::<Vec<_>>()))
@@ -68,7 +86,7 @@ fn cold_then_warm_pull_moves_miss_then_hit_counters() {
     );
 
     pull(&w, "team/app", "v1", &blobs, "cold-pull-1");
-    let m1 = scrape(&w);
+    let m1 = scrape_after_blob_gets(&w, blobs.len());
     assert_eq!(cache(&m1, "manifest", "miss"), 1.0);
     assert_eq!(cache(&m1, "manifest", "hit"), 0.0);
     assert_eq!(cache(&m1, "blob", "miss"), blobs.len() as f64);
@@ -81,18 +99,20 @@ fn cold_then_warm_pull_moves_miss_then_hit_counters() {
     );
     assert_eq!(get(&m1, "wharf_blob_fetches_total"), blobs.len() as f64);
     assert!(get(&m1, "wharf_upstream_response_seconds_count{remote=\"up\"}") >= 1.0);
-    assert_eq!(
-        get(
-            &m1,
-            "wharf_http_requests_total{route=\"blob\",status=\"200\"}"
-        ),
-        blobs.len() as f64
-    );
+    assert_eq!(get(&m1, BLOBS_200), blobs.len() as f64);
     assert!(get(&m1, "wharf_http_response_bytes_total{route=\"blob\"}") >= 203_000.0);
     let up_requests = get(&m1, "wharf_upstream_requests_total{remote=\"up\"}");
+    // A fetch commits (fsync, rename) just after its client read the last
+    // byte; a GET before that joins the fetch and counts as a miss. The
+    // warm pull starts once every fetch has left the in-flight table.
+    support::wait_until(
+        "no fetch in flight",
+        std::time::Duration::from_secs(10),
+        || get(&scrape(&w), "wharf_spool_files") == 0.0,
+    );
 
     pull(&w, "team/app", "v1", &blobs, "warm-pull-1");
-    let m2 = scrape(&w);
+    let m2 = scrape_after_blob_gets(&w, 2 * blobs.len());
     assert_eq!(cache(&m2, "manifest", "miss"), 1.0, "warm pull missed");
     assert_eq!(cache(&m2, "manifest", "hit"), 1.0);
     assert_eq!(cache(&m2, "blob", "miss"), blobs.len() as f64);
@@ -102,20 +122,8 @@ fn cold_then_warm_pull_moves_miss_then_hit_counters() {
         up_requests,
         "warm pull went upstream"
     );
-    assert_eq!(
-        get(
-            &m2,
-            "wharf_http_requests_total{route=\"blob\",status=\"200\"}"
-        ),
-        2.0 * blobs.len() as f64
-    );
-    // A fetch leaves the in-flight table after its commit (fsync, rename),
-    // which may come just after its client read the last byte.
-    support::wait_until(
-        "no fetch in flight",
-        std::time::Duration::from_secs(10),
-        || get(&scrape(&w), "wharf_spool_files") == 0.0,
-    );
+    assert_eq!(get(&m2, BLOBS_200), 2.0 * blobs.len() as f64);
+    assert_eq!(get(&m2, "wharf_spool_files"), 0.0);
     assert_eq!(get(&m2, "wharf_gc_runs_total"), 0.0);
 
     // No unbounded label values: no repository names, no digests.

@@ -34,7 +34,7 @@
 //! Set `GARAGE_TEST_LOG` (a `RUST_LOG` filter) for more server logging.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -121,9 +121,14 @@ impl GarageNode {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The server process's id, if it was started and not killed.
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Resident memory of the server process in KiB (from /proc), if running.
     pub fn rss_kib(&self) -> Option<u64> {
-        let pid = self.child.as_ref()?.id();
+        let pid = self.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
@@ -516,21 +521,19 @@ impl Garage {
         self.wait_healthy();
     }
 
-    /// Wait until node `i` accepts connections on its S3 and admin ports;
-    /// panics with the logs if it exits or the time runs out.
+    /// Wait until node `i` itself listens on its S3 and admin ports (not
+    /// merely something on them: a port can be taken by another test's
+    /// server between `free_port` and the node's bind, and the node then
+    /// exits); panics with the logs if it exits or the time runs out.
     fn wait_listening(&self, i: usize) {
-        let (s3, admin) = {
+        let (pid, s3, admin) = {
             let n = &self.nodes.lock().unwrap()[i];
-            (n.s3_addr, n.admin_addr)
+            (n.pid(), n.s3_addr, n.admin_addr)
         };
+        let pid = pid.expect("wait_listening on a node that was not started");
         self.wait_until(
             &format!("garage node {i} to listen on {s3} and {admin}"),
-            || {
-                let up = |a: &SocketAddr| {
-                    TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
-                };
-                up(&s3) && up(&admin)
-            },
+            || super::listens_on(pid, s3.port()) && super::listens_on(pid, admin.port()),
         );
     }
 

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,7 +197,10 @@ impl Upstream {
                     self.logs()
                 );
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            // The registry itself must hold the port: another test's server
+            // may have taken it since `free_port`, and this one then exits.
+            let pid = self.child.as_ref().unwrap().id();
+            if super::listens_on(pid, self.addr.port()) {
                 return;
             }
             if Instant::now() > deadline {
