@@ -23,7 +23,7 @@ pub mod upstream;
 pub mod webdriver;
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,16 +80,26 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// Wait until something accepts connections on `addr`.
-pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+/// Wait up to `timeout` until `child` itself listens on 127.0.0.1:`port`,
+/// not merely something: another test's server may have taken the port
+/// since [`free_port`], and `child` then exits. `Err` says which happened
+/// (exited, with its status, or never listened).
+pub fn wait_own_port(child: &mut Child, port: u16, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited during start-up ({status})"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if listens_on(child.id(), port) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "did not listen on 127.0.0.1:{port} within {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(30));
     }
-    false
 }
 
 /// How to start wharf.
@@ -231,31 +241,12 @@ impl Wharf {
         Ok(w)
     }
 
-    /// Wait until wharf itself listens on its address (not merely
-    /// something: another test's server may hold the port).
+    /// Wait until wharf itself listens on its address; `Err` with why
+    /// not and its log.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let Some(c) = self.child.as_mut() else {
-                return Err("wharf is not running".into());
-            };
-            if let Ok(Some(status)) = c.try_wait() {
-                self.child = None;
-                return Err(format!(
-                    "wharf exited during start-up ({status}):\n{}",
-                    self.logs()
-                ));
-            }
-            if listens_on(c.id(), self.addr.port()) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        Err(format!(
-            "wharf did not start listening on {}:\n{}",
-            self.addr,
-            self.logs()
-        ))
+        let child = self.child.as_mut().ok_or("wharf is not running")?;
+        wait_own_port(child, self.addr.port(), Duration::from_secs(20))
+            .map_err(|why| format!("wharf {why}:\n{}", self.logs()))
     }
 
     /// A request to `path` (e.g. `/v2/...`) carrying the guard's

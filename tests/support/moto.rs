@@ -34,16 +34,17 @@ impl Moto {
             .spawn()
             .expect("moto_server not found: pip install 'moto[server]' (tests/run.sh does)");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let m = Moto {
+        let mut m = Moto {
             child,
             url: format!("http://{addr}"),
             log,
         };
-        assert!(
-            super::wait_for_port(addr, Duration::from_secs(30)),
-            "moto did not listen: {}",
-            std::fs::read_to_string(m.log.path()).unwrap_or_default()
-        );
+        if let Err(why) = super::wait_own_port(&mut m.child, port, Duration::from_secs(30)) {
+            panic!(
+                "moto {why}: {}",
+                std::fs::read_to_string(m.log.path()).unwrap_or_default()
+            );
+        }
         m
     }
 

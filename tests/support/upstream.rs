@@ -188,29 +188,9 @@ impl Upstream {
             .spawn()
             .expect("spawn docker-registry");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                self.child = None;
-                panic!(
-                    "docker-registry exited during start-up ({status}):\n{}",
-                    self.logs()
-                );
-            }
-            // The registry itself must hold the port: another test's server
-            // may have taken it since `free_port`, and this one then exits.
-            let pid = self.child.as_ref().unwrap().id();
-            if super::listens_on(pid, self.addr.port()) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "docker-registry did not listen on {}:\n{}",
-                    self.addr,
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(30));
+        let child = self.child.as_mut().unwrap();
+        if let Err(why) = super::wait_own_port(child, self.addr.port(), Duration::from_secs(20)) {
+            panic!("docker-registry {why}:\n{}", self.logs());
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{free_port, have, wait_for_port};
+use super::{free_port, have, wait_own_port};
 
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -51,7 +51,7 @@ impl Browser {
     /// Start chromedriver and a headless Chromium; screenshots go to `out_dir`.
     pub fn start(out_dir: &Path) -> Browser {
         let port = free_port();
-        let driver = Driver(
+        let mut driver = Driver(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
@@ -59,11 +59,9 @@ impl Browser {
                 .spawn()
                 .expect("start chromedriver"),
         );
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        assert!(
-            wait_for_port(addr, Duration::from_secs(20)),
-            "chromedriver did not listen"
-        );
+        if let Err(why) = wait_own_port(&mut driver.0, port, Duration::from_secs(20)) {
+            panic!("chromedriver {why}");
+        }
         let http = reqwest::blocking::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(120))
