@@ -10,8 +10,9 @@
 //! memory went back and forth: a cold 200 MiB GET took about 19,000 page
 //! faults, each one zeroing a fresh page, and the `madvise` calls that gave
 //! them back. With fixed thresholds the arenas keep up to
-//! [`TRIM_THRESHOLD`] of free memory and reuse it: about 2,700 faults, and
-//! 10–15 % less CPU per cold GET (see the README's benchmark notes).
+//! [`TRIM_THRESHOLD`] of free memory and reuse it: about 2,500 faults, and
+//! 9 % less CPU per cold 200 MiB GET, 12 % per cold skopeo pull (see the
+//! README's benchmark notes).
 //!
 //! Memory stays bounded: at most [`TRIM_THRESHOLD`] of free memory per
 //! arena (glibc keeps at most 8 arenas per CPU), and what is in use is
